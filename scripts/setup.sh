@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what strata needs to build and test (Debian packages), idempotently.
+# Usage: scripts/setup.sh            (as root, or with sudo available)
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config ninja-build
+  libpcre2-dev          # Unicode regexes for the BPE pre-tokenizers
+  libfmt-dev            # formatting
+  libcli11-dev          # command-line parsing
+  nlohmann-json3-dev    # JSON (reference data, server, bench output)
+  libxxhash-dev         # checksums of stored KV blocks and sessions
+  libgtest-dev libgmock-dev
+  clang libclang-rt-14-dev  # libFuzzer + sanitizers for the fuzz targets
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi

@@ -1,0 +1,37 @@
+// Small helpers shared by CLI subcommands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "core/status.h"
+
+namespace strata::cli {
+
+// Prints "strata: <what>: <status message>" on one line to stderr and throws
+// CLI::RuntimeError(1). REQUIRES: !s.ok().
+[[noreturn]] void Fail(const std::string& what, const Status& s);
+// Throws via Fail if !s.ok().
+void CheckOk(const std::string& what, const Status& s);
+
+// The model used when -m is not given: $STRATA_DEFAULT_MODEL, else the
+// stories260K.gguf bundled in the source tree's models/ directory.
+std::string DefaultModelPath();
+
+// True if stderr is a terminal (progress bars are drawn only then).
+bool StderrIsTty();
+
+// Draws "label [#####     ] 42%" on stderr when done/total changes a percent.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label) : label_(std::move(label)), enabled_(StderrIsTty()) {}
+  void Update(uint64_t done, uint64_t total);
+  void Finish();
+
+ private:
+  std::string label_;
+  bool enabled_;
+  int last_percent_ = -1;
+};
+
+}  // namespace strata::cli

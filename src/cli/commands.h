@@ -1,0 +1,16 @@
+// The strata CLI's subcommands. Each Add*Command registers one subcommand on
+// the app; its callback does the work and, on failure, prints one line to
+// stderr and throws CLI::RuntimeError(exit_code) so main() returns non-zero.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace strata::cli {
+
+void AddRunCommand(CLI::App& app);       // cmd_run.cc
+void AddTokenizeCommand(CLI::App& app);  // cmd_tokenize.cc
+void AddInspectCommand(CLI::App& app);   // cmd_inspect.cc
+void AddQuantizeCommand(CLI::App& app);  // cmd_quantize.cc
+void AddSynthCommand(CLI::App& app);     // cmd_synth.cc
+
+}  // namespace strata::cli

@@ -1,0 +1,68 @@
+// Compute kernels: the hot loops of inference. Every operation has a portable
+// scalar reference; SIMD paths (AVX2, AVX-512 with VNNI/BF16, AMX) are chosen at
+// run time from CPUID and are tested against the reference path by path
+// (tests/kernels_test.cc, one table with per-dtype tolerances).
+//
+// Shapes use ggml order in comments: [inner, outer]. All pointers are to
+// contiguous row-major data; nothing here allocates on the hot path except
+// through the caller-supplied scratch.
+//
+// Thread-safety: functions are reentrant; parallel ones split work over the
+// given ThreadPool and must not be called concurrently on one pool.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "kernels/thread_pool.h"
+
+namespace strata::kernels {
+
+// Instruction-set paths, from least to most capable. Append-only.
+enum class Path : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2, kAmx = 3 };
+const char* PathName(Path p);
+
+struct CpuFeatures {
+  bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool amx_tile = false, amx_int8 = false, amx_bf16 = false;  // amx_* only if the OS granted tile state
+};
+// Detected once (CPUID + arch_prctl for AMX); cheap to call.
+const CpuFeatures& DetectCpu();
+// Paths this machine can run, always including kScalar.
+std::vector<Path> AvailablePaths();
+// The fastest available path.
+Path BestPath();
+
+// ---- element conversion and quantization (reference rows) ----
+// dst: n elements of type t. REQUIRES: n % block_size(t) == 0; t in {F32, F16, BF16, Q8_0, Q4_0}.
+void QuantizeRow(DType t, const float* src, void* dst, int64_t n);
+// src: n elements of type t -> F32 [n].
+void DequantizeRow(DType t, const void* src, float* dst, int64_t n);
+
+// ---- matrix multiplication ----
+// y = x · Wᵀ:  w: type w.type [n_in, n_out], x: F32 [n_in, n_tok], y: F32 [n_out, n_tok].
+// Quantized weights quantize x on the fly (Q8_0 activations, as llama.cpp).
+// REQUIRES: w.cols() == n_in; y does not alias x.
+void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path = BestPath());
+
+// ---- elementwise and row operations ----
+// out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i];  x, out, weight: F32 [n]. out may alias x.
+void RmsNorm(const float* x, const float* weight, float* out, int64_t n, float eps);
+// In place rotary embedding on one head vector x: F32 [head_dim] at position pos.
+// neox=false: pairs (x[2i], x[2i+1]); neox=true: pairs (x[i], x[i + n_rot/2]).
+// theta_i = pos * freq_scale * base^(-2i/n_rot), for 2i < n_rot; dims >= n_rot untouched.
+void Rope(float* x, int head_dim, int n_rot, int pos, float freq_base, float freq_scale, bool neox);
+// In place softmax over F32 [n].
+void Softmax(float* x, int64_t n);
+// out[i] = silu(gate[i]) * up[i];  F32 [n]. out may alias gate.
+void SwiGLU(const float* gate, const float* up, float* out, int64_t n);
+// dot product of two F32 vectors [n].
+float DotF32(const float* a, const float* b, int64_t n);
+// y[i] += a * x[i];  F32 [n].
+void AxpyF32(float a, const float* x, float* y, int64_t n);
+
+}  // namespace strata::kernels
