@@ -1,7 +1,58 @@
+// `strata synth OUT.gguf --layers L --embd E --ff F --heads H --kv-heads KV
+//  --vocab V --type f32|f16|q8_0|q4_0 [--ctx C] [--seed S] [--threads K]`
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "core/dtype.h"
+#include "core/env.h"
+#include "model/synth.h"
 
 namespace strata::cli {
+namespace {
 
-void AddSynthCommand(CLI::App& app) { (void)app; }
+struct SynthOptions {
+  std::string out_path;
+  std::string type;
+  SynthSpec spec;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+};
+
+void RunSynth(SynthOptions o) {
+  const std::optional<DType> type = ParseDType(o.type);
+  if (!type) Fail("synth", Status::InvalidArgument("unknown type '" + o.type + "' (allowed: f32, f16, q8_0, q4_0)"));
+  o.spec.type = *type;
+  ProgressBar bar("synth");
+  const Status s = SynthesizeModel(Env::Default(), o.spec, o.out_path, o.threads,
+                                   [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
+  bar.Finish();
+  CheckOk("synth", s);
+}
+
+}  // namespace
+
+void AddSynthCommand(CLI::App& app) {
+  auto opts = std::make_shared<SynthOptions>();
+  SynthSpec& spec = opts->spec;
+  spec.seed = 1234;
+  CLI::App* cmd = app.add_subcommand("synth", "Write a Llama GGUF of a given shape with random weights");
+  cmd->add_option("output", opts->out_path, "Output GGUF path (written atomically)")->required();
+  cmd->add_option("--layers", spec.n_layer, "Transformer blocks")->required();
+  cmd->add_option("--embd", spec.n_embd, "Embedding width")->required();
+  cmd->add_option("--ff", spec.n_ff, "Feed-forward width")->required();
+  cmd->add_option("--heads", spec.n_head, "Attention heads")->required();
+  cmd->add_option("--kv-heads", spec.n_head_kv, "Key/value heads (divides --heads)")->required();
+  cmd->add_option("--vocab", spec.n_vocab, "Vocabulary size (>= 260)")->required();
+  cmd->add_option("--type", opts->type, "Weight type: f32, f16, q8_0 or q4_0")->required();
+  cmd->add_option("--ctx", spec.n_ctx, "Context length")->capture_default_str();
+  cmd->add_option("--seed", spec.seed, "PRNG seed (same seed, same bytes)")->capture_default_str();
+  cmd->add_option("--threads", opts->threads, "Worker threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  cmd->callback([opts] { RunSynth(*opts); });
+}
 
 }  // namespace strata::cli

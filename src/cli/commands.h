@@ -12,5 +12,6 @@ void AddTokenizeCommand(CLI::App& app);  // cmd_tokenize.cc
 void AddInspectCommand(CLI::App& app);   // cmd_inspect.cc
 void AddQuantizeCommand(CLI::App& app);  // cmd_quantize.cc
 void AddSynthCommand(CLI::App& app);     // cmd_synth.cc
+void AddBenchCommand(CLI::App& app);     // cmd_bench.cc
 
 }  // namespace strata::cli

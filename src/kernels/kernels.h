@@ -28,6 +28,7 @@ const char* PathName(Path p);
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
+  bool avx512dq = false;
   bool amx_tile = false, amx_int8 = false, amx_bf16 = false;  // amx_* only if the OS granted tile state
 };
 // Detected once (CPUID + arch_prctl for AMX); cheap to call.
@@ -46,7 +47,11 @@ void DequantizeRow(DType t, const void* src, float* dst, int64_t n);
 // ---- matrix multiplication ----
 // y = x · Wᵀ:  w: type w.type [n_in, n_out], x: F32 [n_in, n_tok], y: F32 [n_out, n_tok].
 // Quantized weights quantize x on the fly (Q8_0 activations, as llama.cpp).
-// REQUIRES: w.cols() == n_in; y does not alias x.
+// `path` is an upper bound: the most capable path this CPU runs that is not
+// above it is used (tests pass each available path; callers use the default).
+// Uses pool.Scratch() for quantized activations and packed weight panels.
+// REQUIRES: w.cols() == n_in; y does not alias x; no other user of pool's
+// scratch is live across the call.
 void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path = BestPath());
 
 // ---- elementwise and row operations ----
@@ -55,7 +60,13 @@ void RmsNorm(const float* x, const float* weight, float* out, int64_t n, float e
 // In place rotary embedding on one head vector x: F32 [head_dim] at position pos.
 // neox=false: pairs (x[2i], x[2i+1]); neox=true: pairs (x[i], x[i + n_rot/2]).
 // theta_i = pos * freq_scale * base^(-2i/n_rot), for 2i < n_rot; dims >= n_rot untouched.
+// The angles are 1/powf(base, 2i/n_rot) in float, as llama2.c computes them.
 void Rope(float* x, int head_dim, int n_rot, int pos, float freq_base, float freq_scale, bool neox);
+// Rope on n_heads consecutive head vectors x: F32 [head_dim, n_heads], computing
+// the sines and cosines once for all heads (they depend only on pos and i).
+// REQUIRES: n_rot <= head_dim <= 1024.
+void RopeHeads(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
+               bool neox);
 // In place softmax over F32 [n].
 void Softmax(float* x, int64_t n);
 // out[i] = silu(gate[i]) * up[i];  F32 [n]. out may alias gate.
@@ -64,5 +75,14 @@ void SwiGLU(const float* gate, const float* up, float* out, int64_t n);
 float DotF32(const float* a, const float* b, int64_t n);
 // y[i] += a * x[i];  F32 [n].
 void AxpyF32(float a, const float* x, float* y, int64_t n);
+
+// The row operations above on an explicit path (capped like MatMul's); the
+// overloads without one use BestPath(). Results match the scalar path within
+// float rounding (exp is a polynomial approximation with <= 2 ulp error).
+void RmsNorm(const float* x, const float* weight, float* out, int64_t n, float eps, Path path);
+void Softmax(float* x, int64_t n, Path path);
+void SwiGLU(const float* gate, const float* up, float* out, int64_t n, Path path);
+float DotF32(const float* a, const float* b, int64_t n, Path path);
+void AxpyF32(float a, const float* x, float* y, int64_t n, Path path);
 
 }  // namespace strata::kernels

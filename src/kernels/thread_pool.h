@@ -1,14 +1,21 @@
 // ThreadPool: persistent workers that run one parallel loop at a time; the
 // calling thread takes part. No thread is created per operation.
 //
-// Thread-safety: ParallelFor must be called from one thread at a time (the
-// engine's step thread). Workers only run the function they are handed.
+// A decode step issues ~100 parallel operations of tens of microseconds, so
+// hand-off latency matters: idle workers spin (with pause) for a short while
+// before sleeping on a condition variable, and the caller spins for completion.
+//
+// Thread-safety: Run, ParallelFor and Scratch must be called from one thread at
+// a time (the engine's step thread), never from inside a job. Workers only run
+// the function they are handed.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -27,23 +34,45 @@ class ThreadPool {
 
   // Calls fn(thread_index, n_threads) once on each thread and waits for all.
   // fn splits the work itself (static partition: deterministic results).
+  // The caller runs ith == 0.
   void Run(const std::function<void(int ith, int nth)>& fn);
 
-  // Splits [0, n) into contiguous chunks, one per thread, rounded to `grain`.
+  // Splits [0, n) into contiguous chunks, one per thread, rounded to `grain`
+  // (grain >= 1). Threads whose chunk is empty are not called; n <= grain runs
+  // on the caller alone.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
+  // Calls fn(task, ith) for every task in [0, n_tasks), each task once, handing
+  // the next task to whichever thread is free (balances uneven or interrupted
+  // threads). Results are deterministic if tasks write disjoint outputs.
+  void ParallelTasks(int64_t n_tasks, const std::function<void(int64_t task, int ith)>& fn);
+
+  // A 64-byte aligned buffer of at least `bytes` owned by the pool and reused
+  // across calls (kernels carve per-call activations and per-thread panels from
+  // it, so the hot path does not allocate). Contents are unspecified; the
+  // pointer is valid until the next Scratch call or the pool's destruction.
+  void* Scratch(size_t bytes);
+
  private:
+  struct FreeDeleter {
+    void operator()(void* p) const;
+  };
+
   void WorkerLoop(int ith);
+  // Blocks until generation_ differs from seen; returns the new value.
+  uint64_t AwaitGeneration(uint64_t seen);
 
   int n_threads_;
   std::vector<std::thread> workers_;
+  const std::function<void(int, int)>* job_ = nullptr;  // published by generation_
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};   // workers still running the current job
+  std::atomic<int> sleepers_{0};  // workers blocked (or about to block) on cv_
+  std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::condition_variable cv_start_;
-  std::condition_variable cv_done_;
-  const std::function<void(int, int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::condition_variable cv_;
+  std::unique_ptr<void, FreeDeleter> scratch_;
+  size_t scratch_bytes_ = 0;
 };
 
 }  // namespace strata

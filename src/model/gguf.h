@@ -5,11 +5,17 @@
 // that fails validation yields kCorrupt (or kUnsupported for an unknown
 // tensor type, naming it) and never a crash or a giant allocation.
 // Files of zero tensors may end before the aligned data offset.
+// Limits (far above any real model): arrays nest at most 8 deep, all arrays
+// together hold at most 2^23 elements, keys and tensor names are valid UTF-8
+// of at most 65535 bytes. Bool values must be 0 or 1.
 //
 // Thread-safety: a GgufFile is immutable after Open and safe to share.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +76,7 @@ class GgufFile {
   // Maps and parses the file at path.
   [[nodiscard]] static Status Open(Env* env, const std::string& path, std::unique_ptr<GgufFile>* out);
   // Parses bytes the caller keeps alive for the life of the result (fuzzing, tests).
+  // REQUIRES: data points to size readable bytes (any alignment).
   [[nodiscard]] static Status Parse(const uint8_t* data, size_t size, std::unique_ptr<GgufFile>* out);
 
   uint32_t version() const { return version_; }
@@ -100,6 +107,8 @@ class GgufFile {
   uint64_t size_ = 0;
   std::vector<KeyValue> kv_;
   std::vector<TensorInfo> tensors_;
+  std::map<std::string, size_t, std::less<>> kv_index_;      // key -> index in kv_
+  std::map<std::string, size_t, std::less<>> tensor_index_;  // name -> index in tensors_
   friend class GgufParser;
 };
 

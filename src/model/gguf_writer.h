@@ -23,6 +23,7 @@ class GgufWriter {
   // Fills dst (exactly nbytes) with the tensor's data.
   using Producer = std::function<Status(uint8_t* dst, uint64_t nbytes)>;
 
+  // REQUIRES (checked by Write): alignment is a non-zero power of two.
   explicit GgufWriter(uint32_t alignment = kDefaultAlignment);
 
   void SetValue(std::string key, Value v);  // replaces a key already set
@@ -37,16 +38,27 @@ class GgufWriter {
   void SetI32Array(std::string key, const std::vector<int32_t>& v);
 
   // ne: innermost dimension first (ggml order), 1..4 dims.
-  // REQUIRES: ne[0] is a multiple of type's block size; unique name.
+  // REQUIRES: ne[0] is a multiple of type's block size; unique name
+  // (checked: kInvalidArgument otherwise, as for dims <= 0 or byte-size overflow).
   [[nodiscard]] Status AddTensor(std::string name, DType type, std::vector<int64_t> ne, Producer producer);
   // Convenience: copies nothing; data must stay alive until Write returns.
   [[nodiscard]] Status AddTensor(std::string name, DType type, std::vector<int64_t> ne, const void* data);
 
   // progress(done_bytes, total_bytes) is called after each tensor, if set.
+  // general.alignment is written (as u32) iff the alignment is not the default;
+  // a general.alignment set through SetValue must equal it. Errors: kInvalidArgument
+  // for a bad alignment or an array whose elements differ from its elem_type,
+  // a producer's error, or the Env's I/O errors (the temp file is then removed).
   [[nodiscard]] Status Write(Env* env, const std::string& path,
                              const std::function<void(uint64_t, uint64_t)>& progress = nullptr) const;
 
  private:
+  // Encodes header, metadata and tensor infos padded to the alignment into out,
+  // and each tensor's offset in the data section into offsets.
+  [[nodiscard]] Status Header(std::string* out, std::vector<uint64_t>* offsets) const;
+  // Streams the whole file into file, then syncs and closes it.
+  [[nodiscard]] Status WriteTo(WritableFile* file, const std::function<void(uint64_t, uint64_t)>& progress) const;
+
   struct PendingTensor {
     std::string name;
     DType type;

@@ -3,9 +3,11 @@
 // bytes.
 //
 // Supported tokenizer.ggml.model values: "llama" (SentencePiece-style BPE by
-// scores, byte fallback, leading-space handling) and "gpt2" (byte-level BPE by
-// merges, with the pre-tokenizer named by tokenizer.ggml.pre). Anything else is
-// kUnsupported, naming it.
+// scores, byte fallback, leading-space handling), "gpt2" (byte-level BPE by
+// merges, with the pre-tokenizer named by tokenizer.ggml.pre) and "bert"
+// (WordPiece). Anything else is kUnsupported, naming it. Tokenization follows
+// llama.cpp (src/llama-vocab.cpp) and, through it, SentencePiece and HF
+// tokenizers; see spm_vocab.h, bpe_vocab.h and wpm_vocab.h for the details.
 //
 // Thread-safety: immutable after construction; Encode/Decode are const and
 // safe to call concurrently.
@@ -55,9 +57,13 @@ class Vocab {
   // that add_space_prefix introduced when the first token follows BOS (or is first).
   std::string Decode(const std::vector<TokenId>& ids) const;
 
+  // What id contributes to Decode's output when it follows prev (-1: id comes
+  // first): TokenToPiece(id), minus the leading space Decode strips.
+  std::string DecodePiece(TokenId id, TokenId prev) const;
+
   virtual int32_t n_tokens() const = 0;
-  virtual const std::string& token_text(TokenId id) const = 0;  // raw vocab entry
-  virtual TokenType token_type(TokenId id) const = 0;
+  virtual const std::string& token_text(TokenId id) const = 0;  // raw vocab entry; "" if out of range
+  virtual TokenType token_type(TokenId id) const = 0;  // kUndefined if out of range
   virtual TokenId bos() const = 0;  // -1 if none
   virtual TokenId eos() const = 0;  // -1 if none
   virtual bool add_bos() const = 0;
@@ -65,7 +71,7 @@ class Vocab {
   virtual bool add_space_prefix() const = 0;
   // End of generation: EOS, EOT, or another end-of-generation control token.
   virtual bool IsEog(TokenId id) const = 0;
-  virtual const std::string& model_name() const = 0;  // "llama" or "gpt2"
+  virtual const std::string& model_name() const = 0;  // "llama", "gpt2" or "bert"
   virtual const std::string& pre_name() const = 0;    // pre-tokenizer, "default" if none
 };
 

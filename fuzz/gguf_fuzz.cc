@@ -1,0 +1,48 @@
+// libFuzzer target for the model-file readers: GgufFile::Parse and
+// Llama2cFile::Parse must reject any input cleanly, and whatever they accept
+// must be safe to walk: every metadata value and every tensor byte range.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "model/gguf.h"
+#include "model/llama2c.h"
+
+namespace {
+
+// Folds a value (recursively, for arrays) into a checksum so every field is read.
+uint64_t Touch(const strata::gguf::Value& v) {
+  uint64_t h = static_cast<uint64_t>(v.type) + v.u + static_cast<uint64_t>(v.i) + (v.b ? 1 : 0) + v.str.size();
+  if (v.as_double().has_value()) h += static_cast<uint64_t>(*v.as_double() != 0);
+  if (!v.str.empty()) h += static_cast<uint8_t>(v.str.front()) + static_cast<uint8_t>(v.str.back());
+  for (const strata::gguf::Value& e : v.arr) h = h * 31 + Touch(e);
+  return h;
+}
+
+// Reads the first, middle and last byte of a tensor: ASan flags a bad pointer.
+uint64_t TouchBytes(const void* data, uint64_t nbytes) {
+  if (nbytes == 0) return 0;
+  const auto* p = static_cast<const uint8_t*>(data);
+  return p[0] + p[nbytes / 2] + p[nbytes - 1];
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  volatile uint64_t sink = 0;
+  std::unique_ptr<strata::gguf::GgufFile> gguf;
+  if (strata::gguf::GgufFile::Parse(data, size, &gguf).ok()) {
+    for (const strata::gguf::KeyValue& kv : gguf->metadata()) sink = sink + kv.key.size() + Touch(kv.value);
+    for (const strata::gguf::TensorInfo& t : gguf->tensors()) {
+      sink = sink + TouchBytes(t.tensor.data, t.nbytes) + static_cast<uint64_t>(t.tensor.elements());
+      if (gguf->FindTensor(t.name) != &t) __builtin_trap();  // names are unique and indexed
+    }
+  }
+  std::unique_ptr<strata::Llama2cFile> bin;
+  if (strata::Llama2cFile::Parse(data, size, &bin).ok()) {
+    for (const strata::NamedTensor& t : bin->tensors()) {
+      sink = sink + TouchBytes(t.tensor.data, static_cast<uint64_t>(t.tensor.elements()) * sizeof(float));
+    }
+  }
+  return 0;
+}

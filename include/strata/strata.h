@@ -1,0 +1,137 @@
+/*
+ * strata: fast Llama-family inference on CPUs — the public C API.
+ *
+ * Conventions
+ *  - Opaque handles with init/free pairs; every free accepts NULL.
+ *  - Fallible calls return strata_status (STRATA_OK = 0). On failure,
+ *    strata_last_error() returns a one-line message for the calling thread,
+ *    valid until that thread's next strata call.
+ *  - No C++ exception ever crosses this boundary.
+ *  - Enums are append-only; values never change.
+ *
+ * Thread-safety: a strata_model is immutable after load and may be shared by
+ * any number of contexts on any threads. A strata_context, strata_sampler or
+ * strata_detokenizer must be used by one thread at a time.
+ */
+#ifndef STRATA_STRATA_H_
+#define STRATA_STRATA_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define STRATA_API_VERSION 1
+
+typedef enum strata_status {
+  STRATA_OK = 0,
+  STRATA_ERR_INVALID_ARGUMENT = 1,   /* malformed argument */
+  STRATA_ERR_NOT_FOUND = 2,          /* file, tensor or session missing */
+  STRATA_ERR_CORRUPT = 3,            /* file fails validation */
+  STRATA_ERR_UNSUPPORTED = 4,        /* valid but not supported (architecture, weight type) */
+  STRATA_ERR_IO = 5,                 /* the OS refused a file operation */
+  STRATA_ERR_RESOURCE_EXHAUSTED = 6, /* out of memory, disk or context; or buffer too small */
+  STRATA_ERR_INTERNAL = 7,           /* a bug in strata */
+  STRATA_ERR_CANCELLED = 8,
+} strata_status;
+
+typedef int32_t strata_token;
+
+typedef struct strata_model strata_model;
+typedef struct strata_context strata_context;
+typedef struct strata_sampler strata_sampler;
+typedef struct strata_detokenizer strata_detokenizer;
+
+/* Message of the last failed call on this thread ("" if none). */
+const char* strata_last_error(void);
+/* Static name of a status code, e.g. "corrupt". */
+const char* strata_status_name(strata_status status);
+
+/* ---- model ---- */
+
+typedef struct strata_model_params {
+  const char* path;           /* .gguf or llama2.c .bin */
+  const char* tokenizer_path; /* llama2.c tokenizer.bin, required for .bin models; else NULL */
+} strata_model_params;
+
+strata_model_params strata_model_default_params(void);
+/* Maps the model (weights are not copied). REQUIRES: params, out non-NULL. */
+strata_status strata_model_load(const strata_model_params* params, strata_model** out);
+void strata_model_free(strata_model* model);
+
+int32_t strata_model_n_vocab(const strata_model* model);
+int32_t strata_model_n_ctx_train(const strata_model* model);
+strata_token strata_model_bos(const strata_model* model); /* -1 if none */
+strata_token strata_model_eos(const strata_model* model); /* -1 if none */
+/* True for tokens that end generation (EOS, EOT, ...). */
+bool strata_model_is_eog(const strata_model* model, strata_token token);
+
+/* Text (len bytes, any content) -> tokens. add_special: BOS/EOS as the
+ * vocabulary asks; parse_special: control-token text is recognised.
+ * If n_max is too small, returns STRATA_ERR_RESOURCE_EXHAUSTED and sets
+ * *n_out to the count needed. */
+strata_status strata_tokenize(const strata_model* model, const char* text, size_t len, bool add_special,
+                              bool parse_special, strata_token* tokens, size_t n_max, size_t* n_out);
+
+/* ---- detokenizer: tokens -> always-complete UTF-8 text ---- */
+
+strata_status strata_detokenizer_init(const strata_model* model, strata_detokenizer** out);
+void strata_detokenizer_free(strata_detokenizer* detok);
+/* Text that token completes, given the previous token of the sequence
+ * (-1 if none). Bytes of a character split across tokens are held back.
+ * Returned pointer valid until the next call on detok; *len receives its length. */
+const char* strata_detokenizer_push(strata_detokenizer* detok, strata_token token, strata_token prev, size_t* len);
+/* Whatever is held back (an incomplete final character as U+FFFD). */
+const char* strata_detokenizer_flush(strata_detokenizer* detok, size_t* len);
+
+/* ---- context: one sequence's KV cache and forward pass ---- */
+
+typedef struct strata_context_params {
+  int32_t n_ctx;     /* 0: the model's training context */
+  int32_t n_batch;   /* tokens per forward pass, default 512 */
+  int32_t n_threads; /* 0: all cores */
+} strata_context_params;
+
+strata_context_params strata_context_default_params(void);
+/* REQUIRES: model outlives the context. */
+strata_status strata_context_init(const strata_model* model, const strata_context_params* params,
+                                  strata_context** out);
+void strata_context_free(strata_context* ctx);
+
+/* Appends n tokens to the sequence and runs the forward pass. On error the
+ * sequence is unchanged. all_logits: keep logits of every token, else of the last. */
+strata_status strata_decode(strata_context* ctx, const strata_token* tokens, size_t n, bool all_logits);
+/* F32 [n_vocab] logits of token i of the last strata_decode (i = 0 with all_logits false). */
+const float* strata_get_logits(const strata_context* ctx, int32_t i);
+int32_t strata_context_n_past(const strata_context* ctx);
+/* Forgets every position >= n_keep. */
+strata_status strata_context_truncate(strata_context* ctx, int32_t n_keep);
+
+/* ---- sampler ---- */
+
+typedef struct strata_sampler_params {
+  float temperature;     /* <= 0: greedy */
+  int32_t top_k;         /* <= 0: off */
+  float top_p;           /* >= 1: off */
+  float min_p;           /* <= 0: off */
+  float repeat_penalty;  /* 1: off */
+  int32_t repeat_last_n;
+  uint64_t seed;
+} strata_sampler_params;
+
+strata_sampler_params strata_sampler_default_params(void);
+strata_status strata_sampler_init(const strata_sampler_params* params, strata_sampler** out);
+void strata_sampler_free(strata_sampler* sampler);
+/* Picks a token from logits F32 [n_vocab]. */
+strata_token strata_sampler_sample(strata_sampler* sampler, const float* logits, int32_t n_vocab);
+/* Records a token of the sequence for the repetition penalty. */
+void strata_sampler_accept(strata_sampler* sampler, strata_token token);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRATA_STRATA_H_ */

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the test suite: installs Debian packages, builds
+# (Release), runs every unit/integration test through CTest, then runs each
+# libFuzzer target (ASan + UBSan build) for a bounded time.
+#   STRATA_SHARED_DIR   test data (default: ../shared next to the repo)
+#   STRATA_FUZZ_SECONDS seconds per fuzz target (default 60; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+scripts/build.sh
+
+export STRATA_SHARED_DIR="${STRATA_SHARED_DIR:-$(cd .. && pwd)/shared}"
+(cd build && ctest --output-on-failure -j2 --timeout 900)
+
+fuzz_seconds="${STRATA_FUZZ_SECONDS:-60}"
+if [ "$fuzz_seconds" -gt 0 ]; then
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DSTRATA_BUILD_FUZZERS=ON -DSTRATA_SANITIZE=ON -DSTRATA_BUILD_TESTS=OFF >/dev/null
+  cmake --build build-fuzz -j"$(nproc)"
+  for fuzzer in build-fuzz/*_fuzz; do
+    name=$(basename "$fuzzer")
+    corpus="build-fuzz/corpus-$name"
+    mkdir -p "$corpus"
+    seeds="fuzz/seeds/$name"
+    [ -d "$seeds" ] || seeds=""
+    echo "fuzz: $name for ${fuzz_seconds}s"
+    log="build-fuzz/$name.log"
+    if ! "$fuzzer" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+        "$corpus" $seeds >"$log" 2>&1; then
+      tail -n 60 "$log"
+      echo "fuzz: $name FAILED" >&2
+      exit 1
+    fi
+    grep -E "^(Done|stat::number_of_executed_units)" "$log" || tail -n 2 "$log"
+  done
+fi
+echo "strata: all tests passed"

@@ -1,0 +1,186 @@
+// The C API: thin wrappers that translate Status to strata_status and catch
+// every exception once, here.
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "engine/context.h"
+#include "engine/sampler.h"
+#include "model/model.h"
+#include "strata/strata.h"
+#include "vocab/vocab.h"
+
+struct strata_model {
+  std::unique_ptr<strata::Model> model;
+};
+struct strata_context {
+  std::unique_ptr<strata::Context> ctx;
+};
+struct strata_sampler {
+  strata::Sampler sampler;
+};
+struct strata_detokenizer {
+  strata::StreamDecoder decoder;
+  std::string out;
+};
+
+namespace {
+
+thread_local std::string g_last_error;
+
+strata_status Report(const strata::Status& s) {
+  if (s.ok()) return STRATA_OK;
+  g_last_error = s.ToString();
+  return static_cast<strata_status>(static_cast<int>(s.code()));
+}
+
+// Runs fn, converting exceptions (bad_alloc above all) into statuses.
+template <class Fn>
+strata_status Guard(Fn&& fn) {
+  try {
+    return Report(fn());
+  } catch (const std::bad_alloc&) {
+    return Report(strata::Status::ResourceExhausted("out of memory"));
+  } catch (const std::exception& e) {
+    return Report(strata::Status::Internal(e.what()));
+  } catch (...) {
+    return Report(strata::Status::Internal("unknown exception"));
+  }
+}
+
+strata_status NullArgument(const char* what) {
+  return Report(strata::Status::InvalidArgument(std::string(what) + " is NULL"));
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* strata_last_error(void) { return g_last_error.c_str(); }
+
+const char* strata_status_name(strata_status status) {
+  return strata::StatusCodeName(static_cast<strata::StatusCode>(status));
+}
+
+strata_model_params strata_model_default_params(void) { return {nullptr, nullptr}; }
+
+strata_status strata_model_load(const strata_model_params* params, strata_model** out) {
+  if (params == nullptr || params->path == nullptr || out == nullptr) return NullArgument("params, path or out");
+  *out = nullptr;
+  return Guard([&] {
+    strata::ModelLoadOptions opts;
+    opts.path = params->path;
+    if (params->tokenizer_path != nullptr) opts.tokenizer_path = params->tokenizer_path;
+    auto m = std::make_unique<strata_model>();
+    STRATA_RETURN_IF_ERROR(strata::Model::Load(strata::Env::Default(), opts, &m->model));
+    *out = m.release();
+    return strata::Status::Ok();
+  });
+}
+
+void strata_model_free(strata_model* model) { delete model; }
+
+int32_t strata_model_n_vocab(const strata_model* model) { return model->model->hparams().n_vocab; }
+int32_t strata_model_n_ctx_train(const strata_model* model) { return model->model->hparams().n_ctx_train; }
+strata_token strata_model_bos(const strata_model* model) { return model->model->vocab().bos(); }
+strata_token strata_model_eos(const strata_model* model) { return model->model->vocab().eos(); }
+bool strata_model_is_eog(const strata_model* model, strata_token token) { return model->model->vocab().IsEog(token); }
+
+strata_status strata_tokenize(const strata_model* model, const char* text, size_t len, bool add_special,
+                              bool parse_special, strata_token* tokens, size_t n_max, size_t* n_out) {
+  if (model == nullptr || (text == nullptr && len > 0) || n_out == nullptr) return NullArgument("model, text or n_out");
+  return Guard([&] {
+    std::vector<strata::TokenId> ids =
+        model->model->vocab().Encode(std::string_view(text == nullptr ? "" : text, len), add_special, parse_special);
+    *n_out = ids.size();
+    if (ids.size() > n_max) return strata::Status::ResourceExhausted("token buffer too small");
+    if (!ids.empty()) std::memcpy(tokens, ids.data(), ids.size() * sizeof(strata_token));
+    return strata::Status::Ok();
+  });
+}
+
+strata_status strata_detokenizer_init(const strata_model* model, strata_detokenizer** out) {
+  if (model == nullptr || out == nullptr) return NullArgument("model or out");
+  return Guard([&] {
+    *out = new strata_detokenizer{strata::StreamDecoder(model->model->vocab()), {}};
+    return strata::Status::Ok();
+  });
+}
+
+void strata_detokenizer_free(strata_detokenizer* detok) { delete detok; }
+
+const char* strata_detokenizer_push(strata_detokenizer* detok, strata_token token, strata_token prev, size_t* len) {
+  detok->out = detok->decoder.Push(token, prev);
+  *len = detok->out.size();
+  return detok->out.c_str();
+}
+
+const char* strata_detokenizer_flush(strata_detokenizer* detok, size_t* len) {
+  detok->out = detok->decoder.Flush();
+  *len = detok->out.size();
+  return detok->out.c_str();
+}
+
+strata_context_params strata_context_default_params(void) { return {0, 512, 0}; }
+
+strata_status strata_context_init(const strata_model* model, const strata_context_params* params,
+                                  strata_context** out) {
+  if (model == nullptr || params == nullptr || out == nullptr) return NullArgument("model, params or out");
+  *out = nullptr;
+  return Guard([&] {
+    strata::ContextParams p{params->n_ctx, params->n_batch, params->n_threads};
+    auto c = std::make_unique<strata_context>();
+    STRATA_RETURN_IF_ERROR(strata::Context::Create(*model->model, p, &c->ctx));
+    *out = c.release();
+    return strata::Status::Ok();
+  });
+}
+
+void strata_context_free(strata_context* ctx) { delete ctx; }
+
+strata_status strata_decode(strata_context* ctx, const strata_token* tokens, size_t n, bool all_logits) {
+  if (ctx == nullptr || (tokens == nullptr && n > 0)) return NullArgument("ctx or tokens");
+  return Guard([&] {
+    return ctx->ctx->Decode(std::span<const int32_t>(tokens, n),
+                            all_logits ? strata::LogitsMode::kAll : strata::LogitsMode::kLast);
+  });
+}
+
+const float* strata_get_logits(const strata_context* ctx, int32_t i) { return ctx->ctx->logits(i); }
+
+int32_t strata_context_n_past(const strata_context* ctx) { return ctx->ctx->n_past(); }
+
+strata_status strata_context_truncate(strata_context* ctx, int32_t n_keep) {
+  if (ctx == nullptr) return NullArgument("ctx");
+  if (n_keep < 0 || n_keep > ctx->ctx->n_past())
+    return Report(strata::Status::InvalidArgument("truncate position outside the sequence"));
+  ctx->ctx->Truncate(n_keep);
+  return STRATA_OK;
+}
+
+strata_sampler_params strata_sampler_default_params(void) {
+  strata::SamplerParams d;
+  return {d.temperature, d.top_k, d.top_p, d.min_p, d.repeat_penalty, d.repeat_last_n, d.seed};
+}
+
+strata_status strata_sampler_init(const strata_sampler_params* params, strata_sampler** out) {
+  if (params == nullptr || out == nullptr) return NullArgument("params or out");
+  return Guard([&] {
+    strata::SamplerParams p{params->temperature, params->top_k,          params->top_p, params->min_p,
+                            params->repeat_penalty, params->repeat_last_n, params->seed};
+    *out = new strata_sampler{strata::Sampler(p)};
+    return strata::Status::Ok();
+  });
+}
+
+void strata_sampler_free(strata_sampler* sampler) { delete sampler; }
+
+strata_token strata_sampler_sample(strata_sampler* sampler, const float* logits, int32_t n_vocab) {
+  return sampler->sampler.Sample(logits, n_vocab);
+}
+
+void strata_sampler_accept(strata_sampler* sampler, strata_token token) { sampler->sampler.Accept(token); }
+
+}  // extern "C"

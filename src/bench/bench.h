@@ -1,0 +1,40 @@
+// Benchmarks of the engine itself, in the spirit of llama-bench: prompt
+// processing (ppN: N tokens in one forward pass) and text generation (tgN: N
+// tokens one at a time from an empty cache). Also the machine's memory read
+// bandwidth, the ceiling of memory-bound generation (the roofline).
+//
+// Thread-safety: functions are independent; run one at a time (they use all cores).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/context.h"
+#include "model/model.h"
+
+namespace strata::bench {
+
+// A test like llama-bench's: "pp512", "tg128".
+struct TestSpec {
+  enum class Kind { kPrompt, kGenerate };
+  Kind kind;
+  int32_t n_tokens;
+  std::string name() const;
+};
+
+struct Stats {
+  double median = 0, min = 0, max = 0, mean = 0;
+};
+Stats Summarize(std::vector<double> values);
+
+// Runs one repetition of test on a fresh sequence in ctx; returns tokens/s.
+// REQUIRES: ctx->n_ctx() >= test.n_tokens.
+[[nodiscard]] Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens_per_s);
+
+// Best-of-several read bandwidth in bytes/s over a buffer much larger than the
+// caches, read by n_threads threads with wide loads.
+double MeasureReadBandwidth(int n_threads);
+
+}  // namespace strata::bench

@@ -1,0 +1,26 @@
+// The llama.cpp peer: runs bench/.peer/llamacpp_harness (built by
+// bench/install_llamacpp.sh against llama.cpp's prebuilt CPU libraries) for
+// one test and reads its JSON result.
+//
+// Thread-safety: RunPeer spawns and waits for a child process; call from one thread.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/bench.h"
+#include "core/status.h"
+
+namespace strata::bench {
+
+struct PeerResult {
+  std::vector<double> tokens_per_s;  // one per measured repetition
+  nlohmann::json info;               // the harness's full JSON object (versions, backend, ...)
+};
+
+// Runs `harness -m model` for test with reps measured repetitions.
+[[nodiscard]] Status RunPeer(const std::string& harness, const std::string& model, const TestSpec& test, int threads,
+                             int reps, PeerResult* out);
+
+}  // namespace strata::bench

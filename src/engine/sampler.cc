@@ -1,0 +1,122 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+namespace strata {
+namespace {
+
+uint64_t SplitMix64(uint64_t& x) {
+  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+}  // namespace
+
+Rng::Rng(uint64_t seed) {
+  for (uint64_t& v : s_) v = SplitMix64(seed);
+}
+
+uint64_t Rng::Next() {
+  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = Rotl(s_[3], 45);
+  return result;
+}
+
+Sampler::Sampler(const SamplerParams& params) : params_(params), rng_(params.seed) {}
+
+void Sampler::Accept(int32_t token) {
+  if (params_.repeat_last_n <= 0) return;
+  history_.push_back(token);
+  while (history_.size() > static_cast<size_t>(params_.repeat_last_n)) history_.pop_front();
+}
+
+void Sampler::set_history(const std::vector<int32_t>& h) {
+  history_.clear();
+  for (int32_t t : h) Accept(t);
+}
+
+// llama.cpp's rule: a positive logit is divided by the penalty, a negative one multiplied.
+void Sampler::ApplyPenalty(std::vector<Candidate>& c) const {
+  if (params_.repeat_penalty == 1.0f || history_.empty()) return;
+  std::unordered_set<int32_t> seen(history_.begin(), history_.end());
+  for (Candidate& x : c) {
+    if (seen.count(x.id) == 0) continue;
+    x.logit = x.logit > 0 ? x.logit / params_.repeat_penalty : x.logit * params_.repeat_penalty;
+  }
+}
+
+// REQUIRES: c sorted by logit descending, non-empty.
+void Sampler::SoftmaxSorted(std::vector<Candidate>& c, float temperature) {
+  const float max = c.front().logit;
+  double sum = 0;
+  for (Candidate& x : c) {
+    x.p = std::exp((x.logit - max) / temperature);
+    sum += x.p;
+  }
+  for (Candidate& x : c) x.p = static_cast<float>(x.p / sum);
+}
+
+int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
+  cand_.resize(static_cast<size_t>(n_vocab));
+  for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {i, logits[i], 0.0f};
+  ApplyPenalty(cand_);
+
+  if (params_.temperature <= 0.0f) {
+    const Candidate* best = &cand_[0];
+    for (const Candidate& x : cand_)
+      if (x.logit > best->logit) best = &x;
+    return best->id;
+  }
+
+  auto by_logit = [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  };
+  size_t k = cand_.size();
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < k) k = static_cast<size_t>(params_.top_k);
+  std::partial_sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(k), cand_.end(), by_logit);
+  cand_.resize(k);
+
+  if (params_.top_p < 1.0f) {
+    SoftmaxSorted(cand_, 1.0f);
+    double cum = 0;
+    size_t keep = cand_.size();
+    for (size_t i = 0; i < cand_.size(); ++i) {
+      cum += cand_[i].p;
+      if (cum >= params_.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    cand_.resize(keep);
+  }
+  if (params_.min_p > 0.0f) {
+    // Keep tokens whose probability is at least min_p times the top one's.
+    const float threshold = cand_.front().logit + std::log(params_.min_p);
+    size_t keep = 1;
+    while (keep < cand_.size() && cand_[keep].logit >= threshold) ++keep;
+    cand_.resize(keep);
+  }
+
+  SoftmaxSorted(cand_, params_.temperature);
+  const float r = rng_.NextFloat();
+  float cum = 0;
+  for (const Candidate& x : cand_) {
+    cum += x.p;
+    if (r < cum) return x.id;
+  }
+  return cand_.back().id;
+}
+
+}  // namespace strata

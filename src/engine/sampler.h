@@ -1,0 +1,74 @@
+// Sampler: picks the next token from logits. Owns its RNG, so a given seed
+// and logits sequence always yields the same tokens (deterministic, testable).
+//
+// Chain (llama.cpp's default order): repetition penalty -> top-k -> top-p ->
+// min-p -> temperature -> draw. temperature <= 0 is greedy (argmax after the
+// penalty; the lowest id wins ties, as in llama2.c).
+//
+// Thread-safety: not thread-safe; one sampler per sequence.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+namespace strata {
+
+struct SamplerParams {
+  float temperature = 0.8f;
+  int32_t top_k = 40;            // <= 0: disabled
+  float top_p = 0.95f;           // >= 1: disabled
+  float min_p = 0.05f;           // <= 0: disabled
+  float repeat_penalty = 1.0f;   // 1: disabled
+  int32_t repeat_last_n = 64;    // how many recent tokens the penalty looks at
+  uint64_t seed = 0;
+};
+
+// xoshiro256** seeded through splitmix64; state is plain data so sessions can store it.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t Next();
+  // Uniform in [0, 1).
+  float NextFloat() { return static_cast<float>(Next() >> 40) * (1.0f / 16777216.0f); }
+  std::array<uint64_t, 4> state() const { return s_; }
+  void set_state(const std::array<uint64_t, 4>& s) { s_ = s; }
+
+ private:
+  std::array<uint64_t, 4> s_;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerParams& params);
+
+  const SamplerParams& params() const { return params_; }
+
+  // Returns the chosen token id. logits: F32 [n_vocab], not modified.
+  int32_t Sample(const float* logits, int32_t n_vocab);
+  // Records a token of the sequence (prompt or generated) for the repetition penalty.
+  void Accept(int32_t token);
+
+  // Plain-data state for session persistence.
+  const Rng& rng() const { return rng_; }
+  Rng& rng() { return rng_; }
+  std::vector<int32_t> history() const { return {history_.begin(), history_.end()}; }
+  void set_history(const std::vector<int32_t>& h);
+
+ private:
+  struct Candidate {
+    int32_t id;
+    float logit;
+    float p;
+  };
+  void ApplyPenalty(std::vector<Candidate>& c) const;
+  static void SoftmaxSorted(std::vector<Candidate>& c, float temperature);
+
+  SamplerParams params_;
+  Rng rng_;
+  std::deque<int32_t> history_;  // last repeat_last_n accepted tokens
+  std::vector<Candidate> cand_;  // scratch [n_vocab]
+};
+
+}  // namespace strata

@@ -1,0 +1,37 @@
+// Entry points of the instruction-set-specific kernel files (*_avx2.cc,
+// *_avx512.cc). Internal to src/kernels: callers go through kernels.h, which
+// checks CPUID before calling any of these.
+//
+// Each function has the contract of its kernels.h namesake; results match the
+// scalar reference up to floating-point summation order.
+// Thread-safety: as kernels.h.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
+
+namespace strata::kernels::internal {
+
+// The most capable path this CPU runs that is not above `requested` (ignores
+// the STRATA_KERNEL_PATH cap, which only limits BestPath). Cached; cheap.
+Path ClampToAvailable(Path requested);
+
+// REQUIRES: the CPU supports the path (CpuFeatures), w.type in {F32, F16, BF16, Q8_0, Q4_0}.
+void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+
+void RmsNormAvx2(const float* x, const float* weight, float* out, int64_t n, float eps);
+void RmsNormAvx512(const float* x, const float* weight, float* out, int64_t n, float eps);
+void SoftmaxAvx2(float* x, int64_t n);
+void SoftmaxAvx512(float* x, int64_t n);
+void SwiGLUAvx2(const float* gate, const float* up, float* out, int64_t n);
+void SwiGLUAvx512(const float* gate, const float* up, float* out, int64_t n);
+float DotF32Avx2(const float* a, const float* b, int64_t n);
+float DotF32Avx512(const float* a, const float* b, int64_t n);
+void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
+void AxpyF32Avx512(float a, const float* x, float* y, int64_t n);
+
+}  // namespace strata::kernels::internal

@@ -1,0 +1,245 @@
+// AVX2 + FMA + F16C matrix multiplication: the fallback for x86 CPUs without
+// AVX-512. One kernel shape for every token count: a register tile of 2 rows x
+// up to 2 tokens with vectors running along the input dimension, rows handed to
+// threads in chunks. Weights are read in place (no repacking).
+//
+// Quantized weights multiply Q8_0-quantized activations with VPMADDUBSW, which
+// needs an unsigned operand and saturates at 16 bits: |w| is made the unsigned
+// operand and w's sign moved onto x (|w|*|x| <= 127*127, so pairs never saturate).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/dtype.h"
+#include "kernels/isa_kernels.h"
+
+namespace strata::kernels::internal {
+namespace {
+
+constexpr int kLanes = 8;
+constexpr int kQK = kQK8_0;
+constexpr int kRows = 2;
+constexpr int kTokens = 2;
+constexpr int64_t kRowsPerTask = 16;
+
+size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
+
+float HorizontalSum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+float HorizontalMax(__m256 v) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Runs fn(o0, rows_in_tile) over row tiles of up to kRows, chunks of rows per task.
+template <class Fn>
+void ForRowTiles(int64_t n_out, ThreadPool& pool, const Fn& fn) {
+  pool.ParallelTasks((n_out + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
+    const int64_t end = std::min(n_out, (task + 1) * kRowsPerTask);
+    int64_t o = task * kRowsPerTask;
+    for (; o + kRows <= end; o += kRows) fn(o, kRows);
+    for (; o < end; ++o) fn(o, 1);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Float weights widened to F32, 8 elements at a time.
+
+struct F32Weights {
+  static __m256 Load(const void* row, int64_t k) { return _mm256_loadu_ps(static_cast<const float*>(row) + k); }
+  static float Scalar(const void* row, int64_t k) { return static_cast<const float*>(row)[k]; }
+};
+
+struct F16Weights {
+  static __m256 Load(const void* row, int64_t k) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k)));
+  }
+  static float Scalar(const void* row, int64_t k) { return _cvtsh_ss(static_cast<const uint16_t*>(row)[k]); }
+};
+
+struct BF16Weights {
+  static __m256 Load(const void* row, int64_t k) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(row) + k));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  static float Scalar(const void* row, int64_t k) {
+    const uint32_t bits = static_cast<uint32_t>(static_cast<const uint16_t*>(row)[k]) << 16;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+  }
+};
+
+template <class W, int R, int T>
+void FloatTile(const Tensor& w, int64_t o0, const float* x, int64_t t0, float* y) {
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const void* rows[R];
+  const float* xt[T];
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r) rows[r] = w.row(o0 + r);
+  for (int t = 0; t < T; ++t) xt[t] = x + (t0 + t) * n_in;
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + kLanes <= n_in; k += kLanes) {
+    __m256 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = W::Load(rows[r], k);
+    for (int t = 0; t < T; ++t) {
+      const __m256 xv = _mm256_loadu_ps(xt[t] + k);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float sum = HorizontalSum(acc[r][t]);
+      for (int64_t j = k; j < n_in; ++j) sum += W::Scalar(rows[r], j) * xt[t][j];
+      y[(t0 + t) * n_out + o0 + r] = sum;
+    }
+  }
+}
+
+template <class W>
+void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  ForRowTiles(w.rows(), pool, [&](int64_t o, int rows) {
+    int64_t t0 = 0;
+    for (; t0 + kTokens <= n_tok; t0 += kTokens) {
+      if (rows == kRows) FloatTile<W, kRows, kTokens>(w, o, x, t0, y);
+      else FloatTile<W, 1, kTokens>(w, o, x, t0, y);
+    }
+    if (t0 < n_tok) {
+      if (rows == kRows) FloatTile<W, kRows, 1>(w, o, x, t0, y);
+      else FloatTile<W, 1, 1>(w, o, x, t0, y);
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Activations quantized to Q8_0 per token: qs int8 [n_in], then d f32 [nb]
+// (fp16-rounded). Same rounding as QuantizeRow(Q8_0).
+struct QuantizedActs {
+  int64_t nb;
+  size_t stride;
+  uint8_t* base;
+
+  int8_t* qs(int64_t t) const { return reinterpret_cast<int8_t*>(base + stride * t); }
+  float* d(int64_t t) const { return reinterpret_cast<float*>(base + stride * t + nb * kQK); }
+};
+
+// roundf(v) for |v| < 2^22: truncation after adding the largest float below
+// one half with v's sign.
+__m256i RoundHalfAway(__m256 v) {
+  const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
+  return _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(_mm256_set1_ps(0.49999997f), sign)));
+}
+
+void QuantizeActs(const float* x, int64_t nb, int8_t* qs, float* d) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (int64_t b = 0; b < nb; ++b, x += kQK) {
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(x + i * kLanes);
+      amax = _mm256_max_ps(amax, _mm256_and_ps(v[i], abs_mask));
+    }
+    const float scale = HorizontalMax(amax) / 127.0f;
+    const __m256 inv = _mm256_set1_ps(scale != 0.0f ? 1.0f / scale : 0.0f);
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i) q[i] = RoundHalfAway(_mm256_mul_ps(v[i], inv));
+    // packs interleave 128-bit lanes; the permutation restores element order.
+    const __m256i q16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    const __m256i q8 = _mm256_permutevar8x32_epi32(q16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + b * kQK), q8);
+    d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
+  }
+}
+
+struct Q8_0Weights {
+  using Block = BlockQ8_0;
+  static __m256i Load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
+};
+
+struct Q4_0Weights {
+  using Block = BlockQ4_0;
+  // The 32 weights q in [-8, 7] in element order.
+  static __m256i Load(const Block& b) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+  }
+};
+
+template <class W, int R, int T>
+void QuantTile(const Tensor& w, int64_t o0, const QuantizedActs& xa, int64_t t0, float* y) {
+  using Block = typename W::Block;
+  const int64_t n_out = w.rows();
+  const Block* rows[R];
+  __m256 acc[R][T];
+  for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(w.row(o0 + r));
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < xa.nb; ++b) {
+    __m256i wq[R];
+    float dw[R];
+    for (int r = 0; r < R; ++r) {
+      wq[r] = W::Load(rows[r][b]);
+      dw[r] = _cvtsh_ss(rows[r][b].d);
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.qs(t0 + t) + b * kQK));
+      const float dx = xa.d(t0 + t)[b];
+      for (int r = 0; r < R; ++r) {
+        const __m256i prod = _mm256_maddubs_epi16(_mm256_sign_epi8(wq[r], wq[r]), _mm256_sign_epi8(xq, wq[r]));
+        const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, ones));
+        acc[r][t] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw[r] * dx), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) y[(t0 + t) * n_out + o0 + r] = HorizontalSum(acc[r][t]);
+}
+
+template <class W>
+void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_in = w.cols(), nb = n_in / kQK;
+  QuantizedActs xa{nb, RoundUp64(static_cast<size_t>(nb) * (kQK + sizeof(float))), nullptr};
+  xa.base = static_cast<uint8_t*>(pool.Scratch(xa.stride * static_cast<size_t>(n_tok)));
+  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t)
+      QuantizeActs(x + t * n_in, nb, xa.qs(t), xa.d(t));
+  });
+  ForRowTiles(w.rows(), pool, [&](int64_t o, int rows) {
+    int64_t t0 = 0;
+    for (; t0 + kTokens <= n_tok; t0 += kTokens) {
+      if (rows == kRows) QuantTile<W, kRows, kTokens>(w, o, xa, t0, y);
+      else QuantTile<W, 1, kTokens>(w, o, xa, t0, y);
+    }
+    if (t0 < n_tok) {
+      if (rows == kRows) QuantTile<W, kRows, 1>(w, o, xa, t0, y);
+      else QuantTile<W, 1, 1>(w, o, xa, t0, y);
+    }
+  });
+}
+
+}  // namespace
+
+void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  switch (w.type) {
+    case DType::kF32: return MatMulFloat<F32Weights>(w, x, n_tok, y, pool);
+    case DType::kF16: return MatMulFloat<F16Weights>(w, x, n_tok, y, pool);
+    case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
+    case DType::kQ8_0: return MatMulQuant<Q8_0Weights>(w, x, n_tok, y, pool);
+    case DType::kQ4_0: return MatMulQuant<Q4_0Weights>(w, x, n_tok, y, pool);
+    default: return;
+  }
+}
+
+}  // namespace strata::kernels::internal

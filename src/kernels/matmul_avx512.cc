@@ -1,0 +1,577 @@
+// AVX-512 (F/BW/VL/DQ + VNNI) matrix multiplication, in two shapes:
+//
+//  * GEMV (few tokens, i.e. decode): memory-bound. Weights are read once, in
+//    place; chunks of rows go to whichever thread is free; a tile of up to 4 rows
+//    x 4 tokens accumulates with vectors running along the input dimension.
+//  * GEMM (prefill): compute-bound. A panel of 32 output rows is repacked into
+//    thread-private scratch so that 16 rows share the lanes of a vector; each
+//    activation element is broadcast against it, giving a register tile of
+//    32 rows x T tokens that reuses every loaded weight vector T times.
+//
+// Quantized weights multiply Q8_0-quantized activations with VPDPBUSD
+// (unsigned x signed bytes). The weight is made the unsigned operand (Q8_0:
+// q + 128 by flipping the sign bit; Q4_0: the stored nibble, q + 8) and the
+// offset is cancelled by starting each block's integer sum at
+// comp = -offset * sum(activation block).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+// GCC 12's _mm512_undefined_ps (used inside unpack/shuffle/convert intrinsics)
+// self-initializes, which -Wuninitialized reports at every inlined call site.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include "core/dtype.h"
+#include "kernels/isa_kernels.h"
+
+namespace strata::kernels::internal {
+namespace {
+
+constexpr int kLanes = 16;
+constexpr int kQK = kQK8_0;  // elements per quantized block (Q8_0 and Q4_0)
+
+// Below this many tokens repacking weights costs more than it saves.
+constexpr int64_t kGemmMinTokensQuant = 6;
+constexpr int64_t kGemmMinTokensFloat = 6;
+
+// GEMV register tile and work unit.
+constexpr int kGemvRows = 4;
+constexpr int kGemvTokens = 4;
+constexpr int64_t kGemvRowsPerTask = 16;
+
+// GEMM panel: 32 rows (two vectors of 16 lanes); token tiles.
+constexpr int kPanelRows = 2 * kLanes;
+constexpr int kGemmTokensQuant = 6;
+constexpr int kGemmTokensFloat = 12;
+constexpr int64_t kFloatChunk = 256;  // input elements per packed float panel (32 KB)
+
+__mmask16 LaneMask(int64_t n) {
+  return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
+}
+
+size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
+
+// ---------------------------------------------------------------------------
+// Activations quantized to Q8_0, one record per token, laid out for the kernels
+// (every vector array 64-byte aligned):
+//   GEMV only, one 16-lane vector per block pair (lanes 0-7: first block):
+//   dxv   f32   [16 * n_pairs]       d of each lane's block
+//   compv i32   [16 * n_pairs]       the blocks' comp in lanes 0 and 8, zero elsewhere
+//   qs    int8  [2 * kQK * n_pairs]  (zero padded to whole block pairs)
+//   d     f32   [2 * n_pairs]        fp16-rounded scale per block
+//   comp  i32   [2 * n_pairs]        -offset * sum(qs of block)
+// The quantization is QuantizeRow(Q8_0)'s exactly (x * (1/d) rounded half away
+// from zero, like roundf).
+class QuantizedActs {
+ public:
+  QuantizedActs(int64_t n_in, bool vectors)
+      : n_pairs_((n_in / kQK + 1) / 2),
+        vectors_(vectors),
+        qs_offset_(vectors ? 128 * n_pairs_ : 0),
+        stride_(RoundUp64(static_cast<size_t>(qs_offset_ + 80 * n_pairs_))) {}
+
+  size_t bytes(int64_t n_tok) const { return stride_ * static_cast<size_t>(n_tok); }
+  void set_base(void* base) { base_ = static_cast<uint8_t*>(base); }
+
+  int8_t* qs(int64_t t) const { return reinterpret_cast<int8_t*>(rec(t) + qs_offset_); }
+  float* d(int64_t t) const { return reinterpret_cast<float*>(rec(t) + qs_offset_ + 64 * n_pairs_); }
+  int32_t* comp(int64_t t) const { return reinterpret_cast<int32_t*>(rec(t) + qs_offset_ + 72 * n_pairs_); }
+  float* dxv(int64_t t) const { return reinterpret_cast<float*>(rec(t)); }
+  int32_t* compv(int64_t t) const { return reinterpret_cast<int32_t*>(rec(t) + 64 * n_pairs_); }
+
+  // Quantizes token t's activations x: F32 [n_in]. Distinct t may run concurrently.
+  void Quantize(int64_t t, const float* x, int64_t n_in, int offset) const;
+
+ private:
+  uint8_t* rec(int64_t t) const { return base_ + stride_ * static_cast<size_t>(t); }
+
+  int64_t n_pairs_;
+  bool vectors_;
+  int64_t qs_offset_;
+  size_t stride_;
+  uint8_t* base_ = nullptr;
+};
+
+// roundf(v) for |v| < 2^22: truncation after adding the largest float below
+// one half with v's sign.
+__m512i RoundHalfAway(__m512 v) {
+  const __m512 half = _mm512_set1_ps(0.49999997f);
+  const __m512 sign = _mm512_and_ps(v, _mm512_set1_ps(-0.0f));
+  return _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_or_ps(half, sign)));
+}
+
+void QuantizedActs::Quantize(int64_t t, const float* x, int64_t n_in, int offset) const {
+  std::memset(rec(t), 0, stride_);
+  int8_t* qs = this->qs(t);
+  float* d = this->d(t);
+  int32_t* comp = this->comp(t);
+  float* dxv = this->dxv(t);
+  int32_t* compv = this->compv(t);
+  for (int64_t b = 0; b < n_in / kQK; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + b * kQK), v1 = _mm512_loadu_ps(x + b * kQK + kLanes);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float scale = amax / 127.0f;
+    const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i q0 = RoundHalfAway(_mm512_mul_ps(v0, vinv)), q1 = RoundHalfAway(_mm512_mul_ps(v1, vinv));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK + kLanes), _mm512_cvtepi32_epi8(q1));
+    d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
+    comp[b] = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    if (vectors_) {
+      const int64_t lane0 = (b / 2) * kLanes + (b % 2) * (kLanes / 2);
+      for (int j = 0; j < kLanes / 2; ++j) dxv[lane0 + j] = d[b];
+      compv[lane0] = comp[b];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Quantized weight formats as the unsigned VPDPBUSD operand.
+
+struct Q8_0Weights {
+  using Block = BlockQ8_0;
+  static constexpr int kOffset = 128;
+  // Blocks b[0] and (if both) b[1] as 64 unsigned bytes q + 128.
+  template <bool kBoth>
+  static __m512i LoadPair(const Block* b) {
+    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs));
+    const __m256i hi = kBoth ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)) : _mm256_setzero_si256();
+    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _mm512_set1_epi8(char(0x80)));
+  }
+  // 4 bytes k = 4 * ks .. 4 * ks + 3 of 16 rows' blocks (rows at byte offsets idx from block), unsigned.
+  static void PackBlock(const uint8_t* block, __m512i idx, __mmask16 rows, uint8_t* q, int stride) {
+    for (int ks = 0; ks < kQK / 4; ++ks) {
+      const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows, idx, block + 2 + 4 * ks, 1);
+      _mm512_store_si512(q + ks * stride, _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80))));
+    }
+  }
+};
+
+struct Q4_0Weights {
+  using Block = BlockQ4_0;
+  static constexpr int kOffset = 8;
+  // Blocks b[0] and (if both) b[1] as 64 nibbles q + 8, in element order.
+  template <bool kBoth>
+  static __m512i LoadPair(const Block* b) {
+    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
+    const __m256i hi = kBoth ? _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)))
+                             : _mm256_setzero_si256();
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    v = _mm512_mask_srli_epi16(v, 0xFF00FF00u, v, 4);  // 128-bit lanes 1 and 3: high nibbles
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+  }
+  static void PackBlock(const uint8_t* block, __m512i idx, __mmask16 rows, uint8_t* q, int stride) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    for (int ks = 0; ks < kQK / 8; ++ks) {
+      const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows, idx, block + 2 + 4 * ks, 1);
+      _mm512_store_si512(q + ks * stride, _mm512_and_si512(v, mask));
+      _mm512_store_si512(q + (ks + kQK / 8) * stride, _mm512_and_si512(_mm512_srli_epi16(v, 4), mask));
+    }
+  }
+};
+
+// fp16 scales d0, d1 as a vector: lanes 0-7 d0, lanes 8-15 d1.
+__m512 PairScale(uint16_t d0, uint16_t d1) {
+  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d0 | (static_cast<uint32_t>(d1) << 16))));
+  return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                               _mm512_castps128_ps512(f));
+}
+
+// ---------------------------------------------------------------------------
+// Quantized GEMV: rows o0 .. o0+R-1, tokens t0 .. t0+T-1.
+
+template <class W, int R, int T>
+struct GemvQuantTile {
+  using Block = typename W::Block;
+  const Block* rows[R];
+  __m512 acc[R][T];
+
+  template <bool kBoth>
+  void Step(const QuantizedActs& xa, int64_t t0, int64_t p) {
+    __m512i wv[R];
+    __m512 dw[R];
+    for (int r = 0; r < R; ++r) {
+      const Block* b = rows[r] + 2 * p;
+      _mm_prefetch(reinterpret_cast<const char*>(b) + PF_DIST, PF_HINT);
+      _mm_prefetch(reinterpret_cast<const char*>(b) + PF_DIST + 64, PF_HINT);
+      wv[r] = W::template LoadPair<kBoth>(b);
+      dw[r] = PairScale(b[0].d, kBoth ? b[1].d : 0);
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m512i xq = _mm512_load_si512(xa.qs(t0 + t) + 2 * kQK * p);
+      const __m512 dx = _mm512_load_ps(xa.dxv(t0 + t) + kLanes * p);
+      const __m512i comp = _mm512_load_si512(xa.compv(t0 + t) + kLanes * p);
+      for (int r = 0; r < R; ++r) {
+        const __m512i dot = _mm512_dpbusd_epi32(comp, wv[r], xq);
+        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[r], dx), acc[r][t]);
+      }
+    }
+  }
+
+  void Run(const Tensor& w, int64_t o0, const QuantizedActs& xa, int64_t t0, float* y) {
+    const int64_t nb = w.cols() / kQK, n_out = w.rows();
+    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(w.row(o0 + r));
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < nb / 2; ++p) Step<true>(xa, t0, p);
+    if (nb % 2) Step<false>(xa, t0, nb / 2);
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) y[(t0 + t) * n_out + o0 + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+};
+
+template <class W, int R>
+void GemvQuantRows(const Tensor& w, int64_t o0, const QuantizedActs& xa, int64_t n_tok, float* y) {
+  for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) {
+    switch (std::min<int64_t>(kGemvTokens, n_tok - t0)) {
+      case 1: GemvQuantTile<W, R, 1>().Run(w, o0, xa, t0, y); break;
+      case 2: GemvQuantTile<W, R, 2>().Run(w, o0, xa, t0, y); break;
+      case 3: GemvQuantTile<W, R, 3>().Run(w, o0, xa, t0, y); break;
+      default: GemvQuantTile<W, R, 4>().Run(w, o0, xa, t0, y); break;
+    }
+  }
+}
+
+template <class W>
+void GemvQuant(const Tensor& w, const QuantizedActs& xa, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_out = w.rows();
+  pool.ParallelTasks((n_out + kGemvRowsPerTask - 1) / kGemvRowsPerTask, [&](int64_t task, int) {
+    const int64_t end = std::min(n_out, (task + 1) * kGemvRowsPerTask);
+    int64_t o = task * kGemvRowsPerTask;
+    for (; o + kGemvRows <= end; o += kGemvRows) GemvQuantRows<W, kGemvRows>(w, o, xa, n_tok, y);
+    for (; o < end; ++o) GemvQuantRows<W, 1>(w, o, xa, n_tok, y);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Quantized GEMM. Packed panel, per block of 32 inputs:
+//   f32 dw[32]                 scale of each row's block
+//   u8  q[8][2][16][4]         [k step][row group][row in group][4 inputs]
+constexpr int kQuantPanelBlockBytes = kPanelRows * 4 + (kQK / 4) * kPanelRows * 4;
+
+template <class W>
+void PackQuantPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
+  const int64_t nb = w.cols() / kQK, row_bytes = static_cast<int64_t>(w.row_bytes());
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                         _mm512_set1_epi32(static_cast<int32_t>(row_bytes)));
+  for (int g = 0; g < 2; ++g) {
+    const int64_t first = o0 + g * kLanes;
+    const __mmask16 rows = LaneMask(w.rows() - first);
+    if (rows == 0) {
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* pb = panel + b * kQuantPanelBlockBytes;
+        _mm512_store_ps(pb + g * 64, _mm512_setzero_ps());
+        for (int ks = 0; ks < kQK / 4; ++ks) _mm512_store_si512(pb + 128 + ks * 128 + g * 64, _mm512_setzero_si512());
+      }
+      continue;
+    }
+    const uint8_t* base = w.row(first);
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* block = base + b * static_cast<int64_t>(sizeof(typename W::Block));
+      uint8_t* pb = panel + b * kQuantPanelBlockBytes;
+      const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows, idx, block, 1);
+      _mm512_store_ps(pb + g * 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+      W::PackBlock(block, idx, rows, pb + 128 + g * 64, 128);
+    }
+  }
+}
+
+template <int T>
+void GemmQuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out,
+                   int64_t o0) {
+  const int8_t* xq[T];
+  const float* xd[T];
+  const int32_t* xc[T];
+  __m512 acc0[T], acc1[T];
+  for (int t = 0; t < T; ++t) {
+    xq[t] = xa.qs(t0 + t);
+    xd[t] = xa.d(t0 + t);
+    xc[t] = xa.comp(t0 + t);
+    acc0[t] = _mm512_setzero_ps();
+    acc1[t] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* pb = panel + b * kQuantPanelBlockBytes;
+    __m512i i0[T], i1[T];
+    for (int t = 0; t < T; ++t) i0[t] = i1[t] = _mm512_set1_epi32(xc[t][b]);
+    for (int ks = 0; ks < kQK / 4; ++ks) {
+      const __m512i w0 = _mm512_load_si512(pb + 128 + ks * 128);
+      const __m512i w1 = _mm512_load_si512(pb + 128 + ks * 128 + 64);
+      for (int t = 0; t < T; ++t) {
+        int32_t x4;
+        std::memcpy(&x4, xq[t] + b * kQK + 4 * ks, 4);
+        const __m512i xb = _mm512_set1_epi32(x4);
+        i0[t] = _mm512_dpbusd_epi32(i0[t], w0, xb);
+        i1[t] = _mm512_dpbusd_epi32(i1[t], w1, xb);
+      }
+    }
+    const __m512 dw0 = _mm512_load_ps(pb), dw1 = _mm512_load_ps(pb + 64);
+    for (int t = 0; t < T; ++t) {
+      const __m512 dx = _mm512_set1_ps(xd[t][b]);
+      acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0[t]), _mm512_mul_ps(dw0, dx), acc0[t]);
+      acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1[t]), _mm512_mul_ps(dw1, dx), acc1[t]);
+    }
+  }
+  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + (t0 + t) * n_out + o0;
+    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
+    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
+  }
+}
+
+template <class W>
+void GemmQuant(const Tensor& w, const QuantizedActs& xa, int64_t n_tok, float* y, ThreadPool& pool,
+               uint8_t* panels) {
+  const int64_t nb = w.cols() / kQK, n_out = w.rows();
+  const size_t panel_bytes = static_cast<size_t>(nb) * kQuantPanelBlockBytes;
+  pool.ParallelTasks((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t task, int ith) {
+    uint8_t* panel = panels + panel_bytes * static_cast<size_t>(ith);
+    const int64_t o0 = task * kPanelRows;
+    PackQuantPanel<W>(w, o0, panel);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kGemmTokensQuant) {
+      switch (std::min<int64_t>(kGemmTokensQuant, n_tok - t0)) {
+        case 1: GemmQuantTile<1>(panel, nb, xa, t0, y, n_out, o0); break;
+        case 2: GemmQuantTile<2>(panel, nb, xa, t0, y, n_out, o0); break;
+        case 3: GemmQuantTile<3>(panel, nb, xa, t0, y, n_out, o0); break;
+        case 4: GemmQuantTile<4>(panel, nb, xa, t0, y, n_out, o0); break;
+        case 5: GemmQuantTile<5>(panel, nb, xa, t0, y, n_out, o0); break;
+        default: GemmQuantTile<6>(panel, nb, xa, t0, y, n_out, o0); break;
+      }
+    }
+  });
+}
+
+template <class W>
+void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_in = w.cols(), nb = n_in / kQK;
+  const bool gemm = n_tok >= kGemmMinTokensQuant;
+  QuantizedActs xa(n_in, /*vectors=*/!gemm);
+  const size_t act_bytes = RoundUp64(xa.bytes(n_tok));
+  const size_t panel_bytes = gemm ? static_cast<size_t>(nb) * kQuantPanelBlockBytes : 0;
+  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + panel_bytes * pool.n_threads()));
+  xa.set_base(scratch);
+  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) xa.Quantize(t, x + t * n_in, n_in, W::kOffset);
+  });
+  if (gemm) {
+    GemmQuant<W>(w, xa, n_tok, y, pool, scratch + act_bytes);
+  } else {
+    GemvQuant<W>(w, xa, n_tok, y, pool);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Float weights (F32, F16, BF16) widened to F32 16 elements at a time.
+
+struct F32Weights {
+  static __m512 Load(const void* row, int64_t k) { return _mm512_loadu_ps(static_cast<const float*>(row) + k); }
+  static __m512 LoadMasked(const void* row, int64_t k, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(row) + k);
+  }
+};
+
+struct F16Weights {
+  static __m512 Load(const void* row, int64_t k) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+  }
+  static __m512 LoadMasked(const void* row, int64_t k, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(row) + k));
+  }
+};
+
+struct BF16Weights {
+  static __m512 Widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static __m512 Load(const void* row, int64_t k) {
+    return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+  }
+  static __m512 LoadMasked(const void* row, int64_t k, __mmask16 m) {
+    return Widen(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(row) + k));
+  }
+};
+
+template <class W, int R, int T>
+void GemvFloatTile(const Tensor& w, int64_t o0, const float* x, int64_t t0, float* y) {
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const void* rows[R];
+  const float* xt[T];
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r) rows[r] = w.row(o0 + r);
+  for (int t = 0; t < T; ++t) xt[t] = x + (t0 + t) * n_in;
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + kLanes <= n_in; k += kLanes) {
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = W::Load(rows[r], k);
+    for (int t = 0; t < T; ++t) {
+      const __m512 xv = _mm512_loadu_ps(xt[t] + k);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  if (k < n_in) {
+    const __mmask16 m = LaneMask(n_in - k);
+    __m512 wv[R];
+    for (int r = 0; r < R; ++r) wv[r] = W::LoadMasked(rows[r], k, m);
+    for (int t = 0; t < T; ++t) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, xt[t] + k);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) y[(t0 + t) * n_out + o0 + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+template <class W, int R>
+void GemvFloatRows(const Tensor& w, int64_t o0, const float* x, int64_t n_tok, float* y) {
+  for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) {
+    switch (std::min<int64_t>(kGemvTokens, n_tok - t0)) {
+      case 1: GemvFloatTile<W, R, 1>(w, o0, x, t0, y); break;
+      case 2: GemvFloatTile<W, R, 2>(w, o0, x, t0, y); break;
+      case 3: GemvFloatTile<W, R, 3>(w, o0, x, t0, y); break;
+      default: GemvFloatTile<W, R, 4>(w, o0, x, t0, y); break;
+    }
+  }
+}
+
+template <class W>
+void GemvFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_out = w.rows();
+  pool.ParallelTasks((n_out + kGemvRowsPerTask - 1) / kGemvRowsPerTask, [&](int64_t task, int) {
+    const int64_t end = std::min(n_out, (task + 1) * kGemvRowsPerTask);
+    int64_t o = task * kGemvRowsPerTask;
+    for (; o + kGemvRows <= end; o += kGemvRows) GemvFloatRows<W, kGemvRows>(w, o, x, n_tok, y);
+    for (; o < end; ++o) GemvFloatRows<W, 1>(w, o, x, n_tok, y);
+  });
+}
+
+// In-register transpose of a 16x16 float tile: r[i][j] -> r[j][i].
+void Transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
+    const __m512 u1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
+    const __m512 u2 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
+    const __m512 u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
+    t[j] = _mm512_shuffle_f32x4(u0, u1, 0x88);
+    t[4 + j] = _mm512_shuffle_f32x4(u0, u1, 0xDD);
+    t[8 + j] = _mm512_shuffle_f32x4(u2, u3, 0x88);
+    t[12 + j] = _mm512_shuffle_f32x4(u2, u3, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// Packs rows o0 .. o0+31, inputs k0 .. k0+kc-1 as panel[k][32] (rows past the
+// matrix and inputs past n_in are zero; kc is padded to a multiple of 16).
+template <class W>
+void PackFloatPanel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, float* panel) {
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  for (int g = 0; g < 2; ++g) {
+    for (int64_t kb = 0; kb < kc; kb += kLanes) {
+      const __mmask16 m = LaneMask(n_in - (k0 + kb));
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) {
+        const int64_t o = o0 + g * kLanes + i;
+        r[i] = o < n_out ? W::LoadMasked(w.row(o), k0 + kb, m) : _mm512_setzero_ps();
+      }
+      Transpose16(r);
+      for (int i = 0; i < 16; ++i) _mm512_store_ps(panel + (kb + i) * kPanelRows + g * kLanes, r[i]);
+    }
+  }
+}
+
+template <int T>
+void GemmFloatTile(const float* panel, int64_t kc, const float* x, int64_t n_in, int64_t t0, int64_t k0, float* y,
+                   int64_t n_out, int64_t o0, bool accumulate) {
+  const float* xt[T];
+  __m512 acc0[T], acc1[T];
+  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
+  for (int t = 0; t < T; ++t) {
+    xt[t] = x + (t0 + t) * n_in + k0;
+    float* yt = y + (t0 + t) * n_out + o0;
+    acc0[t] = accumulate ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
+    acc1[t] = accumulate ? _mm512_maskz_loadu_ps(m1, yt + kLanes) : _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 w0 = _mm512_load_ps(panel + k * kPanelRows), w1 = _mm512_load_ps(panel + k * kPanelRows + kLanes);
+    for (int t = 0; t < T; ++t) {
+      const __m512 xb = _mm512_set1_ps(xt[t][k]);
+      acc0[t] = _mm512_fmadd_ps(w0, xb, acc0[t]);
+      acc1[t] = _mm512_fmadd_ps(w1, xb, acc1[t]);
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + (t0 + t) * n_out + o0;
+    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
+    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
+  }
+}
+
+template <class W>
+void GemmFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const size_t panel_floats = static_cast<size_t>(kFloatChunk) * kPanelRows;
+  auto* panels = static_cast<float*>(pool.Scratch(panel_floats * sizeof(float) * pool.n_threads()));
+  pool.ParallelTasks((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t task, int ith) {
+    float* panel = panels + panel_floats * static_cast<size_t>(ith);
+    const int64_t o0 = task * kPanelRows;
+    for (int64_t k0 = 0; k0 < n_in; k0 += kFloatChunk) {
+      const int64_t kc = std::min(kFloatChunk, n_in - k0);
+      PackFloatPanel<W>(w, o0, k0, kc, panel);
+      for (int64_t t0 = 0; t0 < n_tok; t0 += kGemmTokensFloat) {
+        const bool acc = k0 > 0;
+        switch (std::min<int64_t>(kGemmTokensFloat, n_tok - t0)) {
+          case 1: GemmFloatTile<1>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 2: GemmFloatTile<2>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 3: GemmFloatTile<3>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 4: GemmFloatTile<4>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 5: GemmFloatTile<5>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 6: GemmFloatTile<6>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 7: GemmFloatTile<7>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 8: GemmFloatTile<8>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 9: GemmFloatTile<9>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 10: GemmFloatTile<10>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          case 11: GemmFloatTile<11>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+          default: GemmFloatTile<12>(panel, kc, x, n_in, t0, k0, y, n_out, o0, acc); break;
+        }
+      }
+    }
+  });
+}
+
+template <class W>
+void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  if (n_tok >= kGemmMinTokensFloat) {
+    GemmFloat<W>(w, x, n_tok, y, pool);
+  } else {
+    GemvFloat<W>(w, x, n_tok, y, pool);
+  }
+}
+
+}  // namespace
+
+void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  switch (w.type) {
+    case DType::kF32: return MatMulFloat<F32Weights>(w, x, n_tok, y, pool);
+    case DType::kF16: return MatMulFloat<F16Weights>(w, x, n_tok, y, pool);
+    case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
+    case DType::kQ8_0: return MatMulQuant<Q8_0Weights>(w, x, n_tok, y, pool);
+    case DType::kQ4_0: return MatMulQuant<Q4_0Weights>(w, x, n_tok, y, pool);
+    default: return;
+  }
+}
+
+}  // namespace strata::kernels::internal

@@ -1,0 +1,308 @@
+#include "model/synth.h"
+
+#include <cstring>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "core/fp16.h"
+#include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
+#include "model/gguf_writer.h"
+#include "model/quantize.h"
+
+namespace strata {
+namespace {
+
+// ---- spec limits: far below where any tensor size could overflow int64 ----
+constexpr int kMaxLayers = 1 << 10;
+constexpr int kMaxEmbd = 1 << 16;
+constexpr int kMaxFf = 1 << 18;
+constexpr int kMaxVocab = 1 << 20;
+constexpr int kMaxCtx = 1 << 24;
+constexpr int kMinVocab = 260;  // 3 special + 256 byte tokens + at least one piece
+
+constexpr float kWeightStd = 0.02f;
+// Irwin-Hall(4) of uniform 16-bit integers: mean 4 * 65535/2, std sqrt(4 * (65536^2 - 1) / 12).
+constexpr float kF32Mean = 131070.0f;
+constexpr float kF32Std = 37837.2f;
+// Q8_0 quants: sum of four uniform 6-bit integers minus 126; std sqrt(4 * (64^2 - 1) / 12).
+constexpr float kQ8Std = 36.9459f;
+// Q4_0 values: sum of two uniform 3-bit integers minus 7; std sqrt(2 * (8^2 - 1) / 12).
+constexpr float kQ4Std = 3.24037f;
+
+// ---- PRNG: splitmix64 to seed xoshiro256** ----
+uint64_t SplitMix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+class Xoshiro256 {
+ public:
+  // A stream determined by (seed, tensor, row) alone.
+  Xoshiro256(uint64_t seed, uint64_t tensor, uint64_t row) {
+    uint64_t sm = seed;
+    sm = SplitMix64(&sm) ^ tensor;
+    sm = SplitMix64(&sm) ^ row;
+    for (uint64_t& word : s_) word = SplitMix64(&sm);
+  }
+  uint64_t Next() {
+    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = Rotl(s_[3], 45);
+    return result;
+  }
+
+ private:
+  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t s_[4];
+};
+
+// ---- one row of random weights per type (distributions documented in synth.h) ----
+void FillF32Row(Xoshiro256& rng, float* dst, int64_t n) {
+  constexpr float kScale = kWeightStd / kF32Std;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = rng.Next();
+    const uint32_t sum = static_cast<uint32_t>((r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48));
+    dst[i] = (static_cast<float>(sum) - kF32Mean) * kScale;
+  }
+}
+
+void FillQ8_0Row(Xoshiro256& rng, BlockQ8_0* dst, int64_t n_blocks) {
+  const uint16_t d = F32ToFp16(kWeightStd / kQ8Std);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    dst[b].d = d;
+    for (int j = 0; j < kQK8_0; j += 2) {
+      const uint64_t r = rng.Next() & 0x3F3F3F3F3F3F3F3Full;
+      const int lo = static_cast<int>((r & 0xFF) + ((r >> 8) & 0xFF) + ((r >> 16) & 0xFF) + ((r >> 24) & 0xFF));
+      const int hi = static_cast<int>(((r >> 32) & 0xFF) + ((r >> 40) & 0xFF) + ((r >> 48) & 0xFF) + (r >> 56));
+      dst[b].qs[j] = static_cast<int8_t>(lo - 126);
+      dst[b].qs[j + 1] = static_cast<int8_t>(hi - 126);
+    }
+  }
+}
+
+void FillQ4_0Row(Xoshiro256& rng, BlockQ4_0* dst, int64_t n_blocks) {
+  const uint16_t d = F32ToFp16(kWeightStd / kQ4Std);
+  constexpr int kHalf = kQK4_0 / 2;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    dst[b].d = d;
+    uint8_t q[kQK4_0];
+    uint64_t r = 0;
+    int bits = 0;
+    for (uint8_t& qj : q) {
+      if (bits < 6) {
+        r = rng.Next();
+        bits = 64;
+      }
+      // stored nibble = value + 8 = (a + b - 7) + 8, in [1, 15]
+      qj = static_cast<uint8_t>((r & 7) + ((r >> 3) & 7) + 1);
+      r >>= 6;
+      bits -= 6;
+    }
+    for (int j = 0; j < kHalf; ++j) dst[b].qs[j] = static_cast<uint8_t>(q[j] | (q[j + kHalf] << 4));
+  }
+}
+
+// Producer of a random matrix [cols, rows] of the given type, rows in parallel.
+gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DType type, int64_t cols,
+                                        ThreadPool* pool) {
+  return [=](uint8_t* dst, uint64_t nbytes) -> Status {
+    const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
+    if (nbytes % row_bytes != 0) return Status::Internal("tensor size is not a whole number of rows");
+    const int64_t rows = static_cast<int64_t>(nbytes / row_bytes);
+    pool->ParallelFor(rows, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scratch(type == DType::kF16 ? static_cast<size_t>(cols) : 0);
+      for (int64_t r = begin; r < end; ++r) {
+        Xoshiro256 rng(seed, tensor_index, static_cast<uint64_t>(r));
+        uint8_t* out = dst + static_cast<uint64_t>(r) * row_bytes;
+        switch (type) {
+          case DType::kF32:
+            FillF32Row(rng, reinterpret_cast<float*>(out), cols);
+            break;
+          case DType::kF16:
+            FillF32Row(rng, scratch.data(), cols);
+            kernels::QuantizeRow(DType::kF16, scratch.data(), out, cols);
+            break;
+          case DType::kQ8_0:
+            FillQ8_0Row(rng, reinterpret_cast<BlockQ8_0*>(out), cols / kQK8_0);
+            break;
+          default:  // kQ4_0; ValidateSynthSpec admits no other type
+            FillQ4_0Row(rng, reinterpret_cast<BlockQ4_0*>(out), cols / kQK4_0);
+            break;
+        }
+      }
+    });
+    return Status::Ok();
+  };
+}
+
+Status OnesF32(uint8_t* dst, uint64_t nbytes) {
+  const float one = 1.0f;
+  for (uint64_t i = 0; i + sizeof(float) <= nbytes; i += sizeof(float)) std::memcpy(dst + i, &one, sizeof(float));
+  return Status::Ok();
+}
+
+// ---- vocabulary ----
+constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 '▁'
+constexpr std::string_view kLetters = "etaoinshrdlcumwfgypbvkjxqz";  // by English frequency
+constexpr std::string_view kOtherChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\"-:;()";
+
+// Appends the lowercase strings of length len in odometer order over kLetters
+// (prefixed by prefix) until out has `want` entries. Returns true if it filled out.
+bool AppendLetterStrings(std::string_view prefix, int len, size_t want, std::vector<std::string>* out) {
+  std::vector<int> digits(static_cast<size_t>(len), 0);
+  while (out->size() < want) {
+    std::string s(prefix);
+    for (int d : digits) s += kLetters[static_cast<size_t>(d)];
+    out->push_back(std::move(s));
+    int pos = len - 1;
+    while (pos >= 0 && ++digits[static_cast<size_t>(pos)] == static_cast<int>(kLetters.size())) {
+      digits[static_cast<size_t>(pos)] = 0;
+      --pos;
+    }
+    if (pos < 0) return out->size() >= want;
+  }
+  return true;
+}
+
+std::vector<int32_t> TokenTypes(int n) {
+  std::vector<int32_t> types(static_cast<size_t>(n), 1);  // NORMAL
+  types[0] = 2;                                           // UNKNOWN
+  types[1] = types[2] = 3;                                // CONTROL
+  for (int i = 3; i < 259; ++i) types[static_cast<size_t>(i)] = 6;  // BYTE
+  return types;
+}
+
+std::vector<float> Scores(int n) {
+  std::vector<float> scores(static_cast<size_t>(n), 0.0f);
+  for (int i = 259; i < n; ++i) scores[static_cast<size_t>(i)] = -static_cast<float>(i - 259);
+  return scores;
+}
+
+void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
+  const int head_dim = spec.n_embd / spec.n_head;
+  w->SetString("general.architecture", "llama");
+  w->SetString("general.name", fmt::format("strata-synth-{}L-{}E-{}", spec.n_layer, spec.n_embd, DTypeName(spec.type)));
+  w->SetU32("general.file_type", *LlamaFileType(spec.type));
+  if (spec.type == DType::kQ8_0 || spec.type == DType::kQ4_0) w->SetU32("general.quantization_version", 2);
+  w->SetU32("llama.context_length", static_cast<uint32_t>(spec.n_ctx));
+  w->SetU32("llama.embedding_length", static_cast<uint32_t>(spec.n_embd));
+  w->SetU32("llama.block_count", static_cast<uint32_t>(spec.n_layer));
+  w->SetU32("llama.feed_forward_length", static_cast<uint32_t>(spec.n_ff));
+  w->SetU32("llama.attention.head_count", static_cast<uint32_t>(spec.n_head));
+  w->SetU32("llama.attention.head_count_kv", static_cast<uint32_t>(spec.n_head_kv));
+  w->SetU32("llama.rope.dimension_count", static_cast<uint32_t>(head_dim));
+  w->SetF32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  w->SetF32("llama.rope.freq_base", 10000.0f);
+  w->SetU32("llama.vocab_size", static_cast<uint32_t>(spec.n_vocab));
+  w->SetString("tokenizer.ggml.model", "llama");
+  w->SetString("tokenizer.ggml.pre", "default");
+  w->SetStringArray("tokenizer.ggml.tokens", SynthVocabTokens(spec.n_vocab));
+  w->SetF32Array("tokenizer.ggml.scores", Scores(spec.n_vocab));
+  w->SetI32Array("tokenizer.ggml.token_type", TokenTypes(spec.n_vocab));
+  w->SetU32("tokenizer.ggml.bos_token_id", 1);
+  w->SetU32("tokenizer.ggml.eos_token_id", 2);
+  w->SetU32("tokenizer.ggml.unknown_token_id", 0);
+  w->SetBool("tokenizer.ggml.add_bos_token", true);
+  w->SetBool("tokenizer.ggml.add_eos_token", false);
+}
+
+Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) {
+  const int64_t embd = spec.n_embd, ff = spec.n_ff, vocab = spec.n_vocab;
+  const int64_t kv = static_cast<int64_t>(spec.n_head_kv) * (spec.n_embd / spec.n_head);
+  uint64_t index = 0;  // seeds each matrix's rows
+  auto matrix = [&](std::string name, int64_t cols, int64_t rows) {
+    return w->AddTensor(std::move(name), spec.type, {cols, rows},
+                        RandomMatrix(spec.seed, index++, spec.type, cols, pool));
+  };
+  auto norm = [&](std::string name) { return w->AddTensor(std::move(name), DType::kF32, {embd}, OnesF32); };
+
+  STRATA_RETURN_IF_ERROR(matrix("token_embd.weight", embd, vocab));
+  for (int l = 0; l < spec.n_layer; ++l) {
+    const std::string p = fmt::format("blk.{}.", l);
+    STRATA_RETURN_IF_ERROR(norm(p + "attn_norm.weight"));
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_q.weight", embd, embd));
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_k.weight", embd, kv));
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_v.weight", embd, kv));
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_output.weight", embd, embd));
+    STRATA_RETURN_IF_ERROR(norm(p + "ffn_norm.weight"));
+    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", embd, ff));
+    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", embd, ff));
+    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", ff, embd));
+  }
+  STRATA_RETURN_IF_ERROR(norm("output_norm.weight"));
+  return matrix("output.weight", embd, vocab);
+}
+
+Status CheckRange(const char* what, int v, int max) {
+  if (v < 1 || v > max) return Status::InvalidArgument(fmt::format("{} must be in [1, {}], got {}", what, max, v));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ValidateSynthSpec(const SynthSpec& s) {
+  STRATA_RETURN_IF_ERROR(CheckRange("n_layer", s.n_layer, kMaxLayers));
+  STRATA_RETURN_IF_ERROR(CheckRange("n_embd", s.n_embd, kMaxEmbd));
+  STRATA_RETURN_IF_ERROR(CheckRange("n_ff", s.n_ff, kMaxFf));
+  STRATA_RETURN_IF_ERROR(CheckRange("n_head", s.n_head, s.n_embd));
+  STRATA_RETURN_IF_ERROR(CheckRange("n_head_kv", s.n_head_kv, s.n_head));
+  STRATA_RETURN_IF_ERROR(CheckRange("n_ctx", s.n_ctx, kMaxCtx));
+  if (s.n_vocab < kMinVocab || s.n_vocab > kMaxVocab)
+    return Status::InvalidArgument(fmt::format(
+        "n_vocab must be in [{}, {}] (3 special + 256 byte tokens + pieces), got {}", kMinVocab, kMaxVocab,
+        s.n_vocab));
+  if (s.n_embd % s.n_head != 0)
+    return Status::InvalidArgument(fmt::format("n_embd {} is not a multiple of n_head {}", s.n_embd, s.n_head));
+  if (s.n_head % s.n_head_kv != 0)
+    return Status::InvalidArgument(
+        fmt::format("n_head {} is not a multiple of n_head_kv {}", s.n_head, s.n_head_kv));
+  if ((s.n_embd / s.n_head) % 2 != 0)
+    return Status::InvalidArgument(fmt::format("head_dim {} (n_embd / n_head) must be even for RoPE",
+                                               s.n_embd / s.n_head));
+  const DType t = s.type;
+  if (t != DType::kF32 && t != DType::kF16 && t != DType::kQ8_0 && t != DType::kQ4_0)
+    return Status::InvalidArgument(std::string("unsupported type '") + DTypeName(t) +
+                                   "' (allowed: f32, f16, q8_0, q4_0)");
+  const int block = Info(t).block_size;
+  if (s.n_embd % block != 0 || s.n_ff % block != 0)
+    return Status::InvalidArgument(fmt::format("n_embd {} and n_ff {} must be multiples of {} for {}",
+                                               s.n_embd, s.n_ff, block, DTypeName(t)));
+  return Status::Ok();
+}
+
+std::vector<std::string> SynthVocabTokens(int n) {
+  const size_t want = static_cast<size_t>(n);
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) tokens.push_back(fmt::format("<0x{:02X}>", b));
+  tokens.emplace_back(kSpaceMark);
+  for (char c : kLetters) tokens.emplace_back(1, c);
+  for (char c : kOtherChars) tokens.emplace_back(1, c);
+  for (int len = 1; tokens.size() < want; ++len) {
+    if (AppendLetterStrings(kSpaceMark, len, want, &tokens)) break;
+    if (len >= 2 && AppendLetterStrings("", len, want, &tokens)) break;
+  }
+  tokens.resize(want);
+  return tokens;
+}
+
+Status SynthesizeModel(Env* env, const SynthSpec& spec, const std::string& path, int n_threads,
+                       const SynthProgress& progress) {
+  STRATA_RETURN_IF_ERROR(ValidateSynthSpec(spec));
+  if (n_threads < 1) return Status::InvalidArgument("n_threads must be >= 1");
+  gguf::GgufWriter writer;
+  SetMetadata(spec, &writer);
+  ThreadPool pool(n_threads);
+  STRATA_RETURN_IF_ERROR(AddTensors(spec, &pool, &writer));
+  return writer.Write(env, path, progress);
+}
+
+}  // namespace strata

@@ -1,0 +1,77 @@
+// Synthetic models: a Llama-architecture GGUF of any shape with random
+// weights and a small real tokenizer, for benchmarks and tests at sizes no
+// test-data file has (llama.cpp loads the result too).
+//
+// Contents:
+//   metadata  general.architecture="llama", general.name, general.file_type,
+//             llama.{context_length, embedding_length, block_count,
+//             feed_forward_length, attention.head_count, attention.head_count_kv,
+//             rope.dimension_count (= head_dim), attention.layer_norm_rms_epsilon
+//             (1e-5), rope.freq_base (10000), vocab_size}
+//   tokenizer SentencePiece-style ("llama", pre "default") of exactly n_vocab
+//             tokens: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then
+//             normal pieces "▁", letters, digits, punctuation and, by increasing
+//             length, "▁"-prefixed and plain lowercase letter strings. Every
+//             piece of length k > 1 is a piece of length k-1 plus one character,
+//             so each is reachable by merges. Scores: 0 for special and byte
+//             tokens, -i for the i-th normal piece.
+//   tensors   token_embd.weight [n_embd, n_vocab], then per layer N
+//             blk.N.{attn_norm [n_embd] F32, attn_q [n_embd, n_embd],
+//             attn_k/attn_v [n_embd, n_head_kv*head_dim], attn_output [n_embd, n_embd],
+//             ffn_norm [n_embd] F32, ffn_gate/ffn_up [n_embd, n_ff], ffn_down [n_ff, n_embd]}
+//             .weight, then output_norm.weight [n_embd] F32, output.weight [n_embd, n_vocab].
+//
+// Weight distribution (mean 0, std ~0.02, so activations stay finite); norms are 1.0.
+//   f32/f16: (sum of four uniform 16-bit integers - 131070) * 0.02/37837, an
+//            Irwin-Hall(4) approximation of a normal, rounded to the type.
+//   q8_0:    blocks generated directly: quants = (sum of four uniform 6-bit
+//            integers) - 126, in [-126, 126], std 36.94; scale d = fp16(0.02/36.94).
+//   q4_0:    blocks generated directly: value q-8 = (sum of two uniform 3-bit
+//            integers) - 7, in [-7, 7], std 3.24; scale d = fp16(0.02/3.24).
+// Rows are seeded from (seed, tensor index, row), so the bytes depend only on
+// the spec, never on n_threads.
+//
+// Thread-safety: SynthesizeModel is reentrant; it owns its thread pool.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/env.h"
+#include "core/status.h"
+
+namespace strata {
+
+struct SynthSpec {
+  int n_layer = 0;
+  int n_embd = 0;
+  int n_ff = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int n_vocab = 0;
+  int n_ctx = 2048;
+  DType type = DType::kF32;  // of the weight matrices: f32, f16, q8_0 or q4_0
+  uint64_t seed = 0;
+};
+
+// OK if spec describes a model SynthesizeModel can write: every count positive,
+// n_embd % n_head == 0, n_head % n_head_kv == 0, even head_dim, n_embd and
+// n_ff multiples of 32 for quantized types, n_vocab >= 260, and every size
+// within limits that keep tensor sizes far from overflow. Else kInvalidArgument.
+[[nodiscard]] Status ValidateSynthSpec(const SynthSpec& spec);
+
+// The first n tokens of the synthetic vocabulary described above.
+// REQUIRES: n >= 0.
+std::vector<std::string> SynthVocabTokens(int n);
+
+// progress(done_bytes, total_bytes) of tensor data, after each tensor.
+using SynthProgress = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
+
+// Writes the model to path atomically. REQUIRES: n_threads >= 1.
+[[nodiscard]] Status SynthesizeModel(Env* env, const SynthSpec& spec, const std::string& path, int n_threads,
+                                     const SynthProgress& progress = nullptr);
+
+}  // namespace strata

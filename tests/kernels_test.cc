@@ -1,0 +1,501 @@
+// Kernel tests: every SIMD path against the scalar reference, and the scalar
+// reference against the definitions (double precision) it implements.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/fp16.h"
+#include "core/tensor.h"
+#include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
+
+namespace strata::kernels {
+namespace {
+
+std::vector<float> RandomFloats(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// Paths other than scalar, with a note for those this machine cannot run.
+std::vector<Path> SimdPathsToTest() {
+  std::vector<Path> paths;
+  const std::vector<Path> available = AvailablePaths();
+  for (Path p : {Path::kAvx2, Path::kAvx512, Path::kAmx}) {
+    if (std::find(available.begin(), available.end(), p) != available.end()) {
+      paths.push_back(p);
+    } else {
+      std::printf("[ SKIPPED  ] path %s: not supported by this CPU/OS\n", PathName(p));
+    }
+  }
+  return paths;
+}
+
+// ---------------------------------------------------------------------------
+// CPU detection
+
+TEST(KernelCpu, PathsAreConsistent) {
+  const std::vector<Path> paths = AvailablePaths();
+  ASSERT_FALSE(paths.empty());
+  EXPECT_EQ(paths.front(), Path::kScalar);
+  EXPECT_TRUE(std::is_sorted(paths.begin(), paths.end()));
+  EXPECT_NE(std::find(paths.begin(), paths.end(), BestPath()), paths.end());
+  const CpuFeatures& f = DetectCpu();
+  const bool has = [&](Path p) { return std::find(paths.begin(), paths.end(), p) != paths.end(); }(Path::kAvx512);
+  EXPECT_EQ(has, f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni && f.avx2 && f.fma && f.f16c);
+  if (f.amx_int8) {
+    EXPECT_TRUE(f.amx_tile);
+  }
+  EXPECT_STREQ(PathName(Path::kScalar), "scalar");
+  EXPECT_STREQ(PathName(Path::kAvx2), "avx2");
+  EXPECT_STREQ(PathName(Path::kAvx512), "avx512");
+  EXPECT_STREQ(PathName(Path::kAmx), "amx");
+}
+
+// ---------------------------------------------------------------------------
+// Element conversions
+
+TEST(KernelConvert, Fp16KnownValues) {
+  struct Case {
+    float f;
+    uint16_t h;
+  };
+  const Case cases[] = {
+      {0.0f, 0x0000},        {-0.0f, 0x8000},          {1.0f, 0x3C00},           {-2.0f, 0xC000},
+      {0.5f, 0x3800},        {65504.0f, 0x7BFF},       {0.099975586f, 0x2E66},   {5.9604645e-8f, 0x0001},
+      {6.1035156e-5f, 0x0400}, {std::numeric_limits<float>::infinity(), 0x7C00}, {1.0e6f, 0x7C00},
+      {1.00048828125f, 0x3C00},  // halfway between 1 and 1+2^-10: ties to even
+      {1.00146484375f, 0x3C02},  // halfway between 1+2^-10 and 1+2^-9: ties to even
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(F32ToFp16(c.f), c.h) << c.f;
+    if (c.f != 1.0e6f && c.f != 1.00048828125f && c.f != 1.00146484375f) {
+      EXPECT_EQ(Fp16ToF32(c.h), c.f);
+    }
+  }
+  EXPECT_TRUE(std::isnan(Fp16ToF32(F32ToFp16(std::nanf("")))));
+}
+
+TEST(KernelConvert, Bf16KnownValues) {
+  EXPECT_EQ(F32ToBf16(1.0f), 0x3F80);
+  EXPECT_EQ(F32ToBf16(-2.0f), 0xC000);
+  EXPECT_EQ(F32ToBf16(3.140625f), 0x4049);
+  EXPECT_EQ(F32ToBf16(F32FromBits(0x3F808000u)), 0x3F80);  // tie: to even
+  EXPECT_EQ(F32ToBf16(F32FromBits(0x3F818000u)), 0x3F82);  // tie: to even
+  EXPECT_EQ(F32ToBf16(F32FromBits(0x3F808001u)), 0x3F81);
+  EXPECT_EQ(Bf16ToF32(0x4049), 3.140625f);
+  EXPECT_TRUE(std::isnan(Bf16ToF32(F32ToBf16(std::nanf("")))));
+}
+
+// ---------------------------------------------------------------------------
+// Quantize -> dequantize round trips, with each format's error bound.
+
+std::vector<float> RoundTrip(DType t, const std::vector<float>& x) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<uint8_t> q(*RowBytes(t, static_cast<uint64_t>(n)));
+  QuantizeRow(t, x.data(), q.data(), n);
+  std::vector<float> back(x.size());
+  DequantizeRow(t, q.data(), back.data(), n);
+  return back;
+}
+
+// Rows exercising quantization corners: random, an all-zero block, a constant
+// block, tiny and huge magnitudes, a block whose extreme is negative.
+std::vector<float> QuantTestRow() {
+  std::vector<float> x = RandomFloats(32 * 8, 7);
+  for (int j = 0; j < 32; ++j) x[32 + j] = 0.0f;
+  for (int j = 0; j < 32; ++j) x[64 + j] = 0.25f;
+  for (int j = 0; j < 32; ++j) x[96 + j] *= 1e-3f;
+  for (int j = 0; j < 32; ++j) x[128 + j] *= 1e3f;
+  x[160 + 5] = -9.0f;
+  x[192 + 9] = 9.0f;
+  x[192 + 10] = -9.0f;  // clamped in Q4_0: same magnitude as the extreme, other sign
+  return x;
+}
+
+TEST(KernelQuantize, Q8_0ErrorBound) {
+  const std::vector<float> x = QuantTestRow();
+  const std::vector<float> y = RoundTrip(DType::kQ8_0, x);
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b * 32 + j]));
+    const float d = amax / 127.0f;
+    const float dq = Fp16ToF32(F32ToFp16(d));
+    const float bound = d / 2 * (1 + 1e-6f) + 127.0f * std::fabs(d - dq) + 1e-30f;
+    for (int j = 0; j < 32; ++j) EXPECT_LE(std::fabs(x[b * 32 + j] - y[b * 32 + j]), bound) << "block " << b << " j " << j;
+  }
+}
+
+TEST(KernelQuantize, Q8_0MatchesLlamaCppReference) {
+  // amax 16 -> d = 16/127, q = roundf(x * 127/16) (half away from zero).
+  std::vector<float> x(32);
+  for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j - 16);
+  BlockQ8_0 b;
+  QuantizeRow(DType::kQ8_0, x.data(), &b, 32);
+  EXPECT_EQ(b.d, F32ToFp16(16.0f / 127.0f));
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(b.qs[j], static_cast<int8_t>(std::roundf(x[j] * (1.0f / (16.0f / 127.0f)))));
+  EXPECT_EQ(b.qs[0], -127);
+  EXPECT_EQ(b.qs[24], 64);  // 8 * 127/16 = 63.5 -> 64
+}
+
+TEST(KernelQuantize, Q4_0ErrorBound) {
+  const std::vector<float> x = QuantTestRow();
+  const std::vector<float> y = RoundTrip(DType::kQ4_0, x);
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; ++j) {
+      if (amax < std::fabs(x[b * 32 + j])) {
+        amax = std::fabs(x[b * 32 + j]);
+        max = x[b * 32 + j];
+      }
+    }
+    const float d = std::fabs(max / -8.0f);
+    const float dq = Fp16ToF32(F32ToFp16(d));
+    const float fp16_err = 8.0f * std::fabs(d - dq);
+    for (int j = 0; j < 32; ++j) {
+      const float v = x[b * 32 + j];
+      // The value opposite in sign to the extreme can need q = 16, clamped to 15.
+      const bool clamped = d > 0 && v / (max / -8.0f) + 8.5f >= 16.0f;
+      const float bound = (clamped ? d : d / 2) * (1 + 1e-6f) + fp16_err + 1e-30f;
+      EXPECT_LE(std::fabs(v - y[b * 32 + j]), bound) << "block " << b << " j " << j;
+    }
+  }
+}
+
+TEST(KernelQuantize, Q4_0MatchesLlamaCppReference) {
+  // Extreme -8 -> d = 1, q = min(15, (int8)(x + 8.5)).
+  std::vector<float> x(32);
+  for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j % 16) - 8.0f + (j >= 16 ? 0.5f : 0.0f);
+  BlockQ4_0 b;
+  QuantizeRow(DType::kQ4_0, x.data(), &b, 32);
+  EXPECT_EQ(b.d, F32ToFp16(1.0f));
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(b.qs[j] & 0xF, j) << j;
+    EXPECT_EQ(b.qs[j] >> 4, std::min(15, j + 1)) << j;  // x + 0.5 rounds up
+  }
+}
+
+TEST(KernelQuantize, F16AndBf16RelativeError) {
+  std::vector<float> x = RandomFloats(1024, 3, 100.0f);
+  const std::vector<float> h = RoundTrip(DType::kF16, x);
+  const std::vector<float> bf = RoundTrip(DType::kBF16, x);
+  const std::vector<float> f = RoundTrip(DType::kF32, x);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::fabs(x[i]) >= 6.2e-5f) {
+      EXPECT_LE(std::fabs(h[i] - x[i]), std::ldexp(std::fabs(x[i]), -11)) << x[i];
+    }
+    EXPECT_LE(std::fabs(bf[i] - x[i]), std::ldexp(std::fabs(x[i]), -8)) << x[i];
+    EXPECT_EQ(f[i], x[i]);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// MatMul: one table over dtype x shape x path.
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  Tensor tensor;
+  std::vector<float> dequantized;  // [n_in, n_out]
+};
+
+Weights MakeWeights(DType type, int64_t n_in, int64_t n_out, uint32_t seed) {
+  Weights w;
+  const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(n_in));
+  w.bytes.resize(row_bytes * static_cast<uint64_t>(n_out) + 64);
+  std::vector<float> rows = RandomFloats(n_in * n_out, seed, 0.5f);
+  if (n_out > 1) std::fill(rows.begin() + n_in, rows.begin() + n_in + std::min<int64_t>(n_in, 32), 0.0f);
+  for (int64_t o = 0; o < n_out; ++o) QuantizeRow(type, &rows[o * n_in], w.bytes.data() + o * row_bytes, n_in);
+  w.tensor.type = type;
+  w.tensor.ne = {n_in, n_out, 1, 1};
+  w.tensor.data = w.bytes.data();
+  w.dequantized.resize(rows.size());
+  for (int64_t o = 0; o < n_out; ++o) DequantizeRow(type, w.tensor.row(o), &w.dequantized[o * n_in], n_in);
+  return w;
+}
+
+bool IsQuantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
+
+// What the reference defines, in double: for quantized weights the activations
+// go through QuantizeRow(Q8_0) (dequantized products are exact in float).
+// Also returns sum |w x| for tolerances.
+std::vector<double> DefinitionMatMul(const Weights& w, DType type, const std::vector<float>& x, int64_t n_in,
+                                     int64_t n_out, int64_t n_tok, std::vector<double>* magnitude) {
+  std::vector<float> xs = x;
+  if (IsQuantized(type)) {
+    for (int64_t t = 0; t < n_tok; ++t) {
+      std::vector<float> row(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
+      row = RoundTrip(DType::kQ8_0, row);
+      std::copy(row.begin(), row.end(), xs.begin() + t * n_in);
+    }
+  }
+  std::vector<double> y(static_cast<size_t>(n_out * n_tok));
+  magnitude->assign(y.size(), 0.0);
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t o = 0; o < n_out; ++o) {
+      double sum = 0, mag = 0;
+      for (int64_t i = 0; i < n_in; ++i) {
+        const double p = static_cast<double>(w.dequantized[o * n_in + i]) * xs[t * n_in + i];
+        sum += p;
+        mag += std::fabs(p);
+      }
+      y[t * n_out + o] = sum;
+      (*magnitude)[t * n_out + o] = mag;
+    }
+  }
+  return y;
+}
+
+std::string CaseName(DType type, int64_t n_in, int64_t n_out, int64_t n_tok, Path path) {
+  return std::string(DTypeName(type)) + " n_in=" + std::to_string(n_in) + " n_out=" + std::to_string(n_out) +
+         " n_tok=" + std::to_string(n_tok) + " path=" + PathName(path);
+}
+
+// Counts elements of got outside want +- tol * magnitude; reports the first.
+int CountMismatches(const std::vector<float>& got, const std::vector<double>& want,
+                    const std::vector<double>& magnitude, double rel_tol, const std::string& what) {
+  int bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double tol = rel_tol * magnitude[i] + 1e-30;
+    if (!(std::fabs(got[i] - want[i]) <= tol)) {
+      if (bad == 0) ADD_FAILURE() << what << ": element " << i << " got " << got[i] << " want " << want[i] << " tol " << tol;
+      ++bad;
+    }
+  }
+  return bad;
+}
+
+TEST(KernelMatMul, AllPathsMatchReference) {
+  ThreadPool pool(3);
+  const std::vector<Path> simd_paths = SimdPathsToTest();
+  const DType types[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
+  const int64_t quant_n_in[] = {32, 64, 96, 2048};
+  const int64_t float_n_in[] = {7, 32, 64, 96, 172, 2048};
+  const int64_t n_outs[] = {1, 5, 33, 67};
+  const int64_t n_toks[] = {1, 3, 17, 64};
+  // Summation order differs between paths; a wrong element costs ~1/n_in of
+  // the magnitude, far above this.
+  constexpr double kRelTol = 2e-5;
+  int cases = 0;
+  for (DType type : types) {
+    const bool quant = IsQuantized(type);
+    for (int64_t n_in : quant ? std::vector<int64_t>(std::begin(quant_n_in), std::end(quant_n_in))
+                              : std::vector<int64_t>(std::begin(float_n_in), std::end(float_n_in))) {
+      for (int64_t n_out : n_outs) {
+        const Weights w = MakeWeights(type, n_in, n_out, static_cast<uint32_t>(n_in * 131 + n_out));
+        for (int64_t n_tok : n_toks) {
+          const std::vector<float> x = RandomFloats(n_in * n_tok, static_cast<uint32_t>(n_tok * 7 + n_in));
+          std::vector<double> mag;
+          const std::vector<double> def = DefinitionMatMul(w, type, x, n_in, n_out, n_tok, &mag);
+          std::vector<float> ref(static_cast<size_t>(n_out * n_tok), std::nanf(""));
+          MatMul(w.tensor, x.data(), n_tok, ref.data(), pool, Path::kScalar);
+          CountMismatches(ref, def, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, Path::kScalar));
+          const std::vector<double> ref_d(ref.begin(), ref.end());
+          for (Path path : simd_paths) {
+            std::vector<float> got(ref.size(), std::nanf(""));
+            MatMul(w.tensor, x.data(), n_tok, got.data(), pool, path);
+            CountMismatches(got, ref_d, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, path));
+            ++cases;
+          }
+        }
+      }
+    }
+  }
+  std::printf("[   INFO   ] %d (dtype, shape, path) cases compared with the scalar reference\n", cases);
+}
+
+TEST(KernelMatMul, ThreadCountDoesNotChangeResults) {
+  const std::vector<float> x = RandomFloats(256 * 20, 11);
+  for (DType type : {DType::kF32, DType::kQ8_0, DType::kQ4_0}) {
+    const Weights w = MakeWeights(type, 256, 100, 5);
+    for (int64_t n_tok : {1, 20}) {
+      std::vector<float> y1(100 * n_tok), y3(100 * n_tok);
+      ThreadPool one(1), three(3);
+      MatMul(w.tensor, x.data(), n_tok, y1.data(), one);
+      MatMul(w.tensor, x.data(), n_tok, y3.data(), three);
+      EXPECT_EQ(0, std::memcmp(y1.data(), y3.data(), y1.size() * sizeof(float))) << DTypeName(type) << " " << n_tok;
+    }
+  }
+}
+
+// Decode bandwidth and prefill throughput of the best path (run with
+// --gtest_also_run_disabled_tests; STRATA_KERNEL_PATH caps the path). Decode
+// rotates through copies of the matrix totalling > 64 MB so weights stream from
+// DRAM as in a real model, not from L3.
+TEST(KernelMatMul, DISABLED_Benchmark) {
+  ThreadPool pool(2);
+  struct Case {
+    DType type;
+    int64_t n_in, n_out, n_tok;
+  };
+  const Case cases[] = {
+      {DType::kQ8_0, 2048, 5632, 1},   {DType::kQ8_0, 5632, 2048, 1},   {DType::kQ4_0, 2048, 5632, 1},
+      {DType::kF16, 2048, 5632, 1},    {DType::kF32, 2048, 2048, 1},    {DType::kQ8_0, 2048, 5632, 512},
+      {DType::kQ8_0, 5632, 2048, 512}, {DType::kQ4_0, 2048, 5632, 512}, {DType::kF32, 2048, 2048, 512},
+      {DType::kF16, 2048, 2048, 512},
+  };
+  std::printf("path %s\n", PathName(BestPath()));
+  for (const Case& c : cases) {
+    const uint64_t bytes = *RowBytes(c.type, c.n_in) * c.n_out;
+    const int copies = c.n_tok == 1 ? static_cast<int>(std::max<uint64_t>(1, (64u << 20) / bytes + 1)) : 1;
+    std::vector<Weights> ws;
+    for (int i = 0; i < copies; ++i) ws.push_back(MakeWeights(c.type, c.n_in, c.n_out, 100 + i));
+    const std::vector<float> x = RandomFloats(c.n_in * c.n_tok, 1);
+    std::vector<float> y(static_cast<size_t>(c.n_out * c.n_tok));
+    const int reps = c.n_tok == 1 ? 20 * copies : 3;
+    double best = 1e30;
+    for (int trial = 0; trial < 3; ++trial) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int r = 0; r < reps; ++r) MatMul(ws[r % copies].tensor, x.data(), c.n_tok, y.data(), pool);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps);
+    }
+    const double gflop = 2.0 * c.n_in * c.n_out * c.n_tok / best * 1e-9;
+    std::printf("%-5s %5ld x %5ld n_tok=%3ld: %8.1f us  %6.1f GB/s  %7.1f GFLOP/s\n", DTypeName(c.type),
+                static_cast<long>(c.n_in), static_cast<long>(c.n_out), static_cast<long>(c.n_tok), best * 1e6,
+                bytes / best * 1e-9, gflop);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Row operations against their formulas, on every path.
+
+std::vector<Path> AllPathsToTest() {
+  std::vector<Path> paths = {Path::kScalar};
+  for (Path p : SimdPathsToTest()) paths.push_back(p);
+  return paths;
+}
+
+TEST(KernelOps, RowOpsMatchFormulas) {
+  const int64_t sizes[] = {1, 7, 16, 33, 100, 2048};
+  for (Path path : AllPathsToTest()) {
+    for (int64_t n : sizes) {
+      SCOPED_TRACE(std::string(PathName(path)) + " n=" + std::to_string(n));
+      const std::vector<float> x = RandomFloats(n, static_cast<uint32_t>(n), 3.0f);
+      const std::vector<float> wt = RandomFloats(n, static_cast<uint32_t>(n + 1));
+
+      // RmsNorm, also in place.
+      double ss = 0;
+      for (float v : x) ss += static_cast<double>(v) * v;
+      const double scale = 1.0 / std::sqrt(ss / n + 1e-5);
+      std::vector<float> out(n), inplace = x;
+      RmsNorm(x.data(), wt.data(), out.data(), n, 1e-5f, path);
+      RmsNorm(inplace.data(), wt.data(), inplace.data(), n, 1e-5f, path);
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = wt[i] * scale * x[i];
+        EXPECT_NEAR(out[i], want, 1e-5 * std::fabs(want) + 1e-7) << i;
+        EXPECT_EQ(inplace[i], out[i]) << i;
+      }
+
+      // Softmax, with a very negative element (underflows to 0).
+      std::vector<float> s = x;
+      s[0] = -1000.0f;
+      double max = -1e300, sum = 0;
+      for (float v : s) max = std::max<double>(max, v);
+      for (float v : s) sum += std::exp(v - max);
+      Softmax(s.data(), n, path);
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = std::exp((i == 0 ? -1000.0 : x[i]) - max) / sum;
+        EXPECT_NEAR(s[i], want, 1e-5 * want + 1e-9) << i;
+      }
+
+      // SwiGLU, also in place over gate.
+      std::vector<float> g(n), gate = x;
+      SwiGLU(x.data(), wt.data(), g.data(), n, path);
+      SwiGLU(gate.data(), wt.data(), gate.data(), n, path);
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = x[i] / (1.0 + std::exp(-static_cast<double>(x[i]))) * wt[i];
+        EXPECT_NEAR(g[i], want, 1e-5 * std::fabs(want) + 1e-7) << i;
+        EXPECT_EQ(gate[i], g[i]) << i;
+      }
+
+      // Dot and Axpy.
+      double dot = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        dot += static_cast<double>(x[i]) * wt[i];
+        mag += std::fabs(static_cast<double>(x[i]) * wt[i]);
+      }
+      EXPECT_NEAR(DotF32(x.data(), wt.data(), n, path), dot, 1e-6 * mag + 1e-7);
+      std::vector<float> y = wt;
+      AxpyF32(0.75f, x.data(), y.data(), n, path);
+      for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], wt[i] + 0.75 * x[i], 1e-6 * (std::fabs(wt[i]) + std::fabs(x[i]))) << i;
+    }
+  }
+}
+
+TEST(KernelOps, DefaultPathOverloadsMatchBestPath) {
+  const std::vector<float> x = RandomFloats(100, 1), w = RandomFloats(100, 2);
+  std::vector<float> a(100), b(100);
+  RmsNorm(x.data(), w.data(), a.data(), 100, 1e-6f);
+  RmsNorm(x.data(), w.data(), b.data(), 100, 1e-6f, BestPath());
+  EXPECT_EQ(a, b);
+  a = x;
+  b = x;
+  Softmax(a.data(), 100);
+  Softmax(b.data(), 100, BestPath());
+  EXPECT_EQ(a, b);
+  SwiGLU(x.data(), w.data(), a.data(), 100);
+  SwiGLU(x.data(), w.data(), b.data(), 100, BestPath());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(DotF32(x.data(), w.data(), 100), DotF32(x.data(), w.data(), 100, BestPath()));
+  a = w;
+  b = w;
+  AxpyF32(2.0f, x.data(), a.data(), 100);
+  AxpyF32(2.0f, x.data(), b.data(), 100, BestPath());
+  EXPECT_EQ(a, b);
+}
+
+TEST(KernelOps, RopeMatchesFormula) {
+  struct Case {
+    int head_dim, n_rot;
+    bool neox;
+    float base, scale;
+  };
+  const Case cases[] = {{64, 64, false, 10000.0f, 1.0f}, {64, 64, true, 10000.0f, 1.0f},
+                        {128, 64, false, 500000.0f, 0.5f}, {128, 96, true, 10000.0f, 0.25f},
+                        {8, 8, false, 10000.0f, 1.0f}};
+  for (const Case& c : cases) {
+    for (int pos : {0, 1, 7, 100, 1000}) {
+      SCOPED_TRACE("head_dim=" + std::to_string(c.head_dim) + " n_rot=" + std::to_string(c.n_rot) +
+                   " neox=" + std::to_string(c.neox) + " pos=" + std::to_string(pos));
+      const std::vector<float> x = RandomFloats(c.head_dim, static_cast<uint32_t>(pos + c.head_dim));
+      std::vector<float> got = x;
+      Rope(got.data(), c.head_dim, c.n_rot, pos, c.base, c.scale, c.neox);
+      std::vector<double> want(x.begin(), x.end());
+      for (int i = 0; i < c.n_rot / 2; ++i) {
+        const double theta = pos * static_cast<double>(c.scale) * std::pow(static_cast<double>(c.base), -2.0 * i / c.n_rot);
+        const int a = c.neox ? i : 2 * i, b = c.neox ? i + c.n_rot / 2 : 2 * i + 1;
+        want[a] = x[a] * std::cos(theta) - x[b] * std::sin(theta);
+        want[b] = x[a] * std::sin(theta) + x[b] * std::cos(theta);
+      }
+      const double tol = 1e-6 + 5e-7 * pos;
+      for (int i = 0; i < c.head_dim; ++i) EXPECT_NEAR(got[i], want[i], tol) << i;
+      for (int i = c.n_rot; i < c.head_dim; ++i) EXPECT_EQ(got[i], x[i]) << i;
+    }
+  }
+}
+
+TEST(KernelOps, RopeHeadsEqualsRopePerHead) {
+  const int head_dim = 64, n_heads = 5;
+  const std::vector<float> x = RandomFloats(head_dim * n_heads, 9);
+  for (bool neox : {false, true}) {
+    std::vector<float> a = x, b = x;
+    RopeHeads(a.data(), n_heads, head_dim, 32, 17, 10000.0f, 1.0f, neox);
+    for (int h = 0; h < n_heads; ++h) Rope(&b[h * head_dim], head_dim, 32, 17, 10000.0f, 1.0f, neox);
+    EXPECT_EQ(a, b);
+  }
+}
+
+}  // namespace
+}  // namespace strata::kernels

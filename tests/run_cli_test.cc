@@ -1,0 +1,118 @@
+// `strata run` end to end against llama2.c's reference outputs.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace strata {
+namespace {
+
+using testing::RunCommand;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The completion llama2.c printed: its stdout minus the echoed prompt and the
+// one newline run.c adds at the end.
+std::string RefCompletion(const std::string& file, const std::string& prompt) {
+  std::string s = ReadFile(testing::SharedPath("reference/" + file));
+  EXPECT_EQ(s.compare(0, prompt.size(), prompt), 0);
+  s = s.substr(prompt.size());
+  if (!s.empty() && s.back() == '\n') s.pop_back();
+  return s;
+}
+
+struct Case {
+  const char* file;
+  const char* prompt;
+  int n;  // tokens generated: llama2.c's -n counts prompt positions too
+};
+
+const Case kCases[] = {
+    {"stories260K_t0_n64_once-upon-a-time.stdout", "Once upon a time", 60},
+    {"stories260K_t0_n200.stdout", "", 200},
+    {"stories260K_t0_default-steps.stdout", "", 256},
+};
+
+class RunCliTest : public ::testing::TestWithParam<bool> {
+ protected:
+  std::vector<std::string> Args(const Case& c) const {
+    std::vector<std::string> a = {testing::CliPath(), "run", "--temp", "0", "-n", std::to_string(c.n), "-p", c.prompt, "-t", "2"};
+    if (GetParam()) {
+      a.insert(a.end(), {"-m", testing::SharedPath("models/stories260K.gguf")});
+    } else {
+      a.insert(a.end(), {"-m", testing::SharedPath("models/stories260K.bin"), "--tokenizer",
+                         testing::SharedPath("models/tok512.bin")});
+    }
+    return a;
+  }
+};
+
+TEST_P(RunCliTest, GreedyMatchesLlama2c) {
+  for (const Case& c : kCases) {
+    auto r = RunCommand(Args(c));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, RefCompletion(c.file, c.prompt)) << c.file;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, RunCliTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "gguf" : "llama2c_bin"; });
+
+TEST(RunCli, DefaultModelIsBundledStories) {
+  auto r = RunCommand({testing::CliPath(), "run", "--temp", "0", "-n", "60", "-p", "Once upon a time"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, RefCompletion("stories260K_t0_n64_once-upon-a-time.stdout", "Once upon a time"));
+}
+
+TEST(RunCli, SeededSamplingIsReproducible) {
+  std::vector<std::string> a = {testing::CliPath(), "run", "--temp", "1", "--seed", "7", "-n", "40", "-p", "Lily"};
+  auto r1 = RunCommand(a), r2 = RunCommand(a);
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  EXPECT_EQ(r1.out, r2.out);
+  EXPECT_FALSE(r1.out.empty());
+}
+
+TEST(RunCli, Q8_0GivesTheSameGreedyTokensAsF32) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string q8 = dir + "/stories260K-q8_0.gguf";
+  auto q = RunCommand({testing::CliPath(), "quantize", testing::SharedPath("models/stories260K.gguf"), q8, "--type", "q8_0"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  auto tok = [&](const std::string& model) {
+    auto r = RunCommand({testing::CliPath(), "run", "-m", model, "--temp", "0", "-n", "20", "-p", "Once upon a time"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto t = RunCommand({testing::CliPath(), "tokenize", "-m", model, "--no-bos"}, r.out);
+    return t.out;
+  };
+  const std::string f32 = tok(testing::SharedPath("models/stories260K.gguf"));
+  EXPECT_FALSE(f32.empty());
+  EXPECT_EQ(tok(q8), f32);
+}
+
+TEST(RunCli, BadInputIsOneLineAndNonZero) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string junk = dir + "/junk.gguf";
+  std::ofstream(junk) << "GGUF\x03\x00\x00\x00garbage";
+  const std::vector<std::vector<std::string>> cases = {
+      {testing::CliPath(), "run", "-m", dir + "/missing.gguf", "-p", "x"},
+      {testing::CliPath(), "run", "-m", junk, "-p", "x"},
+      {testing::CliPath(), "run", "-m", testing::SharedPath("models/stories260K.bin"), "-p", "x"},
+      {testing::CliPath(), "run", "-n", "-5"},
+  };
+  for (const auto& args : cases) {
+    auto r = RunCommand(args);
+    EXPECT_NE(r.exit_code, 0) << args[3];
+    EXPECT_TRUE(r.out.empty());
+    ASSERT_FALSE(r.err.empty());
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;  // exactly one line
+  }
+}
+
+}  // namespace
+}  // namespace strata
