@@ -182,6 +182,15 @@ TEST(GgufTest, RejectsAbsurdCountsFast) {
   }
 }
 
+TEST(GgufTest, CapsMetadataArrayElementsBeforeAllocating) {
+  constexpr uint64_t kTooMany = (uint64_t{1} << 22) + 1;
+  Bytes b;
+  b.Header(0, 1).Str("a").U32(9).U32(0).U64(kTooMany).Fill(kTooMany, 0);
+  Status s = ParseBytes(b.str());
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+  EXPECT_THAT(s.message(), HasSubstr("array elements"));
+}
+
 TEST(GgufTest, RejectsBadDims) {
   for (uint32_t n_dims : {0u, 5u, 0xFFFFFFFFu}) {
     Bytes b;

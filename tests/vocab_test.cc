@@ -132,6 +132,26 @@ TEST(SpmVocabTest, ControlTokensParseOnlyWhenAskedUserDefinedAlways) {
   EXPECT_THAT(v->Encode("<s>", false, true), ElementsAre(1));
 }
 
+TEST(SpmVocabTest, LongerSpecialTokensSplitFirst) {
+  auto v = Make(SpmSpec({{S + "a", -1}, {"<t>", 0, TokenType::kUserDefined}, {"<t><t>", 0, TokenType::kUserDefined}}));
+  EXPECT_THAT(v->Encode("<t><t><t>", false, false), ElementsAre(Id(*v, "<t><t>"), Id(*v, "<t>")));
+}
+
+TEST(SpmVocabTest, Phi3SpecialTokensSwallowFollowingWhitespace) {
+  // llama.cpp gives Phi-3's added tokens (general.name "Phi3") rstrip, except
+  // <unk>, <s> and <|endoftext|>.
+  VocabSpec spec = SpmSpec({{S, -5}, {S + "a", -1}, {"<|end|>", 0, TokenType::kUserDefined}});
+  spec.general_name = "Phi3";
+  auto phi3 = Make(spec);
+  const TokenId a = Id(*phi3, S + "a");
+  const TokenId end = Id(*phi3, "<|end|>");
+  EXPECT_THAT(phi3->Encode("a<|end|> \n a", false, true), ElementsAre(a, end, a));
+  EXPECT_THAT(phi3->Encode("a<s> a", false, true), ElementsAre(a, 1, Id(*phi3, S), a));
+  spec.general_name = "llama";
+  auto plain = Make(spec);
+  EXPECT_THAT(plain->Encode("a<|end|> a", false, true), ElementsAre(a, end, Id(*plain, S), a));
+}
+
 TEST(SpmVocabTest, PiecesRenderPerTokenType) {
   auto v = SmallSpm();
   EXPECT_EQ(v->TokenToPiece(Id(*v, S + "a")), " a");

@@ -36,10 +36,12 @@ constexpr int kQK = kQK8_0;  // elements per quantized block (Q8_0 and Q4_0)
 constexpr int64_t kGemmMinTokensQuant = 6;
 constexpr int64_t kGemmMinTokensFloat = 6;
 
-// GEMV register tile and work unit.
-constexpr int kGemvRows = 4;
+// GEMV: tokens per pass over a row, and weight bytes per task (rows are
+// handed out in runs of about this size, each read as one sequential stream so
+// the hardware prefetcher stays trained; interleaving several short rows
+// measured several times slower from DRAM).
 constexpr int kGemvTokens = 4;
-constexpr int64_t kGemvRowsPerTask = 16;
+constexpr int64_t kGemvTaskBytes = 64 << 10;
 
 // GEMM panel: 32 rows (two vectors of 16 lanes); token tiles.
 constexpr int kPanelRows = 2 * kLanes;
@@ -181,68 +183,66 @@ __m512 PairScale(uint16_t d0, uint16_t d1) {
 }
 
 // ---------------------------------------------------------------------------
-// Quantized GEMV: rows o0 .. o0+R-1, tokens t0 .. t0+T-1.
+// GEMV driver: hands out runs of rows; row_fn(o, t0, n) computes
+// y[t0 .. t0+n-1][o] for n <= kGemvTokens.
+template <class RowFn>
+void ForGemvRows(const Tensor& w, int64_t n_tok, ThreadPool& pool, const RowFn& row_fn) {
+  const int64_t n_out = w.rows();
+  const int64_t rows_per_task = std::max<int64_t>(1, kGemvTaskBytes / static_cast<int64_t>(w.row_bytes()));
+  pool.ParallelTasks((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
+    const int64_t end = std::min(n_out, (task + 1) * rows_per_task);
+    for (int64_t o = task * rows_per_task; o < end; ++o)
+      for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) row_fn(o, t0, std::min<int64_t>(kGemvTokens, n_tok - t0));
+  });
+}
 
-template <class W, int R, int T>
-struct GemvQuantTile {
+// Quantized GEMV: one weight row against tokens t0 .. t0+T-1. Block pairs
+// alternate between two accumulators per token to hide the FMA latency.
+template <class W, int T>
+struct GemvQuantRow {
   using Block = typename W::Block;
-  const Block* rows[R];
-  __m512 acc[R][T];
+  __m512 acc[T][2];
 
   template <bool kBoth>
-  void Step(const QuantizedActs& xa, int64_t t0, int64_t p) {
-    __m512i wv[R];
-    __m512 dw[R];
-    for (int r = 0; r < R; ++r) {
-      const Block* b = rows[r] + 2 * p;
-      _mm_prefetch(reinterpret_cast<const char*>(b) + PF_DIST, PF_HINT);
-      _mm_prefetch(reinterpret_cast<const char*>(b) + PF_DIST + 64, PF_HINT);
-      wv[r] = W::template LoadPair<kBoth>(b);
-      dw[r] = PairScale(b[0].d, kBoth ? b[1].d : 0);
-    }
+  void Step(const Block* row, const QuantizedActs& xa, int64_t t0, int64_t p, int a) {
+    const Block* b = row + 2 * p;
+    const __m512i wv = W::template LoadPair<kBoth>(b);
+    const __m512 dw = PairScale(b[0].d, kBoth ? b[1].d : 0);
     for (int t = 0; t < T; ++t) {
       const __m512i xq = _mm512_load_si512(xa.qs(t0 + t) + 2 * kQK * p);
       const __m512 dx = _mm512_load_ps(xa.dxv(t0 + t) + kLanes * p);
-      const __m512i comp = _mm512_load_si512(xa.compv(t0 + t) + kLanes * p);
-      for (int r = 0; r < R; ++r) {
-        const __m512i dot = _mm512_dpbusd_epi32(comp, wv[r], xq);
-        acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw[r], dx), acc[r][t]);
-      }
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(xa.compv(t0 + t) + kLanes * p), wv, xq);
+      acc[t][a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, dx), acc[t][a]);
     }
   }
 
-  void Run(const Tensor& w, int64_t o0, const QuantizedActs& xa, int64_t t0, float* y) {
-    const int64_t nb = w.cols() / kQK, n_out = w.rows();
-    for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(w.row(o0 + r));
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t p = 0; p < nb / 2; ++p) Step<true>(xa, t0, p);
-    if (nb % 2) Step<false>(xa, t0, nb / 2);
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) y[(t0 + t) * n_out + o0 + r] = _mm512_reduce_add_ps(acc[r][t]);
+  void Run(const Block* row, int64_t nb, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out) {
+    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    const int64_t n_pairs = nb / 2;
+    int64_t p = 0;
+    for (; p + 2 <= n_pairs; p += 2) {
+      Step<true>(row, xa, t0, p, 0);
+      Step<true>(row, xa, t0, p + 1, 1);
+    }
+    if (p < n_pairs) Step<true>(row, xa, t0, p, 0);
+    if (nb % 2) Step<false>(row, xa, t0, n_pairs, 1);
+    for (int t = 0; t < T; ++t) y[(t0 + t) * n_out] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
   }
 };
 
-template <class W, int R>
-void GemvQuantRows(const Tensor& w, int64_t o0, const QuantizedActs& xa, int64_t n_tok, float* y) {
-  for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) {
-    switch (std::min<int64_t>(kGemvTokens, n_tok - t0)) {
-      case 1: GemvQuantTile<W, R, 1>().Run(w, o0, xa, t0, y); break;
-      case 2: GemvQuantTile<W, R, 2>().Run(w, o0, xa, t0, y); break;
-      case 3: GemvQuantTile<W, R, 3>().Run(w, o0, xa, t0, y); break;
-      default: GemvQuantTile<W, R, 4>().Run(w, o0, xa, t0, y); break;
-    }
-  }
-}
-
 template <class W>
 void GemvQuant(const Tensor& w, const QuantizedActs& xa, int64_t n_tok, float* y, ThreadPool& pool) {
-  const int64_t n_out = w.rows();
-  pool.ParallelTasks((n_out + kGemvRowsPerTask - 1) / kGemvRowsPerTask, [&](int64_t task, int) {
-    const int64_t end = std::min(n_out, (task + 1) * kGemvRowsPerTask);
-    int64_t o = task * kGemvRowsPerTask;
-    for (; o + kGemvRows <= end; o += kGemvRows) GemvQuantRows<W, kGemvRows>(w, o, xa, n_tok, y);
-    for (; o < end; ++o) GemvQuantRows<W, 1>(w, o, xa, n_tok, y);
+  using Block = typename W::Block;
+  const int64_t nb = w.cols() / kQK, n_out = w.rows();
+  const auto* base = static_cast<const Block*>(w.data);
+  ForGemvRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
+    const Block* row = base + o * nb;
+    switch (n) {
+      case 1: GemvQuantRow<W, 1>().Run(row, nb, xa, t0, y + o, n_out); break;
+      case 2: GemvQuantRow<W, 2>().Run(row, nb, xa, t0, y + o, n_out); break;
+      case 3: GemvQuantRow<W, 3>().Run(row, nb, xa, t0, y + o, n_out); break;
+      default: GemvQuantRow<W, 4>().Run(row, nb, xa, t0, y + o, n_out); break;
+    }
   });
 }
 
@@ -393,58 +393,50 @@ struct BF16Weights {
   }
 };
 
-template <class W, int R, int T>
-void GemvFloatTile(const Tensor& w, int64_t o0, const float* x, int64_t t0, float* y) {
-  const int64_t n_in = w.cols(), n_out = w.rows();
-  const void* rows[R];
-  const float* xt[T];
-  __m512 acc[R][T];
-  for (int r = 0; r < R; ++r) rows[r] = w.row(o0 + r);
-  for (int t = 0; t < T; ++t) xt[t] = x + (t0 + t) * n_in;
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + kLanes <= n_in; k += kLanes) {
-    __m512 wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = W::Load(rows[r], k);
-    for (int t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_loadu_ps(xt[t] + k);
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  if (k < n_in) {
-    const __mmask16 m = LaneMask(n_in - k);
-    __m512 wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = W::LoadMasked(rows[r], k, m);
-    for (int t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_maskz_loadu_ps(m, xt[t] + k);
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) y[(t0 + t) * n_out + o0 + r] = _mm512_reduce_add_ps(acc[r][t]);
-}
+// Float GEMV: one weight row against tokens t0 .. t0+T-1, kUnroll vectors of
+// the row per step, each with its own accumulators (FMA latency).
+constexpr int kGemvFloatUnroll = 4;
 
-template <class W, int R>
-void GemvFloatRows(const Tensor& w, int64_t o0, const float* x, int64_t n_tok, float* y) {
-  for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) {
-    switch (std::min<int64_t>(kGemvTokens, n_tok - t0)) {
-      case 1: GemvFloatTile<W, R, 1>(w, o0, x, t0, y); break;
-      case 2: GemvFloatTile<W, R, 2>(w, o0, x, t0, y); break;
-      case 3: GemvFloatTile<W, R, 3>(w, o0, x, t0, y); break;
-      default: GemvFloatTile<W, R, 4>(w, o0, x, t0, y); break;
-    }
+template <class W, int T>
+void GemvFloatRow(const void* row, int64_t n_in, const float* x, int64_t t0, float* y, int64_t n_out) {
+  constexpr int U = kGemvFloatUnroll;
+  const float* xt[T];
+  __m512 acc[T][U];
+  for (int t = 0; t < T; ++t) {
+    xt[t] = x + (t0 + t) * n_in;
+    for (int u = 0; u < U; ++u) acc[t][u] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + U * kLanes <= n_in; k += U * kLanes) {
+    __m512 wv[U];
+    for (int u = 0; u < U; ++u) wv[u] = W::Load(row, k + u * kLanes);
+    for (int t = 0; t < T; ++t)
+      for (int u = 0; u < U; ++u) acc[t][u] = _mm512_fmadd_ps(wv[u], _mm512_loadu_ps(xt[t] + k + u * kLanes), acc[t][u]);
+  }
+  for (; k < n_in; k += kLanes) {
+    const __mmask16 m = LaneMask(n_in - k);
+    const __m512 wv = W::LoadMasked(row, k, m);
+    for (int t = 0; t < T; ++t) acc[t][0] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, xt[t] + k), acc[t][0]);
+  }
+  for (int t = 0; t < T; ++t) {
+    for (int u = 1; u < U; ++u) acc[t][0] = _mm512_add_ps(acc[t][0], acc[t][u]);
+    y[(t0 + t) * n_out] = _mm512_reduce_add_ps(acc[t][0]);
   }
 }
 
 template <class W>
 void GemvFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  const int64_t n_out = w.rows();
-  pool.ParallelTasks((n_out + kGemvRowsPerTask - 1) / kGemvRowsPerTask, [&](int64_t task, int) {
-    const int64_t end = std::min(n_out, (task + 1) * kGemvRowsPerTask);
-    int64_t o = task * kGemvRowsPerTask;
-    for (; o + kGemvRows <= end; o += kGemvRows) GemvFloatRows<W, kGemvRows>(w, o, x, n_tok, y);
-    for (; o < end; ++o) GemvFloatRows<W, 1>(w, o, x, n_tok, y);
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes());
+  ForGemvRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
+    const void* row = base + o * row_bytes;
+    switch (n) {
+      case 1: GemvFloatRow<W, 1>(row, n_in, x, t0, y + o, n_out); break;
+      case 2: GemvFloatRow<W, 2>(row, n_in, x, t0, y + o, n_out); break;
+      case 3: GemvFloatRow<W, 3>(row, n_in, x, t0, y + o, n_out); break;
+      default: GemvFloatRow<W, 4>(row, n_in, x, t0, y + o, n_out); break;
+    }
   });
 }
 

@@ -9,9 +9,10 @@ namespace {
 
 // Limits that keep hostile files from exhausting the stack or memory. Each is
 // far above anything a real model uses (llama.cpp does not nest arrays at all;
-// the largest vocabularies hold ~1M array elements in total).
+// the largest vocabularies hold < 1M array elements in total). Each parsed
+// element costs sizeof(Value) (~100 bytes), so metadata stays under ~450 MB.
 constexpr int kMaxArrayDepth = 8;
-constexpr uint64_t kMaxMetadataElements = uint64_t{1} << 23;
+constexpr uint64_t kMaxMetadataElements = uint64_t{1} << 22;
 constexpr uint64_t kMaxKeyBytes = 65535;
 constexpr uint32_t kMaxDims = 4;
 
@@ -366,7 +367,7 @@ class GgufParser {
   Status TensorData() {
     const uint64_t end_of_infos = cur_.pos();
     const uint64_t a = file_->alignment_;
-    file_->data_offset_ = (end_of_infos + a - 1) / a * a;  // no overflow: both are < 2^33 + file size
+    file_->data_offset_ = (end_of_infos + a - 1) / a * a;  // end_of_infos <= size, a <= 2^31: no overflow
     if (file_->tensors_.empty()) return Status::Ok();  // may end before data_offset
     if (file_->data_offset_ > file_->size_) {
       return Status::Corrupt("file truncated: data section at offset " + std::to_string(file_->data_offset_) +

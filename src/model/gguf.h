@@ -6,7 +6,7 @@
 // tensor type, naming it) and never a crash or a giant allocation.
 // Files of zero tensors may end before the aligned data offset.
 // Limits (far above any real model): arrays nest at most 8 deep, all arrays
-// together hold at most 2^23 elements, keys and tensor names are valid UTF-8
+// together hold at most 2^22 elements, keys and tensor names are valid UTF-8
 // of at most 65535 bytes. Bool values must be 0 or 1.
 //
 // Thread-safety: a GgufFile is immutable after Open and safe to share.

@@ -1,0 +1,116 @@
+// Engine: serves many generation requests at once on one model. Requests are
+// queued, admitted into running slots, and advanced step by step by a single
+// step thread; each step advances every running request. Results stream back
+// through a per-request sink.
+//
+// Thread-safety: Submit, Cancel and Stats may be called from any thread. Sinks
+// are called on the step thread and must not block for long.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/status.h"
+#include "engine/sampler.h"
+#include "model/model.h"
+
+namespace strata {
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+const char* FinishReasonName(FinishReason r);  // "stop", "length", "cancelled", "error", ""
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;    // token ids, BOS included if wanted
+  int32_t max_tokens = 16;        // completion tokens at most
+  SamplerParams sampling;
+  std::vector<std::string> stop;  // generation ends before any of these strings
+  int32_t top_logprobs = -1;      // -1: none; 0..20: the chosen token's logprob plus that many alternatives
+};
+
+struct TokenLogprob {
+  int32_t id = 0;
+  std::string text;   // the token's bytes (may be partial UTF-8)
+  float logprob = 0;  // natural log of its probability under the model (before sampling filters)
+  std::vector<std::pair<int32_t, float>> top;  // [top_logprobs] most likely alternatives (id, logprob)
+};
+
+struct GenerationEvent {
+  std::string text;                     // new, complete UTF-8 text since the previous event
+  std::vector<TokenLogprob> logprobs;   // one per token behind `text` (when requested)
+  bool finished = false;
+  FinishReason reason = FinishReason::kNone;
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  Status error;                         // set when reason == kError
+};
+
+// Returns false to cancel the request (e.g. the client disconnected).
+using EventSink = std::function<bool(const GenerationEvent&)>;
+
+struct EngineParams {
+  int32_t n_threads = 0;    // 0: all cores
+  int32_t parallel = 4;     // requests running at once
+  int32_t max_queue = 64;   // waiting requests beyond which Submit refuses
+  int32_t n_ctx = 0;        // per sequence; 0: the model's training context
+};
+
+struct EngineStats {
+  uint64_t requests_total = 0;
+  uint64_t requests_rejected = 0;
+  uint64_t prompt_tokens_total = 0;
+  uint64_t completion_tokens_total = 0;
+  int32_t queue_depth = 0;
+  int32_t running = 0;
+};
+
+class Engine {
+ public:
+  // REQUIRES: model outlives the engine.
+  [[nodiscard]] static Status Create(const Model& model, const EngineParams& params, std::unique_ptr<Engine>* out);
+  ~Engine();  // cancels what is running and joins the step thread
+
+  // Queues a request. kResourceExhausted if the queue is full; kInvalidArgument
+  // for an empty or too long prompt. On success *id identifies it for Cancel.
+  [[nodiscard]] Status Submit(GenerationRequest request, EventSink sink, uint64_t* id);
+  // Cancels a queued or running request; its sink gets a final kCancelled event.
+  void Cancel(uint64_t id);
+  EngineStats Stats() const;
+  const Model& model() const { return model_; }
+  int32_t n_ctx() const { return n_ctx_; }
+
+ private:
+  struct Slot;
+  struct Pending {
+    uint64_t id;
+    GenerationRequest request;
+    EventSink sink;
+  };
+
+  Engine(const Model& model, const EngineParams& params, int32_t n_ctx);
+  void StepLoop();
+  void Admit();
+  void Step();
+
+  const Model& model_;
+  EngineParams params_;
+  int32_t n_ctx_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;
+  std::vector<uint64_t> cancelled_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // running requests (step thread only)
+  EngineStats stats_;
+  uint64_t next_id_ = 1;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace strata
