@@ -1,12 +1,14 @@
 // libFuzzer target for the tokenizers: encodes arbitrary bytes with the
-// llama-spm (SentencePiece) and gpt-2 (byte-level BPE) vocabularies, with and
-// without special-token parsing, decodes the result at once and through a
-// StreamDecoder, and aborts on any broken property:
+// llama-spm (SentencePiece), gpt-2 (byte-level BPE) and bert-bge (WordPiece)
+// vocabularies, with and without special-token parsing, decodes the result at
+// once and through a StreamDecoder, and aborts on any broken property:
 //   - every id is inside the vocabulary;
 //   - without special parsing, decode(encode(x)) == x wherever the tokenizer
 //     is lossless: any bytes for gpt-2 (all 256 bytes are tokens), valid
-//     UTF-8 without '▁' for llama-spm (byte fallback covers the rest);
-//   - the stream decoder's output equals Decode's whenever that is valid UTF-8.
+//     UTF-8 without '▁' for llama-spm (byte fallback covers the rest), never
+//     for WordPiece (it lower-cases and drops whitespace);
+//   - the stream decoder's output is valid UTF-8 and equals Decode's
+//     whenever that is valid UTF-8.
 //
 // The vocabularies are read once from $STRATA_SHARED_DIR/vocab (default
 // ../shared/vocab, relative to the working directory), e.g.
@@ -29,9 +31,12 @@ namespace {
 using strata::TokenId;
 using strata::Vocab;
 
+// Which inputs decode(encode(x)) must reproduce.
+enum class Lossless { kAnyBytes, kValidUtf8, kNever };
+
 struct FuzzVocab {
   std::unique_ptr<Vocab> vocab;
-  bool lossless_on_any_bytes;  // every byte has a token rendering as that byte
+  Lossless lossless;
 };
 
 std::unique_ptr<Vocab> LoadOrDie(const std::string& path) {
@@ -51,8 +56,9 @@ std::vector<FuzzVocab>& Vocabs() {
     const char* env = std::getenv("STRATA_SHARED_DIR");
     const std::string dir = std::string(env != nullptr && *env != '\0' ? env : "../shared") + "/vocab/";
     std::vector<FuzzVocab> v;
-    v.push_back({LoadOrDie(dir + "ggml-vocab-llama-spm.gguf"), false});
-    v.push_back({LoadOrDie(dir + "ggml-vocab-gpt-2.gguf"), true});
+    v.push_back({LoadOrDie(dir + "ggml-vocab-llama-spm.gguf"), Lossless::kValidUtf8});
+    v.push_back({LoadOrDie(dir + "ggml-vocab-gpt-2.gguf"), Lossless::kAnyBytes});
+    v.push_back({LoadOrDie(dir + "ggml-vocab-bert-bge.gguf"), Lossless::kNever});
     return v;
   }();
   return vocabs;
@@ -72,8 +78,10 @@ void FuzzOne(const FuzzVocab& fv, std::string_view text, bool parse_special) {
   const std::string decoded = vocab.Decode(ids);
 
   if (!parse_special) {
-    const bool lossless = fv.lossless_on_any_bytes ||
-                          (strata::utf8::IsValid(text) && text.find("\xE2\x96\x81") == std::string_view::npos);
+    const bool lossless =
+        fv.lossless == Lossless::kAnyBytes ||
+        (fv.lossless == Lossless::kValidUtf8 && strata::utf8::IsValid(text) &&
+         text.find("\xE2\x96\x81") == std::string_view::npos);
     if (lossless) Check(decoded == text, "decode(encode(text)) == text");
   }
 

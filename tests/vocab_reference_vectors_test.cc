@@ -87,12 +87,14 @@ TEST_P(GgmlVocabVectorsTest, EncodesLikeReferenceAndRoundTrips) {
   for (size_t i = 0; i < texts.size(); ++i) {
     const std::vector<TokenId> ids = vocab->Encode(texts[i], /*add_special=*/false, /*parse_special=*/false);
     EXPECT_EQ(ids, expected[i]) << "text #" << i << ": '" << texts[i] << "'";
-    EXPECT_EQ(vocab->Decode(ids), texts[i]) << "text #" << i;
+    // WordPiece lower-cases and drops whitespace: only the others are lossless.
+    if (vocab->model_name() != "bert") EXPECT_EQ(vocab->Decode(ids), texts[i]) << "text #" << i;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedVocabs, GgmlVocabVectorsTest,
-                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "falcon", "mpt", "refact", "deepseek-llm"),
+                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "falcon", "mpt", "refact", "deepseek-llm",
+                                           "bert-bge"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param;
                            for (char& c : name) c = c == '-' ? '_' : c;

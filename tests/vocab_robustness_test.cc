@@ -71,7 +71,9 @@ TEST_P(SharedVocabRobustnessTest, RandomBytesNeverCrash) {
   }
 }
 
-TEST_P(SharedVocabRobustnessTest, RandomTextRoundTrips) {
+class SharedVocabRoundTripTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SharedVocabRoundTripTest, RandomTextRoundTrips) {
   const Vocab& vocab = SharedVocab(GetParam());
   std::mt19937 rng(7);
   for (int i = 0; i < 300; ++i) {
@@ -89,19 +91,26 @@ TEST_P(SharedVocabRobustnessTest, TenKilobytesEncodeInMilliseconds) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<TokenId> ids = vocab.Encode(text, true, false);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-  EXPECT_EQ(vocab.Decode(ids), text);
+  EXPECT_GT(ids.size(), 1000u);
   // Typically a few ms; the bound only catches quadratic blow-ups (seconds),
   // with room for sanitizer builds on a loaded machine.
   EXPECT_LT(ms.count(), 1000) << ids.size() << " tokens";
 }
 
+std::string ParamName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& c : name) c = c == '-' ? '_' : c;
+  return name;
+}
+
 INSTANTIATE_TEST_SUITE_P(SharedVocabs, SharedVocabRobustnessTest,
+                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "falcon", "mpt", "refact", "deepseek-llm",
+                                           "bert-bge"),
+                         ParamName);
+// WordPiece (bert-bge) lower-cases and drops whitespace, so it is not here.
+INSTANTIATE_TEST_SUITE_P(SharedVocabs, SharedVocabRoundTripTest,
                          ::testing::Values("llama-spm", "phi-3", "gpt-2", "falcon", "mpt", "refact", "deepseek-llm"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param;
-                           for (char& c : name) c = c == '-' ? '_' : c;
-                           return name;
-                         });
+                         ParamName);
 
 // Random bytes are their own encoding wherever every byte has a token that
 // renders as that byte: SentencePiece byte fallback and byte-level BPE with

@@ -55,7 +55,7 @@ VocabSpec SpmSpec(const std::vector<Piece>& pieces, bool byte_tokens = true) {
 
 std::unique_ptr<Vocab> Make(VocabSpec spec) {
   std::unique_ptr<Vocab> vocab;
-  Status s = MakeVocab(std::move(spec), &vocab);
+  Status s = MakeVocab(spec, &vocab);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return vocab;
 }
@@ -251,9 +251,57 @@ TEST(BpeVocabTest, UserDefinedTokensRenderAsTheirText) {
   EXPECT_TRUE(v->IsEog(257));
 }
 
+// A "bert" vocabulary: [PAD] [UNK] [CLS] [SEP], then pieces ('▁' = word start).
+std::unique_ptr<Vocab> SmallWpm(const std::vector<std::string>& pieces) {
+  VocabSpec spec;
+  spec.model = "bert";
+  spec.tokens = {"[PAD]", "[UNK]", "[CLS]", "[SEP]"};
+  spec.types.assign(4, TokenType::kControl);
+  for (const std::string& p : pieces) {
+    spec.tokens.push_back(p);
+    spec.types.push_back(TokenType::kNormal);
+  }
+  spec.pad = 0;
+  spec.unk = 1;
+  spec.bos = 2;
+  spec.sep = 3;
+  spec.add_bos = true;
+  spec.add_sep = true;
+  spec.add_space_prefix = true;
+  spec.lowercase = true;
+  return Make(spec);
+}
+
+TEST(WpmVocabTest, SpellsWordsGreedilyAndFramesWithClsSep) {
+  auto v = SmallWpm({S + "un", S + "unaff", "aff", "able", S + "!", S + "cafe"});
+  EXPECT_THAT(v->Encode("unaffable", false, false), ElementsAre(Id(*v, S + "unaff"), Id(*v, "able")));
+  EXPECT_THAT(v->Encode("Unaffable!", true, false),
+              ElementsAre(2, Id(*v, S + "unaff"), Id(*v, "able"), Id(*v, S + "!"), 3));
+  EXPECT_EQ(v->Decode(v->Encode("unaffable !", false, false)), "unaffable !");
+}
+
+TEST(WpmVocabTest, NormalizesLikeBert) {
+  const std::string zhong = "\xE4\xB8\xAD";  // U+4E2D, an ideograph
+  auto v = SmallWpm({S + "cafe", S + "ab", S + zhong, S + "x"});
+  // Lower-cased, accents stripped (NFD, then no \p{Mn}), format characters dropped.
+  EXPECT_THAT(v->Encode("CAF\xC3\x89", false, false), ElementsAre(Id(*v, S + "cafe")));
+  EXPECT_THAT(v->Encode("a\xE2\x80\x8B" "b", false, false), ElementsAre(Id(*v, S + "ab")));
+  // Ideographs are words of their own; any whitespace (here U+3000) separates.
+  EXPECT_THAT(v->Encode("x" + zhong + "x\xE3\x80\x80x", false, false),
+              ElementsAre(Id(*v, S + "x"), Id(*v, S + zhong), Id(*v, S + "x"), Id(*v, S + "x")));
+}
+
+TEST(WpmVocabTest, UnspellableAndOverlongWordsBecomeUnk) {
+  auto v = SmallWpm({S + "a", "a"});
+  EXPECT_THAT(v->Encode("ab a", false, false), ElementsAre(1, Id(*v, S + "a")));
+  EXPECT_EQ(v->Encode(std::string(100, 'a'), false, false).size(), 100u);
+  EXPECT_THAT(v->Encode(std::string(101, 'a'), false, false), ElementsAre(1));
+  EXPECT_THAT(v->Encode("\xFF\xFE", false, false), ElementsAre());
+}
+
 Status MakeStatus(VocabSpec spec) {
   std::unique_ptr<Vocab> vocab;
-  return MakeVocab(std::move(spec), &vocab);
+  return MakeVocab(spec, &vocab);
 }
 
 void ExpectCorrupt(const VocabSpec& spec, const std::string& what) {

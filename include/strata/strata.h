@@ -90,9 +90,14 @@ const char* strata_detokenizer_flush(strata_detokenizer* detok, size_t* len);
 /* ---- context: one sequence's KV cache and forward pass ---- */
 
 typedef struct strata_context_params {
-  int32_t n_ctx;     /* 0: the model's training context */
-  int32_t n_batch;   /* tokens per forward pass, default 512 */
-  int32_t n_threads; /* 0: all cores */
+  int32_t n_ctx;         /* 0: the model's training context */
+  int32_t n_batch;       /* tokens per forward pass, default 512 */
+  int32_t n_threads;     /* 0: all cores */
+  const char* kv_type;   /* "f32", "f16", "q8_0"; NULL: f32 for an f32 model, else f16 */
+  int32_t kv_block;      /* positions per KV block, default 16 */
+  uint64_t kv_ram;       /* RAM budget for KV blocks in bytes; UINT64_MAX: unlimited */
+  const char* kv_disk;   /* directory of the KV disk tier; NULL: none */
+  uint64_t kv_disk_max;  /* disk tier budget in bytes; UINT64_MAX: unlimited */
 } strata_context_params;
 
 strata_context_params strata_context_default_params(void);
@@ -107,8 +112,11 @@ strata_status strata_decode(strata_context* ctx, const strata_token* tokens, siz
 /* F32 [n_vocab] logits of token i of the last strata_decode (i = 0 with all_logits false). */
 const float* strata_get_logits(const strata_context* ctx, int32_t i);
 int32_t strata_context_n_past(const strata_context* ctx);
-/* Forgets every position >= n_keep. */
+/* Forgets every position >= n_keep (roll back). */
 strata_status strata_context_truncate(strata_context* ctx, int32_t n_keep);
+/* Copies the sequence's tokens into tokens[0..n_max); *n_out receives the
+ * count (STRATA_ERR_RESOURCE_EXHAUSTED if n_max is too small). */
+strata_status strata_context_tokens(const strata_context* ctx, strata_token* tokens, size_t n_max, size_t* n_out);
 
 /* ---- sampler ---- */
 
@@ -129,6 +137,15 @@ void strata_sampler_free(strata_sampler* sampler);
 strata_token strata_sampler_sample(strata_sampler* sampler, const float* logits, int32_t n_vocab);
 /* Records a token of the sequence for the repetition penalty. */
 void strata_sampler_accept(strata_sampler* sampler, strata_token token);
+
+/* ---- sessions: a sequence's tokens, KV cache and sampler state on disk ---- */
+
+/* Saves ctx's sequence and sampler's state to path atomically (temp file,
+ * fsync, rename; checksummed). */
+strata_status strata_session_save(strata_context* ctx, const strata_sampler* sampler, const char* path);
+/* Restores a saved session into a fresh ctx (n_past 0) and sampler.
+ * STRATA_ERR_NOT_FOUND if path does not exist; on any error nothing changes. */
+strata_status strata_session_load(strata_context* ctx, strata_sampler* sampler, const char* path);
 
 #ifdef __cplusplus
 }

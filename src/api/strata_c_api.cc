@@ -123,14 +123,28 @@ const char* strata_detokenizer_flush(strata_detokenizer* detok, size_t* len) {
   return detok->out.c_str();
 }
 
-strata_context_params strata_context_default_params(void) { return {0, 512, 0}; }
+strata_context_params strata_context_default_params(void) {
+  return {0, 512, 0, nullptr, 16, UINT64_MAX, nullptr, UINT64_MAX};
+}
 
 strata_status strata_context_init(const strata_model* model, const strata_context_params* params,
                                   strata_context** out) {
   if (model == nullptr || params == nullptr || out == nullptr) return NullArgument("model, params or out");
   *out = nullptr;
   return Guard([&] {
-    strata::ContextParams p{params->n_ctx, params->n_batch, params->n_threads};
+    strata::ContextParams p;
+    p.n_ctx = params->n_ctx;
+    p.n_batch = params->n_batch;
+    p.n_threads = params->n_threads;
+    if (params->kv_type != nullptr) {
+      std::optional<strata::DType> t = strata::ParseDType(params->kv_type);
+      if (!t) return strata::Status::InvalidArgument(std::string("unknown KV type '") + params->kv_type + "'");
+      p.kv_type = *t;
+    }
+    p.kv_block_tokens = params->kv_block;
+    p.kv_tiers.ram_bytes = params->kv_ram;
+    if (params->kv_disk != nullptr) p.kv_tiers.disk_dir = params->kv_disk;
+    p.kv_tiers.disk_bytes = params->kv_disk_max;
     auto c = std::make_unique<strata_context>();
     STRATA_RETURN_IF_ERROR(strata::Context::Create(*model->model, p, &c->ctx));
     *out = c.release();
@@ -158,6 +172,25 @@ strata_status strata_context_truncate(strata_context* ctx, int32_t n_keep) {
     return Report(strata::Status::InvalidArgument("truncate position outside the sequence"));
   ctx->ctx->Truncate(n_keep);
   return STRATA_OK;
+}
+
+strata_status strata_context_tokens(const strata_context* ctx, strata_token* tokens, size_t n_max, size_t* n_out) {
+  if (ctx == nullptr || n_out == nullptr) return NullArgument("ctx or n_out");
+  const std::vector<int32_t>& t = ctx->ctx->tokens();
+  *n_out = t.size();
+  if (t.size() > n_max) return Report(strata::Status::ResourceExhausted("token buffer too small"));
+  if (!t.empty()) std::memcpy(tokens, t.data(), t.size() * sizeof(strata_token));
+  return STRATA_OK;
+}
+
+strata_status strata_session_save(strata_context* ctx, const strata_sampler* sampler, const char* path) {
+  if (ctx == nullptr || sampler == nullptr || path == nullptr) return NullArgument("ctx, sampler or path");
+  return Guard([&] { return ctx->ctx->SaveSession(strata::Env::Default(), path, sampler->sampler); });
+}
+
+strata_status strata_session_load(strata_context* ctx, strata_sampler* sampler, const char* path) {
+  if (ctx == nullptr || sampler == nullptr || path == nullptr) return NullArgument("ctx, sampler or path");
+  return Guard([&] { return ctx->ctx->LoadSession(strata::Env::Default(), path, &sampler->sampler); });
 }
 
 strata_sampler_params strata_sampler_default_params(void) {

@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cctype>
 #include <cstdlib>
+
+#include "kv/session_file.h"
 
 namespace strata::cli {
 
@@ -20,6 +23,47 @@ std::string DefaultModelPath() {
   const char* env = std::getenv("STRATA_DEFAULT_MODEL");
   if (env != nullptr && *env != '\0') return env;
   return STRATA_BUNDLED_MODEL;
+}
+
+std::optional<uint64_t> ParseSize(const std::string& text) {
+  size_t i = 0;
+  uint64_t v = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) {
+    const uint64_t d = static_cast<uint64_t>(text[i++] - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+    v = v * 10 + d;
+  }
+  if (i == 0) return std::nullopt;
+  int shift = 0;
+  if (i < text.size()) {
+    switch (std::toupper(static_cast<unsigned char>(text[i]))) {
+      case 'K': shift = 10; break;
+      case 'M': shift = 20; break;
+      case 'G': shift = 30; break;
+      case 'T': shift = 40; break;
+      case 'B': shift = 0; --i; break;
+      default: return std::nullopt;
+    }
+    ++i;
+    if (i < text.size() && std::toupper(static_cast<unsigned char>(text[i])) == 'B') ++i;
+  }
+  if (i != text.size() || (shift > 0 && v > (UINT64_MAX >> shift))) return std::nullopt;
+  return v << shift;
+}
+
+std::string SessionDir(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("STRATA_SESSION_DIR"); env != nullptr && *env != '\0') return env;
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
+    return std::string(home) + "/.cache/strata/sessions";
+  return ".strata-sessions";
+}
+
+std::string SessionPath(const std::string& dir, const std::string& name) {
+  if (!IsValidSessionName(name))
+    Fail("session", Status::InvalidArgument("invalid session name '" + name +
+                                            "' (use letters, digits, '.', '_' and '-'; not starting with '.')"));
+  return dir + "/" + name + ".session";
 }
 
 bool StderrIsTty() { return ::isatty(STDERR_FILENO) == 1; }

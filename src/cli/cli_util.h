@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <string>
 
 #include "core/status.h"
@@ -17,6 +18,16 @@ void CheckOk(const std::string& what, const Status& s);
 // The model used when -m is not given: $STRATA_DEFAULT_MODEL, else the
 // stories260K.gguf bundled in the source tree's models/ directory.
 std::string DefaultModelPath();
+
+// Parses a byte size: digits with an optional K, M, G or T suffix (powers of
+// 1024, case-insensitive, optional trailing "B"). nullopt if malformed or overflowing.
+std::optional<uint64_t> ParseSize(const std::string& text);
+
+// Where named sessions live: --session-dir, else $STRATA_SESSION_DIR, else
+// $HOME/.cache/strata/sessions (./.strata-sessions without HOME).
+std::string SessionDir(const std::string& flag);
+// SessionDir/NAME.session; fails (cli::Fail) on an invalid name.
+std::string SessionPath(const std::string& dir, const std::string& name);
 
 // True if stderr is a terminal (progress bars are drawn only then).
 bool StderrIsTty();

@@ -1,6 +1,11 @@
 // strata run: generate a completion. Writes only the completion text to
 // stdout (never the prompt); logs and timings go to stderr. Goes through the
 // public C API, as any embedding application would.
+//
+// With --session NAME the conversation persists: an existing session's tokens
+// are the prefix, the prompt is appended, and the session (now including the
+// completion) is saved again — so "-p P -n 40" then "-p '' -n 40" prints what
+// one "-p P -n 80" prints.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -10,6 +15,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "core/env.h"
 #include "strata/strata.h"
 
 namespace strata::cli {
@@ -29,6 +35,13 @@ struct RunOptions {
   int32_t threads = 0;
   int32_t ctx_size = 0;
   int32_t batch = 512;
+  std::string session;
+  std::string session_dir;
+  std::string kv_type;
+  int32_t kv_block = 16;
+  std::string kv_ram;
+  std::string kv_disk;
+  std::string kv_disk_max;
   bool verbose = false;
 };
 
@@ -44,6 +57,22 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
+uint64_t SizeOption(const std::string& text, const char* flag) {
+  if (text.empty()) return UINT64_MAX;
+  std::optional<uint64_t> v = ParseSize(text);
+  if (!v) Fail(flag, Status::InvalidArgument("'" + text + "' is not a size (e.g. 512M, 4G)"));
+  return *v;
+}
+
+std::vector<strata_token> Tokenize(strata_model* model, const std::string& text, bool add_special) {
+  size_t n = 0;
+  std::vector<strata_token> tokens(text.size() + 8);
+  if (strata_tokenize(model, text.data(), text.size(), add_special, false, tokens.data(), tokens.size(), &n) != STRATA_OK)
+    FailC("cannot tokenize the prompt");
+  tokens.resize(n);
+  return tokens;
+}
+
 void Run(const RunOptions& o) {
   strata_model_params mp = strata_model_default_params();
   const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
@@ -53,19 +82,15 @@ void Run(const RunOptions& o) {
   if (strata_model_load(&mp, &raw_model) != STRATA_OK) FailC("cannot load model " + model_path);
   Handle<strata_model> model(raw_model, strata_model_free);
 
-  size_t n_prompt = 0;
-  std::vector<strata_token> tokens(o.prompt.size() + 8);
-  if (strata_tokenize(model.get(), o.prompt.data(), o.prompt.size(), true, false, tokens.data(), tokens.size(),
-                      &n_prompt) != STRATA_OK)
-    FailC("cannot tokenize the prompt");
-  tokens.resize(n_prompt);
-  if (tokens.empty()) Fail("run", Status::InvalidArgument("empty prompt and the model adds no BOS token"));
-
   strata_context_params cp = strata_context_default_params();
   cp.n_threads = o.threads;
   cp.n_batch = o.batch;
-  const int32_t n_train = strata_model_n_ctx_train(model.get());
-  cp.n_ctx = o.ctx_size > 0 ? o.ctx_size : std::min<int32_t>(n_train, static_cast<int32_t>(n_prompt) + o.n_predict);
+  cp.n_ctx = o.ctx_size;  // KV blocks are allocated as used, so the default is the model's full context
+  cp.kv_type = o.kv_type.empty() ? nullptr : o.kv_type.c_str();
+  cp.kv_block = o.kv_block;
+  cp.kv_ram = SizeOption(o.kv_ram, "--kv-ram");
+  cp.kv_disk = o.kv_disk.empty() ? nullptr : o.kv_disk.c_str();
+  cp.kv_disk_max = SizeOption(o.kv_disk_max, "--kv-disk-max");
   strata_context* raw_ctx = nullptr;
   if (strata_context_init(model.get(), &cp, &raw_ctx) != STRATA_OK) FailC("cannot create context");
   Handle<strata_context> ctx(raw_ctx, strata_context_free);
@@ -85,12 +110,37 @@ void Run(const RunOptions& o) {
   Handle<strata_detokenizer> detok(raw_detok, strata_detokenizer_free);
   if (o.verbose) std::fprintf(stderr, "strata: seed %llu\n", static_cast<unsigned long long>(sp.seed));
 
-  for (strata_token t : tokens) strata_sampler_accept(sampler.get(), t);
+  // A session's tokens (and its sampler state) are the prefix of this run.
+  std::string session_path;
+  size_t n_cached = 0;
+  if (!o.session.empty()) {
+    const std::string dir = SessionDir(o.session_dir);
+    session_path = SessionPath(dir, o.session);
+    CheckOk("session directory", Env::Default()->CreateDirs(dir));
+    const strata_status st = strata_session_load(ctx.get(), sampler.get(), session_path.c_str());
+    if (st != STRATA_OK && st != STRATA_ERR_NOT_FOUND) FailC("cannot load session " + o.session);
+    n_cached = static_cast<size_t>(strata_context_n_past(ctx.get()));
+  }
+  std::vector<strata_token> tokens = Tokenize(model.get(), o.prompt, n_cached == 0);
+  if (n_cached > 0 && tokens.empty()) {
+    // Nothing new to append: recompute the last cached token to get the logits to sample from.
+    std::vector<strata_token> all(n_cached);
+    size_t n = 0;
+    if (strata_context_tokens(ctx.get(), all.data(), all.size(), &n) != STRATA_OK) FailC("session");
+    tokens.push_back(all.back());
+    if (strata_context_truncate(ctx.get(), static_cast<int32_t>(n_cached - 1)) != STRATA_OK) FailC("session");
+  }
+  if (tokens.empty()) Fail("run", Status::InvalidArgument("empty prompt and the model adds no BOS token"));
+  if (n_cached > 0 && o.verbose) std::fprintf(stderr, "strata: session %s: %zu tokens restored\n", o.session.c_str(), n_cached);
+
+  for (size_t i = n_cached > 0 && o.prompt.empty() ? tokens.size() : 0; i < tokens.size(); ++i)
+    strata_sampler_accept(sampler.get(), tokens[i]);
   const auto t0 = std::chrono::steady_clock::now();
   if (strata_decode(ctx.get(), tokens.data(), tokens.size(), false) != STRATA_OK) FailC("prompt");
   const auto t1 = std::chrono::steady_clock::now();
 
   const int32_t n_vocab = strata_model_n_vocab(model.get());
+  const int32_t n_ctx = cp.n_ctx > 0 ? cp.n_ctx : strata_model_n_ctx_train(model.get());
   strata_token prev = tokens.back();
   int32_t n_gen = 0;
   while (n_gen < o.n_predict) {
@@ -102,11 +152,13 @@ void Run(const RunOptions& o) {
     std::fwrite(text, 1, len, stdout);
     std::fflush(stdout);
     prev = next;
-    if (++n_gen == o.n_predict) break;
-    if (strata_context_n_past(ctx.get()) >= cp.n_ctx) {
-      std::fprintf(stderr, "strata: context full after %d tokens; stopping\n", cp.n_ctx);
+    ++n_gen;
+    if (strata_context_n_past(ctx.get()) >= n_ctx) {
+      std::fprintf(stderr, "strata: context full after %d tokens; stopping\n", n_ctx);
       break;
     }
+    // The last token needs no forward pass unless a session keeps it.
+    if (n_gen == o.n_predict && session_path.empty()) break;
     if (strata_decode(ctx.get(), &next, 1, false) != STRATA_OK) FailC("generation");
   }
   size_t len = 0;
@@ -114,9 +166,11 @@ void Run(const RunOptions& o) {
   std::fwrite(rest, 1, len, stdout);
   std::fflush(stdout);
   const auto t2 = std::chrono::steady_clock::now();
+  if (!session_path.empty() && strata_session_save(ctx.get(), sampler.get(), session_path.c_str()) != STRATA_OK)
+    FailC("cannot save session " + o.session);
   const double pp = Seconds(t0, t1), tg = Seconds(t1, t2);
   std::fprintf(stderr, "\nstrata: prompt %zu tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s)\n",
-               n_prompt, pp, n_prompt / (pp > 0 ? pp : 1e-9), n_gen, tg, n_gen / (tg > 0 ? tg : 1e-9));
+               tokens.size(), pp, tokens.size() / (pp > 0 ? pp : 1e-9), n_gen, tg, n_gen / (tg > 0 ? tg : 1e-9));
 }
 
 }  // namespace
@@ -135,9 +189,15 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--repeat-penalty", opts->repeat_penalty, "Repetition penalty (1 = off)")->check(CLI::Range(0.0f, 100.0f));
   cmd->add_option("-s,--seed", opts->seed, "RNG seed (default: random)")->check(CLI::Range(int64_t{-1}, INT64_MAX));
   cmd->add_option("-t,--threads", opts->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
-  cmd->add_option("-c,--ctx-size", opts->ctx_size, "Context size (default: prompt + n, at most the model's)")
-      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-c,--ctx-size", opts->ctx_size, "Context size (default: the model's)")->check(CLI::Range(0, 1 << 22));
   cmd->add_option("-b,--batch-size", opts->batch, "Prompt tokens per forward pass")->check(CLI::Range(1, 8192));
+  cmd->add_option("--session", opts->session, "Continue and save the named session");
+  cmd->add_option("--session-dir", opts->session_dir, "Where sessions live (default: ~/.cache/strata/sessions)");
+  cmd->add_option("--kv-type", opts->kv_type, "KV cache type: f32, f16, q8_0 (default: f32 for f32 models, else f16)");
+  cmd->add_option("--kv-block", opts->kv_block, "Positions per KV block")->check(CLI::Range(1, 4096));
+  cmd->add_option("--kv-ram", opts->kv_ram, "RAM budget for the KV cache, e.g. 256M (0: only what a step needs)");
+  cmd->add_option("--kv-disk", opts->kv_disk, "Directory for KV blocks beyond the RAM budget");
+  cmd->add_option("--kv-disk-max", opts->kv_disk_max, "Disk budget for the KV cache, e.g. 8G");
   cmd->add_flag("-v,--verbose", opts->verbose, "Log more to stderr");
   cmd->callback([opts] { Run(*opts); });
 }

@@ -13,5 +13,6 @@ void AddInspectCommand(CLI::App& app);   // cmd_inspect.cc
 void AddQuantizeCommand(CLI::App& app);  // cmd_quantize.cc
 void AddSynthCommand(CLI::App& app);     // cmd_synth.cc
 void AddBenchCommand(CLI::App& app);     // cmd_bench.cc
+void AddServeCommand(CLI::App& app);     // cmd_serve.cc
 
 }  // namespace strata::cli

@@ -78,8 +78,36 @@ class MemRandomAccessFile final : public RandomAccessFile {
   Blob blob_;
 };
 
+class MemRandomRWFile final : public RandomRWFile {
+ public:
+  MemRandomRWFile(std::mutex* mu, Blob b) : mu_(mu), blob_(std::move(b)) {}
+  Status Write(uint64_t offset, std::string_view data) override {
+    std::lock_guard<std::mutex> l(*mu_);
+    if (blob_->size() < offset + data.size()) blob_->resize(offset + data.size());
+    std::memcpy(blob_->data() + offset, data.data(), data.size());
+    return Status::Ok();
+  }
+  Status Read(uint64_t offset, size_t n, void* dst) const override {
+    std::lock_guard<std::mutex> l(*mu_);
+    if (offset > blob_->size() || n > blob_->size() - offset) return Status::IOError("short read");
+    std::memcpy(dst, blob_->data() + offset, n);
+    return Status::Ok();
+  }
+
+ private:
+  std::mutex* mu_;
+  Blob blob_;
+};
+
 class MemEnv final : public Env {
  public:
+  Status NewRandomRWFile(const std::string& path, std::unique_ptr<RandomRWFile>* out) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Blob& b = files_[path];
+    if (!b) b = std::make_shared<std::string>();
+    *out = std::make_unique<MemRandomRWFile>(&mu_, b);
+    return Status::Ok();
+  }
   Status MapFile(const std::string& path, std::unique_ptr<MappedFile>* out) override {
     std::lock_guard<std::mutex> l(mu_);
     auto it = files_.find(path);

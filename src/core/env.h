@@ -46,6 +46,19 @@ class RandomAccessFile {
   virtual void DropCache() const {}
 };
 
+// Positional reads and writes of a file that persists for the owner's life
+// (the KV disk tier). Safe to call concurrently on disjoint ranges.
+class RandomRWFile {
+ public:
+  virtual ~RandomRWFile() = default;
+  // Writes exactly data.size() bytes at offset; a short write is an error.
+  [[nodiscard]] virtual Status Write(uint64_t offset, std::string_view data) = 0;
+  // Reads exactly n bytes at offset into dst; a short read is kIOError.
+  [[nodiscard]] virtual Status Read(uint64_t offset, size_t n, void* dst) const = 0;
+  // Hint that cached pages are no longer needed (cold-cache benchmarks).
+  virtual void DropCache() const {}
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -57,6 +70,8 @@ class Env {
   [[nodiscard]] virtual Status NewWritableFile(const std::string& path, std::unique_ptr<WritableFile>* out) = 0;
   [[nodiscard]] virtual Status NewRandomAccessFile(const std::string& path,
                                                    std::unique_ptr<RandomAccessFile>* out) = 0;
+  // Opens path for positional I/O, creating it if missing (never truncates).
+  [[nodiscard]] virtual Status NewRandomRWFile(const std::string& path, std::unique_ptr<RandomRWFile>* out) = 0;
   [[nodiscard]] virtual Status ReadFile(const std::string& path, std::string* out) = 0;
   [[nodiscard]] virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
   [[nodiscard]] virtual Status RemoveFile(const std::string& path) = 0;

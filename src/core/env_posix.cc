@@ -96,6 +96,50 @@ class PosixRandomAccessFile final : public RandomAccessFile {
   int fd_;
 };
 
+class PosixRandomRWFile final : public RandomRWFile {
+ public:
+  PosixRandomRWFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixRandomRWFile() override { ::close(fd_); }
+  Status Write(uint64_t offset, std::string_view data) override {
+    const char* p = data.data();
+    size_t n = data.size();
+    while (n > 0) {
+      ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return PosixError("write " + path_, errno);
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+    }
+    return Status::Ok();
+  }
+  Status Read(uint64_t offset, size_t n, void* dst) const override {
+    auto* p = static_cast<char*>(dst);
+    while (n > 0) {
+      ssize_t r = ::pread(fd_, p, n, static_cast<off_t>(offset));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return PosixError("read " + path_, errno);
+      }
+      if (r == 0) return Status::IOError("short read from " + path_);
+      p += r;
+      n -= static_cast<size_t>(r);
+      offset += static_cast<uint64_t>(r);
+    }
+    return Status::Ok();
+  }
+  void DropCache() const override {
+    ::fdatasync(fd_);  // dirty pages cannot be dropped
+    ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
 class PosixEnv final : public Env {
  public:
   Status MapFile(const std::string& path, std::unique_ptr<MappedFile>* out) override {
@@ -137,6 +181,13 @@ class PosixEnv final : public Env {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return PosixError("open " + path, errno);
     *out = std::make_unique<PosixRandomAccessFile>(path, fd);
+    return Status::Ok();
+  }
+
+  Status NewRandomRWFile(const std::string& path, std::unique_ptr<RandomRWFile>* out) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return PosixError("open " + path, errno);
+    *out = std::make_unique<PosixRandomRWFile>(path, fd);
     return Status::Ok();
   }
 

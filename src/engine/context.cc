@@ -1,44 +1,77 @@
 #include "engine/context.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <fmt/format.h>
 #include <thread>
 
-#include "kernels/kernels.h"
+#include "kv/session_file.h"
 
 namespace strata {
 
 Status Context::Create(const Model& model, const ContextParams& params, std::unique_ptr<Context>* out) {
   const LlamaHParams& hp = model.hparams();
-  int32_t n_ctx = params.n_ctx > 0 ? params.n_ctx : hp.n_ctx_train;
-  if (n_ctx <= 0 || n_ctx > (1 << 20)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
+  const int32_t n_ctx = params.n_ctx > 0 ? params.n_ctx : hp.n_ctx_train;
+  if (n_ctx <= 0 || n_ctx > (1 << 22)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
   if (params.n_batch <= 0 || params.n_batch > 8192)
     return Status::InvalidArgument(fmt::format("invalid batch size {}", params.n_batch));
   int32_t n_threads = params.n_threads > 0 ? params.n_threads : static_cast<int32_t>(std::thread::hardware_concurrency());
   if (n_threads <= 0) n_threads = 1;
   if (n_threads > 1024) return Status::InvalidArgument(fmt::format("invalid thread count {}", n_threads));
-  const uint64_t kv_bytes = 2ull * hp.n_layer * static_cast<uint64_t>(n_ctx) * hp.n_embd_kv() * sizeof(float);
-  if (kv_bytes > (64ull << 30))
-    return Status::ResourceExhausted(fmt::format("a context of {} tokens needs {} GiB of KV cache", n_ctx, kv_bytes >> 30));
-  out->reset(new Context(model, n_ctx, std::min(params.n_batch, n_ctx), n_threads));
+
+  KvCacheConfig kc;
+  STRATA_RETURN_IF_ERROR(MakeKvLayout(hp, params.kv_type.value_or(DefaultKvType(model)), params.kv_block_tokens, &kc.layout));
+  kc.tiers = params.kv_tiers;
+  // One sequence: enough blocks for the whole context, whatever tier holds them.
+  const int64_t blocks = (n_ctx + kc.layout.block_tokens - 1) / kc.layout.block_tokens;
+  if (kc.tiers.disk_dir.empty() && kc.tiers.ram_bytes != UINT64_MAX &&
+      static_cast<uint64_t>(blocks) * kc.layout.block_bytes() > kc.tiers.ram_bytes)
+    return Status::InvalidArgument(fmt::format("a context of {} tokens needs {} MiB of KV; the RAM budget is {} MiB and "
+                                               "there is no disk tier",
+                                               n_ctx, blocks * kc.layout.block_bytes() >> 20, kc.tiers.ram_bytes >> 20));
+  kc.n_blocks = static_cast<int32_t>(blocks);
+  kc.prefix_cache = false;  // one sequence: nothing to share
+  std::unique_ptr<KvCacheManager> kv;
+  STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
+  out->reset(new Context(model, n_ctx, std::min(params.n_batch, n_ctx), n_threads, std::move(kv)));
   return Status::Ok();
 }
 
-Context::Context(const Model& model, int32_t n_ctx, int32_t n_batch, int32_t n_threads)
-    : model_(model), n_batch_(n_batch), kv_(model.hparams(), n_ctx), pool_(n_threads) {
-  const LlamaHParams& hp = model.hparams();
-  const size_t nb = static_cast<size_t>(n_batch);
-  x_.resize(hp.n_embd * nb);
-  xb_.resize(hp.n_embd * nb);
-  q_.resize(hp.n_embd * nb);
-  k_.resize(hp.n_embd_kv() * nb);
-  v_.resize(hp.n_embd_kv() * nb);
-  att_.resize(hp.n_embd * nb);
-  gate_.resize(hp.n_ff * nb);
-  up_.resize(hp.n_ff * nb);
-  scores_.resize(static_cast<size_t>(n_ctx) * n_threads);
+Context::Context(const Model& model, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+                 std::unique_ptr<KvCacheManager> kv)
+    : model_(model),
+      n_ctx_(n_ctx),
+      n_batch_(n_batch),
+      pool_(n_threads),
+      kv_(std::move(kv)),
+      forward_(model, *kv_, pool_),
+      seq_(kv_->NewSequence()) {}
+
+Context::~Context() = default;
+
+Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sampler) {
+  SessionState st;
+  st.sampler_history = sampler.history();
+  st.rng = sampler.rng().state();
+  return strata::SaveSession(env, path, ModelFingerprint(model_), *kv_, seq_, st);
+}
+
+Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache) {
+  SessionState st;
+  SeqId loaded = 0;
+  const std::vector<int32_t> old_tokens = kv_->tokens(seq_);
+  if (!old_tokens.empty()) return Status::InvalidArgument("load a session into a fresh context");
+  Status s = strata::LoadSession(env, path, ModelFingerprint(model_), *kv_, &loaded, &st, drop_cache);
+  if (!s.ok()) return s;
+  if (kv_->length(loaded) > n_ctx_) {
+    kv_->FreeSequence(loaded);
+    return Status::InvalidArgument(fmt::format("{}: the session has {} tokens; the context holds {}", path,
+                                               st.tokens.size(), n_ctx_));
+  }
+  kv_->FreeSequence(seq_);
+  seq_ = loaded;
+  sampler->rng().set_state(st.rng);
+  sampler->set_history(st.sampler_history);
+  return Status::Ok();
 }
 
 Status Context::Decode(std::span<const int32_t> tokens, LogitsMode mode) {
@@ -46,92 +79,30 @@ Status Context::Decode(std::span<const int32_t> tokens, LogitsMode mode) {
   if (tokens.empty()) return Status::InvalidArgument("no tokens to decode");
   for (int32_t t : tokens)
     if (t < 0 || t >= hp.n_vocab) return Status::InvalidArgument(fmt::format("token id {} out of range [0, {})", t, hp.n_vocab));
-  if (tokens.size() > static_cast<size_t>(INT32_MAX)) return Status::InvalidArgument("too many tokens");
-  const int32_t n_total = static_cast<int32_t>(tokens.size());
-  STRATA_RETURN_IF_ERROR(kv_.Reserve(n_total));
-
+  const int32_t start = n_past();
+  if (tokens.size() > static_cast<size_t>(n_ctx_ - start))
+    return Status::ResourceExhausted(fmt::format("context full: {} tokens cached, {} more requested, context size {}",
+                                                 start, tokens.size(), n_ctx_));
   const bool all = mode == LogitsMode::kAll;
-  logits_.resize(static_cast<size_t>(hp.n_vocab) * (all ? n_total : 1));
-  for (int32_t done = 0; done < n_total;) {
-    const int32_t n = std::min(n_batch_, n_total - done);
-    const bool last_chunk = done + n == n_total;
-    float* out = all ? &logits_[static_cast<size_t>(done) * hp.n_vocab] : (last_chunk ? logits_.data() : nullptr);
-    ForwardBatch(tokens.data() + done, n, all, out);
-    kv_.Commit(n);
+  logits_.clear();
+  for (size_t done = 0; done < tokens.size();) {
+    const size_t n = std::min(static_cast<size_t>(n_batch_), tokens.size() - done);
+    const bool last = done + n == tokens.size();
+    Batch batch;
+    batch.entries.push_back(BatchEntry{seq_, tokens.subspan(done, n), last, all});
+    const KvCacheManager::Append append{seq_, static_cast<int32_t>(n)};
+    Status s = kv_->Prepare(std::span(&append, 1));
+    if (s.ok()) s = forward_.Run(batch, &chunk_logits_);
+    if (!s.ok()) {
+      kv_->Rollback(std::span(&append, 1));
+      kv_->Truncate(seq_, start);  // undo earlier chunks of this call too
+      return s;
+    }
+    kv_->Commit(seq_, batch.entries[0].tokens);
+    logits_.insert(logits_.end(), chunk_logits_.begin(), chunk_logits_.end());
     done += n;
   }
   return Status::Ok();
-}
-
-void Context::ForwardBatch(const int32_t* tokens, int32_t n, bool all_logits, float* logits_out) {
-  const LlamaHParams& hp = model_.hparams();
-  const LlamaWeights& w = model_.weights();
-  const int64_t E = hp.n_embd, KV = hp.n_embd_kv(), FF = hp.n_ff;
-  const int32_t pos0 = kv_.n_past();
-
-  for (int32_t t = 0; t < n; ++t)
-    kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tokens[t]), &x_[t * E], E);
-
-  for (int32_t il = 0; il < hp.n_layer; ++il) {
-    const LayerWeights& l = w.layers[il];
-    for (int32_t t = 0; t < n; ++t)
-      kernels::RmsNorm(&x_[t * E], static_cast<const float*>(l.attn_norm.data), &xb_[t * E], E, hp.rms_eps);
-    kernels::MatMul(l.wq, xb_.data(), n, q_.data(), pool_);
-    kernels::MatMul(l.wk, xb_.data(), n, k_.data(), pool_);
-    kernels::MatMul(l.wv, xb_.data(), n, v_.data(), pool_);
-    const bool neox = hp.rope_type == RopeType::kNeox;
-    for (int32_t t = 0; t < n; ++t) {
-      const int32_t pos = pos0 + t;
-      for (int32_t h = 0; h < hp.n_head; ++h)
-        kernels::Rope(&q_[t * E + h * hp.head_dim], hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
-      for (int32_t h = 0; h < hp.n_head_kv; ++h)
-        kernels::Rope(&k_[t * KV + h * hp.head_dim], hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
-      std::memcpy(kv_.k(il, pos), &k_[t * KV], KV * sizeof(float));
-      std::memcpy(kv_.v(il, pos), &v_[t * KV], KV * sizeof(float));
-    }
-    Attention(il, n);
-    kernels::MatMul(l.wo, att_.data(), n, xb_.data(), pool_);
-    for (int64_t i = 0; i < n * E; ++i) x_[i] += xb_[i];
-
-    for (int32_t t = 0; t < n; ++t)
-      kernels::RmsNorm(&x_[t * E], static_cast<const float*>(l.ffn_norm.data), &xb_[t * E], E, hp.rms_eps);
-    kernels::MatMul(l.ffn_gate, xb_.data(), n, gate_.data(), pool_);
-    kernels::MatMul(l.ffn_up, xb_.data(), n, up_.data(), pool_);
-    kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n * FF);
-    kernels::MatMul(l.ffn_down, gate_.data(), n, xb_.data(), pool_);
-    for (int64_t i = 0; i < n * E; ++i) x_[i] += xb_[i];
-  }
-
-  if (logits_out == nullptr) return;
-  // Only the rows whose logits are wanted go through the output matrix.
-  const int32_t first = all_logits ? 0 : n - 1;
-  const int32_t n_out = n - first;
-  for (int32_t t = first; t < n; ++t)
-    kernels::RmsNorm(&x_[t * E], static_cast<const float*>(w.output_norm.data), &xb_[(t - first) * E], E, hp.rms_eps);
-  kernels::MatMul(w.output, xb_.data(), n_out, logits_out, pool_);
-}
-
-// Causal grouped-query attention of the n new tokens over every cached
-// position up to their own: att_[t] = softmax(q·Kᵀ/√d) V, head by head.
-void Context::Attention(int32_t il, int32_t n) {
-  const LlamaHParams& hp = model_.hparams();
-  const int32_t E = hp.n_embd, D = hp.head_dim, group = hp.n_head / hp.n_head_kv;
-  const int32_t pos0 = kv_.n_past();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const int64_t n_ctx = kv_.n_ctx();
-  pool_.Run([&](int ith, int nth) {
-    float* scores = &scores_[static_cast<size_t>(ith) * n_ctx];
-    for (int64_t job = ith; job < static_cast<int64_t>(n) * hp.n_head; job += nth) {
-      const int32_t t = static_cast<int32_t>(job / hp.n_head), h = static_cast<int32_t>(job % hp.n_head);
-      const int32_t kvh = h / group, n_pos = pos0 + t + 1;
-      const float* q = &q_[static_cast<size_t>(t) * E + h * D];
-      for (int32_t p = 0; p < n_pos; ++p) scores[p] = kernels::DotF32(q, kv_.k(il, p) + kvh * D, D) * scale;
-      kernels::Softmax(scores, n_pos);
-      float* out = &att_[static_cast<size_t>(t) * E + h * D];
-      std::fill(out, out + D, 0.0f);
-      for (int32_t p = 0; p < n_pos; ++p) kernels::AxpyF32(scores[p], kv_.v(il, p) + kvh * D, out, D);
-    }
-  });
 }
 
 }  // namespace strata

@@ -1,8 +1,10 @@
-// Context: runs the Llama forward pass for one sequence — owns its KV cache,
-// scratch buffers and thread pool; the model is shared and read-only.
+// Context: one sequence over a paged KV cache — what `strata run` and the C
+// API use. Owns its KV cache manager (RAM, optionally a disk tier), thread
+// pool and forward pass; the model is shared and read-only.
 //
-// A prompt is processed as batches of up to n_batch tokens (one matrix
-// multiplication per weight per batch, not per token).
+// A prompt is processed in batches of up to n_batch tokens (one matrix
+// multiplication per weight per batch, not per token). Decode is
+// all-or-nothing: on error the sequence is as it was before the call.
 //
 // Thread-safety: one thread at a time per Context. Several Contexts may share
 // one Model concurrently.
@@ -11,11 +13,15 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "core/env.h"
 #include "core/status.h"
-#include "engine/kv_cache.h"
+#include "engine/forward.h"
+#include "engine/sampler.h"
 #include "kernels/thread_pool.h"
+#include "kv/kv_cache_manager.h"
 #include "model/model.h"
 
 namespace strata {
@@ -24,6 +30,11 @@ struct ContextParams {
   int32_t n_ctx = 0;      // 0: the model's training context
   int32_t n_batch = 512;  // max tokens per forward pass
   int32_t n_threads = 0;  // 0: all cores
+  // KV cache. kv_type nullopt: DefaultKvType(model).
+  std::optional<DType> kv_type;
+  int32_t kv_block_tokens = 16;
+  KvTierConfig kv_tiers;  // RAM budget and disk tier; default: all in RAM
+  Env* env = nullptr;     // for the disk tier; null: Env::Default()
 };
 
 enum class LogitsMode { kLast, kAll };
@@ -32,14 +43,16 @@ class Context {
  public:
   // REQUIRES: model outlives the context.
   [[nodiscard]] static Status Create(const Model& model, const ContextParams& params, std::unique_ptr<Context>* out);
+  ~Context();
 
   const Model& model() const { return model_; }
-  int32_t n_ctx() const { return kv_.n_ctx(); }
-  int32_t n_past() const { return kv_.n_past(); }
+  int32_t n_ctx() const { return n_ctx_; }
+  int32_t n_past() const { return kv_->length(seq_); }
   int32_t n_threads() const { return pool_.n_threads(); }
+  const std::vector<int32_t>& tokens() const { return kv_->tokens(seq_); }
 
   // Appends tokens at positions n_past.. and runs the forward pass. On error
-  // (token out of range, context full) the sequence is unchanged.
+  // (token out of range, context full, disk tier failure) the sequence is unchanged.
   // kLast: logits of the last token only; kAll: of every token of this call.
   [[nodiscard]] Status Decode(std::span<const int32_t> tokens, LogitsMode mode);
 
@@ -47,29 +60,30 @@ class Context {
   const float* logits(int32_t i = 0) const { return &logits_[static_cast<size_t>(i) * model_.hparams().n_vocab]; }
 
   // Forgets positions >= n. REQUIRES: 0 <= n <= n_past().
-  void Truncate(int32_t n) { kv_.Truncate(n); }
+  void Truncate(int32_t n) { kv_->Truncate(seq_, n); }
+
+  // The KV cache and this context's sequence in it (sessions save and restore through these).
+  KvCacheManager& kv() { return *kv_; }
+  SeqId seq() const { return seq_; }
+  // Saves the sequence (tokens, KV) and the sampler's state to path, atomically.
+  [[nodiscard]] Status SaveSession(Env* env, const std::string& path, const Sampler& sampler);
+  // Replaces the sequence with the one saved at path and restores the
+  // sampler's RNG and history. On error nothing changes. drop_cache: read the
+  // file cold (benchmarks).
+  [[nodiscard]] Status LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache = false);
 
  private:
-  Context(const Model& model, int32_t n_ctx, int32_t n_batch, int32_t n_threads);
-  // One batch: tokens at positions [n_past, n_past + n). REQUIRES: n <= n_batch, KV reserved.
-  void ForwardBatch(const int32_t* tokens, int32_t n, bool all_logits, float* logits_out);
-  void Attention(int32_t il, int32_t n);
+  Context(const Model& model, int32_t n_ctx, int32_t n_batch, int32_t n_threads, std::unique_ptr<KvCacheManager> kv);
 
   const Model& model_;
+  int32_t n_ctx_;
   int32_t n_batch_;
-  KvCache kv_;
   ThreadPool pool_;
-  // Scratch, sized for n_batch tokens.
-  std::vector<float> x_;       // F32 [n_embd, n_batch] residual stream
-  std::vector<float> xb_;      // F32 [n_embd, n_batch] normed input / attention output
-  std::vector<float> q_;       // F32 [n_embd, n_batch]
-  std::vector<float> k_;       // F32 [n_embd_kv, n_batch]
-  std::vector<float> v_;       // F32 [n_embd_kv, n_batch]
-  std::vector<float> att_;     // F32 [n_embd, n_batch] attention output before wo
-  std::vector<float> gate_;    // F32 [n_ff, n_batch]
-  std::vector<float> up_;      // F32 [n_ff, n_batch]
-  std::vector<float> scores_;  // F32 [n_ctx, n_threads] per-thread attention scores
-  std::vector<float> logits_;  // F32 [n_vocab, n_logits] of the last Decode
+  std::unique_ptr<KvCacheManager> kv_;
+  Forward forward_;
+  SeqId seq_;
+  std::vector<float> logits_;  // F32 [n_vocab, n_rows] of the last Decode
+  std::vector<float> chunk_logits_;
 };
 
 }  // namespace strata

@@ -1,7 +1,9 @@
 // AVX2 + FMA + F16C matrix multiplication: the fallback for x86 CPUs without
-// AVX-512. One kernel shape for every token count: a register tile of 2 rows x
-// up to 2 tokens with vectors running along the input dimension, rows handed to
-// threads in chunks. Weights are read in place (no repacking).
+// AVX-512. One kernel shape for every token count: one weight row against up to
+// 4 tokens, vectors running along the input dimension. Threads take runs of
+// consecutive rows, so each reads one sequential stream (the hardware
+// prefetcher handles that; several interleaved short rows measured far slower).
+// Weights are read in place (no repacking).
 //
 // Quantized weights multiply Q8_0-quantized activations with VPMADDUBSW, which
 // needs an unsigned operand and saturates at 16 bits: |w| is made the unsigned
@@ -10,18 +12,23 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
+
+// Register-tile loops have compile-time trip counts and must be fully
+// unrolled so their arrays live in registers; GCC does that only at -O3
+// without this (-O2 measured 3x slower).
+#define STRATA_UNROLL _Pragma("GCC unroll 16")
 
 namespace strata::kernels::internal {
 namespace {
 
 constexpr int kLanes = 8;
 constexpr int kQK = kQK8_0;
-constexpr int kRows = 2;
-constexpr int kTokens = 2;
-constexpr int64_t kRowsPerTask = 16;
+constexpr int kTokens = 4;
+constexpr int64_t kTaskBytes = 64 << 10;
 
 size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
 
@@ -39,15 +46,26 @@ float HorizontalMax(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Runs fn(o0, rows_in_tile) over row tiles of up to kRows, chunks of rows per task.
+// Calls fn(o, t0, n) for every row o and token run t0 .. t0+n-1 (n <= kTokens),
+// handing runs of rows to threads.
 template <class Fn>
-void ForRowTiles(int64_t n_out, ThreadPool& pool, const Fn& fn) {
-  pool.ParallelTasks((n_out + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t task, int) {
-    const int64_t end = std::min(n_out, (task + 1) * kRowsPerTask);
-    int64_t o = task * kRowsPerTask;
-    for (; o + kRows <= end; o += kRows) fn(o, kRows);
-    for (; o < end; ++o) fn(o, 1);
+void ForRows(const Tensor& w, int64_t n_tok, ThreadPool& pool, const Fn& fn) {
+  const int64_t n_out = w.rows();
+  const int64_t rows_per_task = std::max<int64_t>(1, kTaskBytes / static_cast<int64_t>(w.row_bytes()));
+  pool.ParallelTasks((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
+    const int64_t end = std::min(n_out, (task + 1) * rows_per_task);
+    for (int64_t o = task * rows_per_task; o < end; ++o)
+      for (int64_t t0 = 0; t0 < n_tok; t0 += kTokens) fn(o, t0, std::min<int64_t>(kTokens, n_tok - t0));
   });
+}
+
+// Calls f(std::integral_constant<int, n>{}) for 1 <= n <= N.
+template <int N, class F>
+void WithCount(int64_t n, const F& f) {
+  if constexpr (N > 1) {
+    if (n < N) return WithCount<N - 1>(n, f);
+  }
+  f(std::integral_constant<int, N>());
 }
 
 // ---------------------------------------------------------------------------
@@ -78,46 +96,40 @@ struct BF16Weights {
   }
 };
 
-template <class W, int R, int T>
-void FloatTile(const Tensor& w, int64_t o0, const float* x, int64_t t0, float* y) {
-  const int64_t n_in = w.cols(), n_out = w.rows();
-  const void* rows[R];
+// One row against tokens t0 .. t0+T-1; two accumulators per token (FMA latency).
+template <class W, int T>
+void FloatRow(const void* row, int64_t n_in, const float* x, int64_t t0, float* y, int64_t n_out) {
   const float* xt[T];
-  __m256 acc[R][T];
-  for (int r = 0; r < R; ++r) rows[r] = w.row(o0 + r);
-  for (int t = 0; t < T; ++t) xt[t] = x + (t0 + t) * n_in;
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  __m256 acc[T][2];
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) {
+    xt[t] = x + (t0 + t) * n_in;
+    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  }
   int64_t k = 0;
-  for (; k + kLanes <= n_in; k += kLanes) {
-    __m256 wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = W::Load(rows[r], k);
+  for (; k + 2 * kLanes <= n_in; k += 2 * kLanes) {
+    const __m256 w0 = W::Load(row, k), w1 = W::Load(row, k + kLanes);
+    STRATA_UNROLL
     for (int t = 0; t < T; ++t) {
-      const __m256 xv = _mm256_loadu_ps(xt[t] + k);
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+      acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xt[t] + k), acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xt[t] + k + kLanes), acc[t][1]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      float sum = HorizontalSum(acc[r][t]);
-      for (int64_t j = k; j < n_in; ++j) sum += W::Scalar(rows[r], j) * xt[t][j];
-      y[(t0 + t) * n_out + o0 + r] = sum;
-    }
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) {
+    float sum = HorizontalSum(_mm256_add_ps(acc[t][0], acc[t][1]));
+    for (int64_t j = k; j < n_in; ++j) sum += W::Scalar(row, j) * xt[t][j];
+    y[(t0 + t) * n_out] = sum;
   }
 }
 
 template <class W>
 void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  ForRowTiles(w.rows(), pool, [&](int64_t o, int rows) {
-    int64_t t0 = 0;
-    for (; t0 + kTokens <= n_tok; t0 += kTokens) {
-      if (rows == kRows) FloatTile<W, kRows, kTokens>(w, o, x, t0, y);
-      else FloatTile<W, 1, kTokens>(w, o, x, t0, y);
-    }
-    if (t0 < n_tok) {
-      if (rows == kRows) FloatTile<W, kRows, 1>(w, o, x, t0, y);
-      else FloatTile<W, 1, 1>(w, o, x, t0, y);
-    }
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes());
+  ForRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
+    WithCount<kTokens>(n, [&](auto T) { FloatRow<W, T()>(base + o * row_bytes, n_in, x, t0, y + o, n_out); });
   });
 }
 
@@ -133,8 +145,8 @@ struct QuantizedActs {
   float* d(int64_t t) const { return reinterpret_cast<float*>(base + stride * t + nb * kQK); }
 };
 
-// roundf(v) for |v| < 2^22: truncation after adding the largest float below
-// one half with v's sign.
+// roundf(v) for |v| <= 128 (checked exhaustively): truncation after adding
+// the largest float below one half with v's sign.
 __m256i RoundHalfAway(__m256 v) {
   const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
   return _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(_mm256_set1_ps(0.49999997f), sign)));
@@ -145,6 +157,7 @@ void QuantizeActs(const float* x, int64_t nb, int8_t* qs, float* d) {
   for (int64_t b = 0; b < nb; ++b, x += kQK) {
     __m256 v[4];
     __m256 amax = _mm256_setzero_ps();
+    STRATA_UNROLL
     for (int i = 0; i < 4; ++i) {
       v[i] = _mm256_loadu_ps(x + i * kLanes);
       amax = _mm256_max_ps(amax, _mm256_and_ps(v[i], abs_mask));
@@ -152,6 +165,7 @@ void QuantizeActs(const float* x, int64_t nb, int8_t* qs, float* d) {
     const float scale = HorizontalMax(amax) / 127.0f;
     const __m256 inv = _mm256_set1_ps(scale != 0.0f ? 1.0f / scale : 0.0f);
     __m256i q[4];
+    STRATA_UNROLL
     for (int i = 0; i < 4; ++i) q[i] = RoundHalfAway(_mm256_mul_ps(v[i], inv));
     // packs interleave 128-bit lanes; the permutation restores element order.
     const __m256i q16 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
@@ -176,35 +190,27 @@ struct Q4_0Weights {
   }
 };
 
-template <class W, int R, int T>
-void QuantTile(const Tensor& w, int64_t o0, const QuantizedActs& xa, int64_t t0, float* y) {
-  using Block = typename W::Block;
-  const int64_t n_out = w.rows();
-  const Block* rows[R];
-  __m256 acc[R][T];
-  for (int r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(w.row(o0 + r));
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+// One row against tokens t0 .. t0+T-1.
+template <class W, int T>
+void QuantRow(const typename W::Block* row, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out) {
+  __m256 acc[T];
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < xa.nb; ++b) {
-    __m256i wq[R];
-    float dw[R];
-    for (int r = 0; r < R; ++r) {
-      wq[r] = W::Load(rows[r][b]);
-      dw[r] = _cvtsh_ss(rows[r][b].d);
-    }
+    const __m256i wq = W::Load(row[b]);
+    const __m256i wabs = _mm256_sign_epi8(wq, wq);
+    const float dw = _cvtsh_ss(row[b].d);
+    STRATA_UNROLL
     for (int t = 0; t < T; ++t) {
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xa.qs(t0 + t) + b * kQK));
-      const float dx = xa.d(t0 + t)[b];
-      for (int r = 0; r < R; ++r) {
-        const __m256i prod = _mm256_maddubs_epi16(_mm256_sign_epi8(wq[r], wq[r]), _mm256_sign_epi8(xq, wq[r]));
-        const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, ones));
-        acc[r][t] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw[r] * dx), acc[r][t]);
-      }
+      const __m256i prod = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xq, wq));
+      const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, ones));
+      acc[t] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * xa.d(t0 + t)[b]), acc[t]);
     }
   }
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) y[(t0 + t) * n_out + o0 + r] = HorizontalSum(acc[r][t]);
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) y[(t0 + t) * n_out] = HorizontalSum(acc[t]);
 }
 
 template <class W>
@@ -216,16 +222,9 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
     for (int64_t t = begin; t < end; ++t)
       QuantizeActs(x + t * n_in, nb, xa.qs(t), xa.d(t));
   });
-  ForRowTiles(w.rows(), pool, [&](int64_t o, int rows) {
-    int64_t t0 = 0;
-    for (; t0 + kTokens <= n_tok; t0 += kTokens) {
-      if (rows == kRows) QuantTile<W, kRows, kTokens>(w, o, xa, t0, y);
-      else QuantTile<W, 1, kTokens>(w, o, xa, t0, y);
-    }
-    if (t0 < n_tok) {
-      if (rows == kRows) QuantTile<W, kRows, 1>(w, o, xa, t0, y);
-      else QuantTile<W, 1, 1>(w, o, xa, t0, y);
-    }
+  const auto* base = static_cast<const typename W::Block*>(w.data);
+  ForRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
+    WithCount<kTokens>(n, [&](auto T) { QuantRow<W, T()>(base + o * nb, xa, t0, y + o, w.rows()); });
   });
 }
 
@@ -241,5 +240,7 @@ void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, Thread
     default: return;
   }
 }
+
+#undef STRATA_UNROLL
 
 }  // namespace strata::kernels::internal

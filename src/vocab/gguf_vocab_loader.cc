@@ -103,7 +103,19 @@ Status ReadModelSpecifics(const gguf::GgufFile& f, VocabSpec* spec) {
     spec->merges = std::move(*merges);
     return Status::Ok();
   }
-  return Status::Unsupported("tokenizer model '" + spec->model + "' is not supported (supported: llama, gpt2)");
+  if (spec->model == "bert") {
+    const auto n = spec->tokens.size();
+    spec->unk = n > 100 ? 100 : -1;
+    spec->bos = n > 101 ? 101 : -1;  // [CLS]
+    spec->sep = n > 102 ? 102 : -1;  // [SEP]
+    spec->pad = n > 0 ? 0 : -1;
+    spec->add_bos = spec->bos >= 0;
+    spec->add_sep = spec->sep >= 0;
+    spec->add_space_prefix = true;  // pieces mark word starts with '▁'; Decode strips the first
+    spec->lowercase = true;         // BertNormalizer's lowercase + strip_accents
+    return ReadTokenId(f, "tokenizer.ggml.cls_token_id", &spec->bos);
+  }
+  return Status::Unsupported("tokenizer model '" + spec->model + "' is not supported (supported: llama, gpt2, bert)");
 }
 
 Status ReadSpecials(const gguf::GgufFile& f, VocabSpec* spec) {
@@ -131,7 +143,7 @@ Status Vocab::FromGguf(const gguf::GgufFile& file, std::unique_ptr<Vocab>* out) 
   STRATA_RETURN_IF_ERROR(ReadTokenTable(file, &spec));
   STRATA_RETURN_IF_ERROR(ReadModelSpecifics(file, &spec));
   STRATA_RETURN_IF_ERROR(ReadSpecials(file, &spec));
-  return MakeVocab(std::move(spec), out);
+  return MakeVocab(spec, out);
 }
 
 }  // namespace strata

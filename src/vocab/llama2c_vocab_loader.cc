@@ -94,7 +94,7 @@ Status Vocab::FromLlama2cFile(Env* env, const std::string& path, std::unique_ptr
   spec.eos = 2;
   spec.add_bos = true;
   spec.add_space_prefix = true;
-  return MakeVocab(std::move(spec), out).WithContext("llama2.c tokenizer " + path);
+  return MakeVocab(spec, out).WithContext("llama2.c tokenizer " + path);
 }
 
 }  // namespace strata

@@ -45,7 +45,8 @@ class Vocab {
   // add_bos/add_eos flags say. parse_special: recognise control and
   // user-defined tokens written literally in text (e.g. "<|im_start|>").
   // Invalid UTF-8 in text is encoded as the bytes it is (byte fallback) for
-  // "llama" vocabularies and bytewise for "gpt2"; it never fails.
+  // "llama" vocabularies and bytewise for "gpt2"; "bert" drops it, as it
+  // drops control characters. Encode never fails.
   virtual std::vector<TokenId> Encode(std::string_view text, bool add_special, bool parse_special) const = 0;
 
   // The exact bytes token id stands for in running text (byte tokens -> the

@@ -30,17 +30,18 @@ struct VocabSpec {
   bool add_sep = false;           // append sep after the text ("bert")
   bool add_space_prefix = false;  // "llama": prefix text with '▁'
   bool ignore_merges = false;     // "gpt2": see BpePreset
-  bool lowercase = false;         // "bert": lowercase and strip accents
+  bool lowercase = false;         // "bert": lower-case and strip accents (uncased models)
 };
 
 // Checks spec as MakeVocab does (see below) without building anything.
 [[nodiscard]] Status ValidateVocabSpec(const VocabSpec& spec);
 
-// Checks spec (one score/type per token, no duplicate token text, special ids
-// in range, add_* flags backed by their token; empty token texts are allowed
-// and never produced by Encode) and builds the
-// tokenizer for spec.model. Errors: kCorrupt describing the first problem,
-// kUnsupported for an unknown model or pre-tokenizer, naming it.
-[[nodiscard]] Status MakeVocab(VocabSpec spec, std::unique_ptr<Vocab>* out);
+// Checks spec (one score/type per token, no duplicate token text, no NaN
+// score, well-formed <0xXX> byte tokens for "llama", special ids in range,
+// add_* flags backed by their token; empty token texts are allowed and never
+// produced by Encode) and builds the tokenizer for spec.model. Errors:
+// kCorrupt describing the first problem (including a "gpt2" merge that does
+// not name tokens), kUnsupported naming an unknown model or pre-tokenizer.
+[[nodiscard]] Status MakeVocab(const VocabSpec& spec, std::unique_ptr<Vocab>* out);
 
 }  // namespace strata

@@ -1,0 +1,139 @@
+// strata serve: the OpenAI-compatible HTTP server (src/server/server.h) over
+// one model. Logs go to stderr; the first line names the address it listens
+// on. SIGINT/SIGTERM stop it gracefully (exit 0): no new connections,
+// running requests cancelled.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "core/env.h"
+#include "engine/engine.h"
+#include "model/gguf.h"
+#include "model/model.h"
+#include "server/chat_template.h"
+#include "server/server.h"
+
+namespace strata::cli {
+namespace {
+
+struct ServeOptions {
+  std::string model;
+  std::string tokenizer;
+  std::string chat_template;  // empty: detect from the GGUF
+  EngineParams engine;
+  server::ServerOptions server;
+};
+
+// tokenizer.chat_template of a GGUF model; "" for other formats or none.
+// (Model does not expose its metadata yet, so the file is mapped once more.)
+std::string GgufChatTemplate(const std::string& path) {
+  std::unique_ptr<RandomAccessFile> f;
+  uint32_t magic = 0;
+  if (!Env::Default()->NewRandomAccessFile(path, &f).ok() || !f->Read(0, 4, &magic).ok() || magic != gguf::kMagic)
+    return "";
+  std::unique_ptr<gguf::GgufFile> file;
+  CheckOk("cannot read " + path, gguf::GgufFile::Open(Env::Default(), path, &file));
+  return file->GetString("tokenizer.chat_template").value_or("");
+}
+
+server::ChatTemplate PickChatTemplate(const ServeOptions& o, const std::string& model_path, const Vocab& vocab) {
+  const std::string bos = vocab.bos() >= 0 ? vocab.token_text(vocab.bos()) : "";
+  const std::string eos = vocab.eos() >= 0 ? vocab.token_text(vocab.eos()) : "";
+  server::ChatTemplate t;
+  if (!o.chat_template.empty()) {
+    CheckOk("--chat-template", server::ChatTemplate::FromName(o.chat_template, bos, eos, &t));
+    return t;
+  }
+  const std::string jinja = GgufChatTemplate(model_path);
+  if (jinja.empty()) return t;
+  if (auto detected = server::ChatTemplate::Detect(jinja, bos, eos)) return *detected;
+  std::fprintf(stderr,
+               "strata serve: warning: the model's chat template is not one strata knows; using 'plain' "
+               "(pick one with --chat-template)\n");
+  return t;
+}
+
+// SIGINT/SIGTERM, blocked in every thread and taken by sigwait in one.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+void Serve(ServeOptions& o) {
+  // Before any thread starts, so that every thread inherits the mask.
+  const sigset_t stop_signals = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  ModelLoadOptions mo;
+  mo.path = o.model.empty() ? DefaultModelPath() : o.model;
+  mo.tokenizer_path = o.tokenizer;
+  std::unique_ptr<Model> model;
+  CheckOk("cannot load model " + mo.path, Model::Load(Env::Default(), mo, &model));
+  const server::ChatTemplate chat_template = PickChatTemplate(o, mo.path, model->vocab());
+
+  std::unique_ptr<Engine> engine;
+  CheckOk("engine", Engine::Create(*model, o.engine, &engine));
+  std::unique_ptr<server::Server> srv;
+  CheckOk("server", server::Server::Create(engine.get(), chat_template, o.server, &srv));
+  int port = 0;
+  CheckOk("server", srv->Bind(&port));
+  std::fprintf(stderr, "strata serve: listening on http://%s:%d (model %s, context %d, chat template %s)\n",
+               o.server.host.c_str(), port, model->name().c_str(), engine->n_ctx(),
+               std::string(chat_template.name()).c_str());
+
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    srv->Shutdown();
+  });
+  const Status served = srv->Serve();
+  pthread_kill(signals.native_handle(), SIGTERM);  // wakes sigwait if no signal came
+  signals.join();
+  srv.reset();
+  engine.reset();
+  CheckOk("server", served);
+  std::fprintf(stderr, "strata serve: stopped\n");
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve an OpenAI-compatible HTTP API (see docs/SERVER.md)");
+  cmd->add_option("-m,--model", o->model, "Model file (.gguf or llama2.c .bin); default: the bundled stories260K");
+  cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin (for .bin models)");
+  cmd->add_option("--host", o->server.host, "Address to bind")->capture_default_str();
+  cmd->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--api-key", o->server.api_key, "Require 'Authorization: Bearer KEY' (all but /health)")
+      ->envname("STRATA_API_KEY");
+  cmd->add_option("--parallel", o->engine.parallel, "Requests generated at once")
+      ->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--max-queue", o->engine.max_queue, "Waiting requests beyond which requests get 429")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-c,--ctx-size", o->engine.n_ctx, "Context per request (0: the model's)")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-t,--threads", o->engine.n_threads, "Compute threads (0: all cores)")->check(CLI::Range(0, 1024));
+  cmd->add_option("--chat-template", o->chat_template,
+                  "Chat template name (default: detected from the GGUF, else 'plain'); one of " +
+                      [] {
+                        std::string names;
+                        for (const std::string& n : server::ChatTemplate::Names()) names += (names.empty() ? "" : ", ") + n;
+                        return names;
+                      }());
+  cmd->add_option("--max-body", o->server.max_body_bytes, "Largest request body in bytes (413 beyond)")
+      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 30));
+  cmd->add_option("--max-tokens-limit", o->server.max_tokens_limit, "Largest max_tokens accepted (0: the context size)")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 24));
+  cmd->callback([o] { Serve(*o); });
+}
+
+}  // namespace strata::cli

@@ -1,0 +1,50 @@
+#include "kernels/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/kernels.h"
+
+namespace strata::kernels {
+namespace {
+
+const float* RowF32(const uint8_t* row, DType type, int32_t D, float* scratch) {
+  if (type == DType::kF32) return reinterpret_cast<const float*>(row);
+  DequantizeRow(type, row, scratch, D);
+  return scratch;
+}
+
+}  // namespace
+
+void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch) {
+  for (int32_t j = 0; j < n; ++j) {
+    const float s = DotF32(q, RowF32(k + j * row_bytes, type, D, scratch), D) * scale;
+    if (s > p->m) {
+      // New maximum: rescale what was accumulated so far.
+      const float c = std::exp(p->m - s);
+      p->l *= c;
+      for (int32_t d = 0; d < D; ++d) acc[d] *= c;
+      p->m = s;
+    }
+    const float w = std::exp(s - p->m);
+    p->l += w;
+    AxpyF32(w, RowF32(v + j * row_bytes, type, D, scratch), acc, D);
+  }
+}
+
+void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D) {
+  if (b.l == 0.0f) return;
+  if (a->l == 0.0f) {
+    *a = b;
+    std::copy(acc_b, acc_b + D, acc_a);
+    return;
+  }
+  const float m = std::max(a->m, b.m);
+  const float ca = std::exp(a->m - m), cb = std::exp(b.m - m);
+  for (int32_t d = 0; d < D; ++d) acc_a[d] = acc_a[d] * ca + acc_b[d] * cb;
+  a->l = a->l * ca + b.l * cb;
+  a->m = m;
+}
+
+}  // namespace strata::kernels

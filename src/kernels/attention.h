@@ -1,0 +1,32 @@
+// Blocked attention with online softmax: attention over a sequence is computed
+// block by block wherever each block lives, and partial results are merged
+// exactly by log-sum-exp. A partial result for one query head is (m, l, acc):
+//   m   = max score seen,  l = Σ exp(s_j - m),  acc[D] = Σ exp(s_j - m) · v_j
+// and the attention output is acc / l.
+//
+// Thread-safety: reentrant; no shared state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+#include "core/dtype.h"
+
+namespace strata::kernels {
+
+struct SoftmaxPartial {
+  float m = -std::numeric_limits<float>::infinity();
+  float l = 0.0f;
+};
+
+// Folds n key/value rows into (p, acc). q: F32 [D]; k, v: n rows of type `type`
+// (F32, F16 or Q8_0), each row_bytes apart; scale multiplies q·k.
+// scratch: F32 [D] (dequantized rows). acc: F32 [D].
+void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch);
+
+// Merges partial b into a: the result equals attending over both row sets at once.
+void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D);
+
+}  // namespace strata::kernels

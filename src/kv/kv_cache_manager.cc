@@ -1,0 +1,239 @@
+#include "kv/kv_cache_manager.h"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <fmt/format.h>
+
+namespace strata {
+
+namespace {
+
+constexpr int64_t kMaxBlocks = int64_t{1} << 24;
+
+}  // namespace
+
+Status KvCacheManager::Create(Env* env, const KvCacheConfig& config, std::unique_ptr<KvCacheManager>* out) {
+  const KvLayout& L = config.layout;
+  int64_t n_blocks = config.n_blocks;
+  if (n_blocks <= 0) {
+    const uint64_t ram = config.tiers.ram_bytes, disk = config.tiers.disk_dir.empty() ? 0 : config.tiers.disk_bytes;
+    const uint64_t total = ram > UINT64_MAX - disk ? UINT64_MAX : ram + disk;
+    n_blocks = static_cast<int64_t>(std::min<uint64_t>(total / L.block_bytes(), kMaxBlocks));
+  }
+  if (n_blocks <= 0 || n_blocks > kMaxBlocks)
+    return Status::InvalidArgument(fmt::format("the KV budgets hold {} blocks of {} bytes; need at least one", n_blocks,
+                                               L.block_bytes()));
+  std::unique_ptr<BlockStore> store;
+  STRATA_RETURN_IF_ERROR(BlockStore::Create(env, L, config.tiers, static_cast<int32_t>(n_blocks), &store));
+  out->reset(new KvCacheManager(config, std::move(store), static_cast<int32_t>(n_blocks)));
+  return Status::Ok();
+}
+
+KvCacheManager::KvCacheManager(const KvCacheConfig& config, std::unique_ptr<BlockStore> store, int32_t n_blocks)
+    : config_(config), store_(std::move(store)), pool_(n_blocks) {}
+
+KvCacheManager::~KvCacheManager() = default;
+
+uint64_t KvCacheManager::ChainHash(uint64_t prev, std::span<const int32_t> block_tokens) const {
+  return XXH3_64bits_withSeed(block_tokens.data(), block_tokens.size_bytes(), prev);
+}
+
+SeqId KvCacheManager::NewSequence() {
+  SeqId id = next_seq_++;
+  seqs_[id];
+  return id;
+}
+
+void KvCacheManager::ReleaseBlock(BlockId id) {
+  if (pool_.DecRef(id)) store_->Discard(id);
+}
+
+void KvCacheManager::FreeSequence(SeqId seq) {
+  auto it = seqs_.find(seq);
+  for (BlockId b : it->second.blocks) ReleaseBlock(b);
+  seqs_.erase(it);
+}
+
+Status KvCacheManager::Fork(SeqId src, SeqId* dst) {
+  const Sequence& s = seqs_.at(src);
+  for (BlockId b : s.blocks) pool_.IncRef(b);
+  *dst = next_seq_++;
+  seqs_[*dst] = s;
+  return Status::Ok();
+}
+
+void KvCacheManager::Truncate(SeqId seq, int32_t n_keep) {
+  Sequence& s = seqs_.at(seq);
+  const int32_t B = layout().block_tokens;
+  const size_t keep_blocks = static_cast<size_t>((n_keep + B - 1) / B);
+  while (s.blocks.size() > keep_blocks) {
+    ReleaseBlock(s.blocks.back());
+    s.blocks.pop_back();
+  }
+  s.tokens.resize(static_cast<size_t>(n_keep));
+  s.full_hashes.resize(std::min(s.full_hashes.size(), static_cast<size_t>(n_keep / B)));
+}
+
+int32_t KvCacheManager::AttachCachedPrefix(SeqId seq, std::span<const int32_t> tokens) {
+  Sequence& s = seqs_.at(seq);
+  if (!config_.prefix_cache || !s.tokens.empty() || tokens.empty()) return 0;
+  const size_t B = static_cast<size_t>(layout().block_tokens);
+  uint64_t h = 0;
+  while ((s.blocks.size() + 1) * B <= tokens.size() - 1) {
+    const auto block = tokens.subspan(s.blocks.size() * B, B);
+    h = ChainHash(h, block);
+    ++prefix_lookups_;
+    auto it = cache_.find(h);
+    if (it == cache_.end() || !std::equal(block.begin(), block.end(), it->second.tokens.begin())) break;
+    cache_lru_.splice(cache_lru_.end(), cache_lru_, it->second.lru_it);
+    pool_.IncRef(it->second.id);
+    s.blocks.push_back(it->second.id);
+    s.full_hashes.push_back(h);
+    s.tokens.insert(s.tokens.end(), block.begin(), block.end());
+    ++prefix_hits_;
+  }
+  return static_cast<int32_t>(s.tokens.size());
+}
+
+bool KvCacheManager::EvictOneCached() {
+  for (auto it = cache_lru_.begin(); it != cache_lru_.end(); ++it) {
+    auto c = cache_.find(*it);
+    if (pool_.refcount(c->second.id) != 1) continue;  // a sequence still uses it
+    ReleaseBlock(c->second.id);
+    cache_.erase(c);
+    cache_lru_.erase(it);
+    return true;
+  }
+  return false;
+}
+
+int32_t KvCacheManager::n_available_blocks() const {
+  int32_t evictable = 0;
+  for (const auto& [h, c] : cache_) evictable += pool_.refcount(c.id) == 1;
+  return pool_.n_free() + evictable;
+}
+
+Status KvCacheManager::AllocateBlock(BlockId* id) {
+  std::optional<BlockId> b = pool_.Allocate();
+  while (!b && EvictOneCached()) b = pool_.Allocate();
+  if (!b) return Status::ResourceExhausted("no free KV block");
+  *id = *b;
+  return Status::Ok();
+}
+
+Status KvCacheManager::Prepare(std::span<const Append> appends) {
+  const int32_t B = layout().block_tokens;
+  int64_t needed = 0;
+  for (const Append& a : appends) {
+    const Sequence& s = seqs_.at(a.seq);
+    const int64_t len = static_cast<int64_t>(s.tokens.size());
+    needed += (len + a.n_tokens + B - 1) / B - static_cast<int64_t>(s.blocks.size());
+    // Writing into a partly filled block that another sequence shares copies it first.
+    if (len % B != 0 && pool_.refcount(s.blocks[static_cast<size_t>(len / B)]) > 1) ++needed;
+  }
+  if (needed > n_available_blocks())
+    return Status::ResourceExhausted(fmt::format("the batch needs {} KV blocks; {} are available", needed,
+                                                 n_available_blocks()));
+  for (const Append& a : appends) {
+    Sequence& s = seqs_.at(a.seq);
+    const int64_t len = static_cast<int64_t>(s.tokens.size());
+    if (len % B != 0) {
+      BlockId& last = s.blocks[static_cast<size_t>(len / B)];
+      if (pool_.refcount(last) > 1) {
+        BlockId copy = 0;
+        Status st = AllocateBlock(&copy);
+        if (st.ok()) st = store_->CopyBlock(last, copy);
+        if (!st.ok()) {
+          Rollback(appends);
+          return st;
+        }
+        ReleaseBlock(last);
+        last = copy;
+      }
+    }
+    while (static_cast<int64_t>(s.blocks.size()) * B < len + a.n_tokens) {
+      BlockId b = 0;
+      Status st = AllocateBlock(&b);
+      if (!st.ok()) {
+        Rollback(appends);
+        return st;
+      }
+      s.blocks.push_back(b);
+    }
+  }
+  return Status::Ok();
+}
+
+void KvCacheManager::Commit(SeqId seq, std::span<const int32_t> tokens) {
+  Sequence& s = seqs_.at(seq);
+  s.tokens.insert(s.tokens.end(), tokens.begin(), tokens.end());
+  RegisterFullBlocks(s);
+}
+
+void KvCacheManager::RegisterFullBlocks(Sequence& s) {
+  const size_t B = static_cast<size_t>(layout().block_tokens);
+  while ((s.full_hashes.size() + 1) * B <= s.tokens.size()) {
+    const size_t i = s.full_hashes.size();
+    const std::span<const int32_t> block(s.tokens.data() + i * B, B);
+    const uint64_t h = ChainHash(i == 0 ? 0 : s.full_hashes.back(), block);
+    s.full_hashes.push_back(h);
+    if (!config_.prefix_cache || cache_.count(h) != 0) continue;
+    pool_.IncRef(s.blocks[i]);
+    CachedBlock c{s.blocks[i], std::vector<int32_t>(block.begin(), block.end()), {}};
+    c.lru_it = cache_lru_.insert(cache_lru_.end(), h);
+    cache_.emplace(h, std::move(c));
+  }
+}
+
+void KvCacheManager::Rollback(std::span<const Append> appends) {
+  const int32_t B = layout().block_tokens;
+  for (const Append& a : appends) {
+    auto it = seqs_.find(a.seq);
+    if (it == seqs_.end()) continue;
+    Sequence& s = it->second;
+    const size_t keep = static_cast<size_t>((static_cast<int64_t>(s.tokens.size()) + B - 1) / B);
+    while (s.blocks.size() > keep) {
+      ReleaseBlock(s.blocks.back());
+      s.blocks.pop_back();
+    }
+  }
+}
+
+SeqId KvCacheManager::AdoptSequence(std::vector<int32_t> tokens, std::vector<BlockId> blocks) {
+  SeqId id = next_seq_++;
+  Sequence& s = seqs_[id];
+  s.tokens = std::move(tokens);
+  s.blocks = std::move(blocks);
+  RegisterFullBlocks(s);
+  return id;
+}
+
+KvCacheStats KvCacheManager::stats() const {
+  KvCacheStats st;
+  st.blocks_total = pool_.capacity();
+  st.blocks_used = pool_.n_used();
+  st.blocks_cached = static_cast<int32_t>(cache_.size());
+  st.prefix_hits = prefix_hits_;
+  st.prefix_lookups = prefix_lookups_;
+  st.store = store_->stats();
+  return st;
+}
+
+Status KvCacheManager::CheckInvariants() const {
+  STRATA_RETURN_IF_ERROR(pool_.CheckInvariants());
+  std::vector<int32_t> refs(static_cast<size_t>(pool_.capacity()), 0);
+  const int32_t B = layout().block_tokens;
+  for (const auto& [id, s] : seqs_) {
+    if (static_cast<int64_t>(s.blocks.size()) != (static_cast<int64_t>(s.tokens.size()) + B - 1) / B)
+      return Status::Internal(fmt::format("sequence {} has {} blocks for {} tokens", id, s.blocks.size(), s.tokens.size()));
+    for (BlockId b : s.blocks) ++refs[static_cast<size_t>(b)];
+  }
+  for (const auto& [h, c] : cache_) ++refs[static_cast<size_t>(c.id)];
+  for (int32_t b = 0; b < pool_.capacity(); ++b)
+    if (refs[static_cast<size_t>(b)] != pool_.refcount(b))
+      return Status::Internal(fmt::format("block {} has refcount {} but {} holders", b, pool_.refcount(b), refs[b]));
+  return Status::Ok();
+}
+
+}  // namespace strata

@@ -1,0 +1,263 @@
+#include "kv/session_file.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+#include <fmt/format.h>
+
+namespace strata {
+namespace {
+
+constexpr char kMagic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'S', 'S'};
+constexpr char kTrailer[8] = {'S', 'T', 'R', 'A', 'T', 'E', 'N', 'D'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kFixedHeader = 80;
+constexpr uint32_t kMaxTokens = 1u << 24;
+constexpr uint32_t kMaxHistory = 1u << 20;
+
+struct Header {
+  uint64_t fingerprint = 0;
+  uint32_t kv_type = 0, block_tokens = 0, n_layer = 0, n_head_kv = 0, head_dim = 0;
+  SessionState state;
+};
+
+template <class T>
+void Put(std::string* out, T v) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+
+template <class T>
+T Get(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+std::string EncodeHeader(const Header& h) {
+  std::string out(kMagic, sizeof kMagic);
+  Put(&out, kVersion);
+  Put(&out, h.fingerprint);
+  for (uint32_t v : {h.kv_type, h.block_tokens, h.n_layer, h.n_head_kv, h.head_dim}) Put(&out, v);
+  Put(&out, static_cast<uint32_t>(h.state.tokens.size()));
+  Put(&out, static_cast<uint32_t>(h.state.sampler_history.size()));
+  for (uint64_t r : h.state.rng) Put(&out, r);
+  for (int32_t t : h.state.tokens) Put(&out, t);
+  for (int32_t t : h.state.sampler_history) Put(&out, t);
+  Put(&out, XXH3_64bits(out.data(), out.size()));
+  return out;
+}
+
+// Reads and verifies the header at the start of file; *end = its size in bytes.
+Status ReadHeader(const RandomAccessFile& file, uint64_t file_size, const std::string& path, Header* h, uint64_t* end) {
+  if (file_size < kFixedHeader + 8) return Status::Corrupt(path + ": too short for a session file");
+  std::string buf(kFixedHeader, '\0');
+  STRATA_RETURN_IF_ERROR(file.Read(0, kFixedHeader, buf.data()));
+  const auto* p = reinterpret_cast<const uint8_t*>(buf.data());
+  if (std::memcmp(p, kMagic, sizeof kMagic) != 0) return Status::Corrupt(path + ": not a strata session file");
+  if (Get<uint32_t>(p + 8) != kVersion)
+    return Status::Unsupported(fmt::format("{}: session format version {} (expected {})", path, Get<uint32_t>(p + 8), kVersion));
+  h->fingerprint = Get<uint64_t>(p + 12);
+  h->kv_type = Get<uint32_t>(p + 20);
+  h->block_tokens = Get<uint32_t>(p + 24);
+  h->n_layer = Get<uint32_t>(p + 28);
+  h->n_head_kv = Get<uint32_t>(p + 32);
+  h->head_dim = Get<uint32_t>(p + 36);
+  const uint32_t n_tokens = Get<uint32_t>(p + 40), n_history = Get<uint32_t>(p + 44);
+  for (int i = 0; i < 4; ++i) h->state.rng[i] = Get<uint64_t>(p + 48 + 8 * i);
+  if (n_tokens > kMaxTokens || n_history > kMaxHistory) return Status::Corrupt(path + ": implausible token counts");
+  const uint64_t var = 4ull * (n_tokens + n_history);
+  if (kFixedHeader + var + 8 > file_size) return Status::Corrupt(path + ": truncated header");
+  buf.resize(kFixedHeader + var + 8);
+  STRATA_RETURN_IF_ERROR(file.Read(kFixedHeader, var + 8, buf.data() + kFixedHeader));
+  p = reinterpret_cast<const uint8_t*>(buf.data());
+  if (XXH3_64bits(p, kFixedHeader + var) != Get<uint64_t>(p + kFixedHeader + var))
+    return Status::Corrupt(path + ": header checksum mismatch");
+  h->state.tokens.resize(n_tokens);
+  h->state.sampler_history.resize(n_history);
+  std::memcpy(h->state.tokens.data(), p + kFixedHeader, 4ull * n_tokens);
+  std::memcpy(h->state.sampler_history.data(), p + kFixedHeader + 4ull * n_tokens, 4ull * n_history);
+  *end = kFixedHeader + var + 8;
+  return Status::Ok();
+}
+
+Status OpenForRead(Env* env, const std::string& path, std::unique_ptr<RandomAccessFile>* file, uint64_t* size) {
+  if (!env->FileExists(path)) return Status::NotFound(fmt::format("session file {} does not exist", path));
+  STRATA_RETURN_IF_ERROR(env->FileSize(path, size));
+  return env->NewRandomAccessFile(path, file);
+}
+
+uint64_t BlockCount(uint64_t n_tokens, uint32_t block_tokens) { return (n_tokens + block_tokens - 1) / block_tokens; }
+
+// Streams a session file to path.tmp then renames it over path.
+class AtomicWriter {
+ public:
+  AtomicWriter(Env* env, std::string path) : env_(env), path_(std::move(path)), tmp_(path_ + ".tmp") {}
+  ~AtomicWriter() {
+    if (file_) {
+      file_.reset();
+      (void)env_->RemoveFile(tmp_);  // abandoned: the previous version stays
+    }
+  }
+  Status Open() { return env_->NewWritableFile(tmp_, &file_); }
+  Status Append(std::string_view bytes) { return file_->Append(bytes); }
+  Status Finish() {
+    STRATA_RETURN_IF_ERROR(file_->Sync());
+    STRATA_RETURN_IF_ERROR(file_->Close());
+    file_.reset();
+    STRATA_RETURN_IF_ERROR(env_->RenameFile(tmp_, path_));
+    return env_->SyncDir(DirName(path_));
+  }
+
+ private:
+  Env* env_;
+  std::string path_, tmp_;
+  std::unique_ptr<WritableFile> file_;
+};
+
+}  // namespace
+
+uint64_t ModelFingerprint(const Model& model) {
+  const LlamaHParams& hp = model.hparams();
+  const int32_t shape[] = {hp.n_vocab, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff, hp.n_rot};
+  uint64_t h = XXH3_64bits(shape, sizeof shape);
+  const Tensor& emb = model.weights().token_embd;
+  h = XXH3_64bits_withSeed(emb.data, std::min<uint64_t>(emb.row_bytes() * emb.rows(), 1 << 16), h);
+  const Tensor& norm = model.weights().output_norm;
+  return XXH3_64bits_withSeed(norm.data, norm.row_bytes(), h);
+}
+
+bool IsValidSessionName(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name[0] == '.') return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+  return true;
+}
+
+Status SaveSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv, SeqId seq,
+                   const SessionState& state) {
+  const KvLayout& L = kv.layout();
+  Header h;
+  h.fingerprint = fingerprint;
+  h.kv_type = static_cast<uint32_t>(L.type);
+  h.block_tokens = static_cast<uint32_t>(L.block_tokens);
+  h.n_layer = static_cast<uint32_t>(L.n_layer);
+  h.n_head_kv = static_cast<uint32_t>(L.n_head_kv);
+  h.head_dim = static_cast<uint32_t>(L.head_dim);
+  h.state = state;
+  h.state.tokens = kv.tokens(seq);
+  AtomicWriter w(env, path);
+  STRATA_RETURN_IF_ERROR(w.Open());
+  STRATA_RETURN_IF_ERROR(w.Append(EncodeHeader(h)));
+  const std::vector<BlockId>& blocks = kv.blocks(seq);
+  for (BlockId b : blocks) {
+    for (int32_t il = 0; il < L.n_layer; ++il) {
+      uint8_t* data = nullptr;
+      STRATA_RETURN_IF_ERROR(kv.store().Pin(b, il, &data));
+      std::string chunk(reinterpret_cast<const char*>(data), L.slice_bytes());
+      kv.store().Unpin(b, il, false);
+      Put(&chunk, XXH3_64bits(chunk.data(), chunk.size()));
+      STRATA_RETURN_IF_ERROR(w.Append(chunk));
+    }
+  }
+  STRATA_RETURN_IF_ERROR(w.Append(std::string_view(kTrailer, sizeof kTrailer)));
+  return w.Finish();
+}
+
+Status LoadSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv, SeqId* seq,
+                   SessionState* state, bool drop_cache) {
+  std::unique_ptr<RandomAccessFile> file;
+  uint64_t size = 0;
+  STRATA_RETURN_IF_ERROR(OpenForRead(env, path, &file, &size));
+  if (drop_cache) file->DropCache();
+  Header h;
+  uint64_t off = 0;
+  STRATA_RETURN_IF_ERROR(ReadHeader(*file, size, path, &h, &off));
+  const KvLayout& L = kv.layout();
+  if (h.fingerprint != fingerprint) return Status::InvalidArgument(path + ": the session belongs to another model");
+  if (h.kv_type != static_cast<uint32_t>(L.type) || h.block_tokens != static_cast<uint32_t>(L.block_tokens) ||
+      h.n_layer != static_cast<uint32_t>(L.n_layer) || h.n_head_kv != static_cast<uint32_t>(L.n_head_kv) ||
+      h.head_dim != static_cast<uint32_t>(L.head_dim))
+    return Status::InvalidArgument(fmt::format("{}: saved with KV type {} and block size {}; this run uses {} and {}",
+                                               path, GetDTypeInfo(h.kv_type) ? GetDTypeInfo(h.kv_type)->name : "?",
+                                               h.block_tokens, DTypeName(L.type), L.block_tokens));
+  const uint64_t n_blocks = BlockCount(h.state.tokens.size(), h.block_tokens);
+  const uint64_t slice = L.slice_bytes();
+  if (off + n_blocks * L.n_layer * (slice + 8) + sizeof kTrailer != size)
+    return Status::Corrupt(fmt::format("{}: size {} does not match its {} tokens", path, size, h.state.tokens.size()));
+  std::vector<BlockId> blocks;
+  auto fail = [&](Status s) {
+    for (BlockId b : blocks) kv.ReleaseBlock(b);
+    return s;
+  };
+  for (uint64_t b = 0; b < n_blocks; ++b) {
+    BlockId id = 0;
+    Status s = kv.AllocateBlock(&id);
+    if (!s.ok()) return fail(s);
+    blocks.push_back(id);
+    for (int32_t il = 0; il < L.n_layer; ++il) {
+      uint8_t* data = nullptr;
+      s = kv.store().Pin(id, il, &data);
+      if (!s.ok()) return fail(s);
+      uint64_t sum = 0;
+      s = file->Read(off, slice, data);
+      if (s.ok()) s = file->Read(off + slice, 8, &sum);
+      if (s.ok() && XXH3_64bits(data, slice) != sum)
+        s = Status::Corrupt(fmt::format("{}: checksum mismatch in block {} layer {}", path, b, il));
+      kv.store().Unpin(id, il, true);
+      if (!s.ok()) return fail(s);
+      off += slice + 8;
+    }
+    if (Status st = kv.store().EnforceBudget(); !st.ok()) return fail(st);
+  }
+  char trailer[sizeof kTrailer];
+  if (Status s = file->Read(off, sizeof trailer, trailer); !s.ok()) return fail(s);
+  if (std::memcmp(trailer, kTrailer, sizeof trailer) != 0) return fail(Status::Corrupt(path + ": bad trailer"));
+  *state = h.state;
+  *seq = kv.AdoptSequence(h.state.tokens, std::move(blocks));
+  return Status::Ok();
+}
+
+Status ReadSessionInfo(Env* env, const std::string& path, SessionInfo* info, SessionState* state) {
+  std::unique_ptr<RandomAccessFile> file;
+  uint64_t size = 0;
+  STRATA_RETURN_IF_ERROR(OpenForRead(env, path, &file, &size));
+  Header h;
+  uint64_t off = 0;
+  STRATA_RETURN_IF_ERROR(ReadHeader(*file, size, path, &h, &off));
+  info->model_fingerprint = h.fingerprint;
+  info->kv_type = static_cast<DType>(h.kv_type);
+  info->block_tokens = static_cast<int32_t>(h.block_tokens);
+  info->n_tokens = static_cast<int32_t>(h.state.tokens.size());
+  info->file_bytes = size;
+  if (state != nullptr) *state = h.state;
+  return Status::Ok();
+}
+
+Status TruncateSessionFile(Env* env, const std::string& path, int32_t n_keep) {
+  std::unique_ptr<RandomAccessFile> file;
+  uint64_t size = 0;
+  STRATA_RETURN_IF_ERROR(OpenForRead(env, path, &file, &size));
+  Header h;
+  uint64_t off = 0;
+  STRATA_RETURN_IF_ERROR(ReadHeader(*file, size, path, &h, &off));
+  if (n_keep < 0 || static_cast<size_t>(n_keep) > h.state.tokens.size())
+    return Status::InvalidArgument(fmt::format("cannot roll back to {}: the session has {} tokens", n_keep, h.state.tokens.size()));
+  if (h.block_tokens == 0 || h.n_layer == 0) return Status::Corrupt(path + ": zero block size or layer count");
+  const uint64_t old_blocks = BlockCount(h.state.tokens.size(), h.block_tokens);
+  const uint64_t body = size - off - sizeof kTrailer;
+  if (size < off + sizeof kTrailer || (old_blocks > 0 && body % (old_blocks * h.n_layer) != 0))
+    return Status::Corrupt(path + ": body size does not match its blocks");
+  const uint64_t per_slice = old_blocks > 0 ? body / (old_blocks * h.n_layer) : 0;
+  h.state.tokens.resize(static_cast<size_t>(n_keep));
+  const uint64_t keep_bytes = BlockCount(static_cast<uint64_t>(n_keep), h.block_tokens) * h.n_layer * per_slice;
+  std::string body_bytes(keep_bytes, '\0');
+  STRATA_RETURN_IF_ERROR(file->Read(off, keep_bytes, body_bytes.data()));
+  AtomicWriter w(env, path);
+  STRATA_RETURN_IF_ERROR(w.Open());
+  STRATA_RETURN_IF_ERROR(w.Append(EncodeHeader(h)));
+  STRATA_RETURN_IF_ERROR(w.Append(body_bytes));
+  STRATA_RETURN_IF_ERROR(w.Append(std::string_view(kTrailer, sizeof kTrailer)));
+  return w.Finish();
+}
+
+}  // namespace strata

@@ -1,0 +1,272 @@
+#include "server/api_request.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+#include <nlohmann/json.hpp>
+
+namespace strata::server {
+namespace {
+
+using nlohmann::json;
+
+// Reads typed, range-checked fields of one JSON object; the first failure
+// names its field in *bad_param.
+class Fields {
+ public:
+  Fields(const json& obj, std::string* bad_param) : obj_(obj), bad_param_(bad_param) {}
+
+  // The field's value, or nullptr if absent or null (null means "default").
+  const json* Get(const char* key) const {
+    const auto it = obj_.find(key);
+    return it == obj_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  Status Fail(const std::string& param, const std::string& message) const {
+    *bad_param_ = param;
+    return Status::InvalidArgument(message);
+  }
+
+  Status Number(const char* key, double lo, double hi, float* out) const {
+    const json* v = Get(key);
+    if (v == nullptr) return Status::Ok();
+    if (!v->is_number()) return Fail(key, fmt::format("'{}' must be a number", key));
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || d < lo || d > hi)
+      return Fail(key, fmt::format("'{}' must be between {} and {}", key, lo, hi));
+    *out = static_cast<float>(d);
+    return Status::Ok();
+  }
+
+  // *present (if given) says whether the field was there.
+  Status Int(const char* key, int64_t lo, int64_t hi, int64_t* out, bool* present = nullptr) const {
+    const json* v = Get(key);
+    if (present != nullptr) *present = v != nullptr;
+    if (v == nullptr) return Status::Ok();
+    if (!v->is_number_integer()) return Fail(key, fmt::format("'{}' must be an integer", key));
+    const bool too_big = v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi);
+    const int64_t i = too_big ? hi : v->get<int64_t>();
+    if (too_big || i < lo || i > hi) return Fail(key, fmt::format("'{}' must be between {} and {}", key, lo, hi));
+    *out = i;
+    return Status::Ok();
+  }
+
+  Status Bool(const char* key, bool* out) const {
+    const json* v = Get(key);
+    if (v == nullptr) return Status::Ok();
+    if (!v->is_boolean()) return Fail(key, fmt::format("'{}' must be a boolean", key));
+    *out = v->get<bool>();
+    return Status::Ok();
+  }
+
+  // A field strata accepts only at its neutral value.
+  Status Neutral(const char* key, const json& neutral, const std::string& what) const {
+    const json* v = Get(key);
+    if (v == nullptr || *v == neutral) return Status::Ok();
+    return Fail(key, fmt::format("'{}' is not supported ({} only)", key, what));
+  }
+
+ private:
+  const json& obj_;
+  std::string* bad_param_;
+};
+
+Status ParseSeed(const Fields& f, ApiRequest* out) {
+  const json* v = f.Get("seed");
+  if (v == nullptr) return Status::Ok();
+  if (!v->is_number_integer()) return f.Fail("seed", "'seed' must be an integer");
+  out->seed = v->is_number_unsigned() ? v->get<uint64_t>() : static_cast<uint64_t>(v->get<int64_t>());
+  return Status::Ok();
+}
+
+Status ParseStop(const Fields& f, ApiRequest* out) {
+  const json* v = f.Get("stop");
+  if (v == nullptr) return Status::Ok();
+  if (v->is_string()) {
+    if (v->get_ref<const std::string&>().empty()) return f.Fail("stop", "'stop' must not be an empty string");
+    out->stop.push_back(v->get<std::string>());
+    return Status::Ok();
+  }
+  if (!v->is_array()) return f.Fail("stop", "'stop' must be a string or an array of strings");
+  if (v->size() > kMaxStops) return f.Fail("stop", fmt::format("'stop' holds at most {} strings", kMaxStops));
+  for (const json& s : *v) {
+    if (!s.is_string() || s.get_ref<const std::string&>().empty())
+      return f.Fail("stop", "every 'stop' entry must be a non-empty string");
+    out->stop.push_back(s.get<std::string>());
+  }
+  return Status::Ok();
+}
+
+Status ParseStream(const Fields& f, ApiRequest* out) {
+  STRATA_RETURN_IF_ERROR(f.Bool("stream", &out->stream));
+  const json* opts = f.Get("stream_options");
+  if (opts == nullptr) return Status::Ok();
+  if (!opts->is_object()) return f.Fail("stream_options", "'stream_options' must be an object");
+  std::string inner_param;
+  Status s = Fields(*opts, &inner_param).Bool("include_usage", &out->include_usage);
+  if (!s.ok()) return f.Fail("stream_options.include_usage", s.message());
+  return Status::Ok();
+}
+
+// Fields common to both endpoints.
+Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out) {
+  if (const json* model = f.Get("model")) {
+    if (!model->is_string()) return f.Fail("model", "'model' must be a string");
+    out->model = model->get<std::string>();
+  }
+  // max_completion_tokens (chat) supersedes the deprecated max_tokens.
+  std::vector<const char*> keys = {"max_tokens"};
+  if (out->endpoint == Endpoint::kChat) keys.push_back("max_completion_tokens");
+  for (const char* key : keys) {
+    int64_t n = 0;
+    bool present = false;
+    STRATA_RETURN_IF_ERROR(f.Int(key, 0, limits.max_tokens_limit, &n, &present));
+    if (present) out->max_tokens = static_cast<int32_t>(n);
+  }
+  STRATA_RETURN_IF_ERROR(f.Number("temperature", 0, 2, &out->temperature));
+  STRATA_RETURN_IF_ERROR(f.Number("top_p", 0, 1, &out->top_p));
+  STRATA_RETURN_IF_ERROR(f.Number("min_p", 0, 1, &out->min_p));
+  STRATA_RETURN_IF_ERROR(f.Number("repeat_penalty", 0, 100, &out->repeat_penalty));
+  int64_t top_k = 0;
+  STRATA_RETURN_IF_ERROR(f.Int("top_k", 0, 1 << 24, &top_k));
+  out->top_k = static_cast<int32_t>(top_k);
+  STRATA_RETURN_IF_ERROR(ParseSeed(f, out));
+  STRATA_RETURN_IF_ERROR(ParseStop(f, out));
+  STRATA_RETURN_IF_ERROR(ParseStream(f, out));
+  if (const json* user = f.Get("user"); user != nullptr && !user->is_string())
+    return f.Fail("user", "'user' must be a string");
+  STRATA_RETURN_IF_ERROR(f.Neutral("n", 1, "1"));
+  STRATA_RETURN_IF_ERROR(f.Neutral("presence_penalty", 0, "0"));
+  STRATA_RETURN_IF_ERROR(f.Neutral("frequency_penalty", 0, "0"));
+  STRATA_RETURN_IF_ERROR(f.Neutral("logit_bias", json::object(), "{}"));
+  return Status::Ok();
+}
+
+// One prompt: text, or token ids (each in [0, 2^31)).
+Status ParsePromptValue(const Fields& f, const json& v, ApiRequest* out) {
+  if (v.is_string()) {
+    out->prompt_text = v.get<std::string>();
+    return Status::Ok();
+  }
+  if (!v.is_array()) return f.Fail("prompt", "'prompt' must be a string or an array of token ids");
+  out->prompt_is_ids = true;
+  for (const json& t : v) {
+    if (!t.is_number_integer() || (!t.is_number_unsigned() && t.get<int64_t>() < 0) ||
+        (t.is_number_unsigned() && t.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())))
+      return f.Fail("prompt", "token ids in 'prompt' must be non-negative integers");
+    out->prompt_ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  if (out->prompt_ids.empty()) return f.Fail("prompt", "'prompt' must not be an empty array");
+  return Status::Ok();
+}
+
+Status ParsePrompt(const Fields& f, ApiRequest* out) {
+  const json* v = f.Get("prompt");
+  if (v == nullptr) return f.Fail("prompt", "'prompt' is required");
+  // A one-element batch is a single prompt; longer batches of strings or of
+  // token arrays are not supported.
+  if (v->is_array() && !v->empty() && ((*v)[0].is_string() || (*v)[0].is_array())) {
+    if (v->size() != 1)
+      return f.Fail("prompt", fmt::format("'prompt' holds {} prompts; this server takes one prompt per request",
+                                          v->size()));
+    return ParsePromptValue(f, (*v)[0], out);
+  }
+  return ParsePromptValue(f, *v, out);
+}
+
+Status ParseCompletionFields(const Fields& f, ApiRequest* out) {
+  STRATA_RETURN_IF_ERROR(ParsePrompt(f, out));
+  int64_t logprobs = 0;
+  bool present = false;
+  STRATA_RETURN_IF_ERROR(f.Int("logprobs", 0, kMaxLogprobs, &logprobs, &present));
+  if (present) out->logprobs = static_cast<int32_t>(logprobs);
+  STRATA_RETURN_IF_ERROR(f.Neutral("echo", false, "false"));
+  STRATA_RETURN_IF_ERROR(f.Neutral("best_of", 1, "1"));
+  return f.Neutral("suffix", "", "\"\"");
+}
+
+// content: a string, or an array of text parts (concatenated).
+Status ParseContent(const Fields& f, const json& content, const std::string& param, std::string* out) {
+  if (content.is_string()) {
+    *out = content.get<std::string>();
+    return Status::Ok();
+  }
+  if (!content.is_array()) return f.Fail(param, "message content must be a string or an array of text parts");
+  for (const json& part : content) {
+    const auto type = part.is_object() ? part.find("type") : json::const_iterator();
+    if (!part.is_object() || type == part.end() || !type->is_string())
+      return f.Fail(param, "each content part must be an object with a 'type'");
+    if (*type != "text")
+      return f.Fail(param, fmt::format("content parts of type '{}' are not supported", type->get<std::string>()));
+    const auto text = part.find("text");
+    if (text == part.end() || !text->is_string()) return f.Fail(param, "a text content part needs a string 'text'");
+    *out += text->get<std::string>();
+  }
+  return Status::Ok();
+}
+
+Status ParseMessage(const Fields& f, const json& m, size_t i, ChatMessage* out) {
+  const std::string param = fmt::format("messages[{}]", i);
+  if (!m.is_object()) return f.Fail(param, "each message must be an object");
+  const auto role = m.find("role");
+  if (role == m.end() || !role->is_string()) return f.Fail(param + ".role", "each message needs a string 'role'");
+  out->role = role->get<std::string>();
+  if (out->role == "developer") out->role = "system";
+  if (out->role != "system" && out->role != "user" && out->role != "assistant")
+    return f.Fail(param + ".role", fmt::format("message role '{}' is not supported (system, developer, user, "
+                                               "assistant)", out->role));
+  const auto content = m.find("content");
+  // An assistant turn that only called tools has null content.
+  if ((content == m.end() || content->is_null()) && out->role == "assistant") return Status::Ok();
+  if (content == m.end() || content->is_null()) return f.Fail(param + ".content", "the message has no 'content'");
+  return ParseContent(f, *content, param + ".content", &out->content);
+}
+
+Status ParseChatFields(const Fields& f, ApiRequest* out) {
+  const json* messages = f.Get("messages");
+  if (messages == nullptr) return f.Fail("messages", "'messages' is required");
+  if (!messages->is_array() || messages->empty()) return f.Fail("messages", "'messages' must be a non-empty array");
+  for (size_t i = 0; i < messages->size(); ++i) {
+    ChatMessage m;
+    STRATA_RETURN_IF_ERROR(ParseMessage(f, (*messages)[i], i, &m));
+    out->messages.push_back(std::move(m));
+  }
+  bool logprobs = false;
+  STRATA_RETURN_IF_ERROR(f.Bool("logprobs", &logprobs));
+  int64_t top = 0;
+  bool has_top = false;
+  STRATA_RETURN_IF_ERROR(f.Int("top_logprobs", 0, kMaxLogprobs, &top, &has_top));
+  if (has_top && !logprobs) return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+  if (logprobs) out->logprobs = static_cast<int32_t>(top);
+  for (const char* key : {"tools", "functions"})
+    if (const json* v = f.Get(key); v != nullptr && !(v->is_array() && v->empty()))
+      return f.Fail(key, fmt::format("'{}' (tool calling) is not supported", key));
+  if (const json* fmt_field = f.Get("response_format")) {
+    const bool text = fmt_field->is_object() && fmt_field->value("type", json()) == "text";
+    if (!text) return f.Fail("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits, ApiRequest* out,
+                       std::string* bad_param) {
+  bad_param->clear();
+  json doc;
+  try {
+    doc = json::parse(body);
+  } catch (const json::exception& e) {
+    return Status::InvalidArgument(fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+  if (!doc.is_object()) return Status::InvalidArgument("the body must be a JSON object");
+  *out = ApiRequest();
+  out->endpoint = endpoint;
+  const Fields f(doc, bad_param);
+  STRATA_RETURN_IF_ERROR(ParseCommon(f, limits, out));
+  return endpoint == Endpoint::kCompletions ? ParseCompletionFields(f, out) : ParseChatFields(f, out);
+}
+
+}  // namespace strata::server

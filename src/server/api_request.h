@@ -1,0 +1,72 @@
+// ApiRequest: a validated body of POST /v1/completions or
+// /v1/chat/completions. ParseApiRequest is the JSON parsing boundary: it
+// accepts any bytes, never throws, and either fills a request whose every
+// field is in range or names what is wrong.
+//
+// Accepted fields (others are ignored, as OpenAI-compatible servers do):
+//   both:  model, max_tokens, temperature [0,2], top_p [0,1], seed, stop
+//          (string or array of at most kMaxStops non-empty strings), stream,
+//          stream_options.include_usage, n (1 only), user; llama.cpp's
+//          extensions top_k, min_p, repeat_penalty.
+//          presence_penalty / frequency_penalty / logit_bias are accepted only
+//          at their neutral values (0 / {}), since strata does not implement them.
+//   completions: prompt (a string, an array of token ids, or a one-element
+//          array of either), logprobs (0..kMaxLogprobs), echo (false only),
+//          best_of (1 only), suffix (empty only).
+//   chat:  messages (roles system/developer/user/assistant; content a string
+//          or an array of {"type":"text","text":...} parts),
+//          max_completion_tokens (wins over max_tokens), logprobs (bool),
+//          top_logprobs (0..kMaxLogprobs, requires logprobs).
+//
+// Thread-safety: pure functions of their arguments.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "server/chat_template.h"
+
+namespace strata::server {
+
+enum class Endpoint { kCompletions, kChat };
+
+inline constexpr int32_t kMaxLogprobs = 20;
+inline constexpr size_t kMaxStops = 16;
+
+struct ApiRequest {
+  Endpoint endpoint = Endpoint::kCompletions;
+  std::string model;                  // as sent; "" if absent
+  // Completions: exactly one of prompt_text / prompt_ids is used.
+  bool prompt_is_ids = false;
+  std::string prompt_text;
+  std::vector<int32_t> prompt_ids;    // used as given (no BOS added)
+  // Chat.
+  std::vector<ChatMessage> messages;  // roles normalized to system/user/assistant
+  std::optional<int32_t> max_tokens;  // absent: the server's default
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int32_t top_k = 0;                  // 0: off
+  float min_p = 0.0f;                 // 0: off
+  float repeat_penalty = 1.0f;        // 1: off
+  std::optional<uint64_t> seed;       // absent: random
+  std::vector<std::string> stop;
+  bool stream = false;
+  bool include_usage = false;         // stream_options.include_usage
+  int32_t logprobs = -1;              // -1: none; else alternatives per token (0..kMaxLogprobs)
+};
+
+struct RequestLimits {
+  int32_t max_tokens_limit = 1 << 20;  // largest max_tokens accepted
+};
+
+// Parses and validates body for endpoint. On failure returns kInvalidArgument
+// with a message meant for the client and sets *bad_param to the offending
+// field ("" when the body as a whole is at fault).
+[[nodiscard]] Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits,
+                                     ApiRequest* out, std::string* bad_param);
+
+}  // namespace strata::server

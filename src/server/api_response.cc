@@ -1,0 +1,125 @@
+#include "server/api_response.h"
+
+namespace strata::server {
+
+using nlohmann::json;
+
+ResponseBuilder::ResponseBuilder(const ApiRequest& request, ResponseIdentity identity, const Vocab& vocab,
+                                 size_t prompt_bytes)
+    : endpoint_(request.endpoint),
+      include_usage_(request.stream && request.include_usage),
+      top_logprobs_(request.logprobs),
+      identity_(std::move(identity)),
+      vocab_(vocab),
+      text_offset_(prompt_bytes) {}
+
+json ResponseBuilder::UsageJson(const Usage& usage) {
+  return {{"prompt_tokens", usage.prompt_tokens},
+          {"completion_tokens", usage.completion_tokens},
+          {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
+}
+
+std::string ResponseBuilder::Sse(const json& chunk) {
+  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+}
+
+json ResponseBuilder::Envelope(bool chunk) const {
+  const char* object = endpoint_ == Endpoint::kCompletions ? "text_completion"
+                       : chunk                             ? "chat.completion.chunk"
+                                                           : "chat.completion";
+  json j = {{"id", identity_.id}, {"object", object}, {"created", identity_.created}, {"model", identity_.model}};
+  // OpenAI marks every chunk's usage null when a usage chunk will follow.
+  if (chunk && include_usage_) j["usage"] = nullptr;
+  return j;
+}
+
+json ResponseBuilder::Choice(json body, const json& logprobs, const json& finish) const {
+  body["index"] = 0;
+  body["logprobs"] = logprobs;
+  body["finish_reason"] = finish;
+  return body;
+}
+
+json ResponseBuilder::Whole(const std::string& text, const std::vector<TokenLogprob>& logprobs, FinishReason reason,
+                            const Usage& usage) {
+  json j = Envelope(false);
+  json body = endpoint_ == Endpoint::kCompletions
+                  ? json{{"text", text}}
+                  : json{{"message", {{"role", "assistant"}, {"content", text}}}};
+  j["choices"] = json::array({Choice(std::move(body), Logprobs(logprobs), FinishReasonName(reason))});
+  j["usage"] = UsageJson(usage);
+  return j;
+}
+
+bool ResponseBuilder::HasFirst() const { return endpoint_ == Endpoint::kChat; }
+
+json ResponseBuilder::First() const {
+  json j = Envelope(true);
+  j["choices"] = json::array({Choice({{"delta", {{"role", "assistant"}, {"content", ""}}}}, nullptr, nullptr)});
+  return j;
+}
+
+json ResponseBuilder::Delta(const std::string& text, const std::vector<TokenLogprob>& logprobs) {
+  json j = Envelope(true);
+  json body = endpoint_ == Endpoint::kCompletions ? json{{"text", text}} : json{{"delta", {{"content", text}}}};
+  j["choices"] = json::array({Choice(std::move(body), Logprobs(logprobs), nullptr)});
+  return j;
+}
+
+json ResponseBuilder::Finish(FinishReason reason) const {
+  json j = Envelope(true);
+  json body = endpoint_ == Endpoint::kCompletions ? json{{"text", ""}} : json{{"delta", json::object()}};
+  j["choices"] = json::array({Choice(std::move(body), nullptr, FinishReasonName(reason))});
+  return j;
+}
+
+json ResponseBuilder::UsageChunk(const Usage& usage) const {
+  json j = Envelope(true);
+  j["choices"] = json::array();
+  j["usage"] = UsageJson(usage);
+  return j;
+}
+
+json ResponseBuilder::Logprobs(const std::vector<TokenLogprob>& logprobs) {
+  if (top_logprobs_ < 0) return nullptr;
+  return endpoint_ == Endpoint::kCompletions ? CompletionLogprobs(logprobs) : ChatLogprobs(logprobs);
+}
+
+json ResponseBuilder::CompletionLogprobs(const std::vector<TokenLogprob>& logprobs) {
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(), offsets = json::array();
+  for (const TokenLogprob& lp : logprobs) {
+    tokens.push_back(lp.text);
+    token_logprobs.push_back(lp.logprob);
+    json alternatives = json::object();
+    for (const auto& [id, logprob] : lp.top) alternatives[vocab_.TokenToPiece(id)] = logprob;
+    top.push_back(std::move(alternatives));
+    offsets.push_back(text_offset_);
+    text_offset_ += lp.text.size();
+  }
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
+}
+
+namespace {
+
+json Bytes(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+
+}  // namespace
+
+json ResponseBuilder::ChatLogprobs(const std::vector<TokenLogprob>& logprobs) const {
+  json content = json::array();
+  for (const TokenLogprob& lp : logprobs) {
+    json top = json::array();
+    for (const auto& [id, logprob] : lp.top) {
+      const std::string piece = vocab_.TokenToPiece(id);
+      top.push_back({{"token", piece}, {"logprob", logprob}, {"bytes", Bytes(piece)}});
+    }
+    content.push_back({{"token", lp.text}, {"logprob", lp.logprob}, {"bytes", Bytes(lp.text)}, {"top_logprobs", top}});
+  }
+  return {{"content", content}, {"refusal", nullptr}};
+}
+
+}  // namespace strata::server

@@ -1,0 +1,79 @@
+// ResponseBuilder: OpenAI's response shapes for one request — the whole
+// response (stream: false) or its server-sent-event chunks (stream: true):
+//   completions: "text_completion" objects, choices[0].text, and with
+//                logprobs choices[0].logprobs = {tokens, token_logprobs,
+//                top_logprobs, text_offset} (text_offset in bytes, counted
+//                from the start of the prompt text);
+//   chat:        "chat.completion" / "chat.completion.chunk" objects,
+//                choices[0].message / .delta, and with logprobs
+//                choices[0].logprobs.content[] = {token, logprob, bytes,
+//                top_logprobs[]}.
+// Token texts that are not valid UTF-8 on their own (a byte of a multi-byte
+// character) render as U+FFFD in "token"; chat's "bytes" keeps them exact.
+//
+// Thread-safety: not thread-safe; one builder per request.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "server/api_request.h"
+#include "vocab/vocab.h"
+
+namespace strata::server {
+
+struct Usage {
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+};
+
+struct ResponseIdentity {
+  std::string id;       // "cmpl-..." / "chatcmpl-..."
+  int64_t created = 0;  // Unix seconds
+  std::string model;
+};
+
+class ResponseBuilder {
+ public:
+  // REQUIRES: vocab outlives the builder. prompt_bytes: the length of the
+  // prompt text (the first text_offset).
+  ResponseBuilder(const ApiRequest& request, ResponseIdentity identity, const Vocab& vocab, size_t prompt_bytes);
+
+  // stream: false. REQUIRES: reason is kStop or kLength.
+  nlohmann::json Whole(const std::string& text, const std::vector<TokenLogprob>& logprobs, FinishReason reason,
+                       const Usage& usage);
+
+  // stream: true. First (chat only: the assistant role announcement; nothing
+  // for completions), then Delta per piece of text, then Finish, then — if
+  // the client asked for it — UsageChunk.
+  bool HasFirst() const;
+  nlohmann::json First() const;
+  nlohmann::json Delta(const std::string& text, const std::vector<TokenLogprob>& logprobs);
+  nlohmann::json Finish(FinishReason reason) const;
+  nlohmann::json UsageChunk(const Usage& usage) const;
+
+  // "data: <json>\n\n"; invalid UTF-8 is replaced.
+  static std::string Sse(const nlohmann::json& chunk);
+  static nlohmann::json UsageJson(const Usage& usage);
+
+ private:
+  nlohmann::json Envelope(bool chunk) const;
+  nlohmann::json Choice(nlohmann::json body, const nlohmann::json& logprobs, const nlohmann::json& finish) const;
+  // null when logprobs were not requested.
+  nlohmann::json Logprobs(const std::vector<TokenLogprob>& logprobs);
+  nlohmann::json CompletionLogprobs(const std::vector<TokenLogprob>& logprobs);
+  nlohmann::json ChatLogprobs(const std::vector<TokenLogprob>& logprobs) const;
+
+  Endpoint endpoint_;
+  bool include_usage_;
+  int32_t top_logprobs_;
+  ResponseIdentity identity_;
+  const Vocab& vocab_;
+  size_t text_offset_;
+};
+
+}  // namespace strata::server

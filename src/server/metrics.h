@@ -1,0 +1,47 @@
+// Metrics: what GET /metrics reports, in the Prometheus text exposition
+// format (version 0.0.4). The server counts HTTP requests by endpoint and
+// status and times tokens; the engine's own counters and gauges come from
+// EngineStats at render time.
+//
+// Series (all prefixed strata_):
+//   http_requests_total{endpoint,status}   counter
+//   engine_requests_total                  counter  (accepted by the engine)
+//   engine_requests_rejected_total         counter  (queue full)
+//   prompt_tokens_total, completion_tokens_total   counters
+//   requests_queued, requests_running      gauges
+//   time_to_first_token_seconds            histogram (request received -> first token)
+//   inter_token_latency_seconds            histogram (between consecutive tokens)
+//
+// Thread-safety: every method may be called concurrently.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "engine/engine.h"
+#include "server/histogram.h"
+
+namespace strata::server {
+
+class Metrics {
+ public:
+  Metrics();
+
+  // endpoint: a fixed label such as "/v1/completions" (never raw client input).
+  void CountRequest(const std::string& endpoint, int http_status);
+  void ObserveTimeToFirstToken(double seconds);
+  void ObserveInterTokenLatency(double seconds);
+
+  std::string Render(const EngineStats& stats) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;  // (endpoint, status) -> count
+  Histogram time_to_first_token_;
+  Histogram inter_token_latency_;
+};
+
+}  // namespace strata::server

@@ -1,0 +1,39 @@
+#include "server/prompt.h"
+
+#include <fmt/format.h>
+
+namespace strata::server {
+namespace {
+
+std::vector<int32_t> ChatTokens(const std::vector<ChatMessage>& messages, const Vocab& vocab,
+                                const ChatTemplate& chat_template) {
+  const std::string text = chat_template.Apply(messages);
+  std::vector<int32_t> ids;
+  const TokenId bos = vocab.bos();
+  const bool starts_with_bos = bos >= 0 && !vocab.token_text(bos).empty() && text.starts_with(vocab.token_text(bos));
+  if (vocab.add_bos() && bos >= 0 && !starts_with_bos) ids.push_back(bos);
+  const std::vector<TokenId> body = vocab.Encode(text, /*add_special=*/false, /*parse_special=*/true);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
+
+}  // namespace
+
+Status BuildPrompt(const ApiRequest& request, const Vocab& vocab, const ChatTemplate& chat_template,
+                   std::vector<int32_t>* out) {
+  if (request.endpoint == Endpoint::kChat) {
+    *out = ChatTokens(request.messages, vocab, chat_template);
+  } else if (request.prompt_is_ids) {
+    for (int32_t id : request.prompt_ids)
+      if (id >= vocab.n_tokens())
+        return Status::InvalidArgument(
+            fmt::format("token id {} in 'prompt' is outside the vocabulary (size {})", id, vocab.n_tokens()));
+    *out = request.prompt_ids;
+  } else {
+    *out = vocab.Encode(request.prompt_text, /*add_special=*/true, /*parse_special=*/false);
+  }
+  if (out->empty()) return Status::InvalidArgument("the prompt is empty (and the model adds no BOS token)");
+  return Status::Ok();
+}
+
+}  // namespace strata::server

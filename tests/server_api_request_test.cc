@@ -1,0 +1,180 @@
+// ParseApiRequest (the JSON boundary of the server) and BuildPrompt: what
+// valid requests turn into. Invalid ones are covered over HTTP in
+// server_http_test.cc.
+#include "server/api_request.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "model/gguf.h"
+#include "server/prompt.h"
+#include "test_util.h"
+
+namespace strata::server {
+namespace {
+
+ApiRequest Parse(Endpoint e, const std::string& body, RequestLimits limits = {}) {
+  ApiRequest r;
+  std::string param;
+  const Status s = ParseApiRequest(e, body, limits, &r, &param);
+  EXPECT_TRUE(s.ok()) << s.ToString() << " (param " << param << ")";
+  return r;
+}
+
+std::string ParseError(Endpoint e, const std::string& body, std::string* param, RequestLimits limits = {}) {
+  ApiRequest r;
+  const Status s = ParseApiRequest(e, body, limits, &r, param);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  return s.message();
+}
+
+TEST(ApiRequestTest, CompletionDefaultsAreOpenAis) {
+  const ApiRequest r = Parse(Endpoint::kCompletions, R"({"prompt": "Hi"})");
+  EXPECT_EQ(r.prompt_text, "Hi");
+  EXPECT_FALSE(r.prompt_is_ids);
+  EXPECT_FALSE(r.max_tokens.has_value());
+  EXPECT_EQ(r.temperature, 1.0f);
+  EXPECT_EQ(r.top_p, 1.0f);
+  EXPECT_EQ(r.top_k, 0);
+  EXPECT_EQ(r.min_p, 0.0f);
+  EXPECT_FALSE(r.seed.has_value());
+  EXPECT_FALSE(r.stream);
+  EXPECT_EQ(r.logprobs, -1);
+}
+
+TEST(ApiRequestTest, CompletionFields) {
+  const ApiRequest r = Parse(Endpoint::kCompletions,
+                             R"({"model": "m", "prompt": [[1, 2, 3]], "max_tokens": 7, "temperature": 0,
+                                 "top_p": 0.5, "seed": -1, "stop": "\n", "stream": true,
+                                 "stream_options": {"include_usage": true}, "logprobs": 2, "n": 1,
+                                 "presence_penalty": 0, "echo": false, "top_k": 5, "min_p": 0.1,
+                                 "repeat_penalty": 1.1, "user": "u", "unknown_field": {"x": 1}})");
+  EXPECT_EQ(r.model, "m");
+  EXPECT_TRUE(r.prompt_is_ids);
+  EXPECT_EQ(r.prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(r.max_tokens, 7);
+  EXPECT_EQ(r.temperature, 0.0f);
+  EXPECT_EQ(r.top_p, 0.5f);
+  EXPECT_EQ(r.seed, UINT64_MAX);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"\n"}));
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+  EXPECT_EQ(r.logprobs, 2);
+  EXPECT_EQ(r.top_k, 5);
+  EXPECT_FLOAT_EQ(r.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(r.repeat_penalty, 1.1f);
+}
+
+TEST(ApiRequestTest, NullMeansDefault) {
+  const ApiRequest r = Parse(Endpoint::kCompletions,
+                             R"({"prompt": "x", "max_tokens": null, "stop": null, "seed": null, "logprobs": null})");
+  EXPECT_FALSE(r.max_tokens.has_value());
+  EXPECT_TRUE(r.stop.empty());
+  EXPECT_FALSE(r.seed.has_value());
+  EXPECT_EQ(r.logprobs, -1);
+}
+
+TEST(ApiRequestTest, ChatMessagesAndContentParts) {
+  const ApiRequest r = Parse(Endpoint::kChat,
+                             R"({"messages": [
+                                   {"role": "developer", "content": "Be brief."},
+                                   {"role": "user", "content": [{"type": "text", "text": "Hello "},
+                                                                {"type": "text", "text": "there"}], "name": "bob"},
+                                   {"role": "assistant", "content": null},
+                                   {"role": "user", "content": "Again"}],
+                                 "max_tokens": 5, "max_completion_tokens": 9,
+                                 "logprobs": true, "top_logprobs": 3, "response_format": {"type": "text"},
+                                 "tools": []})");
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.messages[0].role, "system");
+  EXPECT_EQ(r.messages[1].content, "Hello there");
+  EXPECT_EQ(r.messages[2].role, "assistant");
+  EXPECT_EQ(r.messages[2].content, "");
+  EXPECT_EQ(r.max_tokens, 9);  // max_completion_tokens wins
+  EXPECT_EQ(r.logprobs, 3);
+}
+
+TEST(ApiRequestTest, ChatLogprobsWithoutTopMeansZeroAlternatives) {
+  const ApiRequest r = Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})");
+  EXPECT_EQ(r.logprobs, 0);
+  const ApiRequest off =
+      Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x"}], "logprobs": false})");
+  EXPECT_EQ(off.logprobs, -1);
+}
+
+TEST(ApiRequestTest, MaxTokensLimit) {
+  std::string param;
+  const std::string m = ParseError(Endpoint::kCompletions, R"({"prompt": "x", "max_tokens": 101})", &param, {100});
+  EXPECT_EQ(param, "max_tokens");
+  EXPECT_NE(m.find("100"), std::string::npos) << m;
+  EXPECT_EQ(Parse(Endpoint::kCompletions, R"({"prompt": "x", "max_tokens": 100})", {100}).max_tokens, 100);
+}
+
+TEST(ApiRequestTest, MessagesOnlyForChatAndPromptOnlyForCompletions) {
+  std::string param;
+  ParseError(Endpoint::kChat, R"({"prompt": "x"})", &param);
+  EXPECT_EQ(param, "messages");
+  ParseError(Endpoint::kCompletions, R"({"messages": [{"role": "user", "content": "x"}]})", &param);
+  EXPECT_EQ(param, "prompt");
+}
+
+TEST(ApiRequestTest, ErrorsNameTheField) {
+  std::string param;
+  ParseError(Endpoint::kCompletions, R"({"prompt": "x", "stream_options": {"include_usage": 1}})", &param);
+  EXPECT_EQ(param, "stream_options.include_usage");
+  ParseError(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x"}, {"role": 3}]})", &param);
+  EXPECT_EQ(param, "messages[1].role");
+  ParseError(Endpoint::kCompletions, R"({"prompt": "x", "stop": ["a","b","c","d","e","f","g","h","i","j","k",
+                                       "l","m","n","o","p","q"]})", &param);
+  EXPECT_EQ(param, "stop");
+  ParseError(Endpoint::kCompletions, R"({"prompt": "x", "logit_bias": {"1": 5}})", &param);
+  EXPECT_EQ(param, "logit_bias");
+  ParseError(Endpoint::kCompletions, R"({"prompt": []})", &param);
+  EXPECT_EQ(param, "prompt");
+  ParseError(Endpoint::kCompletions, R"({"prompt": [1, 4294967296]})", &param);
+  EXPECT_EQ(param, "prompt");
+  ParseError(Endpoint::kCompletions, R"({"prompt": "x", "temperature": 1e400})", &param);
+}
+
+// Chat prompts parse special tokens and get exactly one BOS; completion
+// prompts keep special-token text as text.
+TEST(PromptTest, ChatParsesSpecialTokensAndAddsOneBos) {
+  std::unique_ptr<gguf::GgufFile> f;
+  ASSERT_TRUE(gguf::GgufFile::Open(Env::Default(), testing::SharedPath("vocab/ggml-vocab-phi-3.gguf"), &f).ok());
+  std::unique_ptr<Vocab> vocab;
+  ASSERT_TRUE(Vocab::FromGguf(*f, &vocab).ok());
+  ChatTemplate phi3;
+  ASSERT_TRUE(ChatTemplate::FromName("phi3", "", "", &phi3).ok());
+  const std::vector<TokenId> user = vocab->Encode("<|user|>", false, true);
+  ASSERT_EQ(user.size(), 1u);
+
+  ApiRequest chat = Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "Hi"}]})");
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(BuildPrompt(chat, *vocab, phi3, &ids).ok());
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids[0], vocab->add_bos() ? vocab->bos() : user[0]);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), vocab->bos()), vocab->add_bos() ? 1 : 0);
+  EXPECT_NE(std::find(ids.begin(), ids.end(), user[0]), ids.end());
+
+  ApiRequest text = Parse(Endpoint::kCompletions, R"({"prompt": "<|user|>"})");
+  ASSERT_TRUE(BuildPrompt(text, *vocab, phi3, &ids).ok());
+  EXPECT_EQ(std::find(ids.begin(), ids.end(), user[0]), ids.end());
+}
+
+TEST(PromptTest, TokenIdsOutsideTheVocabularyAreRejected) {
+  std::unique_ptr<gguf::GgufFile> f;
+  ASSERT_TRUE(gguf::GgufFile::Open(Env::Default(), testing::SharedPath("vocab/ggml-vocab-phi-3.gguf"), &f).ok());
+  std::unique_ptr<Vocab> vocab;
+  ASSERT_TRUE(Vocab::FromGguf(*f, &vocab).ok());
+  ApiRequest r = Parse(Endpoint::kCompletions, R"({"prompt": [1, 2]})");
+  std::vector<int32_t> ids;
+  EXPECT_TRUE(BuildPrompt(r, *vocab, ChatTemplate(), &ids).ok());
+  EXPECT_EQ(ids, (std::vector<int32_t>{1, 2}));
+  r.prompt_ids.push_back(vocab->n_tokens());
+  EXPECT_EQ(BuildPrompt(r, *vocab, ChatTemplate(), &ids).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace strata::server
