@@ -643,6 +643,16 @@ int main(int argc, char **argv) {
         printf("model %s: %s, %.2f MiB, %.2f M params\n", o.model, mi.desc, mi.size / 1048576.0, mi.n_params / 1e6);
     }
 
+    {
+        double l = loadavg_1m();
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if (ncpu > 0 && l > 0.5 * (double)ncpu)
+            fprintf(stderr,
+                    "llamacpp_harness: warning: load average %.2f on %ld CPUs: other work shares the cores, "
+                    "numbers will be noisy (ggml threads spin at barriers)\n",
+                    l, ncpu);
+    }
+
     static result r;
 
     // ---- pp

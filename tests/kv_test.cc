@@ -1,0 +1,449 @@
+// The paged KV cache: pool and manager invariants under long random operation
+// sequences, copy-on-write, prefix reuse, disk tier equality, sessions, and
+// injected disk faults.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "engine/context.h"
+#include "engine/forward.h"
+#include "fault_env.h"
+#include "kv/block_pool.h"
+#include "kv/kv_cache_manager.h"
+#include "kv/session_file.h"
+#include "model/synth.h"
+#include "test_util.h"
+
+namespace strata {
+namespace {
+
+TEST(BlockPoolTest, RandomOperationsKeepInvariants) {
+  BlockPool pool(64);
+  std::mt19937 rng(7);
+  std::vector<BlockId> held;  // one entry per reference we own
+  for (int step = 0; step < 20000; ++step) {
+    const int op = static_cast<int>(rng() % 3);
+    if (op == 0) {
+      if (auto id = pool.Allocate()) held.push_back(*id);
+      else EXPECT_EQ(pool.n_free(), 0);
+    } else if (op == 1 && !held.empty()) {
+      BlockId id = held[rng() % held.size()];
+      pool.IncRef(id);
+      held.push_back(id);
+    } else if (!held.empty()) {
+      const size_t i = rng() % held.size();
+      pool.DecRef(held[i]);
+      held.erase(held.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    ASSERT_TRUE(pool.CheckInvariants().ok()) << step;
+  }
+  for (BlockId id : held) pool.DecRef(id);
+  EXPECT_EQ(pool.n_free(), 64);
+  EXPECT_TRUE(pool.CheckInvariants().ok());
+}
+
+KvLayout TinyLayout(int32_t block = 4) { return KvLayout{2, 2, 8, block, DType::kF32}; }
+
+std::unique_ptr<KvCacheManager> MakeManager(int32_t blocks, bool prefix_cache = true, Env* env = nullptr,
+                                            KvTierConfig tiers = {}) {
+  KvCacheConfig c;
+  c.layout = TinyLayout();
+  c.n_blocks = blocks;
+  c.prefix_cache = prefix_cache;
+  c.tiers = tiers;
+  std::unique_ptr<KvCacheManager> m;
+  EXPECT_TRUE(KvCacheManager::Create(env != nullptr ? env : Env::Default(), c, &m).ok());
+  return m;
+}
+
+// Appends tokens to seq the way the engine does, writing a recognisable pattern into each slice.
+Status Append(KvCacheManager& kv, SeqId seq, const std::vector<int32_t>& tokens) {
+  KvCacheManager::Append a{seq, static_cast<int32_t>(tokens.size())};
+  STRATA_RETURN_IF_ERROR(kv.Prepare(std::span(&a, 1)));
+  const KvLayout& L = kv.layout();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t pos = kv.length(seq) + static_cast<int32_t>(i);
+    const BlockId b = kv.blocks(seq)[static_cast<size_t>(pos / L.block_tokens)];
+    for (int32_t il = 0; il < L.n_layer; ++il) {
+      uint8_t* data = nullptr;
+      STRATA_RETURN_IF_ERROR(kv.store().Pin(b, il, &data));
+      auto* row = reinterpret_cast<float*>(data + L.k_offset(0, pos % L.block_tokens));
+      row[0] = static_cast<float>(tokens[i]);
+      row[1] = static_cast<float>(pos);
+      kv.store().Unpin(b, il, true);
+    }
+  }
+  kv.Commit(seq, tokens);
+  return kv.store().EnforceBudget();
+}
+
+// Reads back the pattern Append wrote for every position of seq.
+void ExpectContent(KvCacheManager& kv, SeqId seq) {
+  const KvLayout& L = kv.layout();
+  const std::vector<int32_t>& toks = kv.tokens(seq);
+  for (int32_t pos = 0; pos < static_cast<int32_t>(toks.size()); ++pos) {
+    uint8_t* data = nullptr;
+    const BlockId b = kv.blocks(seq)[static_cast<size_t>(pos / L.block_tokens)];
+    ASSERT_TRUE(kv.store().Pin(b, 1, &data).ok());
+    auto* row = reinterpret_cast<float*>(data + L.k_offset(0, pos % L.block_tokens));
+    EXPECT_EQ(row[0], static_cast<float>(toks[static_cast<size_t>(pos)])) << "pos " << pos;
+    EXPECT_EQ(row[1], static_cast<float>(pos));
+    kv.store().Unpin(b, 1, false);
+  }
+}
+
+TEST(KvCacheManagerTest, RandomOperationsKeepInvariantsAndContent) {
+  auto mem = NewMemEnv();
+  KvTierConfig tiers;
+  tiers.ram_bytes = 10 * TinyLayout().slice_bytes();  // most slices live on the (in-memory) disk tier
+  tiers.disk_dir = "/kv";
+  auto kv = MakeManager(48, true, mem.get(), tiers);
+  std::mt19937 rng(11);
+  std::vector<SeqId> seqs;
+  for (int step = 0; step < 3000; ++step) {
+    const int op = static_cast<int>(rng() % 6);
+    if (op == 0 || seqs.empty()) {
+      SeqId s = kv->NewSequence();
+      std::vector<int32_t> prompt(1 + rng() % 12);
+      for (int32_t& t : prompt) t = static_cast<int32_t>(rng() % 3);  // few distinct tokens: prefixes repeat
+      const int32_t attached = kv->AttachCachedPrefix(s, prompt);
+      std::vector<int32_t> rest(prompt.begin() + attached, prompt.end());
+      if (Append(*kv, s, rest).ok()) {
+        seqs.push_back(s);
+      } else {
+        kv->FreeSequence(s);
+      }
+    } else {
+      const size_t i = rng() % seqs.size();
+      const SeqId s = seqs[i];
+      if (op == 1) {
+        std::vector<int32_t> more(1 + rng() % 6, static_cast<int32_t>(rng() % 50));
+        Status st = Append(*kv, s, more);
+        ASSERT_TRUE(st.ok() || st.code() == StatusCode::kResourceExhausted) << st.ToString();
+      } else if (op == 2) {
+        SeqId f = 0;
+        ASSERT_TRUE(kv->Fork(s, &f).ok());
+        seqs.push_back(f);
+      } else if (op == 3) {
+        kv->Truncate(s, static_cast<int32_t>(rng() % (kv->length(s) + 1)));
+      } else {
+        kv->FreeSequence(s);
+        seqs.erase(seqs.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    ASSERT_TRUE(kv->CheckInvariants().ok()) << kv->CheckInvariants().ToString() << " at step " << step;
+    if (step % 97 == 0)
+      for (SeqId s : seqs) ExpectContent(*kv, s);
+  }
+  for (SeqId s : seqs) ExpectContent(*kv, s);
+  for (SeqId s : seqs) kv->FreeSequence(s);
+  ASSERT_TRUE(kv->CheckInvariants().ok());
+  EXPECT_EQ(kv->stats().blocks_used, kv->stats().blocks_cached);  // only the prefix cache holds blocks
+  EXPECT_GT(kv->stats().store.writes, 0u);
+  EXPECT_GT(kv->stats().prefix_hits, 0u);
+}
+
+TEST(KvCacheManagerTest, CopyOnWriteLeavesTheOriginalIntact) {
+  auto kv = MakeManager(16, false);
+  SeqId a = kv->NewSequence();
+  ASSERT_TRUE(Append(*kv, a, {1, 2, 3, 4, 5, 6}).ok());  // block 1 half full
+  SeqId b = 0;
+  ASSERT_TRUE(kv->Fork(a, &b).ok());
+  EXPECT_EQ(kv->blocks(a), kv->blocks(b));  // O(1)-ish: shared, nothing copied
+  ASSERT_TRUE(Append(*kv, b, {70, 71}).ok());
+  EXPECT_EQ(kv->blocks(a)[0], kv->blocks(b)[0]);  // full block still shared
+  EXPECT_NE(kv->blocks(a)[1], kv->blocks(b)[1]);  // written block copied
+  ASSERT_TRUE(Append(*kv, a, {90}).ok());
+  ExpectContent(*kv, a);
+  ExpectContent(*kv, b);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+TEST(KvCacheManagerTest, NoFreeBlockIsANormalResultAndChangesNothing) {
+  auto kv = MakeManager(2, false);
+  SeqId a = kv->NewSequence();
+  ASSERT_TRUE(Append(*kv, a, {1, 2, 3, 4, 5}).ok());
+  const auto blocks = kv->blocks(a);
+  KvCacheManager::Append big{a, 8};
+  EXPECT_EQ(kv->Prepare(std::span(&big, 1)).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(kv->blocks(a), blocks);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+// ---- engine-level: the model through the paged cache ----
+
+std::unique_ptr<Model> LoadStories() {
+  ModelLoadOptions o;
+  o.path = testing::SharedPath("models/stories260K.gguf");
+  std::unique_ptr<Model> m;
+  EXPECT_TRUE(Model::Load(Env::Default(), o, &m).ok());
+  return m;
+}
+
+std::vector<int32_t> Greedy(Context& ctx, std::vector<int32_t> prompt, int n, Status* status = nullptr) {
+  std::vector<int32_t> out;
+  Status s = ctx.Decode(prompt, LogitsMode::kLast);
+  for (int i = 0; s.ok() && i < n; ++i) {
+    const float* l = ctx.logits();
+    int32_t best = 0;
+    for (int32_t j = 1; j < ctx.model().hparams().n_vocab; ++j)
+      if (l[j] > l[best]) best = j;
+    out.push_back(best);
+    s = ctx.Decode(std::span<const int32_t>(&best, 1), LogitsMode::kLast);
+  }
+  if (status != nullptr) *status = s;
+  return out;
+}
+
+std::unique_ptr<Context> MakeCtx(const Model& m, ContextParams p) {
+  std::unique_ptr<Context> c;
+  Status s = Context::Create(m, p, &c);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return c;
+}
+
+TEST(KvTierTest, DiskTierWithZeroRamEqualsAllInRam) {
+  auto model = LoadStories();
+  std::vector<int32_t> prompt = model->vocab().Encode("Once upon a time, there was a dog", true, false);
+  ContextParams ram;
+  ram.n_ctx = 512;
+  ram.n_threads = 2;
+  auto a = MakeCtx(*model, ram);
+  ContextParams disk = ram;
+  disk.kv_tiers.ram_bytes = 0;
+  disk.kv_tiers.disk_dir = testing::MakeTempDir();
+  disk.kv_block_tokens = 8;
+  auto b = MakeCtx(*model, disk);
+  EXPECT_EQ(Greedy(*a, prompt, 400), Greedy(*b, prompt, 400));
+  EXPECT_GT(b->kv().stats().store.loads, 1000u);
+}
+
+TEST(KvTierTest, SyntheticF16ModelWithQuarterInRamEqualsAllInRam) {
+  auto mem = NewMemEnv();
+  SynthSpec spec{3, 128, 256, 4, 2, 400, 1024, DType::kF16, 5};
+  ASSERT_TRUE(SynthesizeModel(mem.get(), spec, "/m.gguf", 2).ok());
+  ModelLoadOptions o;
+  o.path = "/m.gguf";
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(mem.get(), o, &model).ok());
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 200; ++i) prompt.push_back(3 + (i * 37) % 390);
+  ContextParams ram;
+  ram.n_ctx = 600;
+  ram.n_threads = 2;
+  ram.n_batch = 64;
+  auto a = MakeCtx(*model, ram);
+  ContextParams tiered = ram;
+  KvLayout L;
+  ASSERT_TRUE(MakeKvLayout(model->hparams(), DType::kF16, 16, &L).ok());
+  tiered.kv_tiers.ram_bytes = L.block_bytes() * 600 / 16 / 4;
+  tiered.kv_tiers.disk_dir = "/kv";
+  tiered.env = mem.get();
+  auto b = MakeCtx(*model, tiered);
+  EXPECT_EQ(Greedy(*a, prompt, 300), Greedy(*b, prompt, 300));
+}
+
+TEST(KvTierTest, PrefixReuseEqualsColdRun) {
+  auto model = LoadStories();
+  KvCacheConfig c;
+  ASSERT_TRUE(MakeKvLayout(model->hparams(), DType::kF32, 8, &c.layout).ok());
+  c.n_blocks = 256;
+  std::unique_ptr<KvCacheManager> kv;
+  ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv).ok());
+  ThreadPool pool(2);
+  Forward fwd(*model, *kv, pool);
+  auto run = [&](SeqId s, const std::vector<int32_t>& toks, std::vector<float>* logits) {
+    KvCacheManager::Append a{s, static_cast<int32_t>(toks.size())};
+    ASSERT_TRUE(kv->Prepare(std::span(&a, 1)).ok());
+    Batch b;
+    b.entries.push_back({s, toks, true, false});
+    ASSERT_TRUE(fwd.Run(b, logits).ok());
+    kv->Commit(s, toks);
+  };
+  const std::vector<int32_t> shared = model->vocab().Encode("Once upon a time, there was a little girl named Lily. She", true, false);
+  std::vector<int32_t> full = shared;
+  for (int32_t t : model->vocab().Encode(" liked to play", false, false)) full.push_back(t);
+  std::vector<float> first, cold, warm;
+  run(kv->NewSequence(), shared, &first);
+  SeqId s2 = kv->NewSequence();
+  const int32_t attached = kv->AttachCachedPrefix(s2, full);
+  EXPECT_GE(attached, 8 * (static_cast<int32_t>(shared.size()) / 8));
+  run(s2, std::vector<int32_t>(full.begin() + attached, full.end()), &warm);
+  // Cold: a manager without a prefix cache.
+  c.prefix_cache = false;
+  std::unique_ptr<KvCacheManager> kv2;
+  ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv2).ok());
+  Forward fwd2(*model, *kv2, pool);
+  SeqId s3 = kv2->NewSequence();
+  KvCacheManager::Append a{s3, static_cast<int32_t>(full.size())};
+  ASSERT_TRUE(kv2->Prepare(std::span(&a, 1)).ok());
+  Batch b;
+  b.entries.push_back({s3, full, true, false});
+  ASSERT_TRUE(fwd2.Run(b, &cold).ok());
+  ASSERT_EQ(cold.size(), warm.size());
+  for (size_t i = 0; i < cold.size(); ++i) ASSERT_NEAR(cold[i], warm[i], 1e-5);
+  EXPECT_GT(kv->stats().prefix_hits, 0u);
+}
+
+TEST(KvTierTest, FaultsGiveClearErrorsAndNeverWrongOutput) {
+  auto model = LoadStories();
+  auto mem = NewMemEnv();
+  testing::Faults faults;
+  testing::FaultInjectionEnv env(mem.get(), &faults);
+  const std::vector<int32_t> prompt = model->vocab().Encode("Once upon a time", true, false);
+  ContextParams ram;
+  ram.n_ctx = 256;
+  ram.n_threads = 1;
+  const std::vector<int32_t> want = Greedy(*MakeCtx(*model, ram), prompt, 120);
+
+  ContextParams disk = ram;
+  disk.kv_tiers.ram_bytes = 0;
+  disk.kv_tiers.disk_dir = "/kv";
+  disk.kv_block_tokens = 8;
+  disk.env = &env;
+  struct Case {
+    const char* name;
+    std::function<void()> inject;
+    StatusCode code;
+  } cases[] = {
+      {"disk full", [&] { faults.write_budget = 0; }, StatusCode::kResourceExhausted},
+      {"write error", [&] { faults.write_error = true; }, StatusCode::kIOError},
+      {"short read", [&] { faults.short_read = true; }, StatusCode::kIOError},
+      {"flipped bit", [&] { faults.flip_bit = true; }, StatusCode::kCorrupt},
+  };
+  for (const Case& c : cases) {
+    auto ctx = MakeCtx(*model, disk);
+    Status s;
+    std::vector<int32_t> got = Greedy(*ctx, prompt, 40, &s);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    auto argmax = [&] {
+      const float* l = ctx->logits();
+      int32_t best = 0;
+      for (int32_t j = 1; j < model->hparams().n_vocab; ++j)
+        if (l[j] > l[best]) best = j;
+      return best;
+    };
+    int32_t next = argmax();
+    got.push_back(next);
+    const int32_t before = ctx->n_past();
+    c.inject();
+    s = ctx->Decode(std::span<const int32_t>(&next, 1), LogitsMode::kLast);
+    EXPECT_EQ(s.code(), c.code) << c.name << ": " << s.ToString();
+    EXPECT_EQ(ctx->n_past(), before) << c.name;  // the failed step left the sequence as it was
+    faults.write_budget = INT64_MAX;
+    faults.write_error = faults.short_read = faults.flip_bit = false;
+    // After the fault clears, generation continues and matches the all-RAM run.
+    while (got.size() < want.size()) {
+      ASSERT_TRUE(ctx->Decode(std::span<const int32_t>(&next, 1), LogitsMode::kLast).ok()) << c.name;
+      next = argmax();
+      got.push_back(next);
+    }
+    EXPECT_EQ(got, want) << c.name;
+  }
+}
+
+TEST(SessionTest, SaveLoadContinueEqualsUninterrupted) {
+  auto model = LoadStories();
+  const std::vector<int32_t> prompt = model->vocab().Encode("Once upon a time", true, false);
+  ContextParams p;
+  p.n_ctx = 512;
+  p.n_threads = 2;
+  const std::vector<int32_t> want = Greedy(*MakeCtx(*model, p), prompt, 150);
+  const std::string dir = testing::MakeTempDir();
+  {
+    auto ctx = MakeCtx(*model, p);
+    std::vector<int32_t> part = Greedy(*ctx, prompt, 70);
+    ASSERT_TRUE(std::equal(part.begin(), part.end(), want.begin()));
+    Sampler sampler(SamplerParams{});
+    ASSERT_TRUE(ctx->SaveSession(Env::Default(), dir + "/s.session", sampler).ok());
+  }
+  auto ctx = MakeCtx(*model, p);
+  Sampler sampler(SamplerParams{});
+  ASSERT_TRUE(ctx->LoadSession(Env::Default(), dir + "/s.session", &sampler, /*drop_cache=*/true).ok());
+  EXPECT_EQ(ctx->n_past(), static_cast<int32_t>(prompt.size()) + 70);
+  // The saved sequence ends with the 70th token decoded; continue from there.
+  std::vector<int32_t> rest;
+  int32_t last = ctx->tokens().back();
+  ctx->Truncate(ctx->n_past() - 1);
+  rest = Greedy(*ctx, {last}, 80);
+  EXPECT_TRUE(std::equal(rest.begin(), rest.end(), want.begin() + 70));
+}
+
+TEST(SessionTest, CorruptionAndCrashesAreDetected) {
+  auto model = LoadStories();
+  auto mem = NewMemEnv();
+  testing::Faults faults;
+  testing::FaultInjectionEnv env(mem.get(), &faults);
+  ContextParams p;
+  p.n_ctx = 256;
+  p.n_threads = 1;
+  auto ctx = MakeCtx(*model, p);
+  Greedy(*ctx, model->vocab().Encode("Once upon a time", true, false), 30);
+  Sampler sampler(SamplerParams{});
+  const uint64_t fp = ModelFingerprint(*model);
+  ASSERT_TRUE(ctx->SaveSession(&env, "/s.session", sampler).ok());
+  const std::vector<int32_t> v1 = ctx->tokens();
+  // Killed in the middle of saving a longer version: the previous one stays valid.
+  Greedy(*ctx, {5}, 10);
+  faults.crash_after = 5000;
+  EXPECT_FALSE(ctx->SaveSession(&env, "/s.session", sampler).ok());
+  faults.crash_after = INT64_MAX;
+  {
+    auto fresh = MakeCtx(*model, p);
+    Sampler s2(SamplerParams{});
+    ASSERT_TRUE(fresh->LoadSession(&env, "/s.session", &s2).ok());
+    EXPECT_EQ(fresh->tokens(), v1);
+  }
+  // A flipped bit anywhere is reported as corruption and changes nothing.
+  std::string bytes;
+  ASSERT_TRUE(mem->ReadFile("/s.session", &bytes).ok());
+  for (size_t pos : {size_t{20}, size_t{100}, bytes.size() / 2, bytes.size() - 12}) {
+    std::string bad = bytes;
+    bad[pos] ^= 0x04;
+    ASSERT_TRUE(WriteFileAtomic(mem.get(), "/bad.session", bad).ok());
+    auto fresh = MakeCtx(*model, p);
+    Sampler s2(SamplerParams{});
+    Status s = fresh->LoadSession(mem.get(), "/bad.session", &s2);
+    EXPECT_FALSE(s.ok()) << pos;
+    EXPECT_EQ(fresh->n_past(), 0);
+    EXPECT_TRUE(fresh->kv().CheckInvariants().ok());
+  }
+  // Truncated files, other models, missing files.
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/short.session", bytes.substr(0, bytes.size() - 100)).ok());
+  auto fresh = MakeCtx(*model, p);
+  EXPECT_EQ(fresh->LoadSession(mem.get(), "/short.session", &sampler).code(), StatusCode::kCorrupt);
+  EXPECT_EQ(fresh->LoadSession(mem.get(), "/missing.session", &sampler).code(), StatusCode::kNotFound);
+  SessionInfo info;
+  ASSERT_TRUE(ReadSessionInfo(mem.get(), "/s.session", &info, nullptr).ok());
+  EXPECT_EQ(info.model_fingerprint, fp);
+  EXPECT_EQ(info.n_tokens, static_cast<int32_t>(v1.size()));
+}
+
+TEST(SessionTest, RollbackFileKeepsPrefix) {
+  auto model = LoadStories();
+  ContextParams p;
+  p.n_ctx = 256;
+  p.n_threads = 1;
+  auto ctx = MakeCtx(*model, p);
+  const std::vector<int32_t> prompt = model->vocab().Encode("Once upon a time", true, false);
+  Greedy(*ctx, prompt, 40);
+  Sampler sampler(SamplerParams{});
+  const std::string path = testing::MakeTempDir() + "/r.session";
+  ASSERT_TRUE(ctx->SaveSession(Env::Default(), path, sampler).ok());
+  ASSERT_TRUE(TruncateSessionFile(Env::Default(), path, 13).ok());
+  auto fresh = MakeCtx(*model, p);
+  ASSERT_TRUE(fresh->LoadSession(Env::Default(), path, &sampler).ok());
+  EXPECT_EQ(fresh->n_past(), 13);
+  EXPECT_TRUE(std::equal(fresh->tokens().begin(), fresh->tokens().end(), ctx->tokens().begin()));
+  // Continuing from the rolled-back point equals continuing the original at that point.
+  ctx->Truncate(13);
+  int32_t t = 77;
+  ASSERT_TRUE(ctx->Decode(std::span<const int32_t>(&t, 1), LogitsMode::kLast).ok());
+  ASSERT_TRUE(fresh->Decode(std::span<const int32_t>(&t, 1), LogitsMode::kLast).ok());
+  for (int i = 0; i < model->hparams().n_vocab; ++i) ASSERT_EQ(ctx->logits()[i], fresh->logits()[i]);
+  EXPECT_EQ(TruncateSessionFile(Env::Default(), path, 99).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace strata

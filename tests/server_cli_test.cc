@@ -1,0 +1,138 @@
+// `strata serve` as a process: it announces its address, serves, and exits 0
+// on SIGTERM/SIGINT even with a request streaming; bad options fail at startup.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+namespace strata::testing {
+namespace {
+
+// A child process whose stderr we read.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDERR_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    err_fd_ = fds[0];
+  }
+  ~Child() {
+    if (pid_ > 0 && !reaped_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (err_fd_ >= 0) close(err_fd_);
+  }
+
+  // Reads stderr until it matches re (or timeout); returns the first group.
+  std::string WaitForStderr(const std::regex& re, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::smatch m;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (std::regex_search(err_, m, re)) return m.size() > 1 ? m[1].str() : m[0].str();
+      pollfd p{err_fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) > 0) {
+        char buf[4096];
+        const ssize_t n = read(err_fd_, buf, sizeof(buf));
+        if (n <= 0) break;
+        err_.append(buf, static_cast<size_t>(n));
+      }
+    }
+    return std::regex_search(err_, m, re) ? (m.size() > 1 ? m[1].str() : m[0].str()) : "";
+  }
+
+  // Waits for exit; returns the exit code, or -1 on timeout / signal death.
+  int Wait(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        reaped_ = true;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return -1;
+  }
+
+  pid_t pid() const { return pid_; }
+  const std::string& err() const { return err_; }
+
+ private:
+  pid_t pid_ = -1;
+  int err_fd_ = -1;
+  bool reaped_ = false;
+  std::string err_;
+};
+
+void ExpectGracefulStop(int signal_number) {
+  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1"});
+  const std::string port =
+      serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));
+  ASSERT_FALSE(port.empty()) << serve.err();
+  httplib::Client c("127.0.0.1", std::stoi(port));
+  auto health = c.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+
+  // A long stream is running when the signal comes.
+  std::thread client([&] {
+    httplib::Client s("127.0.0.1", std::stoi(port));
+    s.Post("/v1/completions",
+           R"({"prompt":"Once upon a time","max_tokens":2000,"temperature":0,"stream":true})", "application/json");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  kill(serve.pid(), signal_number);
+  EXPECT_EQ(serve.Wait(std::chrono::seconds(10)), 0) << serve.err();
+  client.join();
+  EXPECT_FALSE(serve.WaitForStderr(std::regex("strata serve: stopped"), std::chrono::seconds(1)).empty())
+      << serve.err();
+}
+
+TEST(ServerCliTest, SigtermStopsGracefully) { ExpectGracefulStop(SIGTERM); }
+TEST(ServerCliTest, SigintStopsGracefully) { ExpectGracefulStop(SIGINT); }
+
+TEST(ServerCliTest, UnknownChatTemplateIsAStartupError) {
+  const CommandResult r = RunCommand({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0",
+                                      "--chat-template", "nonsense"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("unknown chat template 'nonsense'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("chatml"), std::string::npos) << r.err;
+}
+
+TEST(ServerCliTest, PortInUseIsAStartupError) {
+  httplib::Server blocker;
+  const int port = blocker.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  const CommandResult r = RunCommand({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port",
+                                      std::to_string(port)});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("cannot listen"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace strata::testing
