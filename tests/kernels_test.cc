@@ -16,6 +16,7 @@
 #include "core/dtype.h"
 #include "core/fp16.h"
 #include "core/tensor.h"
+#include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
 
@@ -454,6 +455,61 @@ TEST(KernelOps, DefaultPathOverloadsMatchBestPath) {
   AxpyF32(2.0f, x.data(), a.data(), 100);
   AxpyF32(2.0f, x.data(), b.data(), 100, BestPath());
   EXPECT_EQ(a, b);
+}
+
+// AttendRows over blocks of keys, merged with MergePartial, against softmax
+// attention computed directly in double over the stored (rounded) rows.
+TEST(KernelAttention, BlocksMatchDirectSoftmax) {
+  struct Case {
+    DType type;
+    int32_t D;
+  };
+  const Case cases[] = {{DType::kF32, 8},  {DType::kF32, 48},  {DType::kF32, 64}, {DType::kF16, 64},
+                        {DType::kF16, 72}, {DType::kQ8_0, 64}, {DType::kQ8_0, 128}};
+  for (Path path : AllPathsToTest()) {
+    for (const Case& c : cases) {
+      for (int32_t n : {1, 5, 16, 17, 40}) {
+        for (int32_t block : {7, 16, 64}) {
+          SCOPED_TRACE(std::string(PathName(path)) + " " + DTypeName(c.type) + " D=" + std::to_string(c.D) +
+                       " n=" + std::to_string(n) + " block=" + std::to_string(block));
+          const size_t row_bytes = *RowBytes(c.type, c.D) + 8;  // rows need not be packed
+          std::vector<uint8_t> k(row_bytes * n), v(row_bytes * n);
+          std::vector<float> kf(static_cast<size_t>(n) * c.D), vf(kf.size());
+          const std::vector<float> q = RandomFloats(c.D, 1);
+          for (int32_t j = 0; j < n; ++j) {
+            const std::vector<float> kr = RandomFloats(c.D, 100 + j), vr = RandomFloats(c.D, 200 + j);
+            QuantizeRow(c.type, kr.data(), &k[j * row_bytes], c.D);
+            QuantizeRow(c.type, vr.data(), &v[j * row_bytes], c.D);
+            DequantizeRow(c.type, &k[j * row_bytes], &kf[j * c.D], c.D);
+            DequantizeRow(c.type, &v[j * row_bytes], &vf[j * c.D], c.D);
+          }
+          const float scale = 1.0f / std::sqrt(static_cast<float>(c.D));
+          std::vector<double> s(n), want(c.D, 0.0);
+          double max = -1e300, sum = 0;
+          for (int32_t j = 0; j < n; ++j) {
+            double dot = 0;
+            for (int32_t d = 0; d < c.D; ++d) dot += static_cast<double>(q[d]) * kf[j * c.D + d];
+            s[j] = dot * scale;
+            max = std::max(max, s[j]);
+          }
+          for (int32_t j = 0; j < n; ++j) sum += std::exp(s[j] - max);
+          for (int32_t j = 0; j < n; ++j)
+            for (int32_t d = 0; d < c.D; ++d) want[d] += std::exp(s[j] - max) / sum * vf[j * c.D + d];
+
+          SoftmaxPartial total;
+          std::vector<float> out(c.D, 0.0f), acc(c.D), scratch(c.D);
+          for (int32_t j0 = 0; j0 < n; j0 += block) {
+            SoftmaxPartial p;
+            std::fill(acc.begin(), acc.end(), 0.0f);
+            AttendRows(q.data(), &k[j0 * row_bytes], &v[j0 * row_bytes], row_bytes, c.type, std::min(block, n - j0),
+                       c.D, scale, &p, acc.data(), scratch.data(), path);
+            MergePartial(&total, out.data(), p, acc.data(), c.D);
+          }
+          for (int32_t d = 0; d < c.D; ++d) EXPECT_NEAR(out[d] / total.l, want[d], 2e-6 + 1e-5 * std::fabs(want[d])) << d;
+        }
+      }
+    }
+  }
 }
 
 TEST(KernelOps, RopeMatchesFormula) {

@@ -13,6 +13,7 @@ void AddInspectCommand(CLI::App& app);   // cmd_inspect.cc
 void AddQuantizeCommand(CLI::App& app);  // cmd_quantize.cc
 void AddSynthCommand(CLI::App& app);     // cmd_synth.cc
 void AddBenchCommand(CLI::App& app);     // cmd_bench.cc
+void AddSessionCommand(CLI::App& app);   // cmd_session.cc
 void AddServeCommand(CLI::App& app);     // cmd_serve.cc
 
 }  // namespace strata::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   strata::cli::AddQuantizeCommand(app);
   strata::cli::AddSynthCommand(app);
   strata::cli::AddBenchCommand(app);
+  strata::cli::AddSessionCommand(app);
   strata::cli::AddServeCommand(app);
   try {
     app.parse(argc, argv);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/isa_kernels.h"
 #include "kernels/kernels.h"
 
 namespace strata::kernels {
@@ -14,12 +15,11 @@ const float* RowF32(const uint8_t* row, DType type, int32_t D, float* scratch) {
   return scratch;
 }
 
-}  // namespace
-
-void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
-                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch) {
+// One key at a time; Dot and Axpy run on `path`.
+void AttendRowsRowwise(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                       int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch, Path path) {
   for (int32_t j = 0; j < n; ++j) {
-    const float s = DotF32(q, RowF32(k + j * row_bytes, type, D, scratch), D) * scale;
+    const float s = DotF32(q, RowF32(k + j * row_bytes, type, D, scratch), D, path) * scale;
     if (s > p->m) {
       // New maximum: rescale what was accumulated so far.
       const float c = std::exp(p->m - s);
@@ -29,8 +29,27 @@ void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_b
     }
     const float w = std::exp(s - p->m);
     p->l += w;
-    AxpyF32(w, RowF32(v + j * row_bytes, type, D, scratch), acc, D);
+    AxpyF32(w, RowF32(v + j * row_bytes, type, D, scratch), acc, D, path);
   }
+}
+
+}  // namespace
+
+void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch, Path path) {
+  switch (internal::ClampToAvailable(path)) {
+    case Path::kAvx512:
+    case Path::kAmx:
+      return internal::AttendRowsAvx512(q, k, v, row_bytes, type, n, D, scale, p, acc);
+    case Path::kScalar:
+    case Path::kAvx2:
+      return AttendRowsRowwise(q, k, v, row_bytes, type, n, D, scale, p, acc, scratch, path);
+  }
+}
+
+void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch) {
+  AttendRows(q, k, v, row_bytes, type, n, D, scale, p, acc, scratch, BestPath());
 }
 
 void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D) {

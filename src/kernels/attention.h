@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "core/dtype.h"
+#include "kernels/kernels.h"
 
 namespace strata::kernels {
 
@@ -23,8 +24,14 @@ struct SoftmaxPartial {
 // Folds n key/value rows into (p, acc). q: F32 [D]; k, v: n rows of type `type`
 // (F32, F16 or Q8_0), each row_bytes apart; scale multiplies q·k.
 // scratch: F32 [D] (dequantized rows). acc: F32 [D].
+// Runs on BestPath(); the AVX-512 path takes 16 keys at a time (one vector of
+// scores, one rescale and one vector exp per 16 keys) and ignores scratch.
 void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
                 int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch);
+// The same on an explicit path (capped like MatMul's); paths agree within
+// float rounding. The scalar path is the reference.
+void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch, Path path);
 
 // Merges partial b into a: the result equals attending over both row sets at once.
 void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D);

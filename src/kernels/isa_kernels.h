@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
 
@@ -33,5 +34,9 @@ float DotF32Avx2(const float* a, const float* b, int64_t n);
 float DotF32Avx512(const float* a, const float* b, int64_t n);
 void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
 void AxpyF32Avx512(float a, const float* x, float* y, int64_t n);
+
+// AttendRows without the scratch row (rows are widened in registers).
+void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                      int32_t D, float scale, SoftmaxPartial* p, float* acc);
 
 }  // namespace strata::kernels::internal

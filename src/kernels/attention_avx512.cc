@@ -1,0 +1,137 @@
+// AVX-512 AttendRows: keys are taken 16 at a time, so their scores form one
+// vector; the running maximum, the rescale of the accumulator and the
+// exponentials are then done once per 16 keys instead of once per key.
+// Mathematically the same online softmax as the scalar reference in
+// attention.cc (which rescales at every new maximum); rounding differs.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/dtype.h"
+#include "core/fp16.h"
+#include "kernels/exp_avx512.h"
+#include "kernels/isa_kernels.h"
+
+// GCC 12's _mm512_undefined_ps (used inside unpack/shuffle/reduce intrinsics)
+// self-initializes, which -Wuninitialized reports at every inlined call site.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// Loops over the 16 keys of a chunk are fully unrolled so that their 16
+// accumulators stay in registers.
+#define STRATA_UNROLL _Pragma("GCC unroll 16")
+
+namespace strata::kernels::internal {
+namespace {
+
+constexpr int kLanes = 16;
+constexpr int kKeys = 16;  // keys per chunk: one score vector
+
+__mmask16 LaneMask(int64_t n) {
+  return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
+}
+
+// Elements i .. i+15 of a row as F32, lanes past m zero.
+struct F32Row {
+  static __m512 Load(const uint8_t* row, int32_t i, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(row) + i);
+  }
+};
+struct F16Row {
+  static __m512 Load(const uint8_t* row, int32_t i, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(row) + i));
+  }
+};
+// REQUIRES: i % 16 == 0 and the row length is a multiple of 32 (m is full).
+struct Q8_0Row {
+  static __m512 Load(const uint8_t* row, int32_t i, __mmask16) {
+    const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(row)[i / kQK8_0];
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + i % kQK8_0));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(_cvtsh_ss(b.d)));
+  }
+};
+
+// Lane j of the result is the sum of the lanes of v[j].
+__m512 TransposedSum16(const __m512 v[16]) {
+  __m512 t[8], u[4];
+  STRATA_UNROLL
+  for (int i = 0; i < 8; ++i)
+    t[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+  STRATA_UNROLL
+  for (int i = 0; i < 4; ++i)
+    u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44), _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
+  // u[i], each 128-bit lane: partial sums of rows 4i .. 4i+3.
+  const __m512 x = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], 0x44), _mm512_shuffle_f32x4(u[0], u[1], 0xEE));
+  const __m512 y = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], 0x44), _mm512_shuffle_f32x4(u[2], u[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+}
+
+template <class Row>
+void Attend(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t n, int32_t D, float scale,
+            SoftmaxPartial* p, float* acc) {
+  for (int32_t j0 = 0; j0 < n; j0 += kKeys) {
+    const int32_t nj = std::min(kKeys, n - j0);
+    // Keys past n repeat the last one: their scores are masked to -inf, so
+    // their weights are exactly 0.
+    const uint8_t* kr[kKeys];
+    const uint8_t* vr[kKeys];
+    STRATA_UNROLL
+    for (int j = 0; j < kKeys; ++j) {
+      const size_t r = static_cast<size_t>(j0 + std::min(j, nj - 1));
+      kr[j] = k + r * row_bytes;
+      vr[j] = v + r * row_bytes;
+    }
+    __m512 dots[kKeys];
+    STRATA_UNROLL
+    for (int j = 0; j < kKeys; ++j) dots[j] = _mm512_setzero_ps();
+    for (int32_t i = 0; i < D; i += kLanes) {
+      const __mmask16 m = LaneMask(D - i);
+      const __m512 qv = _mm512_maskz_loadu_ps(m, q + i);
+      STRATA_UNROLL
+      for (int j = 0; j < kKeys; ++j) dots[j] = _mm512_fmadd_ps(qv, Row::Load(kr[j], i, m), dots[j]);
+    }
+    const __m512 s = _mm512_mask_mul_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), LaneMask(nj),
+                                        TransposedSum16(dots), _mm512_set1_ps(scale));
+    // New maximum: rescale what was accumulated so far (from -inf: acc and l are 0).
+    const float m_new = std::max(p->m, _mm512_reduce_max_ps(s));
+    if (m_new > p->m) {
+      const float c = std::exp(p->m - m_new);
+      p->l *= c;
+      const __m512 vc = _mm512_set1_ps(c);
+      for (int32_t i = 0; i < D; i += kLanes) {
+        const __mmask16 m = LaneMask(D - i);
+        _mm512_mask_storeu_ps(acc + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + i), vc));
+      }
+      p->m = m_new;
+    }
+    const __m512 w = ExpAvx512(_mm512_sub_ps(s, _mm512_set1_ps(m_new)));
+    p->l += _mm512_reduce_add_ps(w);
+    alignas(64) float wj[kKeys];
+    _mm512_store_ps(wj, w);
+    for (int32_t i = 0; i < D; i += kLanes) {
+      const __mmask16 m = LaneMask(D - i);
+      __m512 a = _mm512_maskz_loadu_ps(m, acc + i);
+      STRATA_UNROLL
+      for (int j = 0; j < kKeys; ++j) a = _mm512_fmadd_ps(_mm512_set1_ps(wj[j]), Row::Load(vr[j], i, m), a);
+      _mm512_mask_storeu_ps(acc + i, m, a);
+    }
+  }
+}
+
+}  // namespace
+
+void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
+                      int32_t D, float scale, SoftmaxPartial* p, float* acc) {
+  switch (type) {
+    case DType::kF32: return Attend<F32Row>(q, k, v, row_bytes, n, D, scale, p, acc);
+    case DType::kF16: return Attend<F16Row>(q, k, v, row_bytes, n, D, scale, p, acc);
+    case DType::kQ8_0: return Attend<Q8_0Row>(q, k, v, row_bytes, n, D, scale, p, acc);
+    default: return;
+  }
+}
+
+#undef STRATA_UNROLL
+
+}  // namespace strata::kernels::internal
