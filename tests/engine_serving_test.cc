@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "engine/context.h"
+#include "kv/kv_layout.h"
 #include "test_util.h"
 
 namespace strata {
@@ -117,6 +118,43 @@ TEST_F(EngineServingTest, SixteenAtOnceEqualAlone) {
   EngineStats s = engine->Stats();
   EXPECT_EQ(s.requests_total, 16u);
   EXPECT_EQ(s.running, 0);
+}
+
+// A KV budget far too small for all requests at once: requests are
+// preempted and resumed, and every one still gets exactly its text.
+TEST_F(EngineServingTest, PreemptionUnderTightKvGivesSameText) {
+  EngineParams p{2, 8, 64, 512};
+  KvLayout L;
+  ASSERT_TRUE(MakeKvLayout(model_->hparams(), DType::kF32, 16, &L).ok());
+  p.kv_tiers.ram_bytes = 14 * L.block_bytes();  // ~220 positions for 8 requests of ~100
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily had a", "The dog", "One day, Tom"};
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (int i = 0; i < 8; ++i) {
+    cs.push_back(std::make_unique<Collector>());
+    uint64_t id = 0;
+    ASSERT_TRUE(engine->Submit(Greedy(prompts[i % 4], 90), cs.back()->Sink(), &id).ok());
+  }
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(cs[i]->Wait().text, Alone(prompts[i % 4], 90)) << i;
+  EngineStats s = engine->Stats();
+  EXPECT_GT(s.preemptions, 0u);
+  EXPECT_EQ(s.kv.blocks_used, s.kv.blocks_cached);  // nothing held but the prefix cache
+}
+
+TEST_F(EngineServingTest, SharedPrefixIsServedFromCache) {
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, EngineParams{2, 4, 8, 512}, &engine).ok());
+  const std::string prefix =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day,";
+  for (const char* tail : {" she saw", " she found", " she met"}) {
+    Collector c;
+    uint64_t id = 0;
+    ASSERT_TRUE(engine->Submit(Greedy(prefix + tail, 20), c.Sink(), &id).ok());
+    EXPECT_EQ(c.Wait().text, Alone(prefix + tail, 20)) << tail;
+  }
+  EXPECT_GT(engine->Stats().prompt_tokens_cached, 40u);
+  EXPECT_GE(engine->Stats().kv.prefix_hits, 4u);
 }
 
 TEST_F(EngineServingTest, StopStringEndsGeneration) {

@@ -512,6 +512,46 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
   }
 }
 
+// AttendRowsHeads equals AttendRows head by head, on every path and for
+// group sizes on both sides of the transposed kernel's threshold.
+TEST(KernelAttention, HeadsMatchPerHead) {
+  for (Path path : AllPathsToTest()) {
+    for (DType type : {DType::kF32, DType::kF16, DType::kQ8_0}) {
+      for (int32_t D : {32, 64, 128}) {
+        for (int32_t n_heads : {1, 3, 4, 8}) {
+          for (int32_t n : {1, 15, 16, 33}) {
+            SCOPED_TRACE(std::string(PathName(path)) + " " + DTypeName(type) + " D=" + std::to_string(D) +
+                         " heads=" + std::to_string(n_heads) + " n=" + std::to_string(n));
+            const size_t row_bytes = *RowBytes(type, D);
+            std::vector<uint8_t> k(row_bytes * n), v(row_bytes * n);
+            for (int32_t j = 0; j < n; ++j) {
+              QuantizeRow(type, RandomFloats(D, 300 + j).data(), &k[j * row_bytes], D);
+              QuantizeRow(type, RandomFloats(D, 400 + j).data(), &v[j * row_bytes], D);
+            }
+            const std::vector<float> q = RandomFloats(D * n_heads, 5, 2.0f);
+            const size_t stride = D + 3;
+            std::vector<float> got(stride * n_heads, 0.5f), want = got, scratch(D);
+            std::vector<SoftmaxPartial> pg(n_heads), pw(n_heads);
+            for (int32_t h = 0; h < n_heads; ++h) pg[h] = pw[h] = SoftmaxPartial{0.25f, 2.0f};  // mid-sequence state
+            AttendRowsHeads(q.data(), n_heads, k.data(), v.data(), row_bytes, type, n, D, 0.125f, pg.data(),
+                            got.data(), stride, scratch.data(), path);
+            for (int32_t h = 0; h < n_heads; ++h)
+              AttendRows(&q[h * D], k.data(), v.data(), row_bytes, type, n, D, 0.125f, &pw[h], &want[h * stride],
+                         scratch.data(), Path::kScalar);
+            for (int32_t h = 0; h < n_heads; ++h) {
+              EXPECT_NEAR(pg[h].m, pw[h].m, 1e-5f * (1 + std::fabs(pw[h].m))) << h;
+              EXPECT_NEAR(pg[h].l, pw[h].l, 1e-5f * pw[h].l) << h;
+              for (int32_t d = 0; d < D; ++d)
+                EXPECT_NEAR(got[h * stride + d], want[h * stride + d], 1e-5f * (1 + std::fabs(want[h * stride + d])));
+              EXPECT_EQ(got[h * stride + D], 0.5f) << "wrote past the head's accumulator";
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(KernelOps, RopeMatchesFormula) {
   struct Case {
     int head_dim, n_rot;

@@ -128,10 +128,9 @@ TEST(ServerCliTest, PortInUseIsAStartupError) {
   httplib::Server blocker;
   const int port = blocker.bind_to_any_port("127.0.0.1");
   ASSERT_GT(port, 0);
-  const CommandResult r = RunCommand({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port",
-                                      std::to_string(port)});
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.err.find("cannot listen"), std::string::npos) << r.err;
+  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", std::to_string(port)});
+  EXPECT_EQ(serve.Wait(std::chrono::seconds(20)), 1);
+  EXPECT_FALSE(serve.WaitForStderr(std::regex("cannot listen"), std::chrono::seconds(1)).empty()) << serve.err();
 }
 
 }  // namespace

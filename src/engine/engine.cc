@@ -4,7 +4,6 @@
 #include <cmath>
 #include <fmt/format.h>
 
-#include "engine/context.h"
 #include "engine/stop_matcher.h"
 #include "vocab/vocab.h"
 
@@ -21,28 +20,26 @@ const char* FinishReasonName(FinishReason r) {
   return "";
 }
 
-// A running request: its sequence state, sampler and text bookkeeping.
+// A request being served. Its sequence must come to hold `tokens` (the prompt
+// and every token generated so far); each step feeds the next part of it.
 struct Engine::Slot {
   uint64_t id;
   GenerationRequest request;
   EventSink sink;
-  std::unique_ptr<Context> ctx;
   Sampler sampler;
   StreamDecoder decoder;
   StopMatcher stop;
+  std::vector<int32_t> tokens;              // prompt + generated
   std::vector<TokenLogprob> held_logprobs;  // tokens whose text the stop matcher still holds
-  int32_t prev = -1;
+  std::optional<SeqId> seq;                 // nullopt while preempted
   int32_t n_generated = 0;
-  bool prefilled = false;
+  bool done = false;
 
-  Slot(uint64_t id_, GenerationRequest r, EventSink s, std::unique_ptr<Context> c, const Vocab& vocab)
-      : id(id_),
-        request(std::move(r)),
-        sink(std::move(s)),
-        ctx(std::move(c)),
-        sampler(request.sampling),
-        decoder(vocab),
-        stop(request.stop) {}
+  Slot(uint64_t id_, GenerationRequest r, EventSink s, const Vocab& vocab)
+      : id(id_), request(std::move(r)), sink(std::move(s)), sampler(request.sampling), decoder(vocab), stop(request.stop) {
+    tokens = request.prompt;
+    for (int32_t t : tokens) sampler.Accept(t);
+  }
 };
 
 namespace {
@@ -69,18 +66,53 @@ TokenLogprob Logprobs(const float* logits, int32_t n, int32_t id, int32_t top, c
   return lp;
 }
 
+int64_t BlocksFor(int64_t tokens, int32_t block_tokens) { return (tokens + block_tokens - 1) / block_tokens; }
+
 }  // namespace
 
 Status Engine::Create(const Model& model, const EngineParams& params, std::unique_ptr<Engine>* out) {
-  if (params.parallel < 1 || params.parallel > 1024) return Status::InvalidArgument("parallel must be in [1, 1024]");
+  if (params.parallel < 1 || params.parallel > 4096) return Status::InvalidArgument("parallel must be in [1, 4096]");
   if (params.max_queue < 0) return Status::InvalidArgument("max_queue must be >= 0");
+  if (params.max_batch_tokens < 1 || params.max_batch_tokens > 65536)
+    return Status::InvalidArgument("max_batch_tokens must be in [1, 65536]");
   const int32_t n_ctx = params.n_ctx > 0 ? params.n_ctx : model.hparams().n_ctx_train;
-  out->reset(new Engine(model, params, n_ctx));
+  if (n_ctx < 2 || n_ctx > (1 << 22)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
+  int32_t n_threads = params.n_threads > 0 ? params.n_threads : static_cast<int32_t>(std::thread::hardware_concurrency());
+  n_threads = std::clamp(n_threads, 1, 1024);
+
+  KvCacheConfig kc;
+  STRATA_RETURN_IF_ERROR(
+      MakeKvLayout(model.hparams(), params.kv_type.value_or(DefaultKvType(model)), params.kv_block_tokens, &kc.layout));
+  kc.tiers = params.kv_tiers;
+  kc.prefix_cache = params.prefix_cache;
+  // Room for every running sequence at full context, plus as much again for the prefix cache;
+  // tier budgets, when given, bound it.
+  const int64_t wanted = 2 * static_cast<int64_t>(params.parallel) * BlocksFor(n_ctx, kc.layout.block_tokens);
+  const bool unlimited = kc.tiers.ram_bytes == UINT64_MAX && (kc.tiers.disk_dir.empty() || kc.tiers.disk_bytes == UINT64_MAX);
+  int64_t budget_blocks = wanted;
+  if (!unlimited) {
+    const uint64_t disk = kc.tiers.disk_dir.empty() ? 0 : std::min<uint64_t>(kc.tiers.disk_bytes, uint64_t{1} << 50);
+    const uint64_t ram = std::min<uint64_t>(kc.tiers.ram_bytes, uint64_t{1} << 50);
+    budget_blocks = static_cast<int64_t>((ram + disk) / kc.layout.block_bytes());
+  }
+  kc.n_blocks = static_cast<int32_t>(std::min<int64_t>({wanted, budget_blocks, int64_t{1} << 22}));
+  if (kc.n_blocks < 1)
+    return Status::InvalidArgument(fmt::format("the KV budget holds no block ({} bytes each)", kc.layout.block_bytes()));
+  std::unique_ptr<KvCacheManager> kv;
+  STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
+  out->reset(new Engine(model, params, n_ctx, n_threads, std::move(kv)));
   return Status::Ok();
 }
 
-Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx)
-    : model_(model), params_(params), n_ctx_(n_ctx), thread_([this] { StepLoop(); }) {}
+Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, int32_t n_threads,
+               std::unique_ptr<KvCacheManager> kv)
+    : model_(model),
+      params_(params),
+      n_ctx_(n_ctx),
+      pool_(n_threads),
+      kv_(std::move(kv)),
+      forward_(model, *kv_, pool_),
+      thread_([this] { StepLoop(); }) {}
 
 Engine::~Engine() {
   {
@@ -126,8 +158,8 @@ EngineStats Engine::Stats() const {
 void Engine::StepLoop() {
   for (;;) {
     {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return stop_ || !queue_.empty() || !slots_.empty() || !cancelled_.empty(); });
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !slots_.empty() || !cancelled_.empty(); });
       if (stop_) break;
     }
     Admit();
@@ -136,7 +168,11 @@ void Engine::StepLoop() {
   GenerationEvent bye;
   bye.finished = true;
   bye.reason = FinishReason::kCancelled;
-  for (auto& s : slots_) s->sink(bye);
+  for (auto& s : slots_) {
+    if (s->seq) kv_->FreeSequence(*s->seq);
+    s->sink(bye);
+  }
+  std::lock_guard<std::mutex> l(mu_);
   for (auto& p : queue_) p.sink(bye);
 }
 
@@ -144,7 +180,6 @@ void Engine::Admit() {
   std::vector<Pending> admitted, dropped;
   {
     std::lock_guard<std::mutex> l(mu_);
-    // Cancellations of queued requests.
     for (auto it = queue_.begin(); it != queue_.end();) {
       if (std::find(cancelled_.begin(), cancelled_.end(), it->id) != cancelled_.end()) {
         dropped.push_back(std::move(*it));
@@ -153,7 +188,14 @@ void Engine::Admit() {
         ++it;
       }
     }
+    // Admission by free KV blocks: a new request must fit its prompt now
+    // (an idle engine always takes one; Schedule reports it if it can never fit).
+    int64_t available = kv_->n_available_blocks();
     while (!queue_.empty() && slots_.size() + admitted.size() < static_cast<size_t>(params_.parallel)) {
+      const int64_t need = BlocksFor(static_cast<int64_t>(queue_.front().request.prompt.size()) + 1,
+                                     kv_->layout().block_tokens);
+      if (need > available && !(slots_.empty() && admitted.empty())) break;
+      available -= need;
       admitted.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -163,20 +205,86 @@ void Engine::Admit() {
   cancelled.finished = true;
   cancelled.reason = FinishReason::kCancelled;
   for (Pending& p : dropped) p.sink(cancelled);
-  for (Pending& p : admitted) {
-    std::unique_ptr<Context> ctx;
-    const int32_t threads = params_.n_threads;
-    Status s = Context::Create(model_, ContextParams{n_ctx_, 512, threads}, &ctx);
-    if (!s.ok()) {
+  for (Pending& p : admitted)
+    slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink), model_.vocab()));
+}
+
+void Engine::Preempt(Slot* slot) {
+  kv_->FreeSequence(*slot->seq);  // full blocks stay in the prefix cache for the resume
+  slot->seq.reset();
+  std::lock_guard<std::mutex> l(mu_);
+  ++stats_.preemptions;
+}
+
+bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
+  std::vector<KvCacheManager::Append> appends;
+  bool preempted = false;  // a request preempted now is not resumed in the same step
+  for (;;) {
+    batch->entries.clear();
+    order->clear();
+    appends.clear();
+    int32_t budget = params_.max_batch_tokens;
+    // Decode tokens first (they keep streams flowing), then prefill chunks, oldest request first.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (auto& up : slots_) {
+        Slot* s = up.get();
+        if (s->done || budget == 0) continue;
+        if (!s->seq) {
+          if (pass == 0 || preempted) continue;
+          const int64_t need = BlocksFor(static_cast<int64_t>(s->tokens.size()) + 1, kv_->layout().block_tokens);
+          if (need > kv_->n_available_blocks() && !order->empty()) continue;  // stays preempted for now
+          s->seq = kv_->NewSequence();
+          const int32_t cached = kv_->AttachCachedPrefix(*s->seq, s->tokens);
+          std::lock_guard<std::mutex> l(mu_);
+          stats_.prompt_tokens_cached += static_cast<uint64_t>(cached);
+        }
+        const int32_t len = kv_->length(*s->seq);
+        const int32_t rest = static_cast<int32_t>(s->tokens.size()) - len;
+        if ((pass == 0) != (rest == 1)) continue;
+        const int32_t n = std::min(rest, budget);
+        budget -= n;
+        const bool to_end = len + n == static_cast<int32_t>(s->tokens.size());
+        batch->entries.push_back(BatchEntry{*s->seq, std::span<const int32_t>(s->tokens.data() + len, n), to_end, false});
+        order->push_back(s);
+        appends.push_back({*s->seq, n});
+      }
+    }
+    if (order->empty()) return false;
+    Status st = kv_->Prepare(appends);
+    if (st.ok()) return true;
+    // Out of KV blocks: preempt the youngest scheduled request and try again.
+    Slot* victim = order->back();
+    if (order->size() == 1) {
       GenerationEvent e;
-      e.finished = true;
-      e.reason = FinishReason::kError;
-      e.error = s;
-      p.sink(e);
+      e.error = Status::ResourceExhausted("the request does not fit in the KV cache: " + st.message());
+      Finish(victim, e, FinishReason::kError);
       continue;
     }
-    slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink), std::move(ctx), model_.vocab()));
+    Preempt(victim);
+    preempted = true;
   }
+}
+
+void Engine::Finish(Slot* slot, GenerationEvent& e, FinishReason reason) {
+  e.finished = true;
+  e.reason = reason;
+  if (reason == FinishReason::kLength || reason == FinishReason::kStop) {
+    e.text += slot->stop.Flush() + slot->decoder.Flush();
+    e.logprobs.insert(e.logprobs.end(), slot->held_logprobs.begin(), slot->held_logprobs.end());
+  }
+  e.prompt_tokens = static_cast<int32_t>(slot->request.prompt.size());
+  e.completion_tokens = slot->n_generated;
+  slot->sink(e);
+  if (slot->seq) kv_->FreeSequence(*slot->seq);
+  slot->seq.reset();
+  slot->done = true;
+  RecordFinish(*slot);
+}
+
+void Engine::RecordFinish(const Slot& slot) {
+  std::lock_guard<std::mutex> l(mu_);
+  stats_.prompt_tokens_total += slot.request.prompt.size();
+  stats_.completion_tokens_total += static_cast<uint64_t>(slot.n_generated);
 }
 
 void Engine::Step() {
@@ -185,87 +293,78 @@ void Engine::Step() {
     std::lock_guard<std::mutex> l(mu_);
     cancelled.swap(cancelled_);
   }
-  const Vocab& vocab = model_.vocab();
-  const int32_t n_vocab = model_.hparams().n_vocab;
-  for (auto& slot : slots_) {
-    Slot& s = *slot;
+  for (auto& s : slots_) {
+    if (std::find(cancelled.begin(), cancelled.end(), s->id) == cancelled.end()) continue;
     GenerationEvent e;
-    e.prompt_tokens = static_cast<int32_t>(s.request.prompt.size());
-    auto finish = [&](FinishReason r) {
-      e.finished = true;
-      e.reason = r;
-      if (r == FinishReason::kLength || r == FinishReason::kStop) {
-        e.text += s.stop.Flush() + s.decoder.Flush();
-        e.logprobs.insert(e.logprobs.end(), s.held_logprobs.begin(), s.held_logprobs.end());
-      }
-    };
-    if (std::find(cancelled.begin(), cancelled.end(), s.id) != cancelled.end()) {
-      finish(FinishReason::kCancelled);
-    } else if (!s.prefilled) {
-      for (int32_t t : s.request.prompt) s.sampler.Accept(t);
-      Status st = s.ctx->Decode(s.request.prompt, LogitsMode::kLast);
-      s.prefilled = true;
-      s.prev = s.request.prompt.back();
-      if (!st.ok()) {
-        finish(FinishReason::kError);
+    Finish(s.get(), e, FinishReason::kCancelled);
+  }
+  // max_tokens 0: nothing to generate, nothing to compute.
+  for (auto& s : slots_) {
+    if (!s->done && s->request.max_tokens == 0) {
+      GenerationEvent e;
+      Finish(s.get(), e, FinishReason::kLength);
+    }
+  }
+
+  Batch batch;
+  std::vector<Slot*> order;
+  if (Schedule(&batch, &order)) {
+    std::vector<KvCacheManager::Append> appends;
+    for (const BatchEntry& e : batch.entries) appends.push_back({e.seq, static_cast<int32_t>(e.tokens.size())});
+    Status st = forward_.Run(batch, &logits_);
+    if (!st.ok()) {
+      kv_->Rollback(appends);
+      for (Slot* s : order) {
+        GenerationEvent e;
         e.error = st;
-      } else if (s.request.max_tokens == 0) {
-        finish(FinishReason::kLength);
-      } else {
-        continue;  // the first token is sampled next step
+        Finish(s, e, FinishReason::kError);
       }
     } else {
-      const float* logits = s.ctx->logits();
-      const int32_t next = s.sampler.Sample(logits, n_vocab);
-      if (vocab.IsEog(next)) {
-        finish(FinishReason::kStop);
-      } else {
-        s.sampler.Accept(next);
-        ++s.n_generated;
-        if (s.request.top_logprobs >= 0)
-          s.held_logprobs.push_back(Logprobs(logits, n_vocab, next, s.request.top_logprobs, vocab));
-        const bool hit = s.stop.Push(s.decoder.Push(next, s.prev), &e.text);
-        if (e.text.size() > 0 || hit) {
-          e.logprobs.swap(s.held_logprobs);
-          s.held_logprobs.clear();
+      const Vocab& vocab = model_.vocab();
+      const int32_t n_vocab = model_.hparams().n_vocab;
+      size_t row = 0;
+      for (size_t i = 0; i < order.size(); ++i) {
+        Slot* s = order[i];
+        kv_->Commit(*s->seq, batch.entries[i].tokens);
+        if (!batch.entries[i].logits) continue;
+        const float* logits = &logits_[row++ * static_cast<size_t>(n_vocab)];
+        GenerationEvent e;
+        const int32_t next = s->sampler.Sample(logits, n_vocab);
+        if (vocab.IsEog(next)) {
+          Finish(s, e, FinishReason::kStop);
+          continue;
         }
-        s.prev = next;
+        s->sampler.Accept(next);
+        ++s->n_generated;
+        if (s->request.top_logprobs >= 0)
+          s->held_logprobs.push_back(Logprobs(logits, n_vocab, next, s->request.top_logprobs, vocab));
+        const bool hit = s->stop.Push(s->decoder.Push(next, s->tokens.back()), &e.text);
+        s->tokens.push_back(next);
+        if (!e.text.empty() || hit) {
+          e.logprobs.swap(s->held_logprobs);
+          s->held_logprobs.clear();
+        }
         if (hit) {
-          e.finished = true;
-          e.reason = FinishReason::kStop;
-        } else if (s.n_generated >= s.request.max_tokens) {
-          finish(FinishReason::kLength);
-        } else if (s.ctx->n_past() >= s.ctx->n_ctx()) {
-          finish(FinishReason::kLength);
-        } else {
-          Status st = s.ctx->Decode(std::span<const int32_t>(&next, 1), LogitsMode::kLast);
-          if (!st.ok()) {
-            finish(FinishReason::kError);
-            e.error = st;
+          Finish(s, e, FinishReason::kStop);
+        } else if (s->n_generated >= s->request.max_tokens || static_cast<int32_t>(s->tokens.size()) >= n_ctx_) {
+          Finish(s, e, FinishReason::kLength);
+        } else if (!e.text.empty() || !e.logprobs.empty()) {
+          e.prompt_tokens = static_cast<int32_t>(s->request.prompt.size());
+          e.completion_tokens = s->n_generated;
+          if (!s->sink(e)) {
+            GenerationEvent gone;
+            Finish(s, gone, FinishReason::kCancelled);  // the client went away
           }
         }
       }
     }
-    e.completion_tokens = s.n_generated;
-    if ((!e.text.empty() || e.finished || !e.logprobs.empty()) && !s.sink(e) && !e.finished) {
-      GenerationEvent gone;
-      gone.finished = true;
-      gone.reason = FinishReason::kCancelled;
-      gone.prompt_tokens = e.prompt_tokens;
-      gone.completion_tokens = e.completion_tokens;
-      s.sink(gone);
-      e.finished = true;
-    }
-    if (e.finished) {
-      std::lock_guard<std::mutex> l(mu_);
-      stats_.prompt_tokens_total += s.request.prompt.size();
-      stats_.completion_tokens_total += s.n_generated;
-      slot.reset();
-    }
   }
-  slots_.erase(std::remove(slots_.begin(), slots_.end(), nullptr), slots_.end());
+  slots_.erase(std::remove_if(slots_.begin(), slots_.end(), [](const auto& s) { return s->done; }), slots_.end());
+  const KvCacheStats kv = kv_->stats();
   std::lock_guard<std::mutex> l(mu_);
+  ++stats_.steps;
   stats_.running = static_cast<int32_t>(slots_.size());
+  stats_.kv = kv;
 }
 
 }  // namespace strata

@@ -1,7 +1,13 @@
-// Engine: serves many generation requests at once on one model. Requests are
-// queued, admitted into running slots, and advanced step by step by a single
-// step thread; each step advances every running request. Results stream back
-// through a per-request sink.
+// Engine: serves many generation requests at once on one model with
+// continuous batching. Requests are queued and admitted while KV blocks
+// allow; every step is ONE forward pass over all running sequences — a
+// decode token for each generating request plus chunks of prompts still being
+// prefilled (chunked prefill) — so the weights are read once per step for the
+// whole batch. All sequences share one paged KV cache with a prefix cache:
+// a prompt that starts like an earlier one reuses its blocks. When KV blocks
+// run out, the youngest request is preempted (its blocks released to the
+// prefix cache, so resuming mostly re-attaches them) and resumed later.
+// Results stream back through a per-request sink.
 //
 // Thread-safety: Submit, Cancel and Stats may be called from any thread. Sinks
 // are called on the step thread and must not block for long.
@@ -14,12 +20,16 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/status.h"
+#include "engine/forward.h"
 #include "engine/sampler.h"
+#include "kernels/thread_pool.h"
+#include "kv/kv_cache_manager.h"
 #include "model/model.h"
 
 namespace strata {
@@ -56,10 +66,16 @@ struct GenerationEvent {
 using EventSink = std::function<bool(const GenerationEvent&)>;
 
 struct EngineParams {
-  int32_t n_threads = 0;    // 0: all cores
-  int32_t parallel = 4;     // requests running at once
-  int32_t max_queue = 64;   // waiting requests beyond which Submit refuses
-  int32_t n_ctx = 0;        // per sequence; 0: the model's training context
+  int32_t n_threads = 0;           // 0: all cores
+  int32_t parallel = 4;            // requests running at once
+  int32_t max_queue = 64;          // waiting requests beyond which Submit refuses
+  int32_t n_ctx = 0;               // per sequence; 0: the model's training context
+  int32_t max_batch_tokens = 512;  // tokens per forward pass (decode tokens + prefill chunks)
+  std::optional<DType> kv_type;    // nullopt: DefaultKvType(model)
+  int32_t kv_block_tokens = 16;
+  KvTierConfig kv_tiers;           // RAM budget and disk tier
+  bool prefix_cache = true;
+  Env* env = nullptr;              // for the disk tier; null: Env::Default()
 };
 
 struct EngineStats {
@@ -69,6 +85,10 @@ struct EngineStats {
   uint64_t completion_tokens_total = 0;
   int32_t queue_depth = 0;
   int32_t running = 0;
+  uint64_t steps = 0;              // forward passes
+  uint64_t preemptions = 0;
+  uint64_t prompt_tokens_cached = 0;  // prompt tokens served from the prefix cache
+  KvCacheStats kv;                 // blocks in use / cached, slices per tier, prefix hits
 };
 
 class Engine {
@@ -94,19 +114,33 @@ class Engine {
     EventSink sink;
   };
 
-  Engine(const Model& model, const EngineParams& params, int32_t n_ctx);
+  Engine(const Model& model, const EngineParams& params, int32_t n_ctx, int32_t n_threads,
+         std::unique_ptr<KvCacheManager> kv);
   void StepLoop();
+  // Moves queued requests into slots while KV blocks and --parallel allow.
   void Admit();
+  // One forward pass over every running slot; samples, emits, retires.
   void Step();
+  // Builds the batch (decode tokens first, then prefill chunks), preempting
+  // the youngest slots until its KV blocks fit. Returns false if nothing runs.
+  bool Schedule(Batch* batch, std::vector<Slot*>* order);
+  void Preempt(Slot* slot);
+  void Finish(Slot* slot, GenerationEvent& e, FinishReason reason);
+  void RecordFinish(const Slot& slot);
 
   const Model& model_;
   EngineParams params_;
   int32_t n_ctx_;
+  ThreadPool pool_;
+  std::unique_ptr<KvCacheManager> kv_;  // step thread only (stats under mu_)
+  Forward forward_;
+  std::vector<float> logits_;
+
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   std::vector<uint64_t> cancelled_;
-  std::vector<std::unique_ptr<Slot>> slots_;  // running requests (step thread only)
+  std::vector<std::unique_ptr<Slot>> slots_;  // running or preempted requests, oldest first (step thread only)
   EngineStats stats_;
   uint64_t next_id_ = 1;
   bool stop_ = false;

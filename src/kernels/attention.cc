@@ -9,6 +9,9 @@
 namespace strata::kernels {
 namespace {
 
+// Fewer heads than this do not amortize transposing each key chunk.
+constexpr int32_t kMinHeadsTransposed = 3;
+
 const float* RowF32(const uint8_t* row, DType type, int32_t D, float* scratch) {
   if (type == DType::kF32) return reinterpret_cast<const float*>(row);
   DequantizeRow(type, row, scratch, D);
@@ -50,6 +53,20 @@ void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_b
 void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
                 int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch) {
   AttendRows(q, k, v, row_bytes, type, n, D, scale, p, acc, scratch, BestPath());
+}
+
+void AttendRowsHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
+                     DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride,
+                     float* scratch, Path path) {
+  path = internal::ClampToAvailable(path);
+  const bool simd = path == Path::kAvx512 || path == Path::kAmx;
+  if (simd && n_heads >= kMinHeadsTransposed && n_heads <= internal::kMaxHeadsAvx512 &&
+      D <= internal::kMaxHeadDimAvx512) {
+    internal::AttendRowsHeadsAvx512(q, n_heads, k, v, row_bytes, type, n, D, scale, p, acc, acc_stride);
+    return;
+  }
+  for (int32_t h = 0; h < n_heads; ++h)
+    AttendRows(q + h * D, k, v, row_bytes, type, n, D, scale, &p[h], acc + h * acc_stride, scratch, path);
 }
 
 void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D) {

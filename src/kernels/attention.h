@@ -33,6 +33,16 @@ void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_b
 void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
                 int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch, Path path);
 
+// Grouped-query attention: folds the same n key/value rows into the partials
+// of n_heads query heads (the heads sharing one KV head). Head h has query
+// q + h * D, partial p[h] and accumulator acc + h * acc_stride (F32 [D]).
+// Equals AttendRows per head within float rounding, but on AVX-512 reads and
+// widens every key/value row once for all heads and needs no horizontal sums
+// (about 2x faster per head for groups of 4-8). scratch: F32 [D].
+void AttendRowsHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
+                     DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride,
+                     float* scratch, Path path = BestPath());
+
 // Merges partial b into a: the result equals attending over both row sets at once.
 void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D);
 

@@ -1,8 +1,13 @@
-// AVX-512 AttendRows: keys are taken 16 at a time, so their scores form one
+// AVX-512 attention: keys are taken 16 at a time, so their scores form one
 // vector; the running maximum, the rescale of the accumulator and the
 // exponentials are then done once per 16 keys instead of once per key.
 // Mathematically the same online softmax as the scalar reference in
 // attention.cc (which rescales at every new maximum); rounding differs.
+//
+// AttendRows (one head) sums each key's products horizontally. AttendRowsHeads
+// (a group of query heads sharing the keys) instead transposes each key chunk
+// once, so that scores accumulate with keys in the lanes, and widens each
+// value row once for all heads.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +18,7 @@
 #include "core/fp16.h"
 #include "kernels/exp_avx512.h"
 #include "kernels/isa_kernels.h"
+#include "kernels/transpose_avx512.h"
 
 // GCC 12's _mm512_undefined_ps (used inside unpack/shuffle/reduce intrinsics)
 // self-initializes, which -Wuninitialized reports at every inlined call site.
@@ -28,6 +34,8 @@ namespace {
 
 constexpr int kLanes = 16;
 constexpr int kKeys = 16;  // keys per chunk: one score vector
+constexpr int kMaxHeadDim = kMaxHeadDimAvx512;
+constexpr int kMaxHeads = kMaxHeadsAvx512;
 
 __mmask16 LaneMask(int64_t n) {
   return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
@@ -54,7 +62,7 @@ struct Q8_0Row {
 };
 
 // Lane j of the result is the sum of the lanes of v[j].
-__m512 TransposedSum16(const __m512 v[16]) {
+inline __m512 TransposedSum16(const __m512 v[16]) {
   __m512 t[8], u[4];
   STRATA_UNROLL
   for (int i = 0; i < 8; ++i)
@@ -120,7 +128,122 @@ void Attend(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes
   }
 }
 
+// Online-softmax update of one head with the scores s of a key chunk (invalid
+// keys -inf); stores the chunk's weights to w.
+void UpdateHead(__m512 s, int32_t D, SoftmaxPartial* p, float* acc, float* w) {
+  const float m_new = std::max(p->m, _mm512_reduce_max_ps(s));
+  if (m_new > p->m) {
+    const float c = std::exp(p->m - m_new);
+    p->l *= c;
+    const __m512 vc = _mm512_set1_ps(c);
+    for (int32_t i = 0; i < D; i += kLanes) {
+      const __mmask16 m = LaneMask(D - i);
+      _mm512_mask_storeu_ps(acc + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, acc + i), vc));
+    }
+    p->m = m_new;
+  }
+  const __m512 e = ExpAvx512(_mm512_sub_ps(s, _mm512_set1_ps(m_new)));
+  p->l += _mm512_reduce_add_ps(e);
+  _mm512_store_ps(w, e);
+}
+
+// Scores of heads h0 .. h0+H-1 for a transposed key chunk kt[d][16 keys].
+template <int H>
+void ChunkScores(const float* q, int32_t D, int32_t h0, const float (*kt)[kKeys], __m512 s[H]) {
+  __m512 even[H], odd[H];  // two chains per head: FMA latency
+  STRATA_UNROLL
+  for (int h = 0; h < H; ++h) even[h] = odd[h] = _mm512_setzero_ps();
+  int32_t d = 0;
+  for (; d + 2 <= D; d += 2) {
+    const __m512 k0 = _mm512_load_ps(kt[d]), k1 = _mm512_load_ps(kt[d + 1]);
+    STRATA_UNROLL
+    for (int h = 0; h < H; ++h) {
+      const float* qh = q + (h0 + h) * D;
+      even[h] = _mm512_fmadd_ps(_mm512_set1_ps(qh[d]), k0, even[h]);
+      odd[h] = _mm512_fmadd_ps(_mm512_set1_ps(qh[d + 1]), k1, odd[h]);
+    }
+  }
+  if (d < D) {
+    const __m512 k0 = _mm512_load_ps(kt[d]);
+    STRATA_UNROLL
+    for (int h = 0; h < H; ++h) even[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[(h0 + h) * D + d]), k0, even[h]);
+  }
+  STRATA_UNROLL
+  for (int h = 0; h < H; ++h) s[h] = _mm512_add_ps(even[h], odd[h]);
+}
+
+template <class Row>
+void AttendHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t n,
+                 int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride, float (*kt)[kKeys],
+                 float (*w)[kKeys]) {
+  constexpr int kHeadTile = 4;
+  for (int32_t j0 = 0; j0 < n; j0 += kKeys) {
+    const int32_t nj = std::min(kKeys, n - j0);
+    const uint8_t* kr[kKeys];
+    const uint8_t* vr[kKeys];
+    STRATA_UNROLL
+    for (int j = 0; j < kKeys; ++j) {
+      const size_t r = static_cast<size_t>(j0 + std::min(j, nj - 1));  // past n: repeat, weight 0
+      kr[j] = k + r * row_bytes;
+      vr[j] = v + r * row_bytes;
+    }
+    for (int32_t i = 0; i < D; i += kLanes) {
+      const __mmask16 m = LaneMask(D - i);
+      __m512 r[kKeys];
+      STRATA_UNROLL
+      for (int j = 0; j < kKeys; ++j) r[j] = Row::Load(kr[j], i, m);
+      Transpose16(r);
+      STRATA_UNROLL
+      for (int j = 0; j < kKeys; ++j) _mm512_store_ps(kt[i + j], r[j]);
+    }
+    const __mmask16 valid = LaneMask(nj);
+    const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int32_t h0 = 0; h0 < n_heads; h0 += kHeadTile) {
+      __m512 s[kHeadTile];
+      const int32_t hn = std::min(kHeadTile, n_heads - h0);
+      switch (hn) {
+        case 1: ChunkScores<1>(q, D, h0, kt, s); break;
+        case 2: ChunkScores<2>(q, D, h0, kt, s); break;
+        case 3: ChunkScores<3>(q, D, h0, kt, s); break;
+        default: ChunkScores<4>(q, D, h0, kt, s); break;
+      }
+      for (int32_t h = 0; h < hn; ++h) {
+        const __m512 sh = _mm512_mask_mul_ps(minus_inf, valid, s[h], _mm512_set1_ps(scale));
+        UpdateHead(sh, D, &p[h0 + h], acc + (h0 + h) * acc_stride, w[h0 + h]);
+      }
+    }
+    for (int32_t i = 0; i < D; i += kLanes) {
+      const __mmask16 m = LaneMask(D - i);
+      __m512 vj[kKeys];
+      STRATA_UNROLL
+      for (int j = 0; j < kKeys; ++j) vj[j] = Row::Load(vr[j], i, m);
+      for (int32_t h = 0; h < n_heads; ++h) {
+        float* ah = acc + h * acc_stride + i;
+        __m512 a = _mm512_maskz_loadu_ps(m, ah);
+        STRATA_UNROLL
+        for (int j = 0; j < kKeys; ++j) a = _mm512_fmadd_ps(_mm512_set1_ps(w[h][j]), vj[j], a);
+        _mm512_mask_storeu_ps(ah, m, a);
+      }
+    }
+  }
+}
+
 }  // namespace
+
+void AttendRowsHeadsAvx512(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
+                           DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc,
+                           size_t acc_stride) {
+  // Stack space for one chunk: K transposed [D][16], weights [heads][16].
+  alignas(64) float kt[kMaxHeadDim][kKeys];
+  alignas(64) float w[kMaxHeads][kKeys];
+  switch (type) {
+    case DType::kF32: return AttendHeads<F32Row>(q, n_heads, k, v, row_bytes, n, D, scale, p, acc, acc_stride, kt, w);
+    case DType::kF16: return AttendHeads<F16Row>(q, n_heads, k, v, row_bytes, n, D, scale, p, acc, acc_stride, kt, w);
+    case DType::kQ8_0:
+      return AttendHeads<Q8_0Row>(q, n_heads, k, v, row_bytes, n, D, scale, p, acc, acc_stride, kt, w);
+    default: return;
+  }
+}
 
 void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
                       int32_t D, float scale, SoftmaxPartial* p, float* acc) {

@@ -35,8 +35,15 @@ float DotF32Avx512(const float* a, const float* b, int64_t n);
 void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
 void AxpyF32Avx512(float a, const float* x, float* y, int64_t n);
 
-// AttendRows without the scratch row (rows are widened in registers).
+// AttendRows / AttendRowsHeads without the scratch row (rows are widened in
+// registers). AttendRowsHeadsAvx512 REQUIRES D <= kMaxHeadDimAvx512 and
+// n_heads <= kMaxHeadsAvx512.
 void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
                       int32_t D, float scale, SoftmaxPartial* p, float* acc);
+inline constexpr int32_t kMaxHeadDimAvx512 = 256;
+inline constexpr int32_t kMaxHeadsAvx512 = 64;
+void AttendRowsHeadsAvx512(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
+                           DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc,
+                           size_t acc_stride);
 
 }  // namespace strata::kernels::internal

@@ -1,11 +1,12 @@
 // Compute kernels: the hot loops of inference. Every operation has a portable
-// scalar reference; SIMD paths (AVX2, AVX-512 with VNNI/BF16, AMX) are chosen at
-// run time from CPUID and are tested against the reference path by path
-// (tests/kernels_test.cc, one table with per-dtype tolerances).
+// scalar reference; SIMD paths (AVX2, AVX-512 with VNNI) are chosen at run time
+// from CPUID and are tested against the reference path by path
+// (tests/kernels_test.cc, one table with per-dtype tolerances). There are no
+// AMX kernels yet: Path::kAmx runs the AVX-512 ones.
 //
 // Shapes use ggml order in comments: [inner, outer]. All pointers are to
 // contiguous row-major data; nothing here allocates on the hot path except
-// through the caller-supplied scratch.
+// through the pool's scratch (ThreadPool::Scratch).
 //
 // Thread-safety: functions are reentrant; parallel ones split work over the
 // given ThreadPool and must not be called concurrently on one pool.
@@ -33,9 +34,12 @@ struct CpuFeatures {
 };
 // Detected once (CPUID + arch_prctl for AMX); cheap to call.
 const CpuFeatures& DetectCpu();
-// Paths this machine can run, always including kScalar.
+// Paths this machine can run, always including kScalar; each path's CPU
+// requirements include the previous path's, so the list is a prefix of Path.
+// kAvx2: AVX2+FMA+F16C; kAvx512: + AVX-512 F/BW/VL/DQ/VNNI; kAmx: + AMX tile/int8/bf16.
 std::vector<Path> AvailablePaths();
-// The fastest available path.
+// The fastest available path, capped by $STRATA_KERNEL_PATH (scalar|avx2|
+// avx512|amx; read once) for benchmarks and A/B checks.
 Path BestPath();
 
 // ---- element conversion and quantization (reference rows) ----

@@ -22,6 +22,7 @@
 
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
+#include "kernels/transpose_avx512.h"
 
 // GCC 12's _mm512_undefined_ps (used inside unpack/shuffle/convert intrinsics)
 // self-initializes, which -Wuninitialized reports at every inlined call site.
@@ -507,36 +508,6 @@ void GemvFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadP
     const void* row = base + o * row_bytes;
     WithCount<kGemvTokens>(n, [&](auto T) { GemvFloatRow<W, T()>(row, n_in, x, t0, y + o, n_out); });
   });
-}
-
-// In-register transpose of a 16x16 float tile: r[i][j] -> r[j][i].
-void Transpose16(__m512 r[16]) {
-  __m512 t[16];
-  STRATA_UNROLL
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  STRATA_UNROLL
-  for (int i = 0; i < 4; ++i) {
-    r[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  STRATA_UNROLL
-  for (int j = 0; j < 4; ++j) {
-    const __m512 u0 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x44);
-    const __m512 u1 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x44);
-    const __m512 u2 = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xEE);
-    const __m512 u3 = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xEE);
-    t[j] = _mm512_shuffle_f32x4(u0, u1, 0x88);
-    t[4 + j] = _mm512_shuffle_f32x4(u0, u1, 0xDD);
-    t[8 + j] = _mm512_shuffle_f32x4(u2, u3, 0x88);
-    t[12 + j] = _mm512_shuffle_f32x4(u2, u3, 0xDD);
-  }
-  STRATA_UNROLL
-  for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
 
 // Packs rows o0 .. o0+31, inputs k0 .. k0+kc-1 as panel[k][32] (inputs past

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <random>
@@ -132,6 +133,12 @@ void Server::Route() {
   const size_t threads = options_.http_threads > 0 ? options_.http_threads : kDefaultHttpThreads;
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a
+  // second server silently share the port instead of failing to bind.
+  http_->set_socket_options([](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   http_->set_tcp_nodelay(true);  // each SSE chunk goes out at once, not after the peer's delayed ACK
   // Every route but /health checks the key first.
   auto guarded = [this](auto handler) {

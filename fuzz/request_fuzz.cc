@@ -1,0 +1,77 @@
+// libFuzzer target for the server's request boundary: arbitrary bytes as the
+// JSON body of /v1/completions and /v1/chat/completions. ParseApiRequest must
+// never crash or throw, and aborts on any broken property:
+//   - a rejected body names a client-facing reason, and its OpenAI error JSON
+//     renders (whatever bytes the reason quotes);
+//   - an accepted request is within the documented ranges, and every chat
+//     template renders its messages.
+//   ./build-fuzz/request_fuzz -max_total_time=60
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "server/api_error.h"
+#include "server/api_request.h"
+#include "server/chat_template.h"
+
+namespace {
+
+using strata::server::ApiRequest;
+using strata::server::Endpoint;
+
+void Check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "request_fuzz: property violated: %s\n", what);
+    std::abort();
+  }
+}
+
+void CheckAccepted(const ApiRequest& r, const strata::server::RequestLimits& limits) {
+  Check(!r.max_tokens || (*r.max_tokens >= 0 && *r.max_tokens <= limits.max_tokens_limit), "max_tokens in range");
+  Check(r.temperature >= 0 && r.temperature <= 2, "temperature in [0, 2]");
+  Check(r.top_p >= 0 && r.top_p <= 1, "top_p in [0, 1]");
+  Check(r.min_p >= 0 && r.min_p <= 1, "min_p in [0, 1]");
+  Check(std::isfinite(r.repeat_penalty) && r.repeat_penalty >= 0, "repeat_penalty finite");
+  Check(r.top_k >= 0, "top_k >= 0");
+  Check(r.logprobs >= -1 && r.logprobs <= strata::server::kMaxLogprobs, "logprobs in range");
+  Check(r.stop.size() <= strata::server::kMaxStops, "at most kMaxStops stops");
+  for (const std::string& s : r.stop) Check(!s.empty(), "stop strings non-empty");
+  if (r.endpoint == Endpoint::kCompletions) {
+    Check(r.messages.empty(), "completions have no messages");
+    Check(!r.prompt_is_ids || !r.prompt_ids.empty(), "an id prompt has ids");
+    for (int32_t id : r.prompt_ids) Check(id >= 0, "token ids non-negative");
+    return;
+  }
+  Check(!r.messages.empty(), "chat has messages");
+  for (const auto& m : r.messages)
+    Check(m.role == "system" || m.role == "user" || m.role == "assistant", "roles normalized");
+  for (const std::string& name : strata::server::ChatTemplate::Names()) {
+    strata::server::ChatTemplate t;
+    Check(strata::server::ChatTemplate::FromName(name, "", "", &t).ok(), "every listed template exists");
+    Check(!t.Apply(r.messages).empty(), "a rendering is never empty");
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string_view body(reinterpret_cast<const char*>(data), size);
+  const strata::server::RequestLimits limits{4096};
+  for (Endpoint e : {Endpoint::kCompletions, Endpoint::kChat}) {
+    ApiRequest r;
+    std::string param;
+    const strata::Status s = strata::server::ParseApiRequest(e, body, limits, &r, &param);
+    if (s.ok()) {
+      Check(r.endpoint == e, "endpoint kept");
+      CheckAccepted(r, limits);
+    } else {
+      Check(s.code() == strata::StatusCode::kInvalidArgument, "rejections are kInvalidArgument");
+      Check(!s.message().empty(), "rejections say why");
+      Check(!strata::server::ApiError::InvalidRequest(s.message(), param).ToJson().empty(), "error JSON renders");
+    }
+  }
+  return 0;
+}
