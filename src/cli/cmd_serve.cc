@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -21,6 +22,9 @@
 
 namespace strata::cli {
 namespace {
+
+constexpr int kSpareHttpThreads = 16;
+constexpr int kMaxHttpThreads = 1024;
 
 struct ServeOptions {
   std::string model;
@@ -82,6 +86,9 @@ void Serve(ServeOptions& o) {
 
   std::unique_ptr<Engine> engine;
   CheckOk("engine", Engine::Create(*model, o.engine, &engine));
+  // A connection holds an HTTP thread while its request runs or waits in the
+  // engine's queue; the spare ones answer /health and /metrics meanwhile.
+  o.server.http_threads = std::min(o.engine.parallel + o.engine.max_queue + kSpareHttpThreads, kMaxHttpThreads);
   std::unique_ptr<server::Server> srv;
   CheckOk("server", server::Server::Create(engine.get(), chat_template, o.server, &srv));
   int port = 0;

@@ -14,6 +14,7 @@ void AddQuantizeCommand(CLI::App& app);  // cmd_quantize.cc
 void AddSynthCommand(CLI::App& app);     // cmd_synth.cc
 void AddBenchCommand(CLI::App& app);     // cmd_bench.cc
 void AddSessionCommand(CLI::App& app);   // cmd_session.cc
+void AddBenchKvCommand(CLI::App& app);   // cmd_bench_kv.cc
 void AddServeCommand(CLI::App& app);     // cmd_serve.cc
 
 }  // namespace strata::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   strata::cli::AddSynthCommand(app);
   strata::cli::AddBenchCommand(app);
   strata::cli::AddSessionCommand(app);
+  strata::cli::AddBenchKvCommand(app);
   strata::cli::AddServeCommand(app);
   try {
     app.parse(argc, argv);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <random>
+#include <thread>
 
 #include "server/generation_job.h"
 #include "server/prompt.h"
@@ -91,8 +92,14 @@ Status Server::Bind(int* port) {
 }
 
 Status Server::Serve() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (shutting_down_) return Status::Ok();
+    serving_ = true;
+  }
   const bool ok = http_->listen_after_bind();
   std::lock_guard<std::mutex> l(mu_);
+  serving_ = false;
   return ok || shutting_down_ ? Status::Ok() : Status::IOError("the HTTP listener failed");
 }
 
@@ -103,8 +110,17 @@ void Server::Shutdown() {
     shutting_down_ = true;
     running.swap(active_);
   }
-  http_->stop();
   for (uint64_t id : running) engine_.Cancel(id);
+  // httplib's stop() does nothing before its listener runs, so a Serve that
+  // is just starting is waited for rather than missed.
+  for (;;) {
+    if (http_->is_running()) return http_->stop();
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!serving_) return;  // Serve is over, or will see shutting_down_
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 bool Server::Register(uint64_t id) {

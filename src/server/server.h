@@ -94,6 +94,7 @@ class Server {
   std::mutex mu_;
   std::set<uint64_t> active_;
   bool shutting_down_ = false;
+  bool serving_ = false;  // Serve is between its start and its return
   uint64_t next_response_ = 0;
 };
 

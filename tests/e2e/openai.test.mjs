@@ -1,0 +1,120 @@
+// `strata serve` through the official openai client: completions, chat,
+// streaming of both, usage, errors, and greedy equality with `strata run`.
+// Started by run.sh, which provides:
+//   STRATA_E2E_BASE_URL  http://127.0.0.1:PORT/v1 of a running `strata serve`
+//   STRATA_E2E_API_KEY   the key it was started with
+//   STRATA_CLI           the strata binary;  STRATA_E2E_MODEL  the model it serves
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import OpenAI from 'openai';
+
+const baseURL = process.env.STRATA_E2E_BASE_URL;
+const apiKey = process.env.STRATA_E2E_API_KEY;
+const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
+const PROMPT = 'Once upon a time';
+
+function strataRun(prompt, n) {
+  return execFileSync(process.env.STRATA_CLI,
+    ['run', '-m', process.env.STRATA_E2E_MODEL, '-p', prompt, '-n', String(n), '--temp', '0', '-t', '1'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+test('models.list names the served model', async () => {
+  const models = [];
+  for await (const m of client.models.list()) models.push(m);
+  assert.equal(models.length, 1);
+  assert.equal(models[0].object, 'model');
+  const one = await client.models.retrieve(models[0].id);
+  assert.equal(one.id, models[0].id);
+});
+
+test('greedy completion equals strata run', async () => {
+  const r = await client.completions.create({ model: 'any', prompt: PROMPT, max_tokens: 48, temperature: 0 });
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.choices[0].text, strataRun(PROMPT, 48));
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.deepEqual(r.usage, { prompt_tokens: 5, completion_tokens: 48, total_tokens: 53 });
+});
+
+test('streamed completion equals the whole one, with a usage chunk', async () => {
+  const params = { model: 'any', prompt: 'The cat', max_tokens: 32, temperature: 0 };
+  const whole = await client.completions.create(params);
+  const stream = await client.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+  let text = '';
+  let finish = null;
+  let usage = null;
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, 'text_completion');
+    if (chunk.usage) usage = chunk.usage;
+    if (chunk.choices.length === 0) continue;
+    text += chunk.choices[0].text;
+    finish = chunk.choices[0].finish_reason ?? finish;
+  }
+  assert.equal(text, whole.choices[0].text);
+  assert.equal(finish, 'length');
+  assert.deepEqual(usage, whole.usage);
+});
+
+test('chat completion', async () => {
+  const r = await client.chat.completions.create({
+    model: 'any',
+    messages: [{ role: 'system', content: 'Tell a story.' }, { role: 'user', content: 'Lily had a cat.' }],
+    max_completion_tokens: 40,
+    temperature: 0,
+  });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.role, 'assistant');
+  // The model has no chat template: the plain one renders this prompt.
+  assert.equal(r.choices[0].message.content,
+    strataRun('System: Tell a story.\nUser: Lily had a cat.\nAssistant:', 40));
+  assert.equal(r.usage.completion_tokens, 40);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + 40);
+});
+
+test('streamed chat equals the whole one', async () => {
+  const params = { model: 'any', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 24, temperature: 0 };
+  const whole = await client.chat.completions.create(params);
+  const stream = await client.chat.completions.create({ ...params, stream: true, stream_options: { include_usage: true } });
+  let text = '';
+  let role = null;
+  let finish = null;
+  let usage = null;
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    if (chunk.usage) usage = chunk.usage;
+    if (chunk.choices.length === 0) continue;
+    role = chunk.choices[0].delta.role ?? role;
+    text += chunk.choices[0].delta.content ?? '';
+    finish = chunk.choices[0].finish_reason ?? finish;
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, 'length');
+  assert.deepEqual(usage, whole.usage);
+});
+
+test('chat logprobs', async () => {
+  const r = await client.chat.completions.create({
+    model: 'any', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0,
+    logprobs: true, top_logprobs: 2,
+  });
+  const content = r.choices[0].logprobs.content;
+  assert.equal(content.length, 6);
+  for (const t of content) {
+    assert.ok(t.logprob <= 0);
+    assert.equal(t.top_logprobs.length, 2);
+  }
+  assert.equal(content.map((t) => Buffer.from(t.bytes).toString('utf8')).join(''), r.choices[0].message.content);
+});
+
+test('a wrong key is an AuthenticationError', async () => {
+  const bad = new OpenAI({ baseURL, apiKey: 'wrong', maxRetries: 0 });
+  await assert.rejects(bad.completions.create({ model: 'any', prompt: 'x', max_tokens: 1 }),
+    (e) => e instanceof OpenAI.AuthenticationError && e.status === 401 && e.code === 'invalid_api_key');
+});
+
+test('an invalid parameter is a BadRequestError naming it', async () => {
+  await assert.rejects(client.completions.create({ model: 'any', prompt: 'x', temperature: 7 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'temperature');
+});

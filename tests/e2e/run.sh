@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end tests of `strata serve` with the official `openai` npm client.
+# Installs the pinned client (npm ci), starts `strata serve` with the bundled
+# model on a free loopback port, runs *.test.mjs with node's test runner, then
+# stops the server with SIGTERM and requires a clean exit (0).
+# Usage: tests/e2e/run.sh [path/to/strata]     (default: $STRATA_CLI, else build/strata)
+#   STRATA_E2E_MODEL   model to serve (default: models/stories260K.gguf)
+# Needs node >= 20 and npm (Debian: nodejs, npm).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cli="$(realpath "${1:-${STRATA_CLI:-$root/build/strata}}")"
+model="$(realpath "${STRATA_E2E_MODEL:-$root/models/stories260K.gguf}")"
+key="e2e-$RANDOM$RANDOM"
+
+(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+
+log="$(mktemp)"
+"$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 2>"$log" &
+pid=$!
+cleanup() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -f "$log"
+}
+trap cleanup EXIT
+
+port=""
+for _ in $(seq 1 200); do
+  port="$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9][0-9]*\).*|\1|p' "$log")"
+  [ -n "$port" ] && break
+  if ! kill -0 "$pid" 2>/dev/null; then
+    echo "e2e: strata serve exited early:" >&2
+    cat "$log" >&2
+    exit 1
+  fi
+  sleep 0.1
+done
+if [ -z "$port" ]; then
+  echo "e2e: strata serve did not start listening" >&2
+  cat "$log" >&2
+  exit 1
+fi
+
+STRATA_E2E_BASE_URL="http://127.0.0.1:$port/v1" STRATA_E2E_API_KEY="$key" STRATA_CLI="$cli" \
+  STRATA_E2E_MODEL="$model" node --test "$here"/*.test.mjs
+
+kill -TERM "$pid"
+status=0
+wait "$pid" || status=$?
+trap - EXIT
+if [ "$status" -ne 0 ]; then
+  echo "e2e: strata serve exited with $status after SIGTERM" >&2
+  cat "$log" >&2
+  rm -f "$log"
+  exit 1
+fi
+rm -f "$log"
+echo "e2e: all passed"
