@@ -620,5 +620,15 @@ TEST(ServerHttpTest, ShutdownCancelsRunningRequests) {
   EXPECT_LT(h.engine().Stats().completion_tokens_total, 1500u);
 }
 
+// Shutdown racing the start of Serve is not lost (httplib's stop() alone
+// would be a no-op before its listener runs).
+TEST(ServerHttpTest, ShutdownRightAfterStartIsNotLost) {
+  for (int i = 0; i < 10; ++i) {
+    ServerHarness h;
+    h.server().Shutdown();
+    EXPECT_LT(h.Join().count(), 2000);
+  }
+}
+
 }  // namespace
 }  // namespace strata::testing

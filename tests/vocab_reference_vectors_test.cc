@@ -101,6 +101,21 @@ INSTANTIATE_TEST_SUITE_P(SharedVocabs, GgmlVocabVectorsTest,
                            return name;
                          });
 
+TEST(VocabReferenceTest, EverySharedVocabularyLoads) {
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"baichuan", "llama"},     {"bert-bge", "bert"}, {"deepseek-llm", "gpt2"}, {"falcon", "gpt2"},
+      {"gpt-2", "gpt2"},         {"gpt-neox", "gpt2"}, {"llama-spm", "llama"},   {"mpt", "gpt2"},
+      {"phi-3", "llama"},        {"refact", "gpt2"},
+  };
+  for (const auto& [name, model] : expected) {
+    std::unique_ptr<Vocab> vocab = LoadGgufVocab(SharedPath("vocab/ggml-vocab-" + name + ".gguf"));
+    ASSERT_NE(vocab, nullptr) << name;
+    EXPECT_EQ(vocab->model_name(), model) << name;
+    const std::vector<TokenId> ids = vocab->Encode("Hello, world! 123", true, true);
+    EXPECT_GE(ids.size(), 3u) << name;
+  }
+}
+
 TEST(VocabReferenceTest, Llama2TokenizerMatchesLlama2cTestVectors) {
   std::unique_ptr<Vocab> vocab = LoadLlama2cVocab(SharedPath("tokenizers/llama2-tokenizer.bin"));
   ASSERT_NE(vocab, nullptr);

@@ -20,6 +20,23 @@ Status PosixError(const std::string& context, int err) {
   return Status::IOError(msg);
 }
 
+// Reads exactly n bytes at offset; a short read is an error.
+Status PreadFully(int fd, const std::string& path, uint64_t offset, size_t n, void* dst) {
+  auto* p = static_cast<char*>(dst);
+  while (n > 0) {
+    ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("read " + path, errno);
+    }
+    if (r == 0) return Status::IOError("short read from " + path);
+    p += r;
+    n -= static_cast<size_t>(r);
+    offset += static_cast<uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
 class PosixMappedFile final : public MappedFile {
  public:
   PosixMappedFile(void* base, size_t size) : base_(base), size_(size) {}
@@ -74,21 +91,7 @@ class PosixRandomAccessFile final : public RandomAccessFile {
  public:
   PosixRandomAccessFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
   ~PosixRandomAccessFile() override { ::close(fd_); }
-  Status Read(uint64_t offset, size_t n, void* dst) const override {
-    auto* p = static_cast<char*>(dst);
-    while (n > 0) {
-      ssize_t r = ::pread(fd_, p, n, static_cast<off_t>(offset));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return PosixError("read " + path_, errno);
-      }
-      if (r == 0) return Status::IOError("short read from " + path_);
-      p += r;
-      n -= static_cast<size_t>(r);
-      offset += static_cast<uint64_t>(r);
-    }
-    return Status::Ok();
-  }
+  Status Read(uint64_t offset, size_t n, void* dst) const override { return PreadFully(fd_, path_, offset, n, dst); }
   void DropCache() const override { ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED); }
 
  private:
@@ -115,21 +118,7 @@ class PosixRandomRWFile final : public RandomRWFile {
     }
     return Status::Ok();
   }
-  Status Read(uint64_t offset, size_t n, void* dst) const override {
-    auto* p = static_cast<char*>(dst);
-    while (n > 0) {
-      ssize_t r = ::pread(fd_, p, n, static_cast<off_t>(offset));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return PosixError("read " + path_, errno);
-      }
-      if (r == 0) return Status::IOError("short read from " + path_);
-      p += r;
-      n -= static_cast<size_t>(r);
-      offset += static_cast<uint64_t>(r);
-    }
-    return Status::Ok();
-  }
+  Status Read(uint64_t offset, size_t n, void* dst) const override { return PreadFully(fd_, path_, offset, n, dst); }
   void DropCache() const override {
     ::fdatasync(fd_);  // dirty pages cannot be dropped
     ::posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);

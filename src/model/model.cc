@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 
@@ -124,32 +125,14 @@ Status Model::LoadGguf(Env* env, const ModelLoadOptions& options) {
     return Status::Unsupported(fmt::format("rope scaling type '{}' is not supported (supported: none, linear)", scaling));
   }
   hp.rope_type = RopeType::kNorm;
-
-  auto tensor = [&](const std::string& name) -> Tensor {
+  const gguf::TensorInfo* embd = f.FindTensor("token_embd.weight");
+  if (embd == nullptr) return Status::Corrupt("missing tensor token_embd.weight");
+  hp.n_vocab = static_cast<int32_t>(std::clamp<int64_t>(embd->tensor.ne[1], 0, INT32_MAX));
+  STRATA_RETURN_IF_ERROR(CheckHParams(hp));
+  BindWeights([&](const std::string& name) {
     const gguf::TensorInfo* t = f.FindTensor(name);
     return t != nullptr ? t->tensor : Tensor{};
-  };
-  weights_.token_embd = tensor("token_embd.weight");
-  if (weights_.token_embd.data == nullptr) return Status::Corrupt("missing tensor token_embd.weight");
-  hp.n_vocab = static_cast<int32_t>(weights_.token_embd.ne[1]);
-  weights_.output_norm = tensor("output_norm.weight");
-  weights_.output = tensor("output.weight");
-  if (weights_.output.data == nullptr) weights_.output = weights_.token_embd;  // tied
-  STRATA_RETURN_IF_ERROR(CheckHParams(hp));
-  weights_.layers.resize(hp.n_layer);
-  for (int il = 0; il < hp.n_layer; ++il) {
-    const std::string p = fmt::format("blk.{}.", il);
-    LayerWeights& l = weights_.layers[il];
-    l.attn_norm = tensor(p + "attn_norm.weight");
-    l.wq = tensor(p + "attn_q.weight");
-    l.wk = tensor(p + "attn_k.weight");
-    l.wv = tensor(p + "attn_v.weight");
-    l.wo = tensor(p + "attn_output.weight");
-    l.ffn_norm = tensor(p + "ffn_norm.weight");
-    l.ffn_gate = tensor(p + "ffn_gate.weight");
-    l.ffn_up = tensor(p + "ffn_up.weight");
-    l.ffn_down = tensor(p + "ffn_down.weight");
-  }
+  });
   STRATA_RETURN_IF_ERROR(Vocab::FromGguf(f, &vocab_));
   name_ = f.GetString("general.name").value_or(BaseName(options.path));
   return Status::Ok();
@@ -176,18 +159,27 @@ Status Model::LoadLlama2c(Env* env, const ModelLoadOptions& options) {
   hp.rope_freq_base = 10000.0f;
   hp.rope_type = RopeType::kNorm;
   STRATA_RETURN_IF_ERROR(CheckHParams(hp));
-  auto tensor = [&](const std::string& name) -> Tensor {
+  BindWeights([&](const std::string& name) {
     const Tensor* t = llama2c_->FindTensor(name);
     return t != nullptr ? *t : Tensor{};
-  };
+  });
+  STRATA_RETURN_IF_ERROR(Vocab::FromLlama2cFile(env, options.tokenizer_path, &vocab_));
+  if (vocab_->n_tokens() != hp.n_vocab)
+    return Status::InvalidArgument(fmt::format("tokenizer has {} tokens but the model's vocabulary has {}",
+                                               vocab_->n_tokens(), hp.n_vocab));
+  name_ = BaseName(options.path);
+  return Status::Ok();
+}
+
+void Model::BindWeights(const std::function<Tensor(const std::string&)>& tensor) {
   weights_.token_embd = tensor("token_embd.weight");
   weights_.output_norm = tensor("output_norm.weight");
   weights_.output = tensor("output.weight");
-  if (weights_.output.data == nullptr) weights_.output = weights_.token_embd;
-  weights_.layers.resize(hp.n_layer);
-  for (int il = 0; il < hp.n_layer; ++il) {
+  if (weights_.output.data == nullptr) weights_.output = weights_.token_embd;  // tied classifier
+  weights_.layers.resize(static_cast<size_t>(hparams_.n_layer));
+  for (int il = 0; il < hparams_.n_layer; ++il) {
     const std::string p = fmt::format("blk.{}.", il);
-    LayerWeights& l = weights_.layers[il];
+    LayerWeights& l = weights_.layers[static_cast<size_t>(il)];
     l.attn_norm = tensor(p + "attn_norm.weight");
     l.wq = tensor(p + "attn_q.weight");
     l.wk = tensor(p + "attn_k.weight");
@@ -198,12 +190,6 @@ Status Model::LoadLlama2c(Env* env, const ModelLoadOptions& options) {
     l.ffn_up = tensor(p + "ffn_up.weight");
     l.ffn_down = tensor(p + "ffn_down.weight");
   }
-  STRATA_RETURN_IF_ERROR(Vocab::FromLlama2cFile(env, options.tokenizer_path, &vocab_));
-  if (vocab_->n_tokens() != hp.n_vocab)
-    return Status::InvalidArgument(fmt::format("tokenizer has {} tokens but the model's vocabulary has {}",
-                                               vocab_->n_tokens(), hp.n_vocab));
-  name_ = BaseName(options.path);
-  return Status::Ok();
 }
 
 Tensor Model::ToF32(const Tensor& t) {

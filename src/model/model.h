@@ -5,6 +5,7 @@
 // Thread-safety: immutable after Load; share freely between contexts/threads.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,6 +89,8 @@ class Model {
   [[nodiscard]] Status LoadLlama2c(Env* env, const ModelLoadOptions& options);
   // Checks every tensor's type and shape against hparams_.
   [[nodiscard]] Status Validate() const;
+  // Looks every weight up by its GGUF name (missing ones stay null for Validate).
+  void BindWeights(const std::function<Tensor(const std::string&)>& tensor);
   // F32 copy of a small non-F32 1-D tensor (norm weights), owned here.
   Tensor ToF32(const Tensor& t);
 

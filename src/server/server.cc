@@ -42,6 +42,9 @@ std::string EndpointLabel(const std::string& path) {
   return "other";
 }
 
+// Compact JSON; invalid UTF-8 (e.g. from a model's name) is replaced, never thrown.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 json ModelJson(const std::string& id, int64_t created) {
   return {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "strata"}};
 }
@@ -79,6 +82,7 @@ Status Server::Create(Engine* engine, ChatTemplate chat_template, ServerOptions 
   if (options.http_threads < 0) return Status::InvalidArgument("http_threads must be >= 0");
   if (options.model_id.empty()) options.model_id = engine->model().name();
   out->reset(new Server(engine, std::move(chat_template), std::move(options)));
+  (*out)->ConfigureHttp();
   (*out)->Route();
   return Status::Ok();
 }
@@ -145,7 +149,7 @@ bool Server::Authorized(const httplib::Request& req) const {
          ConstantTimeEquals(req.get_header_value("Authorization"), "Bearer " + options_.api_key);
 }
 
-void Server::Route() {
+void Server::ConfigureHttp() {
   const size_t threads = options_.http_threads > 0 ? options_.http_threads : kDefaultHttpThreads;
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(options_.max_body_bytes);
@@ -156,6 +160,24 @@ void Server::Route() {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   http_->set_tcp_nodelay(true);  // each SSE chunk goes out at once, not after the peer's delayed ACK
+  // Fills in OpenAI error bodies for statuses no handler explained (404, 413, ...).
+  httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    ApiError e = ApiError::ForHttpStatus(res.status, req.method, req.path);
+    if (res.status == 413) e.message = fmt::format("the request body exceeds {} bytes", options_.max_body_bytes);
+    Reply(res, e);
+    return httplib::Server::HandlerResponse::Handled;
+  };
+  http_->set_error_handler(std::move(on_error));
+  http_->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    Reply(res, ApiError{500, "internal error", "server_error", "", "internal_error"});
+  });
+  http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    metrics_.CountRequest(EndpointLabel(req.path), res.status);
+  });
+}
+
+void Server::Route() {
   // Every route but /health checks the key first.
   auto guarded = [this](auto handler) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
@@ -187,26 +209,11 @@ void Server::Route() {
   };
   for (const char* path : {kCompletionsPath, kChatPath}) http_->Get(path, not_allowed("POST"));
   for (const char* path : {"/v1/models", "/health", "/metrics"}) http_->Post(path, not_allowed("GET"));
-  // Fills in OpenAI error bodies for statuses no handler explained (404, 413, ...).
-  httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    ApiError e = ApiError::ForHttpStatus(res.status, req.method, req.path);
-    if (res.status == 413) e.message = fmt::format("the request body exceeds {} bytes", options_.max_body_bytes);
-    Reply(res, e);
-    return httplib::Server::HandlerResponse::Handled;
-  };
-  http_->set_error_handler(std::move(on_error));
-  http_->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    Reply(res, ApiError{500, "internal error", "server_error", "", "internal_error"});
-  });
-  http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    metrics_.CountRequest(EndpointLabel(req.path), res.status);
-  });
 }
 
 void Server::HandleModels(const httplib::Request&, httplib::Response& res) const {
   const json body = {{"object", "list"}, {"data", json::array({ModelJson(options_.model_id, created_)})}};
-  res.set_content(body.dump(), "application/json");
+  res.set_content(Dump(body), "application/json");
 }
 
 void Server::HandleModel(const httplib::Request& req, httplib::Response& res) const {
@@ -215,8 +222,7 @@ void Server::HandleModel(const httplib::Request& req, httplib::Response& res) co
     return Reply(res, ApiError{404, fmt::format("no model '{}' (this server has '{}')", id, options_.model_id),
                                "invalid_request_error", "model", "model_not_found"});
   }
-  res.set_content(ModelJson(options_.model_id, created_).dump(-1, ' ', false, json::error_handler_t::replace),
-                  "application/json");
+  res.set_content(Dump(ModelJson(options_.model_id, created_)), "application/json");
 }
 
 void Server::HandleMetrics(const httplib::Request&, httplib::Response& res) const {
@@ -260,9 +266,10 @@ void Server::HandleGeneration(Endpoint endpoint, const httplib::Request& req, ht
   std::vector<int32_t> prompt;
   if (Status s = BuildPrompt(request, engine_.model().vocab(), chat_template_, &prompt); !s.ok())
     return Reply(res, ApiError::InvalidRequest(s.message(), endpoint == Endpoint::kChat ? "messages" : "prompt"));
-  const size_t prompt_bytes = endpoint == Endpoint::kCompletions && !request.prompt_is_ids
-                                  ? request.prompt_text.size()
-                                  : engine_.model().vocab().Decode(prompt).size();
+  // Where completion logprobs' text_offset starts (chat has no offsets).
+  const size_t prompt_bytes = endpoint == Endpoint::kChat ? 0
+                              : request.prompt_is_ids     ? engine_.model().vocab().Decode(prompt).size()
+                                                          : request.prompt_text.size();
   GenerationRequest g;
   ApiError error;
   if (!PlanGeneration(request, std::move(prompt), &g, &error)) return Reply(res, error);
@@ -282,7 +289,7 @@ void Server::HandleGeneration(Endpoint endpoint, const httplib::Request& req, ht
     job->Release();
     Unregister(job->id());
     if (!ok) return Reply(res, error);
-    return res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+    return res.set_content(Dump(body), "application/json");
   }
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(

@@ -68,6 +68,8 @@ class Server {
 
  private:
   Server(Engine* engine, ChatTemplate chat_template, ServerOptions options);
+  // Threads, limits, socket options, error bodies and request metrics.
+  void ConfigureHttp();
   void Route();
   bool Authorized(const httplib::Request& req) const;
   void Reply(httplib::Response& res, const ApiError& error) const;

@@ -1,9 +1,12 @@
 // Vocab::FromGguf: reads the tokenizer.ggml.* metadata into a VocabSpec with
 // llama.cpp's defaults for whatever the file leaves out.
+#include <algorithm>
 #include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "model/gguf.h"
 #include "vocab/bpe_presets.h"

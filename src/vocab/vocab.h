@@ -36,14 +36,20 @@ class Vocab {
  public:
   virtual ~Vocab() = default;
 
+  // Errors: kNotFound if file has no tokenizer.ggml.model; kCorrupt naming
+  // the key or token for inconsistent metadata (lengths, types, ids out of
+  // range, merges naming unknown tokens, ...); kUnsupported naming an unknown
+  // model or pre-tokenizer. Missing keys get llama.cpp's defaults.
   [[nodiscard]] static Status FromGguf(const gguf::GgufFile& file, std::unique_ptr<Vocab>* out);
   // llama2.c tokenizer.bin: SentencePiece-style, BOS=1, EOS=2, UNK=0, byte
-  // tokens "<0xXX>", add_bos true, add_space_prefix true.
+  // tokens "<0xXX>", add_bos true, add_space_prefix true. kCorrupt for a
+  // truncated or inconsistent file; Env errors as they come.
   [[nodiscard]] static Status FromLlama2cFile(Env* env, const std::string& path, std::unique_ptr<Vocab>* out);
 
-  // Text -> ids. add_special: prepend BOS / append EOS as the vocab's
-  // add_bos/add_eos flags say. parse_special: recognise control and
-  // user-defined tokens written literally in text (e.g. "<|im_start|>").
+  // Text -> ids. add_special: prepend BOS / append EOS (and SEP for "bert")
+  // as the vocab's flags say. parse_special: also recognise control tokens
+  // written literally in text (e.g. "<|im_start|>"); user-defined tokens are
+  // always recognised, as in llama.cpp.
   // Invalid UTF-8 in text is encoded as the bytes it is (byte fallback) for
   // "llama" vocabularies and bytewise for "gpt2"; "bert" drops it, as it
   // drops control characters. Encode never fails.
