@@ -83,18 +83,16 @@ TEST_P(SharedVocabRoundTripTest, RandomTextRoundTrips) {
   }
 }
 
-TEST_P(SharedVocabRobustnessTest, TenKilobytesEncodeInMilliseconds) {
+// A long text (10 kB) encodes in one piece and decodes back; speed is measured
+// by benchmarks, not here.
+TEST_P(SharedVocabRoundTripTest, TenKilobytesRoundTrip) {
   const Vocab& vocab = SharedVocab(GetParam());
   std::mt19937 rng(99);
   std::string text;
   while (text.size() < 10000) text += RandomText(&rng);
-  const auto start = std::chrono::steady_clock::now();
-  const std::vector<TokenId> ids = vocab.Encode(text, true, false);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  const std::vector<TokenId> ids = vocab.Encode(text, false, false);
   EXPECT_GT(ids.size(), 1000u);
-  // Typically a few ms; the bound only catches quadratic blow-ups (seconds),
-  // with room for sanitizer builds on a loaded machine.
-  EXPECT_LT(ms.count(), 1000) << ids.size() << " tokens";
+  EXPECT_EQ(vocab.Decode(ids), text);
 }
 
 std::string ParamName(const ::testing::TestParamInfo<std::string>& info) {

@@ -12,6 +12,17 @@
 #include "server/prompt.h"
 
 namespace strata::server {
+
+// httplib 0.11 listens with a backlog of 5: a burst of connections (32
+// clients starting at once) overflows it, and the kernel then drops
+// handshakes or answers them with SYN cookies — one-second stalls and the
+// occasional failed request. Linux lets listen() be called again on the
+// bound socket to raise the backlog.
+class HttpListener : public httplib::Server {
+ public:
+  bool RaiseBacklog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
+};
+
 namespace {
 
 using nlohmann::json;
@@ -69,7 +80,7 @@ Server::Server(Engine* engine, ChatTemplate chat_template, ServerOptions options
       limits_{options_.max_tokens_limit > 0 ? options_.max_tokens_limit : engine->n_ctx()},
       created_(UnixSeconds()),
       instance_(std::random_device{}()),
-      http_(std::make_unique<httplib::Server>()) {}
+      http_(std::make_unique<HttpListener>()) {}
 
 Server::~Server() = default;
 
@@ -90,7 +101,8 @@ Status Server::Create(Engine* engine, ChatTemplate chat_template, ServerOptions 
 Status Server::Bind(int* port) {
   const int bound = options_.port == 0 ? http_->bind_to_any_port(options_.host)
                                        : (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
-  if (bound < 0) return Status::IOError(fmt::format("cannot listen on {}:{}", options_.host, options_.port));
+  if (bound < 0 || !http_->RaiseBacklog())
+    return Status::IOError(fmt::format("cannot listen on {}:{}", options_.host, options_.port));
   *port = bound;
   return Status::Ok();
 }

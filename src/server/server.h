@@ -39,6 +39,8 @@ struct Response;
 
 namespace strata::server {
 
+class HttpListener;  // httplib::Server with a usable listen backlog (server.cc)
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                   // 0: any free port (Bind reports it)
@@ -92,7 +94,7 @@ class Server {
   const int64_t created_;  // Unix seconds at start, reported as the model's "created"
   const uint64_t instance_;  // random, so response ids differ between runs
   Metrics metrics_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<HttpListener> http_;
   std::mutex mu_;
   std::set<uint64_t> active_;
   bool shutting_down_ = false;
