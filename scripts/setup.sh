@@ -12,7 +12,13 @@ PACKAGES=(
   libxxhash-dev         # checksums of stored KV blocks and sessions
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev  # libFuzzer + sanitizers for the fuzz targets
+  libcpp-httplib-dev    # HTTP server (strata serve)
+  prometheus            # promtool, to check /metrics in tests
 )
+# Node.js >= 20 and npm run the end-to-end tests with the official openai client
+# and the llama.cpp peer install; Debian's packages are used only if none is present.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

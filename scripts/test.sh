@@ -13,6 +13,9 @@ scripts/build.sh
 export STRATA_SHARED_DIR="${STRATA_SHARED_DIR:-$(cd .. && pwd)/shared}"
 (cd build && ctest --output-on-failure -j2 --timeout 900)
 
+# End to end: strata serve driven by the official openai npm client.
+tests/e2e/run.sh build/strata
+
 fuzz_seconds="${STRATA_FUZZ_SECONDS:-60}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

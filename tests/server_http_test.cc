@@ -490,6 +490,10 @@ TEST(ServerHttpTest, MetricsExposition) {
   Completion(*c, {{"prompt", "Once upon a time"}, {"max_tokens", 7}, {"temperature", 0}});
   Stream(*c, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 5}});
   c->Get("/nowhere");
+  // The engine may update its counters just after the last event went out.
+  ASSERT_TRUE(h.WaitIdle());
+  for (int i = 0; i < 500 && h.engine().Stats().completion_tokens_total < 12; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   auto r = c->Get("/metrics");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
@@ -516,6 +520,10 @@ TEST(ServerHttpTest, MetricsExposition) {
   EXPECT_EQ(MetricValue(m, "strata_prompt_tokens_total"), 10);
   EXPECT_EQ(MetricValue(m, "strata_requests_running"), 0);
   EXPECT_EQ(MetricValue(m, "strata_requests_queued"), 0);
+  EXPECT_GT(MetricValue(m, R"(strata_kv_blocks{state="total"})"), 0);
+  EXPECT_GE(MetricValue(m, R"(strata_kv_slices{tier="ram"})"), 0);
+  EXPECT_GE(MetricValue(m, "strata_kv_prefix_cache_hits_total"), 0);
+  EXPECT_GT(MetricValue(m, "strata_engine_steps_total"), 0);
   EXPECT_EQ(MetricValue(m, "strata_time_to_first_token_seconds_count"), 2);
   EXPECT_EQ(MetricValue(m, "strata_inter_token_latency_seconds_count"), 6 + 4);
   EXPECT_EQ(MetricValue(m, R"(strata_inter_token_latency_seconds_bucket{le="+Inf"})"), 10);

@@ -158,13 +158,13 @@ TEST(ServerLoadTest, RandomDisconnectsLeaveNoLeak) {
   EXPECT_GT(completed.load(), 0);
   EXPECT_TRUE(h.WaitIdle(std::chrono::seconds(10))) << "running " << h.engine().Stats().running << ", queued "
                                                     << h.engine().Stats().queue_depth;
-  auto after = h.Client()->Post("/v1/completions", R"({"prompt":"Once","max_tokens":3})", "application/json");
-  ASSERT_TRUE(after);
-  EXPECT_EQ(after->status, 200);
   auto metrics = h.Client()->Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("\nstrata_requests_running 0\n"), std::string::npos);
   EXPECT_NE(metrics->body.find("\nstrata_requests_queued 0\n"), std::string::npos);
+  auto after = h.Client()->Post("/v1/completions", R"({"prompt":"Once","max_tokens":3})", "application/json");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
   std::printf("disconnects: %d clients, %lld s: %d read to the end, %d hung up early\n", clients,
               static_cast<long long>(duration.count()), completed.load(), hung_up.load());
 }

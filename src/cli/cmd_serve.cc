@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -32,7 +33,26 @@ struct ServeOptions {
   std::string chat_template;  // empty: detect from the GGUF
   EngineParams engine;
   server::ServerOptions server;
+  std::string kv_type;      // empty: the model's default
+  std::string kv_ram;       // sizes with K/M/G suffixes; empty: unlimited
+  std::string kv_disk_max;
 };
+
+// Applies the --kv-* flags to the engine parameters.
+void ApplyKvOptions(ServeOptions& o) {
+  if (!o.kv_type.empty()) {
+    std::optional<DType> t = ParseDType(o.kv_type);
+    if (!t) Fail("--kv-type", Status::InvalidArgument("unknown KV type '" + o.kv_type + "' (f32, f16, q8_0)"));
+    o.engine.kv_type = *t;
+  }
+  for (auto [text, field, flag] : {std::tuple{&o.kv_ram, &o.engine.kv_tiers.ram_bytes, "--kv-ram"},
+                                   std::tuple{&o.kv_disk_max, &o.engine.kv_tiers.disk_bytes, "--kv-disk-max"}}) {
+    if (text->empty()) continue;
+    std::optional<uint64_t> v = ParseSize(*text);
+    if (!v) Fail(flag, Status::InvalidArgument("'" + *text + "' is not a size (e.g. 512M, 4G)"));
+    *field = *v;
+  }
+}
 
 // tokenizer.chat_template of a GGUF model; "" for other formats or none.
 // (Model does not expose its metadata yet, so the file is mapped once more.)
@@ -84,6 +104,7 @@ void Serve(ServeOptions& o) {
   CheckOk("cannot load model " + mo.path, Model::Load(Env::Default(), mo, &model));
   const server::ChatTemplate chat_template = PickChatTemplate(o, mo.path, model->vocab());
 
+  ApplyKvOptions(o);
   std::unique_ptr<Engine> engine;
   CheckOk("engine", Engine::Create(*model, o.engine, &engine));
   // A connection holds an HTTP thread while its request runs or waits in the
@@ -140,6 +161,15 @@ void AddServeCommand(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 30));
   cmd->add_option("--max-tokens-limit", o->server.max_tokens_limit, "Largest max_tokens accepted (0: the context size)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--max-batch", o->engine.max_batch_tokens, "Tokens per forward pass (decode tokens + prompt chunks)")
+      ->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_option("--kv-type", o->kv_type, "KV cache type: f32, f16, q8_0 (default: f32 for f32 models, else f16)");
+  cmd->add_option("--kv-block", o->engine.kv_block_tokens, "Positions per KV block")->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--kv-ram", o->kv_ram, "RAM budget for the KV cache, e.g. 2G");
+  cmd->add_option("--kv-disk", o->engine.kv_tiers.disk_dir, "Directory for KV blocks beyond the RAM budget");
+  cmd->add_option("--kv-disk-max", o->kv_disk_max, "Disk budget for the KV cache, e.g. 20G");
+  cmd->add_flag("!--no-prefix-cache", o->engine.prefix_cache, "Do not reuse cached prompt prefixes");
   cmd->callback([o] { Serve(*o); });
 }
 

@@ -7,7 +7,12 @@
 //   http_requests_total{endpoint,status}   counter
 //   engine_requests_total                  counter  (accepted by the engine)
 //   engine_requests_rejected_total         counter  (queue full)
-//   prompt_tokens_total, completion_tokens_total   counters
+//   prompt_tokens_total, completion_tokens_total, prompt_tokens_cached_total   counters
+//   engine_steps_total, engine_preemptions_total   counters
+//   kv_blocks{state=total|used|cached}, kv_slices{tier=ram|disk}   gauges
+//   kv_prefix_cache_lookups_total, kv_prefix_cache_hits_total (blocks),
+//   kv_disk_loads_total, kv_disk_prefetches_total, kv_disk_writes_total,
+//   kv_checksum_failures_total             counters
 //   requests_queued, requests_running      gauges
 //   time_to_first_token_seconds            histogram (request received -> first token)
 //   inter_token_latency_seconds            histogram (between consecutive tokens)
