@@ -20,7 +20,7 @@ fuzz_seconds="${STRATA_FUZZ_SECONDS:-60}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DSTRATA_BUILD_FUZZERS=ON -DSTRATA_SANITIZE=ON -DSTRATA_BUILD_TESTS=OFF >/dev/null
-  cmake --build build-fuzz -j"$(nproc)"
+  cmake --build build-fuzz -j"$(nproc)" --target $(cd fuzz && ls *_fuzz.cc | sed "s/\.cc$//")
   for fuzzer in build-fuzz/*_fuzz; do
     name=$(basename "$fuzzer")
     corpus="build-fuzz/corpus-$name"

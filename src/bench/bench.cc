@@ -10,7 +10,10 @@
 
 namespace strata::bench {
 
-std::string TestSpec::name() const { return fmt::format("{}{}", kind == Kind::kPrompt ? "pp" : "tg", n_tokens); }
+std::string TestSpec::name() const {
+  if (kind == Kind::kBatched) return fmt::format("bs{}x{}", seqs, n_tokens);
+  return fmt::format("{}{}", kind == Kind::kPrompt ? "pp" : "tg", n_tokens);
+}
 
 Stats Summarize(std::vector<double> v) {
   Stats s;

@@ -18,9 +18,11 @@ namespace strata::bench {
 
 // A test like llama-bench's: "pp512", "tg128".
 struct TestSpec {
-  enum class Kind { kPrompt, kGenerate };
+  // kBatched: `seqs` sequences generating n_tokens each at once ("bsSxN").
+  enum class Kind { kPrompt, kGenerate, kBatched };
   Kind kind;
   int32_t n_tokens;
+  int32_t seqs = 1;
   std::string name() const;
 };
 

@@ -50,6 +50,7 @@ Status RunPeer(const std::string& harness, const std::string& model, const TestS
   std::vector<std::string> argv = {harness, "-m", model, "-p", pp ? std::to_string(test.n_tokens) : "0",
                                    "-n", pp ? "0" : std::to_string(test.n_tokens), "-t", std::to_string(threads),
                                    "-r", std::to_string(reps), "--json"};
+  if (test.kind == TestSpec::Kind::kBatched) argv.insert(argv.end(), {"--batch-seqs", std::to_string(test.seqs)});
   std::string stdout_text;
   STRATA_RETURN_IF_ERROR(Capture(argv, &stdout_text));
   // One JSON object per line; take the one for this test.

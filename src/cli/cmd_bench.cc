@@ -12,6 +12,7 @@
 
 #include "bench/bench.h"
 #include "bench/peer.h"
+#include "bench/serve_bench.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "engine/context.h"
@@ -32,6 +33,8 @@ struct BenchOptions {
   std::string peer;
   std::string peer_harness = STRATA_SOURCE_DIR "/bench/.peer/llamacpp_harness";
   bool roofline = true;
+  std::vector<int32_t> batch_seqs;  // aggregate throughput tests
+  int32_t prefix_ttft = 0;          // cached-prefix TTFT test
 };
 
 struct Row {
@@ -107,16 +110,26 @@ void Bench(const BenchOptions& o) {
   CheckOk("cannot create context", Context::Create(*model, cp, &ctx));
 
   const double bandwidth = o.roofline ? bench::MeasureReadBandwidth(o.threads) : 0;
+  for (int32_t s : o.batch_seqs) tests.push_back({bench::TestSpec::Kind::kBatched, std::max(o.n_gen, 1), s});
   std::vector<Row> rows;
   nlohmann::json peer_info;
   for (const bench::TestSpec& test : tests) {
     Row mine{"strata", test, {}}, peer{"llamacpp", test, {}};
+    const bool batched = test.kind == bench::TestSpec::Kind::kBatched;
     double tps = 0;
-    CheckOk("warm-up", bench::RunOnce(*ctx, test, 0, &tps));
+    if (!batched) CheckOk("warm-up", bench::RunOnce(*ctx, test, 0, &tps));
     for (int r = 0; r < o.reps; ++r) {
-      CheckOk(test.name(), bench::RunOnce(*ctx, test, static_cast<uint64_t>(r) + 1, &tps));
+      if (batched) {
+        // The peer's batched test prefills 16 tokens per sequence first; so does this one.
+        bench::ThroughputResult res;
+        CheckOk(test.name(), bench::AggregateThroughput(*model, test.seqs, 16, test.n_tokens, o.threads,
+                                                        static_cast<uint64_t>(r) + 1, &res));
+        tps = res.tokens_per_s;
+      } else {
+        CheckOk(test.name(), bench::RunOnce(*ctx, test, static_cast<uint64_t>(r) + 1, &tps));
+      }
       mine.tps.push_back(tps);
-      if (!o.peer.empty()) {
+      if (!o.peer.empty() && !(batched && test.seqs == 1)) {  // the peer's batched test needs 2+ sequences
         bench::PeerResult pr;
         CheckOk("llama.cpp peer", bench::RunPeer(o.peer_harness, mo.path, test, o.threads, 1, &pr));
         peer.tps.insert(peer.tps.end(), pr.tokens_per_s.begin(), pr.tokens_per_s.end());
@@ -124,9 +137,15 @@ void Bench(const BenchOptions& o) {
       }
     }
     rows.push_back(std::move(mine));
-    if (!o.peer.empty()) rows.push_back(std::move(peer));
+    if (!peer.tps.empty()) rows.push_back(std::move(peer));
   }
   Print(o, *model, rows, bandwidth, peer_info);
+  if (o.prefix_ttft > 0) {
+    double cold = 0, warm = 0;
+    CheckOk("prefix TTFT", bench::PrefixTtft(*model, o.prefix_ttft, o.threads, &cold, &warm));
+    std::printf("%stime to first token with a %d-token prefix: uncached %.3f s, cached %.3f s (%.1fx)\n",
+                o.json ? "" : "\n", o.prefix_ttft, cold, warm, cold / warm);
+  }
 }
 
 }  // namespace
@@ -144,6 +163,11 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--peer", o->peer, "Also run the same tests through llama.cpp ('llamacpp')");
   cmd->add_option("--peer-harness", o->peer_harness, "Path of the llama.cpp harness (bench/install_llamacpp.sh)");
   cmd->add_flag("!--no-roofline", o->roofline, "Skip the memory bandwidth measurement");
+  cmd->add_option("--batch-seqs", o->batch_seqs, "Aggregate throughput with S concurrent sequences (e.g. 1,4,16,64)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--prefix-ttft", o->prefix_ttft, "Time to first token with an N-token prefix, uncached vs cached")
+      ->check(CLI::Range(0, 1 << 20));
   cmd->callback([o] { Bench(*o); });
 }
 

@@ -109,26 +109,29 @@ void Forward::Attention(const std::vector<std::vector<uint8_t*>>& slices) {
   partial_.resize(jobs.size() * group * stride);
   scratch_.resize(static_cast<size_t>(D) * nth);
 
+  const size_t row_bytes = L.row_bytes();
+  std::vector<std::vector<kernels::SoftmaxPartial>> heads(static_cast<size_t>(nth));
   pool_.Run([&](int ith, int nth_) {
     float* scratch = &scratch_[static_cast<size_t>(ith) * D];
     for (size_t j = static_cast<size_t>(ith); j < jobs.size(); j += static_cast<size_t>(nth_)) {
       const Job& job = jobs[j];
       const TokenRef& r = refs_[static_cast<size_t>(job.token)];
       const std::vector<uint8_t*>& blocks = slices[static_cast<size_t>(r.entry)];
+      // The group's query heads are contiguous in q_ and share this KV head.
+      const float* q = &q_[static_cast<size_t>(job.token) * E + job.g * group * D];
+      float* out = &partial_[j * group * stride];
+      std::vector<kernels::SoftmaxPartial>& p = heads[static_cast<size_t>(ith)];
+      p.assign(static_cast<size_t>(group), kernels::SoftmaxPartial{});
+      for (int32_t hq = 0; hq < group; ++hq) std::fill(out + hq * stride, out + hq * stride + D, 0.0f);
+      for (int32_t b = job.b0; b < job.b1; ++b) {
+        const int32_t n = std::min(B, r.pos + 1 - b * B);
+        const uint8_t* slice = blocks[static_cast<size_t>(b)];
+        kernels::AttendRowsHeads(q, group, slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0), row_bytes,
+                                 L.type, n, D, scale, p.data(), out, stride, scratch);
+      }
       for (int32_t hq = 0; hq < group; ++hq) {
-        const int32_t h = job.g * group + hq;
-        const float* q = &q_[static_cast<size_t>(job.token) * E + h * D];
-        float* out = &partial_[(j * group + hq) * stride];
-        kernels::SoftmaxPartial p;
-        std::fill(out, out + D, 0.0f);
-        for (int32_t b = job.b0; b < job.b1; ++b) {
-          const int32_t n = std::min(B, r.pos + 1 - b * B);
-          const uint8_t* slice = blocks[static_cast<size_t>(b)];
-          kernels::AttendRows(q, slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0), L.row_bytes(), L.type, n,
-                              D, scale, &p, out, scratch);
-        }
-        out[D] = p.m;
-        out[D + 1] = p.l;
+        out[hq * stride + D] = p[static_cast<size_t>(hq)].m;
+        out[hq * stride + D + 1] = p[static_cast<size_t>(hq)].l;
       }
     }
   });
@@ -179,13 +182,14 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     kernels::MatMul(l.wq, xb_.data(), n, q_.data(), pool_);
     kernels::MatMul(l.wk, xb_.data(), n, k_.data(), pool_);
     kernels::MatMul(l.wv, xb_.data(), n, v_.data(), pool_);
-    for (int32_t t = 0; t < n; ++t) {
-      const int32_t pos = refs_[t].pos;
-      for (int32_t h = 0; h < hp.n_head; ++h)
-        kernels::Rope(&q_[t * E + h * hp.head_dim], hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
-      for (int32_t h = 0; h < hp.n_head_kv; ++h)
-        kernels::Rope(&k_[t * KV + h * hp.head_dim], hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
-    }
+    pool_.ParallelFor(n, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int32_t pos = refs_[static_cast<size_t>(t)].pos;
+        kernels::RopeHeads(&q_[t * E], hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
+        kernels::RopeHeads(&k_[t * KV], hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale,
+                           neox);
+      }
+    });
     STRATA_RETURN_IF_ERROR(PinLayer(batch, il, &slices));
     if (il + 1 < hp.n_layer) PrefetchLayer(batch, il + 1);
     WriteKv(batch, slices);
