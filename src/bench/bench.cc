@@ -8,6 +8,8 @@
 #include <random>
 #include <thread>
 
+#include "kernels/kernels.h"
+
 namespace strata::bench {
 
 std::string TestSpec::name() const {
@@ -46,30 +48,23 @@ Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens
 
 double MeasureReadBandwidth(int n_threads) {
   constexpr size_t kBytes = size_t{1} << 30;  // far beyond any cache
-  const size_t n = kBytes / sizeof(uint64_t);
-  std::vector<uint64_t> buf(n);
-  std::memset(buf.data(), 1, kBytes);  // fault every page in before timing
+  const size_t n = kBytes / sizeof(float);
+  std::vector<float> buf(n, 1.0f);  // faults every page in before timing
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
-    std::vector<uint64_t> sums(static_cast<size_t>(n_threads));
+    std::vector<float> sums(static_cast<size_t>(n_threads));
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<std::thread> threads;
     for (int t = 0; t < n_threads; ++t) {
       threads.emplace_back([&, t] {
+        // The widest dot-product kernel this CPU runs, over one stream (x·x reads x once).
         const size_t begin = n * t / n_threads, end = n * (t + 1) / n_threads;
-        // Eight independent accumulators keep enough loads in flight; the
-        // compiler vectorizes this into wide loads.
-        uint64_t acc[8] = {};
-        size_t i = begin;
-        for (; i + 8 <= end; i += 8)
-          for (int k = 0; k < 8; ++k) acc[k] += buf[i + k];
-        for (; i < end; ++i) acc[0] += buf[i];
-        sums[t] = std::accumulate(acc, acc + 8, uint64_t{0});
+        sums[t] = kernels::DotF32(buf.data() + begin, buf.data() + begin, static_cast<int64_t>(end - begin));
       });
     }
     for (auto& th : threads) th.join();
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (std::accumulate(sums.begin(), sums.end(), uint64_t{0}) == 42) return 0;  // keeps the loads alive
+    if (std::accumulate(sums.begin(), sums.end(), 0.0f) == 42.0f) return 0;  // keeps the reads alive
     best = std::max(best, static_cast<double>(kBytes) / s);
   }
   return best;
