@@ -95,6 +95,46 @@ TEST(RunCli, Q8_0GivesTheSameGreedyTokensAsF32) {
   EXPECT_EQ(tok(q8), f32);
 }
 
+// A session continued in a second process prints exactly what one longer run
+// prints, greedy and with seeded sampling (the sampler's RNG is saved too).
+TEST(RunCli, SessionContinuesAcrossProcesses) {
+  for (const char* temp : {"0", "1"}) {
+    const std::string dir = testing::MakeTempDir();
+    auto run = [&](const std::vector<std::string>& extra) {
+      std::vector<std::string> a = {testing::CliPath(), "run", "--temp", temp, "--seed", "5", "--session-dir", dir};
+      a.insert(a.end(), extra.begin(), extra.end());
+      auto r = RunCommand(a);
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      return r.out;
+    };
+    const std::string whole = run({"-p", "Once upon a time", "-n", "80"});
+    const std::string first = run({"--session", "s", "-p", "Once upon a time", "-n", "40"});
+    const std::string second = run({"--session", "s", "-p", "", "-n", "40"});
+    EXPECT_EQ(first + second, whole) << "temp " << temp;
+    EXPECT_FALSE(second.empty());
+    // The session now holds prompt + 80 tokens; `session rollback` and `rm` work on it.
+    auto info = RunCommand({testing::CliPath(), "session", "--session-dir", dir, "info", "s"});
+    EXPECT_EQ(info.exit_code, 0) << info.err;
+    EXPECT_NE(info.out.find("tokens:      85"), std::string::npos) << info.out;
+    EXPECT_EQ(RunCommand({testing::CliPath(), "session", "--session-dir", dir, "rollback", "s", "5"}).exit_code, 0);
+    EXPECT_EQ(RunCommand({testing::CliPath(), "session", "--session-dir", dir, "rm", "s"}).exit_code, 0);
+    EXPECT_NE(RunCommand({testing::CliPath(), "session", "--session-dir", dir, "info", "s"}).exit_code, 0);
+  }
+}
+
+// --kv-ram 0 with a disk tier prints exactly what all-in-RAM prints.
+TEST(RunCli, DiskTierOutputEqualsRam) {
+  const std::string dir = testing::MakeTempDir();
+  std::vector<std::string> a = {testing::CliPath(), "run", "--temp", "0", "-n", "200", "-p", "Once upon a time"};
+  auto ram = RunCommand(a);
+  a.insert(a.end(), {"--kv-ram", "0", "--kv-disk", dir, "--kv-block", "8"});
+  auto disk = RunCommand(a);
+  ASSERT_EQ(disk.exit_code, 0) << disk.err;
+  EXPECT_EQ(disk.out, ram.out);
+  auto bad = RunCommand({testing::CliPath(), "run", "--kv-ram", "12Q", "-p", "x"});
+  EXPECT_NE(bad.exit_code, 0);
+}
+
 TEST(RunCli, BadInputIsOneLineAndNonZero) {
   const std::string dir = testing::MakeTempDir();
   const std::string junk = dir + "/junk.gguf";
