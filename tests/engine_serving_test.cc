@@ -126,6 +126,7 @@ TEST_F(EngineServingTest, PreemptionUnderTightKvGivesSameText) {
   EngineParams p{2, 8, 64, 512};
   KvLayout L;
   ASSERT_TRUE(MakeKvLayout(model_->hparams(), DType::kF32, 16, &L).ok());
+  p.kv_block_tokens = 16;
   p.kv_tiers.ram_bytes = 14 * L.block_bytes();  // ~220 positions for 8 requests of ~100
   std::unique_ptr<Engine> engine;
   ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
@@ -143,8 +144,10 @@ TEST_F(EngineServingTest, PreemptionUnderTightKvGivesSameText) {
 }
 
 TEST_F(EngineServingTest, SharedPrefixIsServedFromCache) {
+  EngineParams p{2, 4, 8, 512};
+  p.kv_block_tokens = 16;  // the ~30-token shared prefix spans whole blocks
   std::unique_ptr<Engine> engine;
-  ASSERT_TRUE(Engine::Create(*model_, EngineParams{2, 4, 8, 512}, &engine).ok());
+  ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
   const std::string prefix =
       "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day,";
   for (const char* tail : {" she saw", " she found", " she met"}) {

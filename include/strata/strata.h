@@ -94,7 +94,7 @@ typedef struct strata_context_params {
   int32_t n_batch;       /* tokens per forward pass, default 512 */
   int32_t n_threads;     /* 0: all cores */
   const char* kv_type;   /* "f32", "f16", "q8_0"; NULL: f32 for an f32 model, else f16 */
-  int32_t kv_block;      /* positions per KV block, default 16 */
+  int32_t kv_block;      /* positions per KV block, default 32 */
   uint64_t kv_ram;       /* RAM budget for KV blocks in bytes; UINT64_MAX: unlimited */
   const char* kv_disk;   /* directory of the KV disk tier; NULL: none */
   uint64_t kv_disk_max;  /* disk tier budget in bytes; UINT64_MAX: unlimited */

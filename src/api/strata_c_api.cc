@@ -124,7 +124,7 @@ const char* strata_detokenizer_flush(strata_detokenizer* detok, size_t* len) {
 }
 
 strata_context_params strata_context_default_params(void) {
-  return {0, 512, 0, nullptr, 16, UINT64_MAX, nullptr, UINT64_MAX};
+  return {0, 512, 0, nullptr, 32, UINT64_MAX, nullptr, UINT64_MAX};
 }
 
 strata_status strata_context_init(const strata_model* model, const strata_context_params* params,

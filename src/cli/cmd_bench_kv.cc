@@ -36,6 +36,7 @@ struct BenchKvOptions {
   double disk_fraction = 0.75;
   bool verify_longest = false;
   bool json = false;
+  int32_t kv_block = 32;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -46,6 +47,7 @@ std::unique_ptr<Context> NewContext(const Model& m, const BenchKvOptions& o, int
   p.n_ctx = n_ctx;
   p.n_threads = o.threads;
   p.kv_tiers = std::move(tiers);
+  p.kv_block_tokens = o.kv_block;
   std::unique_ptr<Context> c;
   CheckOk("cannot create context", Context::Create(m, p, &c));
   return c;
@@ -73,7 +75,7 @@ void BenchKv(const BenchKvOptions& o) {
   Env* env = Env::Default();
   CheckOk("create " + o.dir, env->CreateDirs(o.dir));
   const int32_t N = o.n_ctx_tokens, n_ctx = N + o.n_gen + 1;
-  nlohmann::json out = {{"model", model->name()}, {"context_tokens", N}, {"threads", o.threads}};
+  nlohmann::json out = {{"model", model->name()}, {"context_tokens", N}, {"threads", o.threads}, {"kv_block", o.kv_block}};
 
   // 1. Prefill N tokens (the cost of recomputing), then save the session.
   std::mt19937_64 rng(42);
@@ -187,6 +189,7 @@ void AddBenchKvCommand(CLI::App& app) {
   cmd->add_option("--ram-budget", o->ram_budget, "RAM budget for the longest-context figure");
   cmd->add_flag("--verify-longest", o->verify_longest, "Also prefill the longest context the budget holds");
   cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_option("--kv-block", o->kv_block, "Positions per KV block")->check(CLI::Range(1, 4096));
   cmd->callback([o] { BenchKv(*o); });
 }
 

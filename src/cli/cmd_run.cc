@@ -38,7 +38,7 @@ struct RunOptions {
   std::string session;
   std::string session_dir;
   std::string kv_type;
-  int32_t kv_block = 16;
+  int32_t kv_block = 32;
   std::string kv_ram;
   std::string kv_disk;
   std::string kv_disk_max;

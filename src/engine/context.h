@@ -32,7 +32,7 @@ struct ContextParams {
   int32_t n_threads = 0;  // 0: all cores
   // KV cache. kv_type nullopt: DefaultKvType(model).
   std::optional<DType> kv_type;
-  int32_t kv_block_tokens = 16;
+  int32_t kv_block_tokens = 32;  // measured: docs/BENCHMARKS.md (block size)
   KvTierConfig kv_tiers;  // RAM budget and disk tier; default: all in RAM
   Env* env = nullptr;     // for the disk tier; null: Env::Default()
 };

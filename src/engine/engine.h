@@ -72,7 +72,7 @@ struct EngineParams {
   int32_t n_ctx = 0;               // per sequence; 0: the model's training context
   int32_t max_batch_tokens = 512;  // tokens per forward pass (decode tokens + prefill chunks)
   std::optional<DType> kv_type;    // nullopt: DefaultKvType(model)
-  int32_t kv_block_tokens = 16;
+  int32_t kv_block_tokens = 32;  // measured: docs/BENCHMARKS.md (block size)
   KvTierConfig kv_tiers;           // RAM budget and disk tier
   bool prefix_cache = true;
   Env* env = nullptr;              // for the disk tier; null: Env::Default()
