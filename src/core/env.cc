@@ -35,6 +35,14 @@ namespace {
 // as on POSIX.
 using Blob = std::shared_ptr<std::string>;
 
+// Reads n bytes at offset of blob under mu; a short read is an error.
+Status ReadBlob(std::mutex& mu, const std::string& blob, uint64_t offset, size_t n, void* dst) {
+  std::lock_guard<std::mutex> l(mu);
+  if (offset > blob.size() || n > blob.size() - offset) return Status::IOError("short read");
+  std::memcpy(dst, blob.data() + offset, n);
+  return Status::Ok();
+}
+
 class MemMappedFile final : public MappedFile {
  public:
   explicit MemMappedFile(Blob b) : blob_(std::move(b)) {}
@@ -66,12 +74,7 @@ class MemWritableFile final : public WritableFile {
 class MemRandomAccessFile final : public RandomAccessFile {
  public:
   MemRandomAccessFile(std::mutex* mu, Blob b) : mu_(mu), blob_(std::move(b)) {}
-  Status Read(uint64_t offset, size_t n, void* dst) const override {
-    std::lock_guard<std::mutex> l(*mu_);
-    if (offset > blob_->size() || n > blob_->size() - offset) return Status::IOError("short read");
-    std::memcpy(dst, blob_->data() + offset, n);
-    return Status::Ok();
-  }
+  Status Read(uint64_t offset, size_t n, void* dst) const override { return ReadBlob(*mu_, *blob_, offset, n, dst); }
 
  private:
   std::mutex* mu_;
@@ -87,12 +90,7 @@ class MemRandomRWFile final : public RandomRWFile {
     std::memcpy(blob_->data() + offset, data.data(), data.size());
     return Status::Ok();
   }
-  Status Read(uint64_t offset, size_t n, void* dst) const override {
-    std::lock_guard<std::mutex> l(*mu_);
-    if (offset > blob_->size() || n > blob_->size() - offset) return Status::IOError("short read");
-    std::memcpy(dst, blob_->data() + offset, n);
-    return Status::Ok();
-  }
+  Status Read(uint64_t offset, size_t n, void* dst) const override { return ReadBlob(*mu_, *blob_, offset, n, dst); }
 
  private:
   std::mutex* mu_;

@@ -13,6 +13,8 @@
 #include <deque>
 #include <vector>
 
+#include "core/rng.h"
+
 namespace strata {
 
 struct SamplerParams {
@@ -23,20 +25,6 @@ struct SamplerParams {
   float repeat_penalty = 1.0f;   // 1: disabled
   int32_t repeat_last_n = 64;    // how many recent tokens the penalty looks at
   uint64_t seed = 0;
-};
-
-// xoshiro256** seeded through splitmix64; state is plain data so sessions can store it.
-class Rng {
- public:
-  explicit Rng(uint64_t seed);
-  uint64_t Next();
-  // Uniform in [0, 1).
-  float NextFloat() { return static_cast<float>(Next() >> 40) * (1.0f / 16777216.0f); }
-  std::array<uint64_t, 4> state() const { return s_; }
-  void set_state(const std::array<uint64_t, 4>& s) { s_ = s; }
-
- private:
-  std::array<uint64_t, 4> s_;
 };
 
 class Sampler {

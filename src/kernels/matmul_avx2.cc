@@ -16,6 +16,7 @@
 
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
+#include "kernels/simd_avx2.h"
 
 // Register-tile loops have compile-time trip counts and must be fully
 // unrolled so their arrays live in registers; GCC does that only at -O3
@@ -31,20 +32,6 @@ constexpr int kTokens = 4;
 constexpr int64_t kTaskBytes = 64 << 10;
 
 size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
-
-float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-float HorizontalMax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // Calls fn(o, t0, n) for every row o and token run t0 .. t0+n-1 (n <= kTokens),
 // handing runs of rows to threads.

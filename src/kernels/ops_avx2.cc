@@ -7,25 +7,12 @@
 #include <limits>
 
 #include "kernels/isa_kernels.h"
+#include "kernels/simd_avx2.h"
 
 namespace strata::kernels::internal {
 namespace {
 
 constexpr int kLanes = 8;
-
-float HorizontalSum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-float HorizontalMax(__m256 v) {
-  __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_max_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // e^x with <= 2 ulp error on [-87.3, 88]; exactly 0 below -87.3 (Cephes expf
 // polynomial, 2^n built in the exponent field).

@@ -1,11 +1,13 @@
 #include "model/synth.h"
 
+#include <array>
 #include <cstring>
 #include <string_view>
 
 #include <fmt/format.h>
 
 #include "core/fp16.h"
+#include "core/rng.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
 #include "model/gguf_writer.h"
@@ -31,42 +33,20 @@ constexpr float kQ8Std = 36.9459f;
 // Q4_0 values: sum of two uniform 3-bit integers minus 7; std sqrt(2 * (8^2 - 1) / 12).
 constexpr float kQ4Std = 3.24037f;
 
-// ---- PRNG: splitmix64 to seed xoshiro256** ----
-uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+// A random stream determined by (seed, tensor, row) alone.
+Rng RowRng(uint64_t seed, uint64_t tensor, uint64_t row) {
+  uint64_t sm = seed;
+  sm = SplitMix64(&sm) ^ tensor;
+  sm = SplitMix64(&sm) ^ row;
+  std::array<uint64_t, 4> state;
+  for (uint64_t& word : state) word = SplitMix64(&sm);
+  Rng rng(0);
+  rng.set_state(state);
+  return rng;
 }
 
-class Xoshiro256 {
- public:
-  // A stream determined by (seed, tensor, row) alone.
-  Xoshiro256(uint64_t seed, uint64_t tensor, uint64_t row) {
-    uint64_t sm = seed;
-    sm = SplitMix64(&sm) ^ tensor;
-    sm = SplitMix64(&sm) ^ row;
-    for (uint64_t& word : s_) word = SplitMix64(&sm);
-  }
-  uint64_t Next() {
-    const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = Rotl(s_[3], 45);
-    return result;
-  }
-
- private:
-  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t s_[4];
-};
-
 // ---- one row of random weights per type (distributions documented in synth.h) ----
-void FillF32Row(Xoshiro256& rng, float* dst, int64_t n) {
+void FillF32Row(Rng& rng, float* dst, int64_t n) {
   constexpr float kScale = kWeightStd / kF32Std;
   for (int64_t i = 0; i < n; ++i) {
     const uint64_t r = rng.Next();
@@ -75,7 +55,7 @@ void FillF32Row(Xoshiro256& rng, float* dst, int64_t n) {
   }
 }
 
-void FillQ8_0Row(Xoshiro256& rng, BlockQ8_0* dst, int64_t n_blocks) {
+void FillQ8_0Row(Rng& rng, BlockQ8_0* dst, int64_t n_blocks) {
   const uint16_t d = F32ToFp16(kWeightStd / kQ8Std);
   for (int64_t b = 0; b < n_blocks; ++b) {
     dst[b].d = d;
@@ -89,7 +69,7 @@ void FillQ8_0Row(Xoshiro256& rng, BlockQ8_0* dst, int64_t n_blocks) {
   }
 }
 
-void FillQ4_0Row(Xoshiro256& rng, BlockQ4_0* dst, int64_t n_blocks) {
+void FillQ4_0Row(Rng& rng, BlockQ4_0* dst, int64_t n_blocks) {
   const uint16_t d = F32ToFp16(kWeightStd / kQ4Std);
   constexpr int kHalf = kQK4_0 / 2;
   for (int64_t b = 0; b < n_blocks; ++b) {
@@ -121,7 +101,7 @@ gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DT
     pool->ParallelFor(rows, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> scratch(type == DType::kF16 ? static_cast<size_t>(cols) : 0);
       for (int64_t r = begin; r < end; ++r) {
-        Xoshiro256 rng(seed, tensor_index, static_cast<uint64_t>(r));
+        Rng rng = RowRng(seed, tensor_index, static_cast<uint64_t>(r));
         uint8_t* out = dst + static_cast<uint64_t>(r) * row_bytes;
         switch (type) {
           case DType::kF32:
