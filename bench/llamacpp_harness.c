@@ -117,6 +117,23 @@ static double loadavg_1m(void) {
     return l;
 }
 
+// This process's peak resident set so far (VmHWM of /proc/self/status), bytes;
+// 0 if unknown. Counts the touched pages of the mmapped model as well as
+// anonymous memory (KV cache, compute buffers, repacked weights), like
+// strata's own figure. Not getrusage's ru_maxrss: Linux carries that across
+// execve, so a harness spawned by a big parent (strata bench uses posix_spawn)
+// would report the parent's peak.
+static unsigned long long peak_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %llu kB", &kib) == 1) break;
+    fclose(f);
+    return kib * 1024ull;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -438,6 +455,7 @@ typedef struct {
     char desc[256];
     uint64_t size;
     uint64_t n_params;
+    double load_seconds;  // wall time of llama_model_load_from_file
     int32_t n_vocab;
     int32_t n_layer;
     int32_t n_embd;
@@ -459,6 +477,7 @@ static void print_json(const result *r, const options *o, const model_info *mi) 
             st.mean, st.stddev);
     fprintf(f, ",\"seconds\":");
     json_array(f, r->secs, r->reps, "%.6f");
+    fprintf(f, ",\"peak_rss_bytes\":%llu,\"load_seconds\":%.6f", peak_rss_bytes(), mi->load_seconds);
     if (strcmp(r->kind, "batched") == 0) {
         fprintf(f, ",\"prefill_tokens_per_s\":");
         json_array(f, r->prefill_tps, r->reps, "%.4f");
@@ -509,7 +528,7 @@ static void print_text(const result *r, const options *o) {
     (void)o;
     printf("%-14s median %10.2f t/s  min %10.2f  max %10.2f  (reps:", r->name, st.median, st.min, st.max);
     for (int i = 0; i < r->reps; i++) printf(" %.2f", r->tps[i]);
-    printf(")\n");
+    printf(")  peak RSS %.1f MiB\n", peak_rss_bytes() / 1048576.0);
     fflush(stdout);
 }
 
@@ -621,11 +640,13 @@ int main(int argc, char **argv) {
 
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;  // CPU only
+    const double load_t0 = now_s();
     struct llama_model *model = llama_model_load_from_file(o.model, mp);
     if (!model) die("failed to load model '%s'", o.model);
 
     model_info mi;
     memset(&mi, 0, sizeof mi);
+    mi.load_seconds = now_s() - load_t0;
     llama_model_desc(model, mi.desc, sizeof mi.desc);
     mi.size = llama_model_size(model);
     mi.n_params = llama_model_n_params(model);
@@ -640,7 +661,8 @@ int main(int argc, char **argv) {
         printf("llama.cpp %s (build %d, %s) via %s, CPU backend %s, %d threads\n", BI.llama_version,
                BI.have_build_number ? BI.build_number : -1, BI.commit ? BI.commit : "?", PEER_PACKAGE,
                BI.cpu_backend[0] ? BI.cpu_backend : "?", o.threads);
-        printf("model %s: %s, %.2f MiB, %.2f M params\n", o.model, mi.desc, mi.size / 1048576.0, mi.n_params / 1e6);
+        printf("model %s: %s, %.2f MiB, %.2f M params, loaded in %.3f s\n", o.model, mi.desc, mi.size / 1048576.0,
+               mi.n_params / 1e6, mi.load_seconds);
     }
 
     {

@@ -11,6 +11,7 @@ scripts/setup.sh
 scripts/build.sh
 
 export STRATA_SHARED_DIR="${STRATA_SHARED_DIR:-$(cd .. && pwd)/shared}"
+export STRATA_TUNE_CACHE="$PWD/build/attention-grid"  # not the user's ~/.cache
 (cd build && ctest --output-on-failure -j2 --timeout 900)
 
 # End to end: strata serve driven by the official openai npm client.

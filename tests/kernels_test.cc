@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "core/dtype.h"
@@ -229,6 +230,24 @@ Weights MakeWeights(DType type, int64_t n_in, int64_t n_out, uint32_t seed) {
 
 bool IsQuantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
 
+// w packed for the most capable path that has a packed layout for it, if any.
+struct PackedWeights {
+  explicit PackedWeights(const Tensor& w) {
+    for (Path p : SimdPathsToTest()) {
+      const size_t n = PackedMatrixBytes(w, p);
+      if (n == 0) continue;
+      bytes.assign(n + 64, 0xA5);  // poison: padding must not leak into results
+      void* dst = bytes.data() + (64 - reinterpret_cast<uintptr_t>(bytes.data()) % 64) % 64;
+      tensor = PackMatrix(w, dst, p);
+      path = p;
+    }
+  }
+  bool ok() const { return tensor.data != nullptr; }
+  std::vector<uint8_t> bytes;
+  Tensor tensor;
+  Path path = Path::kScalar;
+};
+
 // What the reference defines, in double: for quantized weights the activations
 // go through QuantizeRow(Q8_0) (dequantized products are exact in float).
 // Also returns sum |w x| for tolerances.
@@ -296,6 +315,7 @@ TEST(KernelMatMul, AllPathsMatchReference) {
                               : std::vector<int64_t>(std::begin(float_n_in), std::end(float_n_in))) {
       for (int64_t n_out : n_outs) {
         const Weights w = MakeWeights(type, n_in, n_out, static_cast<uint32_t>(n_in * 131 + n_out));
+        const PackedWeights packed(w.tensor);
         for (int64_t n_tok : n_toks) {
           const std::vector<float> x = RandomFloats(n_in * n_tok, static_cast<uint32_t>(n_tok * 7 + n_in));
           std::vector<double> mag;
@@ -310,11 +330,48 @@ TEST(KernelMatMul, AllPathsMatchReference) {
             CountMismatches(got, ref_d, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, path));
             ++cases;
           }
+          if (packed.ok()) {
+            std::vector<float> got(ref.size(), std::nanf(""));
+            MatMul(packed.tensor, x.data(), n_tok, got.data(), pool, packed.path);
+            CountMismatches(got, ref_d, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, packed.path) + " packed");
+            ++cases;
+          }
         }
       }
     }
   }
   std::printf("[   INFO   ] %d (dtype, shape, path) cases compared with the scalar reference\n", cases);
+}
+
+// Packing is a pure re-layout: on its path a packed matrix gives exactly the
+// results of the row layout (same arithmetic in the same order), and it takes
+// the row layout's bytes for whole 32-row panels.
+TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
+  ThreadPool pool(2);
+  bool any = false;
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF32, DType::kF16}) {
+    for (int64_t n_out : {1, 32, 45, 96}) {
+      const Weights w = MakeWeights(type, 160, n_out, 77);
+      const PackedWeights packed(w.tensor);
+      if (!IsQuantized(type)) {
+        EXPECT_FALSE(packed.ok()) << DTypeName(type);
+        continue;
+      }
+      if (!packed.ok()) continue;  // no path with a packed layout on this CPU
+      any = true;
+      EXPECT_EQ(PackedMatrixBytes(w.tensor, packed.path), *RowBytes(type, 160) * ((n_out + 31) / 32 * 32));
+      EXPECT_EQ(PackedMatrixBytes(packed.tensor, packed.path), 0u) << "packing a packed matrix";
+      for (int64_t n_tok : {1, 2, 7, 13}) {
+        const std::vector<float> x = RandomFloats(160 * n_tok, static_cast<uint32_t>(n_tok));
+        std::vector<float> rows(static_cast<size_t>(n_out * n_tok)), panels(rows.size());
+        MatMul(w.tensor, x.data(), n_tok, rows.data(), pool, packed.path);
+        MatMul(packed.tensor, x.data(), n_tok, panels.data(), pool, packed.path);
+        EXPECT_EQ(0, std::memcmp(rows.data(), panels.data(), rows.size() * sizeof(float)))
+            << DTypeName(type) << " n_out=" << n_out << " n_tok=" << n_tok;
+      }
+    }
+  }
+  if (!any) GTEST_SKIP() << "no kernel path with a packed layout on this CPU";
 }
 
 TEST(KernelMatMul, ThreadCountDoesNotChangeResults) {
@@ -352,7 +409,12 @@ TEST(KernelMatMul, DISABLED_Benchmark) {
     const uint64_t bytes = *RowBytes(c.type, c.n_in) * c.n_out;
     const int copies = c.n_tok == 1 ? static_cast<int>(std::max<uint64_t>(1, (64u << 20) / bytes + 1)) : 1;
     std::vector<Weights> ws;
-    for (int i = 0; i < copies; ++i) ws.push_back(MakeWeights(c.type, c.n_in, c.n_out, 100 + i));
+    std::vector<std::unique_ptr<PackedWeights>> packed;
+    for (int i = 0; i < copies; ++i) {
+      ws.push_back(MakeWeights(c.type, c.n_in, c.n_out, 100 + i));
+      packed.push_back(std::make_unique<PackedWeights>(ws.back().tensor));  // as the model loads them
+      if (packed.back()->ok()) ws.back().tensor = packed.back()->tensor;
+    }
     const std::vector<float> x = RandomFloats(c.n_in * c.n_tok, 1);
     std::vector<float> y(static_cast<size_t>(c.n_out * c.n_tok));
     const int reps = c.n_tok == 1 ? 20 * copies : 3;

@@ -98,6 +98,7 @@ typedef struct strata_context_params {
   uint64_t kv_ram;       /* RAM budget for KV blocks in bytes; UINT64_MAX: unlimited */
   const char* kv_disk;   /* directory of the KV disk tier; NULL: none */
   uint64_t kv_disk_max;  /* disk tier budget in bytes; UINT64_MAX: unlimited */
+  const char* tune_cache; /* attention grid tuned at init and cached in this file; NULL: no tuning, default grid */
 } strata_context_params;
 
 strata_context_params strata_context_default_params(void);

@@ -124,7 +124,7 @@ const char* strata_detokenizer_flush(strata_detokenizer* detok, size_t* len) {
 }
 
 strata_context_params strata_context_default_params(void) {
-  return {0, 512, 0, nullptr, 32, UINT64_MAX, nullptr, UINT64_MAX};
+  return {0, 512, 0, nullptr, 32, UINT64_MAX, nullptr, UINT64_MAX, nullptr};
 }
 
 strata_status strata_context_init(const strata_model* model, const strata_context_params* params,
@@ -145,6 +145,7 @@ strata_status strata_context_init(const strata_model* model, const strata_contex
     p.kv_tiers.ram_bytes = params->kv_ram;
     if (params->kv_disk != nullptr) p.kv_tiers.disk_dir = params->kv_disk;
     p.kv_tiers.disk_bytes = params->kv_disk_max;
+    if (params->tune_cache != nullptr) p.tune_cache_path = params->tune_cache;
     auto c = std::make_unique<strata_context>();
     STRATA_RETURN_IF_ERROR(strata::Context::Create(*model->model, p, &c->ctx));
     *out = c.release();

@@ -6,9 +6,6 @@
 #include <fmt/format.h>
 #include <numeric>
 #include <random>
-#include <thread>
-
-#include "kernels/kernels.h"
 
 namespace strata::bench {
 
@@ -44,30 +41,6 @@ Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   *tokens_per_s = test.n_tokens / s;
   return Status::Ok();
-}
-
-double MeasureReadBandwidth(int n_threads) {
-  constexpr size_t kBytes = size_t{1} << 30;  // far beyond any cache
-  const size_t n = kBytes / sizeof(float);
-  std::vector<float> buf(n, 1.0f);  // faults every page in before timing
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    std::vector<float> sums(static_cast<size_t>(n_threads));
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> threads;
-    for (int t = 0; t < n_threads; ++t) {
-      threads.emplace_back([&, t] {
-        // The widest dot-product kernel this CPU runs, over one stream (x·x reads x once).
-        const size_t begin = n * t / n_threads, end = n * (t + 1) / n_threads;
-        sums[t] = kernels::DotF32(buf.data() + begin, buf.data() + begin, static_cast<int64_t>(end - begin));
-      });
-    }
-    for (auto& th : threads) th.join();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (std::accumulate(sums.begin(), sums.end(), 0.0f) == 42.0f) return 0;  // keeps the reads alive
-    best = std::max(best, static_cast<double>(kBytes) / s);
-  }
-  return best;
 }
 
 }  // namespace strata::bench

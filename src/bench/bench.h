@@ -1,7 +1,6 @@
 // Benchmarks of the engine itself, in the spirit of llama-bench: prompt
 // processing (ppN: N tokens in one forward pass) and text generation (tgN: N
-// tokens one at a time from an empty cache). Also the machine's memory read
-// bandwidth, the ceiling of memory-bound generation (the roofline).
+// tokens one at a time from an empty cache).
 //
 // Thread-safety: functions are independent; run one at a time (they use all cores).
 #pragma once
@@ -34,9 +33,5 @@ Stats Summarize(std::vector<double> values);
 // Runs one repetition of test on a fresh sequence in ctx; returns tokens/s.
 // REQUIRES: ctx->n_ctx() >= test.n_tokens.
 [[nodiscard]] Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens_per_s);
-
-// Best-of-several read bandwidth in bytes/s over a buffer much larger than the
-// caches, read by n_threads threads with wide loads.
-double MeasureReadBandwidth(int n_threads);
 
 }  // namespace strata::bench

@@ -69,6 +69,11 @@ Status RunPeer(const std::string& harness, const std::string& model, const TestS
       if (!v.is_number()) return Status::Corrupt("peer result has a non-numeric tokens_per_s");
       out->tokens_per_s.push_back(v.get<double>());
     }
+    if (!j.contains("peak_rss_bytes") || !j["peak_rss_bytes"].is_number_unsigned() || !j.contains("load_seconds") ||
+        !j["load_seconds"].is_number())
+      return Status::Corrupt("peer result has no peak_rss_bytes/load_seconds (rebuild: bench/install_llamacpp.sh)");
+    out->peak_rss_bytes = j["peak_rss_bytes"].get<uint64_t>();
+    out->load_seconds = j["load_seconds"].get<double>();
     out->info = std::move(j);
     return Status::Ok();
   }

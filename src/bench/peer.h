@@ -16,10 +16,13 @@ namespace strata::bench {
 
 struct PeerResult {
   std::vector<double> tokens_per_s;  // one per measured repetition
+  uint64_t peak_rss_bytes = 0;       // the harness process's peak RSS (getrusage)
+  double load_seconds = 0;           // its llama_model_load_from_file wall time
   nlohmann::json info;               // the harness's full JSON object (versions, backend, ...)
 };
 
-// Runs `harness -m model` for test with reps measured repetitions.
+// Runs `harness -m model` for test with reps measured repetitions, in a
+// process of its own (so its peak RSS is this test's alone).
 [[nodiscard]] Status RunPeer(const std::string& harness, const std::string& model, const TestSpec& test, int threads,
                              int reps, PeerResult* out);
 

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cctype>
 #include <cstdlib>
+#include <string_view>
 
 #include "kv/session_file.h"
 
@@ -57,6 +58,18 @@ std::string SessionDir(const std::string& flag) {
   if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
     return std::string(home) + "/.cache/strata/sessions";
   return ".strata-sessions";
+}
+
+std::string TuneCachePath(const std::string& flag, bool no_tune) {
+  if (no_tune) return "";
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("STRATA_TUNE_CACHE"); env != nullptr && *env != '\0')
+    return std::string_view(env) == "off" ? "" : env;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0')
+    return std::string(xdg) + "/strata/attention-grid";
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
+    return std::string(home) + "/.cache/strata/attention-grid";
+  return "";
 }
 
 std::string SessionPath(const std::string& dir, const std::string& name) {

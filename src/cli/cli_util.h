@@ -29,6 +29,12 @@ std::string SessionDir(const std::string& flag);
 // SessionDir/NAME.session; fails (cli::Fail) on an invalid name.
 std::string SessionPath(const std::string& dir, const std::string& name);
 
+// The attention tuner's cache file (engine/attention_tuner.h): the flag, else
+// $STRATA_TUNE_CACHE, else $XDG_CACHE_HOME/strata/attention-grid, else
+// $HOME/.cache/strata/attention-grid. Empty (no tuning: the default grid) with
+// no_tune, when $STRATA_TUNE_CACHE is "off", or when none of these is set.
+std::string TuneCachePath(const std::string& flag, bool no_tune);
+
 // True if stderr is a terminal (progress bars are drawn only then).
 bool StderrIsTty();
 

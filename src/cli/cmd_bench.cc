@@ -1,10 +1,11 @@
 // strata bench: llama-bench-style throughput tests (ppN, tgN), optionally side
 // by side with llama.cpp (--peer llamacpp), alternating engine by repetition so
-// both see the same machine state. Markdown by default, --json for scripts.
-#include <sys/resource.h>
-
+// both see the same machine state. Markdown by default, --json for scripts
+// (row schema: bench/report.h). The memory read bandwidth is probed after the
+// tests (read_bandwidth.h) and bounds tg as the roofline (roofline.h).
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
-#include <fmt/format.h>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -12,6 +13,9 @@
 
 #include "bench/bench.h"
 #include "bench/peer.h"
+#include "bench/read_bandwidth.h"
+#include "bench/report.h"
+#include "bench/roofline.h"
 #include "bench/serve_bench.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -33,65 +37,24 @@ struct BenchOptions {
   std::string peer;
   std::string peer_harness = STRATA_SOURCE_DIR "/bench/.peer/llamacpp_harness";
   bool roofline = true;
+  int32_t bandwidth_reps = 10;
   std::vector<int32_t> batch_seqs;  // aggregate throughput tests
   int32_t prefix_ttft = 0;          // cached-prefix TTFT test
+  std::string tune_cache;
+  bool no_tune = false;
 };
 
-struct Row {
-  std::string engine;
-  bench::TestSpec test;
-  std::vector<double> tps;
-};
-
-void Print(const BenchOptions& o, const Model& model, const std::vector<Row>& rows, double bandwidth,
-           const nlohmann::json& peer_info) {
-  const uint64_t weight_bytes = model.weight_bytes();
-  long peak_rss_kb = 0;
-  rusage ru{};
-  if (getrusage(RUSAGE_SELF, &ru) == 0) peak_rss_kb = ru.ru_maxrss;
-  auto peer_median = [&](const Row& r) -> double {
-    for (const Row& p : rows)
-      if (p.engine == "llamacpp" && p.test.name() == r.test.name()) return bench::Summarize(p.tps).median;
-    return 0;
-  };
-  nlohmann::json out = nlohmann::json::array();
-  for (const Row& r : rows) {
-    const bench::Stats s = bench::Summarize(r.tps);
-    nlohmann::json j = {{"engine", r.engine},  {"test", r.test.name()}, {"tps_median", s.median},
-                        {"tps_min", s.min},    {"tps_max", s.max},      {"tps_mean", s.mean},
-                        {"tps", r.tps},        {"threads", o.threads},  {"model", model.name()},
-                        {"model_type", DTypeName(model.weight_type())}, {"weight_bytes", weight_bytes}};
-    if (r.test.kind == bench::TestSpec::Kind::kGenerate && bandwidth > 0) {
-      j["bandwidth_bytes_per_s"] = bandwidth;
-      j["roofline_fraction"] = s.median * static_cast<double>(weight_bytes) / bandwidth;
-    }
-    if (r.engine == "strata") {
-      j["kernel_path"] = kernels::PathName(kernels::BestPath());
-      j["peak_rss_bytes"] = static_cast<uint64_t>(peak_rss_kb) * 1024;
-      if (double p = peer_median(r); p > 0) j["ratio_vs_llamacpp"] = s.median / p;
-    } else if (!peer_info.is_null()) {
-      j["peer"] = peer_info;
-    }
-    out.push_back(j);
-  }
-  if (o.json) {
-    std::printf("%s\n", out.dump(1).c_str());
-    return;
-  }
-  std::printf("model: %s (%s, %.2f GiB of weights), threads: %d, reps: %d, kernel path: %s\n", model.name().c_str(),
-              DTypeName(model.weight_type()), weight_bytes / 1073741824.0, o.threads, o.reps,
-              kernels::PathName(kernels::BestPath()));
-  if (bandwidth > 0) std::printf("memory read bandwidth: %.1f GB/s\n", bandwidth / 1e9);
-  std::printf("\n| engine | test | t/s median | t/s min | t/s max | vs llama.cpp | roofline |\n");
-  std::printf("|---|---|---:|---:|---:|---:|---:|\n");
-  for (const nlohmann::json& j : out) {
-    std::string ratio = j.contains("ratio_vs_llamacpp") ? fmt::format("{:.2f}x", j["ratio_vs_llamacpp"].get<double>()) : "";
-    std::string roof = j.contains("roofline_fraction") ? fmt::format("{:.0f}%", 100 * j["roofline_fraction"].get<double>()) : "";
-    std::printf("| %s | %s | %.2f | %.2f | %.2f | %s | %s |\n", j["engine"].get<std::string>().c_str(),
-                j["test"].get<std::string>().c_str(), j["tps_median"].get<double>(), j["tps_min"].get<double>(),
-                j["tps_max"].get<double>(), ratio.c_str(), roof.c_str());
-  }
-  std::printf("\nstrata peak RSS: %.1f MiB\n", peak_rss_kb / 1024.0);
+// This process's peak resident set (VmHWM), bytes; 0 if unknown. Not
+// getrusage's ru_maxrss, which Linux carries across execve from the parent.
+uint64_t PeakRssBytes() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmHWM: %llu kB", &kib) == 1) break;
+  std::fclose(f);
+  return static_cast<uint64_t>(kib) * 1024;
 }
 
 void Bench(const BenchOptions& o) {
@@ -100,21 +63,28 @@ void Bench(const BenchOptions& o) {
   mo.path = o.model.empty() ? DefaultModelPath() : o.model;
   mo.tokenizer_path = o.tokenizer;
   std::unique_ptr<Model> model;
+  const auto load_t0 = std::chrono::steady_clock::now();
   CheckOk("cannot load model " + mo.path, Model::Load(Env::Default(), mo, &model));
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_t0).count();
   std::vector<bench::TestSpec> tests;
   if (o.n_prompt > 0) tests.push_back({bench::TestSpec::Kind::kPrompt, o.n_prompt});
   if (o.n_gen > 0) tests.push_back({bench::TestSpec::Kind::kGenerate, o.n_gen});
   if (tests.empty()) Fail("bench", Status::InvalidArgument("nothing to run: -p and -n are both 0"));
   std::unique_ptr<Context> ctx;
-  ContextParams cp{std::max(o.n_prompt, o.n_gen), std::max(o.n_prompt, 1), o.threads};
+  ContextParams cp;
+  cp.n_ctx = std::max(o.n_prompt, o.n_gen);
+  cp.n_batch = std::max(o.n_prompt, 1);
+  cp.n_threads = o.threads;
+  cp.tune_cache_path = TuneCachePath(o.tune_cache, o.no_tune);
   CheckOk("cannot create context", Context::Create(*model, cp, &ctx));
 
-  const double bandwidth = o.roofline ? bench::MeasureReadBandwidth(o.threads) : 0;
   for (int32_t s : o.batch_seqs) tests.push_back({bench::TestSpec::Kind::kBatched, std::max(o.n_gen, 1), s});
-  std::vector<Row> rows;
-  nlohmann::json peer_info;
+  std::vector<bench::EngineResult> results;
   for (const bench::TestSpec& test : tests) {
-    Row mine{"strata", test, {}}, peer{"llamacpp", test, {}};
+    bench::EngineResult mine, peer;
+    mine.engine = "strata";
+    peer.engine = "llamacpp";
+    mine.test = peer.test = test;
     const bool batched = test.kind == bench::TestSpec::Kind::kBatched;
     double tps = 0;
     if (!batched) CheckOk("warm-up", bench::RunOnce(*ctx, test, 0, &tps));
@@ -133,13 +103,38 @@ void Bench(const BenchOptions& o) {
         bench::PeerResult pr;
         CheckOk("llama.cpp peer", bench::RunPeer(o.peer_harness, mo.path, test, o.threads, 1, &pr));
         peer.tps.insert(peer.tps.end(), pr.tokens_per_s.begin(), pr.tokens_per_s.end());
-        peer_info = pr.info;
+        peer.peak_rss_bytes = std::max(peer.peak_rss_bytes, pr.peak_rss_bytes);
+        peer.load_seconds.push_back(pr.load_seconds);
+        peer.peer_info = std::move(pr.info);
       }
     }
-    rows.push_back(std::move(mine));
-    if (!peer.tps.empty()) rows.push_back(std::move(peer));
+    results.push_back(std::move(mine));
+    if (!peer.tps.empty()) results.push_back(std::move(peer));
   }
-  Print(o, *model, rows, bandwidth, peer_info);
+  // Before the bandwidth probe, whose buffer would otherwise count as the engine's.
+  const uint64_t peak_rss = PeakRssBytes();
+  for (bench::EngineResult& r : results) {
+    if (r.engine != "strata") continue;
+    r.peak_rss_bytes = peak_rss;
+    r.load_seconds = {load_s};
+  }
+
+  bench::RunInfo run;
+  run.model_name = model->name();
+  run.model_type = DTypeName(model->weight_type());
+  run.kernel_path = kernels::PathName(kernels::BestPath());
+  run.threads = o.threads;
+  run.reps = o.reps;
+  run.bytes_per_token = bench::WeightBytesPerToken(model->weights());
+  if (o.roofline)
+    CheckOk("bandwidth probe", bench::MeasureReadBandwidth(o.threads, o.bandwidth_reps, bench::kDefaultProbeBytes,
+                                                           &run.bandwidth));
+  const nlohmann::json rows = bench::ResultRows(run, results);
+  if (o.json) {
+    std::printf("%s\n", rows.dump(1).c_str());
+  } else {
+    std::printf("%s", bench::MarkdownReport(run, rows).c_str());
+  }
   if (o.prefix_ttft > 0) {
     double cold = 0, warm = 0;
     CheckOk("prefix TTFT", bench::PrefixTtft(*model, o.prefix_ttft, o.threads, &cold, &warm));
@@ -163,11 +158,16 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--peer", o->peer, "Also run the same tests through llama.cpp ('llamacpp')");
   cmd->add_option("--peer-harness", o->peer_harness, "Path of the llama.cpp harness (bench/install_llamacpp.sh)");
   cmd->add_flag("!--no-roofline", o->roofline, "Skip the memory bandwidth measurement");
+  cmd->add_option("--bandwidth-reps", o->bandwidth_reps, "Repetitions of the bandwidth probe (1 GiB each)")
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--batch-seqs", o->batch_seqs, "Aggregate throughput with S concurrent sequences (e.g. 1,4,16,64)")
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--prefix-ttft", o->prefix_ttft, "Time to first token with an N-token prefix, uncached vs cached")
       ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--tune-cache", o->tune_cache,
+                  "Attention autotuner cache file (default: $STRATA_TUNE_CACHE, ~/.cache/strata/attention-grid)");
+  cmd->add_flag("--no-tune", o->no_tune, "Use the default attention grid instead of the tuned one");
   cmd->callback([o] { Bench(*o); });
 }
 

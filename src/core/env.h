@@ -24,6 +24,14 @@ class MappedFile {
   virtual ~MappedFile() = default;
   virtual const uint8_t* data() const = 0;
   virtual size_t size() const = 0;
+  // Hint: [p, p + n) inside data() will not be read again soon (its contents
+  // were copied elsewhere), so the whole pages in it may leave this process's
+  // resident set; reading them later still works (they come back from the
+  // file). A no-op where the bytes are not file-backed.
+  virtual void ReleasePages(const void* p, size_t n) const {
+    (void)p;
+    (void)n;
+  }
 };
 
 // Appends bytes; durable only after Sync(). Close() is implied by destruction

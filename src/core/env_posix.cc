@@ -45,6 +45,13 @@ class PosixMappedFile final : public MappedFile {
   }
   const uint8_t* data() const override { return static_cast<const uint8_t*>(base_); }
   size_t size() const override { return size_; }
+  void ReleasePages(const void* p, size_t n) const override {
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+    // A read-only shared file mapping: dropped pages are re-read from the file.
+    if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  }
 
  private:
   void* base_;

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <thread>
 
+#include "engine/attention_tuner.h"
 #include "kv/session_file.h"
 
 namespace strata {
@@ -14,6 +15,8 @@ Status Context::Create(const Model& model, const ContextParams& params, std::uni
   if (n_ctx <= 0 || n_ctx > (1 << 22)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
   if (params.n_batch <= 0 || params.n_batch > 8192)
     return Status::InvalidArgument(fmt::format("invalid batch size {}", params.n_batch));
+  if (params.attention_grid && !params.attention_grid->Valid())
+    return Status::InvalidArgument("invalid attention grid " + AttentionGridName(*params.attention_grid));
   int32_t n_threads = params.n_threads > 0 ? params.n_threads : static_cast<int32_t>(std::thread::hardware_concurrency());
   if (n_threads <= 0) n_threads = 1;
   if (n_threads > 1024) return Status::InvalidArgument(fmt::format("invalid thread count {}", n_threads));
@@ -32,18 +35,20 @@ Status Context::Create(const Model& model, const ContextParams& params, std::uni
   kc.prefix_cache = false;  // one sequence: nothing to share
   std::unique_ptr<KvCacheManager> kv;
   STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
-  out->reset(new Context(model, n_ctx, std::min(params.n_batch, n_ctx), n_threads, std::move(kv)));
+  out->reset(new Context(model, params, n_ctx, std::min(params.n_batch, n_ctx), n_threads, std::move(kv)));
   return Status::Ok();
 }
 
-Context::Context(const Model& model, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+Context::Context(const Model& model, const ContextParams& params, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
                  std::unique_ptr<KvCacheManager> kv)
     : model_(model),
       n_ctx_(n_ctx),
       n_batch_(n_batch),
       pool_(n_threads),
       kv_(std::move(kv)),
-      forward_(model, *kv_, pool_),
+      forward_(model, *kv_, pool_,
+               SelectAttentionGrid(params.attention_grid, params.env != nullptr ? params.env : Env::Default(),
+                                   params.tune_cache_path, kv_->layout(), model.hparams().n_head, pool_)),
       seq_(kv_->NewSequence()) {}
 
 Context::~Context() = default;

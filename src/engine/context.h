@@ -34,7 +34,12 @@ struct ContextParams {
   std::optional<DType> kv_type;
   int32_t kv_block_tokens = 32;  // measured: docs/BENCHMARKS.md (block size)
   KvTierConfig kv_tiers;  // RAM budget and disk tier; default: all in RAM
-  Env* env = nullptr;     // for the disk tier; null: Env::Default()
+  Env* env = nullptr;     // for the disk tier and the tune cache; null: Env::Default()
+  // Attention grid (engine/attention_pass.h): attention_grid if set; else tuned
+  // on this machine at creation and cached in tune_cache_path
+  // (engine/attention_tuner.h) if that is non-empty; else the defaults.
+  std::optional<AttentionGrid> attention_grid;
+  std::string tune_cache_path;
 };
 
 enum class LogitsMode { kLast, kAll };
@@ -50,6 +55,7 @@ class Context {
   int32_t n_past() const { return kv_->length(seq_); }
   int32_t n_threads() const { return pool_.n_threads(); }
   const std::vector<int32_t>& tokens() const { return kv_->tokens(seq_); }
+  const AttentionGrid& attention_grid() const { return forward_.grid(); }
 
   // Appends tokens at positions n_past.. and runs the forward pass. On error
   // (token out of range, context full, disk tier failure) the sequence is unchanged.
@@ -73,7 +79,8 @@ class Context {
   [[nodiscard]] Status LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache = false);
 
  private:
-  Context(const Model& model, int32_t n_ctx, int32_t n_batch, int32_t n_threads, std::unique_ptr<KvCacheManager> kv);
+  Context(const Model& model, const ContextParams& params, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
+          std::unique_ptr<KvCacheManager> kv);
 
   const Model& model_;
   int32_t n_ctx_;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fmt/format.h>
 
+#include "engine/attention_tuner.h"
 #include "engine/stop_matcher.h"
 #include "vocab/vocab.h"
 
@@ -75,6 +76,8 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
   if (params.max_queue < 0) return Status::InvalidArgument("max_queue must be >= 0");
   if (params.max_batch_tokens < 1 || params.max_batch_tokens > 65536)
     return Status::InvalidArgument("max_batch_tokens must be in [1, 65536]");
+  if (params.attention_grid && !params.attention_grid->Valid())
+    return Status::InvalidArgument("invalid attention grid " + AttentionGridName(*params.attention_grid));
   const int32_t n_ctx = params.n_ctx > 0 ? params.n_ctx : model.hparams().n_ctx_train;
   if (n_ctx < 2 || n_ctx > (1 << 22)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
   int32_t n_threads = params.n_threads > 0 ? params.n_threads : static_cast<int32_t>(std::thread::hardware_concurrency());
@@ -111,7 +114,9 @@ Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, in
       n_ctx_(n_ctx),
       pool_(n_threads),
       kv_(std::move(kv)),
-      forward_(model, *kv_, pool_),
+      forward_(model, *kv_, pool_,
+               SelectAttentionGrid(params.attention_grid, params.env != nullptr ? params.env : Env::Default(),
+                                   params.tune_cache_path, kv_->layout(), model.hparams().n_head, pool_)),
       thread_([this] { StepLoop(); }) {}
 
 Engine::~Engine() {

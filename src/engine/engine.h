@@ -75,7 +75,12 @@ struct EngineParams {
   int32_t kv_block_tokens = 32;  // measured: docs/BENCHMARKS.md (block size)
   KvTierConfig kv_tiers;           // RAM budget and disk tier
   bool prefix_cache = true;
-  Env* env = nullptr;              // for the disk tier; null: Env::Default()
+  Env* env = nullptr;              // for the disk tier and the tune cache; null: Env::Default()
+  // Attention grid (engine/attention_pass.h): attention_grid if set; else tuned
+  // on this machine at creation and cached in tune_cache_path
+  // (engine/attention_tuner.h) if that is non-empty; else the defaults.
+  std::optional<AttentionGrid> attention_grid;
+  std::string tune_cache_path;
 };
 
 struct EngineStats {

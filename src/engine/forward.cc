@@ -1,16 +1,11 @@
 #include "engine/forward.h"
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <fmt/format.h>
-
-#include "kernels/attention.h"
 #include "kernels/kernels.h"
 
 namespace strata {
 
-Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool) : model_(model), kv_(kv), pool_(pool) {}
+Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, AttentionGrid grid)
+    : model_(model), kv_(kv), pool_(pool), grid_(grid), attention_(kv.layout(), model.hparams().n_head, pool) {}
 
 void Forward::Resize(int32_t n) {
   const LlamaHParams& hp = model_.hparams();
@@ -63,91 +58,25 @@ void Forward::PrefetchLayer(const Batch& batch, int32_t il) {
   kv_.store().Prefetch(want);
 }
 
-// Stores each new token's K and V rows (already rotated) into its block.
-void Forward::WriteKv(const Batch& batch, const std::vector<std::vector<uint8_t*>>& slices) {
+// One pass per token: q rotated in place; K rotated in place (hot in cache)
+// and quantized straight into its block, then V.
+void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices) {
   const LlamaHParams& hp = model_.hparams();
   const KvLayout& L = kv_.layout();
-  const int32_t D = hp.head_dim, KV = hp.n_embd_kv();
-  for (size_t i = 0; i < refs_.size(); ++i) {
-    const TokenRef& r = refs_[i];
-    uint8_t* slice = slices[static_cast<size_t>(r.entry)][static_cast<size_t>(r.pos / L.block_tokens)];
-    const int32_t tok = r.pos % L.block_tokens;
-    for (int32_t g = 0; g < hp.n_head_kv; ++g) {
-      kernels::QuantizeRow(L.type, &k_[i * KV + g * D], slice + L.k_offset(g, tok), D);
-      kernels::QuantizeRow(L.type, &v_[i * KV + g * D], slice + L.v_offset(g, tok), D);
-    }
-  }
-}
-
-// Causal grouped-query attention. Jobs are (token, KV head, block range);
-// with few tokens (decode) each token's blocks are split into ranges so both
-// cores work, and the ranges' partial results are merged by log-sum-exp.
-void Forward::Attention(const std::vector<std::vector<uint8_t*>>& slices) {
-  const LlamaHParams& hp = model_.hparams();
-  const KvLayout& L = kv_.layout();
-  const int32_t D = hp.head_dim, E = hp.n_embd, n_kv = hp.n_head_kv, group = hp.n_head / hp.n_head_kv;
-  const int32_t B = L.block_tokens, nth = pool_.n_threads();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  const int64_t n_tok = static_cast<int64_t>(refs_.size());
-  const int64_t splits = std::max<int64_t>(1, (4 * nth + n_tok * n_kv - 1) / (n_tok * n_kv));
-
-  struct Job {
-    int32_t token, g, b0, b1;
-  };
-  std::vector<Job> jobs;
-  std::vector<int32_t> first_job(static_cast<size_t>(n_tok * n_kv) + 1);
-  for (int32_t i = 0; i < n_tok; ++i) {
-    const int32_t nb = refs_[i].pos / B + 1;
-    const int32_t per = static_cast<int32_t>((nb + splits - 1) / splits);
-    for (int32_t g = 0; g < n_kv; ++g) {
-      first_job[static_cast<size_t>(i) * n_kv + g] = static_cast<int32_t>(jobs.size());
-      for (int32_t b0 = 0; b0 < nb; b0 += per) jobs.push_back({i, g, b0, std::min(nb, b0 + per)});
-    }
-  }
-  first_job.back() = static_cast<int32_t>(jobs.size());
-  const size_t stride = static_cast<size_t>(D + 2);  // acc[D], m, l per query head
-  partial_.resize(jobs.size() * group * stride);
-  scratch_.resize(static_cast<size_t>(D) * nth);
-
-  const size_t row_bytes = L.row_bytes();
-  std::vector<std::vector<kernels::SoftmaxPartial>> heads(static_cast<size_t>(nth));
-  pool_.Run([&](int ith, int nth_) {
-    float* scratch = &scratch_[static_cast<size_t>(ith) * D];
-    for (size_t j = static_cast<size_t>(ith); j < jobs.size(); j += static_cast<size_t>(nth_)) {
-      const Job& job = jobs[j];
-      const TokenRef& r = refs_[static_cast<size_t>(job.token)];
-      const std::vector<uint8_t*>& blocks = slices[static_cast<size_t>(r.entry)];
-      // The group's query heads are contiguous in q_ and share this KV head.
-      const float* q = &q_[static_cast<size_t>(job.token) * E + job.g * group * D];
-      float* out = &partial_[j * group * stride];
-      std::vector<kernels::SoftmaxPartial>& p = heads[static_cast<size_t>(ith)];
-      p.assign(static_cast<size_t>(group), kernels::SoftmaxPartial{});
-      for (int32_t hq = 0; hq < group; ++hq) std::fill(out + hq * stride, out + hq * stride + D, 0.0f);
-      for (int32_t b = job.b0; b < job.b1; ++b) {
-        const int32_t n = std::min(B, r.pos + 1 - b * B);
-        const uint8_t* slice = blocks[static_cast<size_t>(b)];
-        kernels::AttendRowsHeads(q, group, slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0), row_bytes,
-                                 L.type, n, D, scale, p.data(), out, stride, scratch);
-      }
-      for (int32_t hq = 0; hq < group; ++hq) {
-        out[hq * stride + D] = p[static_cast<size_t>(hq)].m;
-        out[hq * stride + D + 1] = p[static_cast<size_t>(hq)].l;
-      }
-    }
-  });
-  pool_.ParallelFor(n_tok * n_kv, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t tg = begin; tg < end; ++tg) {
-      const int64_t i = tg / n_kv, g = tg % n_kv;
-      for (int32_t hq = 0; hq < group; ++hq) {
-        float* dst = &att_[static_cast<size_t>(i) * E + (g * group + hq) * D];
-        kernels::SoftmaxPartial acc;
-        std::fill(dst, dst + D, 0.0f);
-        for (int32_t j = first_job[tg]; j < first_job[tg + 1]; ++j) {
-          const float* src = &partial_[(static_cast<size_t>(j) * group + hq) * stride];
-          kernels::MergePartial(&acc, dst, kernels::SoftmaxPartial{src[D], src[D + 1]}, src, D);
-        }
-        const float inv = 1.0f / acc.l;
-        for (int32_t d = 0; d < D; ++d) dst[d] *= inv;
+  const int64_t E = hp.n_embd, KV = hp.n_embd_kv();
+  const int32_t D = hp.head_dim;
+  const bool neox = hp.rope_type == RopeType::kNeox;
+  pool_.ParallelFor(static_cast<int64_t>(refs_.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const AttentionQuery& r = refs_[static_cast<size_t>(i)];
+      kernels::RopeHeads(&q_[i * E], hp.n_head, D, hp.n_rot, r.pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
+      float* k = &k_[i * KV];
+      kernels::RopeHeads(k, hp.n_head_kv, D, hp.n_rot, r.pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
+      uint8_t* slice = slices[static_cast<size_t>(r.seq)][static_cast<size_t>(r.pos / L.block_tokens)];
+      const int32_t tok = r.pos % L.block_tokens;
+      for (int32_t g = 0; g < hp.n_head_kv; ++g) {
+        kernels::QuantizeRow(L.type, k + g * D, slice + L.k_offset(g, tok), D);
+        kernels::QuantizeRow(L.type, &v_[i * KV + g * D], slice + L.v_offset(g, tok), D);
       }
     }
   });
@@ -156,7 +85,7 @@ void Forward::Attention(const std::vector<std::vector<uint8_t*>>& slices) {
 Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
   const LlamaHParams& hp = model_.hparams();
   const LlamaWeights& w = model_.weights();
-  const int64_t E = hp.n_embd, KV = hp.n_embd_kv(), FF = hp.n_ff;
+  const int64_t E = hp.n_embd, FF = hp.n_ff;
   const int32_t n = batch.n_tokens();
   if (n == 0) return Status::InvalidArgument("empty batch");
   Resize(n);
@@ -172,7 +101,6 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
       for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
   }
 
-  const bool neox = hp.rope_type == RopeType::kNeox;
   std::vector<std::vector<uint8_t*>> slices;
   PrefetchLayer(batch, 0);
   for (int32_t il = 0; il < hp.n_layer; ++il) {
@@ -182,18 +110,10 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     kernels::MatMul(l.wq, xb_.data(), n, q_.data(), pool_);
     kernels::MatMul(l.wk, xb_.data(), n, k_.data(), pool_);
     kernels::MatMul(l.wv, xb_.data(), n, v_.data(), pool_);
-    pool_.ParallelFor(n, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int32_t pos = refs_[static_cast<size_t>(t)].pos;
-        kernels::RopeHeads(&q_[t * E], hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
-        kernels::RopeHeads(&k_[t * KV], hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_freq_base, hp.rope_freq_scale,
-                           neox);
-      }
-    });
     STRATA_RETURN_IF_ERROR(PinLayer(batch, il, &slices));
     if (il + 1 < hp.n_layer) PrefetchLayer(batch, il + 1);
-    WriteKv(batch, slices);
-    Attention(slices);
+    RopeWriteKv(slices);
+    attention_.Run(grid_, refs_, q_.data(), slices, att_.data());
     UnpinLayer(batch, il);
     STRATA_RETURN_IF_ERROR(kv_.store().EnforceBudget());
 

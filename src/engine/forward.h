@@ -1,9 +1,10 @@
 // Forward: the Llama forward pass over a batch of sequences at once. All
 // tokens of all entries go through each weight matrix in one multiplication
-// (weights are read once per step for the whole batch); attention runs per
-// token over its own sequence's KV blocks, wherever they live (BlockStore),
-// block by block with exact log-sum-exp merging, and is parallel over
-// (token, KV head, block range).
+// (weights are read once per step for the whole batch); attention runs over
+// each sequence's own KV blocks, wherever they live (BlockStore), block by
+// block with exact log-sum-exp merging, on an AttentionGrid (query tiles x KV
+// heads x block ranges; engine/attention_pass.h). RoPE is applied to K as it
+// is written into its KV slice.
 //
 // Thread-safety: one Run at a time; the model is shared read-only.
 #pragma once
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/attention_pass.h"
 #include "engine/batch.h"
 #include "kernels/thread_pool.h"
 #include "kv/kv_cache_manager.h"
@@ -21,8 +23,12 @@ namespace strata {
 
 class Forward {
  public:
-  // REQUIRES: model, kv and pool outlive this object.
-  Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool);
+  // REQUIRES: model, kv and pool outlive this object; grid as AttentionPass::Run.
+  Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, AttentionGrid grid = {});
+
+  // The attention grid (e.g. the tuned one; attention_tuner.h). Results do not
+  // depend on it beyond float rounding.
+  const AttentionGrid& grid() const { return grid_; }
 
   // Computes the batch. REQUIRES: kv.Prepare succeeded for every entry's tokens
   // and no sequence appears twice. Does not Commit: the caller commits on
@@ -32,22 +38,20 @@ class Forward {
   [[nodiscard]] Status Run(const Batch& batch, std::vector<float>* logits);
 
  private:
-  struct TokenRef {
-    int32_t entry;  // index into the batch
-    int32_t pos;    // absolute position
-  };
   void Resize(int32_t n_tokens);
   // Pins every slice of layer il the batch reads; *slices[e][b] -> bytes of block b of entry e.
   [[nodiscard]] Status PinLayer(const Batch& batch, int32_t il, std::vector<std::vector<uint8_t*>>* slices);
   void UnpinLayer(const Batch& batch, int32_t il);
   void PrefetchLayer(const Batch& batch, int32_t il);
-  void WriteKv(const Batch& batch, const std::vector<std::vector<uint8_t*>>& slices);
-  void Attention(const std::vector<std::vector<uint8_t*>>& slices);
+  // Rotates q_ in place and writes each token's rotated K and its V into its block.
+  void RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices);
 
   const Model& model_;
   KvCacheManager& kv_;
   ThreadPool& pool_;
-  std::vector<TokenRef> refs_;  // [n_tokens] of the current batch
+  AttentionGrid grid_;
+  AttentionPass attention_;
+  std::vector<AttentionQuery> refs_;  // [n_tokens] of the current batch: (entry index, absolute position)
   std::vector<float> x_;        // F32 [n_embd, n_tokens] residual stream
   std::vector<float> xb_;       // F32 [n_embd, n_tokens]
   std::vector<float> q_;        // F32 [n_embd, n_tokens]
@@ -56,8 +60,6 @@ class Forward {
   std::vector<float> att_;      // F32 [n_embd, n_tokens]
   std::vector<float> gate_;     // F32 [n_ff, n_tokens]
   std::vector<float> up_;       // F32 [n_ff, n_tokens]
-  std::vector<float> partial_;  // F32 [(head_dim + 2) * group, n_jobs] attention partial results
-  std::vector<float> scratch_;  // F32 [head_dim, n_threads] dequantized KV rows
 };
 
 }  // namespace strata

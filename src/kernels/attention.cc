@@ -3,14 +3,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/attention_isa.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/kernels.h"
 
 namespace strata::kernels {
 namespace {
 
-// Fewer heads than this do not amortize transposing each key chunk.
-constexpr int32_t kMinHeadsTransposed = 3;
+// Fewer query rows than this do not amortize transposing each key chunk.
+constexpr int32_t kMinRowsTransposed = 3;
 
 const float* RowF32(const uint8_t* row, DType type, int32_t D, float* scratch) {
   if (type == DType::kF32) return reinterpret_cast<const float*>(row);
@@ -58,15 +59,33 @@ void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_b
 void AttendRowsHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
                      DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride,
                      float* scratch, Path path) {
+  AttendTile(q, static_cast<size_t>(n_heads) * D, 1, n_heads, &n, k, v, row_bytes, type, D, scale, p, acc, acc_stride,
+             scratch, path);
+}
+
+void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
+                const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D, float scale,
+                SoftmaxPartial* p, float* acc, size_t acc_stride, float* scratch, Path path) {
   path = internal::ClampToAvailable(path);
   const bool simd = path == Path::kAvx512 || path == Path::kAmx;
-  if (simd && n_heads >= kMinHeadsTransposed && n_heads <= internal::kMaxHeadsAvx512 &&
+  if (simd && n_tok * n_heads >= kMinRowsTransposed && n_heads <= internal::kMaxRowsAvx512 &&
       D <= internal::kMaxHeadDimAvx512) {
-    internal::AttendRowsHeadsAvx512(q, n_heads, k, v, row_bytes, type, n, D, scale, p, acc, acc_stride);
+    const int32_t per_call = internal::kMaxRowsAvx512 / n_heads;  // tokens
+    for (int32_t t0 = 0; t0 < n_tok; t0 += per_call) {
+      const size_t row0 = static_cast<size_t>(t0) * n_heads;
+      internal::AttendTileAvx512(q + t0 * q_stride, q_stride, std::min(per_call, n_tok - t0), n_heads, n_keys + t0,
+                                 k, v, row_bytes, type, D, scale, p + row0, acc + row0 * acc_stride, acc_stride);
+    }
     return;
   }
-  for (int32_t h = 0; h < n_heads; ++h)
-    AttendRows(q + h * D, k, v, row_bytes, type, n, D, scale, &p[h], acc + h * acc_stride, scratch, path);
+  for (int32_t t = 0; t < n_tok; ++t) {
+    if (n_keys[t] <= 0) continue;
+    for (int32_t h = 0; h < n_heads; ++h) {
+      const size_t r = static_cast<size_t>(t) * n_heads + h;
+      AttendRows(q + t * q_stride + h * D, k, v, row_bytes, type, n_keys[t], D, scale, &p[r], acc + r * acc_stride,
+                 scratch, path);
+    }
+  }
 }
 
 void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D) {

@@ -36,12 +36,28 @@ void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_b
 // Grouped-query attention: folds the same n key/value rows into the partials
 // of n_heads query heads (the heads sharing one KV head). Head h has query
 // q + h * D, partial p[h] and accumulator acc + h * acc_stride (F32 [D]).
-// Equals AttendRows per head within float rounding, but on AVX-512 reads and
-// widens every key/value row once for all heads and needs no horizontal sums
-// (about 2x faster per head for groups of 4-8). scratch: F32 [D].
+// Equals AttendRows per head within float rounding; it is AttendTile with one
+// token. scratch: F32 [D].
 void AttendRowsHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
                      DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride,
                      float* scratch, Path path = BestPath());
+
+// Query rows (tokens x heads) AttendTile reads each key/value row once for;
+// larger tiles are taken in parts of this size.
+inline constexpr int32_t kTileRows = 64;
+
+// Query tiling: folds one block of key/value rows into the partials of n_tok
+// query tokens x n_heads heads (the heads sharing this KV head). Query row
+// (t, h) is q + t * q_stride + h * D (F32 [D]); its partial is
+// p[t * n_heads + h] and its accumulator acc + (t * n_heads + h) * acc_stride.
+// Causal mask: token t sees only the first n_keys[t] rows (0 <= n_keys[t]);
+// a token with n_keys[t] == 0 is left untouched. scratch: F32 [D].
+// Equals AttendRows per row within float rounding. On AVX-512, for 3 or more
+// rows, every key/value row is read and widened once per kTileRows query rows
+// instead of once per token, and no horizontal sums are needed.
+void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
+                const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D, float scale,
+                SoftmaxPartial* p, float* acc, size_t acc_stride, float* scratch, Path path = BestPath());
 
 // Merges partial b into a: the result equals attending over both row sets at once.
 void MergePartial(SoftmaxPartial* a, float* acc_a, const SoftmaxPartial& b, const float* acc_b, int32_t D);

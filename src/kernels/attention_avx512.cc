@@ -4,10 +4,10 @@
 // Mathematically the same online softmax as the scalar reference in
 // attention.cc (which rescales at every new maximum); rounding differs.
 //
-// AttendRows (one head) sums each key's products horizontally. AttendRowsHeads
-// (a group of query heads sharing the keys) instead transposes each key chunk
-// once, so that scores accumulate with keys in the lanes, and widens each
-// value row once for all heads.
+// AttendRows (one head) sums each key's products horizontally. AttendTile
+// (query tokens x the group of heads sharing the keys) instead transposes each
+// key chunk once, so that scores accumulate with keys in the lanes, and widens
+// each value row once for all of the tile's query rows.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "core/fp16.h"
 #include "kernels/exp_avx512.h"
+#include "kernels/attention_isa.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/transpose_avx512.h"
 
@@ -35,7 +36,7 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int kKeys = 16;  // keys per chunk: one score vector
 constexpr int kMaxHeadDim = kMaxHeadDimAvx512;
-constexpr int kMaxHeads = kMaxHeadsAvx512;
+constexpr int kMaxRows = kMaxRowsAvx512;
 
 __mmask16 LaneMask(int64_t n) {
   return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
@@ -128,9 +129,9 @@ void Attend(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes
   }
 }
 
-// Online-softmax update of one head with the scores s of a key chunk (invalid
-// keys -inf); stores the chunk's weights to w.
-void UpdateHead(__m512 s, int32_t D, SoftmaxPartial* p, float* acc, float* w) {
+// Online-softmax update of one query row with the scores s of a key chunk
+// (invalid keys -inf, at least one valid); stores the chunk's weights to w.
+void UpdateRow(__m512 s, int32_t D, SoftmaxPartial* p, float* acc, float* w) {
   const float m_new = std::max(p->m, _mm512_reduce_max_ps(s));
   if (m_new > p->m) {
     const float c = std::exp(p->m - m_new);
@@ -147,36 +148,61 @@ void UpdateHead(__m512 s, int32_t D, SoftmaxPartial* p, float* acc, float* w) {
   _mm512_store_ps(w, e);
 }
 
-// Scores of heads h0 .. h0+H-1 for a transposed key chunk kt[d][16 keys].
+// Scores of the H query rows q[0..H) for a transposed key chunk kt[d][16 keys].
+// Up to 4 rows run two FMA chains each (FMA latency); more rows are enough
+// independent chains on their own and share each loaded key vector.
 template <int H>
-void ChunkScores(const float* q, int32_t D, int32_t h0, const float (*kt)[kKeys], __m512 s[H]) {
-  __m512 even[H], odd[H];  // two chains per head: FMA latency
+void ChunkScores(const float* const* q, int32_t D, const float (*kt)[kKeys], __m512 s[H]) {
+  constexpr int kChains = H <= 4 ? 2 : 1;
+  __m512 a[kChains][H];
   STRATA_UNROLL
-  for (int h = 0; h < H; ++h) even[h] = odd[h] = _mm512_setzero_ps();
+  for (int h = 0; h < H; ++h)
+    for (int c = 0; c < kChains; ++c) a[c][h] = _mm512_setzero_ps();
   int32_t d = 0;
-  for (; d + 2 <= D; d += 2) {
-    const __m512 k0 = _mm512_load_ps(kt[d]), k1 = _mm512_load_ps(kt[d + 1]);
+  for (; d + kChains <= D; d += kChains) {
     STRATA_UNROLL
-    for (int h = 0; h < H; ++h) {
-      const float* qh = q + (h0 + h) * D;
-      even[h] = _mm512_fmadd_ps(_mm512_set1_ps(qh[d]), k0, even[h]);
-      odd[h] = _mm512_fmadd_ps(_mm512_set1_ps(qh[d + 1]), k1, odd[h]);
+    for (int c = 0; c < kChains; ++c) {
+      const __m512 kd = _mm512_load_ps(kt[d + c]);
+      STRATA_UNROLL
+      for (int h = 0; h < H; ++h) a[c][h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h][d + c]), kd, a[c][h]);
     }
   }
   if (d < D) {
-    const __m512 k0 = _mm512_load_ps(kt[d]);
+    const __m512 kd = _mm512_load_ps(kt[d]);
     STRATA_UNROLL
-    for (int h = 0; h < H; ++h) even[h] = _mm512_fmadd_ps(_mm512_set1_ps(q[(h0 + h) * D + d]), k0, even[h]);
+    for (int h = 0; h < H; ++h) a[0][h] = _mm512_fmadd_ps(_mm512_set1_ps(q[h][d]), kd, a[0][h]);
   }
   STRATA_UNROLL
-  for (int h = 0; h < H; ++h) s[h] = _mm512_add_ps(even[h], odd[h]);
+  for (int h = 0; h < H; ++h) s[h] = kChains == 2 ? _mm512_add_ps(a[0][h], a[kChains - 1][h]) : a[0][h];
 }
 
+constexpr int kRowTile = 8;  // query rows scored together against one key chunk
+
+void TileScores(int rows, const float* const* q, int32_t D, const float (*kt)[kKeys], __m512 s[kRowTile]) {
+  switch (rows) {
+    case 1: return ChunkScores<1>(q, D, kt, s);
+    case 2: return ChunkScores<2>(q, D, kt, s);
+    case 3: return ChunkScores<3>(q, D, kt, s);
+    case 4: return ChunkScores<4>(q, D, kt, s);
+    case 5: return ChunkScores<5>(q, D, kt, s);
+    case 6: return ChunkScores<6>(q, D, kt, s);
+    case 7: return ChunkScores<7>(q, D, kt, s);
+    default: return ChunkScores<8>(q, D, kt, s);
+  }
+}
+
+// The query rows of a tile are (token t, head h) -> row r = t * n_heads + h.
+// Each 16-key chunk is transposed once and each value row widened once for
+// all rows; rows whose token sees none of the chunk's keys are skipped.
 template <class Row>
-void AttendHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t n,
-                 int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride, float (*kt)[kKeys],
-                 float (*w)[kKeys]) {
-  constexpr int kHeadTile = 4;
+void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
+                const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t D, float scale, SoftmaxPartial* p,
+                float* acc, size_t acc_stride, float (*kt)[kKeys], float (*w)[kKeys]) {
+  const int32_t rows = n_tok * n_heads;
+  const float* qr[kMaxRows];
+  for (int32_t r = 0; r < rows; ++r) qr[r] = q + (r / n_heads) * q_stride + (r % n_heads) * D;
+  const int32_t n = *std::max_element(n_keys, n_keys + n_tok);
+  const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int32_t j0 = 0; j0 < n; j0 += kKeys) {
     const int32_t nj = std::min(kKeys, n - j0);
     const uint8_t* kr[kKeys];
@@ -196,20 +222,22 @@ void AttendHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_
       STRATA_UNROLL
       for (int j = 0; j < kKeys; ++j) _mm512_store_ps(kt[i + j], r[j]);
     }
-    const __mmask16 valid = LaneMask(nj);
-    const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    for (int32_t h0 = 0; h0 < n_heads; h0 += kHeadTile) {
-      __m512 s[kHeadTile];
-      const int32_t hn = std::min(kHeadTile, n_heads - h0);
-      switch (hn) {
-        case 1: ChunkScores<1>(q, D, h0, kt, s); break;
-        case 2: ChunkScores<2>(q, D, h0, kt, s); break;
-        case 3: ChunkScores<3>(q, D, h0, kt, s); break;
-        default: ChunkScores<4>(q, D, h0, kt, s); break;
-      }
-      for (int32_t h = 0; h < hn; ++h) {
-        const __m512 sh = _mm512_mask_mul_ps(minus_inf, valid, s[h], _mm512_set1_ps(scale));
-        UpdateHead(sh, D, &p[h0 + h], acc + (h0 + h) * acc_stride, w[h0 + h]);
+    // Rows that see at least one key of this chunk; w[a] holds active row a's weights.
+    int32_t active[kMaxRows];
+    int32_t n_active = 0;
+    for (int32_t r = 0; r < rows; ++r)
+      if (n_keys[r / n_heads] > j0) active[n_active++] = r;
+    for (int32_t a0 = 0; a0 < n_active; a0 += kRowTile) {
+      const int32_t an = std::min<int32_t>(kRowTile, n_active - a0);
+      const float* qa[kRowTile];
+      for (int32_t a = 0; a < an; ++a) qa[a] = qr[active[a0 + a]];
+      __m512 s[kRowTile];
+      TileScores(an, qa, D, kt, s);
+      for (int32_t a = 0; a < an; ++a) {
+        const int32_t r = active[a0 + a];
+        const __mmask16 valid = LaneMask(n_keys[r / n_heads] - j0);
+        const __m512 sr = _mm512_mask_mul_ps(minus_inf, valid, s[a], _mm512_set1_ps(scale));
+        UpdateRow(sr, D, &p[r], acc + r * acc_stride, w[a0 + a]);
       }
     }
     for (int32_t i = 0; i < D; i += kLanes) {
@@ -217,12 +245,12 @@ void AttendHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_
       __m512 vj[kKeys];
       STRATA_UNROLL
       for (int j = 0; j < kKeys; ++j) vj[j] = Row::Load(vr[j], i, m);
-      for (int32_t h = 0; h < n_heads; ++h) {
-        float* ah = acc + h * acc_stride + i;
-        __m512 a = _mm512_maskz_loadu_ps(m, ah);
+      for (int32_t a = 0; a < n_active; ++a) {
+        float* ar = acc + active[a] * acc_stride + i;
+        __m512 x = _mm512_maskz_loadu_ps(m, ar);
         STRATA_UNROLL
-        for (int j = 0; j < kKeys; ++j) a = _mm512_fmadd_ps(_mm512_set1_ps(w[h][j]), vj[j], a);
-        _mm512_mask_storeu_ps(ah, m, a);
+        for (int j = 0; j < kKeys; ++j) x = _mm512_fmadd_ps(_mm512_set1_ps(w[a][j]), vj[j], x);
+        _mm512_mask_storeu_ps(ar, m, x);
       }
     }
   }
@@ -230,17 +258,22 @@ void AttendHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_
 
 }  // namespace
 
-void AttendRowsHeadsAvx512(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
-                           DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc,
-                           size_t acc_stride) {
-  // Stack space for one chunk: K transposed [D][16], weights [heads][16].
+void AttendTileAvx512(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
+                      const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D, float scale,
+                      SoftmaxPartial* p, float* acc, size_t acc_stride) {
+  // Stack space for one chunk: K transposed [D][16], weights [rows][16].
   alignas(64) float kt[kMaxHeadDim][kKeys];
-  alignas(64) float w[kMaxHeads][kKeys];
+  alignas(64) float w[kMaxRows][kKeys];
   switch (type) {
-    case DType::kF32: return AttendHeads<F32Row>(q, n_heads, k, v, row_bytes, n, D, scale, p, acc, acc_stride, kt, w);
-    case DType::kF16: return AttendHeads<F16Row>(q, n_heads, k, v, row_bytes, n, D, scale, p, acc, acc_stride, kt, w);
+    case DType::kF32:
+      return AttendTile<F32Row>(q, q_stride, n_tok, n_heads, n_keys, k, v, row_bytes, D, scale, p, acc, acc_stride,
+                                kt, w);
+    case DType::kF16:
+      return AttendTile<F16Row>(q, q_stride, n_tok, n_heads, n_keys, k, v, row_bytes, D, scale, p, acc, acc_stride,
+                                kt, w);
     case DType::kQ8_0:
-      return AttendHeads<Q8_0Row>(q, n_heads, k, v, row_bytes, n, D, scale, p, acc, acc_stride, kt, w);
+      return AttendTile<Q8_0Row>(q, q_stride, n_tok, n_heads, n_keys, k, v, row_bytes, D, scale, p, acc, acc_stride,
+                                 kt, w);
     default: return;
   }
 }

@@ -23,6 +23,9 @@ Path ClampToAvailable(Path requested);
 // REQUIRES: the CPU supports the path (CpuFeatures), w.type in {F32, F16, BF16, Q8_0, Q4_0}.
 void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
 void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+// PackedMatrixBytes / PackMatrix for the AVX-512 path (0 bytes: no packed layout for w.type).
+size_t PackedMatrixBytesAvx512(const Tensor& w);
+void PackMatrixAvx512(const Tensor& w, uint8_t* dst);
 
 void RmsNormAvx2(const float* x, const float* weight, float* out, int64_t n, float eps);
 void RmsNormAvx512(const float* x, const float* weight, float* out, int64_t n, float eps);
@@ -35,15 +38,10 @@ float DotF32Avx512(const float* a, const float* b, int64_t n);
 void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
 void AxpyF32Avx512(float a, const float* x, float* y, int64_t n);
 
-// AttendRows / AttendRowsHeads without the scratch row (rows are widened in
-// registers). AttendRowsHeadsAvx512 REQUIRES D <= kMaxHeadDimAvx512 and
-// n_heads <= kMaxHeadsAvx512.
+// AttendRows without the scratch row (rows are widened in registers).
+// REQUIRES D <= kMaxHeadDimAvx512.
 void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
                       int32_t D, float scale, SoftmaxPartial* p, float* acc);
 inline constexpr int32_t kMaxHeadDimAvx512 = 256;
-inline constexpr int32_t kMaxHeadsAvx512 = 64;
-void AttendRowsHeadsAvx512(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
-                           DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc,
-                           size_t acc_stride);
 
 }  // namespace strata::kernels::internal

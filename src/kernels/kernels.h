@@ -2,7 +2,7 @@
 // scalar reference; SIMD paths (AVX2, AVX-512 with VNNI) are chosen at run time
 // from CPUID and are tested against the reference path by path
 // (tests/kernels_test.cc, one table with per-dtype tolerances). There are no
-// AMX kernels yet: Path::kAmx runs the AVX-512 ones.
+// AMX kernels: Path::kAmx runs the AVX-512 ones.
 //
 // Shapes use ggml order in comments: [inner, outer]. All pointers are to
 // contiguous row-major data; nothing here allocates on the hot path except
@@ -55,8 +55,22 @@ void DequantizeRow(DType t, const void* src, float* dst, int64_t n);
 // above it is used (tests pass each available path; callers use the default).
 // Uses pool.Scratch() for quantized activations and packed weight panels.
 // REQUIRES: w.cols() == n_in; y does not alias x; no other user of pool's
-// scratch is live across the call.
+// scratch is live across the call; if w is packed (layout kPanels32), `path`
+// and this CPU reach the path it was packed for.
 void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path = BestPath());
+
+// ---- packed matrices ----
+// A path may read a matrix in a layout of its own, packed once at model load
+// instead of on every call: AVX-512 packs Q8_0 and Q4_0 into 32-row panels
+// (TensorLayout::kPanels32) that its register tiles read as they are. Packing
+// keeps the bytes per row (the last panel is padded to 32 rows) and does not
+// change MatMul's results.
+// Bytes PackMatrix needs for w on `path`; 0 when that path has no packed
+// layout for w's type (then w is used as it is). REQUIRES: w.layout == kRows.
+size_t PackedMatrixBytes(const Tensor& w, Path path = BestPath());
+// Writes w packed for `path` to dst and returns the packed view (data = dst).
+// REQUIRES: PackedMatrixBytes(w, path) > 0; dst 64-byte aligned with that many bytes.
+Tensor PackMatrix(const Tensor& w, void* dst, Path path = BestPath());
 
 // ---- elementwise and row operations ----
 // out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i];  x, out, weight: F32 [n]. out may alias x.

@@ -92,7 +92,9 @@ void MatMulScalar(const Tensor& w, const float* x, int64_t n_tok, float* y, Thre
 
 void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path) {
   if (n_tok <= 0 || w.rows() <= 0) return;
-  switch (internal::ClampToAvailable(path)) {
+  const Path use = internal::ClampToAvailable(path);
+  assert(w.layout == TensorLayout::kRows || use >= Path::kAvx512);
+  switch (use) {
     case Path::kScalar:
       MatMulScalar(w, x, n_tok, y, pool);
       return;
@@ -100,10 +102,25 @@ void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool
       internal::MatMulAvx2(w, x, n_tok, y, pool);
       return;
     case Path::kAvx512:
-    case Path::kAmx:  // no AMX matmul kernels yet: AVX-512 serves AMX machines
+    case Path::kAmx:  // no AMX matmul kernels: AVX-512 serves AMX machines
       internal::MatMulAvx512(w, x, n_tok, y, pool);
       return;
   }
+}
+
+size_t PackedMatrixBytes(const Tensor& w, Path path) {
+  if (w.layout != TensorLayout::kRows || internal::ClampToAvailable(path) < Path::kAvx512) return 0;
+  return internal::PackedMatrixBytesAvx512(w);
+}
+
+Tensor PackMatrix(const Tensor& w, void* dst, Path path) {
+  assert(PackedMatrixBytes(w, path) > 0);
+  (void)path;
+  internal::PackMatrixAvx512(w, static_cast<uint8_t*>(dst));
+  Tensor packed = w;
+  packed.data = dst;
+  packed.layout = TensorLayout::kPanels32;
+  return packed;
 }
 
 }  // namespace strata::kernels

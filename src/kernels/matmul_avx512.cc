@@ -1,19 +1,22 @@
-// AVX-512 (F/BW/VL/DQ + VNNI) matrix multiplication, in two shapes:
+// AVX-512 (F/BW/VL/DQ + VNNI) matrix multiplication.
 //
-//  * GEMV (a few tokens, i.e. decode): memory-bound. Weights are read once, in
-//    place. Threads take runs of consecutive rows (~64 KB), so each reads one
-//    sequential stream; a row is multiplied by up to 4 tokens at a time with
-//    vectors running along the input dimension.
-//  * GEMM (prefill): compute-bound. A panel of 32 output rows is repacked into
-//    thread-private scratch so that 16 rows share the lanes of a vector; each
-//    activation element is broadcast against it, giving a register tile of
-//    32 rows x T tokens that reuses every loaded weight vector T times.
+// Quantized weights (Q8_0, Q4_0) are read as 32-row panels in which 16 rows
+// share the lanes of a vector (layout below); each activation group is
+// broadcast against them, giving a register tile of 32 rows x T tokens that
+// reuses every loaded weight vector T times. The same tile serves decode
+// (T = 1, memory-bound: each weight byte is read once, sequentially, with a
+// handful of instructions per 64 bytes) and prefill (T = 6, compute-bound).
+// Matrices are normally packed into panels once at load (PackMatrix); a
+// matrix in the file's row layout is packed panel by panel on the fly.
+// Activations are quantized to Q8_0 and multiplied with VPDPBUSD (unsigned x
+// signed bytes): the weight is made the unsigned operand (Q8_0: q + 128;
+// Q4_0: the stored nibble, q + 8) and the offset is cancelled by starting each
+// block's integer sum at comp = -offset * sum(activation block).
 //
-// Quantized weights multiply Q8_0-quantized activations with VPDPBUSD
-// (unsigned x signed bytes). The weight is made the unsigned operand (Q8_0:
-// q + 128 by flipping the sign bit; Q4_0: the stored nibble, q + 8) and the
-// offset is cancelled by starting each block's integer sum at
-// comp = -offset * sum(activation block).
+// Float weights (F32, F16, BF16): GEMV for a few tokens, rows read in place in
+// runs of ~64 KB per thread (one sequential stream each), vectors along the
+// input dimension; GEMM for more, panels of 32 rows x 256 inputs widened to
+// F32 in thread-private scratch, broadcast activations.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -40,8 +43,7 @@ namespace {
 constexpr int kLanes = 16;
 constexpr int kQK = kQK8_0;  // elements per quantized block (Q8_0 and Q4_0)
 
-// Below this many tokens repacking weights costs more than it saves.
-constexpr int64_t kGemmMinTokensQuant = 6;
+// Below this many tokens repacking float weights costs more than it saves.
 constexpr int64_t kGemmMinTokensFloat = 6;
 
 // GEMV: tokens per pass over a row, and weight bytes per task (rows are
@@ -51,9 +53,9 @@ constexpr int64_t kGemmMinTokensFloat = 6;
 constexpr int kGemvTokens = 4;
 constexpr int64_t kGemvTaskBytes = 64 << 10;
 
-// GEMM panel: 32 rows (two vectors of 16 lanes); token tiles.
+// Panel: 32 rows (two vectors of 16 lanes); token tiles.
 constexpr int kPanelRows = 2 * kLanes;
-constexpr int kGemmTokensQuant = 6;
+constexpr int kQuantTileTokens = 6;
 constexpr int kGemmTokensFloat = 12;
 constexpr int64_t kFloatChunk = 256;  // input elements per packed float panel (32 KB)
 
@@ -74,42 +76,30 @@ void WithCount(int64_t n, const F& f) {
 }
 
 // ---------------------------------------------------------------------------
-// Activations quantized to Q8_0, one record per token, laid out for the kernels
-// (every vector array 64-byte aligned):
-//   GEMV only, one 16-lane vector per block pair (lanes 0-7: first block):
-//   dxv   f32   [16 * n_pairs]       d of each lane's block
-//   compv i32   [16 * n_pairs]       the blocks' comp in lanes 0 and 8, zero elsewhere
-//   qs    int8  [2 * kQK * n_pairs]  (zero padded to whole block pairs)
-//   d     f32   [2 * n_pairs]        fp16-rounded scale per block
-//   comp  i32   [2 * n_pairs]        -offset * sum(qs of block)
+// Activations quantized to Q8_0, one record per token (64-byte aligned):
+//   qs    int8  [kQK * nb]
+//   d     f32   [nb]   fp16-rounded scale per block
+//   comp  i32   [nb]   -offset * sum(qs of block)
 // The quantization is QuantizeRow(Q8_0)'s exactly (x * (1/d) rounded half away
 // from zero, like roundf).
 class QuantizedActs {
  public:
-  QuantizedActs(int64_t n_in, bool vectors)
-      : n_pairs_((n_in / kQK + 1) / 2),
-        vectors_(vectors),
-        qs_offset_(vectors ? 128 * n_pairs_ : 0),
-        stride_(RoundUp64(static_cast<size_t>(qs_offset_ + 80 * n_pairs_))) {}
+  explicit QuantizedActs(int64_t n_in) : nb_(n_in / kQK), stride_(RoundUp64(static_cast<size_t>(nb_ * (kQK + 8)))) {}
 
   size_t bytes(int64_t n_tok) const { return stride_ * static_cast<size_t>(n_tok); }
   void set_base(void* base) { base_ = static_cast<uint8_t*>(base); }
 
-  int8_t* qs(int64_t t) const { return reinterpret_cast<int8_t*>(rec(t) + qs_offset_); }
-  float* d(int64_t t) const { return reinterpret_cast<float*>(rec(t) + qs_offset_ + 64 * n_pairs_); }
-  int32_t* comp(int64_t t) const { return reinterpret_cast<int32_t*>(rec(t) + qs_offset_ + 72 * n_pairs_); }
-  float* dxv(int64_t t) const { return reinterpret_cast<float*>(rec(t)); }
-  int32_t* compv(int64_t t) const { return reinterpret_cast<int32_t*>(rec(t) + 64 * n_pairs_); }
+  const int8_t* qs(int64_t t) const { return reinterpret_cast<const int8_t*>(rec(t)); }
+  const float* d(int64_t t) const { return reinterpret_cast<const float*>(rec(t) + kQK * nb_); }
+  const int32_t* comp(int64_t t) const { return reinterpret_cast<const int32_t*>(rec(t) + (kQK + 4) * nb_); }
 
   // Quantizes token t's activations x: F32 [n_in]. Distinct t may run concurrently.
-  void Quantize(int64_t t, const float* x, int64_t n_in, int offset) const;
+  void Quantize(int64_t t, const float* x, int offset) const;
 
  private:
   uint8_t* rec(int64_t t) const { return base_ + stride_ * static_cast<size_t>(t); }
 
-  int64_t n_pairs_;
-  bool vectors_;
-  int64_t qs_offset_;
+  int64_t nb_;
   size_t stride_;
   uint8_t* base_ = nullptr;
 };
@@ -122,14 +112,11 @@ __m512i RoundHalfAway(__m512 v) {
   return _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_or_ps(half, sign)));
 }
 
-void QuantizedActs::Quantize(int64_t t, const float* x, int64_t n_in, int offset) const {
-  std::memset(rec(t), 0, stride_);
-  int8_t* qs = this->qs(t);
-  float* d = this->d(t);
-  int32_t* comp = this->comp(t);
-  float* dxv = this->dxv(t);
-  int32_t* compv = this->compv(t);
-  for (int64_t b = 0; b < n_in / kQK; ++b) {
+void QuantizedActs::Quantize(int64_t t, const float* x, int offset) const {
+  auto* qs = reinterpret_cast<int8_t*>(rec(t));
+  auto* d = reinterpret_cast<float*>(rec(t) + kQK * nb_);
+  auto* comp = reinterpret_cast<int32_t*>(rec(t) + (kQK + 4) * nb_);
+  for (int64_t b = 0; b < nb_; ++b) {
     const __m512 v0 = _mm512_loadu_ps(x + b * kQK), v1 = _mm512_loadu_ps(x + b * kQK + kLanes);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
     const float scale = amax / 127.0f;
@@ -140,30 +127,34 @@ void QuantizedActs::Quantize(int64_t t, const float* x, int64_t n_in, int offset
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK + kLanes), _mm512_cvtepi32_epi8(q1));
     d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
     comp[b] = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-    if (vectors_) {
-      const int64_t lane0 = (b / 2) * kLanes + (b % 2) * (kLanes / 2);
-      for (int j = 0; j < kLanes / 2; ++j) dxv[lane0 + j] = d[b];
-      compv[lane0] = comp[b];
-    }
   }
 }
 
 // ---------------------------------------------------------------------------
-// Quantized weight formats as the unsigned VPDPBUSD operand.
+// Packed quantized matrices (TensorLayout::kPanels32). Rows are grouped in
+// panels of 32 (two groups of 16 rows, one per vector); rows past the matrix
+// repeat its last row and their outputs are never stored. A panel is nb
+// records, one per block of 32 inputs, of exactly the bytes 32 rows' blocks
+// take in the file (Q8_0 1088, Q4_0 576), so packing costs no memory:
+//   fp16 d[2][16]                      each row's block scale
+//   Q8_0: u8 q[8][2][16][4]           [k step][group][row][4 inputs], q + 128
+//   Q4_0: u8 q[2][4][16][4]           [group][k step][row][4 bytes]: the low
+//         nibbles are inputs 4k..4k+3 (k step k), the high ones 16+4k..16+4k+3
+//         (k step k+4), each q + 8
+// Lane i of a k step's vector holds row i of the group, so one VPDPBUSD with a
+// broadcast group of 4 activations advances 16 rows by 4 inputs. The weight is
+// the unsigned operand; each block's integer sum starts at the activations'
+// comp = -offset * sum(activation block), which cancels the offset.
 
 struct Q8_0Weights {
   using Block = BlockQ8_0;
   static constexpr int kOffset = 128;
-  // Blocks b[0] and (if both) b[1] as 64 unsigned bytes q + 128.
-  template <bool kBoth>
-  static __m512i LoadPair(const Block* b) {
-    const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[0].qs));
-    const __m256i hi = kBoth ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[1].qs)) : _mm256_setzero_si256();
-    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), _mm512_set1_epi8(char(0x80)));
-  }
-  // Block b of 16 rows as q[ks][row] (4 inputs 4ks..4ks+3 per lane), unsigned:
-  // an 8x8 transpose of 4-byte groups in each 256-bit half (rows i, i+8).
-  static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* q, int stride) {
+  static constexpr int kRecordBytes = 64 + kQK * kPanelRows;
+  // Writes block b of rows[0..15] as group g of record rec: an 8x8 transpose
+  // of 4-byte groups in each 256-bit half (rows i, i+8).
+  static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* rec, int g) {
+    uint8_t* q = rec + 64 + g * 64;
+    constexpr int kStride = 2 * 64;
     __m512i r[8], t[8], u[8];
     STRATA_UNROLL
     for (int i = 0; i < 8; ++i) {
@@ -189,29 +180,28 @@ struct Q8_0Weights {
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     STRATA_UNROLL
     for (int k = 0; k < 4; ++k) {
-      _mm512_store_si512(q + k * stride, _mm512_xor_si512(_mm512_permutex2var_epi64(u[k], even, u[4 + k]), flip));
-      _mm512_store_si512(q + (k + 4) * stride, _mm512_xor_si512(_mm512_permutex2var_epi64(u[k], odd, u[4 + k]), flip));
+      _mm512_store_si512(q + k * kStride, _mm512_xor_si512(_mm512_permutex2var_epi64(u[k], even, u[4 + k]), flip));
+      _mm512_store_si512(q + (k + 4) * kStride,
+                         _mm512_xor_si512(_mm512_permutex2var_epi64(u[k], odd, u[4 + k]), flip));
     }
+  }
+  // Calls f(ks, group 0 vector, group 1 vector) for the record's 8 k steps.
+  template <class F>
+  static void ForEachStep(const uint8_t* rec, const F& f) {
+    STRATA_UNROLL
+    for (int ks = 0; ks < kQK / 4; ++ks)
+      f(ks, _mm512_load_si512(rec + 64 + ks * 128), _mm512_load_si512(rec + 64 + ks * 128 + 64));
   }
 };
 
 struct Q4_0Weights {
   using Block = BlockQ4_0;
   static constexpr int kOffset = 8;
-  // Blocks b[0] and (if both) b[1] as 64 nibbles q + 8, in element order.
-  template <bool kBoth>
-  static __m512i LoadPair(const Block* b) {
-    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[0].qs)));
-    const __m256i hi = kBoth ? _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[1].qs)))
-                             : _mm256_setzero_si256();
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    v = _mm512_mask_srli_epi16(v, 0xFF00FF00u, v, 4);  // 128-bit lanes 1 and 3: high nibbles
-    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-  }
-  // Block b of 16 rows as q[ks][row] nibbles: a 4x4 transpose of 4-byte
-  // groups in each 128-bit lane (rows i, i+4, i+8, i+12), then the low
-  // nibbles are inputs 0-15 (ks 0-3) and the high nibbles inputs 16-31.
-  static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* q, int stride) {
+  static constexpr int kRecordBytes = 64 + kQK / 2 * kPanelRows;
+  // Writes block b of rows[0..15] as group g of record rec: a 4x4 transpose of
+  // 4-byte groups in each 128-bit lane (rows i, i+4, i+8, i+12).
+  static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* rec, int g) {
+    uint8_t* q = rec + 64 + g * 256;
     __m512i z[4];
     STRATA_UNROLL
     for (int i = 0; i < 4; ++i) {
@@ -222,99 +212,30 @@ struct Q4_0Weights {
     }
     const __m512i a0 = _mm512_unpacklo_epi32(z[0], z[1]), a1 = _mm512_unpackhi_epi32(z[0], z[1]);
     const __m512i a2 = _mm512_unpacklo_epi32(z[2], z[3]), a3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    const __m512i o[4] = {_mm512_unpacklo_epi64(a0, a2), _mm512_unpackhi_epi64(a0, a2), _mm512_unpacklo_epi64(a1, a3),
-                          _mm512_unpackhi_epi64(a1, a3)};
+    _mm512_store_si512(q + 0 * 64, _mm512_unpacklo_epi64(a0, a2));
+    _mm512_store_si512(q + 1 * 64, _mm512_unpackhi_epi64(a0, a2));
+    _mm512_store_si512(q + 2 * 64, _mm512_unpacklo_epi64(a1, a3));
+    _mm512_store_si512(q + 3 * 64, _mm512_unpackhi_epi64(a1, a3));
+  }
+  template <class F>
+  static void ForEachStep(const uint8_t* rec, const F& f) {
     const __m512i mask = _mm512_set1_epi8(0x0F);
     STRATA_UNROLL
     for (int k = 0; k < 4; ++k) {
-      _mm512_store_si512(q + k * stride, _mm512_and_si512(o[k], mask));
-      _mm512_store_si512(q + (k + 4) * stride, _mm512_and_si512(_mm512_srli_epi16(o[k], 4), mask));
+      const __m512i v0 = _mm512_load_si512(rec + 64 + k * 64), v1 = _mm512_load_si512(rec + 64 + 256 + k * 64);
+      f(k, _mm512_and_si512(v0, mask), _mm512_and_si512(v1, mask));
+      f(k + 4, _mm512_and_si512(_mm512_srli_epi16(v0, 4), mask), _mm512_and_si512(_mm512_srli_epi16(v1, 4), mask));
     }
   }
 };
 
-// fp16 scales d0, d1 as a vector: lanes 0-7 d0, lanes 8-15 d1.
-__m512 PairScale(uint16_t d0, uint16_t d1) {
-  const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(d0 | (static_cast<uint32_t>(d1) << 16))));
-  return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
-                               _mm512_castps128_ps512(f));
-}
-
-// ---------------------------------------------------------------------------
-// GEMV driver: hands out runs of rows; row_fn(o, t0, n) computes
-// y[t0 .. t0+n-1][o] for n <= kGemvTokens.
-template <class RowFn>
-void ForGemvRows(const Tensor& w, int64_t n_tok, ThreadPool& pool, const RowFn& row_fn) {
-  const int64_t n_out = w.rows();
-  const int64_t rows_per_task = std::max<int64_t>(1, kGemvTaskBytes / static_cast<int64_t>(w.row_bytes()));
-  pool.ParallelTasks((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
-    const int64_t end = std::min(n_out, (task + 1) * rows_per_task);
-    for (int64_t o = task * rows_per_task; o < end; ++o)
-      for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) row_fn(o, t0, std::min<int64_t>(kGemvTokens, n_tok - t0));
-  });
-}
-
-// Quantized GEMV: one weight row against tokens t0 .. t0+T-1. Block pairs
-// alternate between two accumulators per token to hide the FMA latency.
-template <class W, int T>
-struct GemvQuantRow {
-  using Block = typename W::Block;
-  __m512 acc[T][2];
-
-  template <bool kBoth>
-  void Step(const Block* row, const QuantizedActs& xa, int64_t t0, int64_t p, int a) {
-    const Block* b = row + 2 * p;
-    const __m512i wv = W::template LoadPair<kBoth>(b);
-    const __m512 dw = PairScale(b[0].d, kBoth ? b[1].d : 0);
-    STRATA_UNROLL
-    for (int t = 0; t < T; ++t) {
-      const __m512i xq = _mm512_load_si512(xa.qs(t0 + t) + 2 * kQK * p);
-      const __m512 dx = _mm512_load_ps(xa.dxv(t0 + t) + kLanes * p);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(xa.compv(t0 + t) + kLanes * p), wv, xq);
-      acc[t][a] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, dx), acc[t][a]);
-    }
-  }
-
-  void Run(const Block* row, int64_t nb, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out) {
-    STRATA_UNROLL
-    for (int t = 0; t < T; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
-    const int64_t n_pairs = nb / 2;
-    int64_t p = 0;
-    for (; p + 2 <= n_pairs; p += 2) {
-      Step<true>(row, xa, t0, p, 0);
-      Step<true>(row, xa, t0, p + 1, 1);
-    }
-    if (p < n_pairs) Step<true>(row, xa, t0, p, 0);
-    if (nb % 2) Step<false>(row, xa, t0, n_pairs, 1);
-    STRATA_UNROLL
-    for (int t = 0; t < T; ++t) y[(t0 + t) * n_out] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
-  }
-};
-
-template <class W>
-void GemvQuant(const Tensor& w, const QuantizedActs& xa, int64_t n_tok, float* y, ThreadPool& pool) {
-  using Block = typename W::Block;
-  const int64_t nb = w.cols() / kQK, n_out = w.rows();
-  const auto* base = static_cast<const Block*>(w.data);
-  ForGemvRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
-    const Block* row = base + o * nb;
-    WithCount<kGemvTokens>(n, [&](auto T) { GemvQuantRow<W, T()>().Run(row, nb, xa, t0, y + o, n_out); });
-  });
-}
-
-// ---------------------------------------------------------------------------
-// Quantized GEMM. Packed panel, per block of 32 inputs:
-//   f32 dw[32]                 scale of each row's block
-//   u8  q[8][2][16][4]         [k step][row group][row in group][4 inputs]
-constexpr int kQuantPanelBlockBytes = kPanelRows * 4 + (kQK / 4) * kPanelRows * 4;
-
+// Packs rows o0 .. o0+31 of w into one panel (nb records).
 template <class W>
 void PackQuantPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
   using Block = typename W::Block;
   const int64_t nb = w.cols() / kQK, n_out = w.rows();
   STRATA_UNROLL
   for (int g = 0; g < 2; ++g) {
-    // Rows past the matrix repeat its last row; their outputs are never stored.
     const Block* rows[16];
     int32_t offsets[16];
     STRATA_UNROLL
@@ -325,17 +246,19 @@ void PackQuantPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
     }
     const __m512i idx = _mm512_loadu_si512(offsets);
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* pb = panel + b * kQuantPanelBlockBytes;
+      uint8_t* rec = panel + b * W::kRecordBytes;
       const __m512i d = _mm512_i32gather_epi32(idx, &rows[0][b].d, 1);
-      _mm512_store_ps(pb + g * 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
-      W::PackBlock(rows, b, pb + 128 + g * 64, 128);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(rec + g * 32), _mm512_cvtepi32_epi16(d));
+      W::PackBlock(rows, b, rec, g);
     }
   }
 }
 
-template <int T>
-void GemmQuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out,
-                   int64_t o0) {
+// y[t0 .. t0+T-1][o0 .. o0+31] from one panel: a register tile of 32 rows x T
+// tokens that reuses every loaded weight vector T times.
+template <class W, int T>
+void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out,
+               int64_t o0) {
   const int8_t* xq[T];
   const float* xd[T];
   const int32_t* xc[T];
@@ -349,14 +272,11 @@ void GemmQuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, in
     acc1[t] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* pb = panel + b * kQuantPanelBlockBytes;
+    const uint8_t* rec = panel + b * W::kRecordBytes;
     __m512i i0[T], i1[T];
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) i0[t] = i1[t] = _mm512_set1_epi32(xc[t][b]);
-    STRATA_UNROLL
-    for (int ks = 0; ks < kQK / 4; ++ks) {
-      const __m512i w0 = _mm512_load_si512(pb + 128 + ks * 128);
-      const __m512i w1 = _mm512_load_si512(pb + 128 + ks * 128 + 64);
+    W::ForEachStep(rec, [&](int ks, __m512i w0, __m512i w1) {
       STRATA_UNROLL
       for (int t = 0; t < T; ++t) {
         int32_t x4;
@@ -365,8 +285,9 @@ void GemmQuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, in
         i0[t] = _mm512_dpbusd_epi32(i0[t], w0, xb);
         i1[t] = _mm512_dpbusd_epi32(i1[t], w1, xb);
       }
-    }
-    const __m512 dw0 = _mm512_load_ps(pb), dw1 = _mm512_load_ps(pb + 64);
+    });
+    const __m512 dw0 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec)));
+    const __m512 dw1 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + 32)));
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) {
       const __m512 dx = _mm512_set1_ps(xd[t][b]);
@@ -383,42 +304,57 @@ void GemmQuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, in
   }
 }
 
+// Threads take panels one at a time; a matrix in the file's row layout is
+// packed panel by panel into thread-private scratch first (stays in L2 while
+// every token tile reuses it).
 template <class W>
-void GemmQuant(const Tensor& w, const QuantizedActs& xa, int64_t n_tok, float* y, ThreadPool& pool,
-               uint8_t* panels) {
-  const int64_t nb = w.cols() / kQK, n_out = w.rows();
-  const size_t panel_bytes = static_cast<size_t>(nb) * kQuantPanelBlockBytes;
+void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_in = w.cols(), nb = n_in / kQK, n_out = w.rows();
+  const bool packed = w.layout == TensorLayout::kPanels32;
+  QuantizedActs xa(n_in);
+  const size_t act_bytes = RoundUp64(xa.bytes(n_tok));
+  const size_t panel_bytes = static_cast<size_t>(nb) * W::kRecordBytes;
+  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + (packed ? 0 : panel_bytes * pool.n_threads())));
+  xa.set_base(scratch);
+  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) xa.Quantize(t, x + t * n_in, W::kOffset);
+  });
   pool.ParallelTasks((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t task, int ith) {
-    uint8_t* panel = panels + panel_bytes * static_cast<size_t>(ith);
     const int64_t o0 = task * kPanelRows;
-    PackQuantPanel<W>(w, o0, panel);
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kGemmTokensQuant) {
-      WithCount<kGemmTokensQuant>(n_tok - t0, [&](auto T) { GemmQuantTile<T()>(panel, nb, xa, t0, y, n_out, o0); });
+    const uint8_t* panel = static_cast<const uint8_t*>(w.data) + panel_bytes * static_cast<size_t>(task);
+    if (!packed) {
+      uint8_t* own = scratch + act_bytes + panel_bytes * static_cast<size_t>(ith);
+      PackQuantPanel<W>(w, o0, own);
+      panel = own;
+    }
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kQuantTileTokens) {
+      WithCount<kQuantTileTokens>(n_tok - t0, [&](auto T) { QuantTile<W, T()>(panel, nb, xa, t0, y, n_out, o0); });
     }
   });
 }
 
 template <class W>
-void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  const int64_t n_in = w.cols(), nb = n_in / kQK;
-  const bool gemm = n_tok >= kGemmMinTokensQuant;
-  QuantizedActs xa(n_in, /*vectors=*/!gemm);
-  const size_t act_bytes = RoundUp64(xa.bytes(n_tok));
-  const size_t panel_bytes = gemm ? static_cast<size_t>(nb) * kQuantPanelBlockBytes : 0;
-  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + panel_bytes * pool.n_threads()));
-  xa.set_base(scratch);
-  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) xa.Quantize(t, x + t * n_in, n_in, W::kOffset);
-  });
-  if (gemm) {
-    GemmQuant<W>(w, xa, n_tok, y, pool, scratch + act_bytes);
-  } else {
-    GemvQuant<W>(w, xa, n_tok, y, pool);
-  }
+void PackQuantMatrix(const Tensor& w, uint8_t* dst) {
+  const int64_t n_panels = (w.rows() + kPanelRows - 1) / kPanelRows;
+  const size_t panel_bytes = static_cast<size_t>(w.cols() / kQK) * W::kRecordBytes;
+  for (int64_t p = 0; p < n_panels; ++p) PackQuantPanel<W>(w, p * kPanelRows, dst + panel_bytes * static_cast<size_t>(p));
 }
 
 // ---------------------------------------------------------------------------
 // Float weights (F32, F16, BF16) widened to F32 16 elements at a time.
+
+// GEMV driver: hands out runs of rows; row_fn(o, t0, n) computes
+// y[t0 .. t0+n-1][o] for n <= kGemvTokens.
+template <class RowFn>
+void ForGemvRows(const Tensor& w, int64_t n_tok, ThreadPool& pool, const RowFn& row_fn) {
+  const int64_t n_out = w.rows();
+  const int64_t rows_per_task = std::max<int64_t>(1, kGemvTaskBytes / static_cast<int64_t>(w.row_bytes()));
+  pool.ParallelTasks((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
+    const int64_t end = std::min(n_out, (task + 1) * rows_per_task);
+    for (int64_t o = task * rows_per_task; o < end; ++o)
+      for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) row_fn(o, t0, std::min<int64_t>(kGemvTokens, n_tok - t0));
+  });
+}
 
 struct F32Weights {
   static constexpr int kBytes = 4;
@@ -609,6 +545,24 @@ void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, Thre
     case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
     case DType::kQ8_0: return MatMulQuant<Q8_0Weights>(w, x, n_tok, y, pool);
     case DType::kQ4_0: return MatMulQuant<Q4_0Weights>(w, x, n_tok, y, pool);
+    default: return;
+  }
+}
+
+size_t PackedMatrixBytesAvx512(const Tensor& w) {
+  const size_t panels = static_cast<size_t>((w.rows() + kPanelRows - 1) / kPanelRows);
+  const size_t nb = static_cast<size_t>(w.cols() / kQK);
+  switch (w.type) {
+    case DType::kQ8_0: return panels * nb * Q8_0Weights::kRecordBytes;
+    case DType::kQ4_0: return panels * nb * Q4_0Weights::kRecordBytes;
+    default: return 0;
+  }
+}
+
+void PackMatrixAvx512(const Tensor& w, uint8_t* dst) {
+  switch (w.type) {
+    case DType::kQ8_0: return PackQuantMatrix<Q8_0Weights>(w, dst);
+    case DType::kQ4_0: return PackQuantMatrix<Q4_0Weights>(w, dst);
     default: return;
   }
 }

@@ -98,6 +98,11 @@ class GgufFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* FindTensor(std::string_view name) const;
 
+  // MappedFile::ReleasePages for bytes of this file (no-op for caller-owned bytes).
+  void ReleasePages(const void* p, size_t n) const {
+    if (mapping_) mapping_->ReleasePages(p, n);
+  }
+
  private:
   GgufFile() = default;
   std::unique_ptr<MappedFile> mapping_;  // null when parsed from caller-owned bytes

@@ -73,6 +73,11 @@ class Llama2cFile {
   // nullptr if there is no tensor of that name.
   const Tensor* FindTensor(std::string_view name) const;
 
+  // MappedFile::ReleasePages for bytes of this file (no-op for caller-owned bytes).
+  void ReleasePages(const void* p, size_t n) const {
+    if (mapping_) mapping_->ReleasePages(p, n);
+  }
+
  private:
   Llama2cFile() = default;
   // Checks what follows rms_final_weight at offset (freq_cis tables, wcls)

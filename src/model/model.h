@@ -1,5 +1,6 @@
 // Model: a Llama-family model ready to run — hyper-parameters, weight views
-// into the mapped file (never copied), and the tokenizer. Loaded from GGUF
+// into the mapped file or into the model's packed copy of the matrices (see
+// ModelLoadOptions::pack_weights), and the tokenizer. Loaded from GGUF
 // (general.architecture = "llama") or a llama2.c .bin with its tokenizer.bin.
 //
 // Thread-safety: immutable after Load; share freely between contexts/threads.
@@ -66,6 +67,12 @@ struct LlamaWeights {
 struct ModelLoadOptions {
   std::string path;            // .gguf, or llama2.c .bin
   std::string tokenizer_path;  // llama2.c tokenizer.bin; required for .bin models
+  // Repack the matrices once into the layout of the fastest kernel path
+  // (kernels::PackMatrix; same results, ~1 s per GB at load) instead of
+  // reading them in the file's layout. The packed copy lives in anonymous
+  // memory (huge pages where the OS allows) and the file pages it replaces
+  // are released, so resident memory stays about the file's size.
+  bool pack_weights = true;
 };
 
 class Model {
@@ -93,6 +100,15 @@ class Model {
   void BindWeights(const std::function<Tensor(const std::string&)>& tensor);
   // F32 copy of a small non-F32 1-D tensor (norm weights), owned here.
   Tensor ToF32(const Tensor& t);
+  // Repoints every matrix MatMul reads at a packed copy in packed_ (those
+  // the best kernel path has a packed layout for) and releases the file pages
+  // they came from.
+  void PackMatrices();
+  void ReleaseFilePages(const Tensor& t) const;
+
+  struct FreeDeleter {
+    void operator()(void* p) const;
+  };
 
   LlamaHParams hparams_;
   LlamaWeights weights_;
@@ -101,6 +117,7 @@ class Model {
   std::unique_ptr<gguf::GgufFile> gguf_;     // owns the mapping weights_ points into
   std::unique_ptr<Llama2cFile> llama2c_;     // ditto, for .bin models
   std::vector<std::vector<float>> owned_;    // ToF32 conversions
+  std::unique_ptr<void, FreeDeleter> packed_;  // PackMatrices' copies, 2 MiB aligned
 };
 
 }  // namespace strata

@@ -1,0 +1,75 @@
+#include "bench/report.h"
+
+#include <fmt/format.h>
+
+#include "bench/roofline.h"
+
+namespace strata::bench {
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+const EngineResult* Find(const std::vector<EngineResult>& results, const std::string& engine, const std::string& test) {
+  for (const EngineResult& r : results)
+    if (r.engine == engine && r.test.name() == test) return &r;
+  return nullptr;
+}
+
+}  // namespace
+
+nlohmann::json ResultRows(const RunInfo& run, const std::vector<EngineResult>& results) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const EngineResult& r : results) {
+    const Stats s = Summarize(r.tps);
+    nlohmann::json j = {{"engine", r.engine},         {"test", r.test.name()},      {"tps_median", s.median},
+                        {"tps_min", s.min},           {"tps_max", s.max},           {"tps_mean", s.mean},
+                        {"tps", r.tps},               {"threads", run.threads},     {"model", run.model_name},
+                        {"model_type", run.model_type}, {"bytes_per_token", run.bytes_per_token}};
+    if (r.peak_rss_bytes > 0) j["peak_rss_mib"] = static_cast<double>(r.peak_rss_bytes) / kMiB;
+    if (!r.load_seconds.empty()) j["load_s"] = Summarize(r.load_seconds).median;
+    if (r.test.kind == TestSpec::Kind::kGenerate && run.bandwidth.threads > 0 && run.bandwidth.max > 0) {
+      j["bandwidth_bytes_per_s"] = run.bandwidth.max;
+      j["bandwidth_median_bytes_per_s"] = run.bandwidth.median;
+      j["roofline_fraction"] = RooflineFraction(s.median, run.bytes_per_token, run.bandwidth.max);
+    }
+    if (r.engine == "strata") {
+      j["kernel_path"] = run.kernel_path;
+      if (const EngineResult* peer = Find(results, "llamacpp", r.test.name()))
+        j["ratio_vs_llamacpp"] = s.median / Summarize(peer->tps).median;
+    } else if (!r.peer_info.is_null()) {
+      j["peer"] = r.peer_info;
+    }
+    rows.push_back(std::move(j));
+  }
+  return rows;
+}
+
+std::string MarkdownReport(const RunInfo& run, const nlohmann::json& rows) {
+  std::string out = fmt::format("model: {} ({}), threads: {}, reps: {}, strata kernel path: {}\n", run.model_name,
+                                run.model_type, run.threads, run.reps, run.kernel_path);
+  out += fmt::format("weight bytes read per generated token: {:.3f} GiB (every matrix incl. output, norms, one "
+                     "token-embedding row; KV cache not counted)\n",
+                     static_cast<double>(run.bytes_per_token) / (kMiB * 1024));
+  if (run.bandwidth.threads > 0)
+    out += fmt::format("memory read bandwidth ({} threads, {} MiB buffer, {} reps): max {:.1f} GB/s, median {:.1f} "
+                       "GB/s; roofline = t/s x bytes per token / max\n",
+                       run.bandwidth.threads, run.bandwidth.buffer_bytes / (1024 * 1024), run.bandwidth.reps,
+                       run.bandwidth.max / 1e9, run.bandwidth.median / 1e9);
+  out += "\n| engine | test | t/s median | t/s min | t/s max | vs llama.cpp | roofline | peak RSS MiB | load s |\n";
+  out += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  for (const nlohmann::json& j : rows) {
+    auto opt = [&](const char* key, const char* spec, double scale) -> std::string {
+      return j.contains(key) ? fmt::format(fmt::runtime(spec), scale * j[key].get<double>()) : "";
+    };
+    out += fmt::format("| {} | {} | {:.2f} | {:.2f} | {:.2f} | {} | {} | {} | {} |\n", j["engine"].get<std::string>(),
+                       j["test"].get<std::string>(), j["tps_median"].get<double>(), j["tps_min"].get<double>(),
+                       j["tps_max"].get<double>(), opt("ratio_vs_llamacpp", "{:.2f}x", 1),
+                       opt("roofline_fraction", "{:.0f}%", 100), opt("peak_rss_mib", "{:.0f}", 1),
+                       opt("load_s", "{:.3f}", 1));
+  }
+  out += "\npeak RSS: strata = the bench process over all its tests (before the bandwidth probe); llama.cpp = its "
+         "harness process for that test (max over reps). Both count the touched pages of the mmapped model.\n";
+  return out;
+}
+
+}  // namespace strata::bench

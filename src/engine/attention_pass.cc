@@ -1,0 +1,111 @@
+#include "engine/attention_pass.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+
+namespace strata {
+
+std::string AttentionGridName(const AttentionGrid& g) { return fmt::format("tile={} split={}", g.q_tile, g.split_blocks); }
+
+AttentionPass::AttentionPass(const KvLayout& layout, int32_t n_head, ThreadPool& pool)
+    : layout_(layout), n_head_(n_head), group_(n_head / layout.n_head_kv), pool_(pool) {}
+
+void AttentionPass::Plan(const AttentionGrid& grid, std::span<const AttentionQuery> queries) {
+  const int32_t n_q = static_cast<int32_t>(queries.size()), n_kv = layout_.n_head_kv, B = layout_.block_tokens;
+  tiles_.clear();
+  jobs_.clear();
+  tile_of_.resize(queries.size());
+  for (int32_t i = 0; i < n_q;) {
+    int32_t j = i + 1;
+    while (j < n_q && j - i < grid.q_tile && queries[j].seq == queries[i].seq && queries[j].pos == queries[j - 1].pos + 1)
+      ++j;
+    for (int32_t x = i; x < j; ++x) tile_of_[x] = static_cast<int32_t>(tiles_.size());
+    tiles_.push_back({i, j - i, 0, 0});
+    i = j;
+  }
+  // Ranges per tile: at most split_blocks blocks each, and enough that every thread has a job.
+  const int64_t base_jobs = static_cast<int64_t>(tiles_.size()) * n_kv;
+  const int32_t min_splits = static_cast<int32_t>((pool_.n_threads() + base_jobs - 1) / base_jobs);
+  const size_t row = static_cast<size_t>(layout_.head_dim) + 2;
+  size_t offset = 0;
+  for (size_t ti = 0; ti < tiles_.size(); ++ti) {
+    Tile& tile = tiles_[ti];
+    const int32_t nb = queries[tile.first + tile.n - 1].pos / B + 1;
+    int32_t splits = std::max(min_splits, grid.split_blocks > 0 ? (nb + grid.split_blocks - 1) / grid.split_blocks : 1);
+    splits = std::min(splits, nb);
+    const int32_t per = (nb + splits - 1) / splits;
+    tile.jobs0 = static_cast<int32_t>(jobs_.size());
+    tile.ranges = (nb + per - 1) / per;
+    for (int32_t g = 0; g < n_kv; ++g) {
+      for (int32_t b0 = 0; b0 < nb; b0 += per) {
+        jobs_.push_back({static_cast<int32_t>(ti), g, b0, std::min(nb, b0 + per), offset});
+        offset += static_cast<size_t>(tile.n) * group_ * row;
+      }
+    }
+  }
+  partial_.resize(offset);
+}
+
+void AttentionPass::Run(const AttentionGrid& grid, std::span<const AttentionQuery> queries, const float* q,
+                        const std::vector<std::vector<uint8_t*>>& slices, float* out, kernels::Path path) {
+  if (queries.empty()) return;
+  Plan(grid, queries);
+  const KvLayout& L = layout_;
+  const int32_t D = L.head_dim, B = L.block_tokens, n_kv = L.n_head_kv, group = group_, nth = pool_.n_threads();
+  const size_t E = static_cast<size_t>(n_head_) * D, row = static_cast<size_t>(D) + 2, row_bytes = L.row_bytes();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  scratch_.resize(static_cast<size_t>(D) * nth);
+  state_.resize(static_cast<size_t>(nth));
+  for (auto& s : state_) s.resize(static_cast<size_t>(grid.q_tile) * group);
+
+  // Later tiles see more blocks: hand out the jobs from the last, heaviest first.
+  pool_.ParallelTasks(static_cast<int64_t>(jobs_.size()), [&](int64_t task, int ith) {
+    const Job& job = jobs_[jobs_.size() - 1 - static_cast<size_t>(task)];
+    const Tile& tile = tiles_[static_cast<size_t>(job.tile)];
+    const AttentionQuery* tq = &queries[static_cast<size_t>(tile.first)];
+    const std::vector<uint8_t*>& blocks = slices[static_cast<size_t>(tq->seq)];
+    const int32_t rows = tile.n * group;
+    kernels::SoftmaxPartial* state = state_[static_cast<size_t>(ith)].data();
+    std::fill(state, state + rows, kernels::SoftmaxPartial{});
+    float* acc = &partial_[job.partial];
+    for (int32_t r = 0; r < rows; ++r) std::fill(acc + r * row, acc + r * row + D, 0.0f);
+    // The group's query heads are contiguous in q and share KV head g.
+    const float* qt = q + static_cast<size_t>(tile.first) * E + static_cast<size_t>(job.g) * group * D;
+    int32_t n_keys[AttentionGrid::kMaxQueryTile];
+    for (int32_t b = job.b0; b < job.b1; ++b) {
+      for (int32_t t = 0; t < tile.n; ++t) n_keys[t] = std::clamp(tq[t].pos + 1 - b * B, 0, B);
+      const uint8_t* slice = blocks[static_cast<size_t>(b)];
+      kernels::AttendTile(qt, E, tile.n, group, n_keys, slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0),
+                          row_bytes, L.type, D, scale, state, acc, row, &scratch_[static_cast<size_t>(ith) * D], path);
+    }
+    for (int32_t r = 0; r < rows; ++r) {
+      acc[r * row + D] = state[r].m;
+      acc[r * row + D + 1] = state[r].l;
+    }
+  });
+
+  const int64_t n_q = static_cast<int64_t>(queries.size());
+  pool_.ParallelFor(n_q * n_kv, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t x = begin; x < end; ++x) {
+      const int64_t i = x / n_kv;
+      const int32_t g = static_cast<int32_t>(x % n_kv);
+      const Tile& tile = tiles_[static_cast<size_t>(tile_of_[static_cast<size_t>(i)])];
+      const int32_t t = static_cast<int32_t>(i) - tile.first;
+      const Job* jobs = &jobs_[static_cast<size_t>(tile.jobs0 + g * tile.ranges)];
+      for (int32_t hq = 0; hq < group; ++hq) {
+        float* dst = out + static_cast<size_t>(i) * E + static_cast<size_t>(g * group + hq) * D;
+        kernels::SoftmaxPartial total;
+        std::fill(dst, dst + D, 0.0f);
+        for (int32_t j = 0; j < tile.ranges; ++j) {
+          const float* src = &partial_[jobs[j].partial + static_cast<size_t>(t * group + hq) * row];
+          kernels::MergePartial(&total, dst, kernels::SoftmaxPartial{src[D], src[D + 1]}, src, D);
+        }
+        const float inv = 1.0f / total.l;
+        for (int32_t d = 0; d < D; ++d) dst[d] *= inv;
+      }
+    }
+  });
+}
+
+}  // namespace strata
