@@ -50,6 +50,22 @@ TEST(ReadBandwidthTest, MeasuresEveryRepetition) {
   EXPECT_LE(bw.median, bw.max);
 }
 
+TEST(ReadBandwidthTest, CombineRoundsTakesMediansOverTheProbes) {
+  const uint64_t buf = uint64_t{1} << 30;
+  const std::vector<bench::ReadBandwidth> rounds = {
+      {.median = 30e9, .max = 35e9, .threads = 2, .reps = 5, .buffer_bytes = buf},
+      {.median = 40e9, .max = 46e9, .threads = 2, .reps = 5, .buffer_bytes = buf},
+      {.median = 20e9, .max = 21e9, .threads = 2, .reps = 5, .buffer_bytes = buf},
+  };
+  const bench::ReadBandwidth c = bench::CombineRounds(rounds);
+  EXPECT_DOUBLE_EQ(c.max, 35e9);
+  EXPECT_DOUBLE_EQ(c.median, 30e9);
+  EXPECT_EQ(c.reps, 15);
+  EXPECT_EQ(c.rounds, 3);
+  EXPECT_EQ(c.threads, 2);
+  EXPECT_EQ(c.buffer_bytes, buf);
+}
+
 TEST(ReadBandwidthTest, RejectsBuffersThatDoNotSplitIntoWholeBlocks) {
   bench::ReadBandwidth bw;
   EXPECT_EQ(bench::MeasureReadBandwidth(2, 1, 256, &bw).code(), StatusCode::kInvalidArgument);  // 128 per thread
@@ -187,7 +203,7 @@ TEST(ReportTest, NoBandwidthNoRoofline) {
 TEST(ReportTest, MarkdownHasTheBandwidthAndOneLinePerRow) {
   const bench::RunInfo run = SampleRun();
   const std::string md = bench::MarkdownReport(run, bench::ResultRows(run, SampleResults()));
-  EXPECT_NE(md.find("max 20.0 GB/s, median 18.0 GB/s"), std::string::npos) << md;
+  EXPECT_NE(md.find("best 20.0 GB/s, median 18.0 GB/s"), std::string::npos) << md;
   EXPECT_NE(md.find("0.931 GiB"), std::string::npos) << md;  // 1e9 bytes per token
   EXPECT_NE(md.find("| strata | pp512 | 200.00 | 100.00 | 300.00 | 2.00x |  | 1536 | 0.250 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| strata | tg128 | 10.00 | 9.00 | 11.00 | 2.50x | 50% | 1536 | 0.250 |"), std::string::npos) << md;
@@ -215,6 +231,19 @@ TEST(BenchCliTest, JsonRowsForBothEngines) {
   EXPECT_EQ(rows[2]["engine"], "strata");
   EXPECT_EQ(rows[2]["test"], "tg4");
   EXPECT_TRUE(rows[2].contains("ratio_vs_llamacpp"));
+}
+
+TEST(BenchCliTest, BandwidthProbedAfterEveryGenerationRepetition) {
+  const auto r = testing::RunCommand({testing::CliPath(), "bench", "-m", testing::SharedPath("models/stories260K.gguf"),
+                                      "-p", "8", "-n", "4", "-r", "3", "--bandwidth-reps", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json rows = nlohmann::json::parse(r.out);
+  ASSERT_EQ(rows.size(), 2u) << r.out;
+  EXPECT_FALSE(rows[0].contains("roofline_fraction")) << rows[0].dump();  // pp: no roofline
+  EXPECT_EQ(rows[1]["bandwidth_rounds"].get<int>(), 3) << rows[1].dump();
+  EXPECT_GT(rows[1]["roofline_fraction"].get<double>(), 0) << rows[1].dump();
+  // The probe's 1 GiB buffer is not the engine's: stories260K needs a few MiB.
+  EXPECT_LT(rows[1]["peak_rss_mib"].get<double>(), 512) << rows[1].dump();
 }
 
 TEST(BenchCliTest, MarkdownWithoutPeer) {

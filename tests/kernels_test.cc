@@ -399,7 +399,8 @@ TEST(KernelMatMul, DISABLED_Benchmark) {
     int64_t n_in, n_out, n_tok;
   };
   const Case cases[] = {
-      {DType::kQ8_0, 2048, 5632, 1},   {DType::kQ8_0, 5632, 2048, 1},   {DType::kQ4_0, 2048, 5632, 1},
+      {DType::kQ8_0, 2048, 5632, 1},   {DType::kQ8_0, 5632, 2048, 1},   {DType::kQ8_0, 2048, 2048, 1},
+      {DType::kQ8_0, 2048, 256, 1},    {DType::kQ8_0, 2048, 32000, 1},  {DType::kQ4_0, 2048, 5632, 1},
       {DType::kF16, 2048, 5632, 1},    {DType::kF32, 2048, 2048, 1},    {DType::kQ8_0, 2048, 5632, 512},
       {DType::kQ8_0, 5632, 2048, 512}, {DType::kQ4_0, 2048, 5632, 512}, {DType::kF32, 2048, 2048, 512},
       {DType::kF16, 2048, 2048, 512},

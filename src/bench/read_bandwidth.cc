@@ -109,8 +109,23 @@ Status MeasureReadBandwidth(int n_threads, int reps, uint64_t buffer_bytes, Read
   for (std::thread& t : threads) t.join();
   if (wrong_sum) return Status::Internal("bandwidth probe: a streaming sum does not match the buffer's contents");
   const Stats st = Summarize(rates);
-  *out = ReadBandwidth{st.median, st.max, n_threads, reps, buffer_bytes};
+  *out = ReadBandwidth{st.median, st.max, n_threads, reps, buffer_bytes, 1};
   return Status::Ok();
+}
+
+ReadBandwidth CombineRounds(const std::vector<ReadBandwidth>& rounds) {
+  std::vector<double> maxima, medians;
+  ReadBandwidth out = rounds.front();
+  out.reps = 0;
+  out.rounds = static_cast<int>(rounds.size());
+  for (const ReadBandwidth& r : rounds) {
+    maxima.push_back(r.max);
+    medians.push_back(r.median);
+    out.reps += r.reps;
+  }
+  out.max = Summarize(maxima).median;
+  out.median = Summarize(medians).median;
+  return out;
 }
 
 }  // namespace strata::bench

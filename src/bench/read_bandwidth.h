@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/status.h"
 #include "kernels/kernels.h"
@@ -28,14 +29,22 @@ struct ReadBandwidth {
   double median = 0;           // bytes/s, median over the repetitions
   double max = 0;              // bytes/s, best repetition: the roofline's ceiling
   int threads = 0;
-  int reps = 0;
+  int reps = 0;                // repetitions in all (over every round)
   uint64_t buffer_bytes = 0;
+  int rounds = 1;              // probes taken at different times (CombineRounds)
 };
 
 // REQUIRES: n_threads >= 1, reps >= 1, buffer_bytes a non-zero multiple of
 // 256 * n_threads. Fails if the buffer cannot be mapped or a thread's sum is
 // not the expected one (the sums keep the loads from being optimized away).
 [[nodiscard]] Status MeasureReadBandwidth(int n_threads, int reps, uint64_t buffer_bytes, ReadBandwidth* out);
+
+// One figure from probes taken next to each generation repetition, so the
+// roofline sees the bandwidth the test saw (on a shared host it drifts by
+// tens of percent within minutes): max = median of the rounds' best
+// repetitions, median = median of their medians. REQUIRES: rounds non-empty,
+// all with the same threads and buffer_bytes.
+ReadBandwidth CombineRounds(const std::vector<ReadBandwidth>& rounds);
 
 // The streaming kernel: sum (mod 2^64) of p[0..n) read as uint64 words, with
 // the widest loads `path` has (kAvx512 and kAmx: 512-bit; others: portable

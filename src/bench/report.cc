@@ -30,6 +30,7 @@ nlohmann::json ResultRows(const RunInfo& run, const std::vector<EngineResult>& r
     if (r.test.kind == TestSpec::Kind::kGenerate && run.bandwidth.threads > 0 && run.bandwidth.max > 0) {
       j["bandwidth_bytes_per_s"] = run.bandwidth.max;
       j["bandwidth_median_bytes_per_s"] = run.bandwidth.median;
+      j["bandwidth_rounds"] = run.bandwidth.rounds;
       j["roofline_fraction"] = RooflineFraction(s.median, run.bytes_per_token, run.bandwidth.max);
     }
     if (r.engine == "strata") {
@@ -51,10 +52,11 @@ std::string MarkdownReport(const RunInfo& run, const nlohmann::json& rows) {
                      "token-embedding row; KV cache not counted)\n",
                      static_cast<double>(run.bytes_per_token) / (kMiB * 1024));
   if (run.bandwidth.threads > 0)
-    out += fmt::format("memory read bandwidth ({} threads, {} MiB buffer, {} reps): max {:.1f} GB/s, median {:.1f} "
-                       "GB/s; roofline = t/s x bytes per token / max\n",
-                       run.bandwidth.threads, run.bandwidth.buffer_bytes / (1024 * 1024), run.bandwidth.reps,
-                       run.bandwidth.max / 1e9, run.bandwidth.median / 1e9);
+    out += fmt::format("memory read bandwidth ({} threads, {} MiB buffer, probed after each of {} generation "
+                       "repetitions, {} reads in all): best {:.1f} GB/s, median {:.1f} GB/s (medians over the probes); "
+                       "roofline = t/s x bytes per token / best\n",
+                       run.bandwidth.threads, run.bandwidth.buffer_bytes / (1024 * 1024), run.bandwidth.rounds,
+                       run.bandwidth.reps, run.bandwidth.max / 1e9, run.bandwidth.median / 1e9);
   out += "\n| engine | test | t/s median | t/s min | t/s max | vs llama.cpp | roofline | peak RSS MiB | load s |\n";
   out += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const nlohmann::json& j : rows) {
@@ -67,7 +69,7 @@ std::string MarkdownReport(const RunInfo& run, const nlohmann::json& rows) {
                        opt("roofline_fraction", "{:.0f}%", 100), opt("peak_rss_mib", "{:.0f}", 1),
                        opt("load_s", "{:.3f}", 1));
   }
-  out += "\npeak RSS: strata = the bench process over all its tests (before the bandwidth probe); llama.cpp = its "
+  out += "\npeak RSS: strata = the bench process over all its tests (the bandwidth probe's buffer excluded); llama.cpp = its "
          "harness process for that test (max over reps). Both count the touched pages of the mmapped model.\n";
   return out;
 }

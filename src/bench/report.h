@@ -11,8 +11,10 @@
 //   peak_rss_mib      peak resident set of the engine's process, MiB (when measured)
 //   load_s            model load wall time, s (when measured; median over processes)
 //   tg rows, when the bandwidth was measured:
-//     bandwidth_bytes_per_s         the probe's best repetition (the ceiling)
+//     bandwidth_bytes_per_s         the probe's best repetition (the ceiling;
+//                                   median over probes, CombineRounds)
 //     bandwidth_median_bytes_per_s  its median repetition
+//     bandwidth_rounds              probes taken (one after each tg repetition)
 //     roofline_fraction             RooflineFraction against bandwidth_bytes_per_s
 //   strata rows: kernel_path; ratio_vs_llamacpp when the peer ran the same test
 //   llamacpp rows: peer, the harness's own JSON object (versions, backend, ...)

@@ -1,8 +1,9 @@
 // strata bench: llama-bench-style throughput tests (ppN, tgN), optionally side
 // by side with llama.cpp (--peer llamacpp), alternating engine by repetition so
 // both see the same machine state. Markdown by default, --json for scripts
-// (row schema: bench/report.h). The memory read bandwidth is probed after the
-// tests (read_bandwidth.h) and bounds tg as the roofline (roofline.h).
+// (row schema: bench/report.h). The memory read bandwidth is probed right
+// after every generation repetition (read_bandwidth.h) and bounds tg as the
+// roofline (roofline.h).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -37,7 +38,7 @@ struct BenchOptions {
   std::string peer;
   std::string peer_harness = STRATA_SOURCE_DIR "/bench/.peer/llamacpp_harness";
   bool roofline = true;
-  int32_t bandwidth_reps = 10;
+  int32_t bandwidth_reps = 5;
   std::vector<int32_t> batch_seqs;  // aggregate throughput tests
   int32_t prefix_ttft = 0;          // cached-prefix TTFT test
   std::string tune_cache;
@@ -55,6 +56,16 @@ uint64_t PeakRssBytes() {
     if (std::sscanf(line, "VmHWM: %llu kB", &kib) == 1) break;
   std::fclose(f);
   return static_cast<uint64_t>(kib) * 1024;
+}
+
+// Resets VmHWM to the current resident set (Linux >= 4.0), so the bandwidth
+// probe's buffer, unmapped by now, does not count as the engine's. False if
+// the kernel refuses.
+bool ResetPeakRss() {
+  std::FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
 }
 
 void Bench(const BenchOptions& o) {
@@ -80,6 +91,11 @@ void Bench(const BenchOptions& o) {
 
   for (int32_t s : o.batch_seqs) tests.push_back({bench::TestSpec::Kind::kBatched, std::max(o.n_gen, 1), s});
   std::vector<bench::EngineResult> results;
+  // The probe runs after every generation repetition (see CombineRounds);
+  // peak RSS is read before each probe and the counter reset after it.
+  std::vector<bench::ReadBandwidth> rounds;
+  uint64_t peak_rss = 0;
+  bool rss_valid = true;
   for (const bench::TestSpec& test : tests) {
     bench::EngineResult mine, peer;
     mine.engine = "strata";
@@ -107,12 +123,18 @@ void Bench(const BenchOptions& o) {
         peer.load_seconds.push_back(pr.load_seconds);
         peer.peer_info = std::move(pr.info);
       }
+      if (o.roofline && test.kind == bench::TestSpec::Kind::kGenerate) {
+        if (rss_valid) peak_rss = std::max(peak_rss, PeakRssBytes());
+        bench::ReadBandwidth bw;
+        CheckOk("bandwidth probe", bench::MeasureReadBandwidth(o.threads, o.bandwidth_reps, bench::kDefaultProbeBytes, &bw));
+        rounds.push_back(bw);
+        rss_valid = ResetPeakRss();
+      }
     }
     results.push_back(std::move(mine));
     if (!peer.tps.empty()) results.push_back(std::move(peer));
   }
-  // Before the bandwidth probe, whose buffer would otherwise count as the engine's.
-  const uint64_t peak_rss = PeakRssBytes();
+  if (rss_valid) peak_rss = std::max(peak_rss, PeakRssBytes());
   for (bench::EngineResult& r : results) {
     if (r.engine != "strata") continue;
     r.peak_rss_bytes = peak_rss;
@@ -126,9 +148,7 @@ void Bench(const BenchOptions& o) {
   run.threads = o.threads;
   run.reps = o.reps;
   run.bytes_per_token = bench::WeightBytesPerToken(model->weights());
-  if (o.roofline)
-    CheckOk("bandwidth probe", bench::MeasureReadBandwidth(o.threads, o.bandwidth_reps, bench::kDefaultProbeBytes,
-                                                           &run.bandwidth));
+  if (!rounds.empty()) run.bandwidth = bench::CombineRounds(rounds);
   const nlohmann::json rows = bench::ResultRows(run, results);
   if (o.json) {
     std::printf("%s\n", rows.dump(1).c_str());
@@ -158,7 +178,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--peer", o->peer, "Also run the same tests through llama.cpp ('llamacpp')");
   cmd->add_option("--peer-harness", o->peer_harness, "Path of the llama.cpp harness (bench/install_llamacpp.sh)");
   cmd->add_flag("!--no-roofline", o->roofline, "Skip the memory bandwidth measurement");
-  cmd->add_option("--bandwidth-reps", o->bandwidth_reps, "Repetitions of the bandwidth probe (1 GiB each)")
+  cmd->add_option("--bandwidth-reps", o->bandwidth_reps, "Bandwidth probe repetitions (1 GiB each) after every generation repetition")
       ->check(CLI::Range(1, 1000));
   cmd->add_option("--batch-seqs", o->batch_seqs, "Aggregate throughput with S concurrent sequences (e.g. 1,4,16,64)")
       ->delimiter(',')

@@ -1,6 +1,8 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <sys/mman.h>
 
 #include <cmath>
@@ -69,7 +71,7 @@ Model::~Model() = default;
 
 void Model::FreeDeleter::operator()(void* p) const { std::free(p); }
 
-void Model::PackMatrices() {
+void Model::PackMatrices(int32_t n_threads) {
   std::vector<Tensor*> matrices = {&weights_.output};
   for (LayerWeights& l : weights_.layers)
     for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) matrices.push_back(t);
@@ -87,13 +89,23 @@ void Model::PackMatrices() {
   if (!packed_) return;  // out of memory: keep reading the file's layout
   // Fewer TLB misses while streaming weights; a hint the kernel may ignore.
   madvise(packed_.get(), total, MADV_HUGEPAGE);
-  for (size_t i = 0; i < matrices.size(); ++i) {
-    Tensor& t = *matrices[i];
-    if (kernels::PackedMatrixBytes(t) == 0) continue;
-    const Tensor source = t;
-    t = kernels::PackMatrix(source, static_cast<uint8_t*>(packed_.get()) + offsets[i]);
-    if (source.data != weights_.token_embd.data) ReleaseFilePages(source);  // embedding rows are still looked up
-  }
+  // Matrices are independent: threads take them one at a time.
+  std::atomic<size_t> next{0};
+  auto pack = [&] {
+    for (size_t i = next++; i < matrices.size(); i = next++) {
+      Tensor& t = *matrices[i];
+      if (kernels::PackedMatrixBytes(t) == 0) continue;
+      const Tensor source = t;
+      t = kernels::PackMatrix(source, static_cast<uint8_t*>(packed_.get()) + offsets[i]);
+      if (source.data != weights_.token_embd.data) ReleaseFilePages(source);  // embedding rows are still looked up
+    }
+  };
+  if (n_threads <= 0) n_threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> helpers;
+  for (int32_t i = 1; i < std::min<int32_t>(n_threads, static_cast<int32_t>(matrices.size())); ++i)
+    helpers.emplace_back(pack);
+  pack();
+  for (std::thread& h : helpers) h.join();
 }
 
 void Model::ReleaseFilePages(const Tensor& t) const {
@@ -111,7 +123,7 @@ Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Mo
     STRATA_RETURN_IF_ERROR(model->LoadLlama2c(env, options));
   }
   STRATA_RETURN_IF_ERROR(model->Validate());
-  if (options.pack_weights) model->PackMatrices();
+  if (options.pack_weights) model->PackMatrices(options.pack_threads);
   // The forward pass reads norm weights as F32.
   LlamaWeights& w = model->weights_;
   w.output_norm = model->ToF32(w.output_norm);

@@ -73,6 +73,7 @@ struct ModelLoadOptions {
   // memory (huge pages where the OS allows) and the file pages it replaces
   // are released, so resident memory stays about the file's size.
   bool pack_weights = true;
+  int32_t pack_threads = 0;  // threads packing matrices side by side; 0: one per core
 };
 
 class Model {
@@ -103,7 +104,7 @@ class Model {
   // Repoints every matrix MatMul reads at a packed copy in packed_ (those
   // the best kernel path has a packed layout for) and releases the file pages
   // they came from.
-  void PackMatrices();
+  void PackMatrices(int32_t n_threads);
   void ReleaseFilePages(const Tensor& t) const;
 
   struct FreeDeleter {
