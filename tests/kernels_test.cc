@@ -231,6 +231,12 @@ Weights MakeWeights(DType type, int64_t n_in, int64_t n_out, uint32_t seed) {
 bool IsQuantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
 
 // w packed for the most capable path that has a packed layout for it, if any.
+std::vector<Path> AllPathsToTest() {
+  std::vector<Path> paths = {Path::kScalar};
+  for (Path p : SimdPathsToTest()) paths.push_back(p);
+  return paths;
+}
+
 struct PackedWeights {
   explicit PackedWeights(const Tensor& w) {
     for (Path p : SimdPathsToTest()) {
@@ -374,6 +380,52 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
   if (!any) GTEST_SKIP() << "no kernel path with a packed layout on this CPU";
 }
 
+// MatMulShared (q/k/v, gate/up in one pass) equals one MatMul per output, on
+// every path, packed or not, and with types it cannot fuse.
+TEST(KernelMatMul, SharedEqualsSeparateBitForBit) {
+  ThreadPool pool(2);
+  const int64_t n_in = 160;
+  for (Path path : AllPathsToTest()) {
+    for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16}) {
+      std::vector<Weights> ws;
+      std::vector<std::unique_ptr<PackedWeights>> packed;
+      for (int64_t n_out : {96, 40, 1, 33}) {
+        ws.push_back(MakeWeights(type, n_in, n_out, static_cast<uint32_t>(n_out)));
+        packed.push_back(std::make_unique<PackedWeights>(ws.back().tensor));
+      }
+      // Pack the 1st and 3rd (when this CPU has a packed layout): mixed layouts in one call.
+      std::vector<Tensor> tensors;
+      for (size_t i = 0; i < ws.size(); ++i) {
+        const bool pack = i % 2 == 0 && packed[i]->ok() && packed[i]->path <= path;
+        tensors.push_back(pack ? packed[i]->tensor : ws[i].tensor);
+      }
+      const DType other = type == DType::kQ8_0 ? DType::kQ4_0 : DType::kQ8_0;
+      const Weights mixed = MakeWeights(other, n_in, 20, 3);  // another type: not fusable
+      for (bool with_other : {false, true}) {
+        std::vector<Tensor> ts = tensors;
+        if (with_other) ts.push_back(mixed.tensor);
+        for (int64_t n_tok : {1, 7}) {
+          SCOPED_TRACE(std::string(PathName(path)) + " " + DTypeName(type) + " n_tok=" + std::to_string(n_tok) +
+                       (with_other ? " +other type" : ""));
+          const std::vector<float> x = RandomFloats(n_in * n_tok, static_cast<uint32_t>(n_tok + 40));
+          std::vector<std::vector<float>> separate, shared;
+          std::vector<MatMulOut> outs;
+          for (const Tensor& t : ts) {
+            separate.emplace_back(static_cast<size_t>(t.rows() * n_tok));
+            shared.emplace_back(static_cast<size_t>(t.rows() * n_tok), -1.0f);
+            MatMul(t, x.data(), n_tok, separate.back().data(), pool, path);
+          }
+          for (size_t i = 0; i < ts.size(); ++i) outs.push_back({&ts[i], shared[i].data()});
+          MatMulShared(outs, x.data(), n_tok, pool, path);
+          for (size_t i = 0; i < ts.size(); ++i)
+            EXPECT_EQ(0, std::memcmp(separate[i].data(), shared[i].data(), separate[i].size() * sizeof(float)))
+                << "output " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(KernelMatMul, ThreadCountDoesNotChangeResults) {
   const std::vector<float> x = RandomFloats(256 * 20, 11);
   for (DType type : {DType::kF32, DType::kQ8_0, DType::kQ4_0}) {
@@ -435,11 +487,6 @@ TEST(KernelMatMul, DISABLED_Benchmark) {
 // ---------------------------------------------------------------------------
 // Row operations against their formulas, on every path.
 
-std::vector<Path> AllPathsToTest() {
-  std::vector<Path> paths = {Path::kScalar};
-  for (Path p : SimdPathsToTest()) paths.push_back(p);
-  return paths;
-}
 
 TEST(KernelOps, RowOpsMatchFormulas) {
   const int64_t sizes[] = {1, 7, 16, 33, 100, 2048};

@@ -107,9 +107,8 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     const LayerWeights& l = w.layers[il];
     for (int32_t t = 0; t < n; ++t)
       kernels::RmsNorm(&x_[t * E], static_cast<const float*>(l.attn_norm.data), &xb_[t * E], E, hp.rms_eps);
-    kernels::MatMul(l.wq, xb_.data(), n, q_.data(), pool_);
-    kernels::MatMul(l.wk, xb_.data(), n, k_.data(), pool_);
-    kernels::MatMul(l.wv, xb_.data(), n, v_.data(), pool_);
+    const kernels::MatMulOut qkv[] = {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}};
+    kernels::MatMulShared(qkv, xb_.data(), n, pool_);
     STRATA_RETURN_IF_ERROR(PinLayer(batch, il, &slices));
     if (il + 1 < hp.n_layer) PrefetchLayer(batch, il + 1);
     RopeWriteKv(slices);
@@ -121,8 +120,8 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     for (int64_t i = 0; i < n * E; ++i) x_[i] += xb_[i];
     for (int32_t t = 0; t < n; ++t)
       kernels::RmsNorm(&x_[t * E], static_cast<const float*>(l.ffn_norm.data), &xb_[t * E], E, hp.rms_eps);
-    kernels::MatMul(l.ffn_gate, xb_.data(), n, gate_.data(), pool_);
-    kernels::MatMul(l.ffn_up, xb_.data(), n, up_.data(), pool_);
+    const kernels::MatMulOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
+    kernels::MatMulShared(gate_up, xb_.data(), n, pool_);
     kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n * FF);
     kernels::MatMul(l.ffn_down, gate_.data(), n, xb_.data(), pool_);
     for (int64_t i = 0; i < n * E; ++i) x_[i] += xb_[i];

@@ -23,6 +23,7 @@ Path ClampToAvailable(Path requested);
 // REQUIRES: the CPU supports the path (CpuFeatures), w.type in {F32, F16, BF16, Q8_0, Q4_0}.
 void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
 void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
+void MatMulSharedAvx512(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool);
 // PackedMatrixBytes / PackMatrix for the AVX-512 path (0 bytes: no packed layout for w.type).
 size_t PackedMatrixBytesAvx512(const Tensor& w);
 void PackMatrixAvx512(const Tensor& w, uint8_t* dst);

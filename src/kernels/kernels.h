@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,18 @@ void DequantizeRow(DType t, const void* src, float* dst, int64_t n);
 // scratch is live across the call; if w is packed (layout kPanels32), `path`
 // and this CPU reach the path it was packed for.
 void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path = BestPath());
+
+// One product of MatMulShared: y = x · wᵀ, y: F32 [w.rows(), n_tok].
+struct MatMulOut {
+  const Tensor* w;
+  float* y;
+};
+// MatMul of one x by several matrices (q/k/v, gate/up) in one parallel pass:
+// x is quantized once and the threads run through every matrix's panels in a
+// single stream, with no barrier in between. Same results as MatMul per out.
+// REQUIRES: outs non-empty; as MatMul for each out; no y aliases x.
+void MatMulShared(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool,
+                  Path path = BestPath());
 
 // ---- packed matrices ----
 // A path may read a matrix in a layout of its own, packed once at model load

@@ -108,6 +108,12 @@ void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool
   }
 }
 
+void MatMulShared(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool, Path path) {
+  if (n_tok <= 0) return;
+  if (internal::ClampToAvailable(path) >= Path::kAvx512) return internal::MatMulSharedAvx512(outs, x, n_tok, pool);
+  for (const MatMulOut& o : outs) MatMul(*o.w, x, n_tok, o.y, pool, path);
+}
+
 size_t PackedMatrixBytes(const Tensor& w, Path path) {
   if (w.layout != TensorLayout::kRows || internal::ClampToAvailable(path) < Path::kAvx512) return 0;
   return internal::PackedMatrixBytesAvx512(w);

@@ -21,7 +21,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <type_traits>
+#include <vector>
 
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
@@ -304,31 +306,42 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
   }
 }
 
-// Threads take panels one at a time; a matrix in the file's row layout is
+// Threads take panels one at a time, running through the outputs' matrices
+// in order (one stream when they are packed side by side, as the model packs
+// them); x is quantized once for all. A matrix in the file's row layout is
 // packed panel by panel into thread-private scratch first (stays in L2 while
-// every token tile reuses it).
+// every token tile reuses it). REQUIRES: all outs share w.type and w.cols().
 template <class W>
-void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  const int64_t n_in = w.cols(), nb = n_in / kQK, n_out = w.rows();
-  const bool packed = w.layout == TensorLayout::kPanels32;
+void MatMulQuant(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
+  const int64_t n_in = outs[0].w->cols(), nb = n_in / kQK;
   QuantizedActs xa(n_in);
   const size_t act_bytes = RoundUp64(xa.bytes(n_tok));
   const size_t panel_bytes = static_cast<size_t>(nb) * W::kRecordBytes;
-  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + (packed ? 0 : panel_bytes * pool.n_threads())));
+  bool all_packed = true;
+  std::vector<int64_t> first_panel = {0};  // [outs.size() + 1]: outs[i] owns panels [first_panel[i], first_panel[i+1])
+  for (const MatMulOut& o : outs) {
+    all_packed = all_packed && o.w->layout == TensorLayout::kPanels32;
+    first_panel.push_back(first_panel.back() + (o.w->rows() + kPanelRows - 1) / kPanelRows);
+  }
+  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + (all_packed ? 0 : panel_bytes * pool.n_threads())));
   xa.set_base(scratch);
   pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) xa.Quantize(t, x + t * n_in, W::kOffset);
   });
-  pool.ParallelTasks((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t task, int ith) {
-    const int64_t o0 = task * kPanelRows;
-    const uint8_t* panel = static_cast<const uint8_t*>(w.data) + panel_bytes * static_cast<size_t>(task);
-    if (!packed) {
+  pool.ParallelTasks(first_panel.back(), [&](int64_t task, int ith) {
+    const size_t i = static_cast<size_t>(std::upper_bound(first_panel.begin(), first_panel.end(), task) -
+                                         first_panel.begin() - 1);
+    const Tensor& w = *outs[i].w;
+    const int64_t p = task - first_panel[i], o0 = p * kPanelRows, n_out = w.rows();
+    const uint8_t* panel = static_cast<const uint8_t*>(w.data) + panel_bytes * static_cast<size_t>(p);
+    if (w.layout != TensorLayout::kPanels32) {
       uint8_t* own = scratch + act_bytes + panel_bytes * static_cast<size_t>(ith);
       PackQuantPanel<W>(w, o0, own);
       panel = own;
     }
     for (int64_t t0 = 0; t0 < n_tok; t0 += kQuantTileTokens) {
-      WithCount<kQuantTileTokens>(n_tok - t0, [&](auto T) { QuantTile<W, T()>(panel, nb, xa, t0, y, n_out, o0); });
+      WithCount<kQuantTileTokens>(
+          n_tok - t0, [&](auto T) { QuantTile<W, T()>(panel, nb, xa, t0, outs[i].y, n_out, o0); });
     }
   });
 }
@@ -543,10 +556,26 @@ void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, Thre
     case DType::kF32: return MatMulFloat<F32Weights>(w, x, n_tok, y, pool);
     case DType::kF16: return MatMulFloat<F16Weights>(w, x, n_tok, y, pool);
     case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
-    case DType::kQ8_0: return MatMulQuant<Q8_0Weights>(w, x, n_tok, y, pool);
-    case DType::kQ4_0: return MatMulQuant<Q4_0Weights>(w, x, n_tok, y, pool);
+    case DType::kQ8_0:
+    case DType::kQ4_0: {
+      const MatMulOut out[1] = {{&w, y}};
+      return MatMulSharedAvx512(out, x, n_tok, pool);
+    }
     default: return;
   }
+}
+
+void MatMulSharedAvx512(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
+  const Tensor& w0 = *outs[0].w;
+  const bool fusable = std::all_of(outs.begin(), outs.end(), [&](const MatMulOut& o) {
+    return o.w->type == w0.type && (o.w->type == DType::kQ8_0 || o.w->type == DType::kQ4_0);
+  });
+  if (!fusable) {
+    for (const MatMulOut& o : outs) MatMulAvx512(*o.w, x, n_tok, o.y, pool);
+    return;
+  }
+  if (w0.type == DType::kQ8_0) return MatMulQuant<Q8_0Weights>(outs, x, n_tok, pool);
+  return MatMulQuant<Q4_0Weights>(outs, x, n_tok, pool);
 }
 
 size_t PackedMatrixBytesAvx512(const Tensor& w) {
