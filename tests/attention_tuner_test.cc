@@ -104,17 +104,17 @@ TEST(AttentionTuner, MeasuresOnceThenReadsTheCache) {
   EXPECT_TRUE(first.store.ok()) << first.store.ToString();
   EXPECT_TRUE(first.grid.Valid());
   EXPECT_LE(first.grid.q_tile * (key.n_head / key.n_head_kv), kernels::kTileRows);
-  EXPECT_EQ(LoadTunedGrid(env.get(), path, CpuModelName(), key), first.grid);
+  EXPECT_EQ(LoadTunedGrid(env.get(), path, kernels::CpuModelName(), key), first.grid);
 
   const TunedGrid second = TuneAttentionGrid(env.get(), path, key, pool);
   EXPECT_FALSE(second.measured);
   EXPECT_EQ(second.grid, first.grid);
 
   // A cache written on another CPU model is not used.
-  ASSERT_TRUE(StoreTunedGrid(env.get(), path, CpuModelName() + " (another)", key, AttentionGrid{3, 3}).ok());
+  ASSERT_TRUE(StoreTunedGrid(env.get(), path, kernels::CpuModelName() + " (another)", key, AttentionGrid{3, 3}).ok());
   const TunedGrid third = TuneAttentionGrid(env.get(), path, key, pool);
   EXPECT_TRUE(third.measured);
-  EXPECT_EQ(LoadTunedGrid(env.get(), path, CpuModelName(), key), third.grid);
+  EXPECT_EQ(LoadTunedGrid(env.get(), path, kernels::CpuModelName(), key), third.grid);
 }
 
 TEST(AttentionTuner, UnwritableCacheStillGivesAGrid) {
@@ -142,7 +142,7 @@ TEST(AttentionTuner, ContextUsesTheCachedGrid) {
   p.tune_cache_path = "/cache/attention-grid";
   const AttentionTuneKey key{kernels::BestPath(), 32, 4, 2, DType::kF32, p.kv_block_tokens, 2};
   // A grid planted in the cache is what the context runs.
-  ASSERT_TRUE(StoreTunedGrid(env.get(), p.tune_cache_path, CpuModelName(), key, AttentionGrid{5, 7}).ok());
+  ASSERT_TRUE(StoreTunedGrid(env.get(), p.tune_cache_path, kernels::CpuModelName(), key, AttentionGrid{5, 7}).ok());
   std::unique_ptr<Context> ctx;
   ASSERT_TRUE(Context::Create(*model, p, &ctx).ok());
   EXPECT_EQ(ctx->attention_grid(), (AttentionGrid{5, 7}));
@@ -156,8 +156,8 @@ TEST(AttentionTuner, ContextUsesTheCachedGrid) {
   ASSERT_TRUE(Context::Create(*model, p, &ctx).ok());
   AttentionTuneKey f16 = key;
   f16.kv_type = DType::kF16;
-  EXPECT_EQ(LoadTunedGrid(env.get(), p.tune_cache_path, CpuModelName(), f16), ctx->attention_grid());
-  EXPECT_EQ(LoadTunedGrid(env.get(), p.tune_cache_path, CpuModelName(), key), (AttentionGrid{5, 7}));
+  EXPECT_EQ(LoadTunedGrid(env.get(), p.tune_cache_path, kernels::CpuModelName(), f16), ctx->attention_grid());
+  EXPECT_EQ(LoadTunedGrid(env.get(), p.tune_cache_path, kernels::CpuModelName(), key), (AttentionGrid{5, 7}));
 }
 
 }  // namespace

@@ -622,8 +622,9 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
   }
 }
 
-// AttendRowsHeads equals AttendRows head by head, on every path and for
-// group sizes on both sides of the transposed kernel's threshold.
+// AttendTile with one token (the decode case) equals AttendRows head by head,
+// on every path and for group sizes on both sides of the transposed kernel's
+// threshold.
 TEST(KernelAttention, HeadsMatchPerHead) {
   for (Path path : AllPathsToTest()) {
     for (DType type : {DType::kF32, DType::kF16, DType::kQ8_0}) {
@@ -643,8 +644,8 @@ TEST(KernelAttention, HeadsMatchPerHead) {
             std::vector<float> got(stride * n_heads, 0.5f), want = got, scratch(D);
             std::vector<SoftmaxPartial> pg(n_heads), pw(n_heads);
             for (int32_t h = 0; h < n_heads; ++h) pg[h] = pw[h] = SoftmaxPartial{0.25f, 2.0f};  // mid-sequence state
-            AttendRowsHeads(q.data(), n_heads, k.data(), v.data(), row_bytes, type, n, D, 0.125f, pg.data(),
-                            got.data(), stride, scratch.data(), path);
+            AttendTile(q.data(), static_cast<size_t>(D) * n_heads, 1, n_heads, &n, k.data(), v.data(), row_bytes, type,
+                       D, 0.125f, pg.data(), got.data(), stride, scratch.data(), path);
             for (int32_t h = 0; h < n_heads; ++h)
               AttendRows(&q[h * D], k.data(), v.data(), row_bytes, type, n, D, 0.125f, &pw[h], &want[h * stride],
                          scratch.data(), Path::kScalar);

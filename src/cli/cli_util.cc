@@ -60,9 +60,15 @@ std::string SessionDir(const std::string& flag) {
   return ".strata-sessions";
 }
 
-std::string TuneCachePath(const std::string& flag, bool no_tune) {
-  if (no_tune) return "";
-  if (!flag.empty()) return flag;
+void AddTuneFlags(CLI::App* cmd, TuneFlags* flags) {
+  cmd->add_option("--tune-cache", flags->cache,
+                  "Attention autotuner cache file (default: $STRATA_TUNE_CACHE, ~/.cache/strata/attention-grid)");
+  cmd->add_flag("--no-tune", flags->off, "Use the default attention grid instead of the tuned one");
+}
+
+std::string TuneCachePath(const TuneFlags& flags) {
+  if (flags.off) return "";
+  if (!flags.cache.empty()) return flags.cache;
   if (const char* env = std::getenv("STRATA_TUNE_CACHE"); env != nullptr && *env != '\0')
     return std::string_view(env) == "off" ? "" : env;
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0')

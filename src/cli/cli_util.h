@@ -29,11 +29,17 @@ std::string SessionDir(const std::string& flag);
 // SessionDir/NAME.session; fails (cli::Fail) on an invalid name.
 std::string SessionPath(const std::string& dir, const std::string& name);
 
-// The attention tuner's cache file (engine/attention_tuner.h): the flag, else
-// $STRATA_TUNE_CACHE, else $XDG_CACHE_HOME/strata/attention-grid, else
+// --tune-cache PATH and --no-tune, as run, serve and bench take them.
+struct TuneFlags {
+  std::string cache;
+  bool off = false;
+};
+void AddTuneFlags(CLI::App* cmd, TuneFlags* flags);
+// The attention tuner's cache file (engine/attention_tuner.h): --tune-cache,
+// else $STRATA_TUNE_CACHE, else $XDG_CACHE_HOME/strata/attention-grid, else
 // $HOME/.cache/strata/attention-grid. Empty (no tuning: the default grid) with
-// no_tune, when $STRATA_TUNE_CACHE is "off", or when none of these is set.
-std::string TuneCachePath(const std::string& flag, bool no_tune);
+// --no-tune, when $STRATA_TUNE_CACHE is "off", or when none of these is set.
+std::string TuneCachePath(const TuneFlags& flags);
 
 // True if stderr is a terminal (progress bars are drawn only then).
 bool StderrIsTty();

@@ -41,8 +41,7 @@ struct BenchOptions {
   int32_t bandwidth_reps = 5;
   std::vector<int32_t> batch_seqs;  // aggregate throughput tests
   int32_t prefix_ttft = 0;          // cached-prefix TTFT test
-  std::string tune_cache;
-  bool no_tune = false;
+  TuneFlags tune;
 };
 
 // This process's peak resident set (VmHWM), bytes; 0 if unknown. Not
@@ -86,7 +85,7 @@ void Bench(const BenchOptions& o) {
   cp.n_ctx = std::max(o.n_prompt, o.n_gen);
   cp.n_batch = std::max(o.n_prompt, 1);
   cp.n_threads = o.threads;
-  cp.tune_cache_path = TuneCachePath(o.tune_cache, o.no_tune);
+  cp.tune_cache_path = TuneCachePath(o.tune);
   CheckOk("cannot create context", Context::Create(*model, cp, &ctx));
 
   for (int32_t s : o.batch_seqs) tests.push_back({bench::TestSpec::Kind::kBatched, std::max(o.n_gen, 1), s});
@@ -185,9 +184,7 @@ void AddBenchCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--prefix-ttft", o->prefix_ttft, "Time to first token with an N-token prefix, uncached vs cached")
       ->check(CLI::Range(0, 1 << 20));
-  cmd->add_option("--tune-cache", o->tune_cache,
-                  "Attention autotuner cache file (default: $STRATA_TUNE_CACHE, ~/.cache/strata/attention-grid)");
-  cmd->add_flag("--no-tune", o->no_tune, "Use the default attention grid instead of the tuned one");
+  AddTuneFlags(cmd, &o->tune);
   cmd->callback([o] { Bench(*o); });
 }
 

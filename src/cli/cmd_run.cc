@@ -42,8 +42,7 @@ struct RunOptions {
   std::string kv_ram;
   std::string kv_disk;
   std::string kv_disk_max;
-  std::string tune_cache;
-  bool no_tune = false;
+  TuneFlags tune;
   bool verbose = false;
 };
 
@@ -93,7 +92,7 @@ void Run(const RunOptions& o) {
   cp.kv_ram = SizeOption(o.kv_ram, "--kv-ram");
   cp.kv_disk = o.kv_disk.empty() ? nullptr : o.kv_disk.c_str();
   cp.kv_disk_max = SizeOption(o.kv_disk_max, "--kv-disk-max");
-  const std::string tune_cache = TuneCachePath(o.tune_cache, o.no_tune);
+  const std::string tune_cache = TuneCachePath(o.tune);
   cp.tune_cache = tune_cache.empty() ? nullptr : tune_cache.c_str();
   strata_context* raw_ctx = nullptr;
   if (strata_context_init(model.get(), &cp, &raw_ctx) != STRATA_OK) FailC("cannot create context");
@@ -202,9 +201,7 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--kv-ram", opts->kv_ram, "RAM budget for the KV cache, e.g. 256M (0: only what a step needs)");
   cmd->add_option("--kv-disk", opts->kv_disk, "Directory for KV blocks beyond the RAM budget");
   cmd->add_option("--kv-disk-max", opts->kv_disk_max, "Disk budget for the KV cache, e.g. 8G");
-  cmd->add_option("--tune-cache", opts->tune_cache,
-                  "Attention autotuner cache file (default: $STRATA_TUNE_CACHE, ~/.cache/strata/attention-grid)");
-  cmd->add_flag("--no-tune", opts->no_tune, "Use the default attention grid instead of the tuned one");
+  AddTuneFlags(cmd, &opts->tune);
   cmd->add_flag("-v,--verbose", opts->verbose, "Log more to stderr");
   cmd->callback([opts] { Run(*opts); });
 }

@@ -36,13 +36,12 @@ struct ServeOptions {
   std::string kv_type;      // empty: the model's default
   std::string kv_ram;       // sizes with K/M/G suffixes; empty: unlimited
   std::string kv_disk_max;
-  std::string tune_cache;
-  bool no_tune = false;
+  TuneFlags tune;
 };
 
 // Applies the --kv-* and tuner flags to the engine parameters.
 void ApplyKvOptions(ServeOptions& o) {
-  o.engine.tune_cache_path = TuneCachePath(o.tune_cache, o.no_tune);
+  o.engine.tune_cache_path = TuneCachePath(o.tune);
   if (!o.kv_type.empty()) {
     std::optional<DType> t = ParseDType(o.kv_type);
     if (!t) Fail("--kv-type", Status::InvalidArgument("unknown KV type '" + o.kv_type + "' (f32, f16, q8_0)"));
@@ -173,9 +172,7 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--kv-disk", o->engine.kv_tiers.disk_dir, "Directory for KV blocks beyond the RAM budget");
   cmd->add_option("--kv-disk-max", o->kv_disk_max, "Disk budget for the KV cache, e.g. 20G");
   cmd->add_flag("!--no-prefix-cache", o->engine.prefix_cache, "Do not reuse cached prompt prefixes");
-  cmd->add_option("--tune-cache", o->tune_cache,
-                  "Attention autotuner cache file (default: $STRATA_TUNE_CACHE, ~/.cache/strata/attention-grid)");
-  cmd->add_flag("--no-tune", o->no_tune, "Use the default attention grid instead of the tuned one");
+  AddTuneFlags(cmd, &o->tune);
   cmd->callback([o] { Serve(*o); });
 }
 

@@ -31,6 +31,8 @@ struct Tensor {
   // REQUIRES: ne[0] is a multiple of the type's block size; row() also layout == kRows.
   uint64_t row_bytes() const { return static_cast<uint64_t>(ne[0] / Info(type).block_size) * Info(type).type_size; }
   const uint8_t* row(int64_t r) const { return static_cast<const uint8_t*>(data) + r * row_bytes(); }
+  // Bytes of all rows (a packed layout's padding not counted). REQUIRES: as row_bytes().
+  uint64_t nbytes() const { return row_bytes() * static_cast<uint64_t>(rows()); }
 };
 
 }  // namespace strata

@@ -9,10 +9,6 @@
 #include <vector>
 #include <xxhash.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
-
 #include "core/rng.h"
 
 namespace strata {
@@ -142,23 +138,6 @@ std::string AttentionTuneKey::ToString() const {
                      DTypeName(kv_type), block_tokens, n_threads);
 }
 
-std::string CpuModelName() {
-  std::string name;
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned regs[12] = {};
-  if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
-    for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
-    name.assign(reinterpret_cast<const char*>(regs), sizeof regs);
-    name.resize(name.find('\0') == std::string::npos ? name.size() : name.find('\0'));
-  }
-#endif
-  const size_t b = name.find_first_not_of(' '), e = name.find_last_not_of(' ');
-  name = b == std::string::npos ? "" : name.substr(b, e - b + 1);
-  for (char& c : name)
-    if (c == '\n' || c == '\t') c = ' ';
-  return name.empty() ? "unknown" : name;
-}
-
 AttentionGrid MeasureAttentionGrid(const AttentionTuneKey& key, ThreadPool& pool) {
   const int32_t group = key.n_head / key.n_head_kv, B = key.block_tokens;
   const int64_t E = static_cast<int64_t>(key.n_head) * key.head_dim;
@@ -219,7 +198,7 @@ Status StoreTunedGrid(Env* env, const std::string& path, const std::string& cpu,
 }
 
 TunedGrid TuneAttentionGrid(Env* env, const std::string& path, const AttentionTuneKey& key, ThreadPool& pool) {
-  const std::string cpu = CpuModelName();
+  const std::string cpu = kernels::CpuModelName();
   TunedGrid t;
   if (std::optional<AttentionGrid> g = LoadTunedGrid(env, path, cpu, key)) {
     t.grid = *g;

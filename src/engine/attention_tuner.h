@@ -3,7 +3,7 @@
 // split) on synthetic KV data, and caches the choice in a small file so that
 // only the first use on a machine pays for the measurement.
 //
-// Cache file (text): a version line, a "cpu" line, one line per tuned key
+// Cache file (text): a version line, a "cpu" line (kernels::CpuModelName), one line per tuned key
 // ("<key>\t<q_tile> <split_blocks>"), and a closing "xxh3 <hex>" line over all
 // bytes before it. It is written atomically (WriteFileAtomic). A file that is
 // unreadable, corrupt, of another version or from another CPU model is
@@ -40,9 +40,6 @@ struct AttentionTuneKey {
   // "avx512 d64 h32 kv4 f16 b32 t2": the key as stored in the cache.
   std::string ToString() const;
 };
-
-// The CPU's model name (CPUID brand string, trimmed; "unknown" without one).
-std::string CpuModelName();
 
 // Times candidate grids on `pool` and returns the fastest: query tiles on a
 // prefill (128 query tokens at depth 128..255), KV split sizes on a decode

@@ -56,13 +56,6 @@ void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_b
   AttendRows(q, k, v, row_bytes, type, n, D, scale, p, acc, scratch, BestPath());
 }
 
-void AttendRowsHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
-                     DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride,
-                     float* scratch, Path path) {
-  AttendTile(q, static_cast<size_t>(n_heads) * D, 1, n_heads, &n, k, v, row_bytes, type, D, scale, p, acc, acc_stride,
-             scratch, path);
-}
-
 void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
                 const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D, float scale,
                 SoftmaxPartial* p, float* acc, size_t acc_stride, float* scratch, Path path) {

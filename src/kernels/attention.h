@@ -33,15 +33,6 @@ void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_b
 void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
                 int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch, Path path);
 
-// Grouped-query attention: folds the same n key/value rows into the partials
-// of n_heads query heads (the heads sharing one KV head). Head h has query
-// q + h * D, partial p[h] and accumulator acc + h * acc_stride (F32 [D]).
-// Equals AttendRows per head within float rounding; it is AttendTile with one
-// token. scratch: F32 [D].
-void AttendRowsHeads(const float* q, int32_t n_heads, const uint8_t* k, const uint8_t* v, size_t row_bytes,
-                     DType type, int32_t n, int32_t D, float scale, SoftmaxPartial* p, float* acc, size_t acc_stride,
-                     float* scratch, Path path = BestPath());
-
 // Query rows (tokens x heads) AttendTile reads each key/value row once for;
 // larger tiles are taken in parts of this size.
 inline constexpr int32_t kTileRows = 64;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -114,6 +115,21 @@ const char* PathName(Path p) {
     case Path::kAmx: return "amx";
   }
   return "unknown";
+}
+
+std::string CpuModelName() {
+  std::string name;
+  unsigned regs[12] = {};
+  if (__get_cpuid_max(0x80000000u, nullptr) >= 0x80000004u) {
+    for (unsigned i = 0; i < 3; ++i) __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
+    name.assign(reinterpret_cast<const char*>(regs), sizeof regs);
+    name.resize(name.find('\0') == std::string::npos ? name.size() : name.find('\0'));
+  }
+  const size_t b = name.find_first_not_of(' '), e = name.find_last_not_of(' ');
+  name = b == std::string::npos ? "" : name.substr(b, e - b + 1);
+  for (char& c : name)
+    if (c == '\n' || c == '\t') c = ' ';
+  return name.empty() ? "unknown" : name;
 }
 
 const CpuFeatures& DetectCpu() {

@@ -35,6 +35,8 @@ struct CpuFeatures {
 };
 // Detected once (CPUID + arch_prctl for AMX); cheap to call.
 const CpuFeatures& DetectCpu();
+// The CPU's model name (CPUID brand string, trimmed; "unknown" without one).
+std::string CpuModelName();
 // Paths this machine can run, always including kScalar; each path's CPU
 // requirements include the previous path's, so the list is a prefix of Path.
 // kAvx2: AVX2+FMA+F16C; kAvx512: + AVX-512 F/BW/VL/DQ/VNNI; kAmx: + AMX tile/int8/bf16.

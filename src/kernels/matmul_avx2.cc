@@ -16,6 +16,7 @@
 
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
+#include "kernels/matmul_tasks.h"
 #include "kernels/simd_avx2.h"
 
 // Register-tile loops have compile-time trip counts and must be fully
@@ -30,30 +31,6 @@ constexpr int kLanes = 8;
 constexpr int kQK = kQK8_0;
 constexpr int kTokens = 4;
 constexpr int64_t kTaskBytes = 64 << 10;
-
-size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
-
-// Calls fn(o, t0, n) for every row o and token run t0 .. t0+n-1 (n <= kTokens),
-// handing runs of rows to threads.
-template <class Fn>
-void ForRows(const Tensor& w, int64_t n_tok, ThreadPool& pool, const Fn& fn) {
-  const int64_t n_out = w.rows();
-  const int64_t rows_per_task = std::max<int64_t>(1, kTaskBytes / static_cast<int64_t>(w.row_bytes()));
-  pool.ParallelTasks((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
-    const int64_t end = std::min(n_out, (task + 1) * rows_per_task);
-    for (int64_t o = task * rows_per_task; o < end; ++o)
-      for (int64_t t0 = 0; t0 < n_tok; t0 += kTokens) fn(o, t0, std::min<int64_t>(kTokens, n_tok - t0));
-  });
-}
-
-// Calls f(std::integral_constant<int, n>{}) for 1 <= n <= N.
-template <int N, class F>
-void WithCount(int64_t n, const F& f) {
-  if constexpr (N > 1) {
-    if (n < N) return WithCount<N - 1>(n, f);
-  }
-  f(std::integral_constant<int, N>());
-}
 
 // ---------------------------------------------------------------------------
 // Float weights widened to F32, 8 elements at a time.
@@ -115,7 +92,7 @@ void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
   const int64_t n_in = w.cols(), n_out = w.rows();
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t row_bytes = static_cast<int64_t>(w.row_bytes());
-  ForRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
+  ForRowRuns<kTokens>(w, n_tok, kTaskBytes, pool, [&](int64_t o, int64_t t0, int64_t n) {
     WithCount<kTokens>(n, [&](auto T) { FloatRow<W, T()>(base + o * row_bytes, n_in, x, t0, y + o, n_out); });
   });
 }
@@ -210,7 +187,7 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
       QuantizeActs(x + t * n_in, nb, xa.qs(t), xa.d(t));
   });
   const auto* base = static_cast<const typename W::Block*>(w.data);
-  ForRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
+  ForRowRuns<kTokens>(w, n_tok, kTaskBytes, pool, [&](int64_t o, int64_t t0, int64_t n) {
     WithCount<kTokens>(n, [&](auto T) { QuantRow<W, T()>(base + o * nb, xa, t0, y + o, w.rows()); });
   });
 }

@@ -27,6 +27,7 @@
 
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
+#include "kernels/matmul_tasks.h"
 #include "kernels/transpose_avx512.h"
 
 // GCC 12's _mm512_undefined_ps (used inside unpack/shuffle/convert intrinsics)
@@ -63,18 +64,6 @@ constexpr int64_t kFloatChunk = 256;  // input elements per packed float panel (
 
 __mmask16 LaneMask(int64_t n) {
   return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
-}
-
-size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
-
-// Calls f(std::integral_constant<int, n>{}) for 1 <= n <= N: picks the
-// register-tile instantiation for a run-time token count.
-template <int N, class F>
-void WithCount(int64_t n, const F& f) {
-  if constexpr (N > 1) {
-    if (n < N) return WithCount<N - 1>(n, f);
-  }
-  f(std::integral_constant<int, N>());
 }
 
 // ---------------------------------------------------------------------------
@@ -356,19 +345,6 @@ void PackQuantMatrix(const Tensor& w, uint8_t* dst) {
 // ---------------------------------------------------------------------------
 // Float weights (F32, F16, BF16) widened to F32 16 elements at a time.
 
-// GEMV driver: hands out runs of rows; row_fn(o, t0, n) computes
-// y[t0 .. t0+n-1][o] for n <= kGemvTokens.
-template <class RowFn>
-void ForGemvRows(const Tensor& w, int64_t n_tok, ThreadPool& pool, const RowFn& row_fn) {
-  const int64_t n_out = w.rows();
-  const int64_t rows_per_task = std::max<int64_t>(1, kGemvTaskBytes / static_cast<int64_t>(w.row_bytes()));
-  pool.ParallelTasks((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
-    const int64_t end = std::min(n_out, (task + 1) * rows_per_task);
-    for (int64_t o = task * rows_per_task; o < end; ++o)
-      for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens) row_fn(o, t0, std::min<int64_t>(kGemvTokens, n_tok - t0));
-  });
-}
-
 struct F32Weights {
   static constexpr int kBytes = 4;
   static __m512 Load(const void* row, int64_t k) { return _mm512_loadu_ps(static_cast<const float*>(row) + k); }
@@ -453,7 +429,7 @@ void GemvFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadP
   const int64_t n_in = w.cols(), n_out = w.rows();
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t row_bytes = static_cast<int64_t>(w.row_bytes());
-  ForGemvRows(w, n_tok, pool, [&](int64_t o, int64_t t0, int64_t n) {
+  ForRowRuns<kGemvTokens>(w, n_tok, kGemvTaskBytes, pool, [&](int64_t o, int64_t t0, int64_t n) {
     const void* row = base + o * row_bytes;
     WithCount<kGemvTokens>(n, [&](auto T) { GemvFloatRow<W, T()>(row, n_in, x, t0, y + o, n_out); });
   });

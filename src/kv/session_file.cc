@@ -121,7 +121,7 @@ uint64_t ModelFingerprint(const Model& model) {
   const int32_t shape[] = {hp.n_vocab, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff, hp.n_rot};
   uint64_t h = XXH3_64bits(shape, sizeof shape);
   const Tensor& emb = model.weights().token_embd;
-  h = XXH3_64bits_withSeed(emb.data, std::min<uint64_t>(emb.row_bytes() * emb.rows(), 1 << 16), h);
+  h = XXH3_64bits_withSeed(emb.data, std::min<uint64_t>(emb.nbytes(), 1 << 16), h);
   const Tensor& norm = model.weights().output_norm;
   return XXH3_64bits_withSeed(norm.data, norm.row_bytes(), h);
 }

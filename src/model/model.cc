@@ -75,12 +75,13 @@ void Model::PackMatrices(int32_t n_threads) {
   std::vector<Tensor*> matrices = {&weights_.output};
   for (LayerWeights& l : weights_.layers)
     for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) matrices.push_back(t);
-  // Each packed matrix starts 64-byte aligned.
-  std::vector<size_t> offsets;
+  // Each packed matrix starts 64-byte aligned; 0 bytes: no packed layout.
+  std::vector<size_t> offsets, sizes;
   size_t total = 0;
   for (const Tensor* t : matrices) {
     offsets.push_back(total);
-    total += (kernels::PackedMatrixBytes(*t) + 63) / 64 * 64;
+    sizes.push_back(kernels::PackedMatrixBytes(*t));
+    total += (sizes.back() + 63) / 64 * 64;
   }
   if (total == 0) return;
   constexpr size_t kHugePage = size_t{2} << 20;
@@ -94,7 +95,7 @@ void Model::PackMatrices(int32_t n_threads) {
   auto pack = [&] {
     for (size_t i = next++; i < matrices.size(); i = next++) {
       Tensor& t = *matrices[i];
-      if (kernels::PackedMatrixBytes(t) == 0) continue;
+      if (sizes[i] == 0) continue;
       const Tensor source = t;
       t = kernels::PackMatrix(source, static_cast<uint8_t*>(packed_.get()) + offsets[i]);
       if (source.data != weights_.token_embd.data) ReleaseFilePages(source);  // embedding rows are still looked up
@@ -109,9 +110,8 @@ void Model::PackMatrices(int32_t n_threads) {
 }
 
 void Model::ReleaseFilePages(const Tensor& t) const {
-  const size_t n = t.row_bytes() * static_cast<uint64_t>(t.rows());
-  if (gguf_) gguf_->ReleasePages(t.data, n);
-  if (llama2c_) llama2c_->ReleasePages(t.data, n);
+  if (gguf_) gguf_->ReleasePages(t.data, t.nbytes());
+  if (llama2c_) llama2c_->ReleasePages(t.data, t.nbytes());
 }
 
 Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Model>* out) {
@@ -276,12 +276,11 @@ Status Model::Validate() const {
   return Status::Ok();
 }
 
-uint64_t Model::weight_bytes() const {
-  auto bytes = [](const Tensor& t) { return t.row_bytes() * static_cast<uint64_t>(t.rows()); };
-  uint64_t total = bytes(weights_.output_norm) + bytes(weights_.output);
-  for (const LayerWeights& l : weights_.layers)
+uint64_t StreamedWeightBytes(const LlamaWeights& w) {
+  uint64_t total = w.output_norm.nbytes() + w.output.nbytes();
+  for (const LayerWeights& l : w.layers)
     for (const Tensor* t : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_norm, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
-      total += bytes(*t);
+      total += t->nbytes();
   return total;
 }
 

@@ -64,6 +64,10 @@ struct LlamaWeights {
   std::vector<LayerWeights> layers;  // [n_layer]
 };
 
+// Bytes of every layer's matrices and norms, the output norm and the output
+// matrix: what generating one token streams, besides its embedding row.
+uint64_t StreamedWeightBytes(const LlamaWeights& w);
+
 struct ModelLoadOptions {
   std::string path;            // .gguf, or llama2.c .bin
   std::string tokenizer_path;  // llama2.c tokenizer.bin; required for .bin models
@@ -89,7 +93,7 @@ class Model {
   // Weight type that dominates the matrices (for the KV default and reports).
   DType weight_type() const { return weights_.layers.empty() ? DType::kF32 : weights_.layers[0].wq.type; }
   // Bytes of weights read per generated token (all matrices + norms).
-  uint64_t weight_bytes() const;
+  uint64_t weight_bytes() const { return StreamedWeightBytes(weights_); }
 
  private:
   Model() = default;
