@@ -73,6 +73,49 @@ TEST(ThreadPool, ParallelTasksRunsEachTaskOnce) {
   }
 }
 
+TEST(ThreadPool, ParallelStreamsRunsEachTaskOnceInAscendingShares) {
+  for (int n_threads : {1, 2, 3}) {
+    ThreadPool pool(n_threads);
+    for (int64_t n_tasks : {0, 1, 2, 17, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n_tasks));
+      std::vector<std::vector<int64_t>> order(static_cast<size_t>(n_threads));
+      pool.ParallelStreams(n_tasks, [&](int64_t task, int ith) {
+        hits[task].fetch_add(1);
+        order[static_cast<size_t>(ith)].push_back(task);
+      });
+      for (int64_t i = 0; i < n_tasks; ++i) ASSERT_EQ(hits[i].load(), 1) << n_tasks << " " << i;
+      if (n_tasks <= 1 || n_threads == 1) continue;
+      // What a thread ran of its own share is a run from the share's front
+      // (others may have taken the rest from its end).
+      for (int ith = 0; ith < n_threads; ++ith) {
+        const int64_t begin = n_tasks * ith / n_threads, end = n_tasks * (ith + 1) / n_threads;
+        int64_t expect = begin;
+        for (int64_t t : order[static_cast<size_t>(ith)])
+          if (t >= begin && t < end) EXPECT_EQ(t, expect++) << n_tasks << " " << ith;
+      }
+    }
+  }
+}
+
+// A thread held up in its first task leaves the rest of its share to the
+// others, which take it from the end: thread 0 waits until thread 1 has run a
+// task of share 0, so the test finishes only if stealing works.
+TEST(ThreadPool, ParallelStreamsStealsFromAStalledThread) {
+  ThreadPool pool(2);
+  const int64_t n_tasks = 40;  // share 0 is [0, 20)
+  std::vector<std::atomic<int>> ran_by(n_tasks);
+  std::atomic<bool> stolen{false};
+  pool.ParallelStreams(n_tasks, [&](int64_t task, int ith) {
+    ran_by[task].store(ith);
+    if (ith == 1 && task < n_tasks / 2) stolen.store(true);
+    if (ith == 0 && task == 0)
+      while (!stolen.load()) std::this_thread::yield();
+  });
+  EXPECT_EQ(ran_by[0].load(), 0);
+  EXPECT_EQ(ran_by[n_tasks / 2 - 1].load(), 1);  // the end of share 0 went first
+  for (int64_t t = n_tasks / 2; t < n_tasks; ++t) EXPECT_EQ(ran_by[t].load(), 1) << t;
+}
+
 // Back-to-back jobs (workers spinning) and jobs after the workers went to sleep
 // must neither lose a wake-up nor run a job twice.
 TEST(ThreadPool, ManyJobsHotAndAfterSleep) {

@@ -295,9 +295,9 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
   }
 }
 
-// Threads take panels one at a time, running through the outputs' matrices
-// in order (one stream when they are packed side by side, as the model packs
-// them); x is quantized once for all. A matrix in the file's row layout is
+// Each thread streams its own contiguous share of the panels (ParallelStreams)
+// through the outputs' matrices in order (one stream when they are packed side
+// by side, as the model packs them); x is quantized once for all. A matrix in the file's row layout is
 // packed panel by panel into thread-private scratch first (stays in L2 while
 // every token tile reuses it). REQUIRES: all outs share w.type and w.cols().
 template <class W>
@@ -317,7 +317,7 @@ void MatMulQuant(std::span<const MatMulOut> outs, const float* x, int64_t n_tok,
   pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) xa.Quantize(t, x + t * n_in, W::kOffset);
   });
-  pool.ParallelTasks(first_panel.back(), [&](int64_t task, int ith) {
+  pool.ParallelStreams(first_panel.back(), [&](int64_t task, int ith) {
     const size_t i = static_cast<size_t>(std::upper_bound(first_panel.begin(), first_panel.end(), task) -
                                          first_panel.begin() - 1);
     const Tensor& w = *outs[i].w;

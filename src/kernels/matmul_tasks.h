@@ -33,13 +33,14 @@ void WithCount(int64_t n, const F& f) {
 }
 
 // Calls fn(o, t0, n) for every row o of w and token run t0 .. t0+n-1
-// (n <= kTokens), handing threads runs of rows of about task_bytes each: one
-// sequential stream per thread keeps the hardware prefetcher trained.
+// (n <= kTokens) in tasks of about task_bytes of rows; each thread streams a
+// contiguous share of them (ThreadPool::ParallelStreams), which keeps the
+// hardware prefetcher trained, and task_bytes is the grain of rebalancing.
 template <int kTokens, class Fn>
 void ForRowRuns(const Tensor& w, int64_t n_tok, int64_t task_bytes, ThreadPool& pool, const Fn& fn) {
   const int64_t n_out = w.rows();
   const int64_t rows_per_task = std::max<int64_t>(1, task_bytes / static_cast<int64_t>(w.row_bytes()));
-  pool.ParallelTasks((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
+  pool.ParallelStreams((n_out + rows_per_task - 1) / rows_per_task, [&](int64_t task, int) {
     const int64_t end = std::min(n_out, (task + 1) * rows_per_task);
     for (int64_t o = task * rows_per_task; o < end; ++o)
       for (int64_t t0 = 0; t0 < n_tok; t0 += kTokens) fn(o, t0, std::min<int64_t>(kTokens, n_tok - t0));

@@ -39,11 +39,27 @@ bool SpinUntil(Done done) {
   }
 }
 
+constexpr uint64_t kLow32 = 0xFFFFFFFFu;
+
+// Takes the first (from_back = false) or last task of a share packed as
+// front | back << 32; -1 once it is empty.
+int64_t TakeFromShare(std::atomic<uint64_t>& range, bool from_back) {
+  uint64_t r = range.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t front = r & kLow32, back = r >> 32;
+    if (front >= back) return -1;
+    const uint64_t next = from_back ? (front | (back - 1) << 32) : ((front + 1) | back << 32);
+    if (range.compare_exchange_weak(r, next, std::memory_order_relaxed))
+      return static_cast<int64_t>(from_back ? back - 1 : front);
+  }
+}
+
 }  // namespace
 
 void ThreadPool::FreeDeleter::operator()(void* p) const { std::free(p); }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(std::max(1, n_threads)), shares_(std::make_unique<Share[]>(static_cast<size_t>(n_threads_))) {
   workers_.reserve(n_threads_ - 1);
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
@@ -132,6 +148,21 @@ void ThreadPool::ParallelTasks(int64_t n_tasks, const std::function<void(int64_t
     for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n_tasks;
          i = next.fetch_add(1, std::memory_order_relaxed))
       fn(i, ith);
+  });
+}
+
+void ThreadPool::ParallelStreams(int64_t n_tasks, const std::function<void(int64_t task, int ith)>& fn) {
+  // Shares are packed in 32 bits each; beyond that fall back to single tasks.
+  if (n_tasks <= 1 || n_threads_ == 1 || n_tasks > static_cast<int64_t>(kLow32)) return ParallelTasks(n_tasks, fn);
+  const auto n = static_cast<uint64_t>(n_tasks), nth = static_cast<uint64_t>(n_threads_);
+  for (uint64_t i = 0; i < nth; ++i)
+    shares_[i].range.store(n * i / nth | (n * (i + 1) / nth) << 32, std::memory_order_relaxed);
+  Run([&](int ith, int) {
+    for (int64_t t; (t = TakeFromShare(shares_[ith].range, false)) >= 0;) fn(t, ith);
+    for (int k = 1; k < n_threads_; ++k) {
+      std::atomic<uint64_t>& other = shares_[(ith + k) % n_threads_].range;
+      for (int64_t t; (t = TakeFromShare(other, true)) >= 0;) fn(t, ith);
+    }
   });
 }
 
