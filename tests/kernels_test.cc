@@ -91,6 +91,39 @@ TEST(KernelConvert, Fp16KnownValues) {
   EXPECT_TRUE(std::isnan(Fp16ToF32(F32ToFp16(std::nanf("")))));
 }
 
+// QuantizeRow/DequantizeRow(F16) take the F16C path on CPUs that have it: the
+// same bits as the scalar conversion for every non-NaN input, including
+// subnormals, overflow and ties, and for every half on the way back.
+TEST(KernelConvert, F16RowsMatchScalarConversion) {
+  std::vector<float> x = RandomFloats(1000, 21, 4.0f);
+  uint32_t bits = 1;
+  for (int i = 0; i < 4000; ++i) {  // random bit patterns cover every exponent
+    bits = bits * 1664525u + 1013904223u;
+    const float f = F32FromBits(bits);
+    if (!std::isnan(f)) x.push_back(f);
+  }
+  for (float f : {0.0f, -0.0f, 65504.0f, 65520.0f, 1.0e6f, -1.0e6f, 5.9604645e-8f, 2.9802322e-8f, 1.00048828125f,
+                  1.00146484375f, 6.0975552e-5f, std::numeric_limits<float>::infinity()})
+    x.push_back(f);
+  x.push_back(1.5f);  // odd length: a scalar tail
+  std::vector<uint16_t> h(x.size());
+  QuantizeRow(DType::kF16, x.data(), h.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(h[i], F32ToFp16(x[i])) << i << " " << x[i];
+
+  std::vector<uint16_t> all(1 << 16);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> back(all.size());
+  DequantizeRow(DType::kF16, all.data(), back.data(), static_cast<int64_t>(all.size()));
+  for (size_t i = 0; i < all.size(); ++i) {
+    const float want = Fp16ToF32(all[i]);
+    if (std::isnan(want)) {
+      ASSERT_TRUE(std::isnan(back[i])) << i;
+    } else {
+      ASSERT_EQ(BitsFromF32(back[i]), BitsFromF32(want)) << i;
+    }
+  }
+}
+
 TEST(KernelConvert, Bf16KnownValues) {
   EXPECT_EQ(F32ToBf16(1.0f), 0x3F80);
   EXPECT_EQ(F32ToBf16(-2.0f), 0xC000);

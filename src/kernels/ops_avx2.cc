@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/fp16.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/simd_avx2.h"
 
@@ -92,6 +93,21 @@ void SwiGLUAvx2(const float* gate, const float* up, float* out, int64_t n) {
     _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
   }
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + ExpScalar(-gate[i])) * up[i];
+}
+
+void F32ToF16RowAvx2(const float* x, uint16_t* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) out[i] = F32ToFp16(x[i]);
+}
+
+void F16ToF32RowAvx2(const uint16_t* x, float* out, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  for (; i < n; ++i) out[i] = Fp16ToF32(x[i]);
 }
 
 float DotF32Avx2(const float* a, const float* b, int64_t n) {

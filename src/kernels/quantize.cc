@@ -1,4 +1,5 @@
-// Reference row conversions. Q8_0 and Q4_0 follow llama.cpp's
+// Row conversions (F16 with F16C where the CPU has it, bit-identical to the
+// scalar reference). Q8_0 and Q4_0 follow llama.cpp's
 // quantize_row_q8_0_ref / quantize_row_q4_0_ref exactly, so files written by
 // `strata quantize` are bit-identical to llama-quantize's for these types.
 #include <cassert>
@@ -7,6 +8,7 @@
 #include <algorithm>
 
 #include "core/fp16.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/kernels.h"
 
 namespace strata::kernels {
@@ -73,6 +75,7 @@ void QuantizeRow(DType t, const float* src, void* dst, int64_t n) {
       return;
     case DType::kF16: {
       auto* h = static_cast<uint16_t*>(dst);
+      if (internal::ClampToAvailable(Path::kAvx2) == Path::kAvx2) return internal::F32ToF16RowAvx2(src, h, n);
       for (int64_t i = 0; i < n; ++i) h[i] = F32ToFp16(src[i]);
       return;
     }
@@ -99,6 +102,7 @@ void DequantizeRow(DType t, const void* src, float* dst, int64_t n) {
       return;
     case DType::kF16: {
       const auto* h = static_cast<const uint16_t*>(src);
+      if (internal::ClampToAvailable(Path::kAvx2) == Path::kAvx2) return internal::F16ToF32RowAvx2(h, dst, n);
       for (int64_t i = 0; i < n; ++i) dst[i] = Fp16ToF32(h[i]);
       return;
     }
