@@ -73,9 +73,10 @@ struct ModelLoadOptions {
   std::string tokenizer_path;  // llama2.c tokenizer.bin; required for .bin models
   // Repack the matrices once into the layout of the fastest kernel path
   // (kernels::PackMatrix; same results, ~1 s per GB at load) instead of
-  // reading them in the file's layout. The packed copy lives in anonymous
-  // memory (huge pages where the OS allows) and the file pages it replaces
-  // are released, so resident memory stays about the file's size.
+  // reading them in the file's layout; matrices without a packed layout are
+  // copied as they are. The copy lives in anonymous memory (huge pages where
+  // the OS allows) and the file pages it replaces are released, so resident
+  // memory stays about the file's size.
   bool pack_weights = true;
   int32_t pack_threads = 0;  // threads packing matrices side by side; 0: one per core
 };
@@ -105,9 +106,9 @@ class Model {
   void BindWeights(const std::function<Tensor(const std::string&)>& tensor);
   // F32 copy of a small non-F32 1-D tensor (norm weights), owned here.
   Tensor ToF32(const Tensor& t);
-  // Repoints every matrix MatMul reads at a packed copy in packed_ (those
-  // the best kernel path has a packed layout for) and releases the file pages
-  // they came from.
+  // Repoints every matrix MatMul reads at a copy in packed_ (repacked where
+  // the best kernel path has a packed layout, else as it is) and releases the
+  // file pages they came from.
   void PackMatrices(int32_t n_threads);
   void ReleaseFilePages(const Tensor& t) const;
 
