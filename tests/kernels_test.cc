@@ -366,7 +366,15 @@ TEST(KernelMatMul, AllPathsMatchReference) {
           for (Path path : simd_paths) {
             std::vector<float> got(ref.size(), std::nanf(""));
             MatMul(w.tensor, x.data(), n_tok, got.data(), pool, path);
-            CountMismatches(got, ref_d, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, path));
+            if (type == DType::kBF16 && path >= Path::kAvx512 && DetectCpu().avx512bf16 && n_tok >= kBf16DotMinTokens) {
+              // VDPBF16PS: the definition with x rounded to BF16 (kernels.h).
+              std::vector<double> mag_bf;
+              const std::vector<double> def_bf =
+                  DefinitionMatMul(w, type, RoundTrip(DType::kBF16, x), n_in, n_out, n_tok, &mag_bf);
+              CountMismatches(got, def_bf, mag_bf, kRelTol, CaseName(type, n_in, n_out, n_tok, path) + " bf16 x");
+            } else {
+              CountMismatches(got, ref_d, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, path));
+            }
             ++cases;
           }
           if (packed.ok()) {
@@ -488,7 +496,7 @@ TEST(KernelMatMul, DISABLED_Benchmark) {
       {DType::kQ8_0, 2048, 256, 1},    {DType::kQ8_0, 2048, 32000, 1},  {DType::kQ4_0, 2048, 5632, 1},
       {DType::kF16, 2048, 5632, 1},    {DType::kF32, 2048, 2048, 1},    {DType::kQ8_0, 2048, 5632, 512},
       {DType::kQ8_0, 5632, 2048, 512}, {DType::kQ4_0, 2048, 5632, 512}, {DType::kF32, 2048, 2048, 512},
-      {DType::kF16, 2048, 2048, 512},
+      {DType::kF16, 2048, 2048, 512},  {DType::kBF16, 2048, 2048, 512},
   };
   std::printf("path %s\n", PathName(BestPath()));
   for (const Case& c : cases) {

@@ -187,7 +187,7 @@ TEST_P(SynthTypeTest, SameSpecSameBytesWhateverTheThreads) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, SynthTypeTest,
-                         ::testing::Values(DType::kF32, DType::kF16, DType::kQ8_0, DType::kQ4_0),
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 TEST(SynthTest, VocabLoadsAndEncodes) {
@@ -256,7 +256,7 @@ TEST(SynthTest, RejectsInvalidSpecs) {
       {"even", [](SynthSpec& s) { s.n_head = 64; s.n_head_kv = 64; }},  // head_dim 1
       {"multiples of 32", [](SynthSpec& s) { s.n_ff = 100; }},
       {"multiples of 32", [](SynthSpec& s) { s.n_embd = 48; s.n_head = 4; }},
-      {"allowed: f32, f16, q8_0, q4_0", [](SynthSpec& s) { s.type = DType::kQ4_K; }},
+      {"allowed: f32, f16, bf16, q8_0, q4_0", [](SynthSpec& s) { s.type = DType::kQ4_K; }},
   };
   const std::string path = testing::MakeTempDir() + "/m.gguf";
   for (const auto& [needle, mutate] : cases) {
@@ -313,7 +313,7 @@ TEST(SynthCliTest, InvalidSpecFailsWithOneLine) {
   argv.back() = "q5_1";
   r = testing::RunCommand(argv);
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_THAT(r.err, HasSubstr("f32, f16, q8_0, q4_0"));
+  EXPECT_THAT(r.err, HasSubstr("f32, f16, bf16, q8_0, q4_0"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_FALSE(Env::Default()->FileExists(path));
 }

@@ -1,8 +1,9 @@
 // Compute kernels: the hot loops of inference. Every operation has a portable
-// scalar reference; SIMD paths (AVX2, AVX-512 with VNNI) are chosen at run time
-// from CPUID and are tested against the reference path by path
-// (tests/kernels_test.cc, one table with per-dtype tolerances). There are no
-// AMX kernels: Path::kAmx runs the AVX-512 ones.
+// scalar reference; SIMD paths (AVX2, AVX-512 with VNNI, and its BF16 dot
+// product where the CPU has it) are chosen at run time from CPUID and are
+// tested against the reference path by path (tests/kernels_test.cc, one table
+// with per-dtype tolerances). There are no AMX kernels: Path::kAmx runs the
+// AVX-512 ones.
 //
 // Shapes use ggml order in comments: [inner, outer]. All pointers are to
 // contiguous row-major data; nothing here allocates on the hot path except
@@ -61,6 +62,10 @@ void DequantizeRow(DType t, const void* src, float* dst, int64_t n);
 // scratch is live across the call; if w is packed (layout kPanels32), `path`
 // and this CPU reach the path it was packed for.
 void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path = BestPath());
+// BF16 weights on the AVX-512 path of a CPU with AVX512_BF16: batches of at
+// least this many tokens round x to BF16 (nearest even) and multiply with
+// VDPBF16PS, as llama.cpp does; smaller batches use x as it is.
+inline constexpr int64_t kBf16DotMinTokens = 6;
 
 // One product of MatMulShared: y = x · wᵀ, y: F32 [w.rows(), n_tok].
 struct MatMulOut {

@@ -13,10 +13,12 @@
 // Q4_0: the stored nibble, q + 8) and the offset is cancelled by starting each
 // block's integer sum at comp = -offset * sum(activation block).
 //
-// Float weights (F32, F16, BF16): GEMV for a few tokens, rows read in place in
-// runs of ~64 KB per thread (one sequential stream each), vectors along the
+// Float weights (F32, F16, BF16): GEMV for a few tokens, each thread reading
+// its contiguous share of the rows as one sequential stream, vectors along the
 // input dimension; GEMM for more, panels of 32 rows x 256 inputs widened to
-// F32 in thread-private scratch, broadcast activations.
+// F32 in thread-private scratch, broadcast activations. BF16 GEMM on CPUs with
+// AVX512_BF16 instead keeps the weights as BF16 pairs and multiplies them with
+// VDPBF16PS against activations rounded to BF16 (kBf16DotMinTokens).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -516,9 +518,118 @@ void GemmFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadP
   });
 }
 
+// ---------------------------------------------------------------------------
+// BF16 prefill with VDPBF16PS (CPUs with AVX512_BF16): x is rounded to BF16
+// once per call, as llama.cpp does for BF16 weights; each product of two BF16
+// is exact in F32 and accumulates in F32. A panel holds, per pair p of inputs,
+// the 32 rows' (w[2p], w[2p+1]) as one 32-bit element each: lane i of a
+// vector is row i, so one VDPBF16PS with a broadcast x pair advances 16 rows
+// by 2 inputs. Same tile shape and threading as GemmFloat.
+
+constexpr int64_t kBf16Chunk = 512;  // inputs per packed panel (32 KB)
+
+// Packs rows o0 .. o0+31, inputs k0 .. k0+kc-1 as panel[pair][32] (inputs past
+// n_in are zero; kc is padded to a multiple of 32; rows past the matrix repeat
+// its last row and their outputs are never stored).
+void PackBf16Panel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, uint32_t* panel) {
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes());
+  const uint16_t* rows[kPanelRows];
+  STRATA_UNROLL
+  for (int i = 0; i < kPanelRows; ++i)
+    rows[i] = reinterpret_cast<const uint16_t*>(base + std::min(o0 + i, n_out - 1) * row_bytes);
+  STRATA_UNROLL
+  for (int g = 0; g < 2; ++g) {
+    for (int64_t kb = 0; kb < kc; kb += 2 * kLanes) {
+      const int64_t left = n_in - (k0 + kb);
+      const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << std::max<int64_t>(left, 0)) - 1);
+      __m512 r[16];  // r[i]: row g*16+i, pairs kb/2 .. kb/2+15
+      STRATA_UNROLL
+      for (int i = 0; i < 16; ++i) r[i] = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, rows[g * kLanes + i] + k0 + kb));
+      Transpose16(r);
+      STRATA_UNROLL
+      for (int i = 0; i < 16; ++i)
+        _mm512_store_ps(reinterpret_cast<float*>(panel + (kb / 2 + i) * kPanelRows + g * kLanes), r[i]);
+    }
+  }
+}
+
+// x [n_in, n_tok] rounded to BF16 (nearest even), each token padded with
+// zeros to stride elements (a multiple of 32).
+void RoundToBf16(const float* x, int64_t n_in, int64_t n_tok, int64_t stride, uint16_t* out) {
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const float* xt = x + t * n_in;
+    for (int64_t k = 0; k < stride; k += 2 * kLanes) {
+      const __m512 lo = _mm512_maskz_loadu_ps(LaneMask(n_in - k), xt + k);
+      const __m512 hi = _mm512_maskz_loadu_ps(LaneMask(n_in - k - kLanes), xt + k + kLanes);
+      _mm512_storeu_si512(out + t * stride + k, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  }
+}
+
+template <int T>
+void GemmBf16Tile(const uint32_t* panel, int64_t n_pairs, const uint32_t* xp, int64_t xp_stride, int64_t t0,
+                  float* y, int64_t n_out, int64_t o0, bool accumulate) {
+  const uint32_t* xt[T];
+  __m512 acc0[T], acc1[T];
+  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) {
+    xt[t] = xp + (t0 + t) * xp_stride;
+    float* yt = y + (t0 + t) * n_out + o0;
+    acc0[t] = accumulate ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
+    acc1[t] = accumulate ? _mm512_maskz_loadu_ps(m1, yt + kLanes) : _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const __m512bh w0 = (__m512bh)_mm512_load_si512(panel + p * kPanelRows);
+    const __m512bh w1 = (__m512bh)_mm512_load_si512(panel + p * kPanelRows + kLanes);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m512bh xb = (__m512bh)_mm512_set1_epi32(static_cast<int>(xt[t][p]));
+      acc0[t] = _mm512_dpbf16_ps(acc0[t], w0, xb);
+      acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, xb);
+    }
+  }
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + (t0 + t) * n_out + o0;
+    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
+    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
+  }
+}
+
+void GemmBf16(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const int64_t stride = (n_in + 31) / 32 * 32;  // BF16 elements per token of xb
+  const size_t xb_bytes = RoundUp64(static_cast<size_t>(stride * n_tok) * sizeof(uint16_t));
+  const size_t panel_words = static_cast<size_t>(kBf16Chunk / 2) * kPanelRows;
+  auto* scratch = static_cast<uint8_t*>(pool.Scratch(xb_bytes + panel_words * sizeof(uint32_t) * pool.n_threads()));
+  auto* xb = reinterpret_cast<uint16_t*>(scratch);
+  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
+    RoundToBf16(x + begin * n_in, n_in, end - begin, stride, xb + begin * stride);
+  });
+  const auto* xp = reinterpret_cast<const uint32_t*>(xb);
+  pool.ParallelTasks((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t task, int ith) {
+    auto* panel = reinterpret_cast<uint32_t*>(scratch + xb_bytes) + panel_words * static_cast<size_t>(ith);
+    const int64_t o0 = task * kPanelRows;
+    for (int64_t k0 = 0; k0 < n_in; k0 += kBf16Chunk) {
+      const int64_t kc = std::min(kBf16Chunk, stride - k0);
+      PackBf16Panel(w, o0, k0, kc, panel);
+      for (int64_t t0 = 0; t0 < n_tok; t0 += kGemmTokensFloat) {
+        WithCount<kGemmTokensFloat>(n_tok - t0, [&](auto T) {
+          GemmBf16Tile<T()>(panel, kc / 2, xp + k0 / 2, stride / 2, t0, y, n_out, o0, /*accumulate=*/k0 > 0);
+        });
+      }
+    }
+  });
+}
+
 template <class W>
 void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  if (n_tok >= kGemmMinTokensFloat) {
+  if (std::is_same_v<W, BF16Weights> && n_tok >= kBf16DotMinTokens && DetectCpu().avx512bf16) {
+    GemmBf16(w, x, n_tok, y, pool);
+  } else if (n_tok >= kGemmMinTokensFloat) {
     GemmFloat<W>(w, x, n_tok, y, pool);
   } else {
     GemvFloat<W>(w, x, n_tok, y, pool);

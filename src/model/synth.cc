@@ -99,7 +99,7 @@ gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DT
     if (nbytes % row_bytes != 0) return Status::Internal("tensor size is not a whole number of rows");
     const int64_t rows = static_cast<int64_t>(nbytes / row_bytes);
     pool->ParallelFor(rows, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scratch(type == DType::kF16 ? static_cast<size_t>(cols) : 0);
+      std::vector<float> scratch(type == DType::kF16 || type == DType::kBF16 ? static_cast<size_t>(cols) : 0);
       for (int64_t r = begin; r < end; ++r) {
         Rng rng = RowRng(seed, tensor_index, static_cast<uint64_t>(r));
         uint8_t* out = dst + static_cast<uint64_t>(r) * row_bytes;
@@ -108,8 +108,9 @@ gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DT
             FillF32Row(rng, reinterpret_cast<float*>(out), cols);
             break;
           case DType::kF16:
+          case DType::kBF16:
             FillF32Row(rng, scratch.data(), cols);
-            kernels::QuantizeRow(DType::kF16, scratch.data(), out, cols);
+            kernels::QuantizeRow(type, scratch.data(), out, cols);
             break;
           case DType::kQ8_0:
             FillQ8_0Row(rng, reinterpret_cast<BlockQ8_0*>(out), cols / kQK8_0);
@@ -249,9 +250,9 @@ Status ValidateSynthSpec(const SynthSpec& s) {
     return Status::InvalidArgument(fmt::format("head_dim {} (n_embd / n_head) must be even for RoPE",
                                                s.n_embd / s.n_head));
   const DType t = s.type;
-  if (t != DType::kF32 && t != DType::kF16 && t != DType::kQ8_0 && t != DType::kQ4_0)
+  if (t != DType::kF32 && t != DType::kF16 && t != DType::kBF16 && t != DType::kQ8_0 && t != DType::kQ4_0)
     return Status::InvalidArgument(std::string("unsupported type '") + DTypeName(t) +
-                                   "' (allowed: f32, f16, q8_0, q4_0)");
+                                   "' (allowed: f32, f16, bf16, q8_0, q4_0)");
   const int block = Info(t).block_size;
   if (s.n_embd % block != 0 || s.n_ff % block != 0)
     return Status::InvalidArgument(fmt::format("n_embd {} and n_ff {} must be multiples of {} for {}",

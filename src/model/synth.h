@@ -53,7 +53,7 @@ struct SynthSpec {
   int n_head_kv = 0;
   int n_vocab = 0;
   int n_ctx = 2048;
-  DType type = DType::kF32;  // of the weight matrices: f32, f16, q8_0 or q4_0
+  DType type = DType::kF32;  // of the weight matrices: f32, f16, bf16, q8_0 or q4_0
   uint64_t seed = 0;
 };
 
