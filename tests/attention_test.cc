@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "test_util.h"
 
 namespace strata {
 namespace {
@@ -204,10 +205,8 @@ class AttentionGridModelTest : public ::testing::Test {
     // ones, activations are quantized to Q8_0 before each matrix, which turns
     // rounding differences into whole quantization steps.
     const SynthSpec spec{2, 256, 512, 8, 2, 300, 512, DType::kF32, 11};
-    ASSERT_TRUE(SynthesizeModel(env_.get(), spec, "/m.gguf", 2).ok());
-    ModelLoadOptions o;
-    o.path = "/m.gguf";
-    ASSERT_TRUE(Model::Load(env_.get(), o, &model_).ok());
+    model_ = testing::SynthesizeAndLoad(env_.get(), spec);
+    ASSERT_TRUE(model_);
     for (int i = 0; i < 150; ++i) prompt_.push_back(3 + (i * 53) % 290);
   }
 
@@ -301,11 +300,9 @@ TEST_F(AttentionGridModelTest, EngineGivesSameTextOnEveryGrid) {
 
 TEST(AttentionGridParams, InvalidGridIsRejected) {
   auto env = NewMemEnv();
-  ASSERT_TRUE(SynthesizeModel(env.get(), SynthSpec{1, 64, 128, 2, 1, 300, 64, DType::kF32, 1}, "/m.gguf", 1).ok());
-  ModelLoadOptions o;
-  o.path = "/m.gguf";
-  std::unique_ptr<Model> model;
-  ASSERT_TRUE(Model::Load(env.get(), o, &model).ok());
+  const std::unique_ptr<Model> model =
+      testing::SynthesizeAndLoad(env.get(), SynthSpec{1, 64, 128, 2, 1, 300, 64, DType::kF32, 1});
+  ASSERT_TRUE(model);
   for (const AttentionGrid& bad : {AttentionGrid{0, 0}, AttentionGrid{65, 0}, AttentionGrid{4, -1}}) {
     ContextParams cp;
     cp.attention_grid = bad;

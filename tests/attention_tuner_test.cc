@@ -131,11 +131,9 @@ TEST(AttentionTuner, UnwritableCacheStillGivesAGrid) {
 
 TEST(AttentionTuner, ContextUsesTheCachedGrid) {
   auto env = NewMemEnv();
-  ASSERT_TRUE(SynthesizeModel(env.get(), SynthSpec{1, 128, 256, 4, 2, 300, 256, DType::kF32, 3}, "/m.gguf", 1).ok());
-  ModelLoadOptions o;
-  o.path = "/m.gguf";
-  std::unique_ptr<Model> model;
-  ASSERT_TRUE(Model::Load(env.get(), o, &model).ok());
+  const std::unique_ptr<Model> model =
+      testing::SynthesizeAndLoad(env.get(), SynthSpec{1, 128, 256, 4, 2, 300, 256, DType::kF32, 3});
+  ASSERT_TRUE(model);
   ContextParams p;
   p.n_threads = 2;
   p.env = env.get();

@@ -222,11 +222,8 @@ TEST(KvTierTest, DiskTierWithZeroRamEqualsAllInRam) {
 TEST(KvTierTest, SyntheticF16ModelWithQuarterInRamEqualsAllInRam) {
   auto mem = NewMemEnv();
   SynthSpec spec{3, 128, 256, 4, 2, 400, 1024, DType::kF16, 5};
-  ASSERT_TRUE(SynthesizeModel(mem.get(), spec, "/m.gguf", 2).ok());
-  ModelLoadOptions o;
-  o.path = "/m.gguf";
-  std::unique_ptr<Model> model;
-  ASSERT_TRUE(Model::Load(mem.get(), o, &model).ok());
+  const std::unique_ptr<Model> model = testing::SynthesizeAndLoad(mem.get(), spec);
+  ASSERT_TRUE(model);
   std::vector<int32_t> prompt;
   for (int i = 0; i < 200; ++i) prompt.push_back(3 + (i * 37) % 390);
   ContextParams ram;

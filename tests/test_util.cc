@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -86,6 +88,23 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
   waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+std::unique_ptr<Model> SynthesizeAndLoad(Env* env, const SynthSpec& spec, const std::string& path) {
+  Status s = SynthesizeModel(env, spec, path, 2);
+  if (!s.ok()) {
+    ADD_FAILURE() << "synthesize " << path << ": " << s.ToString();
+    return nullptr;
+  }
+  ModelLoadOptions o;
+  o.path = path;
+  std::unique_ptr<Model> model;
+  s = Model::Load(env, o, &model);
+  if (!s.ok()) {
+    ADD_FAILURE() << "load " << path << ": " << s.ToString();
+    return nullptr;
+  }
+  return model;
 }
 
 }  // namespace strata::testing

@@ -247,6 +247,32 @@ void PackQuantPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
   }
 }
 
+// The register tiles' output y[t0 .. t0+T-1][o0 .. o0+31]: acc0[t] holds rows
+// o0 .. o0+15 of token t0+t, acc1[t] the next 16. Rows past n_out are neither
+// loaded nor stored.
+template <int T>
+void LoadOutTile(const float* y, int64_t n_out, int64_t o0, int64_t t0, bool accumulate, __m512 (&acc0)[T],
+                 __m512 (&acc1)[T]) {
+  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) {
+    const float* yt = y + (t0 + t) * n_out + o0;
+    acc0[t] = accumulate ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
+    acc1[t] = accumulate ? _mm512_maskz_loadu_ps(m1, yt + kLanes) : _mm512_setzero_ps();
+  }
+}
+
+template <int T>
+void StoreOutTile(float* y, int64_t n_out, int64_t o0, int64_t t0, const __m512 (&acc0)[T], const __m512 (&acc1)[T]) {
+  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + (t0 + t) * n_out + o0;
+    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
+    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
+  }
+}
+
 // y[t0 .. t0+T-1][o0 .. o0+31] from one panel: a register tile of 32 rows x T
 // tokens that reuses every loaded weight vector T times.
 template <class W, int T>
@@ -256,13 +282,12 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
   const float* xd[T];
   const int32_t* xc[T];
   __m512 acc0[T], acc1[T];
+  LoadOutTile<T>(y, n_out, o0, t0, /*accumulate=*/false, acc0, acc1);
   STRATA_UNROLL
   for (int t = 0; t < T; ++t) {
     xq[t] = xa.qs(t0 + t);
     xd[t] = xa.d(t0 + t);
     xc[t] = xa.comp(t0 + t);
-    acc0[t] = _mm512_setzero_ps();
-    acc1[t] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* rec = panel + b * W::kRecordBytes;
@@ -288,13 +313,7 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
       acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1[t]), _mm512_mul_ps(dw1, dx), acc1[t]);
     }
   }
-  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    float* yt = y + (t0 + t) * n_out + o0;
-    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
-    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
-  }
+  StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
 }
 
 // Each thread streams its own contiguous share of the panels (ParallelStreams)
@@ -437,18 +456,24 @@ void GemvFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadP
   });
 }
 
+// Row o0+i of w for i < 32, the last row for rows past the matrix (packed
+// panels repeat it; its outputs are never stored).
+void PanelRows(const Tensor& w, int64_t o0, const uint8_t* (&rows)[kPanelRows]) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes()), n_out = w.rows();
+  STRATA_UNROLL
+  for (int i = 0; i < kPanelRows; ++i) rows[i] = base + std::min(o0 + i, n_out - 1) * row_bytes;
+}
+
 // Packs rows o0 .. o0+31, inputs k0 .. k0+kc-1 as panel[k][32] (inputs past
 // n_in are zero, kc is padded to a multiple of 16; rows past the matrix repeat
 // its last row and their outputs are never stored). Prefetches the next chunk
 // into L2: 32 short row segments defeat the hardware prefetcher.
 template <class W>
 void PackFloatPanel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, float* panel) {
-  const int64_t n_in = w.cols(), n_out = w.rows();
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes());
-  const void* rows[kPanelRows];
-  STRATA_UNROLL
-  for (int i = 0; i < kPanelRows; ++i) rows[i] = base + std::min(o0 + i, n_out - 1) * row_bytes;
+  const int64_t n_in = w.cols();
+  const uint8_t* rows[kPanelRows];
+  PanelRows(w, o0, rows);
   STRATA_UNROLL
   for (int g = 0; g < 2; ++g) {
     for (int64_t kb = 0; kb < kc; kb += kLanes) {
@@ -472,15 +497,10 @@ template <int T>
 void GemmFloatTile(const float* panel, int64_t kc, const float* x, int64_t n_in, int64_t t0, int64_t k0, float* y,
                    int64_t n_out, int64_t o0, bool accumulate) {
   const float* xt[T];
-  __m512 acc0[T], acc1[T];
-  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
   STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    xt[t] = x + (t0 + t) * n_in + k0;
-    float* yt = y + (t0 + t) * n_out + o0;
-    acc0[t] = accumulate ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
-    acc1[t] = accumulate ? _mm512_maskz_loadu_ps(m1, yt + kLanes) : _mm512_setzero_ps();
-  }
+  for (int t = 0; t < T; ++t) xt[t] = x + (t0 + t) * n_in + k0;
+  __m512 acc0[T], acc1[T];
+  LoadOutTile<T>(y, n_out, o0, t0, accumulate, acc0, acc1);
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 w0 = _mm512_load_ps(panel + k * kPanelRows), w1 = _mm512_load_ps(panel + k * kPanelRows + kLanes);
     STRATA_UNROLL
@@ -490,12 +510,7 @@ void GemmFloatTile(const float* panel, int64_t kc, const float* x, int64_t n_in,
       acc1[t] = _mm512_fmadd_ps(w1, xb, acc1[t]);
     }
   }
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    float* yt = y + (t0 + t) * n_out + o0;
-    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
-    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
-  }
+  StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
 }
 
 template <class W>
@@ -532,13 +547,9 @@ constexpr int64_t kBf16Chunk = 512;  // inputs per packed panel (32 KB)
 // n_in are zero; kc is padded to a multiple of 32; rows past the matrix repeat
 // its last row and their outputs are never stored).
 void PackBf16Panel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, uint32_t* panel) {
-  const int64_t n_in = w.cols(), n_out = w.rows();
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes());
-  const uint16_t* rows[kPanelRows];
-  STRATA_UNROLL
-  for (int i = 0; i < kPanelRows; ++i)
-    rows[i] = reinterpret_cast<const uint16_t*>(base + std::min(o0 + i, n_out - 1) * row_bytes);
+  const int64_t n_in = w.cols();
+  const uint8_t* rows[kPanelRows];
+  PanelRows(w, o0, rows);
   STRATA_UNROLL
   for (int g = 0; g < 2; ++g) {
     for (int64_t kb = 0; kb < kc; kb += 2 * kLanes) {
@@ -546,7 +557,9 @@ void PackBf16Panel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, uint32_t
       const __mmask32 m = left >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << std::max<int64_t>(left, 0)) - 1);
       __m512 r[16];  // r[i]: row g*16+i, pairs kb/2 .. kb/2+15
       STRATA_UNROLL
-      for (int i = 0; i < 16; ++i) r[i] = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, rows[g * kLanes + i] + k0 + kb));
+      for (int i = 0; i < 16; ++i)
+        r[i] = _mm512_castsi512_ps(
+            _mm512_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(rows[g * kLanes + i]) + k0 + kb));
       Transpose16(r);
       STRATA_UNROLL
       for (int i = 0; i < 16; ++i)
@@ -572,15 +585,10 @@ template <int T>
 void GemmBf16Tile(const uint32_t* panel, int64_t n_pairs, const uint32_t* xp, int64_t xp_stride, int64_t t0,
                   float* y, int64_t n_out, int64_t o0, bool accumulate) {
   const uint32_t* xt[T];
-  __m512 acc0[T], acc1[T];
-  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
   STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    xt[t] = xp + (t0 + t) * xp_stride;
-    float* yt = y + (t0 + t) * n_out + o0;
-    acc0[t] = accumulate ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
-    acc1[t] = accumulate ? _mm512_maskz_loadu_ps(m1, yt + kLanes) : _mm512_setzero_ps();
-  }
+  for (int t = 0; t < T; ++t) xt[t] = xp + (t0 + t) * xp_stride;
+  __m512 acc0[T], acc1[T];
+  LoadOutTile<T>(y, n_out, o0, t0, accumulate, acc0, acc1);
   for (int64_t p = 0; p < n_pairs; ++p) {
     const __m512bh w0 = (__m512bh)_mm512_load_si512(panel + p * kPanelRows);
     const __m512bh w1 = (__m512bh)_mm512_load_si512(panel + p * kPanelRows + kLanes);
@@ -591,12 +599,7 @@ void GemmBf16Tile(const uint32_t* panel, int64_t n_pairs, const uint32_t* xp, in
       acc1[t] = _mm512_dpbf16_ps(acc1[t], w1, xb);
     }
   }
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    float* yt = y + (t0 + t) * n_out + o0;
-    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
-    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
-  }
+  StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
 }
 
 void GemmBf16(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
