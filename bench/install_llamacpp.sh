@@ -9,7 +9,7 @@
 #      apt-get installing what is missing (when root).
 #   3. take llama.h and the ggml headers of exactly that llama.cpp release
 #      out of the git bundle into bench/.peer/include (never into the repo).
-#   4. gcc bench/llamacpp_harness.c against the prebuilt libs, rpath to their dir.
+#   4. gcc bench/llamacpp_harness.c (+ src/bench/stream_sum.h) against the prebuilt libs, rpath to their dir.
 #
 # Env: FORCE=1 rebuilds everything below node_modules; CC picks the compiler.
 set -euo pipefail
@@ -138,13 +138,14 @@ fi
 
 # ---- 4. build the harness
 SRC="$BENCH_DIR/llamacpp_harness.c"
+PROBE_DIR="$BENCH_DIR/../src/bench"  # stream_sum.h: strata's probe read loop, shared with the harness
 stamp="$PEER_DIR/.harness-build"
-want="$(sha256sum "$SRC" | cut -d' ' -f1) $bundle_head $LIB_DIR $($CC -dumpfullversion 2>/dev/null || echo cc)"
+want="$(cat "$SRC" "$PROBE_DIR/stream_sum.h" | sha256sum | cut -d' ' -f1) $bundle_head $LIB_DIR $($CC -dumpfullversion 2>/dev/null || echo cc)"
 if [ "${FORCE:-0}" = 1 ] || [ ! -x "$HARNESS" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     log "building $HARNESS"
     "$CC" -std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter \
         -DPEER_PACKAGE="\"$LIB_PKG@$PKG_VERSION (llama.cpp release $lib_release)\"" \
-        -I"$INC_DIR" "$SRC" -o "$HARNESS.tmp" \
+        -I"$INC_DIR" -I"$PROBE_DIR" "$SRC" -o "$HARNESS.tmp" -pthread \
         -L"$LIB_DIR" -l:"$(basename "$LIBLLAMA")" -l:"$(basename "$LIBGGML")" -l:libggml-base.so \
         -Wl,-rpath,"$LIB_DIR" -Wl,--enable-new-dtags -ldl -lm
     mv "$HARNESS.tmp" "$HARNESS"

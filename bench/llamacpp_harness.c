@@ -14,6 +14,11 @@
 //           prompt (untimed), then N_GEN steps that decode S tokens per
 //           llama_decode (one per sequence id); aggregate tokens/s.
 // Each test gets one untimed warm-up run (like llama-bench) unless --no-warmup.
+// --paired-probe BYTES replaces tg's timed repetitions by strata's paired
+// roofline run (src/bench/roofline.h): N_GEN tokens, each decoded right after
+// one read of a BYTES buffer by THREADS threads with strata's read loop
+// (ggml's thread pool paused meanwhile, so its polling threads do not share
+// the cores with the readers).
 //
 // Build: see install_llamacpp.sh (gcc -std=c11 ... -lllama -lggml -lggml-base).
 
@@ -22,6 +27,8 @@
 #include <errno.h>
 #include <link.h>
 #include <math.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +38,7 @@
 #include <unistd.h>
 
 #include "ggml-backend.h"
+#include "stream_sum.h"  // strata's probe read loop (src/bench), shared so both engines divide by the same reads
 #include "ggml-cpu.h"
 #include "ggml.h"
 #include "llama.h"
@@ -55,6 +63,7 @@ typedef struct {
     enum llama_flash_attn_type flash_attn;
     uint64_t seed;
     int poll;  // ggml thread pool polling level 0..100 (llama-bench --poll, default 50)
+    uint64_t paired_probe;  // bytes; 0: no paired roofline run
 } options;
 
 // ---------------------------------------------------------------- utilities
@@ -334,6 +343,104 @@ static void decode_or_die(struct llama_context *ctx, struct llama_batch b, const
     if (rc != 0) die("llama_decode failed during %s (rc=%d)", what, rc);
 }
 
+// ---------------------------------------------------------------- paired roofline probe
+
+// strata's ReadProbe (src/bench/read_bandwidth.h) in C: a buffer in huge pages
+// where the OS allows, each thread's share written by that thread, readers
+// parked at a barrier between reads; a read lasts from the first start to
+// the last end, as the readers stamp them.
+typedef struct {
+    uint8_t *buf;
+    uint64_t bytes;
+    int threads;
+    int avx512;
+    int stop;
+    pthread_barrier_t bar;  // the readers and the caller
+    pthread_t *th;
+    double *starts, *ends;
+    int wrong_sum;
+} probe;
+
+typedef struct {
+    probe *p;
+    int t;
+} probe_arg;
+
+static void *probe_reader(void *arg) {
+    probe *p = ((probe_arg *)arg)->p;
+    const int t = ((probe_arg *)arg)->t;
+    const uint64_t chunk = p->bytes / 8 / (uint64_t)p->threads, first = chunk * (uint64_t)t;
+    uint64_t *w = (uint64_t *)p->buf + first;
+    for (uint64_t i = 0; i < chunk; i++) w[i] = first + i;
+    // sum of first .. first+chunk-1 mod 2^64, halving the even factor first
+    const uint64_t ends = 2 * first + chunk - 1;
+    const uint64_t expected = chunk % 2 == 0 ? chunk / 2 * ends : ends / 2 * chunk;
+    pthread_barrier_wait(&p->bar);
+    for (;;) {
+        pthread_barrier_wait(&p->bar);
+        if (p->stop) return NULL;
+        p->starts[t] = now_s();
+        const uint64_t sum = p->avx512 ? strata_stream_sum_avx512((const uint8_t *)w, chunk * 8)
+                                       : strata_stream_sum_portable((const uint8_t *)w, chunk * 8);
+        p->ends[t] = now_s();
+        if (sum != expected) p->wrong_sum = 1;
+        pthread_barrier_wait(&p->bar);
+    }
+}
+
+static void probe_open(probe *p, uint64_t bytes, int threads) {
+    static probe_arg args[1024];
+    if (threads > 1024) die("--paired-probe supports up to 1024 threads");
+    memset(p, 0, sizeof *p);
+    p->bytes = bytes;
+    p->threads = threads;
+    p->avx512 = __builtin_cpu_supports("avx512f");
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) die("cannot map the %llu-byte probe buffer", (unsigned long long)bytes);
+    madvise(m, bytes, MADV_HUGEPAGE);
+    p->buf = m;
+    p->th = calloc((size_t)threads, sizeof *p->th);
+    p->starts = calloc((size_t)threads, sizeof(double));
+    p->ends = calloc((size_t)threads, sizeof(double));
+    if (!p->th || !p->starts || !p->ends) die("out of memory");
+    pthread_barrier_init(&p->bar, NULL, (unsigned)threads + 1);
+    for (int t = 0; t < threads; t++) {
+        args[t].p = p;
+        args[t].t = t;
+        if (pthread_create(&p->th[t], NULL, probe_reader, &args[t]) != 0) die("cannot start a probe thread");
+    }
+    pthread_barrier_wait(&p->bar);  // every page written
+}
+
+// One read of the whole buffer: bytes/s.
+static double probe_read(probe *p) {
+    pthread_barrier_wait(&p->bar);
+    pthread_barrier_wait(&p->bar);
+    if (p->wrong_sum) die("probe: a streaming sum does not match the buffer's contents");
+    double first = p->starts[0], last = p->ends[0];
+    for (int t = 1; t < p->threads; t++) {
+        if (p->starts[t] < first) first = p->starts[t];
+        if (p->ends[t] > last) last = p->ends[t];
+    }
+    return (double)p->bytes / (last - first);
+}
+
+static void probe_close(probe *p) {
+    p->stop = 1;
+    pthread_barrier_wait(&p->bar);
+    for (int t = 0; t < p->threads; t++) pthread_join(p->th[t], NULL);
+    pthread_barrier_destroy(&p->bar);
+    munmap(p->buf, p->bytes);
+    free(p->th);
+    free(p->starts);
+    free(p->ends);
+}
+
+// ggml_threadpool_pause/resume of the loaded CPU variant (exported by it, not
+// by the backend registry); NULL if it lacks them.
+typedef void (*threadpool_fn)(struct ggml_threadpool *);
+static threadpool_fn tp_pause, tp_resume;
+
 // ---------------------------------------------------------------- tests
 
 // pp: all n_prompt tokens in one llama_decode call.
@@ -358,6 +465,24 @@ static double run_tg(bench_ctx *bc, const token_source *ts, int n_gen) {
         tok = token_random(ts);
     }
     return now_s() - t0;
+}
+
+// tg as strata's paired roofline run: token i is decoded right after probe
+// read i, the pool paused during the read.
+static void run_tg_paired(bench_ctx *bc, const token_source *ts, int n_gen, probe *p, double *token_s,
+                          double *probe_bps) {
+    llama_memory_clear(llama_get_memory(bc->ctx), false);
+    llama_token tok = token_first(ts);
+    for (int i = 0; i < n_gen; i++) {
+        if (bc->tp && tp_pause) tp_pause(bc->tp);
+        probe_bps[i] = probe_read(p);
+        if (bc->tp && tp_resume) tp_resume(bc->tp);
+        double t0 = now_s();
+        decode_or_die(bc->ctx, llama_batch_get_one(&tok, 1), "generation");
+        llama_synchronize(bc->ctx);
+        token_s[i] = now_s() - t0;
+        tok = token_random(ts);
+    }
 }
 
 static void batch_add(struct llama_batch *b, llama_token tok, llama_pos pos, llama_seq_id seq, int8_t logits) {
@@ -409,6 +534,9 @@ typedef struct {
     long tokens_per_rep;
     double load_before, load_after;
     bench_ctx bc;  // for reporting the effective context geometry
+    int paired;                        // tokens in the paired run (tg with --paired-probe)
+    double *paired_token_s, *paired_probe_bps;  // [paired]
+    int paired_pool_paused;
 } result;
 
 typedef struct {
@@ -478,6 +606,13 @@ static void print_json(const result *r, const options *o, const model_info *mi) 
     fprintf(f, ",\"seconds\":");
     json_array(f, r->secs, r->reps, "%.6f");
     fprintf(f, ",\"peak_rss_bytes\":%llu,\"load_seconds\":%.6f", peak_rss_bytes(), mi->load_seconds);
+    if (r->paired) {
+        fprintf(f, ",\"paired_probe_bytes\":%llu,\"paired_pool_paused\":%s,\"paired_token_s\":",
+                (unsigned long long)o->paired_probe, r->paired_pool_paused ? "true" : "false");
+        json_array(f, r->paired_token_s, r->paired, "%.7f");
+        fprintf(f, ",\"paired_probe_bytes_per_s\":");
+        json_array(f, r->paired_probe_bps, r->paired, "%.6e");
+    }
     if (strcmp(r->kind, "batched") == 0) {
         fprintf(f, ",\"prefill_tokens_per_s\":");
         json_array(f, r->prefill_tps, r->reps, "%.4f");
@@ -547,6 +682,8 @@ static void usage(FILE *f, const char *argv0) {
             "  --flash-attn auto|on|off  (default auto, as llama-bench)\n"
             "  --seed N                token RNG seed (default 42)\n"
             "  --poll N                thread pool polling level 0..100 (default 50, as llama-bench)\n"
+            "  --paired-probe MIB      tg: instead of timed reps, decode each token right after one read of a MIB MiB\n"
+            "                          buffer (strata's paired roofline run)\n"
             "  --no-warmup             skip the untimed warm-up run of each test\n"
             "  --json                  one JSON object per test on stdout\n"
             "  --verbose               show llama.cpp's log\n"
@@ -563,7 +700,7 @@ static int parse_int(const char *s, const char *what) {
 }
 
 int main(int argc, char **argv) {
-    options o = {NULL, 512, 128, 2, 3, 1, 16, 0, 1, 0, LLAMA_FLASH_ATTN_TYPE_AUTO, 42, 50};
+    options o = {NULL, 512, 128, 2, 3, 1, 16, 0, 1, 0, LLAMA_FLASH_ATTN_TYPE_AUTO, 42, 50, 0};
     int want_version = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -577,6 +714,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch-prompt")) o.batch_prompt = parse_int(NEXT(), a);
         else if (!strcmp(a, "--seed")) o.seed = (uint64_t)parse_int(NEXT(), a);
         else if (!strcmp(a, "--poll")) o.poll = parse_int(NEXT(), a);
+        else if (!strcmp(a, "--paired-probe")) o.paired_probe = (uint64_t)parse_int(NEXT(), a) << 20;
         else if (!strcmp(a, "--flash-attn") || !strcmp(a, "-fa")) {
             const char *v = NEXT();
             if (!strcmp(v, "auto")) o.flash_attn = LLAMA_FLASH_ATTN_TYPE_AUTO;
@@ -608,6 +746,8 @@ int main(int argc, char **argv) {
         die("--batch-seqs %d exceeds llama.cpp's limit of %zu", o.batch_seqs, llama_max_parallel_sequences());
     if (o.batch_prompt < 1) die("--batch-prompt must be >= 1");
     if (o.poll > 100) die("--poll must be in 0..100");
+    if (o.paired_probe && (o.n_gen < 1 || o.paired_probe % ((uint64_t)o.threads << 21) != 0))
+        die("--paired-probe needs -n N_GEN > 0 and a size that splits into 2 MiB pages per thread");
     rng_state ^= o.seed * 0xD1B54A32D192ED03ull;
     if (!rng_state) rng_state = 1;
 
@@ -626,6 +766,13 @@ int main(int argc, char **argv) {
 
     llama_backend_init();
     collect_build_info();
+    if (BI.cpu_backend_path[0]) {
+        void *cpu_lib = dlopen(BI.cpu_backend_path, RTLD_LAZY | RTLD_NOLOAD);
+        if (cpu_lib) {
+            tp_pause = (threadpool_fn)dlsym(cpu_lib, "ggml_threadpool_pause");
+            tp_resume = (threadpool_fn)dlsym(cpu_lib, "ggml_threadpool_resume");
+        }
+    }
 
     if (want_version) {
         printf("llama.cpp  version %s  build %d  commit %s\n", BI.llama_version ? BI.llama_version : "?",
@@ -713,13 +860,27 @@ int main(int argc, char **argv) {
         r.tokens_per_rep = o.n_gen;
         bench_ctx_open(&r.bc, model, &o, (uint32_t)o.n_gen, 512, 512, 1);
         if (o.warmup) run_tg(&r.bc, &ts, 1);
-        for (int i = 0; i < o.reps; i++) {
+        if (o.paired_probe) {
+            probe p;
+            probe_open(&p, o.paired_probe, o.threads);
+            r.reps = 0;
+            r.paired = o.n_gen;
+            r.paired_token_s = malloc(sizeof(double) * (size_t)o.n_gen);
+            r.paired_probe_bps = malloc(sizeof(double) * (size_t)o.n_gen);
+            if (!r.paired_token_s || !r.paired_probe_bps) die("out of memory");
+            r.paired_pool_paused = r.bc.tp && tp_pause && tp_resume;
+            run_tg_paired(&r.bc, &ts, o.n_gen, &p, r.paired_token_s, r.paired_probe_bps);
+            probe_close(&p);
+        }
+        for (int i = 0; i < r.reps; i++) {
             r.secs[i] = run_tg(&r.bc, &ts, o.n_gen);
             r.tps[i] = o.n_gen / r.secs[i];
         }
         r.load_after = loadavg_1m();
         if (o.json) print_json(&r, &o, &mi);
         else print_text(&r, &o);
+        free(r.paired_token_s);
+        free(r.paired_probe_bps);
         bench_ctx_close(&r.bc);
     }
 

@@ -40,38 +40,24 @@ TEST(ReadBandwidthTest, SumU64MatchesAScalarSumOnEveryPath) {
   }
 }
 
-TEST(ReadBandwidthTest, MeasuresEveryRepetition) {
-  bench::ReadBandwidth bw;
-  ASSERT_TRUE(bench::MeasureReadBandwidth(2, 3, 4 << 20, &bw).ok());
-  EXPECT_EQ(bw.threads, 2);
-  EXPECT_EQ(bw.reps, 3);
-  EXPECT_EQ(bw.buffer_bytes, uint64_t{4} << 20);
-  EXPECT_GT(bw.median, 0);
-  EXPECT_LE(bw.median, bw.max);
+TEST(ReadProbeTest, EveryReadMeasuresTheWholeBuffer) {
+  std::unique_ptr<bench::ReadProbe> probe;
+  ASSERT_TRUE(bench::ReadProbe::Create(2, 4 << 20, &probe).ok());
+  EXPECT_EQ(probe->threads(), 2);
+  EXPECT_EQ(probe->buffer_bytes(), uint64_t{4} << 20);
+  for (int i = 0; i < 3; ++i) {
+    double rate = 0;
+    ASSERT_TRUE(probe->Read(&rate).ok());  // also checks every thread's sum
+    EXPECT_GT(rate, 0);
+  }
 }
 
-TEST(ReadBandwidthTest, CombineRoundsTakesMediansOverTheProbes) {
-  const uint64_t buf = uint64_t{1} << 30;
-  const std::vector<bench::ReadBandwidth> rounds = {
-      {.median = 30e9, .max = 35e9, .threads = 2, .reps = 5, .buffer_bytes = buf},
-      {.median = 40e9, .max = 46e9, .threads = 2, .reps = 5, .buffer_bytes = buf},
-      {.median = 20e9, .max = 21e9, .threads = 2, .reps = 5, .buffer_bytes = buf},
-  };
-  const bench::ReadBandwidth c = bench::CombineRounds(rounds);
-  EXPECT_DOUBLE_EQ(c.max, 35e9);
-  EXPECT_DOUBLE_EQ(c.median, 30e9);
-  EXPECT_EQ(c.reps, 15);
-  EXPECT_EQ(c.rounds, 3);
-  EXPECT_EQ(c.threads, 2);
-  EXPECT_EQ(c.buffer_bytes, buf);
-}
-
-TEST(ReadBandwidthTest, RejectsBuffersThatDoNotSplitIntoWholeBlocks) {
-  bench::ReadBandwidth bw;
-  EXPECT_EQ(bench::MeasureReadBandwidth(2, 1, 256, &bw).code(), StatusCode::kInvalidArgument);  // 128 per thread
-  EXPECT_EQ(bench::MeasureReadBandwidth(1, 1, 0, &bw).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(bench::MeasureReadBandwidth(0, 1, 256, &bw).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(bench::MeasureReadBandwidth(1, 0, 256, &bw).code(), StatusCode::kInvalidArgument);
+TEST(ReadProbeTest, RejectsBuffersThatDoNotSplitIntoWholeBlocks) {
+  std::unique_ptr<bench::ReadProbe> probe;
+  EXPECT_EQ(bench::ReadProbe::Create(2, 256, &probe).code(), StatusCode::kInvalidArgument);  // 128 per thread
+  EXPECT_EQ(bench::ReadProbe::Create(1, 0, &probe).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(bench::ReadProbe::Create(0, 256, &probe).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(probe, nullptr);
 }
 
 // A 2-layer model: n_embd 64, n_kv 32, n_ff 128, vocab 100; Q8_0 matrices
@@ -124,16 +110,36 @@ TEST(RooflineTest, FractionIsTokensTimesBytesOverBandwidth) {
   EXPECT_DOUBLE_EQ(bench::RooflineFraction(40, 500'000'000, 20e9), 1.0);
 }
 
+TEST(RooflineTest, PairedFractionIsTheMedianOfEachTokensRatioToItsOwnRead) {
+  // 1 GB per token. Token 0: 10 GB/s over a 20 GB/s read (0.5); token 1:
+  // 20 over 20 (1.0); token 2: 10 over 10 (1.0). Unpaired (median t/s against
+  // the best read) would say 10 x 1 GB / 20 GB/s = 0.5.
+  const std::vector<bench::PairedSample> s = {{0.1, 20e9}, {0.05, 20e9}, {0.1, 10e9}};
+  const bench::PairedRoofline p = bench::SummarizePairs(s, 1'000'000'000);
+  EXPECT_DOUBLE_EQ(p.fraction, 1.0);
+  EXPECT_DOUBLE_EQ(p.bandwidth_median, 20e9);
+  EXPECT_DOUBLE_EQ(p.bandwidth_min, 10e9);
+  EXPECT_DOUBLE_EQ(p.bandwidth_max, 20e9);
+  EXPECT_EQ(p.pairs, 3);
+}
+
+TEST(RooflineTest, PairedProbeIsATokensBytesInWholeHugePagesPerThread) {
+  constexpr uint64_t kMiB = 1 << 20;
+  EXPECT_EQ(bench::PairedProbeBytes(1'000'000, 2), 256 * kMiB);  // at least 256 MiB
+  EXPECT_EQ(bench::PairedProbeBytes(1'000'000'000, 2), 956 * kMiB);  // 953.7 MiB up to 4 MiB units
+  EXPECT_EQ(bench::PairedProbeBytes(256 * kMiB + 1, 3), 258 * kMiB);  // 6 MiB units
+  EXPECT_EQ(bench::PairedProbeBytes(1'000'000'000, 3) % (3 * 2 * kMiB), 0u);
+}
+
 bench::RunInfo SampleRun() {
-  bench::RunInfo run;
-  run.model_name = "m";
-  run.model_type = "q8_0";
-  run.kernel_path = "avx512";
-  run.threads = 2;
-  run.reps = 3;
-  run.bytes_per_token = 1'000'000'000;
-  run.bandwidth = {.median = 18e9, .max = 20e9, .threads = 2, .reps = 10, .buffer_bytes = uint64_t{1} << 30};
-  return run;
+  return {.model_name = "m",
+          .model_type = "q8_0",
+          .kernel_path = "avx512",
+          .threads = 2,
+          .reps = 3,
+          .bytes_per_token = 1'000'000'000,
+          .probe_threads = 2,
+          .probe_bytes = uint64_t{956} << 20};
 }
 
 std::vector<bench::EngineResult> SampleResults() {
@@ -151,6 +157,8 @@ std::vector<bench::EngineResult> SampleResults() {
   pp_s.load_seconds = tg_s.load_seconds = {0.25};
   tg_l.load_seconds = {0.3, 0.1, 0.2};
   tg_l.peer_info = {{"engine", "llamacpp"}, {"llamacpp", {{"commit", "0ad4a86"}}}};
+  tg_s.paired = {{0.1, 20e9}, {0.1, 18e9}, {0.1, 22e9}};  // 10 GB/s tokens: 0.5, 0.556, 0.455
+  tg_l.paired = {{0.25, 20e9}, {0.2, 20e9}};               // 4 and 5 GB/s: 0.2, 0.25
   return {pp_s, pp_l, tg_s, tg_l};
 }
 
@@ -179,35 +187,42 @@ TEST(ReportTest, RowsKeepTheSchema) {
   EXPECT_FALSE(rows[1].contains("peer"));
 
   const nlohmann::json& tg = rows[2];
-  EXPECT_DOUBLE_EQ(tg["roofline_fraction"].get<double>(), 0.5);  // 10 t/s x 1 GB / 20 GB/s (the max)
+  EXPECT_DOUBLE_EQ(tg["roofline_fraction"].get<double>(), 0.5);  // median of 10/20, 10/18, 10/22
   EXPECT_DOUBLE_EQ(tg["bandwidth_bytes_per_s"].get<double>(), 20e9);
-  EXPECT_DOUBLE_EQ(tg["bandwidth_median_bytes_per_s"].get<double>(), 18e9);
+  EXPECT_DOUBLE_EQ(tg["bandwidth_min_bytes_per_s"].get<double>(), 18e9);
+  EXPECT_DOUBLE_EQ(tg["bandwidth_max_bytes_per_s"].get<double>(), 22e9);
+  EXPECT_EQ(tg["roofline_pairs"].get<int>(), 3);
+  EXPECT_EQ(tg["roofline_token_s"], nlohmann::json({0.1, 0.1, 0.1}));
+  EXPECT_EQ(tg["roofline_read_bytes_per_s"], nlohmann::json({20e9, 18e9, 22e9}));
   EXPECT_DOUBLE_EQ(tg["ratio_vs_llamacpp"].get<double>(), 2.5);
   const nlohmann::json& peer = rows[3];
-  EXPECT_DOUBLE_EQ(peer["roofline_fraction"].get<double>(), 0.2);
+  EXPECT_DOUBLE_EQ(peer["roofline_fraction"].get<double>(), 0.225);  // median of 0.2 and 0.25
   EXPECT_DOUBLE_EQ(peer["peak_rss_mib"].get<double>(), 512);
   EXPECT_DOUBLE_EQ(peer["load_s"].get<double>(), 0.2);  // median of the peer's loads
   EXPECT_EQ(peer["peer"]["llamacpp"]["commit"], "0ad4a86");
   EXPECT_FALSE(peer.contains("kernel_path"));
 }
 
-TEST(ReportTest, NoBandwidthNoRoofline) {
+TEST(ReportTest, NoPairedRunNoRoofline) {
   bench::RunInfo run = SampleRun();
-  run.bandwidth = {};
-  for (const nlohmann::json& r : bench::ResultRows(run, SampleResults())) {
+  run.probe_threads = 0;
+  std::vector<bench::EngineResult> results = SampleResults();
+  for (bench::EngineResult& r : results) r.paired.clear();
+  for (const nlohmann::json& r : bench::ResultRows(run, results)) {
     EXPECT_FALSE(r.contains("roofline_fraction"));
     EXPECT_FALSE(r.contains("bandwidth_bytes_per_s"));
   }
 }
 
-TEST(ReportTest, MarkdownHasTheBandwidthAndOneLinePerRow) {
+TEST(ReportTest, MarkdownHasTheProbeAndOneLinePerRow) {
   const bench::RunInfo run = SampleRun();
   const std::string md = bench::MarkdownReport(run, bench::ResultRows(run, SampleResults()));
-  EXPECT_NE(md.find("best 20.0 GB/s, median 18.0 GB/s"), std::string::npos) << md;
+  EXPECT_NE(md.find("one read of a 956 MiB buffer in huge pages by 2 threads"), std::string::npos) << md;
   EXPECT_NE(md.find("0.931 GiB"), std::string::npos) << md;  // 1e9 bytes per token
-  EXPECT_NE(md.find("| strata | pp512 | 200.00 | 100.00 | 300.00 | 2.00x |  | 1536 | 0.250 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| strata | tg128 | 10.00 | 9.00 | 11.00 | 2.50x | 50% | 1536 | 0.250 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| llamacpp | tg128 | 4.00 | 3.00 | 5.00 |  | 20% | 512 | 0.200 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| strata | pp512 | 200.00 | 100.00 | 300.00 | 2.00x |  |  | 1536 | 0.250 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| strata | tg128 | 10.00 | 9.00 | 11.00 | 2.50x | 50% | 20.0 | 1536 | 0.250 |"), std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| llamacpp | tg128 | 4.00 | 3.00 | 5.00 |  | 22% | 20.0 | 512 | 0.200 |"), std::string::npos) << md;
 }
 
 // The CLI end to end, with the llama.cpp peer when bench/install_llamacpp.sh has built it.
@@ -233,17 +248,35 @@ TEST(BenchCliTest, JsonRowsForBothEngines) {
   EXPECT_TRUE(rows[2].contains("ratio_vs_llamacpp"));
 }
 
-TEST(BenchCliTest, BandwidthProbedAfterEveryGenerationRepetition) {
+TEST(BenchCliTest, PairedRooflineRunAfterTheGenerationRepetitions) {
   const auto r = testing::RunCommand({testing::CliPath(), "bench", "-m", testing::SharedPath("models/stories260K.gguf"),
-                                      "-p", "8", "-n", "4", "-r", "3", "--bandwidth-reps", "1", "--json"});
+                                      "-p", "8", "-n", "4", "-r", "3", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json rows = nlohmann::json::parse(r.out);
   ASSERT_EQ(rows.size(), 2u) << r.out;
   EXPECT_FALSE(rows[0].contains("roofline_fraction")) << rows[0].dump();  // pp: no roofline
-  EXPECT_EQ(rows[1]["bandwidth_rounds"].get<int>(), 3) << rows[1].dump();
+  EXPECT_EQ(rows[1]["tps"].size(), 3u) << rows[1].dump();
+  EXPECT_EQ(rows[1]["roofline_pairs"].get<int>(), 4) << rows[1].dump();
   EXPECT_GT(rows[1]["roofline_fraction"].get<double>(), 0) << rows[1].dump();
-  // The probe's 1 GiB buffer is not the engine's: stories260K needs a few MiB.
-  EXPECT_LT(rows[1]["peak_rss_mib"].get<double>(), 512) << rows[1].dump();
+  EXPECT_GT(rows[1]["bandwidth_bytes_per_s"].get<double>(), 0) << rows[1].dump();
+  // The probe's 256 MiB buffer is not the engine's: stories260K needs a few MiB.
+  EXPECT_LT(rows[1]["peak_rss_mib"].get<double>(), 200) << rows[1].dump();
+}
+
+TEST(BenchCliTest, PeerRunsThePairedRooflineToo) {
+  const auto r = testing::RunCommand({testing::CliPath(), "bench", "-m", testing::SharedPath("models/stories260K.gguf"),
+                                      "-p", "0", "-n", "3", "-r", "1", "--json", "--peer", "llamacpp"});
+  if (r.exit_code != 0 && r.err.find("install_llamacpp.sh") != std::string::npos)
+    GTEST_SKIP() << "llama.cpp peer not built: " << r.err;
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json rows = nlohmann::json::parse(r.out);
+  ASSERT_EQ(rows.size(), 2u) << r.out;
+  EXPECT_EQ(rows[1]["engine"], "llamacpp");
+  EXPECT_EQ(rows[1]["tps"].size(), 1u) << rows[1].dump();  // the paired run adds no repetition
+  EXPECT_EQ(rows[1]["roofline_pairs"].get<int>(), 3) << rows[1].dump();
+  EXPECT_GT(rows[1]["roofline_fraction"].get<double>(), 0) << rows[1].dump();
+  // Its peak RSS is the timed run's process, not the paired one with the probe's buffer.
+  EXPECT_LT(rows[1]["peak_rss_mib"].get<double>(), 200) << rows[1].dump();
 }
 
 TEST(BenchCliTest, MarkdownWithoutPeer) {
@@ -254,7 +287,7 @@ TEST(BenchCliTest, MarkdownWithoutPeer) {
   EXPECT_NE(r.out.find("| strata | pp8 |"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| strata | tg4 |"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("llamacpp"), std::string::npos) << r.out;
-  EXPECT_EQ(r.out.find("memory read bandwidth"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("roofline: "), std::string::npos) << r.out;
 }
 
 }  // namespace

@@ -26,11 +26,20 @@ Stats Summarize(std::vector<double> v) {
   return s;
 }
 
-Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens_per_s) {
+namespace {
+
+std::vector<int32_t> RandomTokens(const Context& ctx, int32_t n, uint64_t seed) {
   const int32_t n_vocab = ctx.model().hparams().n_vocab;
   std::mt19937_64 rng(seed);
-  std::vector<int32_t> tokens(static_cast<size_t>(test.n_tokens));
+  std::vector<int32_t> tokens(static_cast<size_t>(n));
   for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(n_vocab));
+  return tokens;
+}
+
+}  // namespace
+
+Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens_per_s) {
+  const std::vector<int32_t> tokens = RandomTokens(ctx, test.n_tokens, seed);
   ctx.Truncate(0);
   const auto t0 = std::chrono::steady_clock::now();
   if (test.kind == TestSpec::Kind::kPrompt) {
@@ -40,6 +49,20 @@ Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   *tokens_per_s = test.n_tokens / s;
+  return Status::Ok();
+}
+
+Status RunPaired(Context& ctx, ReadProbe& probe, int32_t n_tokens, uint64_t seed, std::vector<PairedSample>* out) {
+  const std::vector<int32_t> tokens = RandomTokens(ctx, n_tokens, seed);
+  ctx.Truncate(0);
+  for (int32_t t : tokens) {
+    PairedSample p;
+    STRATA_RETURN_IF_ERROR(probe.Read(&p.probe_bytes_per_s));
+    const auto t0 = std::chrono::steady_clock::now();
+    STRATA_RETURN_IF_ERROR(ctx.Decode(std::span<const int32_t>(&t, 1), LogitsMode::kLast));
+    p.token_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out->push_back(p);
+  }
   return Status::Ok();
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/read_bandwidth.h"
+#include "bench/roofline.h"
 #include "core/status.h"
 #include "engine/context.h"
 #include "model/model.h"
@@ -33,5 +35,12 @@ Stats Summarize(std::vector<double> values);
 // Runs one repetition of test on a fresh sequence in ctx; returns tokens/s.
 // REQUIRES: ctx->n_ctx() >= test.n_tokens.
 [[nodiscard]] Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens_per_s);
+
+// The paired roofline run (roofline.h): generates n_tokens random tokens one
+// at a time on a fresh sequence in ctx, each right after one probe->Read(),
+// and appends one sample per token to *out.
+// REQUIRES: n_tokens >= 1, ctx->n_ctx() >= n_tokens.
+[[nodiscard]] Status RunPaired(Context& ctx, ReadProbe& probe, int32_t n_tokens, uint64_t seed,
+                               std::vector<PairedSample>* out);
 
 }  // namespace strata::bench

@@ -42,42 +42,76 @@ Status Capture(const std::vector<std::string>& argv, std::string* out) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Status RunPeer(const std::string& harness, const std::string& model, const TestSpec& test, int threads, int reps,
-               PeerResult* out) {
-  const bool pp = test.kind == TestSpec::Kind::kPrompt;
-  std::vector<std::string> argv = {harness, "-m", model, "-p", pp ? std::to_string(test.n_tokens) : "0",
-                                   "-n", pp ? "0" : std::to_string(test.n_tokens), "-t", std::to_string(threads),
-                                   "-r", std::to_string(reps), "--json"};
-  if (test.kind == TestSpec::Kind::kBatched) argv.insert(argv.end(), {"--batch-seqs", std::to_string(test.seqs)});
+// The harness's JSON object for test (it prints one per line).
+Status RunHarness(std::vector<std::string> argv, const TestSpec& test, nlohmann::json* out) {
   std::string stdout_text;
   STRATA_RETURN_IF_ERROR(Capture(argv, &stdout_text));
-  // One JSON object per line; take the one for this test.
   size_t start = 0;
   while (start < stdout_text.size()) {
     size_t end = stdout_text.find('\n', start);
     if (end == std::string::npos) end = stdout_text.size();
-    const std::string line = stdout_text.substr(start, end - start);
+    nlohmann::json j = nlohmann::json::parse(stdout_text.substr(start, end - start), nullptr, /*allow_exceptions=*/false);
     start = end + 1;
-    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object() || j.value("test", "") != test.name()) continue;
-    if (!j.contains("tokens_per_s") || !j["tokens_per_s"].is_array())
-      return Status::Corrupt("peer result has no tokens_per_s array");
-    out->tokens_per_s.clear();
-    for (const auto& v : j["tokens_per_s"]) {
-      if (!v.is_number()) return Status::Corrupt("peer result has a non-numeric tokens_per_s");
-      out->tokens_per_s.push_back(v.get<double>());
-    }
-    if (!j.contains("peak_rss_bytes") || !j["peak_rss_bytes"].is_number_unsigned() || !j.contains("load_seconds") ||
-        !j["load_seconds"].is_number())
-      return Status::Corrupt("peer result has no peak_rss_bytes/load_seconds (rebuild: bench/install_llamacpp.sh)");
-    out->peak_rss_bytes = j["peak_rss_bytes"].get<uint64_t>();
-    out->load_seconds = j["load_seconds"].get<double>();
-    out->info = std::move(j);
+    *out = std::move(j);
     return Status::Ok();
   }
   return Status::Corrupt(fmt::format("peer printed no result for {}", test.name()));
+}
+
+// j[key] as numbers, or Corrupt.
+Status Numbers(const nlohmann::json& j, const char* key, std::vector<double>* out) {
+  if (!j.contains(key) || !j[key].is_array()) return Status::Corrupt(fmt::format("peer result has no {} array", key));
+  out->clear();
+  for (const auto& v : j[key]) {
+    if (!v.is_number()) return Status::Corrupt(fmt::format("peer result has a non-numeric {}", key));
+    out->push_back(v.get<double>());
+  }
+  return Status::Ok();
+}
+
+std::vector<std::string> HarnessArgs(const std::string& harness, const std::string& model, const TestSpec& test,
+                                     int threads, int reps) {
+  const bool pp = test.kind == TestSpec::Kind::kPrompt;
+  return {harness, "-m", model, "-p", pp ? std::to_string(test.n_tokens) : "0",
+          "-n", pp ? "0" : std::to_string(test.n_tokens), "-t", std::to_string(threads),
+          "-r", std::to_string(reps), "--json"};
+}
+
+}  // namespace
+
+Status RunPeer(const std::string& harness, const std::string& model, const TestSpec& test, int threads, int reps,
+               PeerResult* out) {
+  std::vector<std::string> argv = HarnessArgs(harness, model, test, threads, reps);
+  if (test.kind == TestSpec::Kind::kBatched) argv.insert(argv.end(), {"--batch-seqs", std::to_string(test.seqs)});
+  nlohmann::json j;
+  STRATA_RETURN_IF_ERROR(RunHarness(argv, test, &j));
+  STRATA_RETURN_IF_ERROR(Numbers(j, "tokens_per_s", &out->tokens_per_s));
+  if (!j.contains("peak_rss_bytes") || !j["peak_rss_bytes"].is_number_unsigned() || !j.contains("load_seconds") ||
+      !j["load_seconds"].is_number())
+    return Status::Corrupt("peer result has no peak_rss_bytes/load_seconds (rebuild: bench/install_llamacpp.sh)");
+  out->peak_rss_bytes = j["peak_rss_bytes"].get<uint64_t>();
+  out->load_seconds = j["load_seconds"].get<double>();
+  out->info = std::move(j);
+  return Status::Ok();
+}
+
+Status RunPeerPaired(const std::string& harness, const std::string& model, const TestSpec& test, int threads,
+                     uint64_t probe_bytes, std::vector<PairedSample>* out) {
+  std::vector<std::string> argv = HarnessArgs(harness, model, test, threads, 1);
+  argv.insert(argv.end(), {"--paired-probe", std::to_string(probe_bytes >> 20)});
+  nlohmann::json j;
+  STRATA_RETURN_IF_ERROR(RunHarness(argv, test, &j));
+  std::vector<double> token_s, probe_bps;
+  STRATA_RETURN_IF_ERROR(Numbers(j, "paired_token_s", &token_s));
+  STRATA_RETURN_IF_ERROR(Numbers(j, "paired_probe_bytes_per_s", &probe_bps));
+  if (token_s.size() != probe_bps.size() || token_s.empty())
+    return Status::Corrupt("peer paired run: token and probe arrays differ in length or are empty");
+  for (size_t i = 0; i < token_s.size(); ++i) {
+    if (!(token_s[i] > 0) || !(probe_bps[i] > 0)) return Status::Corrupt("peer paired run: a non-positive time or rate");
+    out->push_back({token_s[i], probe_bps[i]});
+  }
+  return Status::Ok();
 }
 
 }  // namespace strata::bench

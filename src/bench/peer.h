@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "bench/bench.h"
+#include "bench/roofline.h"
 #include "core/status.h"
 
 namespace strata::bench {
@@ -25,5 +26,12 @@ struct PeerResult {
 // process of its own (so its peak RSS is this test's alone).
 [[nodiscard]] Status RunPeer(const std::string& harness, const std::string& model, const TestSpec& test, int threads,
                              int reps, PeerResult* out);
+
+// The paired roofline run (roofline.h) of tg test in the harness, with a
+// probe_bytes buffer read by the same loop as strata's (stream_sum.h); appends
+// one sample per token to *out. REQUIRES: test is a tg test; probe_bytes a
+// multiple of threads x 2 MiB (PairedProbeBytes).
+[[nodiscard]] Status RunPeerPaired(const std::string& harness, const std::string& model, const TestSpec& test,
+                                   int threads, uint64_t probe_bytes, std::vector<PairedSample>* out);
 
 }  // namespace strata::bench

@@ -1,20 +1,25 @@
 // The machine's memory read bandwidth: the ceiling (roofline) of memory-bound
 // token generation, which streams every weight once per token.
 //
-// Method: an anonymous buffer far beyond the last-level cache, every page
-// written (faulted in) before timing; n_threads threads, created and parked at
-// a barrier before the timed region, each read one contiguous 1/n_threads of
-// the buffer with the widest loads the CPU has, summed with integer adds into
-// four independent accumulators (pure loads: no FMA or other long dependency
-// chain limits the load rate). A repetition lasts from the first thread's
-// start to the last thread's end, as the threads themselves stamp them.
+// Method: an anonymous buffer far beyond the last-level cache, in huge pages
+// where the OS allows (as strata's weights are: the best the machine reads),
+// every page written by the thread that later reads it; n_threads threads,
+// parked at a barrier between reads, each read one contiguous 1/n_threads of
+// the buffer with the widest loads the CPU has (stream_sum.h). A read lasts
+// from the first thread's start to the last thread's end, as the threads
+// themselves stamp them.
 //
-// Thread-safety: MeasureReadBandwidth uses all n_threads cores for its
-// duration; run it alone. SumU64 is pure.
+// Thread-safety: a ReadProbe is used from one thread at a time; Read() uses
+// all n_threads cores for its duration, so run nothing else meanwhile.
+// SumU64 is pure.
 #pragma once
 
+#include <barrier>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "core/status.h"
@@ -22,29 +27,38 @@
 
 namespace strata::bench {
 
-// The probe's default buffer: 1 GiB, far beyond any last-level cache (tens of MiB).
-constexpr uint64_t kDefaultProbeBytes = uint64_t{1} << 30;
+class ReadProbe {
+ public:
+  // REQUIRES: n_threads >= 1; buffer_bytes a non-zero multiple of
+  // 256 * n_threads. Fails if the buffer cannot be mapped.
+  [[nodiscard]] static Status Create(int n_threads, uint64_t buffer_bytes, std::unique_ptr<ReadProbe>* out);
+  ~ReadProbe();
+  ReadProbe(const ReadProbe&) = delete;
+  ReadProbe& operator=(const ReadProbe&) = delete;
 
-struct ReadBandwidth {
-  double median = 0;           // bytes/s, median over the repetitions
-  double max = 0;              // bytes/s, best repetition: the roofline's ceiling
-  int threads = 0;
-  int reps = 0;                // repetitions in all (over every round)
-  uint64_t buffer_bytes = 0;
-  int rounds = 1;              // probes taken at different times (CombineRounds)
+  // One read of the whole buffer; *bytes_per_s = buffer_bytes / its duration.
+  // Fails if a thread's sum is not the buffer's (the sums keep the loads from
+  // being optimized away).
+  [[nodiscard]] Status Read(double* bytes_per_s);
+
+  int threads() const { return n_threads_; }
+  uint64_t buffer_bytes() const { return bytes_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  ReadProbe(int n_threads, uint64_t bytes, uint8_t* data);
+  void Reader(int t);
+
+  const int n_threads_;
+  const uint64_t bytes_;
+  uint8_t* const data_;  // mmapped [bytes_], word i holds i
+  const kernels::Path path_;
+  std::barrier<> sync_;  // the readers and the caller: start, then end of a read
+  bool stop_ = false;    // written before releasing the readers for the last time
+  std::vector<Clock::time_point> starts_, ends_;  // [n_threads]
+  std::vector<uint8_t> wrong_sum_;                // [n_threads]
+  std::vector<std::thread> threads_;
 };
-
-// REQUIRES: n_threads >= 1, reps >= 1, buffer_bytes a non-zero multiple of
-// 256 * n_threads. Fails if the buffer cannot be mapped or a thread's sum is
-// not the expected one (the sums keep the loads from being optimized away).
-[[nodiscard]] Status MeasureReadBandwidth(int n_threads, int reps, uint64_t buffer_bytes, ReadBandwidth* out);
-
-// One figure from probes taken next to each generation repetition, so the
-// roofline sees the bandwidth the test saw (on a shared host it drifts by
-// tens of percent within minutes): max = median of the rounds' best
-// repetitions, median = median of their medians. REQUIRES: rounds non-empty,
-// all with the same threads and buffer_bytes.
-ReadBandwidth CombineRounds(const std::vector<ReadBandwidth>& rounds);
 
 // The streaming kernel: sum (mod 2^64) of p[0..n) read as uint64 words, with
 // the widest loads `path` has (kAvx512 and kAmx: 512-bit; others: portable

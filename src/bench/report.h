@@ -10,12 +10,12 @@
 //   bytes_per_token   WeightBytesPerToken (roofline.h)
 //   peak_rss_mib      peak resident set of the engine's process, MiB (when measured)
 //   load_s            model load wall time, s (when measured; median over processes)
-//   tg rows, when the bandwidth was measured:
-//     bandwidth_bytes_per_s         the probe's best repetition (the ceiling;
-//                                   median over probes, CombineRounds)
-//     bandwidth_median_bytes_per_s  its median repetition
-//     bandwidth_rounds              probes taken (one after each tg repetition)
-//     roofline_fraction             RooflineFraction against bandwidth_bytes_per_s
+//   tg rows with a paired roofline run (roofline.h):
+//     roofline_fraction             median over the run's tokens of token GB/s / probe GB/s
+//     bandwidth_bytes_per_s         median of the run's probe reads
+//     bandwidth_min_bytes_per_s, bandwidth_max_bytes_per_s
+//     roofline_pairs                tokens in the run
+//     roofline_token_s, roofline_read_bytes_per_s   each token's time and the read before it
 //   strata rows: kernel_path; ratio_vs_llamacpp when the peer ran the same test
 //   llamacpp rows: peer, the harness's own JSON object (versions, backend, ...)
 //
@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "bench/bench.h"
-#include "bench/read_bandwidth.h"
+#include "bench/roofline.h"
 
 namespace strata::bench {
 
@@ -40,6 +40,7 @@ struct EngineResult {
   uint64_t peak_rss_bytes = 0;     // 0: not measured
   std::vector<double> load_seconds;  // model loads behind these numbers; empty: not measured
   nlohmann::json peer_info;        // llamacpp: the harness's JSON object; null otherwise
+  std::vector<PairedSample> paired;  // tg: the paired roofline run; empty: not measured
 };
 
 // What every row shares.
@@ -50,12 +51,13 @@ struct RunInfo {
   int threads = 0;
   int reps = 0;
   uint64_t bytes_per_token = 0;
-  ReadBandwidth bandwidth;         // threads == 0: not measured (no roofline)
+  int probe_threads = 0;           // the paired runs' probe; 0: no roofline measured
+  uint64_t probe_bytes = 0;
 };
 
 nlohmann::json ResultRows(const RunInfo& run, const std::vector<EngineResult>& results);
 
-// Header (model, bandwidth and what the roofline divides), the table of rows,
+// Header (model, probe and what the roofline divides), the table of rows,
 // and how peak RSS and load time were measured.
 std::string MarkdownReport(const RunInfo& run, const nlohmann::json& rows);
 

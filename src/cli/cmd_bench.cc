@@ -1,8 +1,8 @@
 // strata bench: llama-bench-style throughput tests (ppN, tgN), optionally side
 // by side with llama.cpp (--peer llamacpp), alternating engine by repetition so
 // both see the same machine state. Markdown by default, --json for scripts
-// (row schema: bench/report.h). The memory read bandwidth is probed right
-// after every generation repetition (read_bandwidth.h) and bounds tg as the
+// (row schema: bench/report.h). After a tg test's timed repetitions each
+// engine runs it once more with a memory read before every token: the paired
 // roofline (roofline.h).
 #include <algorithm>
 #include <chrono>
@@ -38,7 +38,6 @@ struct BenchOptions {
   std::string peer;
   std::string peer_harness = STRATA_SOURCE_DIR "/bench/.peer/llamacpp_harness";
   bool roofline = true;
-  int32_t bandwidth_reps = 5;
   std::vector<int32_t> batch_seqs;  // aggregate throughput tests
   int32_t prefix_ttft = 0;          // cached-prefix TTFT test
   TuneFlags tune;
@@ -90,9 +89,10 @@ void Bench(const BenchOptions& o) {
 
   for (int32_t s : o.batch_seqs) tests.push_back({bench::TestSpec::Kind::kBatched, std::max(o.n_gen, 1), s});
   std::vector<bench::EngineResult> results;
-  // The probe runs after every generation repetition (see CombineRounds);
-  // peak RSS is read before each probe and the counter reset after it.
-  std::vector<bench::ReadBandwidth> rounds;
+  const uint64_t bytes_per_token = bench::WeightBytesPerToken(model->weights());
+  const uint64_t probe_bytes = bench::PairedProbeBytes(bytes_per_token, o.threads);
+  bool probed = false;
+  // Peak RSS is read before the probe's buffer is mapped and the counter reset after it is gone.
   uint64_t peak_rss = 0;
   bool rss_valid = true;
   for (const bench::TestSpec& test : tests) {
@@ -122,13 +122,19 @@ void Bench(const BenchOptions& o) {
         peer.load_seconds.push_back(pr.load_seconds);
         peer.peer_info = std::move(pr.info);
       }
-      if (o.roofline && test.kind == bench::TestSpec::Kind::kGenerate) {
-        if (rss_valid) peak_rss = std::max(peak_rss, PeakRssBytes());
-        bench::ReadBandwidth bw;
-        CheckOk("bandwidth probe", bench::MeasureReadBandwidth(o.threads, o.bandwidth_reps, bench::kDefaultProbeBytes, &bw));
-        rounds.push_back(bw);
-        rss_valid = ResetPeakRss();
+    }
+    if (o.roofline && test.kind == bench::TestSpec::Kind::kGenerate) {
+      if (rss_valid) peak_rss = std::max(peak_rss, PeakRssBytes());
+      {
+        std::unique_ptr<bench::ReadProbe> probe;
+        CheckOk("bandwidth probe", bench::ReadProbe::Create(o.threads, probe_bytes, &probe));
+        CheckOk("paired roofline run", bench::RunPaired(*ctx, *probe, test.n_tokens, 1, &mine.paired));
       }
+      rss_valid = ResetPeakRss();
+      if (!o.peer.empty())
+        CheckOk("llama.cpp paired roofline run",
+                bench::RunPeerPaired(o.peer_harness, mo.path, test, o.threads, probe_bytes, &peer.paired));
+      probed = true;
     }
     results.push_back(std::move(mine));
     if (!peer.tps.empty()) results.push_back(std::move(peer));
@@ -146,8 +152,11 @@ void Bench(const BenchOptions& o) {
   run.kernel_path = kernels::PathName(kernels::BestPath());
   run.threads = o.threads;
   run.reps = o.reps;
-  run.bytes_per_token = bench::WeightBytesPerToken(model->weights());
-  if (!rounds.empty()) run.bandwidth = bench::CombineRounds(rounds);
+  run.bytes_per_token = bytes_per_token;
+  if (probed) {
+    run.probe_threads = o.threads;
+    run.probe_bytes = probe_bytes;
+  }
   const nlohmann::json rows = bench::ResultRows(run, results);
   if (o.json) {
     std::printf("%s\n", rows.dump(1).c_str());
@@ -176,9 +185,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print a JSON array of result rows");
   cmd->add_option("--peer", o->peer, "Also run the same tests through llama.cpp ('llamacpp')");
   cmd->add_option("--peer-harness", o->peer_harness, "Path of the llama.cpp harness (bench/install_llamacpp.sh)");
-  cmd->add_flag("!--no-roofline", o->roofline, "Skip the memory bandwidth measurement");
-  cmd->add_option("--bandwidth-reps", o->bandwidth_reps, "Bandwidth probe repetitions (1 GiB each) after every generation repetition")
-      ->check(CLI::Range(1, 1000));
+  cmd->add_flag("!--no-roofline", o->roofline, "Skip the paired roofline run (tg tokens again, each after a memory read)");
   cmd->add_option("--batch-seqs", o->batch_seqs, "Aggregate throughput with S concurrent sequences (e.g. 1,4,16,64)")
       ->delimiter(',')
       ->check(CLI::Range(1, 1024));
