@@ -5,6 +5,20 @@
 #include <fmt/format.h>
 
 namespace strata {
+namespace {
+
+// Asks for the first `bytes` of one KV head's K and V rows of a block, into
+// L2: every token's weights stream through the caches and evict the KV cache,
+// and the kernel's own loads would miss 16 rows at a time (decode attention
+// on the 134M shape: 25-35 -> 16-25 us per layer; into L1 it gained ~5%).
+void PrefetchBlock(const uint8_t* k, const uint8_t* v, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) {
+    __builtin_prefetch(k + o, 0, 2);
+    __builtin_prefetch(v + o, 0, 2);
+  }
+}
+
+}  // namespace
 
 std::string AttentionGridName(const AttentionGrid& g) { return fmt::format("tile={} split={}", g.q_tile, g.split_blocks); }
 
@@ -73,7 +87,15 @@ void AttentionPass::Run(const AttentionGrid& grid, std::span<const AttentionQuer
     // The group's query heads are contiguous in q and share KV head g.
     const float* qt = q + static_cast<size_t>(tile.first) * E + static_cast<size_t>(job.g) * group * D;
     int32_t n_keys[AttentionGrid::kMaxQueryTile];
+    // The rows of block b that the tile's last (furthest) query sees.
+    const auto prefetch = [&](int32_t b) {
+      const uint8_t* slice = blocks[static_cast<size_t>(b)];
+      const size_t rows = static_cast<size_t>(std::clamp(tq[tile.n - 1].pos + 1 - b * B, 0, B));
+      PrefetchBlock(slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0), rows * row_bytes);
+    };
+    prefetch(job.b0);
     for (int32_t b = job.b0; b < job.b1; ++b) {
+      if (b + 1 < job.b1) prefetch(b + 1);  // one block ahead
       for (int32_t t = 0; t < tile.n; ++t) n_keys[t] = std::clamp(tq[t].pos + 1 - b * B, 0, B);
       const uint8_t* slice = blocks[static_cast<size_t>(b)];
       kernels::AttendTile(qt, E, tile.n, group, n_keys, slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0),
