@@ -1,6 +1,7 @@
 // `strata synth OUT.gguf --layers L --embd E --ff F --heads H --kv-heads KV
 //  --vocab V --type f32|f16|bf16|q8_0|q4_0 [--ctx C] [--seed S] [--threads K]`
 #include <algorithm>
+#include <fmt/format.h>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,7 +25,7 @@ struct SynthOptions {
 
 void RunSynth(SynthOptions o) {
   const std::optional<DType> type = ParseDType(o.type);
-  if (!type) Fail("synth", Status::InvalidArgument("unknown type '" + o.type + "' (allowed: f32, f16, bf16, q8_0, q4_0)"));
+  if (!type) Fail("synth", Status::InvalidArgument(fmt::format("unknown type '{}' (allowed: {})", o.type, kSynthTypeNames)));
   o.spec.type = *type;
   ProgressBar bar("synth");
   const Status s = SynthesizeModel(Env::Default(), o.spec, o.out_path, o.threads,
@@ -47,7 +48,7 @@ void AddSynthCommand(CLI::App& app) {
   cmd->add_option("--heads", spec.n_head, "Attention heads")->required();
   cmd->add_option("--kv-heads", spec.n_head_kv, "Key/value heads (divides --heads)")->required();
   cmd->add_option("--vocab", spec.n_vocab, "Vocabulary size (>= 260)")->required();
-  cmd->add_option("--type", opts->type, "Weight type: f32, f16, bf16, q8_0 or q4_0")->required();
+  cmd->add_option("--type", opts->type, std::string("Weight type: ") + kSynthTypeNames)->required();
   cmd->add_option("--ctx", spec.n_ctx, "Context length")->capture_default_str();
   cmd->add_option("--seed", spec.seed, "PRNG seed (same seed, same bytes)")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "Worker threads (default: all cores)")

@@ -318,9 +318,9 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
 
 // Each thread streams its own contiguous share of the panels (ParallelStreams)
 // through the outputs' matrices in order (one stream when they are packed side
-// by side, as the model packs them); x is quantized once for all. A matrix in the file's row layout is
-// packed panel by panel into thread-private scratch first (stays in L2 while
-// every token tile reuses it). REQUIRES: all outs share w.type and w.cols().
+// by side, as the model packs them); x is quantized once for all. A matrix in
+// the file's row layout is packed panel by panel into thread-private scratch
+// first (stays in L2 while every token tile reuses it). REQUIRES: all outs share w.type and w.cols().
 template <class W>
 void MatMulQuant(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
   const int64_t n_in = outs[0].w->cols(), nb = n_in / kQK;
@@ -465,6 +465,14 @@ void PanelRows(const Tensor& w, int64_t o0, const uint8_t* (&rows)[kPanelRows]) 
   for (int i = 0; i < kPanelRows; ++i) rows[i] = base + std::min(o0 + i, n_out - 1) * row_bytes;
 }
 
+// r[i] holds 16 consecutive inputs of row i of a 16-row group: stores input j
+// of the 16 rows as the vector dst[j * kPanelRows] (a panel's k-major layout).
+void StoreTransposed(__m512 (&r)[16], float* dst) {
+  Transpose16(r);
+  STRATA_UNROLL
+  for (int j = 0; j < 16; ++j) _mm512_store_ps(dst + j * kPanelRows, r[j]);
+}
+
 // Packs rows o0 .. o0+31, inputs k0 .. k0+kc-1 as panel[k][32] (inputs past
 // n_in are zero, kc is padded to a multiple of 16; rows past the matrix repeat
 // its last row and their outputs are never stored). Prefetches the next chunk
@@ -486,9 +494,7 @@ void PackFloatPanel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, float* 
         if (prefetch) _mm_prefetch(static_cast<const char*>(row) + (k0 + kc + kb) * W::kBytes, _MM_HINT_T1);
         r[i] = W::LoadMasked(row, k0 + kb, m);
       }
-      Transpose16(r);
-      STRATA_UNROLL
-      for (int i = 0; i < 16; ++i) _mm512_store_ps(panel + (kb + i) * kPanelRows + g * kLanes, r[i]);
+      StoreTransposed(r, panel + kb * kPanelRows + g * kLanes);
     }
   }
 }
@@ -560,10 +566,7 @@ void PackBf16Panel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, uint32_t
       for (int i = 0; i < 16; ++i)
         r[i] = _mm512_castsi512_ps(
             _mm512_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(rows[g * kLanes + i]) + k0 + kb));
-      Transpose16(r);
-      STRATA_UNROLL
-      for (int i = 0; i < 16; ++i)
-        _mm512_store_ps(reinterpret_cast<float*>(panel + (kb / 2 + i) * kPanelRows + g * kLanes), r[i]);
+      StoreTransposed(r, reinterpret_cast<float*>(panel + kb / 2 * kPanelRows + g * kLanes));
     }
   }
 }

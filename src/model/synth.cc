@@ -251,8 +251,7 @@ Status ValidateSynthSpec(const SynthSpec& s) {
                                                s.n_embd / s.n_head));
   const DType t = s.type;
   if (t != DType::kF32 && t != DType::kF16 && t != DType::kBF16 && t != DType::kQ8_0 && t != DType::kQ4_0)
-    return Status::InvalidArgument(std::string("unsupported type '") + DTypeName(t) +
-                                   "' (allowed: f32, f16, bf16, q8_0, q4_0)");
+    return Status::InvalidArgument(fmt::format("unsupported type '{}' (allowed: {})", DTypeName(t), kSynthTypeNames));
   const int block = Info(t).block_size;
   if (s.n_embd % block != 0 || s.n_ff % block != 0)
     return Status::InvalidArgument(fmt::format("n_embd {} and n_ff {} must be multiples of {} for {}",

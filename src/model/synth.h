@@ -45,6 +45,9 @@
 
 namespace strata {
 
+// The weight types synth writes, as ParseDType spells them.
+inline constexpr const char* kSynthTypeNames = "f32, f16, bf16, q8_0, q4_0";
+
 struct SynthSpec {
   int n_layer = 0;
   int n_embd = 0;
@@ -53,7 +56,7 @@ struct SynthSpec {
   int n_head_kv = 0;
   int n_vocab = 0;
   int n_ctx = 2048;
-  DType type = DType::kF32;  // of the weight matrices: f32, f16, bf16, q8_0 or q4_0
+  DType type = DType::kF32;  // of the weight matrices: one of kSynthTypeNames
   uint64_t seed = 0;
 };
 
