@@ -363,26 +363,22 @@ TEST(KernelMatMul, AllPathsMatchReference) {
           MatMul(w.tensor, x.data(), n_tok, ref.data(), pool, Path::kScalar);
           CountMismatches(ref, def, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, Path::kScalar));
           const std::vector<double> ref_d(ref.begin(), ref.end());
-          for (Path path : simd_paths) {
+          const auto check = [&](const Tensor& t, Path path, const std::string& name) {
             std::vector<float> got(ref.size(), std::nanf(""));
-            MatMul(w.tensor, x.data(), n_tok, got.data(), pool, path);
+            MatMul(t, x.data(), n_tok, got.data(), pool, path);
             if (type == DType::kBF16 && path >= Path::kAvx512 && DetectCpu().avx512bf16 && n_tok >= kBf16DotMinTokens) {
               // VDPBF16PS: the definition with x rounded to BF16 (kernels.h).
               std::vector<double> mag_bf;
               const std::vector<double> def_bf =
                   DefinitionMatMul(w, type, RoundTrip(DType::kBF16, x), n_in, n_out, n_tok, &mag_bf);
-              CountMismatches(got, def_bf, mag_bf, kRelTol, CaseName(type, n_in, n_out, n_tok, path) + " bf16 x");
+              CountMismatches(got, def_bf, mag_bf, kRelTol, name + " bf16 x");
             } else {
-              CountMismatches(got, ref_d, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, path));
+              CountMismatches(got, ref_d, mag, kRelTol, name);
             }
             ++cases;
-          }
-          if (packed.ok()) {
-            std::vector<float> got(ref.size(), std::nanf(""));
-            MatMul(packed.tensor, x.data(), n_tok, got.data(), pool, packed.path);
-            CountMismatches(got, ref_d, mag, kRelTol, CaseName(type, n_in, n_out, n_tok, packed.path) + " packed");
-            ++cases;
-          }
+          };
+          for (Path path : simd_paths) check(w.tensor, path, CaseName(type, n_in, n_out, n_tok, path));
+          if (packed.ok()) check(packed.tensor, packed.path, CaseName(type, n_in, n_out, n_tok, packed.path) + " packed");
         }
       }
     }
@@ -392,28 +388,36 @@ TEST(KernelMatMul, AllPathsMatchReference) {
 
 // Packing is a pure re-layout: on its path a packed matrix gives exactly the
 // results of the row layout (same arithmetic in the same order), and it takes
-// the row layout's bytes for whole 32-row panels.
+// the row layout's bytes for whole 32-row panels. F32 stays in rows.
 TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
   ThreadPool pool(2);
   bool any = false;
-  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF32, DType::kF16}) {
+  // F16/BF16 decode on the row layout sums along rows (GEMV); packed, it runs
+  // the float prefill GEMM's products in the GEMM's order, which the row
+  // layout runs from this many tokens on (each token's outputs depend on it
+  // alone). BF16 prefill may instead round x to BF16 (kBf16DotMinTokens), so
+  // its decode is compared with the reference only (AllPathsMatchReference).
+  constexpr int64_t kGemmTokens = 6;
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16, DType::kF32}) {
     for (int64_t n_out : {1, 32, 45, 96}) {
       const Weights w = MakeWeights(type, 160, n_out, 77);
       const PackedWeights packed(w.tensor);
-      if (!IsQuantized(type)) {
-        EXPECT_FALSE(packed.ok()) << DTypeName(type);
+      if (type == DType::kF32) {
+        EXPECT_FALSE(packed.ok());
         continue;
       }
       if (!packed.ok()) continue;  // no path with a packed layout on this CPU
       any = true;
       EXPECT_EQ(PackedMatrixBytes(w.tensor, packed.path), *RowBytes(type, 160) * ((n_out + 31) / 32 * 32));
       EXPECT_EQ(PackedMatrixBytes(packed.tensor, packed.path), 0u) << "packing a packed matrix";
-      for (int64_t n_tok : {1, 2, 7, 13}) {
-        const std::vector<float> x = RandomFloats(160 * n_tok, static_cast<uint32_t>(n_tok));
-        std::vector<float> rows(static_cast<size_t>(n_out * n_tok)), panels(rows.size());
-        MatMul(w.tensor, x.data(), n_tok, rows.data(), pool, packed.path);
+      for (int64_t n_tok : {1, 2, 5, 7, 13}) {
+        if (type == DType::kBF16 && n_tok < kGemmTokens) continue;
+        const int64_t n_rows_tok = type == DType::kF16 ? std::max(n_tok, kGemmTokens) : n_tok;
+        const std::vector<float> x = RandomFloats(160 * n_rows_tok, static_cast<uint32_t>(n_tok));
+        std::vector<float> rows(static_cast<size_t>(n_out * n_rows_tok)), panels(static_cast<size_t>(n_out * n_tok));
+        MatMul(w.tensor, x.data(), n_rows_tok, rows.data(), pool, packed.path);
         MatMul(packed.tensor, x.data(), n_tok, panels.data(), pool, packed.path);
-        EXPECT_EQ(0, std::memcmp(rows.data(), panels.data(), rows.size() * sizeof(float)))
+        EXPECT_EQ(0, std::memcmp(rows.data(), panels.data(), panels.size() * sizeof(float)))
             << DTypeName(type) << " n_out=" << n_out << " n_tok=" << n_tok;
       }
     }
@@ -738,8 +742,9 @@ TEST(KernelOps, RopeHeadsEqualsRopePerHead) {
   const int head_dim = 64, n_heads = 5;
   const std::vector<float> x = RandomFloats(head_dim * n_heads, 9);
   for (bool neox : {false, true}) {
-    std::vector<float> a = x, b = x;
-    RopeHeads(a.data(), n_heads, head_dim, 32, 17, 10000.0f, 1.0f, neox);
+    std::vector<float> a = x, b = x, cos(16), sin(16);
+    RopeAngles(32, 17, 10000.0f, 1.0f, cos.data(), sin.data());
+    RopeHeads(a.data(), n_heads, head_dim, 32, neox, cos.data(), sin.data());
     for (int h = 0; h < n_heads; ++h) Rope(&b[h * head_dim], head_dim, 32, 17, 10000.0f, 1.0f, neox);
     EXPECT_EQ(a, b);
   }

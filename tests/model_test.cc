@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,12 +79,27 @@ TEST_P(ModelPackTest, PackedWeightsGiveIdenticalLogits) {
   EXPECT_EQ(rows->weights().layers[0].wq.layout, TensorLayout::kRows);
   const std::vector<float> a = DecodeLogits(*packed), b = DecodeLogits(*rows);
   ASSERT_EQ(a.size(), b.size());
+  // Packed F16/BF16 decode sums in the prefill GEMM's order instead of along
+  // rows (kernels.h): the 9 prefill rows stay identical, the 4 decoded ones
+  // agree to float rounding. Quantized and F32 logits are identical throughout.
+  const size_t prefill = 9 * static_cast<size_t>(packed->hparams().n_vocab);
+  const bool half = GetParam() == DType::kF16 || GetParam() == DType::kBF16;
   size_t differing = 0;
-  for (size_t i = 0; i < a.size(); ++i) differing += a[i] != b[i];
+  float max_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (half && i >= prefill) {
+      max_diff = std::max(max_diff, std::abs(a[i] - b[i]));
+      max_abs = std::max(max_abs, std::abs(b[i]));
+    } else {
+      differing += a[i] != b[i];
+    }
+  }
   EXPECT_EQ(differing, 0u) << "of " << a.size() << " logits";
+  EXPECT_LE(max_diff, 1e-4f * max_abs);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, ModelPackTest, ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kF32),
+INSTANTIATE_TEST_SUITE_P(Types, ModelPackTest,
+                         ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16, DType::kF32),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
 
 }  // namespace

@@ -101,18 +101,30 @@ void AttentionPass::Run(const AttentionGrid& grid, std::span<const AttentionQuer
       kernels::AttendTile(qt, E, tile.n, group, n_keys, slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0),
                           row_bytes, L.type, D, scale, state, acc, row, &scratch_[static_cast<size_t>(ith) * D], path);
     }
+    if (tile.ranges == 1) {  // the tile's only range: normalize straight into out, nothing to merge
+      for (int32_t r = 0; r < rows; ++r) {
+        float* dst =
+            out + static_cast<size_t>(tile.first + r / group) * E + static_cast<size_t>(job.g * group + r % group) * D;
+        const float inv = 1.0f / state[r].l;
+        for (int32_t d = 0; d < D; ++d) dst[d] = acc[r * row + d] * inv;
+      }
+      return;
+    }
     for (int32_t r = 0; r < rows; ++r) {
       acc[r * row + D] = state[r].m;
       acc[r * row + D + 1] = state[r].l;
     }
   });
 
+  // Decode on a short context usually has one range per tile: no merge pass.
+  if (std::all_of(tiles_.begin(), tiles_.end(), [](const Tile& t) { return t.ranges == 1; })) return;
   const int64_t n_q = static_cast<int64_t>(queries.size());
   pool_.ParallelFor(n_q * n_kv, 1, [&](int64_t begin, int64_t end) {
     for (int64_t x = begin; x < end; ++x) {
       const int64_t i = x / n_kv;
       const int32_t g = static_cast<int32_t>(x % n_kv);
       const Tile& tile = tiles_[static_cast<size_t>(tile_of_[static_cast<size_t>(i)])];
+      if (tile.ranges == 1) continue;  // written by its job
       const int32_t t = static_cast<int32_t>(i) - tile.first;
       const Job* jobs = &jobs_[static_cast<size_t>(tile.jobs0 + g * tile.ranges)];
       for (int32_t hq = 0; hq < group; ++hq) {

@@ -7,7 +7,8 @@
 // per token. A tile's KV blocks are split into ranges of at most
 // grid.split_blocks blocks, and further while there are fewer jobs than
 // threads, so that a decode step (one token) keeps every core busy; the
-// ranges' partial results are merged by log-sum-exp. The output does not
+// ranges' partial results are merged by log-sum-exp (a tile with a single
+// range is normalized by its job, with no merge pass). The output does not
 // depend on the grid beyond float rounding.
 //
 // Thread-safety: one Run at a time; Run uses the pool.

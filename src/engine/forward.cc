@@ -66,12 +66,15 @@ void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices) {
   const int64_t E = hp.n_embd, KV = hp.n_embd_kv();
   const int32_t D = hp.head_dim;
   const bool neox = hp.rope_type == RopeType::kNeox;
+  const size_t half = static_cast<size_t>(hp.n_rot / 2);
   pool_.ParallelFor(static_cast<int64_t>(refs_.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const AttentionQuery& r = refs_[static_cast<size_t>(i)];
-      kernels::RopeHeads(&q_[i * E], hp.n_head, D, hp.n_rot, r.pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
+      const float* cos = &rope_cos_[static_cast<size_t>(i) * half];
+      const float* sin = &rope_sin_[static_cast<size_t>(i) * half];
+      kernels::RopeHeads(&q_[i * E], hp.n_head, D, hp.n_rot, neox, cos, sin);
       float* k = &k_[i * KV];
-      kernels::RopeHeads(k, hp.n_head_kv, D, hp.n_rot, r.pos, hp.rope_freq_base, hp.rope_freq_scale, neox);
+      kernels::RopeHeads(k, hp.n_head_kv, D, hp.n_rot, neox, cos, sin);
       uint8_t* slice = slices[static_cast<size_t>(r.seq)][static_cast<size_t>(r.pos / L.block_tokens)];
       const int32_t tok = r.pos % L.block_tokens;
       for (int32_t g = 0; g < hp.n_head_kv; ++g) {
@@ -95,6 +98,12 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     for (size_t t = 0; t < batch.entries[e].tokens.size(); ++t)
       refs_.push_back({static_cast<int32_t>(e), pos0 + static_cast<int32_t>(t)});
   }
+  const size_t half = static_cast<size_t>(hp.n_rot / 2);
+  rope_cos_.resize(refs_.size() * half);
+  rope_sin_.resize(refs_.size() * half);
+  for (size_t i = 0; i < refs_.size(); ++i)
+    kernels::RopeAngles(hp.n_rot, refs_[i].pos, hp.rope_freq_base, hp.rope_freq_scale, &rope_cos_[i * half],
+                        &rope_sin_[i * half]);
   {
     int32_t i = 0;
     for (const BatchEntry& e : batch.entries)

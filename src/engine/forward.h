@@ -52,6 +52,8 @@ class Forward {
   AttentionGrid grid_;
   AttentionPass attention_;
   std::vector<AttentionQuery> refs_;  // [n_tokens] of the current batch: (entry index, absolute position)
+  std::vector<float> rope_cos_;       // F32 [n_rot / 2, n_tokens]: RoPE angles of each token, for every layer
+  std::vector<float> rope_sin_;       // F32 [n_rot / 2, n_tokens]
   std::vector<float> x_;        // F32 [n_embd, n_tokens] residual stream
   std::vector<float> xb_;       // F32 [n_embd, n_tokens]
   std::vector<float> q_;        // F32 [n_embd, n_tokens]

@@ -81,10 +81,11 @@ void MatMulShared(std::span<const MatMulOut> outs, const float* x, int64_t n_tok
 
 // ---- packed matrices ----
 // A path may read a matrix in a layout of its own, packed once at model load
-// instead of on every call: AVX-512 packs Q8_0 and Q4_0 into 32-row panels
-// (TensorLayout::kPanels32) that its register tiles read as they are. Packing
-// keeps the bytes per row (the last panel is padded to 32 rows) and does not
-// change MatMul's results.
+// instead of on every call: AVX-512 packs Q8_0, Q4_0 and F16 into 32-row
+// panels (TensorLayout::kPanels32) that its register tiles read as they are.
+// Packing keeps the bytes per row (the last panel is padded to 32 rows). It
+// does not change quantized results; F16 decode (fewer than 6 tokens) then
+// sums in the prefill GEMM's order instead of along rows (float rounding).
 // Bytes PackMatrix needs for w on `path`; 0 when that path has no packed
 // layout for w's type (then w is used as it is). REQUIRES: w.layout == kRows.
 size_t PackedMatrixBytes(const Tensor& w, Path path = BestPath());
@@ -100,11 +101,14 @@ void RmsNorm(const float* x, const float* weight, float* out, int64_t n, float e
 // theta_i = pos * freq_scale * base^(-2i/n_rot), for 2i < n_rot; dims >= n_rot untouched.
 // The angles are 1/powf(base, 2i/n_rot) in float, as llama2.c computes them.
 void Rope(float* x, int head_dim, int n_rot, int pos, float freq_base, float freq_scale, bool neox);
-// Rope on n_heads consecutive head vectors x: F32 [head_dim, n_heads], computing
-// the sines and cosines once for all heads (they depend only on pos and i).
-// REQUIRES: n_rot <= head_dim <= 1024.
-void RopeHeads(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
-               bool neox);
+// The angles Rope uses at position pos: cos_out, sin_out: F32 [n_rot / 2]. They
+// depend only on pos and the pair, so a forward pass computes them once per
+// token for every head of every layer.
+void RopeAngles(int n_rot, int pos, float freq_base, float freq_scale, float* cos_out, float* sin_out);
+// Rope on n_heads consecutive head vectors x: F32 [head_dim, n_heads] with
+// angles from RopeAngles (cos, sin: F32 [n_rot / 2]); same results as Rope on
+// each head. REQUIRES: n_rot <= head_dim.
+void RopeHeads(float* x, int n_heads, int head_dim, int n_rot, bool neox, const float* cos, const float* sin);
 // In place softmax over F32 [n].
 void Softmax(float* x, int64_t n);
 // out[i] = silu(gate[i]) * up[i];  F32 [n]. out may alias gate.

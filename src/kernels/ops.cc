@@ -46,16 +46,6 @@ void AxpyF32Scalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-// cos/sin of the angle of each rotated pair i < n_rot/2.
-void RopeAngles(int n_rot, int pos, float freq_base, float freq_scale, float* cos_out, float* sin_out) {
-  for (int i = 0; i < n_rot / 2; ++i) {
-    const float freq = 1.0f / std::pow(freq_base, static_cast<float>(2 * i) / static_cast<float>(n_rot));
-    const float theta = static_cast<float>(pos) * freq_scale * freq;
-    cos_out[i] = std::cos(theta);
-    sin_out[i] = std::sin(theta);
-  }
-}
-
 void RopeApply(float* x, int n_rot, bool neox, const float* c, const float* s) {
   const int half = n_rot / 2;
   for (int i = 0; i < half; ++i) {
@@ -69,16 +59,24 @@ void RopeApply(float* x, int n_rot, bool neox, const float* c, const float* s) {
 
 }  // namespace
 
-void Rope(float* x, int head_dim, int n_rot, int pos, float freq_base, float freq_scale, bool neox) {
-  RopeHeads(x, 1, head_dim, n_rot, pos, freq_base, freq_scale, neox);
+void RopeAngles(int n_rot, int pos, float freq_base, float freq_scale, float* cos_out, float* sin_out) {
+  for (int i = 0; i < n_rot / 2; ++i) {
+    const float freq = 1.0f / std::pow(freq_base, static_cast<float>(2 * i) / static_cast<float>(n_rot));
+    const float theta = static_cast<float>(pos) * freq_scale * freq;
+    cos_out[i] = std::cos(theta);
+    sin_out[i] = std::sin(theta);
+  }
 }
 
-void RopeHeads(float* x, int n_heads, int head_dim, int n_rot, int pos, float freq_base, float freq_scale,
-               bool neox) {
+void Rope(float* x, int head_dim, int n_rot, int pos, float freq_base, float freq_scale, bool neox) {
   float c[kMaxRotPairs], s[kMaxRotPairs];
   n_rot = std::min(n_rot, 2 * kMaxRotPairs);
   RopeAngles(n_rot, pos, freq_base, freq_scale, c, s);
-  for (int h = 0; h < n_heads; ++h) RopeApply(x + static_cast<int64_t>(h) * head_dim, n_rot, neox, c, s);
+  RopeApply(x, n_rot, neox, c, s);
+}
+
+void RopeHeads(float* x, int n_heads, int head_dim, int n_rot, bool neox, const float* cos, const float* sin) {
+  for (int h = 0; h < n_heads; ++h) RopeApply(x + static_cast<int64_t>(h) * head_dim, n_rot, neox, cos, sin);
 }
 
 void RmsNorm(const float* x, const float* weight, float* out, int64_t n, float eps, Path path) {
