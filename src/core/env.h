@@ -32,6 +32,13 @@ class MappedFile {
     (void)p;
     (void)n;
   }
+  // Hint: [p, p + n) will be read soon, all of it, so the OS may start
+  // reading it from the file in large sequential requests now (a strided
+  // first read of a cold file otherwise faults it in a few pages at a time).
+  virtual void WillNeed(const void* p, size_t n) const {
+    (void)p;
+    (void)n;
+  }
 };
 
 // Appends bytes; durable only after Sync(). Close() is implied by destruction

@@ -52,6 +52,11 @@ class PosixMappedFile final : public MappedFile {
     // A read-only shared file mapping: dropped pages are re-read from the file.
     if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
   }
+  void WillNeed(const void* p, size_t n) const override {
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = reinterpret_cast<uintptr_t>(p) / page * page;
+    madvise(reinterpret_cast<void*>(begin), reinterpret_cast<uintptr_t>(p) + n - begin, MADV_WILLNEED);
+  }
 
  private:
   void* base_;

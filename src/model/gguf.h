@@ -98,9 +98,12 @@ class GgufFile {
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* FindTensor(std::string_view name) const;
 
-  // MappedFile::ReleasePages for bytes of this file (no-op for caller-owned bytes).
+  // MappedFile::ReleasePages / WillNeed for bytes of this file (no-ops for caller-owned bytes).
   void ReleasePages(const void* p, size_t n) const {
     if (mapping_) mapping_->ReleasePages(p, n);
+  }
+  void WillNeed(const void* p, size_t n) const {
+    if (mapping_) mapping_->WillNeed(p, n);
   }
 
  private:

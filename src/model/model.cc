@@ -103,6 +103,9 @@ void Model::PackMatrices(int32_t n_threads) {
     for (size_t i = next++; i < matrices.size(); i = next++) {
       Tensor& t = *matrices[i];
       const Tensor source = t;
+      // Packing reads 32 rows at a time; from a cold page cache that faulted
+      // the file in a few pages per read (1.1B F16 load: 47 s; now ~3 s).
+      PrefetchFilePages(source);
       uint8_t* dst = static_cast<uint8_t*>(packed_.get()) + offsets[i];
       if (repack[i]) {
         t = kernels::PackMatrix(source, dst);
@@ -119,6 +122,11 @@ void Model::PackMatrices(int32_t n_threads) {
     helpers.emplace_back(pack);
   pack();
   for (std::thread& h : helpers) h.join();
+}
+
+void Model::PrefetchFilePages(const Tensor& t) const {
+  if (gguf_) gguf_->WillNeed(t.data, t.nbytes());
+  if (llama2c_) llama2c_->WillNeed(t.data, t.nbytes());
 }
 
 void Model::ReleaseFilePages(const Tensor& t) const {

@@ -111,6 +111,8 @@ class Model {
   // file pages they came from.
   void PackMatrices(int32_t n_threads);
   void ReleaseFilePages(const Tensor& t) const;
+  // Starts reading t's bytes from the model file (MappedFile::WillNeed).
+  void PrefetchFilePages(const Tensor& t) const;
 
   struct FreeDeleter {
     void operator()(void* p) const;
