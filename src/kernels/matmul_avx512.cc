@@ -562,16 +562,20 @@ void PackFloatPanel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, float* 
   }
 }
 
-template <int T>
-void GemmFloatTile(const float* panel, int64_t kc, const float* x, int64_t n_in, int64_t t0, int64_t k0, float* y,
-                   int64_t n_out, int64_t o0, bool accumulate) {
+// y[t0 .. t0+T-1][o0 .. o0+31] (added to when accumulate) from inputs k0 ..
+// k0+kc-1 of a 32-row panel; load_line(k, w0, w1) widens the panel's input k
+// to F32 (rows 0-15, 16-31).
+template <int T, class LoadLine>
+void FloatPanelTile(const LoadLine& load_line, int64_t kc, const float* x, int64_t n_in, int64_t t0, int64_t k0,
+                    float* y, int64_t n_out, int64_t o0, bool accumulate) {
   const float* xt[T];
   STRATA_UNROLL
   for (int t = 0; t < T; ++t) xt[t] = x + (t0 + t) * n_in + k0;
   __m512 acc0[T], acc1[T];
   LoadOutTile<T>(y, n_out, o0, t0, accumulate, acc0, acc1);
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 w0 = _mm512_load_ps(panel + k * kPanelRows), w1 = _mm512_load_ps(panel + k * kPanelRows + kLanes);
+    __m512 w0, w1;
+    load_line(k, w0, w1);
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) {
       const __m512 xb = _mm512_set1_ps(xt[t][k]);
@@ -580,6 +584,17 @@ void GemmFloatTile(const float* panel, int64_t kc, const float* x, int64_t n_in,
     }
   }
   StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
+}
+
+// FloatPanelTile over an F32 panel[k][32] (PackFloatPanel).
+template <int T>
+void GemmFloatTile(const float* panel, int64_t kc, const float* x, int64_t n_in, int64_t t0, int64_t k0, float* y,
+                   int64_t n_out, int64_t o0, bool accumulate) {
+  const auto load_line = [panel](int64_t k, __m512& w0, __m512& w1) {
+    w0 = _mm512_load_ps(panel + k * kPanelRows);
+    w1 = _mm512_load_ps(panel + k * kPanelRows + kLanes);
+  };
+  FloatPanelTile<T>(load_line, kc, x, n_in, t0, k0, y, n_out, o0, accumulate);
 }
 
 // ---------------------------------------------------------------------------
@@ -633,27 +648,13 @@ void UnpackHalfPanel(const uint16_t* panel, int64_t k0, int64_t kc, float* out) 
   }
 }
 
-// y[t0 .. t0+T-1][o0 .. o0+31] from a whole packed panel; the same products
-// in the same order as GemmFloatTile over the unpacked panel.
+// y[t0 .. t0+T-1][o0 .. o0+31] from a whole packed panel: the products of
+// GemmFloatTile over the unpacked panel, in the same order.
 template <class W, int T>
 void HalfPanelTile(const uint16_t* panel, int64_t n_in, const float* x, int64_t t0, float* y, int64_t n_out,
                    int64_t o0) {
-  const float* xt[T];
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) xt[t] = x + (t0 + t) * n_in;
-  __m512 acc0[T], acc1[T];
-  LoadOutTile<T>(y, n_out, o0, t0, /*accumulate=*/false, acc0, acc1);
-  for (int64_t k = 0; k < n_in; ++k) {
-    __m512 w0, w1;
-    LoadHalfLine<W>(panel, k, w0, w1);
-    STRATA_UNROLL
-    for (int t = 0; t < T; ++t) {
-      const __m512 xb = _mm512_set1_ps(xt[t][k]);
-      acc0[t] = _mm512_fmadd_ps(w0, xb, acc0[t]);
-      acc1[t] = _mm512_fmadd_ps(w1, xb, acc1[t]);
-    }
-  }
-  StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
+  const auto load_line = [panel](int64_t k, __m512& w0, __m512& w1) { LoadHalfLine<W>(panel, k, w0, w1); };
+  FloatPanelTile<T>(load_line, n_in, x, n_in, t0, /*k0=*/0, y, n_out, o0, /*accumulate=*/false);
 }
 
 // Decode on packed panels: each thread streams its share of the panels.
