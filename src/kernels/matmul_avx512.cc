@@ -13,12 +13,14 @@
 // Q4_0: the stored nibble, q + 8) and the offset is cancelled by starting each
 // block's integer sum at comp = -offset * sum(activation block).
 //
-// Float weights (F32, F16, BF16): GEMV for a few tokens, each thread reading
+// Float weights: F16 and BF16 are normally packed at load into 32-row panels
+// too (k-major, one 64-byte line per input), which decode streams panel by
+// panel; F32 (and F16/BF16 left in rows) decode as GEMV, each thread reading
 // its contiguous share of the rows as one sequential stream, vectors along the
-// input dimension; GEMM for more, panels of 32 rows x 256 inputs widened to
-// F32 in thread-private scratch, broadcast activations. BF16 GEMM on CPUs with
-// AVX512_BF16 instead keeps the weights as BF16 pairs and multiplies them with
-// VDPBF16PS against activations rounded to BF16 (kBf16DotMinTokens).
+// input dimension. With more tokens, GEMM: panels of 32 rows x 256 inputs
+// widened to F32 in thread-private scratch, broadcast activations. BF16 GEMM
+// on CPUs with AVX512_BF16 instead multiplies BF16 pairs with VDPBF16PS
+// against activations rounded to BF16 (kBf16DotMinTokens).
 #include <immintrin.h>
 
 #include <algorithm>
