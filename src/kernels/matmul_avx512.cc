@@ -5,7 +5,8 @@
 // broadcast against them, giving a register tile of 32 rows x T tokens that
 // reuses every loaded weight vector T times. The same tile serves decode
 // (T = 1, memory-bound: each weight byte is read once, sequentially, with a
-// handful of instructions per 64 bytes) and prefill (T = 6, compute-bound).
+// handful of instructions per 64 bytes; Q8_0 runs it on 256-bit halves,
+// QuantRowTile) and prefill (T = 6, compute-bound).
 // Matrices are normally packed into panels once at load (PackMatrix); a
 // matrix in the file's row layout is packed panel by panel on the fly.
 // Activations are quantized to Q8_0 and multiplied with VPDPBUSD (unsigned x
