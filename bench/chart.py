@@ -51,25 +51,11 @@ def roofline_chart(rows):
     return out
 
 
-def main(argv):
-    roofline = len(argv) > 1 and argv[1] == "--roofline"
-    if roofline:
-        argv = argv[:1] + argv[2:]
-    if len(argv) < 3:
-        sys.exit(__doc__)
-    rows = []
-    for path in argv[2:]:
-        with open(path) as f:
-            rows.extend(json.load(f))
-    if roofline:
-        with open(argv[1], "w") as f:
-            f.write("\n".join(roofline_chart(rows)) + "\n")
-        return
+def bar_chart(rows):
     groups = {}
     for r in rows:
         groups.setdefault((r.get("model", "?"), r["test"]), {})[r["engine"]] = r["tps_median"]
     engines = sorted({r["engine"] for r in rows})
-    colors = COLORS
     bar, gap, height, top, left = 28, 36, 320, 40, 60
     width = left + len(groups) * (len(engines) * bar + gap) + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + top + 110}" '
@@ -85,17 +71,31 @@ def main(argv):
             h = height * v / peak
             bx = x + i * bar
             out.append(f'<rect x="{bx}" y="{top + height - h:.1f}" width="{bar - 4}" height="{h:.1f}" '
-                       f'fill="{colors.get(e, "#718096")}"/>')
+                       f'fill="{COLORS.get(e, "#718096")}"/>')
             out.append(f'<text x="{bx + (bar - 4) / 2}" y="{top + height - h - 4:.1f}" text-anchor="middle">{v:.1f}</text>')
         label = escape(f"{test} {model}")
         out.append(f'<text transform="translate({x + 4},{top + height + 12}) rotate(35)">{label}</text>')
         x += len(engines) * bar + gap
     for i, e in enumerate(engines):
-        out.append(f'<rect x="{width - 120}" y="{30 + 16 * i}" width="10" height="10" fill="{colors.get(e, "#718096")}"/>')
+        out.append(f'<rect x="{width - 120}" y="{30 + 16 * i}" width="10" height="10" fill="{COLORS.get(e, "#718096")}"/>')
         out.append(f'<text x="{width - 105}" y="{39 + 16 * i}">{escape(e)}</text>')
     out.append("</svg>")
+    return out
+
+
+def main(argv):
+    roofline = len(argv) > 1 and argv[1] == "--roofline"
+    if roofline:
+        argv = argv[:1] + argv[2:]
+    if len(argv) < 3:
+        sys.exit(__doc__)
+    rows = []
+    for path in argv[2:]:
+        with open(path) as f:
+            rows.extend(json.load(f))
+    lines = roofline_chart(rows) if roofline else bar_chart(rows)
     with open(argv[1], "w") as f:
-        f.write("\n".join(out) + "\n")
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
