@@ -184,6 +184,7 @@ TEST(ReportTest, RowsKeepTheSchema) {
   EXPECT_FALSE(pp.contains("roofline_fraction"));  // prompt processing is not memory-bound
   EXPECT_FALSE(rows[1].contains("peak_rss_mib"));  // not measured
   EXPECT_FALSE(rows[1].contains("ratio_vs_llamacpp"));
+  EXPECT_FALSE(pp.contains("roofline_ratio_vs_llamacpp"));
   EXPECT_FALSE(rows[1].contains("peer"));
 
   const nlohmann::json& tg = rows[2];
@@ -195,6 +196,7 @@ TEST(ReportTest, RowsKeepTheSchema) {
   EXPECT_EQ(tg["roofline_token_s"], nlohmann::json({0.1, 0.1, 0.1}));
   EXPECT_EQ(tg["roofline_read_bytes_per_s"], nlohmann::json({20e9, 18e9, 22e9}));
   EXPECT_DOUBLE_EQ(tg["ratio_vs_llamacpp"].get<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(tg["roofline_ratio_vs_llamacpp"].get<double>(), 0.5 / 0.225);
   const nlohmann::json& peer = rows[3];
   EXPECT_DOUBLE_EQ(peer["roofline_fraction"].get<double>(), 0.225);  // median of 0.2 and 0.25
   EXPECT_DOUBLE_EQ(peer["peak_rss_mib"].get<double>(), 512);
@@ -211,6 +213,7 @@ TEST(ReportTest, NoPairedRunNoRoofline) {
   for (const nlohmann::json& r : bench::ResultRows(run, results)) {
     EXPECT_FALSE(r.contains("roofline_fraction"));
     EXPECT_FALSE(r.contains("bandwidth_bytes_per_s"));
+    EXPECT_FALSE(r.contains("roofline_ratio_vs_llamacpp"));
   }
 }
 
@@ -219,10 +222,10 @@ TEST(ReportTest, MarkdownHasTheProbeAndOneLinePerRow) {
   const std::string md = bench::MarkdownReport(run, bench::ResultRows(run, SampleResults()));
   EXPECT_NE(md.find("one read of a 956 MiB buffer in huge pages by 2 threads"), std::string::npos) << md;
   EXPECT_NE(md.find("0.931 GiB"), std::string::npos) << md;  // 1e9 bytes per token
-  EXPECT_NE(md.find("| strata | pp512 | 200.00 | 100.00 | 300.00 | 2.00x |  |  | 1536 | 0.250 |"), std::string::npos) << md;
-  EXPECT_NE(md.find("| strata | tg128 | 10.00 | 9.00 | 11.00 | 2.50x | 50% | 20.0 | 1536 | 0.250 |"), std::string::npos)
+  EXPECT_NE(md.find("| strata | pp512 | 200.00 | 100.00 | 300.00 | 2.00x |  |  |  | 1536 | 0.250 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| strata | tg128 | 10.00 | 9.00 | 11.00 | 2.50x | 50% | 2.22x | 20.0 | 1536 | 0.250 |"), std::string::npos)
       << md;
-  EXPECT_NE(md.find("| llamacpp | tg128 | 4.00 | 3.00 | 5.00 |  | 22% | 20.0 | 512 | 0.200 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| llamacpp | tg128 | 4.00 | 3.00 | 5.00 |  | 22% |  | 20.0 | 512 | 0.200 |"), std::string::npos) << md;
 }
 
 // The CLI end to end, with the llama.cpp peer when bench/install_llamacpp.sh has built it.
@@ -275,6 +278,8 @@ TEST(BenchCliTest, PeerRunsThePairedRooflineToo) {
   EXPECT_EQ(rows[1]["tps"].size(), 1u) << rows[1].dump();  // the paired run adds no repetition
   EXPECT_EQ(rows[1]["roofline_pairs"].get<int>(), 3) << rows[1].dump();
   EXPECT_GT(rows[1]["roofline_fraction"].get<double>(), 0) << rows[1].dump();
+  EXPECT_DOUBLE_EQ(rows[0]["roofline_ratio_vs_llamacpp"].get<double>(),
+                   rows[0]["roofline_fraction"].get<double>() / rows[1]["roofline_fraction"].get<double>());
   // Its peak RSS is the timed run's process, not the paired one with the probe's buffer.
   EXPECT_LT(rows[1]["peak_rss_mib"].get<double>(), 200) << rows[1].dump();
 }

@@ -44,8 +44,12 @@ nlohmann::json ResultRows(const RunInfo& run, const std::vector<EngineResult>& r
     }
     if (r.engine == "strata") {
       j["kernel_path"] = run.kernel_path;
-      if (const EngineResult* peer = Find(results, "llamacpp", r.test.name()))
+      if (const EngineResult* peer = Find(results, "llamacpp", r.test.name())) {
         j["ratio_vs_llamacpp"] = s.median / Summarize(peer->tps).median;
+        if (j.contains("roofline_fraction") && !peer->paired.empty())
+          j["roofline_ratio_vs_llamacpp"] =
+              j["roofline_fraction"].get<double>() / SummarizePairs(peer->paired, run.bytes_per_token).fraction;
+      }
     } else if (!r.peer_info.is_null()) {
       j["peer"] = r.peer_info;
     }
@@ -64,18 +68,21 @@ std::string MarkdownReport(const RunInfo& run, const nlohmann::json& rows) {
     out += fmt::format("roofline: after the timed runs each engine generated the tg tokens again one at a time, each right "
                        "after one read of a {} MiB buffer in huge pages by {} threads (the machine's bandwidth swings "
                        "within seconds); roofline = median over tokens of (bytes per token / token time) / (buffer / "
-                       "read time); read GB/s = median of those reads\n",
+                       "read time); read GB/s = median of those reads; roofline vs llama.cpp = strata's roofline / llama.cpp's, "
+                       "the tokens/s ratio at equal read bandwidth (both read the same bytes per token), which the "
+                       "timed ratio is not when the repetitions of the two engines draw different bandwidth\n",
                        run.probe_bytes >> 20, run.probe_threads);
-  out += "\n| engine | test | t/s median | t/s min | t/s max | vs llama.cpp | roofline | read GB/s | peak RSS MiB | load s |\n";
-  out += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  out += "\n| engine | test | t/s median | t/s min | t/s max | vs llama.cpp | roofline | roofline vs llama.cpp | read GB/s | peak RSS MiB | load s |\n";
+  out += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const nlohmann::json& j : rows) {
     auto opt = [&](const char* key, const char* spec, double scale) -> std::string {
       return j.contains(key) ? fmt::format(fmt::runtime(spec), scale * j[key].get<double>()) : "";
     };
-    out += fmt::format("| {} | {} | {:.2f} | {:.2f} | {:.2f} | {} | {} | {} | {} | {} |\n", j["engine"].get<std::string>(),
+    out += fmt::format("| {} | {} | {:.2f} | {:.2f} | {:.2f} | {} | {} | {} | {} | {} | {} |\n", j["engine"].get<std::string>(),
                        j["test"].get<std::string>(), j["tps_median"].get<double>(), j["tps_min"].get<double>(),
                        j["tps_max"].get<double>(), opt("ratio_vs_llamacpp", "{:.2f}x", 1),
-                       opt("roofline_fraction", "{:.0f}%", 100), opt("bandwidth_bytes_per_s", "{:.1f}", 1e-9),
+                       opt("roofline_fraction", "{:.0f}%", 100), opt("roofline_ratio_vs_llamacpp", "{:.2f}x", 1),
+                       opt("bandwidth_bytes_per_s", "{:.1f}", 1e-9),
                        opt("peak_rss_mib", "{:.0f}", 1),
                        opt("load_s", "{:.3f}", 1));
   }

@@ -16,7 +16,9 @@
 //     bandwidth_min_bytes_per_s, bandwidth_max_bytes_per_s
 //     roofline_pairs                tokens in the run
 //     roofline_token_s, roofline_read_bytes_per_s   each token's time and the read before it
-//   strata rows: kernel_path; ratio_vs_llamacpp when the peer ran the same test
+//   strata rows: kernel_path; ratio_vs_llamacpp when the peer ran the same test;
+//     roofline_ratio_vs_llamacpp when both ran the paired run: strata's roofline_fraction / the
+//     peer's, i.e. the tokens/s ratio at equal read bandwidth (same bytes per token)
 //   llamacpp rows: peer, the harness's own JSON object (versions, backend, ...)
 //
 // Thread-safety: pure functions.
