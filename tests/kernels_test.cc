@@ -388,11 +388,11 @@ TEST(KernelMatMul, AllPathsMatchReference) {
 
 // Packing is a pure re-layout: on its path a packed matrix gives exactly the
 // results of the row layout (same arithmetic in the same order), and it takes
-// the row layout's bytes for whole 32-row panels. F32 stays in rows.
+// the row layout's bytes for whole 32-row panels.
 TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
   ThreadPool pool(2);
   bool any = false;
-  // F16/BF16 decode on the row layout sums along rows (GEMV); packed, it runs
+  // Float decode on the row layout sums along rows (GEMV); packed, it runs
   // the float prefill GEMM's products in the GEMM's order, which the row
   // layout runs from this many tokens on (each token's outputs depend on it
   // alone). BF16 prefill may instead round x to BF16 (kBf16DotMinTokens), so
@@ -402,17 +402,14 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
     for (int64_t n_out : {1, 32, 45, 96}) {
       const Weights w = MakeWeights(type, 160, n_out, 77);
       const PackedWeights packed(w.tensor);
-      if (type == DType::kF32) {
-        EXPECT_FALSE(packed.ok());
-        continue;
-      }
       if (!packed.ok()) continue;  // no path with a packed layout on this CPU
       any = true;
       EXPECT_EQ(PackedMatrixBytes(w.tensor, packed.path), *RowBytes(type, 160) * ((n_out + 31) / 32 * 32));
       EXPECT_EQ(PackedMatrixBytes(packed.tensor, packed.path), 0u) << "packing a packed matrix";
       for (int64_t n_tok : {1, 2, 5, 7, 13}) {
         if (type == DType::kBF16 && n_tok < kGemmTokens) continue;
-        const int64_t n_rows_tok = type == DType::kF16 ? std::max(n_tok, kGemmTokens) : n_tok;
+        const bool float_gemm = type == DType::kF16 || type == DType::kF32;
+        const int64_t n_rows_tok = float_gemm ? std::max(n_tok, kGemmTokens) : n_tok;
         const std::vector<float> x = RandomFloats(160 * n_rows_tok, static_cast<uint32_t>(n_tok));
         std::vector<float> rows(static_cast<size_t>(n_out * n_rows_tok)), panels(static_cast<size_t>(n_out * n_tok));
         MatMul(w.tensor, x.data(), n_rows_tok, rows.data(), pool, packed.path);

@@ -14,14 +14,15 @@
 // Q4_0: the stored nibble, q + 8) and the offset is cancelled by starting each
 // block's integer sum at comp = -offset * sum(activation block).
 //
-// Float weights: F16 and BF16 are normally packed at load into 32-row panels
-// too (k-major, one 64-byte line per input), which decode streams panel by
-// panel; F32 (and F16/BF16 left in rows) decode as GEMV, each thread reading
-// its contiguous share of the rows as one sequential stream, vectors along the
-// input dimension. With more tokens, GEMM: panels of 32 rows x 256 inputs
-// widened to F32 in thread-private scratch, broadcast activations. BF16 GEMM
-// on CPUs with AVX512_BF16 instead multiplies BF16 pairs with VDPBF16PS
-// against activations rounded to BF16 (kBf16DotMinTokens).
+// Float weights: F32, F16 and BF16 are normally packed at load into 32-row
+// panels too (k-major, one 64-byte line per input for 16-bit types, two for
+// F32), which decode streams panel by panel; matrices left in rows decode as
+// GEMV, each thread reading its contiguous share of the rows as one
+// sequential stream, vectors along the input dimension. With more tokens,
+// GEMM: panels of 32 rows x 256 inputs as F32 (packed F32 read in place,
+// anything else widened or transposed into thread-private scratch), broadcast
+// activations. BF16 GEMM on CPUs with AVX512_BF16 instead multiplies BF16
+// pairs with VDPBF16PS against activations rounded to BF16 (kBf16DotMinTokens).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -601,80 +602,100 @@ void GemmFloatTile(const float* panel, int64_t kc, const float* x, int64_t n_in,
 }
 
 // ---------------------------------------------------------------------------
-// F16 and BF16 matrices packed at load (PackMatrix): panel p is rows 32p ..
-// 32p+31 k-major, [32, n_in] 16-bit values (input k of the 32 rows is one
-// 64-byte line; rows past the matrix repeat its last row). Decode then reads
-// each thread's share of panels as one sequential stream, as it reads the
-// quantized panels: row by row, 1.1B F16 decode matmuls read at ~0.77 of the
-// machine's read bandwidth, Q8_0 panels at ~0.95.
+// Float matrices (F32, F16, BF16) packed at load (PackMatrix): panel p is rows
+// 32p .. 32p+31 k-major, [n_in][32] in the weight's type (input k of the 32
+// rows is one 64-byte line for F16/BF16, two for F32; rows past the matrix
+// repeat its last row). Decode then reads each thread's share of panels as one
+// sequential stream, as it reads the quantized panels: row by row, 1.1B F16
+// decode matmuls read at ~0.77 of the machine's read bandwidth and F32 at
+// 0.89 / 0.73 (slow / fast phase), F16 panels at 1.02 / 0.97.
 
-size_t HalfPanelBytes(int64_t n_in) { return static_cast<size_t>(n_in) * kPanelRows * sizeof(uint16_t); }
-
-const uint16_t* HalfPanel(const Tensor& w, int64_t p) {
-  return reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(w.data) +
-                                           HalfPanelBytes(w.cols()) * static_cast<size_t>(p));
+template <class W>
+size_t FloatPanelBytes(int64_t n_in) {
+  return static_cast<size_t>(n_in) * kPanelRows * W::kBytes;
 }
 
 template <class W>
-void PackHalfMatrix(const Tensor& w, uint8_t* dst) {
+const uint8_t* FloatPanel(const Tensor& w, int64_t p) {
+  return static_cast<const uint8_t*>(w.data) + FloatPanelBytes<W>(w.cols()) * static_cast<size_t>(p);
+}
+
+// Input k of a packed panel as F32 vectors (rows 0-15, 16-31), and back.
+template <class W>
+void LoadPanelLine(const uint8_t* panel, int64_t k, __m512& w0, __m512& w1) {
+  const uint8_t* line = panel + static_cast<size_t>(k) * kPanelRows * W::kBytes;
+  if constexpr (W::kBytes == 4) {
+    w0 = _mm512_load_ps(reinterpret_cast<const float*>(line));
+    w1 = _mm512_load_ps(reinterpret_cast<const float*>(line) + kLanes);
+  } else {
+    w0 = W::Widen(_mm256_load_si256(reinterpret_cast<const __m256i*>(line)));
+    w1 = W::Widen(_mm256_load_si256(reinterpret_cast<const __m256i*>(line) + 1));
+  }
+}
+
+template <class W>
+void StorePanelLine(__m512 w0, __m512 w1, uint8_t* panel, int64_t k) {
+  uint8_t* line = panel + static_cast<size_t>(k) * kPanelRows * W::kBytes;
+  if constexpr (W::kBytes == 4) {
+    _mm512_store_ps(reinterpret_cast<float*>(line), w0);
+    _mm512_store_ps(reinterpret_cast<float*>(line) + kLanes, w1);
+  } else {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(line), W::Narrow(w0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(line) + 1, W::Narrow(w1));
+  }
+}
+
+template <class W>
+void PackFloatMatrix(const Tensor& w, uint8_t* dst) {
   const int64_t n_in = w.cols(), n_panels = (w.rows() + kPanelRows - 1) / kPanelRows;
   alignas(64) float chunk[kFloatChunk * kPanelRows];  // 32 KB
   for (int64_t p = 0; p < n_panels; ++p) {
-    auto* panel = reinterpret_cast<uint16_t*>(dst + HalfPanelBytes(n_in) * static_cast<size_t>(p));
+    uint8_t* panel = dst + FloatPanelBytes<W>(n_in) * static_cast<size_t>(p);
     for (int64_t k0 = 0; k0 < n_in; k0 += kFloatChunk) {
       const int64_t kc = std::min(kFloatChunk, n_in - k0);
       PackFloatPanel<W>(w, p * kPanelRows, k0, kc, chunk);
       for (int64_t k = 0; k < kc; ++k)
-        for (int h = 0; h < 2; ++h)
-          _mm256_store_si256(reinterpret_cast<__m256i*>(panel + (k0 + k) * kPanelRows + h * kLanes),
-                             W::Narrow(_mm512_load_ps(chunk + k * kPanelRows + h * kLanes)));
+        StorePanelLine<W>(_mm512_load_ps(chunk + k * kPanelRows), _mm512_load_ps(chunk + k * kPanelRows + kLanes),
+                          panel, k0 + k);
     }
   }
 }
 
-// The two vectors (rows 0-15, 16-31) of input k of a packed panel, as F32.
+// Inputs k0 .. k0+kc-1 of a packed F16/BF16 panel as GemmFloat's F32 panel[k][32].
 template <class W>
-void LoadHalfLine(const uint16_t* panel, int64_t k, __m512& w0, __m512& w1) {
-  const auto* line = reinterpret_cast<const __m256i*>(panel + k * kPanelRows);
-  w0 = W::Widen(_mm256_load_si256(line));
-  w1 = W::Widen(_mm256_load_si256(line + 1));
-}
-
-// Inputs k0 .. k0+kc-1 of a packed panel as GemmFloat's F32 panel[k][32].
-template <class W>
-void UnpackHalfPanel(const uint16_t* panel, int64_t k0, int64_t kc, float* out) {
+void UnpackHalfPanel(const uint8_t* panel, int64_t k0, int64_t kc, float* out) {
   for (int64_t k = 0; k < kc; ++k) {
     __m512 w0, w1;
-    LoadHalfLine<W>(panel, k0 + k, w0, w1);
+    LoadPanelLine<W>(panel, k0 + k, w0, w1);
     _mm512_store_ps(out + k * kPanelRows, w0);
     _mm512_store_ps(out + k * kPanelRows + kLanes, w1);
   }
 }
 
 // y[t0 .. t0+T-1][o0 .. o0+31] from a whole packed panel: the products of
-// GemmFloatTile over the unpacked panel, in the same order.
+// GemmFloatTile over the (unpacked) panel, in the same order.
 template <class W, int T>
-void HalfPanelTile(const uint16_t* panel, int64_t n_in, const float* x, int64_t t0, float* y, int64_t n_out,
-                   int64_t o0) {
-  const auto load_line = [panel](int64_t k, __m512& w0, __m512& w1) { LoadHalfLine<W>(panel, k, w0, w1); };
+void PackedPanelTile(const uint8_t* panel, int64_t n_in, const float* x, int64_t t0, float* y, int64_t n_out,
+                     int64_t o0) {
+  const auto load_line = [panel](int64_t k, __m512& w0, __m512& w1) { LoadPanelLine<W>(panel, k, w0, w1); };
   FloatPanelTile<T>(load_line, n_in, x, n_in, t0, /*k0=*/0, y, n_out, o0, /*accumulate=*/false);
 }
 
 // Decode on packed panels: each thread streams its share of the panels.
 template <class W>
-void GemvHalfPanels(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+void GemvFloatPanels(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   const int64_t n_in = w.cols(), n_out = w.rows();
   pool.ParallelStreams((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t p, int) {
-    const uint16_t* panel = HalfPanel(w, p);
+    const uint8_t* panel = FloatPanel<W>(w, p);
     for (int64_t t0 = 0; t0 < n_tok; t0 += kGemvTokens)
       WithCount<kGemvTokens>(n_tok - t0,
-                             [&](auto T) { HalfPanelTile<W, T()>(panel, n_in, x, t0, y, n_out, p * kPanelRows); });
+                             [&](auto T) { PackedPanelTile<W, T()>(panel, n_in, x, t0, y, n_out, p * kPanelRows); });
   });
 }
 
-// Prefill: 32-row panels of float weights, kFloatChunk inputs at a time,
-// widened to F32 once per chunk and reused by every token tile. Packed
-// F16/BF16 panels are widened; row-layout matrices are transposed
+// Prefill: 32-row panels of float weights, kFloatChunk inputs at a time, as
+// F32 reused by every token tile: packed F32 panels are read in place, packed
+// F16/BF16 panels widened once per chunk, row-layout matrices transposed
 // (PackFloatPanel).
 template <class W>
 void GemmFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
@@ -683,14 +704,17 @@ void GemmFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadP
   auto* panels = static_cast<float*>(pool.Scratch(panel_floats * sizeof(float) * pool.n_threads()));
   const bool packed = w.layout == TensorLayout::kPanels32;
   pool.ParallelTasks((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t task, int ith) {
-    float* panel = panels + panel_floats * static_cast<size_t>(ith);
+    float* own = panels + panel_floats * static_cast<size_t>(ith);
     const int64_t o0 = task * kPanelRows;
     for (int64_t k0 = 0; k0 < n_in; k0 += kFloatChunk) {
       const int64_t kc = std::min(kFloatChunk, n_in - k0);
+      const float* panel = own;
       if (!packed) {
-        PackFloatPanel<W>(w, o0, k0, kc, panel);
-      } else if constexpr (W::kBytes == 2) {
-        UnpackHalfPanel<W>(HalfPanel(w, task), k0, kc, panel);
+        PackFloatPanel<W>(w, o0, k0, kc, own);
+      } else if constexpr (W::kBytes == 4) {
+        panel = reinterpret_cast<const float*>(FloatPanel<W>(w, task)) + k0 * kPanelRows;
+      } else {
+        UnpackHalfPanel<W>(FloatPanel<W>(w, task), k0, kc, own);
       }
       for (int64_t t0 = 0; t0 < n_tok; t0 += kGemmTokensFloat) {
         WithCount<kGemmTokensFloat>(n_tok - t0, [&](auto T) {
@@ -733,7 +757,7 @@ void PackBf16Panel(const Tensor& w, int64_t o0, int64_t k0, int64_t kc, uint32_t
   }
 }
 
-// PackBf16Panel's layout from a packed BF16 panel (HalfPanel): pair p of
+// PackBf16Panel's layout from a packed BF16 panel (FloatPanel): pair p of
 // row i is (line 2p, line 2p+1) of lane i; inputs past n_in are zero.
 void PairBf16Panel(const uint16_t* panel, int64_t n_in, int64_t k0, int64_t kc, uint32_t* out) {
   const auto line = [&](int64_t k, int h) {
@@ -798,7 +822,7 @@ void GemmBf16(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPo
     for (int64_t k0 = 0; k0 < n_in; k0 += kBf16Chunk) {
       const int64_t kc = std::min(kBf16Chunk, stride - k0);
       if (w.layout == TensorLayout::kPanels32) {
-        PairBf16Panel(HalfPanel(w, task), n_in, k0, kc, panel);
+        PairBf16Panel(reinterpret_cast<const uint16_t*>(FloatPanel<BF16Weights>(w, task)), n_in, k0, kc, panel);
       } else {
         PackBf16Panel(w, o0, k0, kc, panel);
       }
@@ -813,11 +837,8 @@ void GemmBf16(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPo
 
 template <class W>
 void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  if constexpr (W::kBytes == 2) {
-    // Packed panels (F16, BF16): prefill unpacks them in GemmFloat / GemmBf16.
-    if (w.layout == TensorLayout::kPanels32 && n_tok < kGemmMinTokensFloat)
-      return GemvHalfPanels<W>(w, x, n_tok, y, pool);
-  }
+  // Packed panels: prefill reads them in GemmFloat / GemmBf16.
+  if (w.layout == TensorLayout::kPanels32 && n_tok < kGemmMinTokensFloat) return GemvFloatPanels<W>(w, x, n_tok, y, pool);
   if (std::is_same_v<W, BF16Weights> && n_tok >= kBf16DotMinTokens && DetectCpu().avx512bf16) {
     GemmBf16(w, x, n_tok, y, pool);
   } else if (n_tok >= kGemmMinTokensFloat) {
@@ -862,8 +883,9 @@ size_t PackedMatrixBytesAvx512(const Tensor& w) {
   switch (w.type) {
     case DType::kQ8_0: return panels * nb * Q8_0Weights::kRecordBytes;
     case DType::kQ4_0: return panels * nb * Q4_0Weights::kRecordBytes;
-    case DType::kF16:
-    case DType::kBF16: return panels * HalfPanelBytes(w.cols());
+    case DType::kF32: return panels * FloatPanelBytes<F32Weights>(w.cols());
+    case DType::kF16: return panels * FloatPanelBytes<F16Weights>(w.cols());
+    case DType::kBF16: return panels * FloatPanelBytes<BF16Weights>(w.cols());
     default: return 0;
   }
 }
@@ -872,8 +894,9 @@ void PackMatrixAvx512(const Tensor& w, uint8_t* dst) {
   switch (w.type) {
     case DType::kQ8_0: return PackQuantMatrix<Q8_0Weights>(w, dst);
     case DType::kQ4_0: return PackQuantMatrix<Q4_0Weights>(w, dst);
-    case DType::kF16: return PackHalfMatrix<F16Weights>(w, dst);
-    case DType::kBF16: return PackHalfMatrix<BF16Weights>(w, dst);
+    case DType::kF32: return PackFloatMatrix<F32Weights>(w, dst);
+    case DType::kF16: return PackFloatMatrix<F16Weights>(w, dst);
+    case DType::kBF16: return PackFloatMatrix<BF16Weights>(w, dst);
     default: return;
   }
 }

@@ -77,9 +77,9 @@ void Model::PackMatrices(int32_t n_threads) {
   for (LayerWeights& l : weights_.layers)
     for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) matrices.push_back(t);
   // Each copy starts 64-byte aligned. A matrix the kernels have no packed
-  // layout for (F32/BF16, or any type below AVX-512) is copied as it is:
-  // streamed from huge pages rather than 4 KiB file pages, decode reads it
-  // ~15% faster (1.1B F16 in rows, `strata bench`).
+  // layout for (any type below AVX-512) is copied as it is: streamed from
+  // huge pages rather than 4 KiB file pages, decode reads it ~15% faster
+  // (1.1B F16 in rows, `strata bench`).
   std::vector<size_t> offsets, sizes;
   std::vector<bool> repack;
   size_t total = 0;
