@@ -158,40 +158,49 @@ std::vector<double> DirectAttention(const PagedKv& kv, const float* q, int32_t s
   return out;
 }
 
-// A batch mixing decode tokens and prompt runs of several sequences, on grids
-// from one token per tile without splits to large tiles split block by block.
+// A batch mixing decode tokens and prompt runs of several sequences, and a
+// single decode token, on grids from one token per tile without splits to
+// large tiles split block by block, with 2 and 3 KV heads.
 TEST(AttentionPassTest, EveryGridMatchesDirectSoftmax) {
   const AttentionGrid grids[] = {{1, 0}, {4, 0}, {3, 1}, {64, 2}, {8, 5}};
+  // Sequence 0: a prompt of 21 tokens at 0..20; 1: one decode token at 40;
+  // 2: 10 tokens at 15..24 after a cached prefix; 3: a decode token at 0.
+  const std::vector<int32_t> lengths = {21, 41, 25, 1};
+  std::vector<AttentionQuery> mixed;
+  for (int32_t p = 0; p < 21; ++p) mixed.push_back({0, p});
+  mixed.push_back({1, 40});
+  for (int32_t p = 15; p < 25; ++p) mixed.push_back({2, p});
+  mixed.push_back({3, 0});
+  const std::vector<AttentionQuery> decode = {{1, 40}};
+  const int32_t n_head = 6, D = 64, B = 8;
+  const size_t E = static_cast<size_t>(n_head) * D;
+  const auto check = [&](DType type, int threads, int32_t n_kv, const std::vector<AttentionQuery>& queries) {
+    const KvLayout layout{1, n_kv, D, B, type};
+    PagedKv kv(layout, lengths);
+    const std::vector<float> q = Random(E * queries.size(), 99, 3.0f);
+    ThreadPool pool(threads);
+    AttentionPass pass(layout, n_head, pool);
+    for (const AttentionGrid& grid : grids) {
+      SCOPED_TRACE(std::string(DTypeName(type)) + " threads=" + std::to_string(threads) + " n_kv=" +
+                   std::to_string(n_kv) + " queries=" + std::to_string(queries.size()) + " " + AttentionGridName(grid));
+      std::vector<float> out(q.size(), -1.0f);
+      pass.Run(grid, queries, q.data(), kv.slices, out.data());
+      for (size_t i = 0; i < queries.size(); ++i) {
+        for (int32_t h = 0; h < n_head; ++h) {
+          const std::vector<double> want =
+              DirectAttention(kv, &q[i * E + h * D], queries[i].seq, queries[i].pos, h / (n_head / n_kv));
+          for (int32_t d = 0; d < D; ++d)
+            ASSERT_NEAR(out[i * E + h * D + d], want[d], 2e-6 + 1e-5 * std::fabs(want[d]))
+                << "query " << i << " head " << h << " d " << d;
+        }
+      }
+    }
+  };
   for (DType type : {DType::kF32, DType::kF16, DType::kQ8_0}) {
     for (int threads : {1, 2}) {
-      const int32_t n_head = 6, n_kv = 2, D = 64, B = 8;
-      const KvLayout layout{1, n_kv, D, B, type};
-      // Sequence 0: a prompt of 21 tokens at 0..20; 1: one decode token at 40;
-      // 2: 10 tokens at 15..24 after a cached prefix; 3: a decode token at 0.
-      const std::vector<int32_t> lengths = {21, 41, 25, 1};
-      std::vector<AttentionQuery> queries;
-      for (int32_t p = 0; p < 21; ++p) queries.push_back({0, p});
-      queries.push_back({1, 40});
-      for (int32_t p = 15; p < 25; ++p) queries.push_back({2, p});
-      queries.push_back({3, 0});
-      PagedKv kv(layout, lengths);
-      const size_t E = static_cast<size_t>(n_head) * D;
-      const std::vector<float> q = Random(E * queries.size(), 99, 3.0f);
-      ThreadPool pool(threads);
-      AttentionPass pass(layout, n_head, pool);
-      for (const AttentionGrid& grid : grids) {
-        SCOPED_TRACE(std::string(DTypeName(type)) + " threads=" + std::to_string(threads) + " " + AttentionGridName(grid));
-        std::vector<float> out(q.size(), -1.0f);
-        pass.Run(grid, queries, q.data(), kv.slices, out.data());
-        for (size_t i = 0; i < queries.size(); ++i) {
-          for (int32_t h = 0; h < n_head; ++h) {
-            const std::vector<double> want =
-                DirectAttention(kv, &q[i * E + h * D], queries[i].seq, queries[i].pos, h / (n_head / n_kv));
-            for (int32_t d = 0; d < D; ++d)
-              ASSERT_NEAR(out[i * E + h * D + d], want[d], 2e-6 + 1e-5 * std::fabs(want[d]))
-                  << "query " << i << " head " << h << " d " << d;
-          }
-        }
+      for (int32_t n_kv : {2, 3}) {
+        check(type, threads, n_kv, mixed);
+        check(type, threads, n_kv, decode);
       }
     }
   }
