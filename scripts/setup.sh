@@ -12,7 +12,9 @@ PACKAGES=(
   libxxhash-dev         # checksums of stored KV blocks and sessions
   libgtest-dev libgmock-dev
   clang libclang-rt-14-dev  # libFuzzer + sanitizers for the fuzz targets
-  libcpp-httplib-dev    # HTTP server (strata serve)
+  libboost-dev          # Boost.Beast/Asio: the event-driven HTTP server (strata serve)
+  zlib1g-dev            # gzip/deflate request bodies
+  libcpp-httplib-dev    # the tests' HTTP client (independent of the server's HTTP code)
   prometheus            # promtool, to check /metrics in tests
 )
 # Node.js >= 20 and npm run the end-to-end tests with the official openai client

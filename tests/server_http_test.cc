@@ -326,7 +326,7 @@ class ServerBadRequestTest : public ::testing::TestWithParam<BadRequest> {
   // One server (small context and body limit) for all the cases.
   static void SetUpTestSuite() {
     server::ServerOptions o;
-    o.max_body_bytes = 64 * 1024;
+    o.limits.max_body_bytes = 64 * 1024;
     EngineParams ep = ServerHarness::DefaultEngineParams();
     ep.n_ctx = 128;
     harness_ = new ServerHarness(o, ep);
@@ -603,9 +603,12 @@ TEST(ServerHttpTest, QueueFullIs429) {
   EXPECT_TRUE(h.WaitIdle());
 }
 
-// Shutdown ends running streams and returns from Serve promptly.
+// Shutdown ends running streams once the grace period is over and returns
+// from Serve promptly.
 TEST(ServerHttpTest, ShutdownCancelsRunningRequests) {
-  ServerHarness h;
+  server::ServerOptions o;
+  o.shutdown_grace = std::chrono::milliseconds(200);
+  ServerHarness h(o);
   std::atomic<bool> streaming{false};
   std::thread client([&] {
     httplib::Client c("127.0.0.1", h.port());
@@ -628,8 +631,7 @@ TEST(ServerHttpTest, ShutdownCancelsRunningRequests) {
   EXPECT_LT(h.engine().Stats().completion_tokens_total, 1500u);
 }
 
-// Shutdown racing the start of Serve is not lost (httplib's stop() alone
-// would be a no-op before its listener runs).
+// Shutdown racing the start of Serve is not lost.
 TEST(ServerHttpTest, ShutdownRightAfterStartIsNotLost) {
   for (int i = 0; i < 10; ++i) {
     ServerHarness h;

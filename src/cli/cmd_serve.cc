@@ -1,11 +1,16 @@
 // strata serve: the OpenAI-compatible HTTP server (src/server/server.h) over
 // one model. Logs go to stderr; the first line names the address it listens
-// on. SIGINT/SIGTERM stop it gracefully (exit 0): no new connections,
-// running requests cancelled.
+// on and whether an API key is required. SIGINT/SIGTERM stop it gracefully
+// (exit 0): no new connections, idle ones closed, running generations given
+// --shutdown-grace to finish.
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
+
+#include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -24,8 +29,9 @@
 namespace strata::cli {
 namespace {
 
-constexpr int kSpareHttpThreads = 16;
-constexpr int kMaxHttpThreads = 1024;
+// File descriptors kept for the model, the KV disk tier, sessions and logs
+// when sizing --max-connections against the process's limit.
+constexpr uint64_t kReservedFds = 64;
 
 struct ServeOptions {
   std::string model;
@@ -37,7 +43,38 @@ struct ServeOptions {
   std::string kv_ram;       // sizes with K/M/G suffixes; empty: unlimited
   std::string kv_disk_max;
   TuneFlags tune;
+  double shutdown_grace_s = 10;
+  double head_timeout_s = 10;
+  double body_timeout_s = 30;
 };
+
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+// Raises the soft limit on open files to the hard limit and fits
+// --max-connections under it (each connection holds one descriptor).
+void FitConnectionsToFdLimit(size_t* max_connections) {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0) return;
+  if (r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+    getrlimit(RLIMIT_NOFILE, &r);
+  }
+  if (r.rlim_cur == RLIM_INFINITY || r.rlim_cur <= kReservedFds) return;
+  const uint64_t fit = r.rlim_cur - kReservedFds;
+  if (*max_connections > fit) {
+    std::fprintf(stderr, "strata serve: warning: --max-connections lowered to %llu (open file limit %llu)\n",
+                 static_cast<unsigned long long>(fit), static_cast<unsigned long long>(r.rlim_cur));
+    *max_connections = fit;
+  }
+}
+
+// "host:port" for a URL: IPv6 literals in brackets.
+std::string UrlAuthority(const std::string& host, int port) {
+  return host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
+}
 
 // Applies the --kv-* and tuner flags to the engine parameters.
 void ApplyKvOptions(ServeOptions& o) {
@@ -99,6 +136,10 @@ void Serve(ServeOptions& o) {
   const sigset_t stop_signals = StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  // CLI11 takes an empty variable for an absent one; auth must not turn off silently.
+  if (const char* env = std::getenv("STRATA_API_KEY"); env != nullptr && *env == '\0' && o.server.api_key.empty())
+    Fail("--api-key", Status::InvalidArgument("STRATA_API_KEY is set but empty (unset it, or set a key)"));
+
   ModelLoadOptions mo;
   mo.path = o.model.empty() ? DefaultModelPath() : o.model;
   mo.tokenizer_path = o.tokenizer;
@@ -109,16 +150,18 @@ void Serve(ServeOptions& o) {
   ApplyKvOptions(o);
   std::unique_ptr<Engine> engine;
   CheckOk("engine", Engine::Create(*model, o.engine, &engine));
-  // A connection holds an HTTP thread while its request runs or waits in the
-  // engine's queue; the spare ones answer /health and /metrics meanwhile.
-  o.server.http_threads = std::min(o.engine.parallel + o.engine.max_queue + kSpareHttpThreads, kMaxHttpThreads);
+  o.server.shutdown_grace = Millis(o.shutdown_grace_s);
+  o.server.limits.head_timeout = Millis(o.head_timeout_s);
+  o.server.limits.body_timeout = Millis(o.body_timeout_s);
+  FitConnectionsToFdLimit(&o.server.limits.max_connections);
   std::unique_ptr<server::Server> srv;
   CheckOk("server", server::Server::Create(engine.get(), chat_template, o.server, &srv));
   int port = 0;
   CheckOk("server", srv->Bind(&port));
-  std::fprintf(stderr, "strata serve: listening on http://%s:%d (model %s, context %d, chat template %s)\n",
-               o.server.host.c_str(), port, model->name().c_str(), engine->n_ctx(),
-               std::string(chat_template.name()).c_str());
+  std::fprintf(stderr, "strata serve: listening on http://%s (model %s, context %d, chat template %s, %s)\n",
+               UrlAuthority(o.server.host, port).c_str(), model->name().c_str(), engine->n_ctx(),
+               std::string(chat_template.name()).c_str(),
+               o.server.api_key.empty() ? "no API key: anyone who can connect may use it" : "API key required");
 
   std::thread signals([&] {
     int sig = 0;
@@ -144,11 +187,12 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--host", o->server.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--api-key", o->server.api_key, "Require 'Authorization: Bearer KEY' (all but /health)")
-      ->envname("STRATA_API_KEY");
+      ->envname("STRATA_API_KEY")
+      ->check([](const std::string& key) { return key.empty() ? std::string("the API key must not be empty") : ""; });
   cmd->add_option("--parallel", o->engine.parallel, "Requests generated at once")
       ->capture_default_str()->check(CLI::Range(1, 1024));
-  cmd->add_option("--max-queue", o->engine.max_queue, "Waiting requests beyond which requests get 429")
-      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--max-queue", o->engine.max_queue, "Waiting requests beyond which requests get 429 (>= 1)")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("-c,--ctx-size", o->engine.n_ctx, "Context per request (0: the model's)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("-t,--threads", o->engine.n_threads, "Compute threads (0: all cores)")->check(CLI::Range(0, 1024));
@@ -159,8 +203,26 @@ void AddServeCommand(CLI::App& app) {
                         for (const std::string& n : server::ChatTemplate::Names()) names += (names.empty() ? "" : ", ") + n;
                         return names;
                       }());
-  cmd->add_option("--max-body", o->server.max_body_bytes, "Largest request body in bytes (413 beyond)")
+  cmd->add_option("--max-body", o->server.limits.max_body_bytes,
+                  "Largest request body in bytes, as sent and after decompression (413 beyond)")
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 30));
+  cmd->add_option("--max-connections", o->server.limits.max_connections,
+                  "Open connections at most; more get 503")
+      ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  cmd->add_option("--head-timeout", o->head_timeout_s,
+                  "Seconds a connection may take to send a whole request head (also the keep-alive idle time)")
+      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--body-timeout", o->body_timeout_s, "Seconds a request body may take to arrive (408 beyond)")
+      ->capture_default_str()->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--shutdown-grace", o->shutdown_grace_s,
+                  "Seconds running generations may take to finish after SIGTERM/SIGINT")
+      ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--allowed-host", o->server.allowed_hosts,
+                  "Host header value accepted besides the bound address (repeatable; '*': any)");
+  cmd->add_option("--cors-origin", o->server.cors_origins,
+                  "Origin allowed to call the API from a browser (repeatable; '*': any); default none");
+  cmd->add_option("--http-threads", o->server.io_threads, "Threads serving connections")
+      ->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--max-tokens-limit", o->server.max_tokens_limit, "Largest max_tokens accepted (0: the context size)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--max-batch", o->engine.max_batch_tokens, "Tokens per forward pass (decode tokens + prompt chunks)")

@@ -33,8 +33,18 @@ ApiError ApiError::ForHttpStatus(int http_status, const std::string& method, con
     case 405:
       return ApiError{405, fmt::format("method {} is not allowed on {}", method, path), "invalid_request_error", "",
                       "method_not_allowed"};
+    case 403:
+      return ApiError{403, "forbidden", "invalid_request_error", "", "forbidden"};
+    case 408:
+      return ApiError{408, "the request took too long to arrive", "invalid_request_error", "", "request_timeout"};
     case 413:
       return ApiError{413, "the request body is too large", "invalid_request_error", "", "request_too_large"};
+    case 415:
+      return ApiError{415, "unsupported media type", "invalid_request_error", "", "unsupported_media_type"};
+    case 431:
+      return ApiError{431, "the request head is too large", "invalid_request_error", "", "request_header_too_large"};
+    case 503:
+      return ApiError{503, "the server is busy; retry later", "server_error", "", "unavailable"};
     default:
       return ApiError{http_status, fmt::format("HTTP error {}", http_status),
                       http_status >= 500 ? "server_error" : "invalid_request_error", "", ""};

@@ -129,6 +129,7 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
   STRATA_RETURN_IF_ERROR(f.Number("top_p", 0, 1, &out->top_p));
   STRATA_RETURN_IF_ERROR(f.Number("min_p", 0, 1, &out->min_p));
   STRATA_RETURN_IF_ERROR(f.Number("repeat_penalty", 0, 100, &out->repeat_penalty));
+  if (out->repeat_penalty <= 0) return f.Fail("repeat_penalty", "'repeat_penalty' must be greater than 0");
   int64_t top_k = 0;
   STRATA_RETURN_IF_ERROR(f.Int("top_k", 0, 1 << 24, &top_k));
   out->top_k = static_cast<int32_t>(top_k);
@@ -255,6 +256,9 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
 Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits, ApiRequest* out,
                        std::string* bad_param) {
   bad_param->clear();
+  // JSON text holds no raw NUL; the parser would stop at one and ignore the rest.
+  if (body.find('\0') != std::string_view::npos)
+    return Status::InvalidArgument("the body is not valid JSON: it contains a NUL byte");
   json doc;
   try {
     doc = json::parse(body);

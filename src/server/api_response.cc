@@ -19,8 +19,10 @@ json ResponseBuilder::UsageJson(const Usage& usage) {
           {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
 }
 
+std::string ResponseBuilder::Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 std::string ResponseBuilder::Sse(const json& chunk) {
-  return "data: " + chunk.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+  return "data: " + Dump(chunk) + "\n\n";
 }
 
 json ResponseBuilder::Envelope(bool chunk) const {

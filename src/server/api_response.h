@@ -58,6 +58,8 @@ class ResponseBuilder {
 
   // "data: <json>\n\n"; invalid UTF-8 is replaced.
   static std::string Sse(const nlohmann::json& chunk);
+  // Compact JSON; invalid UTF-8 (e.g. from a model's name) is replaced, never thrown.
+  static std::string Dump(const nlohmann::json& j);
   static nlohmann::json UsageJson(const Usage& usage);
 
  private:

@@ -1,10 +1,11 @@
 #include "server/generation_job.h"
 
+#include <algorithm>
+
 namespace strata::server {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr std::chrono::milliseconds kWholeWait{1000};
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -18,20 +19,43 @@ ApiError FailureOf(const GenerationEvent& e) {
 
 }  // namespace
 
-GenerationJob::GenerationJob(Engine& engine, Metrics& metrics, ResponseBuilder builder, bool include_usage,
+GenerationJob::GenerationJob(Engine& engine, Metrics& metrics, ResponseBuilder builder, Output output,
                              Clock::time_point received)
-    : engine_(engine),
-      metrics_(metrics),
-      builder_(std::move(builder)),
-      include_usage_(include_usage),
-      received_(received) {}
+    : engine_(engine), metrics_(metrics), builder_(std::move(builder)), output_(std::move(output)), received_(received) {}
 
-Status GenerationJob::Submit(GenerationRequest request) {
+Status GenerationJob::Start(GenerationRequest request, std::shared_ptr<http::HttpExchange> exchange,
+                            std::function<void()> on_end) {
+  exchange_ = std::move(exchange);
+  on_end_ = std::move(on_end);
   usage_.prompt_tokens = static_cast<int32_t>(request.prompt.size());
+  std::weak_ptr<GenerationJob> weak = weak_from_this();
+  channel_->SetNotifier([weak, exchange = exchange_] {
+    exchange->Post([weak] {
+      if (auto job = weak.lock()) job->Drain();
+    });
+  });
   std::shared_ptr<GenerationChannel> channel = channel_;
-  return engine_.Submit(
-      std::move(request), [channel](const GenerationEvent& e) { return channel->Push(e); }, &id_);
+  uint64_t id = 0;
+  if (Status s = engine_.Submit(
+          std::move(request), [channel](const GenerationEvent& e) { return channel->Push(e); }, &id);
+      !s.ok()) {
+    channel_->Abandon();
+    return s;
+  }
+  id_ = id;
+  exchange_->OnAbandon([weak] {
+    if (auto job = weak.lock()) job->Abandon();
+  });
+  if (output_.stream) {
+    http::HttpResponse head{200, output_.headers, ""};
+    head.With("Content-Type", "text/event-stream").With("Cache-Control", "no-cache");
+    exchange_->StartStream(std::move(head), http::StreamOptions{output_.heartbeat, ": keep-alive\n\n"});
+    if (builder_.HasFirst()) exchange_->Write(ResponseBuilder::Sse(builder_.First()));
+  }
+  return Status::Ok();
 }
+
+void GenerationJob::Cancel() { engine_.Cancel(id_); }
 
 void GenerationJob::Observe(const TimedEvent& e) {
   const int32_t n = e.event.completion_tokens;
@@ -52,56 +76,60 @@ void GenerationJob::Observe(const TimedEvent& e) {
   }
 }
 
-bool GenerationJob::AwaitWhole(nlohmann::json* body, ApiError* error) {
-  std::string text;
-  std::vector<TokenLogprob> logprobs;
-  while (!finished_) {
-    if (!channel_->Wait(kWholeWait, &batch_)) continue;
-    for (const TimedEvent& e : batch_) {
-      Observe(e);
-      text += e.event.text;
-      logprobs.insert(logprobs.end(), e.event.logprobs.begin(), e.event.logprobs.end());
-    }
-  }
-  if (!Succeeded(last_.reason)) {
-    *error = FailureOf(last_);
-    return false;
-  }
-  *body = builder_.Whole(text, logprobs, last_.reason, usage_);
-  return true;
-}
-
-std::string GenerationJob::NextSse(std::chrono::milliseconds timeout, bool* done) {
+void GenerationJob::Drain() {
+  if (ended_) return;
+  channel_->Take(&batch_);
   std::string out;
-  if (!started_) {
-    started_ = true;
-    if (builder_.HasFirst()) out += ResponseBuilder::Sse(builder_.First());
-  }
-  *done = false;
-  if (!channel_->Wait(timeout, &batch_)) return out.empty() ? ": keep-alive\n\n" : out;
   for (const TimedEvent& e : batch_) {
     Observe(e);
-    if (!e.event.text.empty() || !e.event.logprobs.empty())
-      out += ResponseBuilder::Sse(builder_.Delta(e.event.text, e.event.logprobs));
+    if (output_.stream) {
+      if (!e.event.text.empty() || !e.event.logprobs.empty())
+        out += ResponseBuilder::Sse(builder_.Delta(e.event.text, e.event.logprobs));
+    } else {
+      text_ += e.event.text;
+      logprobs_.insert(logprobs_.end(), e.event.logprobs.begin(), e.event.logprobs.end());
+    }
   }
-  if (finished_) {
-    out += StreamEnd();
-    *done = true;
+  if (!finished_) {
+    if (!out.empty()) exchange_->Write(std::move(out));
+    return;
   }
-  return out;
+  if (output_.stream) {
+    exchange_->Write(out + StreamEnd());
+    exchange_->End();
+  } else {
+    exchange_->Respond(WholeResponse());
+  }
+  End();
+}
+
+http::HttpResponse GenerationJob::WholeResponse() {
+  if (!Succeeded(last_.reason)) {
+    const ApiError error = FailureOf(last_);
+    http::HttpResponse r{error.http_status, output_.headers, error.ToJson()};
+    return r.With("Content-Type", "application/json");
+  }
+  http::HttpResponse r{200, output_.headers, ResponseBuilder::Dump(builder_.Whole(text_, logprobs_, last_.reason, usage_))};
+  return r.With("Content-Type", "application/json");
 }
 
 std::string GenerationJob::StreamEnd() const {
   if (!Succeeded(last_.reason)) return "data: " + FailureOf(last_).ToJson() + "\n\n";
   std::string out = ResponseBuilder::Sse(builder_.Finish(last_.reason));
-  if (include_usage_) out += ResponseBuilder::Sse(builder_.UsageChunk(usage_));
+  if (output_.include_usage) out += ResponseBuilder::Sse(builder_.UsageChunk(usage_));
   return out + "data: [DONE]\n\n";
 }
 
-void GenerationJob::Release() {
+void GenerationJob::Abandon() {
+  if (ended_) return;
+  if (!finished_) engine_.Cancel(id_);
+  End();
+}
+
+void GenerationJob::End() {
+  ended_ = true;
   channel_->Abandon();
-  if (!finished_ && id_ != 0) engine_.Cancel(id_);
-  finished_ = true;
+  if (std::function<void()> fn = std::move(on_end_)) fn();
 }
 
 }  // namespace strata::server

@@ -1,8 +1,8 @@
 #include "server/server.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
-#include <sys/socket.h>
+
+#include <boost/asio/ip/address.hpp>
 
 #include <algorithm>
 #include <random>
@@ -13,27 +13,20 @@
 
 namespace strata::server {
 
-// httplib 0.11 listens with a backlog of 5: a burst of connections (32
-// clients starting at once) overflows it, and the kernel then drops
-// handshakes or answers them with SYN cookies — one-second stalls and the
-// occasional failed request. Linux lets listen() be called again on the
-// bound socket to raise the backlog.
-class HttpListener : public httplib::Server {
- public:
-  bool RaiseBacklog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
-};
-
 namespace {
 
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using http::HttpRequestHead;
+using http::HttpResponse;
 
-constexpr int kDefaultHttpThreads = 80;
 constexpr const char* kCompletionsPath = "/v1/completions";
 constexpr const char* kChatPath = "/v1/chat/completions";
+// After the grace period, cancelled requests get this long to send their last event.
+constexpr std::chrono::seconds kCancelDrain{5};
 
 // Compares without an early exit, so response time does not leak the key.
-bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
@@ -45,16 +38,54 @@ int64_t UnixSeconds() {
       .count();
 }
 
-// A bounded label for /metrics: known routes as themselves, anything else "other".
-std::string EndpointLabel(const std::string& path) {
-  for (const char* known : {kCompletionsPath, kChatPath, "/v1/models", "/health", "/metrics"})
-    if (path == known) return known;
-  if (path.starts_with("/v1/models/")) return "/v1/models/{id}";
-  return "other";
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
 }
 
-// Compact JSON; invalid UTF-8 (e.g. from a model's name) is replaced, never thrown.
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+// The host name of a Host header value: without port or IPv6 brackets, lower case.
+std::string HostName(std::string_view host) {
+  if (host.starts_with('[')) {
+    const size_t close = host.find(']');
+    return close == std::string_view::npos ? Lower(host) : Lower(host.substr(1, close - 1));
+  }
+  const size_t colon = host.find(':');
+  if (colon != std::string_view::npos && host.find(':', colon + 1) == std::string_view::npos)
+    host = host.substr(0, colon);
+  return Lower(host);
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  return !ec && address.is_loopback();
+}
+
+bool IsWildcardHost(const std::string& host) {
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(host, ec);
+  return host.empty() || (!ec && address.is_unspecified());
+}
+
+// The media type of a Content-Type value, lower case, without parameters.
+std::string MediaType(std::string_view content_type) {
+  std::string_view t = content_type.substr(0, content_type.find(';'));
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+  return Lower(t);
+}
+
+// A bounded label for /metrics: known routes as themselves, anything else "other".
+std::string EndpointLabel(const HttpRequestHead* head) {
+  if (head == nullptr) return "other";
+  for (const char* known : {kCompletionsPath, kChatPath, "/v1/models", "/health", "/metrics"})
+    if (head->path == known) return known;
+  if (head->path.starts_with("/v1/models/")) return "/v1/models/{id}";
+  return "other";
+}
 
 json ModelJson(const std::string& id, int64_t created) {
   return {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "strata"}};
@@ -80,165 +111,230 @@ Server::Server(Engine* engine, ChatTemplate chat_template, ServerOptions options
       limits_{options_.max_tokens_limit > 0 ? options_.max_tokens_limit : engine->n_ctx()},
       created_(UnixSeconds()),
       instance_(std::random_device{}()),
-      http_(std::make_unique<HttpListener>()) {}
+      http_(std::make_unique<http::HttpServer>(static_cast<http::HttpHandler*>(this), options_.limits,
+                                             options_.io_threads)) {
+  const std::string bound = HostName(options_.host);
+  for (const std::string& h : options_.allowed_hosts) {
+    if (h == "*") any_host_ = true;
+    allowed_hosts_.push_back(HostName(h));
+  }
+  if (IsWildcardHost(bound)) {
+    any_host_ = any_host_ || options_.allowed_hosts.empty();
+  } else {
+    allowed_hosts_.push_back(bound);
+  }
+  if (IsLoopbackHost(bound) || IsWildcardHost(bound))
+    for (const char* h : {"localhost", "127.0.0.1", "::1"}) allowed_hosts_.push_back(h);
+}
 
 Server::~Server() = default;
 
 Status Server::Create(Engine* engine, ChatTemplate chat_template, ServerOptions options,
                       std::unique_ptr<Server>* out) {
   if (options.port < 0 || options.port > 65535) return Status::InvalidArgument("port must be in [0, 65535]");
-  if (options.max_body_bytes == 0) return Status::InvalidArgument("max_body_bytes must be > 0");
+  if (options.limits.max_body_bytes == 0) return Status::InvalidArgument("max_body_bytes must be > 0");
+  if (options.limits.max_connections == 0) return Status::InvalidArgument("max_connections must be > 0");
   if (options.max_tokens_limit < 0) return Status::InvalidArgument("max_tokens_limit must be >= 0");
   if (options.default_max_tokens < 0) return Status::InvalidArgument("default_max_tokens must be >= 0");
-  if (options.http_threads < 0) return Status::InvalidArgument("http_threads must be >= 0");
+  if (options.io_threads < 1) return Status::InvalidArgument("io_threads must be >= 1");
+  if (options.shutdown_grace.count() < 0) return Status::InvalidArgument("shutdown_grace must be >= 0");
   if (options.model_id.empty()) options.model_id = engine->model().name();
   out->reset(new Server(engine, std::move(chat_template), std::move(options)));
-  (*out)->ConfigureHttp();
-  (*out)->Route();
   return Status::Ok();
 }
 
-Status Server::Bind(int* port) {
-  const int bound = options_.port == 0 ? http_->bind_to_any_port(options_.host)
-                                       : (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
-  if (bound < 0 || !http_->RaiseBacklog())
-    return Status::IOError(fmt::format("cannot listen on {}:{}", options_.host, options_.port));
-  *port = bound;
-  return Status::Ok();
-}
+Status Server::Bind(int* port) { return http_->Bind(options_.host, options_.port, port); }
 
 Status Server::Serve() {
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (shutting_down_) return Status::Ok();
-    serving_ = true;
-  }
-  const bool ok = http_->listen_after_bind();
+  http_->Run();
+  return Status::Ok();
+}
+
+bool Server::shutting_down() const {
   std::lock_guard<std::mutex> l(mu_);
-  serving_ = false;
-  return ok || shutting_down_ ? Status::Ok() : Status::IOError("the HTTP listener failed");
+  return shutting_down_;
 }
 
 void Server::Shutdown() {
-  std::set<uint64_t> running;
   {
     std::lock_guard<std::mutex> l(mu_);
+    if (shutting_down_) return;
     shutting_down_ = true;
-    running.swap(active_);
   }
-  for (uint64_t id : running) engine_.Cancel(id);
-  // httplib's stop() does nothing before its listener runs, so a Serve that
-  // is just starting is waited for rather than missed.
-  for (;;) {
-    if (http_->is_running()) return http_->stop();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (!serving_) return;  // Serve is over, or will see shutting_down_
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  http_->StopAccepting();  // idle and slow connections close now
+  std::vector<std::shared_ptr<GenerationJob>> late;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    jobs_done_.wait_for(l, options_.shutdown_grace, [&] { return jobs_.empty(); });
+    for (auto& [key, job] : jobs_) late.push_back(job);
   }
+  for (auto& job : late) job->Cancel();
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    jobs_done_.wait_for(l, kCancelDrain, [&] { return jobs_.empty(); });
+  }
+  // Connections close themselves once their last response is written; give
+  // them a moment to flush, then drop what is left.
+  for (int i = 0; i < 100 && http_->connections() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  http_->CloseAll();
 }
 
-bool Server::Register(uint64_t id) {
+bool Server::Register(uint64_t key, std::shared_ptr<GenerationJob> job) {
   std::lock_guard<std::mutex> l(mu_);
   if (shutting_down_) return false;
-  active_.insert(id);
+  jobs_.emplace(key, std::move(job));
   return true;
 }
 
-void Server::Unregister(uint64_t id) {
+void Server::Unregister(uint64_t key) {
   std::lock_guard<std::mutex> l(mu_);
-  active_.erase(id);
+  jobs_.erase(key);
+  if (jobs_.empty()) jobs_done_.notify_all();
 }
 
-void Server::Reply(httplib::Response& res, const ApiError& error) const {
-  res.status = error.http_status;
-  res.set_content(error.ToJson(), "application/json");
-}
+// ---- judging a request from its head ----
 
-bool Server::Authorized(const httplib::Request& req) const {
-  return options_.api_key.empty() ||
-         ConstantTimeEquals(req.get_header_value("Authorization"), "Bearer " + options_.api_key);
-}
-
-void Server::ConfigureHttp() {
-  const size_t threads = options_.http_threads > 0 ? options_.http_threads : kDefaultHttpThreads;
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http_->set_payload_max_length(options_.max_body_bytes);
-  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a
-  // second server silently share the port instead of failing to bind.
-  http_->set_socket_options([](int sock) {
-    const int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  http_->set_tcp_nodelay(true);  // each SSE chunk goes out at once, not after the peer's delayed ACK
-  // Fills in OpenAI error bodies for statuses no handler explained (404, 413, ...).
-  httplib::Server::HandlerWithResponse on_error = [this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    ApiError e = ApiError::ForHttpStatus(res.status, req.method, req.path);
-    if (res.status == 413) e.message = fmt::format("the request body exceeds {} bytes", options_.max_body_bytes);
-    Reply(res, e);
-    return httplib::Server::HandlerResponse::Handled;
-  };
-  http_->set_error_handler(std::move(on_error));
-  http_->set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    Reply(res, ApiError{500, "internal error", "server_error", "", "internal_error"});
-  });
-  http_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    metrics_.CountRequest(EndpointLabel(req.path), res.status);
-  });
-}
-
-void Server::Route() {
-  // Every route but /health checks the key first.
-  auto guarded = [this](auto handler) {
-    return [this, handler](const httplib::Request& req, httplib::Response& res) {
-      if (!Authorized(req)) {
-        return Reply(res, ApiError{401, "missing or incorrect API key (send 'Authorization: Bearer <key>')",
-                                   "invalid_request_error", "", "invalid_api_key"});
-      }
-      handler(req, res);
-    };
-  };
-  http_->Post(kCompletionsPath, guarded([this](const auto& req, auto& res) {
-                HandleGeneration(Endpoint::kCompletions, req, res);
-              }));
-  http_->Post(kChatPath, guarded([this](const auto& req, auto& res) { HandleGeneration(Endpoint::kChat, req, res); }));
-  http_->Get("/v1/models", guarded([this](const auto& req, auto& res) { HandleModels(req, res); }));
-  http_->Get(R"(/v1/models/(.+))", guarded([this](const auto& req, auto& res) { HandleModel(req, res); }));
-  http_->Get("/metrics", guarded([this](const auto& req, auto& res) { HandleMetrics(req, res); }));
-  http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard<std::mutex> l(mu_);
-    res.status = shutting_down_ ? 503 : 200;
-    res.set_content(shutting_down_ ? R"({"status":"shutting down"})" : R"({"status":"ok"})", "application/json");
-  });
-  // Known paths with the wrong method: 405 (unknown paths fall through to 404).
-  auto not_allowed = [](const char* allow) {
-    return [allow](const httplib::Request&, httplib::Response& res) {
-      res.status = 405;
-      res.set_header("Allow", allow);
-    };
-  };
-  for (const char* path : {kCompletionsPath, kChatPath}) http_->Get(path, not_allowed("POST"));
-  for (const char* path : {"/v1/models", "/health", "/metrics"}) http_->Post(path, not_allowed("GET"));
-}
-
-void Server::HandleModels(const httplib::Request&, httplib::Response& res) const {
-  const json body = {{"object", "list"}, {"data", json::array({ModelJson(options_.model_id, created_)})}};
-  res.set_content(Dump(body), "application/json");
-}
-
-void Server::HandleModel(const httplib::Request& req, httplib::Response& res) const {
-  const std::string id = req.matches[1];
-  if (id != options_.model_id) {
-    return Reply(res, ApiError{404, fmt::format("no model '{}' (this server has '{}')", id, options_.model_id),
-                               "invalid_request_error", "model", "model_not_found"});
+std::optional<HttpResponse> Server::CheckHost(const HttpRequestHead& head) const {
+  if (any_host_) return std::nullopt;
+  const std::optional<std::string_view> host = head.Header("Host");
+  if (!host) {
+    if (head.version < 11) return std::nullopt;  // HTTP/1.0 may omit it
+    return Reply(ApiError::InvalidRequest("the request has no Host header"), head);
   }
-  res.set_content(Dump(ModelJson(options_.model_id, created_)), "application/json");
+  const std::string name = HostName(*host);
+  if (std::find(allowed_hosts_.begin(), allowed_hosts_.end(), name) != allowed_hosts_.end()) return std::nullopt;
+  return Reply(ApiError{403, fmt::format("host '{}' is not allowed (start the server with --allowed-host)", name),
+                        "invalid_request_error", "", "host_not_allowed"},
+               head);
 }
 
-void Server::HandleMetrics(const httplib::Request&, httplib::Response& res) const {
-  res.set_content(metrics_.Render(engine_.Stats()), "text/plain; version=0.0.4; charset=utf-8");
+std::optional<HttpResponse> Server::CheckOrigin(const HttpRequestHead& head) const {
+  const std::optional<std::string_view> origin = head.Header("Origin");
+  if (!origin) return std::nullopt;  // not a browser's cross-origin request
+  const std::optional<std::string_view> host = head.Header("Host");
+  if (host && (http::EqualsIgnoreCase(*origin, fmt::format("http://{}", *host)) ||
+               http::EqualsIgnoreCase(*origin, fmt::format("https://{}", *host))))
+    return std::nullopt;  // same origin: the server's own page
+  for (const std::string& allowed : options_.cors_origins)
+    if (allowed == "*" || http::EqualsIgnoreCase(allowed, *origin)) return std::nullopt;
+  return Reply(ApiError{403, "cross-origin requests are not allowed (start the server with --cors-origin)",
+                        "invalid_request_error", "", "origin_not_allowed"},
+               head);
+}
+
+std::vector<http::HttpHeader> Server::CorsHeaders(const HttpRequestHead& head) const {
+  const std::optional<std::string_view> origin = head.Header("Origin");
+  if (!origin) return {};
+  for (const std::string& allowed : options_.cors_origins) {
+    if (allowed == "*" || http::EqualsIgnoreCase(allowed, *origin))
+      return {{"Access-Control-Allow-Origin", std::string(*origin)}, {"Vary", "Origin"}};
+  }
+  return {};
+}
+
+bool Server::Authorized(const HttpRequestHead& head) const {
+  if (options_.api_key.empty()) return true;
+  return ConstantTimeEquals(head.Header("Authorization").value_or(""), "Bearer " + options_.api_key);
+}
+
+std::optional<HttpResponse> Server::Admit(const HttpRequestHead& head) {
+  if (shutting_down()) {
+    return Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head)
+        .With("Connection", "close");
+  }
+  if (auto refusal = CheckHost(head)) return refusal;
+  if (auto refusal = CheckOrigin(head)) return refusal;
+
+  // Which route, and may this method use it.
+  const std::string& path = head.path;
+  const bool post = head.method == "POST";
+  const bool get = head.method == "GET";
+  const char* allow = nullptr;
+  bool json_body = false;
+  if (path == kCompletionsPath || path == kChatPath) {
+    allow = "POST";
+    json_body = true;
+  } else if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/health" || path == "/metrics") {
+    allow = "GET";
+  } else {
+    return Reply(ApiError::ForHttpStatus(404, head.method, path), head);
+  }
+  if (head.method == "OPTIONS") {  // a CORS preflight (CheckOrigin let its Origin through)
+    HttpResponse r{204, CorsHeaders(head), ""};
+    r.With("Access-Control-Allow-Methods", fmt::format("{}, OPTIONS", allow))
+        .With("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        .With("Access-Control-Max-Age", "600");
+    return r;
+  }
+  if ((json_body && !post) || (!json_body && !get))
+    return Reply(ApiError::ForHttpStatus(405, head.method, path), head).With("Allow", allow);
+  if (path != "/health" && !Authorized(head)) {
+    return Reply(ApiError{401, "missing or incorrect API key (send 'Authorization: Bearer <key>')",
+                          "invalid_request_error", "", "invalid_api_key"},
+                 head);
+  }
+  if (json_body) {
+    // curl -d sends form-encoded bodies: taken as the JSON text they are.
+    const std::string type = MediaType(head.Header("Content-Type").value_or(""));
+    if (type != "application/json" && type != "application/x-www-form-urlencoded") {
+      return Reply(ApiError{415, "send the body as JSON with 'Content-Type: application/json'",
+                            "invalid_request_error", "", "unsupported_media_type"},
+                   head);
+    }
+  }
+  return std::nullopt;
+}
+
+HttpResponse Server::Error(int status, std::string_view message, const HttpRequestHead* head) {
+  ApiError e = ApiError::ForHttpStatus(status, head ? head->method : "", head ? head->path : "");
+  e.message = std::string(message);
+  if (head == nullptr) return HttpResponse::Json(status, e.ToJson());
+  return Reply(e, *head);
+}
+
+void Server::Responded(const HttpRequestHead* head, int status) { metrics_.CountRequest(EndpointLabel(head), status); }
+
+HttpResponse Server::Reply(const ApiError& error, const HttpRequestHead& head) const {
+  HttpResponse r{error.http_status, CorsHeaders(head), error.ToJson()};
+  return r.With("Content-Type", "application/json");
+}
+
+HttpResponse Server::ReplyJson(std::string body, const HttpRequestHead& head) const {
+  HttpResponse r{200, CorsHeaders(head), std::move(body)};
+  return r.With("Content-Type", "application/json");
+}
+
+// ---- answering ----
+
+void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange) {
+  const HttpRequestHead& head = request.head;
+  const std::string& path = head.path;
+  if (path == kCompletionsPath) return HandleGeneration(Route::kCompletions, std::move(request), std::move(exchange));
+  if (path == kChatPath) return HandleGeneration(Route::kChat, std::move(request), std::move(exchange));
+  if (path == "/health") {
+    const bool down = shutting_down();
+    HttpResponse r{down ? 503 : 200, CorsHeaders(head), down ? R"({"status":"shutting down"})" : R"({"status":"ok"})"};
+    return exchange->Respond(r.With("Content-Type", "application/json"));
+  }
+  if (path == "/metrics") {
+    HttpResponse r{200, CorsHeaders(head), metrics_.Render(engine_.Stats())};
+    return exchange->Respond(r.With("Content-Type", "text/plain; version=0.0.4; charset=utf-8"));
+  }
+  if (path == "/v1/models") {
+    const json body = {{"object", "list"}, {"data", json::array({ModelJson(options_.model_id, created_)})}};
+    return exchange->Respond(ReplyJson(ResponseBuilder::Dump(body), head));
+  }
+  exchange->Respond(HandleModel(head));
+}
+
+HttpResponse Server::HandleModel(const HttpRequestHead& head) const {
+  const std::string id = head.path.substr(std::string_view("/v1/models/").size());
+  if (id != options_.model_id) {
+    return Reply(ApiError{404, fmt::format("no model '{}' (this server has '{}')", id, options_.model_id),
+                          "invalid_request_error", "model", "model_not_found"},
+                 head);
+  }
+  return ReplyJson(ResponseBuilder::Dump(ModelJson(options_.model_id, created_)), head);
 }
 
 std::string Server::NextResponseId(Endpoint endpoint) {
@@ -269,54 +365,44 @@ bool Server::PlanGeneration(const ApiRequest& request, std::vector<int32_t> prom
   return true;
 }
 
-void Server::HandleGeneration(Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {
+void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_ptr<http::HttpExchange> exchange) {
   const Clock::time_point received = Clock::now();
+  const HttpRequestHead& head = req.head;
+  const Endpoint endpoint = route == Route::kChat ? Endpoint::kChat : Endpoint::kCompletions;
   ApiRequest request;
   std::string param;
   if (Status s = ParseApiRequest(endpoint, req.body, limits_, &request, &param); !s.ok())
-    return Reply(res, ApiError::InvalidRequest(s.message(), param));
+    return exchange->Respond(Reply(ApiError::InvalidRequest(s.message(), param), head));
   std::vector<int32_t> prompt;
-  if (Status s = BuildPrompt(request, engine_.model().vocab(), chat_template_, &prompt); !s.ok())
-    return Reply(res, ApiError::InvalidRequest(s.message(), endpoint == Endpoint::kChat ? "messages" : "prompt"));
+  if (Status s = BuildPrompt(request, engine_.model().vocab(), chat_template_, &prompt); !s.ok()) {
+    return exchange->Respond(
+        Reply(ApiError::InvalidRequest(s.message(), endpoint == Endpoint::kChat ? "messages" : "prompt"), head));
+  }
   // Where completion logprobs' text_offset starts (chat has no offsets).
   const size_t prompt_bytes = endpoint == Endpoint::kChat ? 0
                               : request.prompt_is_ids     ? engine_.model().vocab().Decode(prompt).size()
                                                           : request.prompt_text.size();
   GenerationRequest g;
   ApiError error;
-  if (!PlanGeneration(request, std::move(prompt), &g, &error)) return Reply(res, error);
+  if (!PlanGeneration(request, std::move(prompt), &g, &error)) return exchange->Respond(Reply(error, head));
 
   ResponseIdentity identity{NextResponseId(endpoint), UnixSeconds(), options_.model_id};
+  GenerationJob::Output output{request.stream, request.stream && request.include_usage, CorsHeaders(head),
+                               options_.heartbeat};
   auto job = std::make_shared<GenerationJob>(
       engine_, metrics_, ResponseBuilder(request, std::move(identity), engine_.model().vocab(), prompt_bytes),
-      request.stream && request.include_usage, received);
-  if (Status s = job->Submit(std::move(g)); !s.ok()) return Reply(res, ApiError::FromStatus(s));
-  if (!Register(job->id())) {
-    job->Release();
-    return Reply(res, ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"});
+      std::move(output), received);
+  uint64_t key;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    key = ++next_job_;
   }
-  if (!request.stream) {
-    json body;
-    const bool ok = job->AwaitWhole(&body, &error);
-    job->Release();
-    Unregister(job->id());
-    if (!ok) return Reply(res, error);
-    return res.set_content(Dump(body), "application/json");
+  if (!Register(key, job))
+    return exchange->Respond(Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head));
+  if (Status s = job->Start(std::move(g), exchange, [this, key] { Unregister(key); }); !s.ok()) {
+    Unregister(key);
+    return exchange->Respond(Reply(ApiError::FromStatus(s), head));
   }
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [this, job](size_t, httplib::DataSink& sink) {
-        bool done = false;
-        const std::string piece = job->NextSse(options_.heartbeat, &done);
-        if (!sink.write(piece.data(), piece.size())) return false;  // client gone: the releaser cancels
-        if (done) sink.done();
-        return true;
-      },
-      [this, job](bool) {
-        job->Release();
-        Unregister(job->id());
-      });
 }
 
 }  // namespace strata::server

@@ -5,101 +5,126 @@
 //   GET  /health     (never needs the API key)
 //   GET  /metrics    (Prometheus text format; see metrics.h)
 //
-// Errors are OpenAI's {"error": {...}} bodies: 400 invalid request, 401 bad
-// or missing key, 404 unknown path, 405 wrong method, 413 body over
-// max_body_bytes, 429 engine queue full, 500 internal, 503 shutting down.
-// A streaming client that goes away is noticed by the next failed write
-// (tokens or a keep-alive comment every heartbeat) and its request is
-// cancelled, freeing its slot. See docs/SERVER.md.
+// Every request is judged from its head before its body is read (see
+// Admit): Host (DNS rebinding), Origin (CORS), route and method, API key,
+// Content-Type. Errors are OpenAI's {"error": {...}} bodies; docs/SERVER.md
+// lists every status. The HTTP layer (http/http_server.h) enforces the
+// connection, head, body and time limits. Generations never block an I/O
+// thread: the engine's events are drained on the connection's strand.
 //
-// Thread-safety: Bind and Serve from one thread; Shutdown from any thread
+// Thread-safety: Create/Bind/Serve from one thread; Shutdown from any thread
 // (e.g. a signal-handling thread), any number of times.
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "engine/engine.h"
+#include "http/http_handler.h"
+#include "http/http_limits.h"
+#include "http/http_server.h"
 #include "server/api_error.h"
 #include "server/api_request.h"
 #include "server/chat_template.h"
 #include "server/metrics.h"
 
-namespace httplib {
-class Server;
-struct Request;
-struct Response;
-}  // namespace httplib
-
 namespace strata::server {
 
-class HttpListener;  // httplib::Server with a usable listen backlog (server.cc)
+class GenerationJob;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                   // 0: any free port (Bind reports it)
   std::string api_key;               // non-empty: every endpoint but /health needs "Authorization: Bearer <key>"
-  size_t max_body_bytes = 1 << 20;   // larger request bodies get 413
   int32_t max_tokens_limit = 0;      // largest max_tokens accepted; 0: the engine's context size
   int32_t default_max_tokens = 16;   // completions without max_tokens (OpenAI's default); chat runs to the context end
-  int http_threads = 0;              // concurrent connections served; 0: 80
+  int io_threads = 2;                // threads serving connections (all connections share them)
   std::chrono::milliseconds heartbeat{1000};  // SSE keep-alive interval while no token arrives
+  std::chrono::milliseconds shutdown_grace{10'000};  // running generations may finish this long after Shutdown
   std::string model_id;              // the id /v1/models reports and responses carry
+  // Host header values accepted besides the bound address (and, on a loopback
+  // bind, localhost/127.0.0.1/::1); "*" accepts any. A wildcard bind
+  // (0.0.0.0, ::) with none of these accepts any host.
+  std::vector<std::string> allowed_hosts;
+  // Origins allowed to call the API from a browser (CORS); "*" allows any.
+  // Requests carrying another Origin than the server's own are refused.
+  std::vector<std::string> cors_origins;
+  http::HttpLimits limits;           // max_body_bytes, max_connections, timeouts, ...
 };
 
-class Server {
+class Server : private http::HttpHandler {
  public:
   // REQUIRES: engine outlives the server.
   [[nodiscard]] static Status Create(Engine* engine, ChatTemplate chat_template, ServerOptions options,
                                      std::unique_ptr<Server>* out);
-  ~Server();
+  ~Server() override;
 
   // Binds host:port; *port gets the bound port. kIOError if it cannot.
   [[nodiscard]] Status Bind(int* port);
-  // Serves until Shutdown; returns once in-flight requests are finished.
+  // Serves until Shutdown; returns once every connection is closed.
   // REQUIRES: Bind succeeded.
   [[nodiscard]] Status Serve();
-  // Stops accepting connections and cancels running requests; Serve returns soon after.
+  // Stops accepting connections and closes idle and slow ones at once; lets
+  // running generations finish for up to shutdown_grace, then cancels them
+  // (streams end with an error event, waiting requests get 503); returns when
+  // every response is over. Idempotent.
   void Shutdown();
 
  private:
+  enum class Route { kCompletions, kChat, kModels, kModel, kHealth, kMetrics };
+
   Server(Engine* engine, ChatTemplate chat_template, ServerOptions options);
-  // Threads, limits, socket options, error bodies and request metrics.
-  void ConfigureHttp();
-  void Route();
-  bool Authorized(const httplib::Request& req) const;
-  void Reply(httplib::Response& res, const ApiError& error) const;
-  void HandleGeneration(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
-  void HandleModels(const httplib::Request& req, httplib::Response& res) const;
-  void HandleModel(const httplib::Request& req, httplib::Response& res) const;
-  void HandleMetrics(const httplib::Request& req, httplib::Response& res) const;
+
+  // http::HttpHandler
+  std::optional<http::HttpResponse> Admit(const http::HttpRequestHead& head) override;
+  void Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange) override;
+  http::HttpResponse Error(int status, std::string_view message, const http::HttpRequestHead* head) override;
+  void Responded(const http::HttpRequestHead* head, int status) override;
+
+  // Head checks, each a response if the request is refused.
+  std::optional<http::HttpResponse> CheckHost(const http::HttpRequestHead& head) const;
+  std::optional<http::HttpResponse> CheckOrigin(const http::HttpRequestHead& head) const;
+  bool Authorized(const http::HttpRequestHead& head) const;
+  // The CORS headers a response to head carries (none without an allowed Origin).
+  std::vector<http::HttpHeader> CorsHeaders(const http::HttpRequestHead& head) const;
+  http::HttpResponse Reply(const ApiError& error, const http::HttpRequestHead& head) const;
+  http::HttpResponse ReplyJson(std::string body, const http::HttpRequestHead& head) const;
+
+  void HandleGeneration(Route route, http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange);
+  http::HttpResponse HandleModel(const http::HttpRequestHead& head) const;
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
   std::string NextResponseId(Endpoint endpoint);
-  // Registry of submitted requests, so that Shutdown can cancel them.
-  bool Register(uint64_t id);
-  void Unregister(uint64_t id);
+  // Registry of running jobs, so that Shutdown can wait for and cancel them.
+  bool Register(uint64_t key, std::shared_ptr<GenerationJob> job);
+  void Unregister(uint64_t key);
+  bool shutting_down() const;
 
   Engine& engine_;
   const ChatTemplate chat_template_;
   const ServerOptions options_;
   const RequestLimits limits_;
-  const int64_t created_;  // Unix seconds at start, reported as the model's "created"
+  const int64_t created_;    // Unix seconds at start, reported as the model's "created"
   const uint64_t instance_;  // random, so response ids differ between runs
+  bool any_host_ = false;    // Host is not checked
+  std::vector<std::string> allowed_hosts_;  // lower-case host names (no port, no brackets)
   Metrics metrics_;
-  std::unique_ptr<HttpListener> http_;
-  std::mutex mu_;
-  std::set<uint64_t> active_;
+  std::unique_ptr<http::HttpServer> http_;
+  mutable std::mutex mu_;
+  std::condition_variable jobs_done_;
+  std::map<uint64_t, std::shared_ptr<GenerationJob>> jobs_;
   bool shutting_down_ = false;
-  bool serving_ = false;  // Serve is between its start and its return
   uint64_t next_response_ = 0;
+  uint64_t next_job_ = 0;
 };
 
 }  // namespace strata::server
