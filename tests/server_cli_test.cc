@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "raw_http.h"
 #include "test_util.h"
 
 namespace strata::testing {
@@ -114,6 +115,36 @@ void ExpectGracefulStop(int signal_number) {
 }
 
 TEST(ServerCliTest, SigtermStopsGracefully) { ExpectGracefulStop(SIGTERM); }
+
+// With slow and idle connections open and a generation that outlasts the
+// grace period, SIGTERM still ends the process within the grace period (plus
+// a moment to send the stream its final event).
+TEST(ServerCliTest, SigtermWithSlowConnectionsExitsWithinTheGracePeriod) {
+  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
+               "--shutdown-grace", "1", "-c", "8192"});
+  const std::string port =
+      serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));
+  ASSERT_FALSE(port.empty()) << serve.err();
+  std::vector<RawConnection> slow;
+  for (int i = 0; i < 50; ++i) {
+    slow.emplace_back(std::stoi(port));
+    slow.back().Send("GET /health HTTP/1.1\r\nX-Slow: ");
+  }
+  RawConnection stream(std::stoi(port));
+  const std::string body = R"({"prompt":"Once upon a time","max_tokens":8000,"stream":true})";
+  ASSERT_TRUE(stream.Send("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body));
+  ASSERT_NE(stream.ReadUntil("data: {", std::chrono::seconds(10)).find("data: {"), std::string::npos);
+  const auto t0 = std::chrono::steady_clock::now();
+  kill(serve.pid(), SIGTERM);
+  EXPECT_EQ(serve.Wait(std::chrono::seconds(10)), 0) << serve.err();
+  EXPECT_LT(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count(),
+            3000);
+  // The stream ended with a final event, not a cut connection.
+  EXPECT_TRUE(stream.ReadUntilClosed(std::chrono::seconds(2)));
+  EXPECT_NE(stream.received().find("\"code\":\"cancelled\""), std::string::npos);
+  for (RawConnection& c : slow) EXPECT_TRUE(c.ReadUntilClosed(std::chrono::seconds(1)));
+}
 TEST(ServerCliTest, SigintStopsGracefully) { ExpectGracefulStop(SIGINT); }
 
 TEST(ServerCliTest, UnknownChatTemplateIsAStartupError) {
