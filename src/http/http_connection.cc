@@ -11,10 +11,10 @@
 #include <boost/beast/http.hpp>
 
 #include <cerrno>
-#include <limits>
 #include <fmt/format.h>
 
 #include "http/body_decoder.h"
+#include "http/request_head.h"
 
 namespace strata::http {
 namespace {
@@ -31,25 +31,6 @@ constexpr std::chrono::seconds kRefuseTimeout{2};
 // read and dropped for this long (at most the body limit) before closing, so
 // that the client reads the answer instead of a connection reset.
 constexpr std::chrono::seconds kLingerTimeout{2};
-
-HttpRequestHead HeadOf(const bhttp::request_parser<bhttp::buffer_body>& parser) {
-  const auto& msg = parser.get();
-  HttpRequestHead head;
-  head.method = std::string(msg.method_string());
-  head.target = std::string(msg.target());
-  head.path = head.target.substr(0, head.target.find('?'));
-  head.version = static_cast<int>(msg.version());
-  for (const auto& field : msg) head.headers.push_back({std::string(field.name_string()), std::string(field.value())});
-  head.has_body = parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
-  return head;
-}
-
-// A parse error of the request (not a closed or reset connection, and not a
-// message the client stopped sending halfway).
-bool IsMalformed(const beast::error_code& ec) {
-  return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
-         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message;
-}
 
 bool ExpectsContinue(const HttpRequestHead& head) {
   const auto expect = head.Header("Expect");
@@ -160,11 +141,8 @@ asio::awaitable<void> Connection::Linger() {
 
 asio::awaitable<bool> Connection::ServeOne() {
   beast::error_code ec;
-  bhttp::request_parser<bhttp::buffer_body> parser;
-  parser.header_limit(static_cast<uint32_t>(limits_.max_header_bytes));
-  // The body limit is set once the handler has admitted the head, so that an
-  // oversized body is refused after (not instead of) checking the API key.
-  parser.body_limit(std::numeric_limits<uint64_t>::max());
+  RequestParser parser;
+  PrepareHeadParser(&parser, limits_);
 
   state_ = State::kHead;
   Arm(limits_.head_timeout);
@@ -173,17 +151,17 @@ asio::awaitable<bool> Connection::ServeOne() {
   if (ec) {
     if (timed_out_) co_return false;  // idle or trickling: close without a word
     linger_ = true;
-    if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
-      co_await WriteWhole(handler_.Error(431, fmt::format("the request head exceeds {} bytes", limits_.max_header_bytes),
-                                         nullptr),
-                          nullptr, false);
-    } else if (IsMalformed(ec)) {
-      co_await WriteWhole(handler_.Error(400, "malformed HTTP request: " + ec.message(), nullptr), nullptr, false);
+    if (const int status = StatusOfHeadError(ec); status != 0) {
+      const std::string message = status == 431
+                                      ? fmt::format("the request head exceeds {} bytes", limits_.max_header_bytes)
+                                      : "malformed HTTP request: " + ec.message();
+      co_await WriteWhole(handler_.Error(status, message, nullptr), nullptr, false);
     }
-    co_return false;  // closed, timed out or unreadable
+    co_return false;  // closed, reset or unreadable
   }
   HttpRequestHead head = HeadOf(parser);
-  if (head.headers.size() > limits_.max_header_fields) {
+  if (CheckHeadFields(head, limits_) != 0) {
+    linger_ = true;
     co_await WriteWhole(
         handler_.Error(431, fmt::format("the request has more than {} header fields", limits_.max_header_fields), &head),
         &head, false);
@@ -195,14 +173,13 @@ asio::awaitable<bool> Connection::ServeOne() {
     linger_ = head.has_body;
     co_return co_await WriteWhole(std::move(*refusal), &head, keep) && keep;
   }
-  if (parser.content_length() && *parser.content_length() > limits_.max_body_bytes) {
+  if (LimitBody(&parser, limits_) != 0) {
     linger_ = true;
     co_await WriteWhole(
         handler_.Error(413, fmt::format("the request body exceeds {} bytes", limits_.max_body_bytes), &head), &head,
         false);
     co_return false;
   }
-  parser.body_limit(limits_.max_body_bytes);
   std::unique_ptr<BodyDecoder> decoder =
       BodyDecoder::Create(head.Header("Content-Encoding").value_or(""), limits_.max_body_bytes);
   if (!decoder) {
@@ -246,7 +223,7 @@ asio::awaitable<bool> Connection::ServeOne() {
       co_return false;
     }
     if (ec) {
-      if (IsMalformed(ec))
+      if (StatusOfHeadError(ec) == 400)
         co_await WriteWhole(handler_.Error(400, "malformed request body: " + ec.message(), &head), &head, false);
       co_return false;
     }

@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/ip/address.hpp>
-
 #include <algorithm>
 #include <random>
 #include <thread>
@@ -25,57 +23,9 @@ constexpr const char* kChatPath = "/v1/chat/completions";
 // After the grace period, cancelled requests get this long to send their last event.
 constexpr std::chrono::seconds kCancelDrain{5};
 
-// Compares without an early exit, so response time does not leak the key.
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 int64_t UnixSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-// The host name of a Host header value: without port or IPv6 brackets, lower case.
-std::string HostName(std::string_view host) {
-  if (host.starts_with('[')) {
-    const size_t close = host.find(']');
-    return close == std::string_view::npos ? Lower(host) : Lower(host.substr(1, close - 1));
-  }
-  const size_t colon = host.find(':');
-  if (colon != std::string_view::npos && host.find(':', colon + 1) == std::string_view::npos)
-    host = host.substr(0, colon);
-  return Lower(host);
-}
-
-bool IsLoopbackHost(const std::string& host) {
-  if (host == "localhost") return true;
-  boost::system::error_code ec;
-  const auto address = boost::asio::ip::make_address(host, ec);
-  return !ec && address.is_loopback();
-}
-
-bool IsWildcardHost(const std::string& host) {
-  boost::system::error_code ec;
-  const auto address = boost::asio::ip::make_address(host, ec);
-  return host.empty() || (!ec && address.is_unspecified());
-}
-
-// The media type of a Content-Type value, lower case, without parameters.
-std::string MediaType(std::string_view content_type) {
-  std::string_view t = content_type.substr(0, content_type.find(';'));
-  while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
-  while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-  return Lower(t);
 }
 
 // A bounded label for /metrics: known routes as themselves, anything else "other".
@@ -111,21 +61,9 @@ Server::Server(Engine* engine, ChatTemplate chat_template, ServerOptions options
       limits_{options_.max_tokens_limit > 0 ? options_.max_tokens_limit : engine->n_ctx()},
       created_(UnixSeconds()),
       instance_(std::random_device{}()),
+      gate_(GateOptions{options_.host, options_.allowed_hosts, options_.cors_origins, options_.api_key}),
       http_(std::make_unique<http::HttpServer>(static_cast<http::HttpHandler*>(this), options_.limits,
-                                             options_.io_threads)) {
-  const std::string bound = HostName(options_.host);
-  for (const std::string& h : options_.allowed_hosts) {
-    if (h == "*") any_host_ = true;
-    allowed_hosts_.push_back(HostName(h));
-  }
-  if (IsWildcardHost(bound)) {
-    any_host_ = any_host_ || options_.allowed_hosts.empty();
-  } else {
-    allowed_hosts_.push_back(bound);
-  }
-  if (IsLoopbackHost(bound) || IsWildcardHost(bound))
-    for (const char* h : {"localhost", "127.0.0.1", "::1"}) allowed_hosts_.push_back(h);
-}
+                                             options_.io_threads)) {}
 
 Server::~Server() = default;
 
@@ -194,113 +132,25 @@ void Server::Unregister(uint64_t key) {
 
 // ---- judging a request from its head ----
 
-std::optional<HttpResponse> Server::CheckHost(const HttpRequestHead& head) const {
-  if (any_host_) return std::nullopt;
-  const std::optional<std::string_view> host = head.Header("Host");
-  if (!host) {
-    if (head.version < 11) return std::nullopt;  // HTTP/1.0 may omit it
-    return Reply(ApiError::InvalidRequest("the request has no Host header"), head);
-  }
-  const std::string name = HostName(*host);
-  if (std::find(allowed_hosts_.begin(), allowed_hosts_.end(), name) != allowed_hosts_.end()) return std::nullopt;
-  return Reply(ApiError{403, fmt::format("host '{}' is not allowed (start the server with --allowed-host)", name),
-                        "invalid_request_error", "", "host_not_allowed"},
-               head);
-}
-
-std::optional<HttpResponse> Server::CheckOrigin(const HttpRequestHead& head) const {
-  const std::optional<std::string_view> origin = head.Header("Origin");
-  if (!origin) return std::nullopt;  // not a browser's cross-origin request
-  const std::optional<std::string_view> host = head.Header("Host");
-  if (host && (http::EqualsIgnoreCase(*origin, fmt::format("http://{}", *host)) ||
-               http::EqualsIgnoreCase(*origin, fmt::format("https://{}", *host))))
-    return std::nullopt;  // same origin: the server's own page
-  for (const std::string& allowed : options_.cors_origins)
-    if (allowed == "*" || http::EqualsIgnoreCase(allowed, *origin)) return std::nullopt;
-  return Reply(ApiError{403, "cross-origin requests are not allowed (start the server with --cors-origin)",
-                        "invalid_request_error", "", "origin_not_allowed"},
-               head);
-}
-
-std::vector<http::HttpHeader> Server::CorsHeaders(const HttpRequestHead& head) const {
-  const std::optional<std::string_view> origin = head.Header("Origin");
-  if (!origin) return {};
-  for (const std::string& allowed : options_.cors_origins) {
-    if (allowed == "*" || http::EqualsIgnoreCase(allowed, *origin))
-      return {{"Access-Control-Allow-Origin", std::string(*origin)}, {"Vary", "Origin"}};
-  }
-  return {};
-}
-
-bool Server::Authorized(const HttpRequestHead& head) const {
-  if (options_.api_key.empty()) return true;
-  return ConstantTimeEquals(head.Header("Authorization").value_or(""), "Bearer " + options_.api_key);
-}
-
 std::optional<HttpResponse> Server::Admit(const HttpRequestHead& head) {
   if (shutting_down()) {
-    return Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head)
+    return gate_.Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head)
         .With("Connection", "close");
   }
-  if (auto refusal = CheckHost(head)) return refusal;
-  if (auto refusal = CheckOrigin(head)) return refusal;
-
-  // Which route, and may this method use it.
-  const std::string& path = head.path;
-  const bool post = head.method == "POST";
-  const bool get = head.method == "GET";
-  const char* allow = nullptr;
-  bool json_body = false;
-  if (path == kCompletionsPath || path == kChatPath) {
-    allow = "POST";
-    json_body = true;
-  } else if (path == "/v1/models" || path.starts_with("/v1/models/") || path == "/health" || path == "/metrics") {
-    allow = "GET";
-  } else {
-    return Reply(ApiError::ForHttpStatus(404, head.method, path), head);
-  }
-  if (head.method == "OPTIONS") {  // a CORS preflight (CheckOrigin let its Origin through)
-    HttpResponse r{204, CorsHeaders(head), ""};
-    r.With("Access-Control-Allow-Methods", fmt::format("{}, OPTIONS", allow))
-        .With("Access-Control-Allow-Headers", "Authorization, Content-Type")
-        .With("Access-Control-Max-Age", "600");
-    return r;
-  }
-  if ((json_body && !post) || (!json_body && !get))
-    return Reply(ApiError::ForHttpStatus(405, head.method, path), head).With("Allow", allow);
-  if (path != "/health" && !Authorized(head)) {
-    return Reply(ApiError{401, "missing or incorrect API key (send 'Authorization: Bearer <key>')",
-                          "invalid_request_error", "", "invalid_api_key"},
-                 head);
-  }
-  if (json_body) {
-    // curl -d sends form-encoded bodies: taken as the JSON text they are.
-    const std::string type = MediaType(head.Header("Content-Type").value_or(""));
-    if (type != "application/json" && type != "application/x-www-form-urlencoded") {
-      return Reply(ApiError{415, "send the body as JSON with 'Content-Type: application/json'",
-                            "invalid_request_error", "", "unsupported_media_type"},
-                   head);
-    }
-  }
-  return std::nullopt;
+  return gate_.Judge(head).answer;
 }
 
 HttpResponse Server::Error(int status, std::string_view message, const HttpRequestHead* head) {
   ApiError e = ApiError::ForHttpStatus(status, head ? head->method : "", head ? head->path : "");
   e.message = std::string(message);
   if (head == nullptr) return HttpResponse::Json(status, e.ToJson());
-  return Reply(e, *head);
+  return gate_.Reply(e, *head);
 }
 
 void Server::Responded(const HttpRequestHead* head, int status) { metrics_.CountRequest(EndpointLabel(head), status); }
 
-HttpResponse Server::Reply(const ApiError& error, const HttpRequestHead& head) const {
-  HttpResponse r{error.http_status, CorsHeaders(head), error.ToJson()};
-  return r.With("Content-Type", "application/json");
-}
-
 HttpResponse Server::ReplyJson(std::string body, const HttpRequestHead& head) const {
-  HttpResponse r{200, CorsHeaders(head), std::move(body)};
+  HttpResponse r{200, gate_.CorsHeaders(head), std::move(body)};
   return r.With("Content-Type", "application/json");
 }
 
@@ -308,29 +158,35 @@ HttpResponse Server::ReplyJson(std::string body, const HttpRequestHead& head) co
 
 void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange) {
   const HttpRequestHead& head = request.head;
-  const std::string& path = head.path;
-  if (path == kCompletionsPath) return HandleGeneration(Route::kCompletions, std::move(request), std::move(exchange));
-  if (path == kChatPath) return HandleGeneration(Route::kChat, std::move(request), std::move(exchange));
-  if (path == "/health") {
-    const bool down = shutting_down();
-    HttpResponse r{down ? 503 : 200, CorsHeaders(head), down ? R"({"status":"shutting down"})" : R"({"status":"ok"})"};
-    return exchange->Respond(r.With("Content-Type", "application/json"));
+  const std::optional<Route> route = RouteOfPath(head.path);  // Admit lets only known routes through
+  if (!route) return exchange->Respond(gate_.Reply(ApiError::ForHttpStatus(404, head.method, head.path), head));
+  switch (*route) {
+    case Route::kCompletions:
+    case Route::kChat:
+      return HandleGeneration(*route, std::move(request), std::move(exchange));
+    case Route::kHealth: {
+      const bool down = shutting_down();
+      HttpResponse r{down ? 503 : 200, gate_.CorsHeaders(head),
+                     down ? R"({"status":"shutting down"})" : R"({"status":"ok"})"};
+      return exchange->Respond(r.With("Content-Type", "application/json"));
+    }
+    case Route::kMetrics: {
+      HttpResponse r{200, gate_.CorsHeaders(head), metrics_.Render(engine_.Stats())};
+      return exchange->Respond(r.With("Content-Type", "text/plain; version=0.0.4; charset=utf-8"));
+    }
+    case Route::kModels: {
+      const json body = {{"object", "list"}, {"data", json::array({ModelJson(options_.model_id, created_)})}};
+      return exchange->Respond(ReplyJson(ResponseBuilder::Dump(body), head));
+    }
+    case Route::kModel:
+      return exchange->Respond(HandleModel(head));
   }
-  if (path == "/metrics") {
-    HttpResponse r{200, CorsHeaders(head), metrics_.Render(engine_.Stats())};
-    return exchange->Respond(r.With("Content-Type", "text/plain; version=0.0.4; charset=utf-8"));
-  }
-  if (path == "/v1/models") {
-    const json body = {{"object", "list"}, {"data", json::array({ModelJson(options_.model_id, created_)})}};
-    return exchange->Respond(ReplyJson(ResponseBuilder::Dump(body), head));
-  }
-  exchange->Respond(HandleModel(head));
 }
 
 HttpResponse Server::HandleModel(const HttpRequestHead& head) const {
   const std::string id = head.path.substr(std::string_view("/v1/models/").size());
   if (id != options_.model_id) {
-    return Reply(ApiError{404, fmt::format("no model '{}' (this server has '{}')", id, options_.model_id),
+    return gate_.Reply(ApiError{404, fmt::format("no model '{}' (this server has '{}')", id, options_.model_id),
                           "invalid_request_error", "model", "model_not_found"},
                  head);
   }
@@ -372,11 +228,11 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   ApiRequest request;
   std::string param;
   if (Status s = ParseApiRequest(endpoint, req.body, limits_, &request, &param); !s.ok())
-    return exchange->Respond(Reply(ApiError::InvalidRequest(s.message(), param), head));
+    return exchange->Respond(gate_.Reply(ApiError::InvalidRequest(s.message(), param), head));
   std::vector<int32_t> prompt;
   if (Status s = BuildPrompt(request, engine_.model().vocab(), chat_template_, &prompt); !s.ok()) {
     return exchange->Respond(
-        Reply(ApiError::InvalidRequest(s.message(), endpoint == Endpoint::kChat ? "messages" : "prompt"), head));
+        gate_.Reply(ApiError::InvalidRequest(s.message(), endpoint == Endpoint::kChat ? "messages" : "prompt"), head));
   }
   // Where completion logprobs' text_offset starts (chat has no offsets).
   const size_t prompt_bytes = endpoint == Endpoint::kChat ? 0
@@ -384,10 +240,10 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
                                                           : request.prompt_text.size();
   GenerationRequest g;
   ApiError error;
-  if (!PlanGeneration(request, std::move(prompt), &g, &error)) return exchange->Respond(Reply(error, head));
+  if (!PlanGeneration(request, std::move(prompt), &g, &error)) return exchange->Respond(gate_.Reply(error, head));
 
   ResponseIdentity identity{NextResponseId(endpoint), UnixSeconds(), options_.model_id};
-  GenerationJob::Output output{request.stream, request.stream && request.include_usage, CorsHeaders(head),
+  GenerationJob::Output output{request.stream, request.stream && request.include_usage, gate_.CorsHeaders(head),
                                options_.heartbeat};
   auto job = std::make_shared<GenerationJob>(
       engine_, metrics_, ResponseBuilder(request, std::move(identity), engine_.model().vocab(), prompt_bytes),
@@ -398,10 +254,10 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
     key = ++next_job_;
   }
   if (!Register(key, job))
-    return exchange->Respond(Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head));
+    return exchange->Respond(gate_.Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head));
   if (Status s = job->Start(std::move(g), exchange, [this, key] { Unregister(key); }); !s.ok()) {
     Unregister(key);
-    return exchange->Respond(Reply(ApiError::FromStatus(s), head));
+    return exchange->Respond(gate_.Reply(ApiError::FromStatus(s), head));
   }
 }
 

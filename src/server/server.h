@@ -5,9 +5,9 @@
 //   GET  /health     (never needs the API key)
 //   GET  /metrics    (Prometheus text format; see metrics.h)
 //
-// Every request is judged from its head before its body is read (see
-// Admit): Host (DNS rebinding), Origin (CORS), route and method, API key,
-// Content-Type. Errors are OpenAI's {"error": {...}} bodies; docs/SERVER.md
+// Every request is judged from its head before its body is read
+// (server/request_gate.h): Host (DNS rebinding), Origin (CORS), route and
+// method, API key, Content-Type. Errors are OpenAI's {"error": {...}} bodies; docs/SERVER.md
 // lists every status. The HTTP layer (http/http_server.h) enforces the
 // connection, head, body and time limits. Generations never block an I/O
 // thread: the engine's events are drained on the connection's strand.
@@ -35,6 +35,7 @@
 #include "server/api_request.h"
 #include "server/chat_template.h"
 #include "server/metrics.h"
+#include "server/request_gate.h"
 
 namespace strata::server {
 
@@ -79,8 +80,6 @@ class Server : private http::HttpHandler {
   void Shutdown();
 
  private:
-  enum class Route { kCompletions, kChat, kModels, kModel, kHealth, kMetrics };
-
   Server(Engine* engine, ChatTemplate chat_template, ServerOptions options);
 
   // http::HttpHandler
@@ -89,13 +88,6 @@ class Server : private http::HttpHandler {
   http::HttpResponse Error(int status, std::string_view message, const http::HttpRequestHead* head) override;
   void Responded(const http::HttpRequestHead* head, int status) override;
 
-  // Head checks, each a response if the request is refused.
-  std::optional<http::HttpResponse> CheckHost(const http::HttpRequestHead& head) const;
-  std::optional<http::HttpResponse> CheckOrigin(const http::HttpRequestHead& head) const;
-  bool Authorized(const http::HttpRequestHead& head) const;
-  // The CORS headers a response to head carries (none without an allowed Origin).
-  std::vector<http::HttpHeader> CorsHeaders(const http::HttpRequestHead& head) const;
-  http::HttpResponse Reply(const ApiError& error, const http::HttpRequestHead& head) const;
   http::HttpResponse ReplyJson(std::string body, const http::HttpRequestHead& head) const;
 
   void HandleGeneration(Route route, http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange);
@@ -115,8 +107,7 @@ class Server : private http::HttpHandler {
   const RequestLimits limits_;
   const int64_t created_;    // Unix seconds at start, reported as the model's "created"
   const uint64_t instance_;  // random, so response ids differ between runs
-  bool any_host_ = false;    // Host is not checked
-  std::vector<std::string> allowed_hosts_;  // lower-case host names (no port, no brackets)
+  const RequestGate gate_;
   Metrics metrics_;
   std::unique_ptr<http::HttpServer> http_;
   mutable std::mutex mu_;
