@@ -14,6 +14,7 @@ PACKAGES=(
   clang libclang-rt-14-dev  # libFuzzer + sanitizers for the fuzz targets
   libcpp-httplib-dev    # HTTP server (strata serve)
   prometheus            # promtool, to check /metrics in tests
+  chromium              # headless browser for the web chat page's test (tests/web)
 )
 # Node.js >= 20 and npm run the end-to-end tests with the official openai client
 # and the llama.cpp peer install; Debian's packages are used only if none is present.

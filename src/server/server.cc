@@ -10,6 +10,7 @@
 
 #include "server/generation_job.h"
 #include "server/prompt.h"
+#include "server/web_assets.h"
 
 namespace strata::server {
 
@@ -211,6 +212,13 @@ void Server::Route() {
     std::lock_guard<std::mutex> l(mu_);
     res.status = shutting_down_ ? 503 : 200;
     res.set_content(shutting_down_ ? R"({"status":"shutting down"})" : R"({"status":"ok"})", "application/json");
+  });
+  // The web chat page (web_assets.h): public like /health; no asset -> 404 with an error body.
+  http_->Get(R"(/[^/]*)", [](const httplib::Request& req, httplib::Response& res) {
+    const WebAsset* asset = FindWebAsset(req.path);
+    if (asset == nullptr) return void(res.status = 404);
+    for (const auto& [name, value] : kWebAssetHeaders) res.set_header(std::string(name), std::string(value));
+    res.set_content(asset->bytes.data(), asset->bytes.size(), std::string(asset->content_type));
   });
   // Known paths with the wrong method: 405 (unknown paths fall through to 404).
   auto not_allowed = [](const char* allow) {
