@@ -297,9 +297,12 @@ async function send(text) {
   let framePending = false;
   const update = () => {
     const tokens = usage?.completion_tokens ?? chunks;
-    const span = first != null && last > first ? (last - first) / 1000 : 0;
-    // Decode speed: tokens after the first over the time since the first.
-    const tokensPerSecond = chunks >= 2 && span > 0 ? (chunks - 1) / span : null;
+    // Decode speed: tokens after the first over the time since the first. A
+    // reply of under 0.1 s arrives in a few bursts that hide its pace: it is
+    // timed from the request instead.
+    let tokensPerSecond = null;
+    if (chunks >= 2 && last - first >= 100) tokensPerSecond = (chunks - 1) / ((last - first) / 1000);
+    else if (chunks >= 1) tokensPerSecond = chunks / ((last - started) / 1000);
     reply.stats = { tokens, tokensPerSecond, firstTokenMs: first != null ? first - started : null, finish };
     updateView(view, reply);
   };
@@ -391,6 +394,8 @@ el.newChat.addEventListener('click', () => {
   el.prompt.focus();
 });
 
+// Opening the settings shrinks the conversation: keep its end in view.
+document.getElementById('settings').addEventListener('toggle', scrollToBottom);
 el.settings.addEventListener('input', saveSettings);
 el.settings.addEventListener('submit', (event) => event.preventDefault());
 

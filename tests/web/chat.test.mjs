@@ -88,7 +88,7 @@ function metric(text, series) {
 async function openBrowser() {
   const profile = mkdtempSync(join(tmpdir(), 'strata-web-profile-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: browserPath, headless: true, args: BROWSER_FLAGS, viewport: { width: 1000, height: 720 },
+    executablePath: browserPath, headless: true, args: BROWSER_FLAGS, viewport: { width: 1000, height: 800 },
   });
   context.setDefaultTimeout(15_000);
   return {
