@@ -317,8 +317,12 @@ async function send(text) {
   try {
     const response = await apiFetch('/v1/chat/completions', { method: 'POST', body, signal: controller.signal });
     if (!response.ok) throw new Error(await errorMessage(response));
+    let complete = false;
     for await (const data of sseData(response.body)) {
-      if (data === '[DONE]') break;
+      if (data === '[DONE]') {
+        complete = true;
+        break;
+      }
       const chunk = JSON.parse(data);
       if (chunk.error) throw new Error(chunk.error.message ?? 'the server reported an error');
       if (chunk.usage) usage = chunk.usage;
@@ -336,6 +340,7 @@ async function send(text) {
         }
       }
     }
+    if (!complete) throw new Error('The server closed the stream before the reply was finished.');
     reply.state = 'done';
     setStatus('');
   } catch (error) {
@@ -350,8 +355,9 @@ async function send(text) {
     }
   } finally {
     update();
-    if (reply.content === '' && reply.state === 'failed') {
-      state.messages.splice(state.messages.indexOf(reply), 1);
+    const index = state.messages.indexOf(reply);
+    if (reply.content === '' && reply.state === 'failed' && index >= 0) {
+      state.messages.splice(index, 1);
       view.remove();
     }
     saveConversation();

@@ -102,14 +102,15 @@ async function openBrowser() {
 
 // Opens the page and records what must not happen: script errors, CSP
 // violations (logged as console errors), requests to anything but the server.
-// A 401 on the API is expected where the server has a key (allow401).
-async function openPage(browser, server, { allow401 = false } = {}) {
+// Failed API calls with the statuses in allowStatus are expected (e.g. 401
+// where the server has a key).
+async function openPage(browser, server, { allowStatus = [] } = {}) {
   const page = await browser.context.newPage();
   const problems = [];
   page.on('pageerror', (error) => problems.push(`script error: ${error.message}`));
   page.on('console', (message) => {
     if (message.type() !== 'error') return;
-    if (allow401 && message.text().includes('status of 401')) return;
+    if (allowStatus.some((status) => message.text().includes(`status of ${status}`))) return;
     problems.push(`console error: ${message.text()}`);
   });
   page.on('request', (request) => {
@@ -282,6 +283,25 @@ describe('web chat page, no API key', () => {
     assert.deepEqual(problems, []);
     await page.close();
   });
+
+  test('shows the server\'s error for a bad setting and keeps going', { timeout: TIMEOUT }, async () => {
+    const { page, problems } = await openPage(browser, server, { allowStatus: [400] });
+    await page.getByRole('button', { name: 'New chat' }).click();
+    await setSettings(page, { Temperature: '3', 'Max tokens': '8' });
+    await sendMessage(page, 'Hello');
+    const error = page.locator('.message.error');
+    await error.waitFor();
+    assert.match(await error.textContent(), /temperature.*\(HTTP 400\)/);
+    assert.equal(await assistantMessages(page).count(), 0);
+    assert.ok(await page.getByRole('button', { name: 'Send' }).isEnabled());
+    // Fixed, the same conversation goes on; the error is not sent to the model.
+    await setSettings(page, { Temperature: '0' });
+    const next = await sendMessage(page, 'Hello again');
+    assert.deepEqual(next.body.messages, [{ role: 'user', content: 'Hello' }, { role: 'user', content: 'Hello again' }]);
+    await waitForReply(page, 'done');
+    assert.deepEqual(problems, []);
+    await page.close();
+  });
 });
 
 describe('web chat page, server with --api-key', () => {
@@ -298,7 +318,7 @@ describe('web chat page, server with --api-key', () => {
   });
 
   test('asks for the key on 401, keeps it, sends it as a bearer token', { timeout: TIMEOUT }, async () => {
-    const { page, problems } = await openPage(browser, server, { allow401: true });
+    const { page, problems } = await openPage(browser, server, { allowStatus: [401] });
     const dialog = page.getByRole('dialog', { name: 'API key needed' });
     await dialog.waitFor();
     assert.match(await dialog.textContent(), /needs an API key/);
