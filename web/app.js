@@ -174,6 +174,8 @@ function updateView(view, message) {
   view.querySelector('.stats').textContent = message.stats ? formatStats(message.stats) : '';
   view.dataset.state = message.state ?? 'done';
   view.classList.toggle('streaming', message.state === 'streaming');
+  // Screen readers announce the reply once it is complete, not token by token.
+  view.setAttribute('aria-busy', String(message.state === 'streaming'));
 }
 
 function nearBottom() {
