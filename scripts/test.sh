@@ -17,6 +17,9 @@ export STRATA_TUNE_CACHE="$PWD/build/attention-grid"  # not the user's ~/.cache
 # End to end: strata serve driven by the official openai npm client.
 tests/e2e/run.sh build/strata
 
+# The web chat page in headless chromium (playwright-core); bounded in case the browser hangs.
+timeout 600 tests/web/run.sh build/strata
+
 fuzz_seconds="${STRATA_FUZZ_SECONDS:-60}"
 if [ "$fuzz_seconds" -gt 0 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -73,6 +73,7 @@ std::optional<RouteInfo> FindRoute(const std::string& path) {
   if (path.starts_with("/v1/models/")) return RouteInfo{Route::kModel, "GET", false};
   if (path == "/health") return RouteInfo{Route::kHealth, "GET", false};
   if (path == "/metrics") return RouteInfo{Route::kMetrics, "GET", false};
+  if (path.starts_with('/') && path.find('/', 1) == std::string::npos) return RouteInfo{Route::kWebAsset, "GET", false};
   return std::nullopt;
 }
 
@@ -160,7 +161,8 @@ RequestGate::Verdict RequestGate::Judge(const HttpRequestHead& head) const {
     return {std::nullopt,
             Reply(ApiError::ForHttpStatus(405, head.method, head.path), head).With("Allow", route->method)};
   }
-  if (route->route != Route::kHealth && !Authorized(head)) {
+  const bool public_route = route->route == Route::kHealth || route->route == Route::kWebAsset;
+  if (!public_route && !Authorized(head)) {
     return {std::nullopt, Reply(ApiError{401, "missing or incorrect API key (send 'Authorization: Bearer <key>')",
                                          "invalid_request_error", "", "invalid_api_key"},
                                 head)};

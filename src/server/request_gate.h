@@ -4,7 +4,8 @@
 //   Origin   same origin, or one of --cors-origin (cross-site requests); a
 //            CORS preflight (OPTIONS) is answered here
 //   route    known path (404) and method (405 with Allow)
-//   key      "Authorization: Bearer KEY" on every route but /health (401)
+//   key      "Authorization: Bearer KEY" on every route but /health and the
+//            web page's files (401)
 //   type     JSON endpoints need application/json (415); curl -d's
 //            application/x-www-form-urlencoded is read as the JSON it is
 //
@@ -20,7 +21,8 @@
 
 namespace strata::server {
 
-enum class Route { kCompletions, kChat, kModels, kModel, kHealth, kMetrics };
+// kWebAsset: "/" or "/<name>", the web chat page's files (server/web_assets.h).
+enum class Route { kCompletions, kChat, kModels, kModel, kHealth, kMetrics, kWebAsset };
 
 // The route a path names, if any (the method is not checked).
 std::optional<Route> RouteOfPath(const std::string& path);

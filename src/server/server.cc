@@ -8,6 +8,7 @@
 
 #include "server/generation_job.h"
 #include "server/prompt.h"
+#include "server/web_assets.h"
 
 namespace strata::server {
 
@@ -31,7 +32,7 @@ int64_t UnixSeconds() {
 // A bounded label for /metrics: known routes as themselves, anything else "other".
 std::string EndpointLabel(const HttpRequestHead* head) {
   if (head == nullptr) return "other";
-  for (const char* known : {kCompletionsPath, kChatPath, "/v1/models", "/health", "/metrics"})
+  for (const char* known : {kCompletionsPath, kChatPath, "/v1/models", "/health", "/metrics", "/"})
     if (head->path == known) return known;
   if (head->path.starts_with("/v1/models/")) return "/v1/models/{id}";
   return "other";
@@ -180,6 +181,8 @@ void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchang
     }
     case Route::kModel:
       return exchange->Respond(HandleModel(head));
+    case Route::kWebAsset:
+      return exchange->Respond(HandleWebAsset(head));
   }
 }
 
@@ -191,6 +194,15 @@ HttpResponse Server::HandleModel(const HttpRequestHead& head) const {
                  head);
   }
   return ReplyJson(ResponseBuilder::Dump(ModelJson(options_.model_id, created_)), head);
+}
+
+HttpResponse Server::HandleWebAsset(const HttpRequestHead& head) const {
+  const WebAsset* asset = FindWebAsset(head.path);
+  if (asset == nullptr) return gate_.Reply(ApiError::ForHttpStatus(404, head.method, head.path), head);
+  HttpResponse r{200, {}, std::string(asset->bytes)};
+  r.With("Content-Type", std::string(asset->content_type));
+  for (const auto& [name, value] : kWebAssetHeaders) r.With(std::string(name), std::string(value));
+  return r;
 }
 
 std::string Server::NextResponseId(Endpoint endpoint) {

@@ -4,6 +4,7 @@
 //   GET  /v1/models, GET /v1/models/{id}
 //   GET  /health     (never needs the API key)
 //   GET  /metrics    (Prometheus text format; see metrics.h)
+//   GET  /, /<file>  the web chat page (web_assets.h; never needs the API key)
 //
 // Every request is judged from its head before its body is read
 // (server/request_gate.h): Host (DNS rebinding), Origin (CORS), route and
@@ -92,6 +93,7 @@ class Server : private http::HttpHandler {
 
   void HandleGeneration(Route route, http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange);
   http::HttpResponse HandleModel(const http::HttpRequestHead& head) const;
+  http::HttpResponse HandleWebAsset(const http::HttpRequestHead& head) const;
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
