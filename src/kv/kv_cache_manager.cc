@@ -222,6 +222,16 @@ void KvCacheManager::Log(const std::string& line) const {
   }
 }
 
+bool KvCacheManager::LogLimited(LogQuiet& q, const std::string& line) {
+  if (q.ever && steps_ - q.last_step < kLogQuietSteps) {
+    ++q.unlogged;
+    return false;
+  }
+  Log(q.unlogged == 0 ? line : fmt::format("{} ({} more like it since the last message)", line, q.unlogged));
+  q = LogQuiet{true, steps_, 0};
+  return true;
+}
+
 std::vector<KvCacheManager::LostSuffix> KvCacheManager::DropLostBlocks() {
   if (!store_->has_disk()) return {};
   const LostBlocks lost = store_->TakeLostBlocks();
@@ -229,8 +239,8 @@ std::vector<KvCacheManager::LostSuffix> KvCacheManager::DropLostBlocks() {
   auto is_lost = [&](BlockId b) { return std::find(lost.ids.begin(), lost.ids.end(), b) != lost.ids.end(); };
   lost_this_step_ = true;
   blocks_lost_ += lost.ids.size();
-  Log(fmt::format("{} KV block(s) lost on the disk tier ({}); dropped and recomputed", lost.ids.size(),
-                  lost.first_error.ToString()));
+  LogLimited(lost_log_, fmt::format("{} KV block(s) lost on the disk tier ({}); dropped and recomputed",
+                                    lost.ids.size(), lost.first_error.ToString()));
   for (auto it = cache_lru_.begin(); it != cache_lru_.end();) {
     auto c = cache_.find(*it);
     if (!is_lost(c->second.id)) {
@@ -252,6 +262,7 @@ std::vector<KvCacheManager::LostSuffix> KvCacheManager::DropLostBlocks() {
 
 void KvCacheManager::MaintainDiskTier() {
   if (!store_->has_disk()) return;
+  ++steps_;
   if (lost_this_step_) {
     ++lost_events_;
     clean_steps_ = 0;
@@ -293,8 +304,10 @@ void KvCacheManager::EnterRamOnly(const Status& cause) {
       static_cast<uint64_t>(pool_.capacity())));
   retry_steps_ = kFirstRetrySteps;
   steps_to_retry_ = retry_steps_;
-  Log(fmt::format("KV disk tier failing ({}); serving from RAM only ({} of {} blocks) until it takes writes again",
-                  cause.ToString(), block_limit_, pool_.capacity()));
+  fallback_logged_ = LogLimited(
+      fallback_log_, fmt::format("KV disk tier failing ({}); serving from RAM only ({} of {} blocks) until it takes "
+                                 "writes again",
+                                 cause.ToString(), block_limit_, pool_.capacity()));
 }
 
 void KvCacheManager::LeaveRamOnly() {
@@ -302,7 +315,7 @@ void KvCacheManager::LeaveRamOnly() {
   block_limit_ = pool_.capacity();
   lost_events_ = 0;
   clean_steps_ = 0;
-  Log("KV disk tier takes writes again; RAM-only fallback ended");
+  if (fallback_logged_) Log("KV disk tier takes writes again; RAM-only fallback ended");
 }
 
 KvCacheStats KvCacheManager::stats() const {

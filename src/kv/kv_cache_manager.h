@@ -19,7 +19,8 @@
 //   only: at most ram_bytes / block_bytes blocks (never fewer than
 //   ram_only_min_blocks) until the disk takes writes again, retried every
 //   few steps. So does a disk that loses blocks in kLostEventsForRamOnly
-//   steps within kLostWindowSteps. Transitions are logged.
+//   steps within kLostWindowSteps. Transitions are logged, a kind of event
+//   at most once per kLogQuietSteps steps (a disk at the edge of full flaps).
 //
 // Thread-safety: not thread-safe; owned by one engine/context step thread.
 #pragma once
@@ -156,6 +157,14 @@ class KvCacheManager {
   bool EvictOneCached();
   void RegisterFullBlocks(Sequence& s);
   void Log(const std::string& line) const;
+  // Log rate limit per kind of event: one logged less than kLogQuietSteps steps ago is only counted.
+  struct LogQuiet {
+    bool ever = false;
+    uint64_t last_step = 0;
+    uint64_t unlogged = 0;
+  };
+  // Logs line (noting the events left out since the last one) unless q is quiet; true if logged.
+  bool LogLimited(LogQuiet& q, const std::string& line);
   void EnterRamOnly(const Status& cause);
   void LeaveRamOnly();
 
@@ -180,6 +189,10 @@ class KvCacheManager {
   int32_t retry_steps_ = kFirstRetrySteps;  // RAM-only: steps between retries (doubles per failed retry)
   int32_t steps_to_retry_ = 0;
   uint64_t blocks_lost_ = 0, ram_only_fallbacks_ = 0;
+  static constexpr uint64_t kLogQuietSteps = 1024;
+  uint64_t steps_ = 0;  // MaintainDiskTier calls
+  LogQuiet lost_log_, fallback_log_;
+  bool fallback_logged_ = false;  // its end is logged too
 };
 
 }  // namespace strata
