@@ -89,7 +89,8 @@ struct EngineParams {
   // (engine/attention_tuner.h) if that is non-empty; else the defaults.
   std::optional<AttentionGrid> attention_grid;
   std::string tune_cache_path;
-  std::function<void(const std::string&)> log;  // warnings (KV disk tier faults), one line each; null: stderr
+  // Warnings (KV disk tier faults), one line each, called on the step thread; null: stderr.
+  std::function<void(const std::string&)> log;
 };
 
 struct EngineStats {
