@@ -344,6 +344,8 @@ TEST_F(EngineKvFaultTest, CorruptBlockOnDiskIsRecomputed) {
     EXPECT_EQ(r.reason, FinishReason::kLength) << r.error.ToString();
     EXPECT_EQ(r.text, Alone(prefix + tail, 20)) << tail;
   }
+  // Stats are taken at the end of a step, after the sinks ran.
+  for (int i = 0; i < 500 && engine->Stats().running > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   const EngineStats st = engine->Stats();
   EXPECT_GE(st.kv.store.checksum_failures, 1u);
   EXPECT_GE(st.kv.blocks_lost, 1u);
