@@ -3,13 +3,17 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
 
 #include "engine/context.h"
+#include "fault_env.h"
 #include "kv/kv_layout.h"
 #include "test_util.h"
 
@@ -22,6 +26,7 @@ struct Result {
   int32_t completion_tokens = 0;
   int32_t prompt_tokens = 0;
   size_t n_logprobs = 0;
+  Status error;
 };
 
 class Collector {
@@ -35,6 +40,7 @@ class Collector {
         r_.reason = e.reason;
         r_.completion_tokens = e.completion_tokens;
         r_.prompt_tokens = e.prompt_tokens;
+        r_.error = e.error;
         done_ = true;
         cv_.notify_all();
       }
@@ -220,6 +226,7 @@ TEST_F(EngineServingTest, FullQueueRefuses) {
   }
   EXPECT_GT(refused, 0);
   for (auto& c : cs) c->Wait();
+  EXPECT_EQ(engine->Stats().requests_rejected, static_cast<uint64_t>(refused));
 }
 
 TEST_F(EngineServingTest, BadRequestsRejected) {
@@ -230,11 +237,195 @@ TEST_F(EngineServingTest, BadRequestsRejected) {
   GenerationRequest empty;
   EXPECT_EQ(engine->Submit(empty, c.Sink(), &id).code(), StatusCode::kInvalidArgument);
   GenerationRequest big;
-  big.prompt.assign(100, 5);  // longer than the 64-token context
-  EXPECT_EQ(engine->Submit(big, c.Sink(), &id).code(), StatusCode::kInvalidArgument);
+  big.prompt.assign(100, 5);  // longer than the 64-token context: can never fit
+  EXPECT_EQ(engine->Submit(big, c.Sink(), &id).code(), StatusCode::kOutOfRange);
   GenerationRequest bad_id;
   bad_id.prompt = {1, 99999};
   EXPECT_EQ(engine->Submit(bad_id, c.Sink(), &id).code(), StatusCode::kInvalidArgument);
+}
+
+// ---- KV budgets and disk tier faults ----
+
+class EngineKvFaultTest : public EngineServingTest {
+ protected:
+  KvLayout Layout(int32_t block) {
+    KvLayout L;
+    EXPECT_TRUE(MakeKvLayout(model_->hparams(), DType::kF32, block, &L).ok());
+    return L;
+  }
+  EngineParams Params(int32_t block) {
+    EngineParams p{1, 4, 16, 256};
+    p.kv_block_tokens = block;
+    p.log = [this](const std::string& line) {
+      std::lock_guard<std::mutex> l(log_mu_);
+      log_.push_back(line);
+    };
+    return p;
+  }
+  bool Logged(const std::string& what) {
+    std::lock_guard<std::mutex> l(log_mu_);
+    return std::any_of(log_.begin(), log_.end(), [&](const std::string& x) { return x.find(what) != std::string::npos; });
+  }
+  Result Run(Engine& engine, const GenerationRequest& r) {
+    Collector c;
+    uint64_t id = 0;
+    Status s = engine.Submit(r, c.Sink(), &id);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    if (!s.ok()) return Result{};
+    return c.Wait();
+  }
+  std::mutex log_mu_;
+  std::vector<std::string> log_;
+};
+
+// A request's context is what its KV pool can hold: a prompt that can never
+// fit is kOutOfRange at once (not queued, not "retry later"), and a
+// generation that fills the pool ends with "length", as at n_ctx.
+TEST_F(EngineKvFaultTest, ContextIsBoundedByTheKvBudget) {
+  auto mem = NewMemEnv();
+  EngineParams ram_only = Params(16);
+  ram_only.kv_tiers.ram_bytes = 4 * Layout(16).block_bytes();
+  EngineParams disk_max = Params(16);  // as --kv-ram 0 --kv-disk DIR --kv-disk-max 4 blocks
+  disk_max.kv_tiers.ram_bytes = 0;
+  disk_max.kv_tiers.disk_dir = "/kv";
+  disk_max.kv_tiers.disk_bytes = 4 * Layout(16).block_bytes();
+  disk_max.env = mem.get();
+  for (const EngineParams& p : {ram_only, disk_max}) {
+    std::unique_ptr<Engine> engine;
+    ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
+    EXPECT_EQ(engine->n_ctx(), 64);
+    GenerationRequest big;
+    big.prompt.assign(70, 5);
+    Collector c;
+    uint64_t id = 0;
+    const Status s = engine->Submit(big, c.Sink(), &id);
+    EXPECT_EQ(s.code(), StatusCode::kOutOfRange) << s.ToString();
+    EXPECT_NE(s.message().find("KV cache budget"), std::string::npos) << s.message();
+    const GenerationRequest r = Greedy("Once upon a time", 100);
+    const Result res = Run(*engine, r);
+    EXPECT_EQ(res.reason, FinishReason::kLength) << res.error.ToString();
+    EXPECT_EQ(res.completion_tokens, 64 - static_cast<int32_t>(r.prompt.size()));
+    EXPECT_EQ(res.text, Alone("Once upon a time", res.completion_tokens));
+    EXPECT_EQ(engine->Stats().requests_rejected, 0u);
+  }
+}
+
+// A real disk tier in a temp dir: a block file corrupted on disk under a
+// cached prefix. The next request with that prefix succeeds with the text of
+// a run without tiers; the block is counted lost and recomputed.
+TEST_F(EngineKvFaultTest, CorruptBlockOnDiskIsRecomputed) {
+  const std::string dir = testing::MakeTempDir();
+  EngineParams p = Params(16);
+  p.kv_tiers.ram_bytes = 0;
+  p.kv_tiers.disk_dir = dir;
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
+  const std::string prefix =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day,";
+  EXPECT_EQ(Run(*engine, Greedy(prefix + " she saw", 20)).text, Alone(prefix + " she saw", 20));
+  ASSERT_GE(engine->Stats().kv.blocks_cached, 2);
+
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) files.push_back(e.path());
+  ASSERT_EQ(files.size(), 1u);
+  const uint64_t slice = Layout(16).slice_bytes();
+  {
+    // Slot 0 holds the first slice written: layer 0 of the prompt's first block.
+    std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
+    for (uint64_t off = 0; off < slice; off += 61) {
+      f.seekg(static_cast<std::streamoff>(off));
+      const char b = static_cast<char>(f.get() ^ 0x5a);
+      f.seekp(static_cast<std::streamoff>(off));
+      f.put(b);
+    }
+  }
+  for (const char* tail : {" she found", " she found", " she met"}) {
+    const Result r = Run(*engine, Greedy(prefix + tail, 20));
+    EXPECT_EQ(r.reason, FinishReason::kLength) << r.error.ToString();
+    EXPECT_EQ(r.text, Alone(prefix + tail, 20)) << tail;
+  }
+  // Stats are taken at the end of a step, after the sinks ran.
+  for (int i = 0; i < 500 && engine->Stats().running > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const EngineStats st = engine->Stats();
+  EXPECT_GE(st.kv.store.checksum_failures, 1u);
+  EXPECT_GE(st.kv.blocks_lost, 1u);
+  EXPECT_FALSE(st.kv.ram_only);  // one bad block is not a failing disk
+  EXPECT_TRUE(Logged("lost on the disk tier"));
+  EXPECT_EQ(st.kv.blocks_used, st.kv.blocks_cached);
+  engine.reset();
+  std::filesystem::remove_all(dir);
+}
+
+// The disk refuses every write (ENOSPC) while four requests need more KV than
+// the RAM budget: they all succeed, one after another in RAM; the fallback is
+// logged and counted; once the disk takes writes again the tier is used again.
+TEST_F(EngineKvFaultTest, FullDiskServesFromRamAndRecovers) {
+  auto mem = NewMemEnv();
+  testing::Faults faults;
+  testing::FaultInjectionEnv env(mem.get(), &faults);
+  EngineParams p = Params(16);
+  p.kv_tiers.ram_bytes = 6 * Layout(16).block_bytes();
+  p.kv_tiers.disk_dir = "/kv";
+  p.env = &env;
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily had a", "The dog", "One day, Tom"};
+  faults.write_budget = 0;
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const std::string& prompt : prompts) {
+    cs.push_back(std::make_unique<Collector>());
+    uint64_t id = 0;
+    ASSERT_TRUE(engine->Submit(Greedy(prompt, 60), cs.back()->Sink(), &id).ok());
+  }
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const Result r = cs[i]->Wait();
+    EXPECT_EQ(r.reason, FinishReason::kLength) << r.error.ToString();
+    EXPECT_EQ(r.text, Alone(prompts[i], 60)) << i;
+  }
+  EngineStats st = engine->Stats();
+  EXPECT_TRUE(st.kv.ram_only);
+  EXPECT_EQ(st.kv.ram_only_fallbacks, 1u);
+  EXPECT_GT(st.kv.store.write_failures, 0u);
+  EXPECT_TRUE(Logged("serving from RAM only"));
+  EXPECT_EQ(st.requests_rejected, 0u);
+
+  faults.write_budget = INT64_MAX;
+  for (int i = 0; i < 30 && engine->Stats().kv.ram_only; ++i)
+    EXPECT_EQ(Run(*engine, Greedy(prompts[i % 4], 60)).text, Alone(prompts[i % 4], 60));
+  st = engine->Stats();
+  EXPECT_FALSE(st.kv.ram_only);
+  EXPECT_TRUE(Logged("takes writes again"));
+  const uint64_t writes = st.kv.store.writes;
+  EXPECT_EQ(Run(*engine, Greedy("The cat", 60)).text, Alone("The cat", 60));
+  EXPECT_GT(engine->Stats().kv.store.writes, writes);  // the disk tier is in use again
+}
+
+// With a RAM budget of 0 and the disk full, a request that needs more KV is
+// told to retry later (kUnavailable, no path, not counted as a queue
+// rejection); once the disk has room, the next request succeeds at once.
+TEST_F(EngineKvFaultTest, FullDiskWithNoRamIsUnavailableThenRecovers) {
+  auto mem = NewMemEnv();
+  testing::Faults faults;
+  testing::FaultInjectionEnv env(mem.get(), &faults);
+  EngineParams p = Params(8);
+  p.kv_tiers.ram_bytes = 0;
+  p.kv_tiers.disk_dir = "/kv";
+  p.env = &env;
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
+  EXPECT_EQ(Run(*engine, Greedy("Once upon a time", 40)).text, Alone("Once upon a time", 40));
+  faults.write_budget = 0;
+  const Result r = Run(*engine, Greedy("Lily had a", 40));
+  EXPECT_EQ(r.reason, FinishReason::kError);
+  EXPECT_EQ(r.error.code(), StatusCode::kUnavailable) << r.error.ToString();
+  EXPECT_EQ(r.error.message().find("/kv"), std::string::npos) << r.error.message();
+  EXPECT_TRUE(engine->Stats().kv.ram_only);
+  EXPECT_EQ(engine->Stats().requests_rejected, 0u);
+  faults.write_budget = INT64_MAX;
+  const Result ok = Run(*engine, Greedy("Lily had a", 40));
+  EXPECT_EQ(ok.reason, FinishReason::kLength) << ok.error.ToString();
+  EXPECT_EQ(ok.text, Alone("Lily had a", 40));
+  EXPECT_FALSE(engine->Stats().kv.ram_only);
 }
 
 }  // namespace

@@ -36,6 +36,8 @@ typedef enum strata_status {
   STRATA_ERR_RESOURCE_EXHAUSTED = 6, /* out of memory, disk or context; or buffer too small */
   STRATA_ERR_INTERNAL = 7,           /* a bug in strata */
   STRATA_ERR_CANCELLED = 8,
+  STRATA_ERR_UNAVAILABLE = 9,        /* temporarily unable; the same call may succeed later */
+  STRATA_ERR_OUT_OF_RANGE = 10,      /* beyond a fixed limit (e.g. the context); retrying cannot succeed */
 } strata_status;
 
 typedef int32_t strata_token;

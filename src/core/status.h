@@ -23,6 +23,8 @@ enum class StatusCode : int {
   kResourceExhausted = 6, // out of memory, disk full, no free KV block
   kInternal = 7,          // a bug in strata
   kCancelled = 8,         // the caller cancelled the operation
+  kUnavailable = 9,       // temporarily unable (e.g. the KV budget is in use); the same call may succeed later
+  kOutOfRange = 10,       // beyond a fixed limit (e.g. longer than the context); retrying cannot succeed
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -41,6 +43,8 @@ class [[nodiscard]] Status {
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+  static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
+  static Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -33,6 +33,8 @@ Status Context::Create(const Model& model, const ContextParams& params, std::uni
                                                n_ctx, blocks * kc.layout.block_bytes() >> 20, kc.tiers.ram_bytes >> 20));
   kc.n_blocks = static_cast<int32_t>(blocks);
   kc.prefix_cache = false;  // one sequence: nothing to share
+  kc.ram_only_min_blocks = kc.n_blocks;  // a failing disk tier must not end a run: RAM holds it all then
+  kc.log = params.log;
   std::unique_ptr<KvCacheManager> kv;
   STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
   out->reset(new Context(model, params, n_ctx, std::min(params.n_batch, n_ctx), n_threads, std::move(kv)));
@@ -88,6 +90,31 @@ Status Context::Decode(std::span<const int32_t> tokens, LogitsMode mode) {
   if (tokens.size() > static_cast<size_t>(n_ctx_ - start))
     return Status::ResourceExhausted(fmt::format("context full: {} tokens cached, {} more requested, context size {}",
                                                  start, tokens.size(), n_ctx_));
+  // Positions whose KV was lost on the disk tier are recomputed from `past`
+  // first. Each round succeeds or drops a lost block, and the disk tier goes
+  // RAM-only after a few such rounds, so they end.
+  std::vector<int32_t> past;  // positions [0, start), copied once KV is lost
+  const int32_t B = kv_->layout().block_tokens;
+  for (int32_t round = 0;; ++round) {
+    const int32_t have = n_past();
+    const bool replay = have < start;
+    Status s = replay ? DecodeChunks(std::span(past).subspan(have, start - have), LogitsMode::kLast)
+                      : DecodeChunks(tokens, mode);
+    bool lost = false;
+    for (const KvCacheManager::LostSuffix& l : kv_->DropLostBlocks()) {
+      if (past.empty()) past.assign(kv_->tokens(seq_).begin(), kv_->tokens(seq_).begin() + start);
+      kv_->Truncate(l.seq, std::min({n_past(), start, l.first_lost * B}));
+      lost = true;
+    }
+    kv_->MaintainDiskTier();
+    if (!lost && (!s.ok() || !replay)) return s;
+    if (round > 2 * kv_->capacity_blocks() + 8)
+      return s.ok() ? Status::IOError("KV blocks keep getting lost on the disk tier") : s;
+  }
+}
+
+Status Context::DecodeChunks(std::span<const int32_t> tokens, LogitsMode mode) {
+  const int32_t start = n_past();
   const bool all = mode == LogitsMode::kAll;
   logits_.clear();
   for (size_t done = 0; done < tokens.size();) {

@@ -5,12 +5,16 @@
 // A prompt is processed in batches of up to n_batch tokens (one matrix
 // multiplication per weight per batch, not per token). Decode is
 // all-or-nothing: on error the sequence is as it was before the call.
+// Disk tier faults do not fail it: KV blocks lost on disk are recomputed, and
+// a full or failing disk makes the cache serve this context from RAM (even
+// beyond the RAM budget) until the disk takes writes again.
 //
 // Thread-safety: one thread at a time per Context. Several Contexts may share
 // one Model concurrently.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -40,6 +44,7 @@ struct ContextParams {
   // (engine/attention_tuner.h) if that is non-empty; else the defaults.
   std::optional<AttentionGrid> attention_grid;
   std::string tune_cache_path;
+  std::function<void(const std::string&)> log;  // warnings (KV disk tier faults), one line each; null: stderr
 };
 
 enum class LogitsMode { kLast, kAll };
@@ -58,7 +63,9 @@ class Context {
   const AttentionGrid& attention_grid() const { return forward_.grid(); }
 
   // Appends tokens at positions n_past.. and runs the forward pass. On error
-  // (token out of range, context full, disk tier failure) the sequence is unchanged.
+  // (token out of range, context full) the sequence is unchanged — unless a
+  // KV block lost on the disk tier could not be recomputed, which leaves it
+  // shortened to before that block.
   // kLast: logits of the last token only; kAll: of every token of this call.
   [[nodiscard]] Status Decode(std::span<const int32_t> tokens, LogitsMode mode);
 
@@ -81,6 +88,8 @@ class Context {
  private:
   Context(const Model& model, const ContextParams& params, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
           std::unique_ptr<KvCacheManager> kv);
+  // Decode's forward passes, n_batch tokens at a time; on error the sequence is as it was.
+  Status DecodeChunks(std::span<const int32_t> tokens, LogitsMode mode);
 
   const Model& model_;
   int32_t n_ctx_;

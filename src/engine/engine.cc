@@ -101,17 +101,26 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
   kc.n_blocks = static_cast<int32_t>(std::min<int64_t>({wanted, budget_blocks, int64_t{1} << 22}));
   if (kc.n_blocks < 1)
     return Status::InvalidArgument(fmt::format("the KV budget holds no block ({} bytes each)", kc.layout.block_bytes()));
+  // A request's KV can never outgrow the pool: that bounds its context.
+  const int64_t kv_positions = static_cast<int64_t>(kc.n_blocks) * kc.layout.block_tokens;
+  if (kv_positions < 2)
+    return Status::InvalidArgument(fmt::format("the KV budget holds {} position(s); a request needs at least 2",
+                                               kv_positions));
+  kc.ram_only_min_blocks = 0;  // a request RAM cannot hold while the disk tier fails is told to retry later
+  kc.log = params.log;
   std::unique_ptr<KvCacheManager> kv;
   STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
-  out->reset(new Engine(model, params, n_ctx, n_threads, std::move(kv)));
+  out->reset(new Engine(model, params, static_cast<int32_t>(std::min<int64_t>(n_ctx, kv_positions)),
+                        kv_positions < n_ctx, n_threads, std::move(kv)));
   return Status::Ok();
 }
 
-Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, int32_t n_threads,
+Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv, int32_t n_threads,
                std::unique_ptr<KvCacheManager> kv)
     : model_(model),
       params_(params),
       n_ctx_(n_ctx),
+      ctx_bound_by_kv_(ctx_bound_by_kv),
       pool_(n_threads),
       kv_(std::move(kv)),
       forward_(model, *kv_, pool_,
@@ -132,7 +141,8 @@ Status Engine::Submit(GenerationRequest request, EventSink sink, uint64_t* id) {
   if (request.prompt.empty()) return Status::InvalidArgument("the prompt has no tokens");
   const int32_t n_prompt = static_cast<int32_t>(request.prompt.size());
   if (n_prompt >= n_ctx_)
-    return Status::InvalidArgument(fmt::format("the prompt has {} tokens; the context holds {}", n_prompt, n_ctx_));
+    return Status::OutOfRange(fmt::format("the prompt has {} tokens; the context holds {}{}", n_prompt, n_ctx_,
+                                          ctx_bound_by_kv_ ? " (all the KV cache budget holds)" : ""));
   for (int32_t t : request.prompt)
     if (t < 0 || t >= model_.hparams().n_vocab) return Status::InvalidArgument(fmt::format("token id {} out of range", t));
   if (request.max_tokens < 0) return Status::InvalidArgument("max_tokens must be >= 0");
@@ -214,6 +224,12 @@ void Engine::Admit() {
     slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink), model_.vocab()));
 }
 
+bool Engine::TruncateLost() {
+  const std::vector<KvCacheManager::LostSuffix> lost = kv_->DropLostBlocks();
+  for (const auto& l : lost) kv_->Truncate(l.seq, l.first_lost * kv_->layout().block_tokens);
+  return !lost.empty();
+}
+
 void Engine::Preempt(Slot* slot) {
   kv_->FreeSequence(*slot->seq);  // full blocks stay in the prefix cache for the resume
   slot->seq.reset();
@@ -257,16 +273,38 @@ bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
     if (order->empty()) return false;
     Status st = kv_->Prepare(appends);
     if (st.ok()) return true;
-    // Out of KV blocks: preempt the youngest scheduled request and try again.
-    Slot* victim = order->back();
-    if (order->size() == 1) {
-      GenerationEvent e;
-      e.error = Status::ResourceExhausted("the request does not fit in the KV cache: " + st.message());
-      Finish(victim, e, FinishReason::kError);
+    if (st.code() != StatusCode::kResourceExhausted) {
+      // A copy-on-write read a block lost on the disk tier: recompute it. Anything else ends the batch.
+      if (!TruncateLost()) {
+        for (Slot* s : *order) {
+          GenerationEvent e;
+          e.error = st;
+          Finish(s, e, FinishReason::kError);
+        }
+      }
       continue;
     }
-    Preempt(victim);
-    preempted = true;
+    // Out of KV blocks: preempt the youngest request holding any and try again.
+    Slot* victim = nullptr;
+    int holders = 0;
+    for (auto& up : slots_) {
+      if (up->done || !up->seq) continue;
+      victim = up.get();
+      ++holders;
+    }
+    if (holders > 1) {
+      Preempt(victim);
+      preempted = true;
+      continue;
+    }
+    // It has the pool to itself, so its context fits in it unless the cache
+    // serves from RAM only: try the disk again, else the client retries later.
+    if (kv_->RetryDiskTier()) continue;
+    GenerationEvent e;
+    e.error = Status::Unavailable(
+        kv_->ram_only() ? "the KV disk tier is failing and the KV cache's RAM budget cannot hold this request now"
+                        : "the KV cache cannot hold this request now: " + st.message());
+    Finish(victim, e, FinishReason::kError);
   }
 }
 
@@ -319,10 +357,13 @@ void Engine::Step() {
     Status st = forward_.Run(batch, &logits_);
     if (!st.ok()) {
       kv_->Rollback(appends);
-      for (Slot* s : order) {
-        GenerationEvent e;
-        e.error = st;
-        Finish(s, e, FinishReason::kError);
+      // A KV block lost on the disk tier is recomputed in the next steps; other errors end the batch.
+      if (!TruncateLost()) {
+        for (Slot* s : order) {
+          GenerationEvent e;
+          e.error = st;
+          Finish(s, e, FinishReason::kError);
+        }
       }
     } else {
       const Vocab& vocab = model_.vocab();
@@ -364,6 +405,8 @@ void Engine::Step() {
       }
     }
   }
+  TruncateLost();  // blocks the prefetcher found lost
+  kv_->MaintainDiskTier();
   slots_.erase(std::remove_if(slots_.begin(), slots_.end(), [](const auto& s) { return s->done; }), slots_.end());
   const KvCacheStats kv = kv_->stats();
   std::lock_guard<std::mutex> l(mu_);

@@ -9,6 +9,14 @@
 // prefix cache, so resuming mostly re-attaches them) and resumed later.
 // Results stream back through a per-request sink.
 //
+// A request's context is the smaller of n_ctx and what the KV pool holds.
+// Disk tier faults do not fail requests: KV blocks lost on disk are
+// recomputed, and a full or failing disk makes the cache serve from RAM only
+// until it recovers (kv_cache_manager.h). Errors: a full queue is
+// kResourceExhausted (the only use of that code); a request that can never
+// fit kOutOfRange; one that RAM alone cannot hold while the disk tier is
+// failing kUnavailable.
+//
 // Thread-safety: Submit, Cancel and Stats may be called from any thread. Sinks
 // are called on the step thread and must not block for long.
 #pragma once
@@ -81,11 +89,13 @@ struct EngineParams {
   // (engine/attention_tuner.h) if that is non-empty; else the defaults.
   std::optional<AttentionGrid> attention_grid;
   std::string tune_cache_path;
+  // Warnings (KV disk tier faults), one line each, called on the step thread; null: stderr.
+  std::function<void(const std::string&)> log;
 };
 
 struct EngineStats {
   uint64_t requests_total = 0;
-  uint64_t requests_rejected = 0;
+  uint64_t requests_rejected = 0;  // refused because the queue was full
   uint64_t prompt_tokens_total = 0;
   uint64_t completion_tokens_total = 0;
   int32_t queue_depth = 0;
@@ -93,7 +103,7 @@ struct EngineStats {
   uint64_t steps = 0;              // forward passes
   uint64_t preemptions = 0;
   uint64_t prompt_tokens_cached = 0;  // prompt tokens served from the prefix cache
-  KvCacheStats kv;                 // blocks in use / cached, slices per tier, prefix hits
+  KvCacheStats kv;                 // blocks in use / cached, slices per tier, prefix hits, disk tier faults
 };
 
 class Engine {
@@ -102,13 +112,15 @@ class Engine {
   [[nodiscard]] static Status Create(const Model& model, const EngineParams& params, std::unique_ptr<Engine>* out);
   ~Engine();  // cancels what is running and joins the step thread
 
-  // Queues a request. kResourceExhausted if the queue is full; kInvalidArgument
-  // for an empty or too long prompt. On success *id identifies it for Cancel.
+  // Queues a request. kResourceExhausted if the queue is full; kOutOfRange if
+  // the prompt leaves no room in the context; kInvalidArgument for an empty
+  // prompt or bad values. On success *id identifies it for Cancel.
   [[nodiscard]] Status Submit(GenerationRequest request, EventSink sink, uint64_t* id);
   // Cancels a queued or running request; its sink gets a final kCancelled event.
   void Cancel(uint64_t id);
   EngineStats Stats() const;
   const Model& model() const { return model_; }
+  // Positions per request: n_ctx, or fewer if the KV budgets hold fewer.
   int32_t n_ctx() const { return n_ctx_; }
 
  private:
@@ -119,7 +131,7 @@ class Engine {
     EventSink sink;
   };
 
-  Engine(const Model& model, const EngineParams& params, int32_t n_ctx, int32_t n_threads,
+  Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv, int32_t n_threads,
          std::unique_ptr<KvCacheManager> kv);
   void StepLoop();
   // Moves queued requests into slots while KV blocks and --parallel allow.
@@ -130,12 +142,16 @@ class Engine {
   // the youngest slots until its KV blocks fit. Returns false if nothing runs.
   bool Schedule(Batch* batch, std::vector<Slot*>* order);
   void Preempt(Slot* slot);
+  // Truncates every sequence holding a KV block lost on the disk tier to
+  // before it (the next steps recompute the rest); false if there was none.
+  bool TruncateLost();
   void Finish(Slot* slot, GenerationEvent& e, FinishReason reason);
   void RecordFinish(const Slot& slot);
 
   const Model& model_;
   EngineParams params_;
   int32_t n_ctx_;
+  bool ctx_bound_by_kv_;  // n_ctx_ is what the KV pool holds, below the requested context
   ThreadPool pool_;
   std::unique_ptr<KvCacheManager> kv_;  // step thread only (stats under mu_)
   Forward forward_;

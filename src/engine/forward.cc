@@ -123,7 +123,7 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     RopeWriteKv(slices);
     attention_.Run(grid_, refs_, q_.data(), slices, att_.data());
     UnpinLayer(batch, il);
-    STRATA_RETURN_IF_ERROR(kv_.store().EnforceBudget());
+    kv_.store().EnforceBudget();
 
     kernels::MatMul(l.wo, att_.data(), n, xb_.data(), pool_);
     for (int64_t i = 0; i < n * E; ++i) x_[i] += xb_[i];

@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -84,14 +85,20 @@ Status BlockStore::LoadLocked(size_t idx, std::unique_lock<std::mutex>& lock) {
   lock.unlock();
   Status st = disk_->Read(offset, layout_.slice_bytes(), frame);
   if (st.ok() && XXH3_64bits(frame, layout_.slice_bytes()) != want)
-    st = Status::Corrupt(fmt::format("KV block checksum mismatch in {} (slot {})", disk_path_, offset / layout_.slice_bytes()));
+    st = Status::Corrupt(fmt::format("KV block checksum mismatch in {} (slot {})", disk_path_, s.disk_slot));
   lock.lock();
   s.loading = false;
   cv_.notify_all();
   if (!st.ok()) {
-    if (st.code() == StatusCode::kCorrupt) ++stats_.checksum_failures;
+    ++(st.code() == StatusCode::kCorrupt ? stats_.checksum_failures : stats_.read_failures);
     FreeFrame(frame);
-    return st;
+    s.lost = st.code() == StatusCode::kCorrupt ? StatusCode::kCorrupt : StatusCode::kIOError;
+    free_slots_.push_back(s.disk_slot);  // whatever is there is not a valid copy
+    s.disk_slot = -1;
+    const BlockId id = static_cast<BlockId>(idx / static_cast<size_t>(layout_.n_layer));
+    if (lost_.first_error.ok()) lost_.first_error = st;
+    if (std::find(lost_.ids.begin(), lost_.ids.end(), id) == lost_.ids.end()) lost_.ids.push_back(id);
+    return LostStatus(idx);
   }
   s.frame = frame;
   s.dirty = false;
@@ -99,11 +106,19 @@ Status BlockStore::LoadLocked(size_t idx, std::unique_lock<std::mutex>& lock) {
   return Status::Ok();
 }
 
+Status BlockStore::LostStatus(size_t idx) const {
+  const Slice& s = slices_[idx];
+  const size_t n_layer = static_cast<size_t>(layout_.n_layer);
+  return Status(s.lost, fmt::format("KV block {} layer {}: its disk tier copy {}", idx / n_layer, idx % n_layer,
+                                    s.lost == StatusCode::kCorrupt ? "failed its checksum" : "could not be read"));
+}
+
 Status BlockStore::Pin(BlockId id, int32_t layer, uint8_t** data) {
   std::unique_lock<std::mutex> lock(mu_);
   const size_t idx = Index(id, layer);
   Slice& s = slices_[idx];
   cv_.wait(lock, [&] { return !s.loading; });
+  if (s.lost != StatusCode::kOk) return LostStatus(idx);
   if (s.frame == nullptr) {
     if (s.disk_slot >= 0) {
       STRATA_RETURN_IF_ERROR(LoadLocked(idx, lock));
@@ -151,7 +166,7 @@ void BlockStore::PrefetchLoop() {
     prefetch_queue_.pop_front();
     Slice& s = slices_[idx];
     if (s.frame != nullptr || s.disk_slot < 0 || s.loading) continue;
-    // A failed prefetch is not an error: Pin will retry the read and report it.
+    // A failed read loses the slice; Pin reports it.
     if (LoadLocked(idx, lock).ok()) {
       ++stats_.prefetched;
       s.lru_it = lru_.insert(lru_.end(), idx);
@@ -170,6 +185,14 @@ void BlockStore::Discard(BlockId id) {
     if (s.disk_slot >= 0) free_slots_.push_back(s.disk_slot);
     s = Slice{};
   }
+  lost_.ids.erase(std::remove(lost_.ids.begin(), lost_.ids.end(), id), lost_.ids.end());
+}
+
+LostBlocks BlockStore::TakeLostBlocks() {
+  std::lock_guard<std::mutex> l(mu_);
+  LostBlocks out = std::move(lost_);
+  lost_ = LostBlocks{};
+  return out;
 }
 
 Status BlockStore::CopyBlock(BlockId from, BlockId to) {
@@ -188,18 +211,21 @@ Status BlockStore::CopyBlock(BlockId from, BlockId to) {
   return Status::Ok();
 }
 
+Status BlockStore::TakeSlotLocked(int32_t* slot) {
+  if (!free_slots_.empty()) {
+    *slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else if (static_cast<uint64_t>(next_slot_) < disk_slot_count_) {
+    *slot = next_slot_++;
+  } else {
+    return Status::ResourceExhausted("the KV disk tier budget is used up");
+  }
+  return Status::Ok();
+}
+
 Status BlockStore::WriteLocked(size_t idx) {
   Slice& s = slices_[idx];
-  if (s.disk_slot < 0) {
-    if (!free_slots_.empty()) {
-      s.disk_slot = free_slots_.back();
-      free_slots_.pop_back();
-    } else if (static_cast<uint64_t>(next_slot_) < disk_slot_count_) {
-      s.disk_slot = next_slot_++;
-    } else {
-      return Status::ResourceExhausted(fmt::format("KV disk tier {} is full", tiers_.disk_dir));
-    }
-  }
+  if (s.disk_slot < 0) STRATA_RETURN_IF_ERROR(TakeSlotLocked(&s.disk_slot));
   const std::string_view bytes(reinterpret_cast<const char*>(s.frame), layout_.slice_bytes());
   Status st = disk_->Write(static_cast<uint64_t>(s.disk_slot) * layout_.slice_bytes(), bytes);
   if (!st.ok()) {
@@ -213,20 +239,68 @@ Status BlockStore::WriteLocked(size_t idx) {
   return Status::Ok();
 }
 
-Status BlockStore::EnforceBudget() {
-  std::lock_guard<std::mutex> l(mu_);
-  if (!disk_) return Status::Ok();  // RAM is the only tier: the pool's size is the limit
-  while (resident_ * layout_.slice_bytes() > tiers_.ram_bytes && !lru_.empty()) {
-    const size_t idx = lru_.front();
-    Slice& s = slices_[idx];
+Status BlockStore::EvictLocked(bool* wrote) {
+  for (auto it = lru_.begin(); resident_ * layout_.slice_bytes() > tiers_.ram_bytes && it != lru_.end();) {
+    Slice& s = slices_[*it];
     // A slice neither dirty nor on disk was never written: dropping it keeps it all zeros.
-    if (s.dirty) STRATA_RETURN_IF_ERROR(WriteLocked(idx));
-    lru_.pop_front();
+    if (s.dirty) {
+      if (!write_error_.ok()) {  // writes suspended: it stays in RAM
+        ++it;
+        continue;
+      }
+      if (Status st = WriteLocked(*it); !st.ok()) {
+        write_error_ = st;
+        ++stats_.write_failures;
+        ++it;
+        continue;
+      }
+      *wrote = true;
+    }
     s.in_lru = false;
     FreeFrame(s.frame);
     s.frame = nullptr;
+    it = lru_.erase(it);
   }
-  return Status::Ok();
+  return write_error_;
+}
+
+void BlockStore::EnforceBudget() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!disk_) return;  // RAM is the only tier: the pool's size is the limit
+  bool wrote = false;
+  (void)EvictLocked(&wrote);  // a failed write suspends writes until RetryWrites
+}
+
+Status BlockStore::write_error() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return write_error_;
+}
+
+void BlockStore::SuspendWrites(Status cause) {
+  std::lock_guard<std::mutex> l(mu_);
+  write_error_ = std::move(cause);
+}
+
+Status BlockStore::RetryWrites() {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!disk_) return Status::Ok();
+  write_error_ = Status::Ok();
+  bool wrote = false;
+  STRATA_RETURN_IF_ERROR(EvictLocked(&wrote));
+  if (wrote) return Status::Ok();
+  // Nothing needed writing: write zeros to a free slot to see whether the disk takes writes again.
+  int32_t slot = 0;
+  Status st = TakeSlotLocked(&slot);
+  if (st.ok()) {
+    const std::string zeros(layout_.slice_bytes(), '\0');
+    st = disk_->Write(static_cast<uint64_t>(slot) * layout_.slice_bytes(), zeros);
+    free_slots_.push_back(slot);
+  }
+  if (!st.ok()) {
+    write_error_ = st;
+    ++stats_.write_failures;
+  }
+  return st;
 }
 
 void BlockStore::DropCache() {
@@ -237,6 +311,7 @@ BlockStoreStats BlockStore::stats() const {
   std::lock_guard<std::mutex> l(mu_);
   BlockStoreStats s = stats_;
   s.ram_slices = resident_;
+  s.writes_suspended = !write_error_.ok();
   uint64_t on_disk = 0;
   for (const Slice& x : slices_) on_disk += x.disk_slot >= 0;
   s.disk_slices = on_disk;

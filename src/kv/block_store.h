@@ -6,8 +6,15 @@
 // recently used first. Pinned slices never move, so the budget is soft: with
 // a budget of 0 only the slices the current step pins stay in RAM.
 //
-// All file I/O goes through Env, so tests run in memory and inject faults. A
-// slice that fails its checksum yields kCorrupt, never wrong data.
+// Disk faults never yield wrong data and never stop the store:
+// - A slice whose disk copy fails its checksum or cannot be read is *lost*:
+//   Pin reports it (kCorrupt / kIOError, naming no path) until its block is
+//   discarded, and TakeLostBlocks hands the block to the owner to recompute.
+// - A write that fails (disk full, I/O error, tier budget used up) suspends
+//   writes: dirty slices then stay in RAM past the budget until RetryWrites
+//   succeeds (the KV cache manager decides when; kv_cache_manager.h).
+//
+// All file I/O goes through Env, so tests run in memory and inject faults.
 //
 // Thread-safety: all public methods are safe to call concurrently.
 #pragma once
@@ -42,7 +49,17 @@ struct BlockStoreStats {
   uint64_t loads = 0;             // slices read back from disk (including prefetches)
   uint64_t prefetched = 0;        // of which by the prefetcher
   uint64_t writes = 0;            // slices written to disk
-  uint64_t checksum_failures = 0;
+  uint64_t checksum_failures = 0; // disk reads whose checksum did not match (the slice is lost)
+  uint64_t read_failures = 0;     // disk reads the Env refused (the slice is lost)
+  uint64_t write_failures = 0;    // disk writes the Env or the tier budget refused
+  bool writes_suspended = false;  // since a write failed, until RetryWrites succeeds
+};
+
+// Blocks with a lost slice (its disk copy failed its checksum or a read) and
+// the first such failure, with the Env's detail (for logs, not for clients).
+struct LostBlocks {
+  std::vector<BlockId> ids;
+  Status first_error;
 };
 
 class BlockStore {
@@ -57,18 +74,32 @@ class BlockStore {
 
   // Makes slice (id, layer) resident and pinned; *data then points at its
   // slice_bytes() bytes until Unpin. A slice never written reads as zeros.
+  // kCorrupt / kIOError if the slice is lost (nothing pinned).
   [[nodiscard]] Status Pin(BlockId id, int32_t layer, uint8_t** data);
   // dirty: the caller modified the slice.
   void Unpin(BlockId id, int32_t layer, bool dirty);
   // Starts loading these slices in the background if they are on disk only.
   void Prefetch(const std::vector<std::pair<BlockId, int32_t>>& slices);
-  // Forgets every slice of block id (the block was freed). REQUIRES: none pinned.
+  // Forgets every slice of block id (the block was freed), lost or not. REQUIRES: none pinned.
   void Discard(BlockId id);
   // Copies every layer of block from into block to (copy-on-write).
   [[nodiscard]] Status CopyBlock(BlockId from, BlockId to);
-  // Writes least recently used unpinned slices to disk and frees their frames
-  // until RAM use is within budget. kResourceExhausted if the disk tier is full.
-  [[nodiscard]] Status EnforceBudget();
+  // Frees the frames of least recently used unpinned slices until RAM use is
+  // within budget, writing dirty ones to disk first. A failed write suspends
+  // writes (dirty slices then stay in RAM); clean slices are still freed.
+  void EnforceBudget();
+  // Blocks that became lost since the last call (each once; discarded ones left out).
+  LostBlocks TakeLostBlocks();
+  // The error that suspended writes, or OK.
+  Status write_error() const;
+  // Suspends writes (the owner stops using the disk tier) until RetryWrites succeeds.
+  // REQUIRES: !cause.ok().
+  void SuspendWrites(Status cause);
+  // Resumes writes and enforces the budget; if no slice needed writing,
+  // writes one unused slot to test the disk. On failure writes stay
+  // suspended and the error is returned (kResourceExhausted: no slot left in
+  // the tier budget; or the Env's error).
+  [[nodiscard]] Status RetryWrites();
   // Drops the OS page cache of the disk tier file (cold-cache benchmarks).
   void DropCache();
   BlockStoreStats stats() const;
@@ -82,6 +113,7 @@ class BlockStore {
     bool dirty = false;        // frame newer than the disk copy
     bool loading = false;      // a read into frame is under way
     bool in_lru = false;
+    StatusCode lost = StatusCode::kOk;  // kCorrupt / kIOError: the disk copy failed its checksum / a read
     std::list<size_t>::iterator lru_it;
   };
 
@@ -89,9 +121,16 @@ class BlockStore {
   size_t Index(BlockId id, int32_t layer) const { return static_cast<size_t>(id) * layout_.n_layer + layer; }
   uint8_t* NewFrame();       // REQUIRES: mu_ held
   void FreeFrame(uint8_t* frame);  // REQUIRES: mu_ held
-  // Reads slice idx from disk into its frame; called with lock held, drops it during I/O.
+  // Reads slice idx from disk into its frame; called with lock held, drops it
+  // during I/O. On failure the slice is lost. REQUIRES: idx on disk only, not lost.
   Status LoadLocked(size_t idx, std::unique_lock<std::mutex>& lock);
+  // The status Pin reports for a lost slice: no path, the block and layer.
+  Status LostStatus(size_t idx) const;
+  // Takes a free disk slot (or kResourceExhausted: the tier budget is used up).
+  Status TakeSlotLocked(int32_t* slot);
   Status WriteLocked(size_t idx);
+  // EnforceBudget's loop (REQUIRES: mu_ held); *wrote: a slice was written. Returns write_error_.
+  Status EvictLocked(bool* wrote);
   void PrefetchLoop();
 
   Env* env_;
@@ -110,6 +149,8 @@ class BlockStore {
   int32_t next_slot_ = 0;
   uint64_t resident_ = 0;              // frames holding slices
   BlockStoreStats stats_;
+  Status write_error_;                 // not OK: writes are suspended
+  LostBlocks lost_;                    // not yet taken
 
   std::deque<size_t> prefetch_queue_;
   bool stop_ = false;

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fmt/format.h>
 
 namespace strata {
@@ -31,7 +32,7 @@ Status KvCacheManager::Create(Env* env, const KvCacheConfig& config, std::unique
 }
 
 KvCacheManager::KvCacheManager(const KvCacheConfig& config, std::unique_ptr<BlockStore> store, int32_t n_blocks)
-    : config_(config), store_(std::move(store)), pool_(n_blocks) {}
+    : config_(config), store_(std::move(store)), pool_(n_blocks), block_limit_(n_blocks) {}
 
 KvCacheManager::~KvCacheManager() = default;
 
@@ -111,12 +112,16 @@ bool KvCacheManager::EvictOneCached() {
 int32_t KvCacheManager::n_available_blocks() const {
   int32_t evictable = 0;
   for (const auto& [h, c] : cache_) evictable += pool_.refcount(c.id) == 1;
-  return pool_.n_free() + evictable;
+  // Over the RAM-only limit, evictions first bring the use down to it.
+  return std::max(0, std::min(pool_.n_free(), block_limit_ - pool_.n_used()) + evictable);
 }
 
 Status KvCacheManager::AllocateBlock(BlockId* id) {
-  std::optional<BlockId> b = pool_.Allocate();
-  while (!b && EvictOneCached()) b = pool_.Allocate();
+  while (pool_.n_used() >= block_limit_ && EvictOneCached()) {
+  }
+  std::optional<BlockId> b;
+  if (pool_.n_used() < block_limit_) b = pool_.Allocate();
+  while (!b && pool_.n_used() < block_limit_ && EvictOneCached()) b = pool_.Allocate();
   if (!b) return Status::ResourceExhausted("no free KV block");
   *id = *b;
   return Status::Ok();
@@ -209,6 +214,110 @@ SeqId KvCacheManager::AdoptSequence(std::vector<int32_t> tokens, std::vector<Blo
   return id;
 }
 
+void KvCacheManager::Log(const std::string& line) const {
+  if (config_.log) {
+    config_.log(line);
+  } else {
+    fmt::print(stderr, "strata: {}\n", line);
+  }
+}
+
+bool KvCacheManager::LogLimited(LogQuiet& q, const std::string& line) {
+  if (q.ever && steps_ - q.last_step < kLogQuietSteps) {
+    ++q.unlogged;
+    return false;
+  }
+  Log(q.unlogged == 0 ? line : fmt::format("{} ({} more like it since the last message)", line, q.unlogged));
+  q = LogQuiet{true, steps_, 0};
+  return true;
+}
+
+std::vector<KvCacheManager::LostSuffix> KvCacheManager::DropLostBlocks() {
+  if (!store_->has_disk()) return {};
+  const LostBlocks lost = store_->TakeLostBlocks();
+  if (lost.ids.empty()) return {};
+  auto is_lost = [&](BlockId b) { return std::find(lost.ids.begin(), lost.ids.end(), b) != lost.ids.end(); };
+  lost_this_step_ = true;
+  blocks_lost_ += lost.ids.size();
+  LogLimited(lost_log_, fmt::format("{} KV block(s) lost on the disk tier ({}); dropped and recomputed",
+                                    lost.ids.size(), lost.first_error.ToString()));
+  for (auto it = cache_lru_.begin(); it != cache_lru_.end();) {
+    auto c = cache_.find(*it);
+    if (!is_lost(c->second.id)) {
+      ++it;
+      continue;
+    }
+    const BlockId b = c->second.id;
+    cache_.erase(c);
+    it = cache_lru_.erase(it);
+    ReleaseBlock(b);
+  }
+  std::vector<LostSuffix> out;
+  for (const auto& [seq, s] : seqs_) {
+    const auto first = std::find_if(s.blocks.begin(), s.blocks.end(), is_lost);
+    if (first != s.blocks.end()) out.push_back({seq, static_cast<int32_t>(first - s.blocks.begin())});
+  }
+  return out;
+}
+
+void KvCacheManager::MaintainDiskTier() {
+  if (!store_->has_disk()) return;
+  ++steps_;
+  if (lost_this_step_) {
+    ++lost_events_;
+    clean_steps_ = 0;
+  } else if (++clean_steps_ >= kLostWindowSteps) {
+    lost_events_ = 0;
+  }
+  lost_this_step_ = false;
+  if (ram_only_) {
+    if (--steps_to_retry_ > 0 || RetryDiskTier()) return;
+    retry_steps_ = std::min(2 * retry_steps_, kMaxRetrySteps);
+    steps_to_retry_ = retry_steps_;
+    return;
+  }
+  if (lost_events_ >= kLostEventsForRamOnly) {
+    EnterRamOnly(Status::Corrupt(fmt::format("blocks were lost on disk in {} recent steps", lost_events_)));
+    return;
+  }
+  Status w = store_->write_error();
+  if (w.ok()) return;
+  // A write failed: evict cached blocks (freeing their disk slots) until one succeeds.
+  while (!(w = store_->RetryWrites()).ok() && EvictOneCached()) {
+  }
+  if (!w.ok()) EnterRamOnly(w);
+}
+
+bool KvCacheManager::RetryDiskTier() {
+  if (!ram_only_ || !store_->RetryWrites().ok()) return false;
+  LeaveRamOnly();
+  return true;
+}
+
+void KvCacheManager::EnterRamOnly(const Status& cause) {
+  ram_only_ = true;
+  ++ram_only_fallbacks_;
+  store_->SuspendWrites(cause);
+  const uint64_t ram_blocks = config_.tiers.ram_bytes / layout().block_bytes();
+  block_limit_ = static_cast<int32_t>(std::min<uint64_t>(
+      std::max<uint64_t>(ram_blocks, static_cast<uint64_t>(std::max(config_.ram_only_min_blocks, 0))),
+      static_cast<uint64_t>(pool_.capacity())));
+  retry_steps_ = kFirstRetrySteps;
+  steps_to_retry_ = retry_steps_;
+  fallback_logged_ = LogLimited(
+      fallback_log_, fmt::format("KV disk tier failing ({}); serving from RAM only ({} of {} blocks) until it takes "
+                                 "writes again",
+                                 cause.ToString(), block_limit_, pool_.capacity()));
+}
+
+void KvCacheManager::LeaveRamOnly() {
+  ram_only_ = false;
+  block_limit_ = pool_.capacity();
+  lost_events_ = 0;
+  clean_steps_ = 0;
+  if (fallback_logged_) Log("KV disk tier takes writes again; RAM-only fallback ended");
+}
+
 KvCacheStats KvCacheManager::stats() const {
   KvCacheStats st;
   st.blocks_total = pool_.capacity();
@@ -216,6 +325,9 @@ KvCacheStats KvCacheManager::stats() const {
   st.blocks_cached = static_cast<int32_t>(cache_.size());
   st.prefix_hits = prefix_hits_;
   st.prefix_lookups = prefix_lookups_;
+  st.blocks_lost = blocks_lost_;
+  st.ram_only = ram_only_;
+  st.ram_only_fallbacks = ram_only_fallbacks_;
   st.store = store_->stats();
   return st;
 }

@@ -10,11 +10,25 @@
 // the tokens once the forward pass succeeded; Rollback undoes a Prepare whose
 // forward pass failed.
 //
+// Disk tier faults (the owner calls DropLostBlocks and MaintainDiskTier after
+// every forward pass):
+// - A block with a slice lost on disk (block_store.h) leaves the prefix cache;
+//   the sequences holding it are truncated before it and recompute the rest.
+// - When the store suspends writes (disk full or failing), cached blocks are
+//   evicted until a write succeeds; if none does, the cache serves from RAM
+//   only: at most ram_bytes / block_bytes blocks (never fewer than
+//   ram_only_min_blocks) until the disk takes writes again, retried every
+//   few steps. So does a disk that loses blocks in kLostEventsForRamOnly
+//   steps within kLostWindowSteps. Transitions are logged, a kind of event
+//   at most once per kLogQuietSteps steps (a disk at the edge of full flaps).
+//
 // Thread-safety: not thread-safe; owned by one engine/context step thread.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
+#include <string>
 #include <memory>
 #include <span>
 #include <unordered_map>
@@ -35,6 +49,11 @@ struct KvCacheConfig {
   KvTierConfig tiers;
   int32_t n_blocks = 0;      // block ids available; 0: derived from the tier budgets
   bool prefix_cache = true;  // keep full blocks for reuse by later sequences
+  // Blocks usable in RAM-only fallback even beyond the RAM budget (a single-sequence
+  // owner that cannot ask its caller to retry later sets its whole context).
+  int32_t ram_only_min_blocks = 0;
+  // Disk tier state changes and lost blocks, one line each (may name paths); null: stderr.
+  std::function<void(const std::string&)> log;
 };
 
 struct KvCacheStats {
@@ -43,6 +62,9 @@ struct KvCacheStats {
   int32_t blocks_cached = 0;    // held by the prefix cache
   uint64_t prefix_hits = 0;     // blocks attached from the prefix cache
   uint64_t prefix_lookups = 0;  // blocks looked up
+  uint64_t blocks_lost = 0;     // blocks dropped because a slice was lost on disk (recomputed by their owners)
+  bool ram_only = false;        // the disk tier failed: serving from RAM only
+  uint64_t ram_only_fallbacks = 0;  // times the disk tier failed and RAM-only began
   BlockStoreStats store;
 };
 
@@ -84,8 +106,29 @@ class KvCacheManager {
   // Releases blocks a failed Prepare'd batch allocated beyond each sequence's length.
   void Rollback(std::span<const Append> appends);
 
-  // Blocks that Prepare could use now: free plus evictable cached ones.
+  // Blocks that Prepare could use now: free plus evictable cached ones (in
+  // RAM-only fallback, within its block limit).
   int32_t n_available_blocks() const;
+  // The most blocks one sequence can ever hold: the pool (RAM-only fallback
+  // may allow fewer for a while).
+  int32_t capacity_blocks() const { return pool_.capacity(); }
+
+  // A sequence whose blocks from index first_lost on are unusable: the owner
+  // must Truncate it to first_lost * block_tokens positions (or free it).
+  struct LostSuffix {
+    SeqId seq;
+    int32_t first_lost;
+  };
+  // Removes blocks with a slice lost on disk from the prefix cache and returns
+  // every sequence holding one (lost blocks are discarded once released).
+  std::vector<LostSuffix> DropLostBlocks();
+  // After each forward pass: handles suspended writes and repeated read
+  // failures (see the header comment) and, in RAM-only fallback, retries the disk.
+  void MaintainDiskTier();
+  // In RAM-only fallback: tries the disk now (the owner is about to refuse
+  // work that RAM alone cannot hold); true if the cache left RAM-only.
+  bool RetryDiskTier();
+  bool ram_only() const { return ram_only_; }
   KvCacheStats stats() const;
   // Pool invariants and that every reference is accounted for by a table or the cache.
   [[nodiscard]] Status CheckInvariants() const;
@@ -113,6 +156,17 @@ class KvCacheManager {
   uint64_t ChainHash(uint64_t prev, std::span<const int32_t> block_tokens) const;
   bool EvictOneCached();
   void RegisterFullBlocks(Sequence& s);
+  void Log(const std::string& line) const;
+  // Log rate limit per kind of event: one logged less than kLogQuietSteps steps ago is only counted.
+  struct LogQuiet {
+    bool ever = false;
+    uint64_t last_step = 0;
+    uint64_t unlogged = 0;
+  };
+  // Logs line (noting the events left out since the last one) unless q is quiet; true if logged.
+  bool LogLimited(LogQuiet& q, const std::string& line);
+  void EnterRamOnly(const Status& cause);
+  void LeaveRamOnly();
 
   KvCacheConfig config_;
   std::unique_ptr<BlockStore> store_;
@@ -122,6 +176,23 @@ class KvCacheManager {
   std::unordered_map<uint64_t, CachedBlock> cache_;  // chain hash -> block
   std::list<uint64_t> cache_lru_;                     // least recently used first
   uint64_t prefix_hits_ = 0, prefix_lookups_ = 0;
+
+  // Disk tier health (see the header comment).
+  static constexpr int32_t kLostEventsForRamOnly = 3;
+  static constexpr int32_t kLostWindowSteps = 64;
+  static constexpr int32_t kFirstRetrySteps = 16, kMaxRetrySteps = 1024;
+  int32_t block_limit_;            // the pool's capacity, or the RAM-only limit
+  bool ram_only_ = false;
+  bool lost_this_step_ = false;    // DropLostBlocks found some since the last MaintainDiskTier
+  int32_t lost_events_ = 0;        // steps with lost blocks, forgotten after kLostWindowSteps clean steps
+  int32_t clean_steps_ = 0;
+  int32_t retry_steps_ = kFirstRetrySteps;  // RAM-only: steps between retries (doubles per failed retry)
+  int32_t steps_to_retry_ = 0;
+  uint64_t blocks_lost_ = 0, ram_only_fallbacks_ = 0;
+  static constexpr uint64_t kLogQuietSteps = 1024;
+  uint64_t steps_ = 0;  // MaintainDiskTier calls
+  LogQuiet lost_log_, fallback_log_;
+  bool fallback_logged_ = false;  // its end is logged too
 };
 
 }  // namespace strata

@@ -207,7 +207,7 @@ Status LoadSession(Env* env, const std::string& path, uint64_t fingerprint, KvCa
       if (!s.ok()) return fail(s);
       off += slice + 8;
     }
-    if (Status st = kv.store().EnforceBudget(); !st.ok()) return fail(st);
+    kv.store().EnforceBudget();
   }
   char trailer[sizeof kTrailer];
   if (Status s = file->Read(off, sizeof trailer, trailer); !s.ok()) return fail(s);

@@ -14,8 +14,12 @@ ApiError ApiError::FromStatus(const Status& s) {
   switch (s.code()) {
     case StatusCode::kInvalidArgument:
       return InvalidRequest(s.message());
+    case StatusCode::kOutOfRange:
+      return InvalidRequest(s.message(), "", "context_length_exceeded");
     case StatusCode::kResourceExhausted:
-      return ApiError{429, s.message() + "; retry later", "rate_limit_error", "", "queue_full"};
+      return ApiError{429, fmt::format("{}; retry later", s.message()), "rate_limit_error", "", "queue_full"};
+    case StatusCode::kUnavailable:
+      return ApiError{503, fmt::format("{}; retry later", s.message()), "server_error", "", "unavailable"};
     case StatusCode::kCancelled:
       return ApiError{503, s.message(), "server_error", "", "unavailable"};
     default:

@@ -18,8 +18,13 @@ struct ApiError {
   std::string code;   // a machine-readable reason; "" renders as null
 
   static ApiError InvalidRequest(std::string message, std::string param = "", std::string code = "");
-  // Maps an internal Status to the status a client should see: kInvalidArgument
-  // -> 400, kResourceExhausted -> 429, kCancelled -> 503, anything else -> 500.
+  // Maps an internal Status to the status a client should see:
+  //   kInvalidArgument -> 400
+  //   kOutOfRange      -> 400 context_length_exceeded (the request can never fit)
+  //   kResourceExhausted -> 429 queue_full (the engine uses it for a full queue only)
+  //   kUnavailable     -> 503 unavailable (e.g. the KV cache cannot hold it now)
+  //   kCancelled       -> 503
+  //   anything else    -> 500
   static ApiError FromStatus(const Status& s);
   // The canonical error for a bare HTTP status that no handler explained
   // (404 unknown path, 413 body too large, ...).

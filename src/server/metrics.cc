@@ -39,6 +39,17 @@ void RenderKv(const KvCacheStats& kv, std::string* out) {
   Scalar("strata_kv_disk_writes_total", "counter", "KV slices written to the disk tier.", kv.store.writes, out);
   Scalar("strata_kv_checksum_failures_total", "counter", "KV slices read from disk that failed their checksum.",
          kv.store.checksum_failures, out);
+  Scalar("strata_kv_disk_read_failures_total", "counter", "KV slices the disk tier could not read back.",
+         kv.store.read_failures, out);
+  Scalar("strata_kv_disk_write_failures_total", "counter",
+         "KV slice writes the disk tier refused (disk full, I/O error, tier budget used up).", kv.store.write_failures,
+         out);
+  Scalar("strata_kv_blocks_lost_total", "counter",
+         "KV blocks dropped because a slice failed its checksum or a read on disk; recomputed.", kv.blocks_lost, out);
+  Scalar("strata_kv_disk_ram_only", "gauge", "1 while the disk tier is failing and the KV cache serves from RAM only.",
+         kv.ram_only ? 1 : 0, out);
+  Scalar("strata_kv_disk_ram_only_fallbacks_total", "counter",
+         "Times the disk tier failed and the KV cache fell back to RAM only.", kv.ram_only_fallbacks, out);
 }
 
 }  // namespace
@@ -67,7 +78,7 @@ std::string Metrics::Render(const EngineStats& stats) const {
   }
   Scalar("strata_engine_requests_total", "counter", "Generation requests accepted by the engine.",
          stats.requests_total, &out);
-  Scalar("strata_engine_requests_rejected_total", "counter", "Generation requests refused because the queue was full.",
+  Scalar("strata_engine_requests_rejected_total", "counter", "Generation requests refused because the queue was full (429).",
          stats.requests_rejected, &out);
   Scalar("strata_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", stats.prompt_tokens_total,
          &out);

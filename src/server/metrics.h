@@ -12,7 +12,10 @@
 //   kv_blocks{state=total|used|cached}, kv_slices{tier=ram|disk}   gauges
 //   kv_prefix_cache_lookups_total, kv_prefix_cache_hits_total (blocks),
 //   kv_disk_loads_total, kv_disk_prefetches_total, kv_disk_writes_total,
-//   kv_checksum_failures_total             counters
+//   kv_checksum_failures_total, kv_disk_read_failures_total,
+//   kv_disk_write_failures_total, kv_blocks_lost_total,
+//   kv_disk_ram_only_fallbacks_total       counters
+//   kv_disk_ram_only                       gauge (1: the disk tier failed, serving from RAM only)
 //   requests_queued, requests_running      gauges
 //   time_to_first_token_seconds            histogram (request received -> first token)
 //   inter_token_latency_seconds            histogram (between consecutive tokens)
