@@ -23,6 +23,7 @@ enum class StatusCode : int {
   kResourceExhausted = 6, // out of memory, disk full, no free KV block
   kInternal = 7,          // a bug in strata
   kCancelled = 8,         // the caller cancelled the operation
+  kBusy = 9,              // held by another process (a locked session); try again later
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -41,6 +42,7 @@ class [[nodiscard]] Status {
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+  static Status Busy(std::string m) { return {StatusCode::kBusy, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }
