@@ -117,9 +117,10 @@ class Env {
   // OK if path is a regular file; else the error opening it for reading would give.
   [[nodiscard]] virtual Status CheckRegularFile(const std::string& path) = 0;
   // Takes an exclusive lock on path (created empty if missing) without
-  // waiting: kBusy if another holder has it. The lock is on the file now at
-  // path: removing or replacing path while a holder waits cannot hand out two.
-  // Removing path while holding its lock is allowed.
+  // waiting: kBusy if another holder has it. The lock taken is always on the
+  // file at path when the call returns (one removed or replaced meanwhile is
+  // let go and the new one locked), so removing path while holding its lock
+  // is allowed: no two holders can result.
   [[nodiscard]] virtual Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) = 0;
   [[nodiscard]] virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
   [[nodiscard]] virtual Status RemoveFile(const std::string& path) = 0;
