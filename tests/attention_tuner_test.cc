@@ -29,7 +29,7 @@ AttentionTuneKey SmallKey() {
 
 std::string ReadAll(Env* env, const std::string& path) {
   std::string s;
-  EXPECT_TRUE(env->ReadFile(path, &s).ok());
+  EXPECT_TRUE(env->ReadFile(path, UINT64_MAX, &s).ok());
   return s;
 }
 

@@ -43,7 +43,20 @@ class FaultInjectionEnv final : public Env {
     *out = std::make_unique<ReadWrite>(std::move(inner), f_);
     return Status::Ok();
   }
-  Status ReadFile(const std::string& path, std::string* out) override { return base_->ReadFile(path, out); }
+  Status NewTempFile(const std::string& path, std::unique_ptr<WritableFile>* out, std::string* tmp_path) override {
+    std::unique_ptr<WritableFile> inner;
+    STRATA_RETURN_IF_ERROR(base_->NewTempFile(path, &inner, tmp_path));
+    *out = std::make_unique<Writable>(std::move(inner), f_);
+    return Status::Ok();
+  }
+  Status ReadFile(const std::string& path, uint64_t max_bytes, std::string* out) override {
+    return base_->ReadFile(path, max_bytes, out);
+  }
+  Status ReadStdin(uint64_t max_bytes, std::string* out) override { return base_->ReadStdin(max_bytes, out); }
+  Status CheckRegularFile(const std::string& path) override { return base_->CheckRegularFile(path); }
+  Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) override {
+    return base_->LockFile(path, lock);
+  }
   Status RenameFile(const std::string& from, const std::string& to) override {
     if (f_->crash_after.load() <= 0) return Status::IOError("process killed before rename");
     return base_->RenameFile(from, to);

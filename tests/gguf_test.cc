@@ -471,7 +471,7 @@ TEST(GgufWriterTest, RoundTripsEveryValueTypeAndTensorType) {
     }
     std::vector<std::pair<uint64_t, uint64_t>> progress;
     ASSERT_TRUE(w.Write(env.get(), "/out.gguf", [&](uint64_t d, uint64_t t) { progress.emplace_back(d, t); }).ok());
-    EXPECT_FALSE(env->FileExists("/out.gguf.tmp"));
+    EXPECT_TRUE(testing::TempFiles(env.get(), "/").empty());
     ASSERT_EQ(progress.size(), specs.size());
     EXPECT_EQ(progress.back().first, progress.back().second);
 
@@ -559,8 +559,7 @@ TEST(GgufWriterTest, RejectsBadMetadataAndAlignment) {
   GgufWriter odd(48);
   EXPECT_EQ(odd.Write(env.get(), "/d.gguf").code(), StatusCode::kInvalidArgument);
   EXPECT_FALSE(env->FileExists("/a.gguf"));
-  EXPECT_FALSE(env->FileExists("/a.gguf.tmp"));
-  EXPECT_FALSE(env->FileExists("/d.gguf.tmp"));
+  EXPECT_TRUE(testing::TempFiles(env.get(), "/").empty());
 }
 
 TEST(GgufWriterTest, ProducerFailureLeavesDestinationUntouched) {
@@ -582,9 +581,9 @@ TEST(GgufWriterTest, ProducerFailureLeavesDestinationUntouched) {
   EXPECT_THAT(s.message(), HasSubstr("tensor 'bad'"));
   EXPECT_EQ(sizes, (std::vector<uint64_t>{32, 8}));
   std::string content;
-  ASSERT_TRUE(env->ReadFile("/m.gguf", &content).ok());
+  ASSERT_TRUE(env->ReadFile("/m.gguf", UINT64_MAX, &content).ok());
   EXPECT_EQ(content, "old");
-  EXPECT_FALSE(env->FileExists("/m.gguf.tmp"));
+  EXPECT_TRUE(testing::TempFiles(env.get(), "/").empty());
 }
 
 TEST(GgufWriterTest, WritesRealFilesThroughPosixEnv) {
@@ -599,7 +598,7 @@ TEST(GgufWriterTest, WritesRealFilesThroughPosixEnv) {
   const auto* h = static_cast<const uint16_t*>(f->FindTensor("h")->tensor.data);
   EXPECT_EQ(Fp16ToF32(h[0]), 1.0f);
   EXPECT_EQ(Fp16ToF32(h[1]), -2.0f);
-  EXPECT_FALSE(Env::Default()->FileExists(path + ".tmp"));
+  EXPECT_TRUE(testing::TempFiles(Env::Default(), DirName(path)).empty());
   EXPECT_TRUE(Env::Default()->RemoveFile(path).ok());
 }
 

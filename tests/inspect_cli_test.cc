@@ -67,7 +67,7 @@ TEST(InspectCliTest, PrintsZeroTensorVocabFile) {
 TEST(InspectCliTest, FailsCleanlyOnCorruptAndMissingFiles) {
   const std::string dir = testing::MakeTempDir();
   std::string model;
-  ASSERT_TRUE(Env::Default()->ReadFile(testing::SharedPath("models/stories260K.gguf"), &model).ok());
+  ASSERT_TRUE(Env::Default()->ReadFile(testing::SharedPath("models/stories260K.gguf"), UINT64_MAX, &model).ok());
   const std::string truncated = dir + "/truncated.gguf";
   ASSERT_TRUE(WriteFileAtomic(Env::Default(), truncated, model.substr(0, 20000)).ok());
   ExpectOneLineError(Inspect(truncated), "past the end");

@@ -527,7 +527,7 @@ TEST(SessionTest, CorruptionAndCrashesAreDetected) {
   }
   // A flipped bit anywhere is reported as corruption and changes nothing.
   std::string bytes;
-  ASSERT_TRUE(mem->ReadFile("/s.session", &bytes).ok());
+  ASSERT_TRUE(mem->ReadFile("/s.session", UINT64_MAX, &bytes).ok());
   for (size_t pos : {size_t{20}, size_t{100}, bytes.size() / 2, bytes.size() - 12}) {
     std::string bad = bytes;
     bad[pos] ^= 0x04;

@@ -220,7 +220,7 @@ TEST(QuantizeTest, F16ModelQuantizesLikeF32) {
 TEST(QuantizeTest, WorksThroughAnyEnv) {
   std::unique_ptr<Env> mem = NewMemEnv();
   std::string bytes;
-  ASSERT_TRUE(Env::Default()->ReadFile(Stories(), &bytes).ok());
+  ASSERT_TRUE(Env::Default()->ReadFile(Stories(), UINT64_MAX, &bytes).ok());
   ASSERT_TRUE(WriteFileAtomic(mem.get(), "/m/in.gguf", bytes).ok());
   ASSERT_TRUE(QuantizeModel(mem.get(), "/m/in.gguf", "/m/out.gguf", DType::kQ8_0, 2).ok());
   EXPECT_FALSE(Env::Default()->FileExists("/m/out.gguf"));

@@ -49,7 +49,7 @@ std::unique_ptr<gguf::GgufFile> OpenOrDie(Env* env, const std::string& path) {
 
 std::string ReadAll(const std::string& path) {
   std::string bytes;
-  EXPECT_TRUE(Env::Default()->ReadFile(path, &bytes).ok()) << path;
+  EXPECT_TRUE(Env::Default()->ReadFile(path, UINT64_MAX, &bytes).ok()) << path;
   return bytes;
 }
 

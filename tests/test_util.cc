@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -32,7 +34,8 @@ std::string MakeTempDir() {
   return tmpl;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data) {
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data,
+                         const CommandOptions& options) {
   signal(SIGPIPE, SIG_IGN);  // a child that exits early must not kill the test
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (pipe(in_pipe) != 0 || pipe(out_pipe) != 0 || pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
@@ -42,6 +45,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+    if (options.unprivileged && geteuid() == 0 && (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0))
+      _exit(126);
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -59,14 +64,24 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
     in_fd = -1;
   }
   bool out_open = true, err_open = true;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options.timeout_s);
   while (out_open || err_open || in_fd >= 0) {
+    int wait_ms = -1;
+    if (options.timeout_s > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0 && !r.timed_out) {
+        r.timed_out = true;
+        kill(pid, SIGKILL);  // its pipes close as it dies
+      }
+      wait_ms = r.timed_out ? -1 : static_cast<int>(left.count()) + 1;
+    }
     pollfd fds[3];
     int n = 0;
     int out_idx = -1, err_idx = -1, in_idx = -1;
     if (out_open) { out_idx = n; fds[n++] = {out_pipe[0], POLLIN, 0}; }
     if (err_open) { err_idx = n; fds[n++] = {err_pipe[0], POLLIN, 0}; }
     if (in_fd >= 0) { in_idx = n; fds[n++] = {in_fd, POLLOUT, 0}; }
-    if (poll(fds, n, -1) < 0) continue;
+    if (poll(fds, n, wait_ms) <= 0) continue;
     char buf[65536];
     if (out_idx >= 0 && fds[out_idx].revents) {
       ssize_t k = read(out_pipe[0], buf, sizeof buf);
@@ -88,6 +103,16 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
   waitpid(pid, &status, 0);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+std::vector<std::string> TempFiles(Env* env, const std::string& dir) {
+  std::vector<std::string> names, temps;
+  if (!env->ListDir(dir, &names).ok()) ADD_FAILURE() << "cannot list " << dir;
+  for (const std::string& n : names) {
+    const size_t at = n.rfind(".tmp.");
+    if (at != std::string::npos && n.size() - at == 5 + 16) temps.push_back(n);
+  }
+  return temps;
 }
 
 std::unique_ptr<Model> SynthesizeAndLoad(Env* env, const SynthSpec& spec, const std::string& path) {

@@ -28,7 +28,7 @@ using ::strata::testing::SharedPath;
 
 std::string ReadAll(const std::string& path) {
   std::string data;
-  Status s = Env::Default()->ReadFile(path, &data);
+  Status s = Env::Default()->ReadFile(path, UINT64_MAX, &data);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return data;
 }

@@ -38,6 +38,7 @@ typedef enum strata_status {
   STRATA_ERR_CANCELLED = 8,
   STRATA_ERR_UNAVAILABLE = 9,        /* temporarily unable; the same call may succeed later */
   STRATA_ERR_OUT_OF_RANGE = 10,      /* beyond a fixed limit (e.g. the context); retrying cannot succeed */
+  STRATA_ERR_BUSY = 11,              /* held by another process: a locked session */
 } strata_status;
 
 typedef int32_t strata_token;
@@ -46,6 +47,7 @@ typedef struct strata_model strata_model;
 typedef struct strata_context strata_context;
 typedef struct strata_sampler strata_sampler;
 typedef struct strata_detokenizer strata_detokenizer;
+typedef struct strata_session_lock strata_session_lock;
 
 /* Message of the last failed call on this thread ("" if none). */
 const char* strata_last_error(void);
@@ -147,8 +149,16 @@ void strata_sampler_accept(strata_sampler* sampler, strata_token token);
  * fsync, rename; checksummed). */
 strata_status strata_session_save(strata_context* ctx, const strata_sampler* sampler, const char* path);
 /* Restores a saved session into a fresh ctx (n_past 0) and sampler.
- * STRATA_ERR_NOT_FOUND if path does not exist; on any error nothing changes. */
+ * STRATA_ERR_NOT_FOUND if path does not exist; STRATA_ERR_INVALID_ARGUMENT if
+ * it holds more tokens than the context; on any error nothing changes. */
 strata_status strata_session_load(strata_context* ctx, strata_sampler* sampler, const char* path);
+/* Locks the session at path against other processes (an flock on path.lock,
+ * created if missing; the OS releases it if the process dies), without
+ * waiting: STRATA_ERR_BUSY if another process holds it. Hold it from
+ * strata_session_load to strata_session_save, so that two processes
+ * continuing one session cannot silently lose one's tokens; free it after. */
+strata_status strata_session_lock_init(const char* path, strata_session_lock** out);
+void strata_session_lock_free(strata_session_lock* lock);
 
 #ifdef __cplusplus
 }

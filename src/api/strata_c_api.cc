@@ -8,6 +8,7 @@
 
 #include "engine/context.h"
 #include "engine/sampler.h"
+#include "kv/session_file.h"
 #include "model/model.h"
 #include "strata/strata.h"
 #include "vocab/vocab.h"
@@ -24,6 +25,9 @@ struct strata_sampler {
 struct strata_detokenizer {
   strata::StreamDecoder decoder;
   std::string out;
+};
+struct strata_session_lock {
+  std::unique_ptr<strata::FileLock> lock;
 };
 
 namespace {
@@ -193,6 +197,19 @@ strata_status strata_session_load(strata_context* ctx, strata_sampler* sampler, 
   if (ctx == nullptr || sampler == nullptr || path == nullptr) return NullArgument("ctx, sampler or path");
   return Guard([&] { return ctx->ctx->LoadSession(strata::Env::Default(), path, &sampler->sampler); });
 }
+
+strata_status strata_session_lock_init(const char* path, strata_session_lock** out) {
+  if (path == nullptr || out == nullptr) return NullArgument("path or out");
+  *out = nullptr;
+  return Guard([&] {
+    auto l = std::make_unique<strata_session_lock>();
+    STRATA_RETURN_IF_ERROR(strata::LockSession(strata::Env::Default(), path, &l->lock));
+    *out = l.release();
+    return strata::Status::Ok();
+  });
+}
+
+void strata_session_lock_free(strata_session_lock* lock) { delete lock; }
 
 strata_sampler_params strata_sampler_default_params(void) {
   strata::SamplerParams d;

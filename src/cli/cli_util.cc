@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "core/env.h"
+#include "engine/attention_tuner.h"
 #include "kv/session_file.h"
 
 namespace strata::cli {
@@ -18,6 +20,11 @@ void Fail(const std::string& what, const Status& s) {
 
 void CheckOk(const std::string& what, const Status& s) {
   if (!s.ok()) Fail(what, s);
+}
+
+CLI::Validator NonEmpty() {
+  return CLI::Validator([](std::string& value) { return value.empty() ? std::string("must not be empty") : ""; },
+                        "", "NonEmpty");
 }
 
 std::string DefaultModelPath() {
@@ -62,11 +69,14 @@ std::string SessionDir(const std::string& flag) {
 
 void AddTuneFlags(CLI::App* cmd, TuneFlags* flags) {
   cmd->add_option("--tune-cache", flags->cache,
-                  "Attention autotuner cache file (default: $STRATA_TUNE_CACHE, ~/.cache/strata/attention-grid)");
+                  "Attention autotuner cache file (default: $STRATA_TUNE_CACHE, ~/.cache/strata/attention-grid)")
+      ->check(NonEmpty());
   cmd->add_flag("--no-tune", flags->off, "Use the default attention grid instead of the tuned one");
 }
 
-std::string TuneCachePath(const TuneFlags& flags) {
+namespace {
+
+std::string UncheckedTuneCachePath(const TuneFlags& flags) {
   if (flags.off) return "";
   if (!flags.cache.empty()) return flags.cache;
   if (const char* env = std::getenv("STRATA_TUNE_CACHE"); env != nullptr && *env != '\0')
@@ -76,6 +86,14 @@ std::string TuneCachePath(const TuneFlags& flags) {
   if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
     return std::string(home) + "/.cache/strata/attention-grid";
   return "";
+}
+
+}  // namespace
+
+std::string TuneCachePath(const TuneFlags& flags) {
+  std::string path = UncheckedTuneCachePath(flags);
+  if (!path.empty()) CheckOk("attention tune cache", CheckTuneCachePath(Env::Default(), path));
+  return path;
 }
 
 std::string SessionPath(const std::string& dir, const std::string& name) {

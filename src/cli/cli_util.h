@@ -15,6 +15,10 @@ namespace strata::cli {
 // Throws via Fail if !s.ok().
 void CheckOk(const std::string& what, const Status& s);
 
+// A CLI11 check refusing an empty value: `--session ""` or `-m ""` is a
+// mistake, not "no session" or "the default model".
+CLI::Validator NonEmpty();
+
 // The model used when -m is not given: $STRATA_DEFAULT_MODEL, else the
 // stories260K.gguf bundled in the source tree's models/ directory.
 std::string DefaultModelPath();
@@ -39,6 +43,8 @@ void AddTuneFlags(CLI::App* cmd, TuneFlags* flags);
 // else $STRATA_TUNE_CACHE, else $XDG_CACHE_HOME/strata/attention-grid, else
 // $HOME/.cache/strata/attention-grid. Empty (no tuning: the default grid) with
 // --no-tune, when $STRATA_TUNE_CACHE is "off", or when none of these is set.
+// Fails (cli::Fail) if the path can never be a cache file (CheckTuneCachePath:
+// a directory, FIFO, device, unreadable or oversized file).
 std::string TuneCachePath(const TuneFlags& flags);
 
 // True if stderr is a terminal (progress bars are drawn only then).

@@ -5,7 +5,9 @@
 // With --session NAME the conversation persists: an existing session's tokens
 // are the prefix, the prompt is appended, and the session (now including the
 // completion) is saved again — so "-p P -n 40" then "-p '' -n 40" prints what
-// one "-p P -n 80" prints.
+// one "-p P -n 80" prints. The session is locked from before the model loads
+// until it is saved: a second run on the same session fails at once ("session
+// NAME is in use") instead of one of the two continuations being lost.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -74,7 +76,25 @@ std::vector<strata_token> Tokenize(strata_model* model, const std::string& text,
   return tokens;
 }
 
+// Locks the session named o.session (creating its directory); *path: its file.
+Handle<strata_session_lock> LockSession(const RunOptions& o, std::string* path) {
+  const std::string dir = SessionDir(o.session_dir);
+  *path = SessionPath(dir, o.session);
+  CheckOk("session directory", Env::Default()->CreateDirs(dir));
+  strata_session_lock* lock = nullptr;
+  const strata_status st = strata_session_lock_init(path->c_str(), &lock);
+  if (st == STRATA_ERR_BUSY)
+    Fail("run", Status::Busy("session " + o.session + " is in use by another process; try again when it has finished"));
+  if (st != STRATA_OK) FailC("cannot lock session " + o.session);
+  return Handle<strata_session_lock>(lock, strata_session_lock_free);
+}
+
 void Run(const RunOptions& o) {
+  // A session is locked first: a concurrent run on it fails before any work.
+  std::string session_path;
+  Handle<strata_session_lock> session_lock(nullptr, strata_session_lock_free);
+  if (!o.session.empty()) session_lock = LockSession(o, &session_path);
+
   strata_model_params mp = strata_model_default_params();
   const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
   mp.path = model_path.c_str();
@@ -114,12 +134,8 @@ void Run(const RunOptions& o) {
   if (o.verbose) std::fprintf(stderr, "strata: seed %llu\n", static_cast<unsigned long long>(sp.seed));
 
   // A session's tokens (and its sampler state) are the prefix of this run.
-  std::string session_path;
   size_t n_cached = 0;
-  if (!o.session.empty()) {
-    const std::string dir = SessionDir(o.session_dir);
-    session_path = SessionPath(dir, o.session);
-    CheckOk("session directory", Env::Default()->CreateDirs(dir));
+  if (!session_path.empty()) {
     const strata_status st = strata_session_load(ctx.get(), sampler.get(), session_path.c_str());
     if (st != STRATA_OK && st != STRATA_ERR_NOT_FOUND) FailC("cannot load session " + o.session);
     n_cached = static_cast<size_t>(strata_context_n_past(ctx.get()));
@@ -181,8 +197,9 @@ void Run(const RunOptions& o) {
 void AddRunCommand(CLI::App& app) {
   auto opts = std::make_shared<RunOptions>();
   CLI::App* cmd = app.add_subcommand("run", "Generate a completion of a prompt (completion only on stdout)");
-  cmd->add_option("-m,--model", opts->model, "Model file (.gguf or llama2.c .bin); default: the bundled stories260K");
-  cmd->add_option("--tokenizer", opts->tokenizer, "llama2.c tokenizer.bin (for .bin models)");
+  cmd->add_option("-m,--model", opts->model, "Model file (.gguf or llama2.c .bin); default: the bundled stories260K")
+      ->check(NonEmpty());
+  cmd->add_option("--tokenizer", opts->tokenizer, "llama2.c tokenizer.bin (for .bin models)")->check(NonEmpty());
   cmd->add_option("-p,--prompt", opts->prompt, "Prompt text");
   cmd->add_option("-n,--n-predict", opts->n_predict, "Number of tokens to generate")->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--temp", opts->temperature, "Temperature; 0 = greedy")->check(CLI::Range(0.0f, 100.0f));
@@ -194,12 +211,14 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("-t,--threads", opts->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_option("-c,--ctx-size", opts->ctx_size, "Context size (default: the model's)")->check(CLI::Range(0, 1 << 22));
   cmd->add_option("-b,--batch-size", opts->batch, "Prompt tokens per forward pass")->check(CLI::Range(1, 8192));
-  cmd->add_option("--session", opts->session, "Continue and save the named session");
-  cmd->add_option("--session-dir", opts->session_dir, "Where sessions live (default: ~/.cache/strata/sessions)");
+  cmd->add_option("--session", opts->session, "Continue and save the named session (locked while it runs)")
+      ->check(NonEmpty());
+  cmd->add_option("--session-dir", opts->session_dir, "Where sessions live (default: ~/.cache/strata/sessions)")
+      ->check(NonEmpty());
   cmd->add_option("--kv-type", opts->kv_type, "KV cache type: f32, f16, q8_0 (default: f32 for f32 models, else f16)");
   cmd->add_option("--kv-block", opts->kv_block, "Positions per KV block")->check(CLI::Range(1, 4096));
   cmd->add_option("--kv-ram", opts->kv_ram, "RAM budget for the KV cache, e.g. 256M (0: only what a step needs)");
-  cmd->add_option("--kv-disk", opts->kv_disk, "Directory for KV blocks beyond the RAM budget");
+  cmd->add_option("--kv-disk", opts->kv_disk, "Directory for KV blocks beyond the RAM budget")->check(NonEmpty());
   cmd->add_option("--kv-disk-max", opts->kv_disk_max, "Disk budget for the KV cache, e.g. 8G");
   AddTuneFlags(cmd, &opts->tune);
   cmd->add_flag("-v,--verbose", opts->verbose, "Log more to stderr");

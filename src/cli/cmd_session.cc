@@ -1,5 +1,6 @@
 // strata session ls|info|rm|fork|rollback: manage saved conversations (the
-// files `strata run --session NAME` reads and writes).
+// files `strata run --session NAME` reads and writes). rm, fork and rollback
+// lock the sessions they touch (LockSession), as `run --session` does.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -25,6 +26,23 @@ struct SessionOptions {
 
 constexpr char kSuffix[] = ".session";
 
+// Locks the session NAME at path for the subcommand `what`, or fails with
+// "strata: WHAT: session NAME is in use by another process".
+std::unique_ptr<FileLock> Lock(const std::string& what, const std::string& name, const std::string& path) {
+  std::unique_ptr<FileLock> lock;
+  const Status s = LockSession(Env::Default(), path, &lock);
+  if (s.code() == StatusCode::kBusy)
+    Fail(what, Status::Busy("session " + name + " is in use by another process; try again when it has finished"));
+  CheckOk(what, s);
+  return lock;
+}
+
+// Fails unless the session NAME at path exists (checked before locking, so
+// that a mistyped name leaves no lock file behind).
+void RequireSession(const std::string& what, const std::string& name, const std::string& path) {
+  if (!Env::Default()->FileExists(path)) Fail(what, Status::NotFound("session " + name + " does not exist"));
+}
+
 void List(const SessionOptions& o) {
   Env* env = Env::Default();
   const std::string dir = SessionDir(o.dir);
@@ -38,8 +56,10 @@ void List(const SessionOptions& o) {
     if (n.size() <= k || n.compare(n.size() - k, k, kSuffix) != 0) continue;
     SessionInfo info;
     const std::string name = n.substr(0, n.size() - k);
-    if (!ReadSessionInfo(env, dir + "/" + n, &info, nullptr).ok()) {
-      std::printf("%-32s %10s\n", name.c_str(), "(corrupt)");
+    // A FIFO or device named *.session is refused by type, unopened.
+    if (const Status s = ReadSessionInfo(env, dir + "/" + n, &info, nullptr); !s.ok()) {
+      const std::string what = s.code() == StatusCode::kCorrupt ? "(corrupt)" : "(unreadable: " + s.message() + ")";
+      std::printf("%-32s %10s\n", name.c_str(), what.c_str());
       continue;
     }
     std::printf("%-32s %10d %8s %12llu\n", name.c_str(), info.n_tokens, DTypeName(info.kv_type),
@@ -68,24 +88,26 @@ void Info(const SessionOptions& o) {
 
 void Remove(const SessionOptions& o) {
   const std::string path = SessionPath(SessionDir(o.dir), o.name);
-  CheckOk("remove session " + o.name, Env::Default()->RemoveFile(path));
+  RequireSession("rm", o.name, path);
+  const std::unique_ptr<FileLock> lock = Lock("rm", o.name, path);
+  CheckOk("rm", RemoveSession(Env::Default(), path));
 }
 
 void Fork(const SessionOptions& o) {
-  Env* env = Env::Default();
   const std::string dir = SessionDir(o.dir);
   const std::string src = SessionPath(dir, o.name), dst = SessionPath(dir, o.dst);
-  if (env->FileExists(dst)) Fail("fork", Status::InvalidArgument("session " + o.dst + " already exists"));
-  SessionInfo info;
-  CheckOk("session " + o.name, ReadSessionInfo(env, src, &info, nullptr));  // verify before copying
-  std::string bytes;
-  CheckOk("read " + src, env->ReadFile(src, &bytes));
-  CheckOk("write " + dst, WriteFileAtomic(env, dst, bytes));
+  RequireSession("fork", o.name, src);
+  if (src == dst) Fail("fork", Status::InvalidArgument("source and destination are the same session"));
+  if (Env::Default()->FileExists(dst)) Fail("fork", Status::InvalidArgument("session " + o.dst + " already exists"));
+  const std::unique_ptr<FileLock> src_lock = Lock("fork", o.name, src), dst_lock = Lock("fork", o.dst, dst);
+  CheckOk("fork", CopySessionFile(Env::Default(), src, dst));
 }
 
 void Rollback(const SessionOptions& o) {
   const std::string path = SessionPath(SessionDir(o.dir), o.name);
-  CheckOk("roll back session " + o.name, TruncateSessionFile(Env::Default(), path, o.keep));
+  RequireSession("rollback", o.name, path);
+  const std::unique_ptr<FileLock> lock = Lock("rollback", o.name, path);
+  CheckOk("rollback", TruncateSessionFile(Env::Default(), path, o.keep));
 }
 
 }  // namespace
@@ -94,12 +116,12 @@ void AddSessionCommand(CLI::App& app) {
   auto o = std::make_shared<SessionOptions>();
   CLI::App* cmd = app.add_subcommand("session", "Manage saved sessions (strata run --session NAME)");
   cmd->require_subcommand(1);
-  cmd->add_option("--session-dir", o->dir, "Where sessions live (default: ~/.cache/strata/sessions)");
+  cmd->add_option("--session-dir", o->dir, "Where sessions live (default: ~/.cache/strata/sessions)")->check(NonEmpty());
   CLI::App* ls = cmd->add_subcommand("ls", "List sessions");
   ls->callback([o] { List(*o); });
   CLI::App* info = cmd->add_subcommand("info", "Show a session (with -m: its text and whether it fits the model)");
   info->add_option("name", o->name, "Session name")->required();
-  info->add_option("-m,--model", o->model, "Model to decode the tokens with");
+  info->add_option("-m,--model", o->model, "Model to decode the tokens with")->check(NonEmpty());
   info->callback([o] { Info(*o); });
   CLI::App* rm = cmd->add_subcommand("rm", "Delete a session");
   rm->add_option("name", o->name, "Session name")->required();

@@ -1,7 +1,7 @@
 // `strata tokenize [-m MODEL] [--tokenizer TOK.bin] [--no-bos] [--parse-special]`
 //
-// Reads all of standard input byte for byte (nothing stripped) and prints its
-// token ids on one line, separated by single spaces. The vocabulary is the
+// Reads all of standard input byte for byte (nothing stripped; at most
+// kMaxInputBytes) and prints its token ids on one line, separated by single spaces. The vocabulary is the
 // GGUF model's own, or --tokenizer (a llama2.c tokenizer.bin), which a
 // llama2.c .bin model requires. BOS (and EOS) are added as the vocabulary's
 // flags say; --no-bos leaves BOS out.
@@ -19,6 +19,9 @@
 
 namespace strata::cli {
 namespace {
+
+// The text is held in memory with its token ids (4 bytes each).
+constexpr uint64_t kMaxInputBytes = uint64_t{256} << 20;
 
 struct TokenizeOptions {
   std::string model;
@@ -42,10 +45,10 @@ std::unique_ptr<Vocab> LoadVocab(Env* env, const TokenizeOptions& o) {
   const bool gguf = IsGguf(env, o.model);
   std::unique_ptr<Vocab> vocab;
   if (!o.tokenizer.empty()) {
-    CheckOk("tokenize: " + o.tokenizer, Vocab::FromLlama2cFile(env, o.tokenizer, &vocab));
+    CheckOk("tokenize", Vocab::FromLlama2cFile(env, o.tokenizer, &vocab));  // its errors name the file
   } else if (gguf) {
     std::unique_ptr<gguf::GgufFile> file;
-    CheckOk("tokenize: " + o.model, gguf::GgufFile::Open(env, o.model, &file));
+    CheckOk("tokenize", gguf::GgufFile::Open(env, o.model, &file));
     CheckOk("tokenize: " + o.model, Vocab::FromGguf(*file, &vocab));
   } else {
     Fail("tokenize: " + o.model,
@@ -59,7 +62,7 @@ void RunTokenize(TokenizeOptions o) {
   if (o.model.empty()) o.model = DefaultModelPath();
   const std::unique_ptr<Vocab> vocab = LoadVocab(env, o);
   std::string text;
-  CheckOk("tokenize: reading standard input", env->ReadFile("/dev/stdin", &text));
+  CheckOk("tokenize", env->ReadStdin(kMaxInputBytes, &text));
 
   std::vector<TokenId> ids;
   if (vocab->add_bos() && !o.no_bos) ids.push_back(vocab->bos());
@@ -83,8 +86,10 @@ void RunTokenize(TokenizeOptions o) {
 void AddTokenizeCommand(CLI::App& app) {
   auto opts = std::make_shared<TokenizeOptions>();
   CLI::App* cmd = app.add_subcommand("tokenize", "Print the token ids of standard input");
-  cmd->add_option("-m,--model", opts->model, "Model: GGUF, or llama2.c .bin with --tokenizer (default: bundled model)");
-  cmd->add_option("--tokenizer", opts->tokenizer, "llama2.c tokenizer.bin to use instead of the model's vocabulary");
+  cmd->add_option("-m,--model", opts->model, "Model: GGUF, or llama2.c .bin with --tokenizer (default: bundled model)")
+      ->check(NonEmpty());
+  cmd->add_option("--tokenizer", opts->tokenizer, "llama2.c tokenizer.bin to use instead of the model's vocabulary")
+      ->check(NonEmpty());
   cmd->add_flag("--no-bos", opts->no_bos, "Do not prepend BOS");
   cmd->add_flag("--parse-special", opts->parse_special, "Recognise special tokens written in the text, e.g. <s>");
   cmd->callback([opts] { RunTokenize(*opts); });

@@ -1,10 +1,13 @@
 // Env helpers shared by every implementation, and the in-memory Env.
 #include <algorithm>
 #include <cstring>
+#include <fmt/format.h>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "core/env.h"
+#include "core/env_errors.h"
 
 namespace strata {
 
@@ -15,18 +18,80 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
+namespace {
+
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// True if name is base + ".tmp." + 16 lowercase hex digits (Env::NewTempFile).
+bool IsTempNameOf(const std::string& name, const std::string& base) {
+  constexpr std::string_view kTmp = ".tmp.";
+  if (name.size() != base.size() + kTmp.size() + 16 || name.compare(0, base.size(), base) != 0 ||
+      name.compare(base.size(), kTmp.size(), kTmp) != 0)
+    return false;
+  return std::all_of(name.begin() + static_cast<std::ptrdiff_t>(base.size() + kTmp.size()), name.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+}  // namespace
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (!file_) return;  // never opened, or committed
+  (void)env_->RemoveFile(tmp_);  // abandoned: removed while still locked; path is untouched
+  file_.reset();
+}
+
+Status AtomicFileWriter::Open() {
+  if (Status s = env_->CheckRegularFile(path_); !s.ok() && s.code() != StatusCode::kNotFound)
+    return Status(s.code(), s.message() + "; not replacing it");
+  RemoveStaleTempFiles(env_, path_);
+  return env_->NewTempFile(path_, &file_, &tmp_);
+}
+
+Status AtomicFileWriter::Commit() {
+  STRATA_RETURN_IF_ERROR(file_->Sync());
+  STRATA_RETURN_IF_ERROR(file_->Close());
+  STRATA_RETURN_IF_ERROR(env_->RenameFile(tmp_, path_));
+  file_.reset();  // releases the temp file's lock; its name is gone
+  return env_->SyncDir(DirName(path_));
+}
+
 Status WriteFileAtomic(Env* env, const std::string& path, std::string_view data) {
-  const std::string tmp = path + ".tmp";
-  std::unique_ptr<WritableFile> file;
-  Status s = env->NewWritableFile(tmp, &file);
-  if (s.ok()) s = file->Append(data);
-  if (s.ok()) s = file->Sync();
-  if (s.ok()) s = file->Close();
-  if (s.ok()) s = env->RenameFile(tmp, path);
-  if (s.ok()) return env->SyncDir(DirName(path));
-  file.reset();
-  (void)env->RemoveFile(tmp);  // best effort; the original file is untouched either way
-  return s;
+  AtomicFileWriter w(env, path);
+  STRATA_RETURN_IF_ERROR(w.Open());
+  STRATA_RETURN_IF_ERROR(w.Append(data));
+  return w.Commit();
+}
+
+void RemoveStaleTempFiles(Env* env, const std::string& path) {
+  const std::string dir = DirName(path), base = BaseName(path);
+  std::vector<std::string> names;
+  if (!env->ListDir(dir, &names).ok()) return;
+  for (const std::string& name : names) {
+    if (!IsTempNameOf(name, base)) continue;
+    const std::string tmp = dir == "/" ? "/" + name : dir + "/" + name;
+    std::unique_ptr<FileLock> lock;
+    if (!env->LockFile(tmp, &lock).ok()) continue;  // a live writer holds it (or it is not ours to touch)
+    (void)env->RemoveFile(tmp);                     // removed while locked: no writer can be handed it
+  }
+}
+
+Status NoSuchFile(const std::string& path) { return Status::NotFound(path + ": no such file"); }
+Status PermissionDenied(const std::string& path) { return Status::IOError(path + ": permission denied"); }
+Status IsADirectory(const std::string& path) { return Status::InvalidArgument(path + ": is a directory"); }
+Status NotARegularFile(const std::string& path, const std::string& kind) {
+  return Status::InvalidArgument(path + ": is not a regular file (" + kind + ")");
+}
+
+Status TooLarge(const std::string& path, uint64_t size, uint64_t max_bytes) {
+  return Status::InvalidArgument(
+      fmt::format("{}: too large ({} bytes or more; at most {} are read from it)", path, size, max_bytes));
+}
+
+Status LockedError(const std::string& path) {
+  return Status::Busy(path + ": locked by another process");
 }
 
 namespace {
@@ -57,7 +122,9 @@ class MemEnv;
 
 class MemWritableFile final : public WritableFile {
  public:
-  MemWritableFile(std::mutex* mu, Blob b) : mu_(mu), blob_(std::move(b)) {}
+  // lock: held for the file's life (a temp file), or null.
+  MemWritableFile(std::mutex* mu, Blob b, std::unique_ptr<FileLock> lock = nullptr)
+      : mu_(mu), blob_(std::move(b)), lock_(std::move(lock)) {}
   Status Append(std::string_view data) override {
     std::lock_guard<std::mutex> l(*mu_);
     blob_->append(data);
@@ -68,6 +135,24 @@ class MemWritableFile final : public WritableFile {
 
  private:
   std::mutex* mu_;
+  Blob blob_;
+  std::unique_ptr<FileLock> lock_;
+};
+
+// A lock is on a file, not a name (as flock): an entry for the file's blob in
+// a set shared with the MemEnv, which must outlive it.
+class MemFileLock final : public FileLock {
+ public:
+  MemFileLock(std::mutex* mu, std::set<const std::string*>* locked, Blob b)
+      : mu_(mu), locked_(locked), blob_(std::move(b)) {}
+  ~MemFileLock() override {
+    std::lock_guard<std::mutex> l(*mu_);
+    locked_->erase(blob_.get());
+  }
+
+ private:
+  std::mutex* mu_;
+  std::set<const std::string*>* locked_;
   Blob blob_;
 };
 
@@ -109,7 +194,7 @@ class MemEnv final : public Env {
   Status MapFile(const std::string& path, std::unique_ptr<MappedFile>* out) override {
     std::lock_guard<std::mutex> l(mu_);
     auto it = files_.find(path);
-    if (it == files_.end()) return Status::NotFound("open " + path);
+    if (it == files_.end()) return NoSuchFile(path);
     *out = std::make_unique<MemMappedFile>(std::make_shared<std::string>(*it->second));
     return Status::Ok();
   }
@@ -120,18 +205,47 @@ class MemEnv final : public Env {
     *out = std::make_unique<MemWritableFile>(&mu_, blob);
     return Status::Ok();
   }
+  Status NewTempFile(const std::string& path, std::unique_ptr<WritableFile>* out, std::string* tmp_path) override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::string tmp;
+    do {
+      tmp = fmt::format("{}.tmp.{:016x}", path, next_temp_++);
+    } while (files_.count(tmp) != 0);
+    auto blob = std::make_shared<std::string>();
+    files_[tmp] = blob;
+    locked_.insert(blob.get());
+    *out = std::make_unique<MemWritableFile>(&mu_, blob, std::make_unique<MemFileLock>(&mu_, &locked_, blob));
+    *tmp_path = tmp;
+    return Status::Ok();
+  }
   Status NewRandomAccessFile(const std::string& path, std::unique_ptr<RandomAccessFile>* out) override {
     std::lock_guard<std::mutex> l(mu_);
     auto it = files_.find(path);
-    if (it == files_.end()) return Status::NotFound("open " + path);
+    if (it == files_.end()) return NoSuchFile(path);
     *out = std::make_unique<MemRandomAccessFile>(&mu_, it->second);
     return Status::Ok();
   }
-  Status ReadFile(const std::string& path, std::string* out) override {
+  Status ReadFile(const std::string& path, uint64_t max_bytes, std::string* out) override {
     std::lock_guard<std::mutex> l(mu_);
     auto it = files_.find(path);
-    if (it == files_.end()) return Status::NotFound("open " + path);
+    if (it == files_.end()) return NoSuchFile(path);
+    if (it->second->size() > max_bytes) return TooLarge(path, it->second->size(), max_bytes);
     *out = *it->second;
+    return Status::Ok();
+  }
+  Status ReadStdin(uint64_t, std::string*) override {
+    return Status::Unsupported("the in-memory Env has no standard input");
+  }
+  Status CheckRegularFile(const std::string& path) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return files_.count(path) != 0 ? Status::Ok() : NoSuchFile(path);
+  }
+  Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) override {
+    std::lock_guard<std::mutex> l(mu_);
+    Blob& b = files_[path];
+    if (!b) b = std::make_shared<std::string>();
+    if (!locked_.insert(b.get()).second) return LockedError(path);
+    *lock = std::make_unique<MemFileLock>(&mu_, &locked_, b);
     return Status::Ok();
   }
   Status RenameFile(const std::string& from, const std::string& to) override {
@@ -176,6 +290,8 @@ class MemEnv final : public Env {
  private:
   std::mutex mu_;
   std::map<std::string, Blob> files_;
+  std::set<const std::string*> locked_;  // files (blobs) of held FileLocks, temp files included
+  uint64_t next_temp_ = 0;
 };
 
 }  // namespace

@@ -42,7 +42,8 @@ class MappedFile {
 };
 
 // Appends bytes; durable only after Sync(). Close() is implied by destruction
-// but reports errors only when called explicitly.
+// but reports errors only when called explicitly. A temp file (Env::NewTempFile)
+// stays locked until the object is destroyed, even after Close().
 class WritableFile {
  public:
   virtual ~WritableFile() = default;
@@ -74,6 +75,21 @@ class RandomRWFile {
   virtual void DropCache() const {}
 };
 
+// An exclusive advisory lock on a file (Env::LockFile), held until destroyed.
+// Other processes and other FileLocks of this process on the same file are
+// refused while it is held; the OS releases it when the process dies.
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
+// Files opened for reading (MapFile, NewRandomAccessFile, ReadFile) and the
+// file behind NewRandomRWFile and LockFile must be regular files: the path's
+// type is checked before it is opened, so a FIFO cannot block the caller and
+// a device (/dev/zero) cannot stream forever. Errors say what is wrong, as
+// "PATH: no such file" (kNotFound), "PATH: permission denied" (kIOError),
+// "PATH: is a directory" or "PATH: is not a regular file (a FIFO)"
+// (kInvalidArgument).
 class Env {
  public:
   virtual ~Env() = default;
@@ -83,11 +99,29 @@ class Env {
 
   [[nodiscard]] virtual Status MapFile(const std::string& path, std::unique_ptr<MappedFile>* out) = 0;
   [[nodiscard]] virtual Status NewWritableFile(const std::string& path, std::unique_ptr<WritableFile>* out) = 0;
+  // Creates a new file beside path named path + ".tmp." + 16 hex digits
+  // (*tmp_path), unique to this writer, for an atomic replacement of path
+  // (AtomicFileWriter). It is locked as by LockFile until *out is destroyed,
+  // so RemoveStaleTempFiles never takes a live writer's file.
+  [[nodiscard]] virtual Status NewTempFile(const std::string& path, std::unique_ptr<WritableFile>* out,
+                                           std::string* tmp_path) = 0;
   [[nodiscard]] virtual Status NewRandomAccessFile(const std::string& path,
                                                    std::unique_ptr<RandomAccessFile>* out) = 0;
   // Opens path for positional I/O, creating it if missing (never truncates).
   [[nodiscard]] virtual Status NewRandomRWFile(const std::string& path, std::unique_ptr<RandomRWFile>* out) = 0;
-  [[nodiscard]] virtual Status ReadFile(const std::string& path, std::string* out) = 0;
+  // The whole file; kInvalidArgument (and *out unspecified) if it holds more
+  // than max_bytes: every caller states how large a file it accepts.
+  [[nodiscard]] virtual Status ReadFile(const std::string& path, uint64_t max_bytes, std::string* out) = 0;
+  // Standard input until end of file (a pipe, terminal or file); kInvalidArgument past max_bytes.
+  [[nodiscard]] virtual Status ReadStdin(uint64_t max_bytes, std::string* out) = 0;
+  // OK if path is a regular file; else the error opening it for reading would give.
+  [[nodiscard]] virtual Status CheckRegularFile(const std::string& path) = 0;
+  // Takes an exclusive lock on path (created empty if missing) without
+  // waiting: kBusy if another holder has it. The lock taken is always on the
+  // file at path when the call returns (one removed or replaced meanwhile is
+  // let go and the new one locked), so removing path while holding its lock
+  // is allowed: no two holders can result.
+  [[nodiscard]] virtual Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) = 0;
   [[nodiscard]] virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
   [[nodiscard]] virtual Status RemoveFile(const std::string& path) = 0;
   // mkdir -p; OK if it exists.
@@ -100,9 +134,42 @@ class Env {
   [[nodiscard]] virtual Status SyncDir(const std::string& dir) = 0;
 };
 
-// Writes data to path atomically: path.tmp, fsync, rename, fsync(dir).
-// On failure the previous content of path is untouched and the temp removed.
+// Replaces the file at path atomically: the bytes go to a temp file of this
+// writer (Env::NewTempFile) that Commit() fsyncs and renames over path, then
+// fsyncs the directory. Destroyed without a successful Commit, it removes the
+// temp file and path keeps its previous content. Refuses to replace anything
+// but a regular file (a FIFO, device or directory at path stays as it is).
+//
+// Thread-safety: one owner at a time.
+class AtomicFileWriter {
+ public:
+  AtomicFileWriter(Env* env, std::string path) : env_(env), path_(std::move(path)) {}
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  // Removes temp files of path that killed writers left (RemoveStaleTempFiles)
+  // and creates this writer's temp file.
+  [[nodiscard]] Status Open();
+  // REQUIRES: Open() succeeded and Commit() was not called.
+  [[nodiscard]] Status Append(std::string_view bytes) { return file_->Append(bytes); }
+  // Sync, close, rename over path, sync the directory. REQUIRES: Open() succeeded.
+  [[nodiscard]] Status Commit();
+
+ private:
+  Env* env_;
+  std::string path_, tmp_;
+  std::unique_ptr<WritableFile> file_;
+};
+
+// Writes data to path atomically (AtomicFileWriter). On failure the previous
+// content of path is untouched and the temp removed.
 [[nodiscard]] Status WriteFileAtomic(Env* env, const std::string& path, std::string_view data);
+
+// Removes the temp files (path + ".tmp." + 16 hex digits) that writers of path
+// killed before they committed left behind: only those whose lock can be taken,
+// i.e. whose writer is gone. Best effort: a file that cannot be removed stays.
+void RemoveStaleTempFiles(Env* env, const std::string& path);
 
 // Directory part of a path ("." if none).
 std::string DirName(const std::string& path);

@@ -1,14 +1,18 @@
 // PosixEnv: Env over POSIX file descriptors and mmap.
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <fmt/format.h>
+#include <random>
 
 #include "core/env.h"
+#include "core/env_errors.h"
 
 namespace strata {
 namespace {
@@ -18,6 +22,76 @@ Status PosixError(const std::string& context, int err) {
   if (err == ENOENT) return Status::NotFound(msg);
   if (err == ENOSPC || err == EDQUOT || err == ENOMEM) return Status::ResourceExhausted(msg);
   return Status::IOError(msg);
+}
+
+// What a file that is not regular is, for messages.
+const char* FileKind(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a special file";
+}
+
+Status RequireRegular(const std::string& path, const struct stat& st) {
+  if (S_ISREG(st.st_mode)) return Status::Ok();
+  if (S_ISDIR(st.st_mode)) return IsADirectory(path);
+  return NotARegularFile(path, FileKind(st.st_mode));
+}
+
+// The error of a failed stat or open of path for reading.
+Status OpenError(const std::string& path, int err) {
+  if (err == ENOENT) return NoSuchFile(path);
+  if (err == EACCES || err == EPERM) return PermissionDenied(path);
+  if (err == EISDIR) return IsADirectory(path);
+  return PosixError("open " + path, err);
+}
+
+// Opens path (flags: O_RDONLY or O_RDWR, optionally O_CREAT) if it is a
+// regular file: its type is checked before the open, and again on the opened
+// file, which is opened O_NONBLOCK so that a FIFO swapped in between cannot
+// block. *st: the opened file's stat.
+Status OpenRegular(const std::string& path, int flags, int* fd, struct stat* st) {
+  struct stat before {};
+  if (::stat(path.c_str(), &before) == 0) {
+    STRATA_RETURN_IF_ERROR(RequireRegular(path, before));
+  } else if (errno != ENOENT || (flags & O_CREAT) == 0) {
+    return OpenError(path, errno);
+  }
+  const int f = ::open(path.c_str(), flags | O_NONBLOCK | O_CLOEXEC, 0644);
+  if (f < 0) return OpenError(path, errno);
+  Status s;
+  if (::fstat(f, st) != 0) s = PosixError("stat " + path, errno);
+  if (s.ok()) s = RequireRegular(path, *st);
+  if (!s.ok()) {
+    ::close(f);
+    return s;
+  }
+  ::fcntl(f, F_SETFL, ::fcntl(f, F_GETFL) & ~O_NONBLOCK);  // regular files ignore it; reads block as usual
+  *fd = f;
+  return Status::Ok();
+}
+
+// True if fd is the file now at path (not removed or replaced since it was opened).
+bool IsFileAt(int fd, const std::string& path) {
+  struct stat a {}, b {};
+  return ::fstat(fd, &a) == 0 && ::stat(path.c_str(), &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// Reads fd to its end into *out; what: the file's name for messages.
+Status ReadToEnd(int fd, const std::string& what, uint64_t max_bytes, std::string* out) {
+  out->clear();
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return PosixError("read " + what, errno);
+    }
+    if (n == 0) return Status::Ok();
+    if (out->size() + static_cast<uint64_t>(n) > max_bytes) return TooLarge(what, out->size() + n, max_bytes);
+    out->append(buf, static_cast<size_t>(n));
+  }
 }
 
 // Reads exactly n bytes at offset; a short read is an error.
@@ -65,9 +139,11 @@ class PosixMappedFile final : public MappedFile {
 
 class PosixWritableFile final : public WritableFile {
  public:
-  PosixWritableFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  // lock_fd: a descriptor holding the file's flock until destruction, or -1.
+  PosixWritableFile(std::string path, int fd, int lock_fd = -1) : path_(std::move(path)), fd_(fd), lock_fd_(lock_fd) {}
   ~PosixWritableFile() override {
     if (fd_ >= 0) ::close(fd_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);
   }
   Status Append(std::string_view data) override {
     const char* p = data.data();
@@ -96,6 +172,17 @@ class PosixWritableFile final : public WritableFile {
 
  private:
   std::string path_;
+  int fd_;
+  int lock_fd_;
+};
+
+// flock() on an open file description: released by close, or by the OS when the process dies.
+class PosixFileLock final : public FileLock {
+ public:
+  explicit PosixFileLock(int fd) : fd_(fd) {}
+  ~PosixFileLock() override { ::close(fd_); }
+
+ private:
   int fd_;
 };
 
@@ -144,18 +231,9 @@ class PosixRandomRWFile final : public RandomRWFile {
 class PosixEnv final : public Env {
  public:
   Status MapFile(const std::string& path, std::unique_ptr<MappedFile>* out) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return PosixError("open " + path, errno);
+    int fd = -1;
     struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      return PosixError("stat " + path, err);
-    }
-    if (!S_ISREG(st.st_mode)) {
-      ::close(fd);
-      return Status::InvalidArgument(path + " is not a regular file");
-    }
+    STRATA_RETURN_IF_ERROR(OpenRegular(path, O_RDONLY, &fd, &st));
     size_t size = static_cast<size_t>(st.st_size);
     void* base = nullptr;
     if (size > 0) {
@@ -178,38 +256,105 @@ class PosixEnv final : public Env {
     return Status::Ok();
   }
 
+  Status NewTempFile(const std::string& path, std::unique_ptr<WritableFile>* out, std::string* tmp_path) override {
+    std::random_device random;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const std::string tmp =
+          fmt::format("{}.tmp.{:08x}{:08x}", path, static_cast<uint32_t>(random()), static_cast<uint32_t>(random()));
+      const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        if (errno == EEXIST) continue;
+        return PosixError("create " + tmp, errno);
+      }
+      // Between the create and the flock, RemoveStaleTempFiles may have taken
+      // the new file for a dead writer's: then it removes it, and we try
+      // another name.
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        ::close(fd);
+        if (err == EWOULDBLOCK) continue;
+        (void)::unlink(tmp.c_str());
+        return PosixError("lock " + tmp, err);
+      }
+      if (!IsFileAt(fd, tmp)) {
+        ::close(fd);
+        continue;
+      }
+      // A duplicate shares the open file description and so the lock, which
+      // then outlives Close() of the written descriptor.
+      const int lock_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (lock_fd < 0) {
+        const int err = errno;
+        ::close(fd);
+        (void)::unlink(tmp.c_str());
+        return PosixError("dup " + tmp, err);
+      }
+      *out = std::make_unique<PosixWritableFile>(tmp, fd, lock_fd);
+      *tmp_path = tmp;
+      return Status::Ok();
+    }
+    return Status::IOError("cannot create a temp file beside " + path);
+  }
+
   Status NewRandomAccessFile(const std::string& path, std::unique_ptr<RandomAccessFile>* out) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return PosixError("open " + path, errno);
+    int fd = -1;
+    struct stat st {};
+    STRATA_RETURN_IF_ERROR(OpenRegular(path, O_RDONLY, &fd, &st));
     *out = std::make_unique<PosixRandomAccessFile>(path, fd);
     return Status::Ok();
   }
 
   Status NewRandomRWFile(const std::string& path, std::unique_ptr<RandomRWFile>* out) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return PosixError("open " + path, errno);
+    int fd = -1;
+    struct stat st {};
+    STRATA_RETURN_IF_ERROR(OpenRegular(path, O_RDWR | O_CREAT, &fd, &st));
     *out = std::make_unique<PosixRandomRWFile>(path, fd);
     return Status::Ok();
   }
 
-  Status ReadFile(const std::string& path, std::string* out) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return PosixError("open " + path, errno);
-    out->clear();
-    char buf[1 << 16];
-    for (;;) {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        int err = errno;
-        ::close(fd);
-        return PosixError("read " + path, err);
-      }
-      if (n == 0) break;
-      out->append(buf, static_cast<size_t>(n));
+  Status ReadFile(const std::string& path, uint64_t max_bytes, std::string* out) override {
+    int fd = -1;
+    struct stat st {};
+    STRATA_RETURN_IF_ERROR(OpenRegular(path, O_RDONLY, &fd, &st));
+    const auto size = static_cast<uint64_t>(st.st_size);
+    Status s = size > max_bytes ? TooLarge(path, size, max_bytes) : Status::Ok();
+    if (s.ok()) {
+      out->reserve(static_cast<size_t>(size));
+      s = ReadToEnd(fd, path, max_bytes, out);  // bounded again: the file may grow meanwhile
     }
     ::close(fd);
-    return Status::Ok();
+    return s;
+  }
+
+  Status ReadStdin(uint64_t max_bytes, std::string* out) override {
+    return ReadToEnd(STDIN_FILENO, "standard input", max_bytes, out);
+  }
+
+  Status CheckRegularFile(const std::string& path) override {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return OpenError(path, errno);
+    return RequireRegular(path, st);
+  }
+
+  Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) override {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      int fd = -1;
+      struct stat st {};
+      STRATA_RETURN_IF_ERROR(OpenRegular(path, O_RDONLY | O_CREAT, &fd, &st));
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        ::close(fd);
+        return err == EWOULDBLOCK ? LockedError(path) : PosixError("lock " + path, err);
+      }
+      // The previous holder may have removed or replaced path before letting
+      // go: a lock on that file guards nothing; lock the one there now.
+      if (IsFileAt(fd, path)) {
+        *lock = std::make_unique<PosixFileLock>(fd);
+        return Status::Ok();
+      }
+      ::close(fd);
+    }
+    return Status::IOError(path + ": replaced over and over while being locked");
   }
 
   Status RenameFile(const std::string& from, const std::string& to) override {

@@ -15,6 +15,7 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kCancelled: return "cancelled";
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kOutOfRange: return "out of range";
+    case StatusCode::kBusy: return "busy";
   }
   return "unknown";
 }

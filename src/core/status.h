@@ -25,6 +25,7 @@ enum class StatusCode : int {
   kCancelled = 8,         // the caller cancelled the operation
   kUnavailable = 9,       // temporarily unable (e.g. the KV budget is in use); the same call may succeed later
   kOutOfRange = 10,       // beyond a fixed limit (e.g. longer than the context); retrying cannot succeed
+  kBusy = 11,             // held by another process (a locked session); try again later
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -45,6 +46,7 @@ class [[nodiscard]] Status {
   static Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
   static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
   static Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
+  static Status Busy(std::string m) { return {StatusCode::kBusy, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -73,7 +73,8 @@ std::string SerializeCache(const CacheFile& c) {
 std::optional<CacheFile> ReadCache(Env* env, const std::string& path) {
   std::string data;
   CacheFile c;
-  if (!env->FileExists(path) || !env->ReadFile(path, &data).ok() || !ParseCache(data, &c)) return std::nullopt;
+  if (!env->FileExists(path) || !env->ReadFile(path, kMaxTuneCacheBytes, &data).ok() || !ParseCache(data, &c))
+    return std::nullopt;
   return c;
 }
 
@@ -132,6 +133,12 @@ size_t Fastest(const std::vector<double>& t) {
 }
 
 }  // namespace
+
+Status CheckTuneCachePath(Env* env, const std::string& path) {
+  std::string data;
+  Status s = env->ReadFile(path, kMaxTuneCacheBytes, &data);
+  return s.code() == StatusCode::kNotFound ? Status::Ok() : s;
+}
 
 std::string AttentionTuneKey::ToString() const {
   return fmt::format("{} d{} h{} kv{} {} b{} t{}", kernels::PathName(path), head_dim, n_head, n_head_kv,

@@ -8,6 +8,9 @@
 // bytes before it. It is written atomically (WriteFileAtomic). A file that is
 // unreadable, corrupt, of another version or from another CPU model is
 // ignored and replaced on the next store; it is never an error to the caller.
+// A path that is not a regular file (a directory, FIFO or device) is never
+// read nor replaced, a file over kMaxTuneCacheBytes never read;
+// CheckTuneCachePath tells a caller that wants to refuse such a path up front.
 //
 // Thread-safety: functions are reentrant; the Env handles concurrent access.
 // Two processes storing at once may lose one's entry (last rename wins); the
@@ -27,6 +30,14 @@
 #include "kv/kv_layout.h"
 
 namespace strata {
+
+// Larger than any cache file (an entry is ~40 bytes); larger files are not read.
+constexpr uint64_t kMaxTuneCacheBytes = uint64_t{1} << 20;
+
+// OK if path is missing (it will be created) or a readable regular file of at
+// most kMaxTuneCacheBytes, whatever its contents; else why path cannot be a
+// cache file (the Env's error: directory, FIFO, device, permission denied, too large).
+[[nodiscard]] Status CheckTuneCachePath(Env* env, const std::string& path);
 
 // What the best grid depends on.
 struct AttentionTuneKey {

@@ -63,15 +63,20 @@ Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sa
 }
 
 Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache) {
+  if (!kv_->tokens(seq_).empty()) return Status::InvalidArgument("load a session into a fresh context");
+  // Checked before any KV block is taken: a session longer than the context
+  // would otherwise fail half-loaded, for want of a free block.
+  SessionInfo info;
+  STRATA_RETURN_IF_ERROR(ReadSessionInfo(env, path, &info, nullptr));
+  if (info.n_tokens > n_ctx_)
+    return Status::InvalidArgument(fmt::format("{}: the session holds {} tokens; the context size is {}", path,
+                                               info.n_tokens, n_ctx_));
   SessionState st;
   SeqId loaded = 0;
-  const std::vector<int32_t> old_tokens = kv_->tokens(seq_);
-  if (!old_tokens.empty()) return Status::InvalidArgument("load a session into a fresh context");
-  Status s = strata::LoadSession(env, path, ModelFingerprint(model_), *kv_, &loaded, &st, drop_cache);
-  if (!s.ok()) return s;
-  if (kv_->length(loaded) > n_ctx_) {
+  STRATA_RETURN_IF_ERROR(strata::LoadSession(env, path, ModelFingerprint(model_), *kv_, &loaded, &st, drop_cache));
+  if (kv_->length(loaded) > n_ctx_) {  // the file was replaced since: checked again
     kv_->FreeSequence(loaded);
-    return Status::InvalidArgument(fmt::format("{}: the session has {} tokens; the context holds {}", path,
+    return Status::InvalidArgument(fmt::format("{}: the session holds {} tokens; the context size is {}", path,
                                                st.tokens.size(), n_ctx_));
   }
   kv_->FreeSequence(seq_);

@@ -81,8 +81,9 @@ class Context {
   // Saves the sequence (tokens, KV) and the sampler's state to path, atomically.
   [[nodiscard]] Status SaveSession(Env* env, const std::string& path, const Sampler& sampler);
   // Replaces the sequence with the one saved at path and restores the
-  // sampler's RNG and history. On error nothing changes. drop_cache: read the
-  // file cold (benchmarks).
+  // sampler's RNG and history. On error nothing changes; a session longer
+  // than the context is kInvalidArgument naming both sizes. drop_cache: read
+  // the file cold (benchmarks).
   [[nodiscard]] Status LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache = false);
 
  private:

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -81,38 +82,27 @@ Status ReadHeader(const RandomAccessFile& file, uint64_t file_size, const std::s
 }
 
 Status OpenForRead(Env* env, const std::string& path, std::unique_ptr<RandomAccessFile>* file, uint64_t* size) {
-  if (!env->FileExists(path)) return Status::NotFound(fmt::format("session file {} does not exist", path));
-  STRATA_RETURN_IF_ERROR(env->FileSize(path, size));
-  return env->NewRandomAccessFile(path, file);
+  STRATA_RETURN_IF_ERROR(env->NewRandomAccessFile(path, file));
+  return env->FileSize(path, size);
 }
 
 uint64_t BlockCount(uint64_t n_tokens, uint32_t block_tokens) { return (n_tokens + block_tokens - 1) / block_tokens; }
 
-// Streams a session file to path.tmp then renames it over path.
-class AtomicWriter {
- public:
-  AtomicWriter(Env* env, std::string path) : env_(env), path_(std::move(path)), tmp_(path_ + ".tmp") {}
-  ~AtomicWriter() {
-    if (file_) {
-      file_.reset();
-      (void)env_->RemoveFile(tmp_);  // abandoned: the previous version stays
-    }
-  }
-  Status Open() { return env_->NewWritableFile(tmp_, &file_); }
-  Status Append(std::string_view bytes) { return file_->Append(bytes); }
-  Status Finish() {
-    STRATA_RETURN_IF_ERROR(file_->Sync());
-    STRATA_RETURN_IF_ERROR(file_->Close());
-    file_.reset();
-    STRATA_RETURN_IF_ERROR(env_->RenameFile(tmp_, path_));
-    return env_->SyncDir(DirName(path_));
-  }
+std::string SessionLockPath(const std::string& path) { return path + ".lock"; }
 
- private:
-  Env* env_;
-  std::string path_, tmp_;
-  std::unique_ptr<WritableFile> file_;
-};
+// Appends bytes [offset, offset + n) of file to out, a chunk at a time.
+Status CopyBytes(const RandomAccessFile& file, uint64_t offset, uint64_t n, AtomicFileWriter* out) {
+  constexpr uint64_t kChunk = uint64_t{1} << 20;
+  std::string buf;
+  while (n > 0) {
+    buf.resize(static_cast<size_t>(std::min(n, kChunk)));
+    STRATA_RETURN_IF_ERROR(file.Read(offset, buf.size(), buf.data()));
+    STRATA_RETURN_IF_ERROR(out->Append(buf));
+    offset += buf.size();
+    n -= buf.size();
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -145,7 +135,7 @@ Status SaveSession(Env* env, const std::string& path, uint64_t fingerprint, KvCa
   h.head_dim = static_cast<uint32_t>(L.head_dim);
   h.state = state;
   h.state.tokens = kv.tokens(seq);
-  AtomicWriter w(env, path);
+  AtomicFileWriter w(env, path);
   STRATA_RETURN_IF_ERROR(w.Open());
   STRATA_RETURN_IF_ERROR(w.Append(EncodeHeader(h)));
   const std::vector<BlockId>& blocks = kv.blocks(seq);
@@ -160,7 +150,7 @@ Status SaveSession(Env* env, const std::string& path, uint64_t fingerprint, KvCa
     }
   }
   STRATA_RETURN_IF_ERROR(w.Append(std::string_view(kTrailer, sizeof kTrailer)));
-  return w.Finish();
+  return w.Commit();
 }
 
 Status LoadSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv, SeqId* seq,
@@ -250,14 +240,40 @@ Status TruncateSessionFile(Env* env, const std::string& path, int32_t n_keep) {
   const uint64_t per_slice = old_blocks > 0 ? body / (old_blocks * h.n_layer) : 0;
   h.state.tokens.resize(static_cast<size_t>(n_keep));
   const uint64_t keep_bytes = BlockCount(static_cast<uint64_t>(n_keep), h.block_tokens) * h.n_layer * per_slice;
-  std::string body_bytes(keep_bytes, '\0');
-  STRATA_RETURN_IF_ERROR(file->Read(off, keep_bytes, body_bytes.data()));
-  AtomicWriter w(env, path);
+  AtomicFileWriter w(env, path);
   STRATA_RETURN_IF_ERROR(w.Open());
   STRATA_RETURN_IF_ERROR(w.Append(EncodeHeader(h)));
-  STRATA_RETURN_IF_ERROR(w.Append(body_bytes));
+  STRATA_RETURN_IF_ERROR(CopyBytes(*file, off, keep_bytes, &w));
   STRATA_RETURN_IF_ERROR(w.Append(std::string_view(kTrailer, sizeof kTrailer)));
-  return w.Finish();
+  return w.Commit();
+}
+
+Status CopySessionFile(Env* env, const std::string& src, const std::string& dst) {
+  std::unique_ptr<RandomAccessFile> file;
+  uint64_t size = 0;
+  STRATA_RETURN_IF_ERROR(OpenForRead(env, src, &file, &size));
+  Header h;
+  uint64_t off = 0;
+  STRATA_RETURN_IF_ERROR(ReadHeader(*file, size, src, &h, &off));  // verified before anything is copied
+  if (env->FileExists(dst)) return Status::InvalidArgument(dst + " already exists");
+  AtomicFileWriter w(env, dst);
+  STRATA_RETURN_IF_ERROR(w.Open());
+  STRATA_RETURN_IF_ERROR(CopyBytes(*file, 0, size, &w));
+  return w.Commit();
+}
+
+Status LockSession(Env* env, const std::string& path, std::unique_ptr<FileLock>* lock) {
+  Status s = env->LockFile(SessionLockPath(path), lock);
+  if (s.code() == StatusCode::kBusy) return Status::Busy(path + " is in use by another process");
+  return s;
+}
+
+Status RemoveSession(Env* env, const std::string& path) {
+  if (!env->FileExists(path)) return Status::NotFound(fmt::format("session file {} does not exist", path));
+  STRATA_RETURN_IF_ERROR(env->RemoveFile(path));
+  RemoveStaleTempFiles(env, path);
+  (void)env->RemoveFile(SessionLockPath(path));  // while locked: whoever opened it meanwhile locks a new one
+  return Status::Ok();
 }
 
 }  // namespace strata

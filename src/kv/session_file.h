@@ -10,8 +10,15 @@
 //   blocks  for each block (ceil(n_tokens / block_tokens)) and layer:
 //           slice bytes (KvLayout::slice_bytes) then u64 XXH3 of them
 //   trailer "STRATEND"
-// Writes are atomic (temp file, fsync, rename): a crash mid-save leaves the
-// previous version valid. Every checksum is verified on load.
+// Writes are atomic (AtomicFileWriter: a temp file of the writer, fsync,
+// rename): a crash mid-save leaves the previous version valid, and its temp
+// file is removed by the next save. Every checksum is verified on load.
+//
+// Concurrency between processes: a session is locked (LockSession, an flock
+// on NAME.session.lock) by whoever continues or rewrites it, for the whole
+// time from load to save; a second process is refused with kBusy rather than
+// silently losing one of two continuations. Reads (info, ls) need no lock:
+// the file is only ever replaced whole.
 //
 // Thread-safety: functions are independent; the KvCacheManager passed in must
 // not be used concurrently.
@@ -19,6 +26,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,7 +69,20 @@ uint64_t ModelFingerprint(const Model& model);
 [[nodiscard]] Status ReadSessionInfo(Env* env, const std::string& path, SessionInfo* info, SessionState* state);
 
 // Rewrites path keeping the first n_keep tokens (roll back), atomically.
+// REQUIRES: the session is locked (LockSession).
 [[nodiscard]] Status TruncateSessionFile(Env* env, const std::string& path, int32_t n_keep);
+
+// Copies the session at src to the new session dst (its header verified
+// first); kInvalidArgument if dst exists. REQUIRES: both locked (LockSession).
+[[nodiscard]] Status CopySessionFile(Env* env, const std::string& src, const std::string& dst);
+
+// Locks the session at path (Env::LockFile of path + ".lock", created if
+// missing): kBusy "PATH is in use by another process" if another holder has it.
+[[nodiscard]] Status LockSession(Env* env, const std::string& path, std::unique_ptr<FileLock>* lock);
+
+// Removes the session at path with its lock file and any stale temp files;
+// kNotFound if there is no session. REQUIRES: locked (LockSession).
+[[nodiscard]] Status RemoveSession(Env* env, const std::string& path);
 
 // Session names: [A-Za-z0-9._-]{1,128}, not starting with '.'.
 bool IsValidSessionName(const std::string& name);

@@ -219,7 +219,7 @@ Status GgufWriter::Header(std::string* out, std::vector<uint64_t>* offsets) cons
   return Status::Ok();
 }
 
-Status GgufWriter::WriteTo(WritableFile* file, const std::function<void(uint64_t, uint64_t)>& progress) const {
+Status GgufWriter::WriteTo(AtomicFileWriter* file, const std::function<void(uint64_t, uint64_t)>& progress) const {
   std::string buf;
   std::vector<uint64_t> offsets;
   STRATA_RETURN_IF_ERROR(Header(&buf, &offsets));
@@ -238,21 +238,15 @@ Status GgufWriter::WriteTo(WritableFile* file, const std::function<void(uint64_t
     done += t.nbytes;
     if (progress) progress(done, total);
   }
-  STRATA_RETURN_IF_ERROR(file->Sync());
-  return file->Close();
+  return Status::Ok();
 }
 
 Status GgufWriter::Write(Env* env, const std::string& path,
                          const std::function<void(uint64_t, uint64_t)>& progress) const {
-  const std::string tmp = path + ".tmp";
-  std::unique_ptr<WritableFile> file;
-  STRATA_RETURN_IF_ERROR(env->NewWritableFile(tmp, &file));
-  Status s = WriteTo(file.get(), progress);
-  if (s.ok()) s = env->RenameFile(tmp, path);
-  if (s.ok()) return env->SyncDir(DirName(path));
-  file.reset();
-  (void)env->RemoveFile(tmp);  // best effort; the destination is untouched either way
-  return s;
+  AtomicFileWriter file(env, path);  // on failure, removes its temp file; the destination is untouched
+  STRATA_RETURN_IF_ERROR(file.Open());
+  STRATA_RETURN_IF_ERROR(WriteTo(&file, progress));
+  return file.Commit();
 }
 
 }  // namespace strata::gguf

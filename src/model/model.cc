@@ -59,11 +59,14 @@ std::string BaseName(const std::string& path) {
   return dot == std::string::npos || dot == 0 ? base : base.substr(0, dot);
 }
 
-bool HasGgufMagic(Env* env, const std::string& path) {
+// *gguf: whether path starts with the GGUF magic. The Env's error if path
+// cannot be opened (missing, unreadable, a directory, FIFO or device).
+Status HasGgufMagic(Env* env, const std::string& path, bool* gguf) {
   std::unique_ptr<RandomAccessFile> f;
+  STRATA_RETURN_IF_ERROR(env->NewRandomAccessFile(path, &f));
   uint32_t magic = 0;
-  if (!env->NewRandomAccessFile(path, &f).ok() || !f->Read(0, 4, &magic).ok()) return false;
-  return magic == gguf::kMagic;
+  *gguf = f->Read(0, 4, &magic).ok() && magic == gguf::kMagic;  // shorter than 4 bytes: not GGUF
+  return Status::Ok();
 }
 
 }  // namespace
@@ -135,9 +138,10 @@ void Model::ReleaseFilePages(const Tensor& t) const {
 }
 
 Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Model>* out) {
-  if (!env->FileExists(options.path)) return Status::NotFound(fmt::format("model file {} does not exist", options.path));
+  bool gguf = false;
+  STRATA_RETURN_IF_ERROR(HasGgufMagic(env, options.path, &gguf));
   std::unique_ptr<Model> model(new Model());
-  if (HasGgufMagic(env, options.path)) {
+  if (gguf) {
     STRATA_RETURN_IF_ERROR(model->LoadGguf(env, options));
   } else {
     STRATA_RETURN_IF_ERROR(model->LoadLlama2c(env, options));

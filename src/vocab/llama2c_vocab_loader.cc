@@ -20,6 +20,10 @@ namespace {
 
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581 '▁'
 
+// Larger than any real tokenizer.bin (Llama 2's 32000 pieces: 424 KiB; a
+// 256K-piece vocabulary is a few MiB), small enough to read into memory.
+constexpr uint64_t kMaxFileBytes = uint64_t{64} << 20;
+
 // Reads a little-endian 4-byte value at *pos, advancing it.
 // REQUIRES: *pos + 4 <= data.size().
 template <class T>
@@ -85,7 +89,7 @@ Status Parse(std::string_view data, VocabSpec* spec) {
 
 Status Vocab::FromLlama2cFile(Env* env, const std::string& path, std::unique_ptr<Vocab>* out) {
   std::string data;
-  STRATA_RETURN_IF_ERROR(env->ReadFile(path, &data));
+  STRATA_RETURN_IF_ERROR(env->ReadFile(path, kMaxFileBytes, &data));
   VocabSpec spec;
   spec.model = "llama";
   STRATA_RETURN_IF_ERROR(Parse(data, &spec).WithContext("llama2.c tokenizer " + path));

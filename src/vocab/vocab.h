@@ -43,7 +43,8 @@ class Vocab {
   [[nodiscard]] static Status FromGguf(const gguf::GgufFile& file, std::unique_ptr<Vocab>* out);
   // llama2.c tokenizer.bin: SentencePiece-style, BOS=1, EOS=2, UNK=0, byte
   // tokens "<0xXX>", add_bos true, add_space_prefix true. kCorrupt for a
-  // truncated or inconsistent file; Env errors as they come.
+  // truncated or inconsistent file; Env errors as they come (a file over 64 MiB
+  // is refused unread).
   [[nodiscard]] static Status FromLlama2cFile(Env* env, const std::string& path, std::unique_ptr<Vocab>* out);
 
   // Text -> ids. add_special: prepend BOS / append EOS (and SEP for "bert")
