@@ -10,6 +10,7 @@
 #   3. take llama.h and the ggml headers of exactly that llama.cpp release
 #      out of the git bundle into bench/.peer/include (never into the repo).
 #   4. gcc bench/llamacpp_harness.c (+ src/bench/stream_sum.h) against the prebuilt libs, rpath to their dir.
+#   5. gcc bench/ggml_types_harness.c likewise (ggml's block formats, for the conformance tests).
 #
 # Env: FORCE=1 rebuilds everything below node_modules; CC picks the compiler.
 set -euo pipefail
@@ -151,6 +152,19 @@ if [ "${FORCE:-0}" = 1 ] || [ ! -x "$HARNESS" ] || [ "$(cat "$stamp" 2>/dev/null
     mv "$HARNESS.tmp" "$HARNESS"
     echo "$want" > "$stamp"
 fi
+
+# ---- 5. ggml_types_harness: ggml's block formats for tests/ggml_types_test.cc
+TYPES_SRC="$BENCH_DIR/ggml_types_harness.c"
+TYPES_HARNESS="$PEER_DIR/ggml_types_harness"
+want="$(sha256sum "$TYPES_SRC" | cut -d' ' -f1) $bundle_head $LIB_DIR $($CC -dumpfullversion 2>/dev/null || echo cc)"
+if [ "${FORCE:-0}" = 1 ] || [ ! -x "$TYPES_HARNESS" ] || [ "$(cat "$TYPES_HARNESS.build" 2>/dev/null || true)" != "$want" ]; then
+    log "building $TYPES_HARNESS"
+    "$CC" -std=gnu11 -O2 -Wall -Wextra -I"$INC_DIR" "$TYPES_SRC" -o "$TYPES_HARNESS.tmp" \
+        -L"$LIB_DIR" -l:"$(basename "$LIBLLAMA")" -l:libggml-base.so -Wl,-rpath,"$LIB_DIR" -Wl,--enable-new-dtags -ldl
+    mv "$TYPES_HARNESS.tmp" "$TYPES_HARNESS"
+    echo "$want" > "$TYPES_HARNESS.build"
+fi
+"$TYPES_HARNESS" info >/dev/null || die "ggml_types_harness does not run"
 
 # ---- smoke: the harness must load llama.cpp and a CPU backend variant
 "$HARNESS" --version >/dev/null || die "the harness does not run: $("$HARNESS" --version 2>&1 | tail -3)"

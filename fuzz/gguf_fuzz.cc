@@ -1,12 +1,20 @@
 // libFuzzer target for the model-file readers: GgufFile::Parse and
 // Llama2cFile::Parse must reject any input cleanly, and whatever they accept
 // must be safe to walk: every metadata value and every tensor byte range.
+// Accepted GGUF files also go through what reads their tensors and metadata
+// next: each row decoder (a row of every tensor of a type strata computes
+// with, whatever its bytes) and the quantization planner (hostile names and
+// hyper-parameters).
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
+#include "kernels/kernels.h"
 #include "model/gguf.h"
 #include "model/llama2c.h"
+#include "model/quantize.h"
 
 namespace {
 
@@ -18,6 +26,8 @@ uint64_t Touch(const strata::gguf::Value& v) {
   for (const strata::gguf::Value& e : v.arr) h = h * 31 + Touch(e);
   return h;
 }
+
+constexpr int64_t kMaxRowDecoded = 1 << 16;  // elements: bounds the fuzzer's memory
 
 // Reads the first, middle and last byte of a tensor: ASan flags a bad pointer.
 uint64_t TouchBytes(const void* data, uint64_t nbytes) {
@@ -36,7 +46,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const strata::gguf::TensorInfo& t : gguf->tensors()) {
       sink = sink + TouchBytes(t.tensor.data, t.nbytes) + static_cast<uint64_t>(t.tensor.elements());
       if (gguf->FindTensor(t.name) != &t) __builtin_trap();  // names are unique and indexed
+      if (strata::Info(t.tensor.type).supported && t.tensor.cols() <= kMaxRowDecoded) {
+        std::vector<float> row(static_cast<size_t>(t.tensor.cols()));
+        strata::kernels::DequantizeRow(t.tensor.type, t.tensor.data, row.data(), t.tensor.cols());
+        sink = sink + static_cast<uint64_t>(std::count(row.begin(), row.end(), 0.0f));
+      }
     }
+    strata::QuantizeResult plan;
+    if (strata::PlanQuantization(*gguf, strata::QuantizeOptions{strata::FileType::kQ4_K_M, 1, false}, &plan).ok())
+      sink = sink + plan.bytes_out;
   }
   std::unique_ptr<strata::Llama2cFile> bin;
   if (strata::Llama2cFile::Parse(data, size, &bin).ok()) {

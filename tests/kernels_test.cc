@@ -237,6 +237,35 @@ TEST(KernelQuantize, F16AndBf16RelativeError) {
   }
 }
 
+// Every block format reproduces Gaussian weights within its precision: the
+// RMS round-trip error relative to the data's RMS (bounds 1.25x what these
+// quantizers, bit-identical to llama.cpp's, reach on this data; a scrambled
+// layout or a wrong scale is off by far more).
+TEST(KernelQuantize, RoundTripErrorPerFormat) {
+  struct Bound {
+    DType type;
+    double max_rel_rms;
+  };
+  const Bound bounds[] = {
+      {DType::kQ8_0, 0.007}, {DType::kQ8_1, 0.007}, {DType::kQ8_K, 0.009}, {DType::kQ6_K, 0.022},
+      {DType::kQ5_0, 0.053}, {DType::kQ5_1, 0.048}, {DType::kQ5_K, 0.045}, {DType::kQ4_0, 0.11},
+      {DType::kQ4_1, 0.098}, {DType::kQ4_K, 0.09},  {DType::kIQ4_NL, 0.096}, {DType::kIQ4_XS, 0.096},
+      {DType::kQ3_K, 0.19},  {DType::kQ2_K, 0.37},
+  };
+  const std::vector<float> x = RandomFloats(256 * 64, 17);
+  double x2 = 0;
+  for (float v : x) x2 += static_cast<double>(v) * v;
+  for (const Bound& b : bounds) {
+    const std::vector<float> y = RoundTrip(b.type, x);
+    double e2 = 0;
+    for (size_t i = 0; i < x.size(); ++i) e2 += (static_cast<double>(x[i]) - y[i]) * (x[i] - y[i]);
+    const double rel = std::sqrt(e2 / x2);
+    EXPECT_LE(rel, b.max_rel_rms) << DTypeName(b.type);
+    EXPECT_GE(rel, b.max_rel_rms / 4) << DTypeName(b.type) << ": implausibly exact";
+    std::printf("[   INFO   ] %-6s relative RMS round-trip error %.4f\n", DTypeName(b.type), rel);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // MatMul: one table over dtype x shape x path.
 
@@ -261,7 +290,29 @@ Weights MakeWeights(DType type, int64_t n_in, int64_t n_out, uint32_t seed) {
   return w;
 }
 
-bool IsQuantized(DType t) { return t == DType::kQ8_0 || t == DType::kQ4_0; }
+bool IsQuantized(DType t) { return Info(t).quantized; }
+
+// The activation format MatMul pairs with a quantized weight type (kernels/vec_dot.h).
+DType ActivationType(DType t) {
+  switch (t) {
+    case DType::kQ4_1: case DType::kQ5_1: return DType::kQ8_1;
+    case DType::kQ2_K: case DType::kQ3_K: case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+    case DType::kIQ4_XS: return DType::kQ8_K;
+    default: return DType::kQ8_0;
+  }
+}
+
+// Quantized weight types with their row lengths under test (whole blocks).
+struct QuantCase {
+  DType type;
+  std::vector<int64_t> n_in;
+};
+const QuantCase kQuantCases[] = {
+    {DType::kQ8_0, {32, 64, 96, 2048}},  {DType::kQ4_0, {32, 64, 96, 2048}}, {DType::kQ4_1, {32, 96, 2048}},
+    {DType::kQ5_0, {32, 96, 2048}},      {DType::kQ5_1, {32, 96, 2048}},     {DType::kIQ4_NL, {32, 96, 2048}},
+    {DType::kQ2_K, {256, 768, 2048}},    {DType::kQ3_K, {256, 768, 2048}},   {DType::kQ4_K, {256, 768, 2048}},
+    {DType::kQ5_K, {256, 768, 2048}},    {DType::kQ6_K, {256, 768, 2048}},   {DType::kIQ4_XS, {256, 768, 2048}},
+};
 
 // w packed for the most capable path that has a packed layout for it, if any.
 std::vector<Path> AllPathsToTest() {
@@ -287,17 +338,37 @@ struct PackedWeights {
   Path path = Path::kScalar;
 };
 
+// Q4_1 / Q5_1 against Q8_1 activations: block b's minimum m_b multiplies the
+// block's stored s = fp16(d * sum q) instead of the sum of its dequantized
+// activations. Returns that difference, sum_b m_b (s_b - sum_j x_j), for row
+// o of w and activations xq (Q8_1) whose dequantized values are xs.
+double MinTermCorrection(const Weights& w, int64_t o, const std::vector<uint8_t>& xq, const float* xs, int64_t n_in) {
+  const auto* xb = reinterpret_cast<const BlockQ8_1*>(xq.data());
+  double c = 0;
+  for (int64_t b = 0; b < n_in / 32; ++b) {
+    const uint8_t* wb = w.tensor.row(o) + b * Info(w.tensor.type).type_size;
+    uint16_t m;
+    std::memcpy(&m, wb + 2, sizeof m);  // Q4_1 and Q5_1: fp16 d, then fp16 m
+    double sum = 0;
+    for (int j = 0; j < 32; ++j) sum += xs[b * 32 + j];
+    c += static_cast<double>(Fp16ToF32(m)) * (Fp16ToF32(xb[b].s) - sum);
+  }
+  return c;
+}
+
 // What the reference defines, in double: for quantized weights the activations
-// go through QuantizeRow(Q8_0) (dequantized products are exact in float).
-// Also returns sum |w x| for tolerances.
+// go through QuantizeRow(ActivationType) (dequantized products are exact in
+// float). Also returns sum |w x| for tolerances.
 std::vector<double> DefinitionMatMul(const Weights& w, DType type, const std::vector<float>& x, int64_t n_in,
                                      int64_t n_out, int64_t n_tok, std::vector<double>* magnitude) {
   std::vector<float> xs = x;
+  std::vector<std::vector<uint8_t>> xq(static_cast<size_t>(n_tok));
   if (IsQuantized(type)) {
+    const DType act = ActivationType(type);
     for (int64_t t = 0; t < n_tok; ++t) {
-      std::vector<float> row(x.begin() + t * n_in, x.begin() + (t + 1) * n_in);
-      row = RoundTrip(DType::kQ8_0, row);
-      std::copy(row.begin(), row.end(), xs.begin() + t * n_in);
+      xq[t].resize(*RowBytes(act, static_cast<uint64_t>(n_in)));
+      QuantizeRow(act, &x[t * n_in], xq[t].data(), n_in);
+      DequantizeRow(act, xq[t].data(), &xs[t * n_in], n_in);
     }
   }
   std::vector<double> y(static_cast<size_t>(n_out * n_tok));
@@ -310,6 +381,8 @@ std::vector<double> DefinitionMatMul(const Weights& w, DType type, const std::ve
         sum += p;
         mag += std::fabs(p);
       }
+      if (IsQuantized(type) && ActivationType(type) == DType::kQ8_1)
+        sum += MinTermCorrection(w, o, xq[t], &xs[t * n_in], n_in);
       y[t * n_out + o] = sum;
       (*magnitude)[t * n_out + o] = mag;
     }
@@ -339,19 +412,19 @@ int CountMismatches(const std::vector<float>& got, const std::vector<double>& wa
 TEST(KernelMatMul, AllPathsMatchReference) {
   ThreadPool pool(3);
   const std::vector<Path> simd_paths = SimdPathsToTest();
-  const DType types[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0};
-  const int64_t quant_n_in[] = {32, 64, 96, 2048};
-  const int64_t float_n_in[] = {7, 32, 64, 96, 172, 2048};
+  std::vector<QuantCase> cases_by_type = {{DType::kF32, {7, 32, 64, 96, 172, 2048}},
+                                           {DType::kF16, {7, 32, 64, 96, 172, 2048}},
+                                           {DType::kBF16, {7, 32, 64, 96, 172, 2048}}};
+  cases_by_type.insert(cases_by_type.end(), std::begin(kQuantCases), std::end(kQuantCases));
   const int64_t n_outs[] = {1, 5, 33, 67};
   const int64_t n_toks[] = {1, 3, 17, 64};
   // Summation order differs between paths; a wrong element costs ~1/n_in of
   // the magnitude, far above this.
   constexpr double kRelTol = 2e-5;
   int cases = 0;
-  for (DType type : types) {
-    const bool quant = IsQuantized(type);
-    for (int64_t n_in : quant ? std::vector<int64_t>(std::begin(quant_n_in), std::end(quant_n_in))
-                              : std::vector<int64_t>(std::begin(float_n_in), std::end(float_n_in))) {
+  for (const QuantCase& type_case : cases_by_type) {
+    const DType type = type_case.type;
+    for (int64_t n_in : type_case.n_in) {
       for (int64_t n_out : n_outs) {
         const Weights w = MakeWeights(type, n_in, n_out, static_cast<uint32_t>(n_in * 131 + n_out));
         const PackedWeights packed(w.tensor);
@@ -426,9 +499,9 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
 // every path, packed or not, and with types it cannot fuse.
 TEST(KernelMatMul, SharedEqualsSeparateBitForBit) {
   ThreadPool pool(2);
-  const int64_t n_in = 160;
   for (Path path : AllPathsToTest()) {
-    for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16}) {
+    for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kQ5_0, DType::kQ4_K}) {
+      const int64_t n_in = Info(type).block_size == kQK_K ? 512 : 160;
       std::vector<Weights> ws;
       std::vector<std::unique_ptr<PackedWeights>> packed;
       for (int64_t n_out : {96, 40, 1, 33}) {
@@ -470,7 +543,7 @@ TEST(KernelMatMul, SharedEqualsSeparateBitForBit) {
 
 TEST(KernelMatMul, ThreadCountDoesNotChangeResults) {
   const std::vector<float> x = RandomFloats(256 * 20, 11);
-  for (DType type : {DType::kF32, DType::kQ8_0, DType::kQ4_0}) {
+  for (DType type : {DType::kF32, DType::kQ8_0, DType::kQ4_0, DType::kQ6_K}) {
     const Weights w = MakeWeights(type, 256, 100, 5);
     for (int64_t n_tok : {1, 20}) {
       std::vector<float> y1(100 * n_tok), y3(100 * n_tok);

@@ -82,14 +82,14 @@ void PrintTensorTable(const std::vector<Row>& rows) {
   size_t width = 4;
   for (const Row& r : rows) width = std::max(width, r.name.size());
   fmt::print("tensors: {}\n", rows.size());
-  fmt::print("  {:<{}}  {:<5}  {:<24}  {:>12}\n", "name", width, "type", "shape", "bytes");
+  fmt::print("  {:<{}}  {:<7}  {:<24}  {:>12}\n", "name", width, "type", "shape", "bytes");
   uint64_t total_bytes = 0;
   int64_t total_elements = 0;
   for (const Row& r : rows) {
     std::string shape = "[";
     for (int d = 0; d < r.n_dims; ++d) shape += (d > 0 ? ", " : "") + std::to_string(r.tensor->ne[d]);
     shape += "]";
-    fmt::print("  {:<{}}  {:<5}  {:<24}  {:>12}\n", r.name, width, DTypeName(r.tensor->type), shape, r.nbytes);
+    fmt::print("  {:<{}}  {:<7}  {:<24}  {:>12}\n", r.name, width, DTypeName(r.tensor->type), shape, r.nbytes);
     total_bytes += r.nbytes;
     total_elements += r.tensor->elements();
   }

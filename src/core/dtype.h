@@ -1,16 +1,20 @@
 // Element types of tensors, with ggml's numeric values (they are stored in GGUF
-// files, so the values are a file-format contract: append-only).
+// files, so the values are a file-format contract: append-only), and their
+// traits table: name, block size, bytes per block and whether strata computes
+// with the type. Every type ggml defines is listed, so any GGUF file's tensor
+// table can be read and printed; the ones strata cannot compute with are
+// refused by name when a model is loaded.
 //
-// Block layouts are byte-for-byte llama.cpp's (ggml-common.h):
-//   Q8_0: 32 weights per block, { fp16 d; int8 qs[32]; }            34 bytes, w = d*q
-//   Q4_0: 32 weights per block, { fp16 d; uint8 qs[16]; }           18 bytes,
-//         weight j (j<16) = d*((qs[j] & 0xF) - 8), weight j+16 = d*((qs[j] >> 4) - 8)
+// The block layouts are byte-for-byte llama.cpp's (core/quant_blocks.h).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+
+#include "core/quant_blocks.h"
 
 namespace strata {
 
@@ -29,43 +33,46 @@ enum class DType : uint32_t {
   kQ5_K = 13,
   kQ6_K = 14,
   kQ8_K = 15,
+  kIQ2_XXS = 16,
+  kIQ2_XS = 17,
+  kIQ3_XXS = 18,
+  kIQ1_S = 19,
+  kIQ4_NL = 20,
+  kIQ3_S = 21,
+  kIQ2_S = 22,
+  kIQ4_XS = 23,
   kI8 = 24,
   kI16 = 25,
   kI32 = 26,
   kI64 = 27,
   kF64 = 28,
+  kIQ1_M = 29,
   kBF16 = 30,
+  kTQ1_0 = 34,
+  kTQ2_0 = 35,
+  kMXFP4 = 39,
+  kNVFP4 = 40,
+  kQ1_0 = 41,
+  kQ2_0 = 42,
 };
-
-inline constexpr int kQK8_0 = 32;
-inline constexpr int kQK4_0 = 32;
-
-struct BlockQ8_0 {
-  uint16_t d;           // fp16 scale
-  int8_t qs[kQK8_0];    // quants
-};
-static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block layout must match ggml");
-
-struct BlockQ4_0 {
-  uint16_t d;              // fp16 scale
-  uint8_t qs[kQK4_0 / 2];  // nibbles: low = elements 0..15, high = 16..31
-};
-static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block layout must match ggml");
 
 struct DTypeInfo {
-  const char* name;    // ggml's name: "f32", "q8_0", ...
+  const char* name;    // ggml's name: "f32", "q8_0", "q4_K", ...
   int block_size;      // elements per block (1 for scalar types)
   int type_size;       // bytes per block
-  bool supported;      // strata can compute with it
+  bool supported;      // strata computes with it (weights of a model it loads)
+  bool quantized;      // a block format (not a plain number type)
 };
 
-// Returns nullopt for values ggml never assigned.
+// Returns nullopt for values ggml never assigned (or retired).
 std::optional<DTypeInfo> GetDTypeInfo(uint32_t raw);
-// REQUIRES: GetDTypeInfo(t) has a value (any enumerator does).
+// REQUIRES: t is an enumerator.
 const DTypeInfo& Info(DType t);
 inline const char* DTypeName(DType t) { return Info(t).name; }
-// Parses "f32", "F16", "q8_0", ... (case-insensitive).
+// Parses "f32", "F16", "q8_0", "Q4_K", ... (case-insensitive).
 std::optional<DType> ParseDType(std::string_view name);
+// "f32, f16, bf16, q4_0, ...": the supported types, for error messages.
+std::string SupportedDTypeNames();
 
 // Bytes of a row of n elements; nullopt if n is not a multiple of the block
 // size or the product overflows.

@@ -47,14 +47,18 @@ std::vector<Path> AvailablePaths();
 Path BestPath();
 
 // ---- element conversion and quantization (reference rows) ----
-// dst: n elements of type t. REQUIRES: n % block_size(t) == 0; t in {F32, F16, BF16, Q8_0, Q4_0}.
+// dst: n elements of type t, quantized as llama-quantize writes them without
+// an importance matrix (bit for bit). REQUIRES: n % block_size(t) == 0; t is
+// Info(t).supported, or an activation format (Q8_1, Q8_K).
 void QuantizeRow(DType t, const float* src, void* dst, int64_t n);
-// src: n elements of type t -> F32 [n].
+// src: n elements of type t -> F32 [n], as ggml's dequantize_row_*. REQUIRES: as QuantizeRow.
 void DequantizeRow(DType t, const void* src, float* dst, int64_t n);
 
 // ---- matrix multiplication ----
 // y = x · Wᵀ:  w: type w.type [n_in, n_out], x: F32 [n_in, n_tok], y: F32 [n_out, n_tok].
-// Quantized weights quantize x on the fly (Q8_0 activations, as llama.cpp).
+// Quantized weights quantize x on the fly (Q8_0, Q8_1 or Q8_K activations,
+// as llama.cpp pairs them with each weight type; kernels/vec_dot.h). Types
+// without SIMD kernels run the scalar reference on every path.
 // `path` is an upper bound: the most capable path this CPU runs that is not
 // above it is used (tests pass each available path; callers use the default).
 // Uses pool.Scratch() for quantized activations and packed weight panels.

@@ -1,8 +1,8 @@
 // MatMul dispatch and the scalar reference that defines its semantics:
 //   F32/F16/BF16 weights: weights widened to F32, dot product accumulated in F32.
-//   Q8_0/Q4_0 weights: each activation row is quantized with QuantizeRow(Q8_0)
-//   and every 32-element block contributes float(int dot) * (d_w * d_x), as
-//   llama.cpp's vec_dot_q8_0_q8_0 / vec_dot_q4_0_q8_0.
+//   Quantized weights: each activation row is quantized with
+//   QuantizeRow(vec_dot_type) (Q8_0, Q8_1 or Q8_K, as llama.cpp pairs them)
+//   and multiplied block by block in integers (kernels/vec_dot.h).
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -11,6 +11,7 @@
 #include "core/fp16.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/kernels.h"
+#include "kernels/type_traits.h"
 
 namespace strata::kernels {
 namespace {
@@ -34,65 +35,36 @@ void MatMulFloatScalar(const Tensor& w, const float* x, int64_t n_tok, float* y,
   });
 }
 
-// int dot of one weight block with one Q8_0 activation block.
-int BlockDot(const BlockQ8_0& w, const BlockQ8_0& x) {
-  int sum = 0;
-  for (int j = 0; j < kQK8_0; ++j) sum += w.qs[j] * x.qs[j];
-  return sum;
-}
-
-int BlockDot(const BlockQ4_0& w, const BlockQ8_0& x) {
-  constexpr int kHalf = kQK4_0 / 2;
-  int sum = 0;
-  for (int j = 0; j < kHalf; ++j) {
-    sum += ((w.qs[j] & 0xF) - 8) * x.qs[j];
-    sum += ((w.qs[j] >> 4) - 8) * x.qs[j + kHalf];
-  }
-  return sum;
-}
-
-template <class Block>
+// Quantized weights: each activation row quantized once to the weight type's
+// partner format, then one vec_dot per (row, token).
 void MatMulQuantScalar(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  const int64_t n_in = w.cols(), n_out = w.rows(), nb = n_in / kQK8_0;
-  auto* xq = static_cast<BlockQ8_0*>(pool.Scratch(static_cast<size_t>(n_tok * nb) * sizeof(BlockQ8_0)));
-  for (int64_t t = 0; t < n_tok; ++t) QuantizeRow(DType::kQ8_0, x + t * n_in, xq + t * nb, n_in);
+  const internal::TypeTraits& traits = internal::Traits(w.type);
+  const int64_t n_in = w.cols(), n_out = w.rows();
+  const size_t x_row_bytes = static_cast<size_t>(*RowBytes(traits.vec_dot_type, static_cast<uint64_t>(n_in)));
+  auto* xq = static_cast<uint8_t*>(pool.Scratch(static_cast<size_t>(n_tok) * x_row_bytes));
+  for (int64_t t = 0; t < n_tok; ++t) QuantizeRow(traits.vec_dot_type, x + t * n_in, xq + t * x_row_bytes, n_in);
   pool.ParallelFor(n_out, kScalarRowGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) {
-      const auto* wb = reinterpret_cast<const Block*>(w.row(o));
-      for (int64_t t = 0; t < n_tok; ++t) {
-        const BlockQ8_0* xb = xq + t * nb;
-        float sum = 0.0f;
-        for (int64_t b = 0; b < nb; ++b)
-          sum += static_cast<float>(BlockDot(wb[b], xb[b])) * (Fp16ToF32(wb[b].d) * Fp16ToF32(xb[b].d));
-        y[t * n_out + o] = sum;
-      }
-    }
+    for (int64_t o = begin; o < end; ++o)
+      for (int64_t t = 0; t < n_tok; ++t) y[t * n_out + o] = traits.vec_dot(w.row(o), xq + t * x_row_bytes, n_in);
   });
 }
 
 void MatMulScalar(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  switch (w.type) {
-    case DType::kQ8_0:
-      MatMulQuantScalar<BlockQ8_0>(w, x, n_tok, y, pool);
-      return;
-    case DType::kQ4_0:
-      MatMulQuantScalar<BlockQ4_0>(w, x, n_tok, y, pool);
-      return;
-    case DType::kF32:
-    case DType::kF16:
-    case DType::kBF16:
-      MatMulFloatScalar(w, x, n_tok, y, pool);
-      return;
-    default:
-      assert(false && "MatMul: unsupported weight type");
-  }
+  if (internal::Traits(w.type).vec_dot == nullptr) return MatMulFloatScalar(w, x, n_tok, y, pool);
+  MatMulQuantScalar(w, x, n_tok, y, pool);
+}
+
+// The path MatMul runs for w: `path` capped by this CPU and by the most
+// capable path with kernels for w's type.
+Path PathFor(const Tensor& w, Path path) {
+  return std::min(internal::ClampToAvailable(path), internal::Traits(w.type).kernel_path);
 }
 
 }  // namespace
 
 void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path) {
   if (n_tok <= 0 || w.rows() <= 0) return;
-  const Path use = internal::ClampToAvailable(path);
+  const Path use = PathFor(w, path);
   assert(w.layout == TensorLayout::kRows || use >= Path::kAvx512);
   switch (use) {
     case Path::kScalar:
@@ -110,12 +82,14 @@ void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool
 
 void MatMulShared(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool, Path path) {
   if (n_tok <= 0) return;
-  if (internal::ClampToAvailable(path) >= Path::kAvx512) return internal::MatMulSharedAvx512(outs, x, n_tok, pool);
+  const bool avx512 = std::all_of(outs.begin(), outs.end(),
+                                  [&](const MatMulOut& o) { return PathFor(*o.w, path) >= Path::kAvx512; });
+  if (avx512) return internal::MatMulSharedAvx512(outs, x, n_tok, pool);
   for (const MatMulOut& o : outs) MatMul(*o.w, x, n_tok, o.y, pool, path);
 }
 
 size_t PackedMatrixBytes(const Tensor& w, Path path) {
-  if (w.layout != TensorLayout::kRows || internal::ClampToAvailable(path) < Path::kAvx512) return 0;
+  if (w.layout != TensorLayout::kRows || PathFor(w, path) < Path::kAvx512) return 0;
   return internal::PackedMatrixBytesAvx512(w);
 }
 

@@ -178,7 +178,7 @@ Status GgufWriter::AddTensor(std::string name, DType type, std::vector<int64_t> 
   });
 }
 
-Status GgufWriter::Header(std::string* out, std::vector<uint64_t>* offsets) const {
+Status GgufWriter::Header(std::string* out) const {
   if (alignment_ == 0 || (alignment_ & (alignment_ - 1)) != 0) {
     return Status::InvalidArgument("alignment " + std::to_string(alignment_) + " is not a power of two");
   }
@@ -212,7 +212,6 @@ Status GgufWriter::Header(std::string* out, std::vector<uint64_t>* offsets) cons
     for (int64_t n : t.ne) Put<uint64_t>(out, static_cast<uint64_t>(n));
     Put(out, static_cast<uint32_t>(t.type));
     Put<uint64_t>(out, offset);
-    offsets->push_back(offset);
     offset = AlignUp(offset + t.nbytes, alignment_);
   }
   out->resize(AlignUp(out->size(), alignment_), '\0');
@@ -221,16 +220,15 @@ Status GgufWriter::Header(std::string* out, std::vector<uint64_t>* offsets) cons
 
 Status GgufWriter::WriteTo(AtomicFileWriter* file, const std::function<void(uint64_t, uint64_t)>& progress) const {
   std::string buf;
-  std::vector<uint64_t> offsets;
-  STRATA_RETURN_IF_ERROR(Header(&buf, &offsets));
+  STRATA_RETURN_IF_ERROR(Header(&buf));
   STRATA_RETURN_IF_ERROR(file->Append(buf));
   uint64_t total = 0;
   for (const PendingTensor& t : tensors_) total += t.nbytes;
   uint64_t done = 0;
-  for (size_t k = 0; k < tensors_.size(); ++k) {
-    const PendingTensor& t = tensors_[k];
-    // Tensors after the first start at their aligned offset; pad up to it.
-    const uint64_t padded = k + 1 < tensors_.size() ? offsets[k + 1] - offsets[k] : t.nbytes;
+  for (const PendingTensor& t : tensors_) {
+    // Every tensor is padded to the alignment, the last one too (as llama.cpp
+    // and gguf-py write files).
+    const uint64_t padded = AlignUp(t.nbytes, alignment_);
     buf.assign(static_cast<size_t>(padded), '\0');
     Status s = t.producer(reinterpret_cast<uint8_t*>(buf.data()), t.nbytes);
     if (!s.ok()) return s.WithContext("tensor '" + t.name + "'");

@@ -53,9 +53,8 @@ class GgufWriter {
                              const std::function<void(uint64_t, uint64_t)>& progress = nullptr) const;
 
  private:
-  // Encodes header, metadata and tensor infos padded to the alignment into out,
-  // and each tensor's offset in the data section into offsets.
-  [[nodiscard]] Status Header(std::string* out, std::vector<uint64_t>* offsets) const;
+  // Encodes header, metadata and tensor infos padded to the alignment into out.
+  [[nodiscard]] Status Header(std::string* out) const;
   // Streams the whole file into file.
   [[nodiscard]] Status WriteTo(AtomicFileWriter* file, const std::function<void(uint64_t, uint64_t)>& progress) const;
 

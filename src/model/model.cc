@@ -43,9 +43,8 @@ Status CheckHParams(const LlamaHParams& hp) {
 Status CheckTensor(const char* what, const Tensor& t, int64_t ne0, int64_t ne1) {
   if (t.data == nullptr) return Status::Corrupt(fmt::format("missing tensor {}", what));
   if (!Info(t.type).supported)
-    return Status::Unsupported(fmt::format("tensor {} has type {}, which strata does not support "
-                                           "(supported: f32, f16, bf16, q8_0, q4_0)",
-                                           what, DTypeName(t.type)));
+    return Status::Unsupported(fmt::format("tensor {} has type {}, which strata does not support (supported: {})",
+                                           what, DTypeName(t.type), SupportedDTypeNames()));
   if (t.ne[0] != ne0 || t.ne[1] != ne1 || t.ne[2] != 1 || t.ne[3] != 1)
     return Status::Corrupt(fmt::format("tensor {} has shape [{}, {}, {}, {}], expected [{}, {}]", what, t.ne[0],
                                        t.ne[1], t.ne[2], t.ne[3], ne0, ne1));
