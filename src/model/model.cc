@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <fmt/format.h>
 
 #include "kernels/kernels.h"
@@ -105,6 +106,7 @@ Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Mo
   } else {
     STRATA_RETURN_IF_ERROR(model->LoadLlama2c(env, options));
   }
+  STRATA_RETURN_IF_ERROR(env->FileSize(options.path, &model->file_bytes_));
   if (options.pack_weights) model->PackMatrices(options.pack_threads);
   model->NormsAndBiasesToF32();
   *out = std::move(model);
@@ -120,11 +122,16 @@ Status Model::LoadGguf(Env* env, const ModelLoadOptions& options) {
   STRATA_RETURN_IF_ERROR(ParseArch(*arch_name, &arch));
   STRATA_RETURN_IF_ERROR(LoadGgufHParams(f, arch, &hparams_));
   std::vector<std::string> names;
-  for (const gguf::TensorInfo& t : f.tensors()) names.push_back(t.name);
+  std::vector<Tensor> tensors;
+  for (const gguf::TensorInfo& t : f.tensors()) {
+    names.push_back(t.name);
+    tensors.push_back(t.tensor);
+  }
   STRATA_RETURN_IF_ERROR(BindWeights(hparams_, names, [&](const std::string& name) {
     const gguf::TensorInfo* t = f.FindTensor(name);
     return t != nullptr ? t->tensor : Tensor{};
   }, &weights_));
+  CountTensors(tensors);
   STRATA_RETURN_IF_ERROR(Vocab::FromGguf(f, &vocab_));
   name_ = f.GetString("general.name").value_or(BaseName(options.path));
   return Status::Ok();
@@ -155,11 +162,16 @@ Status Model::LoadLlama2c(Env* env, const ModelLoadOptions& options) {
   hp.rope_type = RopeType::kNorm;
   STRATA_RETURN_IF_ERROR(CheckHParams(hp));
   std::vector<std::string> names;
-  for (const NamedTensor& t : llama2c_->tensors()) names.push_back(t.name);
+  std::vector<Tensor> tensors;
+  for (const NamedTensor& t : llama2c_->tensors()) {
+    names.push_back(t.name);
+    tensors.push_back(t.tensor);
+  }
   STRATA_RETURN_IF_ERROR(BindWeights(hp, names, [&](const std::string& name) {
     const Tensor* t = llama2c_->FindTensor(name);
     return t != nullptr ? *t : Tensor{};
   }, &weights_));
+  CountTensors(tensors);
   STRATA_RETURN_IF_ERROR(Vocab::FromLlama2cFile(env, options.tokenizer_path, &vocab_));
   if (vocab_->n_tokens() != hp.n_vocab)
     return Status::InvalidArgument(fmt::format("tokenizer has {} tokens but the model's vocabulary has {}",
@@ -176,6 +188,17 @@ Tensor Model::ToF32(const Tensor& t) {
   f32.type = DType::kF32;
   f32.data = buf.data();
   return f32;
+}
+
+void Model::CountTensors(const std::vector<Tensor>& tensors) {
+  std::map<DType, int> types;
+  for (const Tensor& t : tensors) {
+    n_params_ += static_cast<uint64_t>(t.elements());
+    ++types[t.type];
+  }
+  tensor_types_.assign(types.begin(), types.end());
+  std::stable_sort(tensor_types_.begin(), tensor_types_.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
 }
 
 void Model::NormsAndBiasesToF32() {

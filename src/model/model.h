@@ -4,7 +4,8 @@
 // ModelLoadOptions::pack_weights), and the tokenizer. Loaded from GGUF (the
 // architectures of model/arch.h) or a llama2.c .bin with its tokenizer.bin.
 //
-// Thread-safety: immutable after Load; share freely between contexts/threads.
+// Thread-safety: immutable after Load (but for Mutate, see there); share
+// freely between contexts/threads.
 #pragma once
 
 #include <functional>
@@ -56,6 +57,12 @@ class Model {
   DType weight_type() const { return weights_.layers.empty() ? DType::kF32 : weights_.layers[0].wq.w.type; }
   // Bytes of weights read per generated token (all matrices + norms).
   uint64_t weight_bytes() const { return StreamedWeightBytes(weights_); }
+  // Parameters: elements of every tensor of the file (a tied output counted once).
+  uint64_t n_params() const { return n_params_; }
+  // Size of the model file in bytes.
+  uint64_t file_bytes() const { return file_bytes_; }
+  // How many of the file's tensors have each type, most frequent first.
+  const std::vector<std::pair<DType, int>>& tensor_types() const { return tensor_types_; }
 
  private:
   Model() = default;
@@ -65,6 +72,8 @@ class Model {
   Tensor ToF32(const Tensor& t);
   // Every norm weight and bias as F32 (what the forward pass reads).
   void NormsAndBiasesToF32();
+  // n_params_ and tensor_types_ from the file's tensors.
+  void CountTensors(const std::vector<Tensor>& tensors);
   // Repoints every matrix MatMul reads at a copy in packed_ (repacked where
   // the best kernel path has a packed layout, else as it is) and releases the
   // file pages they came from.
@@ -79,6 +88,9 @@ class Model {
 
   HParams hparams_;
   ModelWeights weights_;
+  uint64_t n_params_ = 0;
+  uint64_t file_bytes_ = 0;
+  std::vector<std::pair<DType, int>> tensor_types_;
   std::unique_ptr<Vocab> vocab_;
   std::string name_;
   std::unique_ptr<gguf::GgufFile> gguf_;     // owns the mapping weights_ points into
