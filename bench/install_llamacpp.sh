@@ -11,6 +11,7 @@
 #      out of the git bundle into bench/.peer/include (never into the repo).
 #   4. gcc bench/llamacpp_harness.c (+ src/bench/stream_sum.h) against the prebuilt libs, rpath to their dir.
 #   5. gcc bench/ggml_types_harness.c likewise (ggml's block formats, for the conformance tests).
+#   6. gcc bench/llamacpp_conformance.c (the llama.cpp side of tests/conformance_test.cc) the same way.
 #
 # Env: FORCE=1 rebuilds everything below node_modules; CC picks the compiler.
 set -euo pipefail
@@ -165,6 +166,20 @@ if [ "${FORCE:-0}" = 1 ] || [ ! -x "$TYPES_HARNESS" ] || [ "$(cat "$TYPES_HARNES
     echo "$want" > "$TYPES_HARNESS.build"
 fi
 "$TYPES_HARNESS" info >/dev/null || die "ggml_types_harness does not run"
+
+# ---- 6. build the conformance tool (logits, quantize, perplexity, greedy text)
+CONF_SRC="$BENCH_DIR/llamacpp_conformance.c"
+CONF="$PEER_DIR/llamacpp_conformance"
+conf_stamp="$PEER_DIR/.conformance-build"
+conf_want="$(sha256sum "$CONF_SRC" | cut -d' ' -f1) $bundle_head $LIB_DIR $($CC -dumpfullversion 2>/dev/null || echo cc)"
+if [ "${FORCE:-0}" = 1 ] || [ ! -x "$CONF" ] || [ "$(cat "$conf_stamp" 2>/dev/null || true)" != "$conf_want" ]; then
+    log "building $CONF"
+    "$CC" -std=gnu11 -O2 -Wall -Wextra -I"$INC_DIR" "$CONF_SRC" -o "$CONF.tmp" \
+        -L"$LIB_DIR" -l:"$(basename "$LIBLLAMA")" -l:"$(basename "$LIBGGML")" -l:libggml-base.so \
+        -Wl,-rpath,"$LIB_DIR" -Wl,--enable-new-dtags -ldl -lm
+    mv "$CONF.tmp" "$CONF"
+    echo "$conf_want" > "$conf_stamp"
+fi
 
 # ---- smoke: the harness must load llama.cpp and a CPU backend variant
 "$HARNESS" --version >/dev/null || die "the harness does not run: $("$HARNESS" --version 2>&1 | tail -3)"

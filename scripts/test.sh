@@ -4,18 +4,20 @@
 # libFuzzer target (ASan + UBSan build) for a bounded time.
 #   STRATA_SHARED_DIR   test data (default: ../shared next to the repo)
 #   STRATA_FUZZ_SECONDS seconds per fuzz target (default 60; 0 skips fuzzing)
+# Installs the llama.cpp peer (bench/install_llamacpp.sh) and sets
+# STRATA_REQUIRE_PEER=1, so tests that compare against it fail without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/build.sh
+# The llama.cpp peer (pinned npm packages): conformance tests compare against it
+# and must fail, not skip, when it is missing.
+bench/install_llamacpp.sh >/dev/null
+export STRATA_REQUIRE_PEER=1
 
 export STRATA_SHARED_DIR="${STRATA_SHARED_DIR:-$(cd .. && pwd)/shared}"
 export STRATA_TUNE_CACHE="$PWD/build/attention-grid"  # not the user's ~/.cache
-# The llama.cpp peer: the conformance tests compare with ggml / llama.cpp and
-# fail (instead of skipping) without it.
-bench/install_llamacpp.sh >/dev/null
-export STRATA_REQUIRE_PEER=1
 (cd build && ctest --output-on-failure -j2 --timeout 900)
 
 # End to end: strata serve driven by the official openai npm client.

@@ -62,18 +62,18 @@ TEST(ReadProbeTest, RejectsBuffersThatDoNotSplitIntoWholeBlocks) {
 
 // A 2-layer model: n_embd 64, n_kv 32, n_ff 128, vocab 100; Q8_0 matrices
 // (64 cols = 2 blocks of 34 bytes = 68 bytes per row; 128 cols = 136).
-LlamaWeights SmallWeights() {
-  LlamaWeights w;
+ModelWeights SmallWeights() {
+  ModelWeights w;
   w.token_embd = Matrix(DType::kQ8_0, 64, 100);
   w.output_norm = Matrix(DType::kF32, 64, 1);
-  w.output = Matrix(DType::kF16, 64, 100);
+  w.output.w = Matrix(DType::kF16, 64, 100);
   for (int i = 0; i < 2; ++i) {
     LayerWeights l;
     l.attn_norm = l.ffn_norm = Matrix(DType::kF32, 64, 1);
-    l.wq = l.wo = Matrix(DType::kQ8_0, 64, 64);
-    l.wk = l.wv = Matrix(DType::kQ8_0, 64, 32);
-    l.ffn_gate = l.ffn_up = Matrix(DType::kQ8_0, 64, 128);
-    l.ffn_down = Matrix(DType::kQ8_0, 128, 64);
+    l.wq.w = l.wo.w = Matrix(DType::kQ8_0, 64, 64);
+    l.wk.w = l.wv.w = Matrix(DType::kQ8_0, 64, 32);
+    l.ffn_gate.w = l.ffn_up.w = Matrix(DType::kQ8_0, 64, 128);
+    l.ffn_down.w = Matrix(DType::kQ8_0, 128, 64);
     w.layers.push_back(l);
   }
   return w;
@@ -90,9 +90,9 @@ TEST(RooflineTest, BytesPerTokenCountEveryMatrixTheOutputAndOneEmbeddingRow) {
 }
 
 TEST(RooflineTest, TiedOutputCountsTheWholeMatrixPlusTheLookedUpRow) {
-  LlamaWeights w = SmallWeights();
-  LlamaWeights tied = w;
-  tied.output = tied.token_embd;  // Q8_0 [64, 100], the same bytes
+  ModelWeights w = SmallWeights();
+  ModelWeights tied = w;
+  tied.output.w = tied.token_embd;  // Q8_0 [64, 100], the same bytes
   const uint64_t f16_output = 100 * 64 * 2, q8_output = 100 * 68;
   EXPECT_EQ(bench::WeightBytesPerToken(tied), bench::WeightBytesPerToken(w) - f16_output + q8_output);
 }

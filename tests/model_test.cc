@@ -74,9 +74,9 @@ TEST_P(ModelPackTest, PackedWeightsGiveIdenticalLogits) {
   auto packed = Load(path, true);
   auto rows = Load(path, false);
   ASSERT_TRUE(packed && rows);
-  const bool packs = kernels::PackedMatrixBytes(rows->weights().layers[0].wq) > 0;
-  EXPECT_EQ(packed->weights().layers[0].wq.layout, packs ? TensorLayout::kPanels32 : TensorLayout::kRows);
-  EXPECT_EQ(rows->weights().layers[0].wq.layout, TensorLayout::kRows);
+  const bool packs = kernels::PackedMatrixBytes(rows->weights().layers[0].wq.w) > 0;
+  EXPECT_EQ(packed->weights().layers[0].wq.w.layout, packs ? TensorLayout::kPanels32 : TensorLayout::kRows);
+  EXPECT_EQ(rows->weights().layers[0].wq.w.layout, TensorLayout::kRows);
   const std::vector<float> a = DecodeLogits(*packed), b = DecodeLogits(*rows);
   ASSERT_EQ(a.size(), b.size());
   // Packed float decode sums in the prefill GEMM's order instead of along

@@ -110,6 +110,9 @@ strata_context_params strata_context_default_params(void);
 strata_status strata_context_init(const strata_model* model, const strata_context_params* params,
                                   strata_context** out);
 void strata_context_free(strata_context* ctx);
+/* One line describing the loaded model and this context: architecture, name,
+ * parameters, tensor types, file size, context and KV type and size. Owned by ctx. */
+const char* strata_context_load_summary(const strata_context* ctx);
 
 /* Appends n tokens to the sequence and runs the forward pass. On error the
  * sequence is unchanged. all_logits: keep logits of every token, else of the last. */

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/context.h"
+#include "engine/load_summary.h"
 #include "engine/sampler.h"
 #include "kv/session_file.h"
 #include "model/model.h"
@@ -18,6 +19,7 @@ struct strata_model {
 };
 struct strata_context {
   std::unique_ptr<strata::Context> ctx;
+  std::string load_summary;  // strata::LoadSummary at init
 };
 struct strata_sampler {
   strata::Sampler sampler;
@@ -131,6 +133,10 @@ strata_context_params strata_context_default_params(void) {
   return {0, 512, 0, nullptr, 32, UINT64_MAX, nullptr, UINT64_MAX, nullptr};
 }
 
+const char* strata_context_load_summary(const strata_context* ctx) {
+  return ctx != nullptr ? ctx->load_summary.c_str() : "";
+}
+
 strata_status strata_context_init(const strata_model* model, const strata_context_params* params,
                                   strata_context** out) {
   if (model == nullptr || params == nullptr || out == nullptr) return NullArgument("model, params or out");
@@ -152,6 +158,7 @@ strata_status strata_context_init(const strata_model* model, const strata_contex
     if (params->tune_cache != nullptr) p.tune_cache_path = params->tune_cache;
     auto c = std::make_unique<strata_context>();
     STRATA_RETURN_IF_ERROR(strata::Context::Create(*model->model, p, &c->ctx));
+    c->load_summary = strata::LoadSummary(*model->model, c->ctx->n_ctx(), c->ctx->kv().layout());
     *out = c.release();
     return strata::Status::Ok();
   });

@@ -28,7 +28,7 @@ namespace strata::bench {
 // counts as output + one row too. Not counted: the KV cache, which grows with
 // the position (tg128 from an empty cache: ~0.1% of the weight bytes on the
 // 1.1B GQA shape, ~2% on the 134M shape).
-uint64_t WeightBytesPerToken(const LlamaWeights& w);
+uint64_t WeightBytesPerToken(const ModelWeights& w);
 
 // tokens_per_s × bytes_per_token / bandwidth: 1.0 means generation runs at the
 // measured read bandwidth. REQUIRES: bandwidth_bytes_per_s > 0.

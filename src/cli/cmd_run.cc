@@ -117,6 +117,7 @@ void Run(const RunOptions& o) {
   strata_context* raw_ctx = nullptr;
   if (strata_context_init(model.get(), &cp, &raw_ctx) != STRATA_OK) FailC("cannot create context");
   Handle<strata_context> ctx(raw_ctx, strata_context_free);
+  std::fprintf(stderr, "strata: %s\n", strata_context_load_summary(ctx.get()));
 
   strata_sampler_params sp = strata_sampler_default_params();
   sp.temperature = o.temperature;

@@ -1,5 +1,6 @@
 // `strata synth OUT.gguf --layers L --embd E --ff F --heads H --kv-heads KV
-//  --vocab V --type f32|f16|bf16|q8_0|q4_0 [--ctx C] [--seed S] [--threads K]`
+//  --vocab V --type f32|f16|bf16|q8_0|q4_0 [--arch A] [--head-dim D] [--rope-freqs]
+//  [--weights small|conformance] [--ctx C] [--seed S] [--threads K]`
 #include <algorithm>
 #include <fmt/format.h>
 #include <memory>
@@ -19,6 +20,8 @@ namespace {
 struct SynthOptions {
   std::string out_path;
   std::string type;
+  std::string arch = "llama";
+  std::string weights = "small";
   SynthSpec spec;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 };
@@ -27,6 +30,10 @@ void RunSynth(SynthOptions o) {
   const std::optional<DType> type = ParseDType(o.type);
   if (!type) Fail("synth", Status::InvalidArgument(fmt::format("unknown type '{}' (allowed: {})", o.type, kSynthTypeNames)));
   o.spec.type = *type;
+  CheckOk("synth", ParseArch(o.arch, &o.spec.arch));
+  if (o.weights != "small" && o.weights != "conformance")
+    Fail("synth", Status::InvalidArgument(fmt::format("unknown --weights '{}' (allowed: small, conformance)", o.weights)));
+  o.spec.weights = o.weights == "small" ? SynthWeights::kSmall : SynthWeights::kConformance;
   ProgressBar bar("synth");
   const Status s = SynthesizeModel(Env::Default(), o.spec, o.out_path, o.threads,
                                    [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
@@ -40,7 +47,7 @@ void AddSynthCommand(CLI::App& app) {
   auto opts = std::make_shared<SynthOptions>();
   SynthSpec& spec = opts->spec;
   spec.seed = 1234;
-  CLI::App* cmd = app.add_subcommand("synth", "Write a Llama GGUF of a given shape with random weights");
+  CLI::App* cmd = app.add_subcommand("synth", "Write a GGUF of a given architecture and shape with random weights");
   cmd->add_option("output", opts->out_path, "Output GGUF path (written atomically)")->required();
   cmd->add_option("--layers", spec.n_layer, "Transformer blocks")->required();
   cmd->add_option("--embd", spec.n_embd, "Embedding width")->required();
@@ -49,6 +56,12 @@ void AddSynthCommand(CLI::App& app) {
   cmd->add_option("--kv-heads", spec.n_head_kv, "Key/value heads (divides --heads)")->required();
   cmd->add_option("--vocab", spec.n_vocab, "Vocabulary size (>= 260)")->required();
   cmd->add_option("--type", opts->type, std::string("Weight type: ") + kSynthTypeNames)->required();
+  cmd->add_option("--arch", opts->arch, "Architecture: " + SupportedArchNames())->capture_default_str();
+  cmd->add_option("--head-dim", spec.head_dim, "Head dimension (default: embd / heads)");
+  cmd->add_flag("--rope-freqs", spec.rope_freqs, "llama: Llama 3 RoPE scaling factors (rope_freqs.weight)");
+  cmd->add_option("--weights", opts->weights,
+                  "Weight scales: small (std 0.02, benchmarks) or conformance (dominant embeddings, logits std ~4)")
+      ->capture_default_str();
   cmd->add_option("--ctx", spec.n_ctx, "Context length")->capture_default_str();
   cmd->add_option("--seed", spec.seed, "PRNG seed (same seed, same bytes)")->capture_default_str();
   cmd->add_option("--threads", opts->threads, "Worker threads (default: all cores)")

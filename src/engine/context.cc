@@ -10,7 +10,7 @@
 namespace strata {
 
 Status Context::Create(const Model& model, const ContextParams& params, std::unique_ptr<Context>* out) {
-  const LlamaHParams& hp = model.hparams();
+  const HParams& hp = model.hparams();
   const int32_t n_ctx = params.n_ctx > 0 ? params.n_ctx : hp.n_ctx_train;
   if (n_ctx <= 0 || n_ctx > (1 << 22)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
   if (params.n_batch <= 0 || params.n_batch > 8192)
@@ -87,7 +87,7 @@ Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler,
 }
 
 Status Context::Decode(std::span<const int32_t> tokens, LogitsMode mode) {
-  const LlamaHParams& hp = model_.hparams();
+  const HParams& hp = model_.hparams();
   if (tokens.empty()) return Status::InvalidArgument("no tokens to decode");
   for (int32_t t : tokens)
     if (t < 0 || t >= hp.n_vocab) return Status::InvalidArgument(fmt::format("token id {} out of range [0, {})", t, hp.n_vocab));

@@ -1,22 +1,38 @@
 #include "engine/forward.h"
 
+#include "engine/linear.h"
+#include "engine/rope.h"
 #include "kernels/kernels.h"
 
 namespace strata {
 
 Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, AttentionGrid grid)
-    : model_(model), kv_(kv), pool_(pool), grid_(grid), attention_(kv.layout(), model.hparams().n_head, pool) {}
+    : model_(model),
+      kv_(kv),
+      pool_(pool),
+      grid_(grid),
+      attention_(kv.layout(), model.hparams().n_head, pool),
+      layer_(BuilderFor(model.hparams().arch)) {}
+
+Forward::LayerBuilder Forward::BuilderFor(Arch arch) {
+  switch (arch) {
+    case Arch::kLlama:
+    case Arch::kQwen2:
+    case Arch::kQwen3: return &Forward::PreNormLayer;
+  }
+  return &Forward::PreNormLayer;
+}
 
 void Forward::Resize(int32_t n) {
-  const LlamaHParams& hp = model_.hparams();
+  const HParams& hp = model_.hparams();
   const size_t nt = static_cast<size_t>(n);
   if (x_.size() >= hp.n_embd * nt) return;
   x_.resize(hp.n_embd * nt);
   xb_.resize(hp.n_embd * nt);
-  q_.resize(hp.n_embd * nt);
+  q_.resize(hp.n_embd_q() * nt);
   k_.resize(hp.n_embd_kv() * nt);
   v_.resize(hp.n_embd_kv() * nt);
-  att_.resize(hp.n_embd * nt);
+  att_.resize(hp.n_embd_q() * nt);
   gate_.resize(hp.n_ff * nt);
   up_.resize(hp.n_ff * nt);
 }
@@ -61,9 +77,9 @@ void Forward::PrefetchLayer(const Batch& batch, int32_t il) {
 // One pass per token: q rotated in place; K rotated in place (hot in cache)
 // and quantized straight into its block, then V.
 void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices) {
-  const LlamaHParams& hp = model_.hparams();
+  const HParams& hp = model_.hparams();
   const KvLayout& L = kv_.layout();
-  const int64_t E = hp.n_embd, KV = hp.n_embd_kv();
+  const int64_t E = hp.n_embd_q(), KV = hp.n_embd_kv();
   const int32_t D = hp.head_dim;
   const bool neox = hp.rope_type == RopeType::kNeox;
   const size_t half = static_cast<size_t>(hp.n_rot / 2);
@@ -85,13 +101,72 @@ void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices) {
   });
 }
 
+Status Forward::PreNormLayer(const Batch& batch, int32_t il) {
+  const LayerWeights& l = model_.weights().layers[static_cast<size_t>(il)];
+  Norm(l.attn_norm, x_.data(), xb_.data());
+  STRATA_RETURN_IF_ERROR(SelfAttention(batch, il));
+  AddResidual();
+  Norm(l.ffn_norm, x_.data(), xb_.data());
+  GatedFfn(l);
+  AddResidual();
+  return Status::Ok();
+}
+
+void Forward::Norm(const Tensor& weight, const float* x, float* out) {
+  const HParams& hp = model_.hparams();
+  const int64_t E = hp.n_embd;
+  for (int32_t t = 0; t < n_; ++t)
+    kernels::RmsNorm(&x[t * E], static_cast<const float*>(weight.data), &out[t * E], E, hp.rms_eps);
+}
+
+Status Forward::SelfAttention(const Batch& batch, int32_t il) {
+  const HParams& hp = model_.hparams();
+  const LayerWeights& l = model_.weights().layers[static_cast<size_t>(il)];
+  const LinearOut qkv[] = {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}};
+  ApplyLinear(qkv, xb_.data(), n_, pool_);
+  if (l.attn_q_norm.data != nullptr) {
+    // RMS norm over each head's head_dim, before RoPE (qwen3).
+    const int32_t D = hp.head_dim;
+    const float* qw = static_cast<const float*>(l.attn_q_norm.data);
+    const float* kw = static_cast<const float*>(l.attn_k_norm.data);
+    for (int64_t h = 0; h < int64_t{n_} * hp.n_head; ++h) kernels::RmsNorm(&q_[h * D], qw, &q_[h * D], D, hp.rms_eps);
+    for (int64_t h = 0; h < int64_t{n_} * hp.n_head_kv; ++h)
+      kernels::RmsNorm(&k_[h * D], kw, &k_[h * D], D, hp.rms_eps);
+  }
+  std::vector<std::vector<uint8_t*>> slices;
+  STRATA_RETURN_IF_ERROR(PinLayer(batch, il, &slices));
+  if (il + 1 < hp.n_layer) PrefetchLayer(batch, il + 1);
+  RopeWriteKv(slices);
+  attention_.Run(grid_, refs_, q_.data(), slices, att_.data());
+  UnpinLayer(batch, il);
+  kv_.store().EnforceBudget();
+  const LinearOut out[] = {{&l.wo, xb_.data()}};
+  ApplyLinear(out, att_.data(), n_, pool_);
+  return Status::Ok();
+}
+
+void Forward::GatedFfn(const LayerWeights& l) {
+  const int64_t n_ff = model_.hparams().n_ff;
+  const LinearOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
+  ApplyLinear(gate_up, xb_.data(), n_, pool_);
+  kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff);
+  const LinearOut down[] = {{&l.ffn_down, xb_.data()}};
+  ApplyLinear(down, gate_.data(), n_, pool_);
+}
+
+void Forward::AddResidual() {
+  const int64_t n = int64_t{n_} * model_.hparams().n_embd;
+  for (int64_t i = 0; i < n; ++i) x_[i] += xb_[i];
+}
+
 Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
-  const LlamaHParams& hp = model_.hparams();
-  const LlamaWeights& w = model_.weights();
-  const int64_t E = hp.n_embd, FF = hp.n_ff;
+  const HParams& hp = model_.hparams();
+  const ModelWeights& w = model_.weights();
+  const int64_t E = hp.n_embd;
   const int32_t n = batch.n_tokens();
   if (n == 0) return Status::InvalidArgument("empty batch");
   Resize(n);
+  n_ = n;
   refs_.clear();
   for (size_t e = 0; e < batch.entries.size(); ++e) {
     const int32_t pos0 = kv_.length(batch.entries[e].seq);
@@ -102,39 +177,15 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
   rope_cos_.resize(refs_.size() * half);
   rope_sin_.resize(refs_.size() * half);
   for (size_t i = 0; i < refs_.size(); ++i)
-    kernels::RopeAngles(hp.n_rot, refs_[i].pos, hp.rope_freq_base, hp.rope_freq_scale, &rope_cos_[i * half],
-                        &rope_sin_[i * half]);
+    RopeAnglesAt(hp, w.rope_freqs, refs_[i].pos, &rope_cos_[i * half], &rope_sin_[i * half]);
   {
     int32_t i = 0;
     for (const BatchEntry& e : batch.entries)
       for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
   }
 
-  std::vector<std::vector<uint8_t*>> slices;
   PrefetchLayer(batch, 0);
-  for (int32_t il = 0; il < hp.n_layer; ++il) {
-    const LayerWeights& l = w.layers[il];
-    for (int32_t t = 0; t < n; ++t)
-      kernels::RmsNorm(&x_[t * E], static_cast<const float*>(l.attn_norm.data), &xb_[t * E], E, hp.rms_eps);
-    const kernels::MatMulOut qkv[] = {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}};
-    kernels::MatMulShared(qkv, xb_.data(), n, pool_);
-    STRATA_RETURN_IF_ERROR(PinLayer(batch, il, &slices));
-    if (il + 1 < hp.n_layer) PrefetchLayer(batch, il + 1);
-    RopeWriteKv(slices);
-    attention_.Run(grid_, refs_, q_.data(), slices, att_.data());
-    UnpinLayer(batch, il);
-    kv_.store().EnforceBudget();
-
-    kernels::MatMul(l.wo, att_.data(), n, xb_.data(), pool_);
-    for (int64_t i = 0; i < n * E; ++i) x_[i] += xb_[i];
-    for (int32_t t = 0; t < n; ++t)
-      kernels::RmsNorm(&x_[t * E], static_cast<const float*>(l.ffn_norm.data), &xb_[t * E], E, hp.rms_eps);
-    const kernels::MatMulOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
-    kernels::MatMulShared(gate_up, xb_.data(), n, pool_);
-    kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n * FF);
-    kernels::MatMul(l.ffn_down, gate_.data(), n, xb_.data(), pool_);
-    for (int64_t i = 0; i < n * E; ++i) x_[i] += xb_[i];
-  }
+  for (int32_t il = 0; il < hp.n_layer; ++il) STRATA_RETURN_IF_ERROR((this->*layer_)(batch, il));
 
   // Only rows whose logits are wanted go through the output matrix.
   int32_t rows = 0, t = 0;
@@ -145,7 +196,10 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
         kernels::RmsNorm(&x_[t * E], static_cast<const float*>(w.output_norm.data), &xb_[rows++ * E], E, hp.rms_eps);
   }
   logits->resize(static_cast<size_t>(rows) * hp.n_vocab);
-  if (rows > 0) kernels::MatMul(w.output, xb_.data(), rows, logits->data(), pool_);
+  if (rows > 0) {
+    const LinearOut out[] = {{&w.output, logits->data()}};
+    ApplyLinear(out, xb_.data(), rows, pool_);
+  }
   return Status::Ok();
 }
 

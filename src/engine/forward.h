@@ -1,6 +1,9 @@
-// Forward: the Llama forward pass over a batch of sequences at once. All
-// tokens of all entries go through each weight matrix in one multiplication
-// (weights are read once per step for the whole batch); attention runs over
+// Forward: the forward pass over a batch of sequences at once. All tokens of
+// all entries go through each weight matrix in one multiplication (weights
+// are read once per step for the whole batch; every multiplication goes
+// through the Linear seam, engine/linear.h). Each layer is built by its
+// architecture's layer builder from shared blocks (norm, self-attention,
+// gated FFN, residual add), picked once per model. Attention runs over
 // each sequence's own KV blocks, wherever they live (BlockStore), block by
 // block with exact log-sum-exp merging, on an AttentionGrid (query tiles x KV
 // heads x block ranges; engine/attention_pass.h). RoPE is applied to K as it
@@ -38,6 +41,24 @@ class Forward {
   [[nodiscard]] Status Run(const Batch& batch, std::vector<float>* logits);
 
  private:
+  // One transformer layer on x_ (a per-architecture layer builder).
+  using LayerBuilder = Status (Forward::*)(const Batch& batch, int32_t il);
+  static LayerBuilder BuilderFor(Arch arch);
+  // llama, qwen2, qwen3: x += Attention(Norm(x)); x += Ffn(Norm(x)).
+  [[nodiscard]] Status PreNormLayer(const Batch& batch, int32_t il);
+
+  // ---- shared blocks, on the n_ tokens of the current batch ----
+  // out = RmsNorm(x) * weight per token; x, out: F32 [n_embd, n_].
+  void Norm(const Tensor& weight, const float* x, float* out);
+  // Self-attention of layer il on xb_: att_ <- Q/K/V projections (biases
+  // included), per-head q/k norms where the layer has them, RoPE, the KV
+  // write and attention; xb_ <- att_ · woᵀ.
+  [[nodiscard]] Status SelfAttention(const Batch& batch, int32_t il);
+  // xb_ <- down(act(gate(xb_)) * up(xb_)).
+  void GatedFfn(const LayerWeights& l);
+  // x_ += xb_.
+  void AddResidual();
+
   void Resize(int32_t n_tokens);
   // Pins every slice of layer il the batch reads; *slices[e][b] -> bytes of block b of entry e.
   [[nodiscard]] Status PinLayer(const Batch& batch, int32_t il, std::vector<std::vector<uint8_t*>>* slices);
@@ -52,14 +73,16 @@ class Forward {
   AttentionGrid grid_;
   AttentionPass attention_;
   std::vector<AttentionQuery> refs_;  // [n_tokens] of the current batch: (entry index, absolute position)
+  LayerBuilder layer_;
+  int32_t n_ = 0;                     // tokens of the current batch
   std::vector<float> rope_cos_;       // F32 [n_rot / 2, n_tokens]: RoPE angles of each token, for every layer
   std::vector<float> rope_sin_;       // F32 [n_rot / 2, n_tokens]
   std::vector<float> x_;        // F32 [n_embd, n_tokens] residual stream
   std::vector<float> xb_;       // F32 [n_embd, n_tokens]
-  std::vector<float> q_;        // F32 [n_embd, n_tokens]
+  std::vector<float> q_;        // F32 [n_embd_q, n_tokens]
   std::vector<float> k_;        // F32 [n_embd_kv, n_tokens]
   std::vector<float> v_;        // F32 [n_embd_kv, n_tokens]
-  std::vector<float> att_;      // F32 [n_embd, n_tokens]
+  std::vector<float> att_;      // F32 [n_embd_q, n_tokens]
   std::vector<float> gate_;     // F32 [n_ff, n_tokens]
   std::vector<float> up_;       // F32 [n_ff, n_tokens]
 };

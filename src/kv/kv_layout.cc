@@ -4,7 +4,7 @@
 
 namespace strata {
 
-Status MakeKvLayout(const LlamaHParams& hp, DType type, int32_t block_tokens, KvLayout* out) {
+Status MakeKvLayout(const HParams& hp, DType type, int32_t block_tokens, KvLayout* out) {
   if (type != DType::kF32 && type != DType::kF16 && type != DType::kQ8_0)
     return Status::InvalidArgument(fmt::format("KV type {} is not supported (f32, f16, q8_0)", DTypeName(type)));
   if (type == DType::kQ8_0 && hp.head_dim % kQK8_0 != 0)

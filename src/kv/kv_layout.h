@@ -44,7 +44,7 @@ struct KvLayout {
 };
 
 // Validates type (F32/F16/Q8_0; Q8_0 needs head_dim % 32 == 0) and block size (1..4096).
-[[nodiscard]] Status MakeKvLayout(const LlamaHParams& hp, DType type, int32_t block_tokens, KvLayout* out);
+[[nodiscard]] Status MakeKvLayout(const HParams& hp, DType type, int32_t block_tokens, KvLayout* out);
 
 // The default KV type for a model: F32 for an F32 model (so output matches the
 // references exactly), F16 otherwise.

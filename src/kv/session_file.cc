@@ -107,7 +107,7 @@ Status CopyBytes(const RandomAccessFile& file, uint64_t offset, uint64_t n, Atom
 }  // namespace
 
 uint64_t ModelFingerprint(const Model& model) {
-  const LlamaHParams& hp = model.hparams();
+  const HParams& hp = model.hparams();
   const int32_t shape[] = {hp.n_vocab, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff, hp.n_rot};
   uint64_t h = XXH3_64bits(shape, sizeof shape);
   const Tensor& emb = model.weights().token_embd;

@@ -1,7 +1,9 @@
 #include "model/synth.h"
 
 #include <array>
+#include <cmath>
 #include <cstring>
+#include <numbers>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -24,7 +26,7 @@ constexpr int kMaxVocab = 1 << 20;
 constexpr int kMaxCtx = 1 << 24;
 constexpr int kMinVocab = 260;  // 3 special + 256 byte tokens + at least one piece
 
-constexpr float kWeightStd = 0.02f;
+constexpr float kSmallStd = 0.02f;
 // Irwin-Hall(4) of uniform 16-bit integers: mean 4 * 65535/2, std sqrt(4 * (65536^2 - 1) / 12).
 constexpr float kF32Mean = 131070.0f;
 constexpr float kF32Std = 37837.2f;
@@ -46,17 +48,17 @@ Rng RowRng(uint64_t seed, uint64_t tensor, uint64_t row) {
 }
 
 // ---- one row of random weights per type (distributions documented in synth.h) ----
-void FillF32Row(Rng& rng, float* dst, int64_t n) {
-  constexpr float kScale = kWeightStd / kF32Std;
+void FillF32Row(Rng& rng, float* dst, int64_t n, float std, float mean = 0.0f) {
+  const float scale = std / kF32Std;
   for (int64_t i = 0; i < n; ++i) {
     const uint64_t r = rng.Next();
     const uint32_t sum = static_cast<uint32_t>((r & 0xFFFF) + ((r >> 16) & 0xFFFF) + ((r >> 32) & 0xFFFF) + (r >> 48));
-    dst[i] = (static_cast<float>(sum) - kF32Mean) * kScale;
+    dst[i] = mean + (static_cast<float>(sum) - kF32Mean) * scale;
   }
 }
 
-void FillQ8_0Row(Rng& rng, BlockQ8_0* dst, int64_t n_blocks) {
-  const uint16_t d = F32ToFp16(kWeightStd / kQ8Std);
+void FillQ8_0Row(Rng& rng, BlockQ8_0* dst, int64_t n_blocks, float std) {
+  const uint16_t d = F32ToFp16(std / kQ8Std);
   for (int64_t b = 0; b < n_blocks; ++b) {
     dst[b].d = d;
     for (int j = 0; j < kQK8_0; j += 2) {
@@ -69,8 +71,8 @@ void FillQ8_0Row(Rng& rng, BlockQ8_0* dst, int64_t n_blocks) {
   }
 }
 
-void FillQ4_0Row(Rng& rng, BlockQ4_0* dst, int64_t n_blocks) {
-  const uint16_t d = F32ToFp16(kWeightStd / kQ4Std);
+void FillQ4_0Row(Rng& rng, BlockQ4_0* dst, int64_t n_blocks, float std) {
+  const uint16_t d = F32ToFp16(std / kQ4Std);
   constexpr int kHalf = kQK4_0 / 2;
   for (int64_t b = 0; b < n_blocks; ++b) {
     dst[b].d = d;
@@ -91,8 +93,8 @@ void FillQ4_0Row(Rng& rng, BlockQ4_0* dst, int64_t n_blocks) {
   }
 }
 
-// Producer of a random matrix [cols, rows] of the given type, rows in parallel.
-gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DType type, int64_t cols,
+// Producer of a random matrix [cols, rows] of the given type and std, rows in parallel.
+gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DType type, int64_t cols, float std,
                                         ThreadPool* pool) {
   return [=](uint8_t* dst, uint64_t nbytes) -> Status {
     const uint64_t row_bytes = *RowBytes(type, static_cast<uint64_t>(cols));
@@ -105,18 +107,18 @@ gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DT
         uint8_t* out = dst + static_cast<uint64_t>(r) * row_bytes;
         switch (type) {
           case DType::kF32:
-            FillF32Row(rng, reinterpret_cast<float*>(out), cols);
+            FillF32Row(rng, reinterpret_cast<float*>(out), cols, std);
             break;
           case DType::kF16:
           case DType::kBF16:
-            FillF32Row(rng, scratch.data(), cols);
+            FillF32Row(rng, scratch.data(), cols, std);
             kernels::QuantizeRow(type, scratch.data(), out, cols);
             break;
           case DType::kQ8_0:
-            FillQ8_0Row(rng, reinterpret_cast<BlockQ8_0*>(out), cols / kQK8_0);
+            FillQ8_0Row(rng, reinterpret_cast<BlockQ8_0*>(out), cols / kQK8_0, std);
             break;
           default:  // kQ4_0; ValidateSynthSpec admits no other type
-            FillQ4_0Row(rng, reinterpret_cast<BlockQ4_0*>(out), cols / kQK4_0);
+            FillQ4_0Row(rng, reinterpret_cast<BlockQ4_0*>(out), cols / kQK4_0, std);
             break;
         }
       }
@@ -125,10 +127,59 @@ gguf::GgufWriter::Producer RandomMatrix(uint64_t seed, uint64_t tensor_index, DT
   };
 }
 
-Status OnesF32(uint8_t* dst, uint64_t nbytes) {
-  const float one = 1.0f;
-  for (uint64_t i = 0; i + sizeof(float) <= nbytes; i += sizeof(float)) std::memcpy(dst + i, &one, sizeof(float));
-  return Status::Ok();
+// Producer of an F32 vector: mean + N(0, std) (Irwin-Hall as FillF32Row); std 0 fills with mean.
+gguf::GgufWriter::Producer RandomVector(uint64_t seed, uint64_t tensor_index, float mean, float std) {
+  return [=](uint8_t* dst, uint64_t nbytes) -> Status {
+    std::vector<float> v(nbytes / sizeof(float), mean);
+    Rng rng = RowRng(seed, tensor_index, 0);
+    if (std > 0) FillF32Row(rng, v.data(), static_cast<int64_t>(v.size()), std, mean);
+    std::memcpy(dst, v.data(), v.size() * sizeof(float));
+    return Status::Ok();
+  };
+}
+
+// Llama 3 RoPE scaling factors (factor 8, low/high frequency factors 1 and 4)
+// for an original context of orig_ctx: 1 for wavelengths below orig_ctx / 4,
+// 8 above orig_ctx, smoothly in between. F32 [n_rot / 2].
+std::vector<float> Llama3RopeFactors(int n_rot, float freq_base, int orig_ctx) {
+  constexpr float kFactor = 8.0f, kLow = 1.0f, kHigh = 4.0f;
+  const float low_wavelen = static_cast<float>(orig_ctx) / kLow, high_wavelen = static_cast<float>(orig_ctx) / kHigh;
+  std::vector<float> f;
+  for (int i = 0; i < n_rot / 2; ++i) {
+    const float freq = std::pow(freq_base, -2.0f * static_cast<float>(i) / static_cast<float>(n_rot));
+    const float wavelen = 2.0f * std::numbers::pi_v<float> / freq;
+    if (wavelen < high_wavelen) {
+      f.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      f.push_back(kFactor);
+    } else {
+      const float smooth = (static_cast<float>(orig_ctx) / wavelen - kLow) / (kHigh - kLow);
+      f.push_back(1.0f / ((1.0f - smooth) / kFactor + smooth));
+    }
+  }
+  return f;
+}
+
+int HeadDim(const SynthSpec& s) { return s.head_dim > 0 ? s.head_dim : s.n_embd / s.n_head; }
+
+float RopeFreqBase(const SynthSpec& s) {
+  if (s.rope_freqs) return 500000.0f;
+  return s.arch == Arch::kLlama ? 10000.0f : 1000000.0f;
+}
+
+// The std of each kind of tensor (synth.h).
+struct Scales {
+  float embd, qk, v, wo, gate_up, down, output;
+  float norm_std, qk_norm_mean, qk_norm_std, bias_std;
+};
+
+Scales ScalesFor(const SynthSpec& s) {
+  if (s.weights == SynthWeights::kSmall)
+    return {kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, 0.0f, 1.0f, 0.0f, 0.0f};
+  const float e = std::sqrt(static_cast<float>(s.n_embd)), q = std::sqrt(static_cast<float>(s.n_head * HeadDim(s)));
+  const float ff = std::sqrt(static_cast<float>(s.n_ff));
+  const float qk = (s.arch == Arch::kQwen3 ? 3.0f : 1.0f) / e;
+  return {8.0f, qk, 1.0f / e, 1.5f / q, 1.0f / e, 2.5f / ff, 4.0f / e, 0.2f, 1.5f, 0.3f, 0.5f};
 }
 
 // ---- vocabulary ----
@@ -169,21 +220,29 @@ std::vector<float> Scores(int n) {
 }
 
 void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
-  const int head_dim = spec.n_embd / spec.n_head;
-  w->SetString("general.architecture", "llama");
-  w->SetString("general.name", fmt::format("strata-synth-{}L-{}E-{}", spec.n_layer, spec.n_embd, DTypeName(spec.type)));
+  const int head_dim = HeadDim(spec);
+  const std::string a = ArchName(spec.arch);
+  w->SetString("general.architecture", a);
+  w->SetString("general.name", spec.arch == Arch::kLlama
+                                   ? fmt::format("strata-synth-{}L-{}E-{}", spec.n_layer, spec.n_embd, DTypeName(spec.type))
+                                   : fmt::format("strata-synth-{}-{}L-{}E-{}", a, spec.n_layer, spec.n_embd,
+                                                 DTypeName(spec.type)));
   w->SetU32("general.file_type", *LlamaFileType(spec.type));
   if (spec.type == DType::kQ8_0 || spec.type == DType::kQ4_0) w->SetU32("general.quantization_version", 2);
-  w->SetU32("llama.context_length", static_cast<uint32_t>(spec.n_ctx));
-  w->SetU32("llama.embedding_length", static_cast<uint32_t>(spec.n_embd));
-  w->SetU32("llama.block_count", static_cast<uint32_t>(spec.n_layer));
-  w->SetU32("llama.feed_forward_length", static_cast<uint32_t>(spec.n_ff));
-  w->SetU32("llama.attention.head_count", static_cast<uint32_t>(spec.n_head));
-  w->SetU32("llama.attention.head_count_kv", static_cast<uint32_t>(spec.n_head_kv));
-  w->SetU32("llama.rope.dimension_count", static_cast<uint32_t>(head_dim));
-  w->SetF32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
-  w->SetF32("llama.rope.freq_base", 10000.0f);
-  w->SetU32("llama.vocab_size", static_cast<uint32_t>(spec.n_vocab));
+  w->SetU32(a + ".context_length", static_cast<uint32_t>(spec.n_ctx));
+  w->SetU32(a + ".embedding_length", static_cast<uint32_t>(spec.n_embd));
+  w->SetU32(a + ".block_count", static_cast<uint32_t>(spec.n_layer));
+  w->SetU32(a + ".feed_forward_length", static_cast<uint32_t>(spec.n_ff));
+  w->SetU32(a + ".attention.head_count", static_cast<uint32_t>(spec.n_head));
+  w->SetU32(a + ".attention.head_count_kv", static_cast<uint32_t>(spec.n_head_kv));
+  if (spec.head_dim > 0) {
+    w->SetU32(a + ".attention.key_length", static_cast<uint32_t>(head_dim));
+    w->SetU32(a + ".attention.value_length", static_cast<uint32_t>(head_dim));
+  }
+  w->SetU32(a + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
+  w->SetF32(a + ".attention.layer_norm_rms_epsilon", spec.arch == Arch::kLlama ? 1e-5f : 1e-6f);
+  w->SetF32(a + ".rope.freq_base", RopeFreqBase(spec));
+  w->SetU32(a + ".vocab_size", static_cast<uint32_t>(spec.n_vocab));
   w->SetString("tokenizer.ggml.model", "llama");
   w->SetString("tokenizer.ggml.pre", "default");
   w->SetStringArray("tokenizer.ggml.tokens", SynthVocabTokens(spec.n_vocab));
@@ -197,30 +256,49 @@ void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
 }
 
 Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) {
-  const int64_t embd = spec.n_embd, ff = spec.n_ff, vocab = spec.n_vocab;
-  const int64_t kv = static_cast<int64_t>(spec.n_head_kv) * (spec.n_embd / spec.n_head);
-  uint64_t index = 0;  // seeds each matrix's rows
-  auto matrix = [&](std::string name, int64_t cols, int64_t rows) {
+  const int64_t embd = spec.n_embd, ff = spec.n_ff, vocab = spec.n_vocab, hd = HeadDim(spec);
+  const int64_t q = spec.n_head * hd, kv = spec.n_head_kv * hd;
+  const Scales sc = ScalesFor(spec);
+  uint64_t index = 0;                      // seeds each matrix's rows
+  uint64_t vector_index = uint64_t{1} << 32;  // seeds each vector (apart, so matrices keep their seeds)
+  auto matrix = [&](std::string name, int64_t cols, int64_t rows, float std) {
     return w->AddTensor(std::move(name), spec.type, {cols, rows},
-                        RandomMatrix(spec.seed, index++, spec.type, cols, pool));
+                        RandomMatrix(spec.seed, index++, spec.type, cols, std, pool));
   };
-  auto norm = [&](std::string name) { return w->AddTensor(std::move(name), DType::kF32, {embd}, OnesF32); };
+  auto vector = [&](std::string name, int64_t n, float mean, float std) {
+    return w->AddTensor(std::move(name), DType::kF32, {n}, RandomVector(spec.seed, vector_index++, mean, std));
+  };
+  auto norm = [&](std::string name) { return vector(std::move(name), embd, 1.0f, sc.norm_std); };
 
-  STRATA_RETURN_IF_ERROR(matrix("token_embd.weight", embd, vocab));
+  if (spec.rope_freqs) {
+    const std::vector<float> f = Llama3RopeFactors(static_cast<int>(hd), RopeFreqBase(spec), spec.n_ctx);
+    STRATA_RETURN_IF_ERROR(w->AddTensor("rope_freqs.weight", DType::kF32, {hd / 2}, [f](uint8_t* dst, uint64_t n) {
+      std::memcpy(dst, f.data(), std::min<uint64_t>(n, f.size() * sizeof(float)));
+      return Status::Ok();
+    }));
+  }
+  STRATA_RETURN_IF_ERROR(matrix("token_embd.weight", embd, vocab, sc.embd));
   for (int l = 0; l < spec.n_layer; ++l) {
     const std::string p = fmt::format("blk.{}.", l);
     STRATA_RETURN_IF_ERROR(norm(p + "attn_norm.weight"));
-    STRATA_RETURN_IF_ERROR(matrix(p + "attn_q.weight", embd, embd));
-    STRATA_RETURN_IF_ERROR(matrix(p + "attn_k.weight", embd, kv));
-    STRATA_RETURN_IF_ERROR(matrix(p + "attn_v.weight", embd, kv));
-    STRATA_RETURN_IF_ERROR(matrix(p + "attn_output.weight", embd, embd));
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_q.weight", embd, q, sc.qk));
+    if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_q.bias", q, 0.0f, sc.bias_std));
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_k.weight", embd, kv, sc.qk));
+    if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_k.bias", kv, 0.0f, sc.bias_std));
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_v.weight", embd, kv, sc.v));
+    if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_v.bias", kv, 0.0f, sc.bias_std));
+    if (spec.arch == Arch::kQwen3) {
+      STRATA_RETURN_IF_ERROR(vector(p + "attn_q_norm.weight", hd, sc.qk_norm_mean, sc.qk_norm_std));
+      STRATA_RETURN_IF_ERROR(vector(p + "attn_k_norm.weight", hd, sc.qk_norm_mean, sc.qk_norm_std));
+    }
+    STRATA_RETURN_IF_ERROR(matrix(p + "attn_output.weight", q, embd, sc.wo));
     STRATA_RETURN_IF_ERROR(norm(p + "ffn_norm.weight"));
-    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", embd, ff));
-    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", embd, ff));
-    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", ff, embd));
+    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", embd, ff, sc.gate_up));
+    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", embd, ff, sc.gate_up));
+    STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", ff, embd, sc.down));
   }
   STRATA_RETURN_IF_ERROR(norm("output_norm.weight"));
-  return matrix("output.weight", embd, vocab);
+  return matrix("output.weight", embd, vocab, sc.output);
 }
 
 Status CheckRange(const char* what, int v, int max) {
@@ -241,21 +319,24 @@ Status ValidateSynthSpec(const SynthSpec& s) {
     return Status::InvalidArgument(fmt::format(
         "n_vocab must be in [{}, {}] (3 special + 256 byte tokens + pieces), got {}", kMinVocab, kMaxVocab,
         s.n_vocab));
-  if (s.n_embd % s.n_head != 0)
+  if (s.head_dim < 0 || s.head_dim > 1024)
+    return Status::InvalidArgument(fmt::format("head_dim must be in [0, 1024], got {}", s.head_dim));
+  if (s.head_dim == 0 && s.n_embd % s.n_head != 0)
     return Status::InvalidArgument(fmt::format("n_embd {} is not a multiple of n_head {}", s.n_embd, s.n_head));
   if (s.n_head % s.n_head_kv != 0)
     return Status::InvalidArgument(
         fmt::format("n_head {} is not a multiple of n_head_kv {}", s.n_head, s.n_head_kv));
-  if ((s.n_embd / s.n_head) % 2 != 0)
-    return Status::InvalidArgument(fmt::format("head_dim {} (n_embd / n_head) must be even for RoPE",
-                                               s.n_embd / s.n_head));
+  if (HeadDim(s) % 2 != 0)
+    return Status::InvalidArgument(fmt::format("head_dim {} must be even for RoPE", HeadDim(s)));
+  if (s.rope_freqs && s.arch != Arch::kLlama)
+    return Status::InvalidArgument(fmt::format("rope_freqs is a llama feature, not {}", ArchName(s.arch)));
   const DType t = s.type;
   if (t != DType::kF32 && t != DType::kF16 && t != DType::kBF16 && t != DType::kQ8_0 && t != DType::kQ4_0)
     return Status::InvalidArgument(fmt::format("unsupported type '{}' (allowed: {})", DTypeName(t), kSynthTypeNames));
   const int block = Info(t).block_size;
-  if (s.n_embd % block != 0 || s.n_ff % block != 0)
-    return Status::InvalidArgument(fmt::format("n_embd {} and n_ff {} must be multiples of {} for {}",
-                                               s.n_embd, s.n_ff, block, DTypeName(t)));
+  if (s.n_embd % block != 0 || s.n_ff % block != 0 || (s.n_head * HeadDim(s)) % block != 0)
+    return Status::InvalidArgument(fmt::format("n_embd {}, n_ff {} and n_head * head_dim {} must be multiples of {} for {}",
+                                               s.n_embd, s.n_ff, s.n_head * HeadDim(s), block, DTypeName(t)));
   return Status::Ok();
 }
 

@@ -1,13 +1,16 @@
-// Synthetic models: a Llama-architecture GGUF of any shape with random
-// weights and a small real tokenizer, for benchmarks and tests at sizes no
-// test-data file has (llama.cpp loads the result too).
+// Synthetic models: a GGUF of any supported architecture and shape with
+// random weights and a small real tokenizer, for benchmarks and tests at sizes
+// no test-data file has, and for conformance tests against llama.cpp (which
+// loads the result too).
 //
-// Contents:
-//   metadata  general.architecture="llama", general.name, general.file_type,
-//             llama.{context_length, embedding_length, block_count,
+// Contents (ARCH = general.architecture, llama by default):
+//   metadata  general.architecture, general.name, general.file_type,
+//             ARCH.{context_length, embedding_length, block_count,
 //             feed_forward_length, attention.head_count, attention.head_count_kv,
 //             rope.dimension_count (= head_dim), attention.layer_norm_rms_epsilon
-//             (1e-5), rope.freq_base (10000), vocab_size}
+//             (1e-5; 1e-6 for qwen2/qwen3), rope.freq_base (10000; 1e6 for
+//             qwen2/qwen3; 500000 with rope_freqs), vocab_size}, plus
+//             ARCH.attention.key_length/value_length when head_dim is given
 //   tokenizer SentencePiece-style ("llama", pre "default") of exactly n_vocab
 //             tokens: <unk>, <s>, </s>, the 256 byte tokens <0x00>..<0xFF>, then
 //             normal pieces "▁", letters, digits, punctuation and, by increasing
@@ -20,14 +23,30 @@
 //             attn_k/attn_v [n_embd, n_head_kv*head_dim], attn_output [n_embd, n_embd],
 //             ffn_norm [n_embd] F32, ffn_gate/ffn_up [n_embd, n_ff], ffn_down [n_ff, n_embd]}
 //             .weight, then output_norm.weight [n_embd] F32, output.weight [n_embd, n_vocab].
+//             (attn_q rows and attn_output columns are n_head*head_dim.)
+//             qwen2 adds blk.N.attn_{q,k,v}.bias F32 after each of those matrices;
+//             qwen3 adds blk.N.attn_q_norm/attn_k_norm.weight [head_dim] F32 after attn_v;
+//             llama with rope_freqs starts with rope_freqs.weight [head_dim/2] F32: Llama 3
+//             scaling factors (factor 8, low/high frequency factors 1 and 4) computed
+//             for an original context of n_ctx, so that they matter at short positions.
 //
-// Weight distribution (mean 0, std ~0.02, so activations stay finite); norms are 1.0.
+// Weight distribution of SynthWeights::kSmall (mean 0, std ~0.02, so
+// activations stay finite); norms are 1.0, biases 0.
 //   f32/f16: (sum of four uniform 16-bit integers - 131070) * 0.02/37837, an
 //            Irwin-Hall(4) approximation of a normal, rounded to the type.
 //   q8_0:    blocks generated directly: quants = (sum of four uniform 6-bit
 //            integers) - 126, in [-126, 126], std 36.94; scale d = fp16(0.02/36.94).
 //   q4_0:    blocks generated directly: value q-8 = (sum of two uniform 3-bit
 //            integers) - 7, in [-7, 7], std 3.24; scale d = fp16(0.02/3.24).
+// SynthWeights::kConformance draws the same shapes of distribution with a
+// std per tensor, so that the model computes something far from uniform and
+// float rounding moves log-probabilities far less than the conformance bounds
+// (the embedding dominates the residual stream, each layer adds 1-3 to it):
+//   token_embd 8; attn_q/attn_k 1/sqrt(n_embd) (qwen3: 3/sqrt(n_embd), so that
+//   its q/k norms matter); attn_v 1/sqrt(n_embd); attn_output 1.5/sqrt(n_q);
+//   ffn_gate/ffn_up 1/sqrt(n_embd); ffn_down 2.5/sqrt(n_ff); output
+//   4/sqrt(n_embd) (logits std ~4); norms 1 + N(0, 0.2); q/k norms 1.5 + N(0, 0.3);
+//   biases N(0, 0.5).
 // Rows are seeded from (seed, tensor index, row), so the bytes depend only on
 // the spec, never on n_threads.
 //
@@ -42,11 +61,17 @@
 #include "core/dtype.h"
 #include "core/env.h"
 #include "core/status.h"
+#include "model/arch.h"
 
 namespace strata {
 
 // The weight types synth writes, as ParseDType spells them.
 inline constexpr const char* kSynthTypeNames = "f32, f16, bf16, q8_0, q4_0";
+
+enum class SynthWeights : uint8_t {
+  kSmall,        // std 0.02 everywhere: benchmarks (speed does not depend on values)
+  kConformance,  // per-tensor scales: conformance tests (see above)
+};
 
 struct SynthSpec {
   int n_layer = 0;
@@ -58,11 +83,16 @@ struct SynthSpec {
   int n_ctx = 2048;
   DType type = DType::kF32;  // of the weight matrices: one of kSynthTypeNames
   uint64_t seed = 0;
+  Arch arch = Arch::kLlama;
+  int head_dim = 0;         // 0: n_embd / n_head (else written as attention.key_length)
+  bool rope_freqs = false;  // llama only: Llama 3 rope_freqs.weight
+  SynthWeights weights = SynthWeights::kSmall;
 };
 
 // OK if spec describes a model SynthesizeModel can write: every count positive,
-// n_embd % n_head == 0, n_head % n_head_kv == 0, even head_dim, n_embd and
-// n_ff multiples of 32 for quantized types, n_vocab >= 260, and every size
+// n_embd % n_head == 0 unless head_dim is given, n_head % n_head_kv == 0,
+// even head_dim, n_embd, n_ff and n_head * head_dim multiples of 32 for
+// quantized types, n_vocab >= 260, rope_freqs only for llama, and every size
 // within limits that keep tensor sizes far from overflow. Else kInvalidArgument.
 [[nodiscard]] Status ValidateSynthSpec(const SynthSpec& spec);
 

@@ -1,0 +1,44 @@
+#include "model/arch.h"
+
+#include <fmt/format.h>
+
+namespace strata {
+namespace {
+
+constexpr ArchTraits kArchs[] = {
+    {Arch::kLlama, "llama", RopeType::kNorm, FfnAct::kSilu, false},
+    {Arch::kQwen2, "qwen2", RopeType::kNeox, FfnAct::kSilu, false},
+    {Arch::kQwen3, "qwen3", RopeType::kNeox, FfnAct::kSilu, true},
+};
+
+// Architectures whose FFN routes tokens to experts: refused by name.
+constexpr std::string_view kMoeArchs[] = {"mixtral", "qwen2moe", "qwen3moe", "deepseek2", "dbrx",
+                                          "grok",    "olmoe",    "granitemoe", "llama4"};
+
+}  // namespace
+
+const ArchTraits& Traits(Arch arch) { return kArchs[static_cast<size_t>(arch)]; }
+
+std::string SupportedArchNames() {
+  std::string names;
+  for (const ArchTraits& t : kArchs) names += (names.empty() ? "" : ", ") + std::string(t.name);
+  return names;
+}
+
+Status ParseArch(std::string_view name, Arch* out) {
+  for (const ArchTraits& t : kArchs) {
+    if (name == t.name) {
+      *out = t.arch;
+      return Status::Ok();
+    }
+  }
+  for (std::string_view moe : kMoeArchs)
+    if (name == moe)
+      return Status::Unsupported(fmt::format("model architecture '{}' is a mixture of experts, which strata does not "
+                                             "support yet (supported: {})",
+                                             name, SupportedArchNames()));
+  return Status::Unsupported(
+      fmt::format("model architecture '{}' is not supported (supported: {})", name, SupportedArchNames()));
+}
+
+}  // namespace strata

@@ -1,0 +1,54 @@
+// Arch: the model architectures strata runs (GGUF general.architecture) and
+// the per-architecture facts that do not come from a file's metadata: how
+// RoPE pairs dimensions, the FFN activation, which optional blocks exist.
+// One table (arch.cc) instead of architecture switches spread over files;
+// the forward pass picks its layer builder from the same enum
+// (engine/layer_builders.h).
+//
+// Thread-safety: pure functions over constant tables.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+
+namespace strata {
+
+enum class Arch : uint8_t {
+  kLlama,  // Llama 1/2/3.x, Mistral, SmolLM, TinyLlama; llama2.c .bin models
+  kQwen2,  // q/k/v biases
+  kQwen3,  // RMS norm over each head of q and k; head_dim from attention.key_length
+};
+
+// How rotary embeddings pair dimensions (llama.cpp's rope types).
+enum class RopeType : int {
+  kNorm = 0,  // pairs (2i, 2i+1): llama, llama2.c
+  kNeox = 2,  // pairs (i, i + n_rot/2): qwen2, qwen3, phi3, gemma
+};
+
+// The FFN's gate activation: out = act(gate) * up.
+enum class FfnAct : uint8_t {
+  kSilu,
+};
+
+struct ArchTraits {
+  Arch arch;
+  const char* name;  // general.architecture
+  RopeType rope_type;
+  FfnAct ffn_act;
+  bool qk_norm;  // blk.N.attn_q_norm / attn_k_norm [head_dim] are required
+};
+
+const ArchTraits& Traits(Arch arch);
+inline const char* ArchName(Arch arch) { return Traits(arch).name; }
+
+// The architecture named by general.architecture. kUnsupported naming the
+// architecture otherwise; mixture-of-experts architectures (mixtral,
+// qwen2moe, qwen3moe, ...) are refused as such.
+[[nodiscard]] Status ParseArch(std::string_view name, Arch* out);
+// "llama, qwen2, ..." for messages.
+std::string SupportedArchNames();
+
+}  // namespace strata

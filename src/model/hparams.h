@@ -1,0 +1,47 @@
+// HParams: a model's hyper-parameters, read from GGUF metadata per
+// architecture ({arch}.* keys, with llama.cpp's defaults) or from a llama2.c
+// header. Metadata that would change the math in a way strata does not
+// implement (an unknown rope scaling type, experts, per-layer head counts) is
+// refused with a message naming the key, never ignored.
+//
+// Thread-safety: plain data; the loaders are reentrant.
+#pragma once
+
+#include <cstdint>
+
+#include "core/status.h"
+#include "model/arch.h"
+
+namespace strata {
+namespace gguf { class GgufFile; }
+
+struct HParams {
+  Arch arch = Arch::kLlama;
+  int32_t n_vocab = 0;
+  int32_t n_ctx_train = 0;   // context length the model was trained for
+  int32_t n_embd = 0;
+  int32_t n_layer = 0;
+  int32_t n_head = 0;
+  int32_t n_head_kv = 0;     // grouped-query attention: n_head % n_head_kv == 0
+  int32_t n_ff = 0;
+  int32_t head_dim = 0;      // attention.key_length (= value_length); default n_embd / n_head
+  int32_t n_rot = 0;         // rotary dimensions per head, <= head_dim
+  float rms_eps = 1e-5f;
+  float rope_freq_base = 10000.0f;
+  float rope_freq_scale = 1.0f;  // positions are multiplied by this (linear scaling = 1/factor)
+  RopeType rope_type = RopeType::kNorm;
+  FfnAct ffn_act = FfnAct::kSilu;
+
+  int32_t n_embd_q() const { return n_head * head_dim; }
+  int32_t n_embd_kv() const { return n_head_kv * head_dim; }
+};
+
+// Reads the hyper-parameters of architecture arch from f's metadata; n_vocab
+// is taken from the token_embd.weight tensor. Checks them (CheckHParams).
+[[nodiscard]] Status LoadGgufHParams(const gguf::GgufFile& f, Arch arch, HParams* hp);
+
+// Every count within sanity limits (a hostile file must not make us allocate
+// or loop absurdly), divisibility, rotary dimensions, finite rope parameters.
+[[nodiscard]] Status CheckHParams(const HParams& hp);
+
+}  // namespace strata

@@ -1,0 +1,154 @@
+#include "model/weights.h"
+
+#include <fmt/format.h>
+#include <set>
+
+namespace strata {
+namespace {
+
+bool Contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// Binds tensors by name, checking each one's type and shape, and remembers
+// which names were bound.
+class Binder {
+ public:
+  explicit Binder(const TensorLookup& lookup) : lookup_(lookup) {}
+
+  // A tensor of exactly [ne0, ne1] (ne1 = 1: a vector).
+  Status Required(const std::string& name, int64_t ne0, int64_t ne1, Tensor* out) {
+    STRATA_RETURN_IF_ERROR(Optional(name, ne0, ne1, out));
+    if (out->data == nullptr) return Status::Corrupt(fmt::format("missing tensor {}", name));
+    return Status::Ok();
+  }
+  // The same, or data == nullptr when the file has no such tensor.
+  Status Optional(const std::string& name, int64_t ne0, int64_t ne1, Tensor* out) {
+    *out = lookup_(name);
+    if (out->data == nullptr) return Status::Ok();
+    used_.insert(name);
+    return Check(name, *out, ne0, ne1);
+  }
+  bool Has(const std::string& name) const { return lookup_(name).data != nullptr; }
+  bool Used(const std::string& name) const { return used_.count(name) > 0; }
+
+  static Status Check(const std::string& name, const Tensor& t, int64_t ne0, int64_t ne1) {
+    if (!Info(t.type).supported)
+      return Status::Unsupported(fmt::format("tensor {} has type {}, which strata does not support (supported: {})",
+                                             name, DTypeName(t.type), SupportedDTypeNames()));
+    if (t.ne[0] != ne0 || t.ne[1] != ne1 || t.ne[2] != 1 || t.ne[3] != 1)
+      return Status::Corrupt(fmt::format("tensor {} has shape [{}, {}, {}, {}], expected [{}, {}]", name, t.ne[0],
+                                         t.ne[1], t.ne[2], t.ne[3], ne0, ne1));
+    return Status::Ok();
+  }
+
+ private:
+  const TensorLookup& lookup_;
+  std::set<std::string> used_;
+};
+
+// Rows [first, first + n) of matrix m, as a matrix of its own.
+Tensor RowRange(const Tensor& m, int64_t first, int64_t n) {
+  Tensor t = m;
+  t.ne[1] = n;
+  t.data = m.row(first);
+  return t;
+}
+
+// A matrix prefix.weight [n_in, n_out] with an optional prefix.bias [n_out].
+Status BindLinear(Binder& b, const std::string& prefix, int64_t n_in, int64_t n_out, Linear* out) {
+  STRATA_RETURN_IF_ERROR(b.Required(prefix + ".weight", n_in, n_out, &out->w));
+  return b.Optional(prefix + ".bias", n_out, 1, &out->b);
+}
+
+// Q, K and V: separate attn_q/attn_k/attn_v, or one fused attn_qkv whose rows
+// are [Q | K | V] (with a fused bias, or separate ones).
+Status BindQkv(Binder& b, const HParams& hp, const std::string& p, LayerWeights* l) {
+  const int64_t e = hp.n_embd, q = hp.n_embd_q(), kv = hp.n_embd_kv();
+  if (!b.Has(p + "attn_qkv.weight")) {
+    STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_q", e, q, &l->wq));
+    STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_k", e, kv, &l->wk));
+    return BindLinear(b, p + "attn_v", e, kv, &l->wv);
+  }
+  Linear qkv;
+  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_qkv", e, q + 2 * kv, &qkv));
+  l->wq.w = RowRange(qkv.w, 0, q);
+  l->wk.w = RowRange(qkv.w, q, kv);
+  l->wv.w = RowRange(qkv.w, q + kv, kv);
+  if (qkv.b.data != nullptr) {
+    if (qkv.b.type != DType::kF32)
+      return Status::Unsupported(fmt::format("tensor {}attn_qkv.bias must be f32, is {}", p, DTypeName(qkv.b.type)));
+    const float* bias = static_cast<const float*>(qkv.b.data);
+    l->wq.b = Tensor{DType::kF32, {q, 1, 1, 1}, bias};
+    l->wk.b = Tensor{DType::kF32, {kv, 1, 1, 1}, bias + q};
+    l->wv.b = Tensor{DType::kF32, {kv, 1, 1, 1}, bias + q + kv};
+    return Status::Ok();
+  }
+  STRATA_RETURN_IF_ERROR(b.Optional(p + "attn_q.bias", q, 1, &l->wq.b));
+  STRATA_RETURN_IF_ERROR(b.Optional(p + "attn_k.bias", kv, 1, &l->wk.b));
+  return b.Optional(p + "attn_v.bias", kv, 1, &l->wv.b);
+}
+
+Status BindLayer(Binder& b, const HParams& hp, int il, LayerWeights* l) {
+  const std::string p = fmt::format("blk.{}.", il);
+  const int64_t e = hp.n_embd, ff = hp.n_ff;
+  STRATA_RETURN_IF_ERROR(b.Required(p + "attn_norm.weight", e, 1, &l->attn_norm));
+  STRATA_RETURN_IF_ERROR(BindQkv(b, hp, p, l));
+  if (Traits(hp.arch).qk_norm) {
+    STRATA_RETURN_IF_ERROR(b.Required(p + "attn_q_norm.weight", hp.head_dim, 1, &l->attn_q_norm));
+    STRATA_RETURN_IF_ERROR(b.Required(p + "attn_k_norm.weight", hp.head_dim, 1, &l->attn_k_norm));
+  }
+  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_output", hp.n_embd_q(), e, &l->wo));
+  STRATA_RETURN_IF_ERROR(b.Required(p + "ffn_norm.weight", e, 1, &l->ffn_norm));
+  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_gate", e, ff, &l->ffn_gate));
+  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_up", e, ff, &l->ffn_up));
+  return BindLinear(b, p + "ffn_down", ff, e, &l->ffn_down);
+}
+
+// Why a tensor the architecture does not use is refused.
+std::string UnusedTensorMessage(const HParams& hp, const std::string& name) {
+  if (Contains(name, "ffn_gate_inp") || Contains(name, "_exps") || Contains(name, "_shexp"))
+    return fmt::format("tensor {} belongs to a mixture-of-experts layer, which strata does not support yet", name);
+  return fmt::format("tensor {} is not used by architecture {}: strata refuses files whose tensors it would ignore",
+                     name, ArchName(hp.arch));
+}
+
+}  // namespace
+
+std::vector<Tensor*> WeightMatrices(ModelWeights* w) {
+  std::vector<Tensor*> m = {&w->output.w};
+  for (LayerWeights& l : w->layers)
+    for (Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) m.push_back(&x->w);
+  return m;
+}
+
+uint64_t StreamedWeightBytes(const ModelWeights& w) {
+  // Optional tensors (biases, q/k norms) count when present.
+  const auto optional = [](const Tensor& t) -> uint64_t { return t.data != nullptr ? t.nbytes() : 0; };
+  uint64_t total = w.output_norm.nbytes() + w.output.w.nbytes() + optional(w.output.b);
+  for (const LayerWeights& l : w.layers) {
+    total += l.attn_norm.nbytes() + l.ffn_norm.nbytes() + optional(l.attn_q_norm) + optional(l.attn_k_norm);
+    for (const Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
+      total += x->w.nbytes() + optional(x->b);
+  }
+  return total;
+}
+
+Status BindWeights(const HParams& hp, const std::vector<std::string>& names, const TensorLookup& lookup,
+                   ModelWeights* out) {
+  Binder b(lookup);
+  ModelWeights w;
+  const int64_t e = hp.n_embd, v = hp.n_vocab;
+  STRATA_RETURN_IF_ERROR(b.Required("token_embd.weight", e, v, &w.token_embd));
+  STRATA_RETURN_IF_ERROR(b.Required("output_norm.weight", e, 1, &w.output_norm));
+  STRATA_RETURN_IF_ERROR(b.Optional("output.weight", e, v, &w.output.w));
+  if (w.output.w.data == nullptr) w.output.w = w.token_embd;  // tied classifier
+  STRATA_RETURN_IF_ERROR(b.Optional("output.bias", v, 1, &w.output.b));
+  if (hp.arch == Arch::kLlama) STRATA_RETURN_IF_ERROR(b.Optional("rope_freqs.weight", hp.n_rot / 2, 1, &w.rope_freqs));
+  w.layers.resize(static_cast<size_t>(hp.n_layer));
+  for (int il = 0; il < hp.n_layer; ++il) STRATA_RETURN_IF_ERROR(BindLayer(b, hp, il, &w.layers[static_cast<size_t>(il)]));
+  for (const std::string& name : names)
+    if (!b.Used(name)) return Status::Unsupported(UnusedTensorMessage(hp, name));
+  *out = std::move(w);
+  return Status::Ok();
+}
+
+}  // namespace strata

@@ -1,0 +1,72 @@
+// ModelWeights: views of every weight of a model, bound by GGUF tensor name
+// per architecture. Every tensor of the file must be bound (one the
+// architecture does not use is refused, naming it, never ignored); every
+// tensor the architecture requires must be present with the expected type and
+// shape.
+//
+// Shapes in ggml order [inner, outer]: a matrix [n_in, n_out] has n_out rows of n_in.
+//
+// Thread-safety: plain data.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "model/hparams.h"
+
+namespace strata {
+
+// A weight matrix and its optional bias: y = x · wᵀ (+ b). Every matmul of the
+// forward pass goes through one (engine/linear.h), the place where adapters
+// and sharding plug in.
+struct Linear {
+  Tensor w;  // [n_in, n_out]
+  Tensor b;  // F32 [n_out], or data == nullptr: no bias
+};
+
+struct LayerWeights {
+  Tensor attn_norm;    // F32 [n_embd]
+  Linear wq;           // [n_embd, n_embd_q]       (+ bias [n_embd_q]: qwen2)
+  Linear wk;           // [n_embd, n_embd_kv]      (+ bias: qwen2)
+  Linear wv;           // [n_embd, n_embd_kv]      (+ bias: qwen2)
+  Tensor attn_q_norm;  // F32 [head_dim] (qwen3), else null
+  Tensor attn_k_norm;  // F32 [head_dim] (qwen3), else null
+  Linear wo;           // [n_embd_q, n_embd]
+  Tensor ffn_norm;     // F32 [n_embd]
+  Linear ffn_gate;     // [n_embd, n_ff]   (w1)
+  Linear ffn_up;       // [n_embd, n_ff]   (w3)
+  Linear ffn_down;     // [n_ff, n_embd]   (w2)
+};
+
+struct ModelWeights {
+  Tensor token_embd;   // [n_embd, n_vocab], any supported type (rows dequantized on lookup)
+  Tensor output_norm;  // F32 [n_embd]
+  Linear output;       // [n_embd, n_vocab]; the same bytes as token_embd when tied
+  Tensor rope_freqs;   // F32 [n_rot / 2]: Llama 3 RoPE scaling (θ_i divided by rope_freqs[i]), or null
+  std::vector<LayerWeights> layers;  // [n_layer]
+};
+
+// Every matrix a forward pass multiplies by (the output matrix, then each
+// layer's), for packing; biases and norms are not matrices.
+std::vector<Tensor*> WeightMatrices(ModelWeights* w);
+
+// Bytes of every layer's matrices, biases and norms, the output norm and the
+// output matrix: what generating one token streams, besides its embedding row.
+uint64_t StreamedWeightBytes(const ModelWeights& w);
+
+// Looks a tensor up by name: data == nullptr when absent.
+using TensorLookup = std::function<Tensor(const std::string& name)>;
+
+// Binds hp.arch's tensors by name and checks them: required ones present,
+// every type supported, every shape as hp says (kCorrupt / kUnsupported
+// naming the tensor). names: every tensor in the file; one the architecture
+// does not use is refused (kUnsupported naming it and, for known features
+// such as experts, the feature).
+[[nodiscard]] Status BindWeights(const HParams& hp, const std::vector<std::string>& names, const TensorLookup& lookup,
+                                 ModelWeights* out);
+
+}  // namespace strata

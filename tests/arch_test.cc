@@ -1,0 +1,346 @@
+// Architectures: per-architecture hyper-parameters and tensors from hostile
+// or unusual files. Every architecture's synthetic model is rewritten with one
+// change at a time (a key missing or absurd, a tensor missing, misshapen or
+// unknown, the file truncated): each gives a clear error naming what is wrong
+// and never a crash; a refused feature is named, never ignored.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/env.h"
+#include "engine/context.h"
+#include "model/gguf.h"
+#include "model/gguf_writer.h"
+#include "model/model.h"
+#include "model/synth.h"
+#include "test_util.h"
+
+namespace strata {
+namespace {
+
+using ::testing::HasSubstr;
+
+gguf::Value U32(uint32_t v) {
+  gguf::Value x;
+  x.type = gguf::ValueType::kUint32;
+  x.u = v;
+  x.i = v;
+  return x;
+}
+gguf::Value F32(float v) {
+  gguf::Value x;
+  x.type = gguf::ValueType::kFloat32;
+  x.f = v;
+  return x;
+}
+gguf::Value Str(std::string s) {
+  gguf::Value x;
+  x.type = gguf::ValueType::kString;
+  x.str = std::move(s);
+  return x;
+}
+gguf::Value U32Array(std::vector<uint32_t> v) {
+  gguf::Value x;
+  x.type = gguf::ValueType::kArray;
+  x.elem_type = gguf::ValueType::kUint32;
+  for (uint32_t e : v) x.arr.push_back(U32(e));
+  return x;
+}
+
+// One change to a GGUF file: metadata set (nullopt: removed), tensors
+// dropped, tensors replaced by zeros of another shape, zero tensors added.
+struct Edit {
+  std::map<std::string, std::optional<gguf::Value>> kv;
+  std::set<std::string> drop;
+  std::map<std::string, std::vector<int64_t>> reshape;  // F32 zeros of this shape
+  std::map<std::string, std::vector<int64_t>> add;      // F32 zeros
+};
+
+Status Rewrite(const std::string& in, const std::string& out, const Edit& e) {
+  std::unique_ptr<gguf::GgufFile> f;
+  STRATA_RETURN_IF_ERROR(gguf::GgufFile::Open(Env::Default(), in, &f));
+  gguf::GgufWriter w;
+  for (const gguf::KeyValue& kv : f->metadata())
+    if (!e.kv.count(kv.key)) w.SetValue(kv.key, kv.value);
+  for (const auto& [key, v] : e.kv)
+    if (v) w.SetValue(key, *v);
+  auto zeros = [](uint8_t* dst, uint64_t n) {
+    std::fill(dst, dst + n, 0);
+    return Status::Ok();
+  };
+  for (const gguf::TensorInfo& t : f->tensors()) {
+    if (e.drop.count(t.name)) continue;
+    if (auto r = e.reshape.find(t.name); r != e.reshape.end()) {
+      STRATA_RETURN_IF_ERROR(w.AddTensor(t.name, DType::kF32, r->second, zeros));
+      continue;
+    }
+    std::vector<int64_t> ne(t.tensor.ne.begin(), t.tensor.ne.begin() + t.n_dims);
+    STRATA_RETURN_IF_ERROR(w.AddTensor(t.name, t.tensor.type, ne, t.tensor.data));
+  }
+  for (const auto& [name, ne] : e.add) STRATA_RETURN_IF_ERROR(w.AddTensor(name, DType::kF32, ne, zeros));
+  return w.Write(Env::Default(), out);
+}
+
+Status TryLoad(const std::string& path, std::unique_ptr<Model>* m = nullptr) {
+  ModelLoadOptions o;
+  o.path = path;
+  std::unique_ptr<Model> local;
+  return Model::Load(Env::Default(), o, m != nullptr ? m : &local);
+}
+
+struct ArchCase {
+  Arch arch;
+  int head_dim;  // 0: n_embd / n_head
+};
+
+// n_embd 64, 4 heads (head_dim 16, or 24 when given), 2 KV heads, n_ff 96, vocab 300.
+class ArchFileTest : public ::testing::TestWithParam<ArchCase> {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir();
+    base_ = dir_ + "/base.gguf";
+    SynthSpec s;
+    s.arch = GetParam().arch;
+    s.head_dim = GetParam().head_dim;
+    s.n_layer = 2;
+    s.n_embd = 64;
+    s.n_ff = 96;
+    s.n_head = 4;
+    s.n_head_kv = 2;
+    s.n_vocab = 300;
+    s.n_ctx = 64;
+    s.type = DType::kF32;
+    s.weights = SynthWeights::kConformance;
+    ASSERT_TRUE(SynthesizeModel(Env::Default(), s, base_, 1).ok());
+    a_ = ArchName(s.arch);
+  }
+  int HeadDim() const { return GetParam().head_dim > 0 ? GetParam().head_dim : 16; }
+  // The status of loading base_ with edit e applied.
+  Status LoadEdited(const Edit& e) {
+    const std::string path = dir_ + "/edited.gguf";
+    const Status w = Rewrite(base_, path, e);
+    EXPECT_TRUE(w.ok()) << w.ToString();
+    return TryLoad(path);
+  }
+  std::string Key(const char* k) const { return a_ + "." + k; }
+
+  std::string dir_, base_, a_;
+};
+
+TEST_P(ArchFileTest, LoadsWithItsArchitecture) {
+  std::unique_ptr<Model> m;
+  ASSERT_TRUE(TryLoad(base_, &m).ok());
+  EXPECT_EQ(m->hparams().arch, GetParam().arch);
+  EXPECT_EQ(m->hparams().head_dim, HeadDim());
+  EXPECT_EQ(m->hparams().rope_type, Traits(GetParam().arch).rope_type);
+}
+
+TEST_P(ArchFileTest, MissingRequiredMetadataIsNamed) {
+  for (const char* k : {"context_length", "embedding_length", "block_count", "attention.head_count",
+                        "feed_forward_length", "attention.layer_norm_rms_epsilon"}) {
+    const Status s = LoadEdited({.kv = {{Key(k), std::nullopt}}});
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << k;
+    EXPECT_THAT(s.message(), HasSubstr(Key(k)));
+  }
+}
+
+TEST_P(ArchFileTest, AbsurdHyperParametersAreRefused) {
+  const std::vector<std::pair<const char*, gguf::Value>> cases = {
+      {"embedding_length", U32(0)},
+      {"embedding_length", U32(1u << 30)},
+      {"block_count", U32(100000)},
+      {"attention.head_count", U32(0)},
+      {"attention.head_count", U32(1u << 31)},
+      {"attention.head_count_kv", U32(3)},  // does not divide 4
+      {"attention.head_count_kv", U32(0)},
+      {"feed_forward_length", U32(0)},
+      {"context_length", U32(0)},
+      {"attention.key_length", U32(1u << 20)},
+      {"attention.key_length", U32(HeadDim() + 2)},  // tensors no longer match
+      {"rope.dimension_count", U32(HeadDim() + 2)},
+      {"rope.dimension_count", U32(3)},
+      {"attention.layer_norm_rms_epsilon", F32(-1.0f)},
+      {"attention.layer_norm_rms_epsilon", F32(std::numeric_limits<float>::quiet_NaN())},
+      {"rope.freq_base", F32(std::numeric_limits<float>::infinity())},
+      {"rope.freq_base", F32(0.0f)},
+      {"block_count", Str("two")},
+  };
+  for (const auto& [k, v] : cases) {
+    const Status s = LoadEdited({.kv = {{Key(k), v}}});
+    EXPECT_FALSE(s.ok()) << k;
+    EXPECT_NE(s.code(), StatusCode::kInternal) << k << ": " << s.ToString();
+  }
+}
+
+TEST_P(ArchFileTest, FeaturesThatChangeTheMathAreRefusedByName) {
+  const std::vector<std::pair<std::string, gguf::Value>> cases = {
+      {"attention.head_count", U32Array({4, 4})},  // per-layer head counts
+      {"feed_forward_length", U32Array({96, 96})},
+      {"expert_count", U32(8)},
+      {"rope.scaling.type", Str("su")},
+      {"rope.scaling.attn_factor", F32(2.0f)},
+      {"attention.value_length", U32(HeadDim() * 2)},
+  };
+  for (const auto& [k, v] : cases) {
+    const Status s = LoadEdited({.kv = {{Key(k.c_str()), v}}});
+    EXPECT_EQ(s.code(), StatusCode::kUnsupported) << k << ": " << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr(Key(k.c_str())));
+  }
+}
+
+TEST_P(ArchFileTest, MissingTensorsAreNamed) {
+  std::vector<std::string> required = {"token_embd.weight",       "output_norm.weight",     "blk.1.attn_norm.weight",
+                                       "blk.0.attn_q.weight",     "blk.1.attn_k.weight",    "blk.0.attn_v.weight",
+                                       "blk.1.attn_output.weight", "blk.0.ffn_norm.weight", "blk.1.ffn_gate.weight",
+                                       "blk.0.ffn_up.weight",     "blk.1.ffn_down.weight"};
+  if (Traits(GetParam().arch).qk_norm) required.insert(required.end(), {"blk.1.attn_q_norm.weight", "blk.0.attn_k_norm.weight"});
+  for (const std::string& t : required) {
+    const Status s = LoadEdited({.drop = {t}});
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << t << ": " << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr(t));
+  }
+}
+
+TEST_P(ArchFileTest, MisshapenTensorsAreNamed) {
+  const int64_t q = 4 * HeadDim();
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> cases = {
+      {"blk.0.attn_q.weight", {64, q + 2}},  {"blk.1.attn_output.weight", {64, q}},
+      {"blk.0.ffn_down.weight", {64, 96}},   {"blk.1.attn_norm.weight", {63}},
+      {"output.weight", {64, 299}},          {"blk.0.attn_k.weight", {64, 2 * HeadDim(), 2}},
+  };
+  for (const auto& [t, ne] : cases) {
+    if (t == "blk.1.attn_output.weight" && q == 64) continue;  // [64, 64] is its shape
+    const Status s = LoadEdited({.reshape = {{t, ne}}});
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << t << ": " << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr(t));
+  }
+  if (GetParam().arch == Arch::kQwen2) {
+    const Status s = LoadEdited({.reshape = {{"blk.0.attn_k.bias", {q}}}});
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("blk.0.attn_k.bias"));
+  }
+  if (GetParam().arch == Arch::kQwen3) {
+    const Status s = LoadEdited({.reshape = {{"blk.1.attn_q_norm.weight", {64}}}});
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("blk.1.attn_q_norm.weight"));
+  }
+}
+
+TEST_P(ArchFileTest, UnknownTensorsAreRefusedNotIgnored) {
+  Status s = LoadEdited({.add = {{"blk.0.ffn_gate_inp.weight", {64, 8}}}});
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+  EXPECT_THAT(s.message(), HasSubstr("blk.0.ffn_gate_inp.weight"));
+  EXPECT_THAT(s.message(), HasSubstr("mixture-of-experts"));
+  s = LoadEdited({.add = {{"blk.1.attn_sinks.weight", {4}}}});
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+  EXPECT_THAT(s.message(), HasSubstr("blk.1.attn_sinks.weight"));
+  // rope_freqs.weight is a llama tensor; qwen files do not use it.
+  if (GetParam().arch != Arch::kLlama) {
+    s = LoadEdited({.add = {{"rope_freqs.weight", {HeadDim() / 2}}}});
+    EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+    EXPECT_THAT(s.message(), HasSubstr("rope_freqs.weight"));
+  }
+}
+
+TEST_P(ArchFileTest, TruncatedFilesFailCleanly) {
+  std::string bytes;
+  ASSERT_TRUE(Env::Default()->ReadFile(base_, &bytes).ok());
+  const std::string path = dir_ + "/truncated.gguf";
+  for (size_t n : {size_t{0}, size_t{3}, size_t{24}, bytes.size() / 10, bytes.size() / 2, bytes.size() - 1}) {
+    ASSERT_TRUE(WriteFileAtomic(Env::Default(), path, std::string_view(bytes).substr(0, n)).ok());
+    const Status s = TryLoad(path);
+    EXPECT_FALSE(s.ok()) << n;
+    EXPECT_NE(s.code(), StatusCode::kInternal) << n << ": " << s.ToString();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Archs, ArchFileTest,
+                         ::testing::Values(ArchCase{Arch::kLlama, 0}, ArchCase{Arch::kQwen2, 0},
+                                           ArchCase{Arch::kQwen3, 24}),
+                         [](const auto& info) { return std::string(ArchName(info.param.arch)); });
+
+TEST(ArchTest, MixtureOfExpertsArchitecturesAreRefusedByName) {
+  for (const char* name : {"mixtral", "qwen2moe", "qwen3moe"}) {
+    Arch a;
+    const Status s = ParseArch(name, &a);
+    EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+    EXPECT_THAT(s.message(), HasSubstr(name));
+    EXPECT_THAT(s.message(), HasSubstr("mixture of experts"));
+  }
+  Arch a;
+  const Status s = ParseArch("falcon", &a);
+  EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+  EXPECT_THAT(s.message(), HasSubstr("'falcon' is not supported (supported: llama, qwen2, qwen3"));
+  ASSERT_TRUE(ParseArch("qwen2", &a).ok());
+  EXPECT_EQ(a, Arch::kQwen2);
+}
+
+// A fused attn_qkv ([Q | K | V] rows, as phi3 files hold it) computes exactly
+// what separate attn_q/attn_k/attn_v do.
+TEST(ArchTest, FusedQkvEqualsSeparateProjections) {
+  const std::string dir = testing::MakeTempDir();
+  SynthSpec s;
+  s.arch = Arch::kQwen2;
+  s.n_layer = 2;
+  s.n_embd = 64;
+  s.n_ff = 96;
+  s.n_head = 4;
+  s.n_head_kv = 2;
+  s.n_vocab = 300;
+  s.n_ctx = 64;
+  s.weights = SynthWeights::kConformance;
+  ASSERT_TRUE(SynthesizeModel(Env::Default(), s, dir + "/sep.gguf", 1).ok());
+  std::unique_ptr<gguf::GgufFile> f;
+  ASSERT_TRUE(gguf::GgufFile::Open(Env::Default(), dir + "/sep.gguf", &f).ok());
+  gguf::GgufWriter w;
+  for (const gguf::KeyValue& kv : f->metadata()) w.SetValue(kv.key, kv.value);
+  std::vector<std::vector<float>> fused;  // kept alive until Write
+  for (const gguf::TensorInfo& t : f->tensors()) {
+    const std::string& n = t.name;
+    const size_t dot = n.find(".attn_");
+    const std::string rest = dot == std::string::npos ? "" : n.substr(dot + 6);
+    if (rest == "k.weight" || rest == "v.weight" || rest == "k.bias" || rest == "v.bias") continue;
+    if (rest == "q.weight" || rest == "q.bias") {
+      const std::string p = n.substr(0, dot + 6), suffix = rest.substr(1);
+      std::vector<float>& buf = fused.emplace_back();
+      int64_t rows = 0;
+      for (const char* part : {"q", "k", "v"}) {
+        const gguf::TensorInfo* x = f->FindTensor(p + part + suffix);
+        const float* d = static_cast<const float*>(x->tensor.data);
+        buf.insert(buf.end(), d, d + x->tensor.elements());
+        rows += x->tensor.ne[1];
+      }
+      std::vector<int64_t> ne = suffix == ".weight" ? std::vector<int64_t>{64, rows} : std::vector<int64_t>{
+                                                                                           static_cast<int64_t>(buf.size())};
+      ASSERT_TRUE(w.AddTensor(p + "qkv" + suffix, DType::kF32, ne, buf.data()).ok());
+      continue;
+    }
+    std::vector<int64_t> ne(t.tensor.ne.begin(), t.tensor.ne.begin() + t.n_dims);
+    ASSERT_TRUE(w.AddTensor(n, t.tensor.type, ne, t.tensor.data).ok());
+  }
+  ASSERT_TRUE(w.Write(Env::Default(), dir + "/fused.gguf").ok());
+  auto logits = [](const std::string& path) {
+    std::unique_ptr<Model> m;
+    EXPECT_TRUE(TryLoad(path, &m).ok());
+    ContextParams p;
+    p.n_ctx = 64;
+    p.n_threads = 2;
+    std::unique_ptr<Context> ctx;
+    EXPECT_TRUE(Context::Create(*m, p, &ctx).ok());
+    EXPECT_TRUE(ctx->Decode(std::vector<int32_t>{1, 40, 41, 299, 7}, LogitsMode::kLast).ok());
+    return std::vector<float>(ctx->logits(), ctx->logits() + 300);
+  };
+  EXPECT_EQ(logits(dir + "/sep.gguf"), logits(dir + "/fused.gguf"));
+}
+
+}  // namespace
+}  // namespace strata
