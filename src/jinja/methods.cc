@@ -412,6 +412,7 @@ Status FormatM(Renderer& r, const Value& self, CallArgs& a, Value* out) {
   const std::string& f = self.str();
   std::string result;
   size_t auto_index = 0;
+  int numbering = 0;  // 1: automatic {} fields, 2: manual {0} fields; Python refuses a mix
   for (size_t i = 0; i < f.size(); ++i) {
     const char c = f[i];
     if (c == '}') {
@@ -452,6 +453,11 @@ Status FormatM(Renderer& r, const Value& self, CallArgs& a, Value* out) {
     const std::string first = field.substr(0, end);
     Value v;
     if (first.empty() || std::all_of(first.begin(), first.end(), [](char ch) { return std::isdigit(ch); })) {
+      const int mode = first.empty() ? 1 : 2;
+      if (numbering != 0 && numbering != mode)
+        return r.Raise(mode == 1 ? "cannot switch from manual field specification to automatic field numbering"
+                                 : "cannot switch from automatic field numbering to manual field specification");
+      numbering = mode;
       const size_t index = first.empty() ? auto_index++ : std::strtoull(first.c_str(), nullptr, 10);
       if (index >= a.positional.size())
         return r.Raise(fmt::format("Replacement index {} out of range for positional args tuple", index));

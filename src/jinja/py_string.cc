@@ -356,29 +356,30 @@ std::string HtmlEscape(std::string_view s) {
   return out;
 }
 
+void AdjustSlice(int64_t n, std::optional<int64_t> start, std::optional<int64_t> stop, int64_t step, int64_t* begin,
+                 int64_t* end) {
+  auto adjust = [&](std::optional<int64_t> v, int64_t fallback) {
+    if (!v) return fallback;
+    int64_t i = *v;
+    if (i < 0) {
+      i += n;
+      if (i < 0) i = step < 0 ? -1 : 0;
+    } else if (i >= n) {
+      i = step < 0 ? n - 1 : n;
+    }
+    return i;
+  };
+  *begin = adjust(start, step < 0 ? n - 1 : 0);
+  *end = adjust(stop, step < 0 ? -1 : n);
+}
+
 void SliceIndices(int64_t n, std::optional<int64_t> start, std::optional<int64_t> stop, int64_t step,
                   std::vector<int64_t>* out) {
-  // CPython's PySlice_AdjustIndices.
   int64_t b = 0, e = 0;
+  AdjustSlice(n, start, stop, step, &b, &e);
   if (step > 0) {
-    b = start.value_or(0);
-    e = stop.value_or(n);
-    if (b < 0) b = std::max<int64_t>(b + n, 0);
-    if (b > n) b = n;
-    if (e < 0) e = std::max<int64_t>(e + n, 0);
-    if (e > n) e = n;
     for (int64_t i = b; i < e; i += step) out->push_back(i);
   } else {
-    b = start.value_or(n - 1);
-    e = stop.has_value() ? *stop : -1;
-    if (start.has_value()) {
-      if (b < 0) b = std::max<int64_t>(b + n, -1);
-      if (b >= n) b = n - 1;
-    }
-    if (stop.has_value()) {
-      if (e < 0) e = std::max<int64_t>(e + n, -1);
-      if (e >= n) e = n - 1;
-    }
     for (int64_t i = b; i > e; i += step) out->push_back(i);
   }
 }

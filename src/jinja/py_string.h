@@ -59,8 +59,12 @@ std::string Repr(std::string_view s);
 // markupsafe.escape: & < > ' " as &amp; &lt; &gt; &#39; &#34;.
 std::string HtmlEscape(std::string_view s);
 
-// Python's slice semantics on a sequence of length n: fills the indices of
-// s[start:stop:step] into *out. REQUIRES: step != 0.
+// Python's slice semantics on a sequence of length n: *begin / *end are
+// slice(start, stop, step).indices(n)[:2] (CPython's PySlice_AdjustIndices),
+// and SliceIndices fills the indices of s[start:stop:step] into *out.
+// REQUIRES: step != 0.
+void AdjustSlice(int64_t n, std::optional<int64_t> start, std::optional<int64_t> stop, int64_t step, int64_t* begin,
+                 int64_t* end);
 void SliceIndices(int64_t n, std::optional<int64_t> start, std::optional<int64_t> stop, int64_t step,
                   std::vector<int64_t>* out);
 

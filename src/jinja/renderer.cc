@@ -758,6 +758,20 @@ Status Renderer::EvalInner(const Expr& e, const std::shared_ptr<Frame>& frame, V
         std::vector<Value> sliced;
         sliced.reserve(idx.size());
         for (int64_t i : idx) sliced.push_back(items[static_cast<size_t>(i)]);
+        if (obj.seq().kind == SeqKind::kRange) {
+          // A range slice is a range: range(start + b*step, start + e*step, step*k).
+          const SeqData& r = obj.seq();
+          int64_t b = 0, end = 0;
+          py::AdjustSlice(static_cast<int64_t>(items.size()), bounds[0], bounds[1], step, &b, &end);
+          auto range = std::make_shared<SeqData>();
+          range->kind = SeqKind::kRange;
+          range->items = std::move(sliced);
+          range->range_start = r.range_start + b * r.range_step;
+          range->range_stop = r.range_start + end * r.range_step;
+          range->range_step = r.range_step * step;
+          *out = Value::Seq(std::move(range));
+          return Status::Ok();
+        }
         *out = obj.seq().kind == SeqKind::kTuple ? Value::Tuple(std::move(sliced)) : Value::List(std::move(sliced));
         return Status::Ok();
       }
