@@ -144,7 +144,9 @@ class PosixRandomRWFile final : public RandomRWFile {
 class PosixEnv final : public Env {
  public:
   Status MapFile(const std::string& path, std::unique_ptr<MappedFile>* out) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer before the
+    // regular-file check below refuses it.
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return PosixError("open " + path, errno);
     struct stat st {};
     if (::fstat(fd, &st) != 0) {

@@ -10,7 +10,9 @@
 namespace strata::server {
 namespace {
 
-using nlohmann::json;
+// Ordered: message and tool objects reach the chat template in the client's
+// key order (tojson writes them in that order, as Python would).
+using json = nlohmann::ordered_json;
 
 // Reads typed, range-checked fields of one JSON object; the first failure
 // names its field in *bad_param.
@@ -207,21 +209,69 @@ Status ParseContent(const Fields& f, const json& content, const std::string& par
   return Status::Ok();
 }
 
-Status ParseMessage(const Fields& f, const json& m, size_t i, ChatMessage* out) {
+// One message, normalized for the chat template: developer -> system,
+// content parts joined into a string; every other field kept as sent.
+Status ParseMessage(const Fields& f, const json& m, size_t i, json* out) {
   const std::string param = fmt::format("messages[{}]", i);
   if (!m.is_object()) return f.Fail(param, "each message must be an object");
-  const auto role = m.find("role");
-  if (role == m.end() || !role->is_string()) return f.Fail(param + ".role", "each message needs a string 'role'");
-  out->role = role->get<std::string>();
-  if (out->role == "developer") out->role = "system";
-  if (out->role != "system" && out->role != "user" && out->role != "assistant")
+  const auto role_it = m.find("role");
+  if (role_it == m.end() || !role_it->is_string()) return f.Fail(param + ".role", "each message needs a string 'role'");
+  std::string role = role_it->get<std::string>();
+  if (role == "developer") role = "system";
+  if (role != "system" && role != "user" && role != "assistant" && role != "tool")
     return f.Fail(param + ".role", fmt::format("message role '{}' is not supported (system, developer, user, "
-                                               "assistant)", out->role));
+                                               "assistant, tool)", role));
+  const auto tool_calls = m.find("tool_calls");
+  if (tool_calls != m.end() && !tool_calls->is_null()) {
+    if (role != "assistant") return f.Fail(param + ".tool_calls", "only assistant messages have 'tool_calls'");
+    if (!tool_calls->is_array()) return f.Fail(param + ".tool_calls", "'tool_calls' must be an array");
+    for (const json& call : *tool_calls)
+      if (!call.is_object()) return f.Fail(param + ".tool_calls", "each tool call must be an object");
+  }
+  if (const auto id = m.find("tool_call_id"); id != m.end() && !id->is_string() && !id->is_null())
+    return f.Fail(param + ".tool_call_id", "'tool_call_id' must be a string");
+  *out = m;
+  (*out)["role"] = role;
   const auto content = m.find("content");
   // An assistant turn that only called tools has null content.
-  if ((content == m.end() || content->is_null()) && out->role == "assistant") return Status::Ok();
-  if (content == m.end() || content->is_null()) return f.Fail(param + ".content", "the message has no 'content'");
-  return ParseContent(f, *content, param + ".content", &out->content);
+  if (content == m.end() || content->is_null()) {
+    if (role != "assistant") return f.Fail(param + ".content", "the message has no 'content'");
+    (*out)["content"] = nullptr;
+    return Status::Ok();
+  }
+  std::string text;
+  STRATA_RETURN_IF_ERROR(ParseContent(f, *content, param + ".content", &text));
+  (*out)["content"] = std::move(text);
+  return Status::Ok();
+}
+
+// tools: OpenAI function tools, each {"type": "function", "function":
+// {"name": ..., ...}}; tool_choice "auto" (default) or "none".
+Status ParseTools(const Fields& f, ChatConversation* chat) {
+  if (const json* v = f.Get("functions"); v != nullptr && !(v->is_array() && v->empty()))
+    return f.Fail("functions", "'functions' (deprecated) is not supported; use 'tools'");
+  const json* tools = f.Get("tools");
+  if (tools != nullptr) {
+    if (!tools->is_array()) return f.Fail("tools", "'tools' must be an array");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const json& t = (*tools)[i];
+      const std::string param = fmt::format("tools[{}]", i);
+      if (!t.is_object() || t.value("type", json()) != "function")
+        return f.Fail(param, "each tool must be an object with \"type\": \"function\"");
+      const auto fn = t.find("function");
+      if (fn == t.end() || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string())
+        return f.Fail(param + ".function", "a function tool needs a 'function' object with a string 'name'");
+    }
+    if (!tools->empty()) chat->tools = *tools;
+  }
+  if (const json* choice = f.Get("tool_choice")) {
+    if (*choice == "none") {
+      chat->tools = nullptr;  // the model is not to call tools: it does not see them
+    } else if (*choice != "auto") {
+      return f.Fail("tool_choice", "only 'tool_choice' \"auto\" and \"none\" are supported");
+    }
+  }
+  return f.Neutral("parallel_tool_calls", true, "true");
 }
 
 Status ParseChatFields(const Fields& f, ApiRequest* out) {
@@ -229,9 +279,9 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   if (messages == nullptr) return f.Fail("messages", "'messages' is required");
   if (!messages->is_array() || messages->empty()) return f.Fail("messages", "'messages' must be a non-empty array");
   for (size_t i = 0; i < messages->size(); ++i) {
-    ChatMessage m;
+    json m;
     STRATA_RETURN_IF_ERROR(ParseMessage(f, (*messages)[i], i, &m));
-    out->messages.push_back(std::move(m));
+    out->chat.messages.push_back(std::move(m));
   }
   bool logprobs = false;
   STRATA_RETURN_IF_ERROR(f.Bool("logprobs", &logprobs));
@@ -240,9 +290,11 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   STRATA_RETURN_IF_ERROR(f.Int("top_logprobs", 0, kMaxLogprobs, &top, &has_top));
   if (has_top && !logprobs) return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
   if (logprobs) out->logprobs = static_cast<int32_t>(top);
-  for (const char* key : {"tools", "functions"})
-    if (const json* v = f.Get(key); v != nullptr && !(v->is_array() && v->empty()))
-      return f.Fail(key, fmt::format("'{}' (tool calling) is not supported", key));
+  STRATA_RETURN_IF_ERROR(ParseTools(f, &out->chat));
+  if (const json* kwargs = f.Get("chat_template_kwargs")) {
+    if (!kwargs->is_object()) return f.Fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    out->chat.variables = *kwargs;
+  }
   if (const json* fmt_field = f.Get("response_format")) {
     const bool text = fmt_field->is_object() && fmt_field->value("type", json()) == "text";
     if (!text) return f.Fail("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
