@@ -14,6 +14,7 @@ PACKAGES=(
   clang libclang-rt-14-dev  # libFuzzer + sanitizers for the fuzz targets
   libcpp-httplib-dev    # HTTP server (strata serve)
   prometheus            # promtool, to check /metrics in tests
+  python3-jinja2        # tests only: Python's jinja2, the reference for the Jinja interpreter
 )
 # Node.js >= 20 and npm run the end-to-end tests with the official openai client
 # and the llama.cpp peer install; Debian's packages are used only if none is present.
