@@ -185,6 +185,30 @@ TEST(ApiRequestTest, MalformedToolsAreRejected) {
   EXPECT_EQ(param, "messages[0].tool_call_id");
 }
 
+// What POST /apply-template takes: the conversation alone, validated as for
+// chat completions; the template renders it into the prompt text.
+TEST(ApiRequestTest, ChatConversationForApplyTemplate) {
+  ChatConversation c;
+  std::string param;
+  ASSERT_TRUE(ParseChatConversation(R"({"messages": [{"role": "developer", "content": [{"type": "text", "text": "Be"},
+                                        {"type": "text", "text": " brief."}]}, {"role": "user", "content": "Hi"}],
+                                        "tools": [{"type": "function", "function": {"name": "f"}}],
+                                        "max_tokens": "ignored here"})",
+                                    &c, &param)
+                  .ok());
+  ChatTemplate t;
+  ASSERT_TRUE(ChatTemplate::FromJinja("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+                                      "{{ tools|length }}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+                                      "", "<s>", "</s>", &t)
+                  .ok());
+  std::string prompt;
+  ASSERT_TRUE(t.Apply(c, &prompt).ok());
+  EXPECT_EQ(prompt, "<|system|>Be brief.<|user|>Hi1<|assistant|>");
+  EXPECT_EQ(ParseChatConversation(R"({"tools": []})", &c, &param).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(param, "messages");
+  EXPECT_EQ(ParseChatConversation("[1]", &c, &param).message(), "the body must be a JSON object");
+}
+
 // Chat prompts parse special tokens and get exactly one BOS; completion
 // prompts keep special-token text as text.
 TEST(PromptTest, ChatParsesSpecialTokensAndAddsOneBos) {

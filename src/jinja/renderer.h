@@ -138,7 +138,6 @@ class Renderer {
   std::vector<std::shared_ptr<Namespace>> tracked_;
   // Where the first error arose.
   int error_line_ = 0;
-  int current_line_ = 0;
   RenderError::Kind error_kind_ = RenderError::Kind::kNone;
 };
 

@@ -274,15 +274,26 @@ Status ParseTools(const Fields& f, ChatConversation* chat) {
   return f.Neutral("parallel_tool_calls", true, "true");
 }
 
-Status ParseChatFields(const Fields& f, ApiRequest* out) {
+// messages, tools, tool_choice, parallel_tool_calls, chat_template_kwargs.
+Status ParseConversation(const Fields& f, ChatConversation* out) {
   const json* messages = f.Get("messages");
   if (messages == nullptr) return f.Fail("messages", "'messages' is required");
   if (!messages->is_array() || messages->empty()) return f.Fail("messages", "'messages' must be a non-empty array");
   for (size_t i = 0; i < messages->size(); ++i) {
     json m;
     STRATA_RETURN_IF_ERROR(ParseMessage(f, (*messages)[i], i, &m));
-    out->chat.messages.push_back(std::move(m));
+    out->messages.push_back(std::move(m));
   }
+  STRATA_RETURN_IF_ERROR(ParseTools(f, out));
+  if (const json* kwargs = f.Get("chat_template_kwargs")) {
+    if (!kwargs->is_object()) return f.Fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    out->variables = *kwargs;
+  }
+  return Status::Ok();
+}
+
+Status ParseChatFields(const Fields& f, ApiRequest* out) {
+  STRATA_RETURN_IF_ERROR(ParseConversation(f, &out->chat));
   bool logprobs = false;
   STRATA_RETURN_IF_ERROR(f.Bool("logprobs", &logprobs));
   int64_t top = 0;
@@ -290,11 +301,6 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   STRATA_RETURN_IF_ERROR(f.Int("top_logprobs", 0, kMaxLogprobs, &top, &has_top));
   if (has_top && !logprobs) return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
   if (logprobs) out->logprobs = static_cast<int32_t>(top);
-  STRATA_RETURN_IF_ERROR(ParseTools(f, &out->chat));
-  if (const json* kwargs = f.Get("chat_template_kwargs")) {
-    if (!kwargs->is_object()) return f.Fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
-    out->chat.variables = *kwargs;
-  }
   if (const json* fmt_field = f.Get("response_format")) {
     const bool text = fmt_field->is_object() && fmt_field->value("type", json()) == "text";
     if (!text) return f.Fail("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
@@ -302,18 +308,32 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   return Status::Ok();
 }
 
+// The body as a JSON object.
+Status ParseBody(std::string_view body, json* doc) {
+  try {
+    *doc = json::parse(body);
+  } catch (const json::exception& e) {
+    return Status::InvalidArgument(fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+  if (!doc->is_object()) return Status::InvalidArgument("the body must be a JSON object");
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status ParseChatConversation(std::string_view body, ChatConversation* out, std::string* bad_param) {
+  bad_param->clear();
+  json doc;
+  STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
+  *out = ChatConversation();
+  return ParseConversation(Fields(doc, bad_param), out);
+}
 
 Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits, ApiRequest* out,
                        std::string* bad_param) {
   bad_param->clear();
   json doc;
-  try {
-    doc = json::parse(body);
-  } catch (const json::exception& e) {
-    return Status::InvalidArgument(fmt::format("the body is not valid JSON: {}", e.what()));
-  }
-  if (!doc.is_object()) return Status::InvalidArgument("the body must be a JSON object");
+  STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
   *out = ApiRequest();
   out->endpoint = endpoint;
   const Fields f(doc, bad_param);

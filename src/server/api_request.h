@@ -71,6 +71,12 @@ struct RequestLimits {
   int32_t max_tokens_limit = 1 << 20;  // largest max_tokens accepted
 };
 
+// The conversation of a body holding "messages" and optionally "tools",
+// "tool_choice", "parallel_tool_calls" and "chat_template_kwargs", validated
+// and normalized as for chat completions (other fields are ignored): what
+// llama.cpp's POST /apply-template takes. Errors as ParseApiRequest's.
+[[nodiscard]] Status ParseChatConversation(std::string_view body, ChatConversation* out, std::string* bad_param);
+
 // Parses and validates body for endpoint. On failure returns kInvalidArgument
 // with a message meant for the client and sets *bad_param to the offending
 // field ("" when the body as a whole is at fault).
