@@ -2,6 +2,7 @@
 // allocate or recurse without bound ends in a clear error, never a crash or
 // a hang.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <string>
 
@@ -28,8 +29,14 @@ TEST(JinjaLimitsTest, DeepSourceNestingIsASyntaxError) {
   EXPECT_PRED2(Failed, Render("{{ " + Repeat("not ", 100000) + "x }}"), "nested too deeply");
   EXPECT_PRED2(Failed, Render("{{ " + Repeat("-", 100000) + "1 }}"), "nested too deeply");
   EXPECT_PRED2(Failed, Render("{{ " + Repeat("[", 100000) + Repeat("]", 100000) + " }}"), "nested too deeply");
-  // Long flat chains are fine.
-  EXPECT_EQ(Render("{{ 0" + Repeat(" + 1", 10000) + " }}"), "10000");
+  // Chains nest too (((0 + 1) + 1) + ...): bounded like any nesting.
+  EXPECT_EQ(Render("{{ 0" + Repeat(" + 1", 150) + " }}"), "150");
+  EXPECT_PRED2(Failed, Render("{{ 0" + Repeat(" + 1", 200000) + " }}"), "nested too deeply");
+  EXPECT_PRED2(Failed, Render("{{ x" + Repeat(".a", 200000) + " }}"), "nested too deeply");
+  EXPECT_PRED2(Failed, Render("{{ x" + Repeat("|trim", 200000) + " }}"), "nested too deeply");
+  EXPECT_PRED2(Failed, Render("{{ x" + Repeat(" if x", 200000) + " }}"), "nested too deeply");
+  // Comparisons and concatenations are flat.
+  EXPECT_EQ(Render("{{ 'a'" + Repeat(" ~ 'a'", 10000) + " }}").size(), 10001u);
 }
 
 TEST(JinjaLimitsTest, RecursionIsBounded) {
@@ -39,6 +46,34 @@ TEST(JinjaLimitsTest, RecursionIsBounded) {
   // Legitimate recursion within the limit works.
   EXPECT_EQ(Render("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ n }}{% endif %}{% endmacro %}{{ f(50)|length }}"),
             "91");
+}
+
+// Expressions nested inside recursive macros: the evaluation's own depth is
+// bounded, so even a 1 MiB stack holds it.
+TEST(JinjaLimitsTest, EvaluationDepthIsBounded) {
+  const std::string source = "{% macro f(n) %}{% if n > 0 %}{{ " + Repeat("-", 180) +
+                             "(f(n - 1)|length) }}{% endif %}{% endmacro %}{{ f(99)|length }}";
+  std::string result;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 1 << 20);
+  pthread_t thread;
+  struct Job {
+    const std::string* source;
+    std::string* result;
+  } job{&source, &result};
+  ASSERT_EQ(pthread_create(
+                &thread, &attr,
+                [](void* arg) -> void* {
+                  auto* j = static_cast<Job*>(arg);
+                  *j->result = Render(*j->source);
+                  return nullptr;
+                },
+                &job),
+            0);
+  pthread_join(thread, nullptr);
+  pthread_attr_destroy(&attr);
+  EXPECT_PRED2(Failed, result, "template evaluation nested deeper than the limit (1000)");
 }
 
 TEST(JinjaLimitsTest, WorkIsBounded) {
@@ -78,6 +113,17 @@ TEST(JinjaLimitsTest, DeepValuesAreBounded) {
   EXPECT_PRED2(Failed, Render(nest + "{{ ns.v }}"), "nested too deeply");
   EXPECT_PRED2(Failed, Render(nest + "{{ ns.v|tojson }}"), "nested too deeply");
   EXPECT_PRED2(Failed, Render(nest + "{{ ns.v == ns.v[0] }}"), "nested too deeply");
+  // Building ever deeper values is refused where they are stored, so they
+  // can never outgrow the recursion that prints, compares or frees them.
+  EXPECT_PRED2(Failed, Render("{% set ns = namespace(v=[]) %}{% for i in range(100000) %}{% set ns.v = [ns.v] %}"
+                              "{% endfor %}"),
+               "values nested too deeply");
+  EXPECT_PRED2(Failed, Render("{% macro f(n, acc) %}{% if n %}{{ f(n - 1, [[[[acc]]]]) }}{% endif %}{% endmacro %}"
+                              "{{ f(99, 0) }}"),
+               "values nested too deeply");
+  EXPECT_PRED2(Failed, Render("{% set ns = namespace(v=()) %}{% for i in range(100000) %}{% set ns.v = {'k': (ns.v,)} %}"
+                              "{% endfor %}"),
+               "values nested too deeply");
   // A namespace holding itself: printing stops at the depth limit.
   EXPECT_PRED2(Failed, Render("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}"), "nested too deeply");
   // Deep JSON variables are refused before rendering.

@@ -160,6 +160,18 @@ TEST(ApiRequestTest, ToolsAndToolMessagesReachTheTemplateAsSent) {
   EXPECT_TRUE(none.chat.tools.is_null());  // "none": the model does not see them
 }
 
+TEST(ApiRequestTest, DeeplyNestedBodiesAreRejected) {
+  std::string param;
+  const std::string deep = std::string(65, '[') + std::string(65, ']');
+  EXPECT_EQ(ParseError(Endpoint::kChat,
+                       R"({"messages": [{"role": "user", "content": "x", "extra": )" + deep + "}]}", &param),
+            "the body nests deeper than 64 levels");
+  // Brackets inside strings do not count.
+  const ApiRequest r = Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": ")" +
+                                                  std::string(100, '[') + R"("}]})");
+  EXPECT_EQ(r.chat.messages[0]["content"], std::string(100, '['));
+}
+
 TEST(ApiRequestTest, MalformedToolsAreRejected) {
   const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
   std::string param;

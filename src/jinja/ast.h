@@ -38,6 +38,7 @@ struct Expr {
   };
   Kind kind;
   int line = 0;
+  int depth = 1;                                // levels of the tree below and including this node
   Value value;                                  // kConst
   std::string name;                             // kName, kGetattr, kFilter, kTest; kBinary: the operator
   std::unique_ptr<Expr> operand;

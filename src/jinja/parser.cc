@@ -136,6 +136,26 @@ class Parser {
     return Status::Ok();
   }
 
+  // Records the depth of a node just built from its children and refuses
+  // trees deeper than max_depth (chains like a+b+c+... nest too: the tree
+  // is walked and destroyed recursively).
+  Status Seal(Expr* e) const {
+    int deepest = 0;
+    auto see = [&deepest](const ExprPtr& x) {
+      if (x) deepest = std::max(deepest, x->depth);
+    };
+    see(e->operand);
+    see(e->arg);
+    see(e->dyn_args);
+    see(e->dyn_kwargs);
+    for (const ExprPtr& x : e->items) see(x);
+    for (const ExprPtr& x : e->args) see(x);
+    for (const auto& kw : e->kwargs) see(kw.second);
+    e->depth = deepest + 1;
+    if (e->depth > max_depth_) return Fail(fmt::format("template nested too deeply (limit {})", max_depth_));
+    return Status::Ok();
+  }
+
   // ---- statements
   Status Subparse(EndTokens end, Body* out) {
     DepthGuard guard(this);
@@ -419,6 +439,7 @@ class Parser {
       e->items[1] = std::move(*out);
       STRATA_RETURN_IF_ERROR(ParseOr(&e->operand));
       if (SkipName("else")) STRATA_RETURN_IF_ERROR(ParseExpression(true, &e->items[2]));
+      STRATA_RETURN_IF_ERROR(Seal(e.get()));
       *out = std::move(e);
       line = cur().line;
     }
@@ -433,6 +454,7 @@ class Parser {
       auto e = NewExpr(kind, line);
       e->operand = std::move(*out);
       STRATA_RETURN_IF_ERROR((this->*operand)(&e->arg));
+      STRATA_RETURN_IF_ERROR(Seal(e.get()));
       *out = std::move(e);
       line = cur().line;
     }
@@ -448,6 +470,7 @@ class Parser {
       auto e = NewExpr(Expr::Kind::kNot, cur().line);
       Next();
       STRATA_RETURN_IF_ERROR(ParseNot(&e->operand));
+      STRATA_RETURN_IF_ERROR(Seal(e.get()));
       *out = std::move(e);
       return Status::Ok();
     }
@@ -487,6 +510,7 @@ class Parser {
         break;
       }
     }
+    if (cmp) STRATA_RETURN_IF_ERROR(Seal(cmp.get()));
     *out = cmp ? std::move(cmp) : std::move(first);
     return Status::Ok();
   }
@@ -501,6 +525,7 @@ class Parser {
       Next();
       e->operand = std::move(*out);
       STRATA_RETURN_IF_ERROR((this->*operand)(&e->arg));
+      STRATA_RETURN_IF_ERROR(Seal(e.get()));
       *out = std::move(e);
       line = cur().line;
     }
@@ -525,6 +550,7 @@ class Parser {
       STRATA_RETURN_IF_ERROR(ParseMath2(&next));
       e->items.push_back(std::move(next));
     }
+    STRATA_RETURN_IF_ERROR(Seal(e.get()));
     *out = std::move(e);
     return Status::Ok();
   }
@@ -538,6 +564,7 @@ class Parser {
       auto e = NewExpr(IsOp("-") ? Expr::Kind::kNeg : Expr::Kind::kPos, cur().line);
       Next();
       STRATA_RETURN_IF_ERROR(ParseUnary(false, &e->operand));
+      STRATA_RETURN_IF_ERROR(Seal(e.get()));
       *out = std::move(e);
     } else {
       STRATA_RETURN_IF_ERROR(ParsePrimary(out));
@@ -635,6 +662,7 @@ class Parser {
     }
     auto e = NewExpr(Expr::Kind::kTuple, line);
     e->items = std::move(items);
+    STRATA_RETURN_IF_ERROR(Seal(e.get()));
     *out = std::move(e);
     return Status::Ok();
   }
@@ -650,6 +678,7 @@ class Parser {
       e->items.push_back(std::move(item));
     }
     STRATA_RETURN_IF_ERROR(ExpectOp("]"));
+    STRATA_RETURN_IF_ERROR(Seal(e.get()));
     *out = std::move(e);
     return Status::Ok();
   }
@@ -668,6 +697,7 @@ class Parser {
       e->items.push_back(std::move(value));
     }
     STRATA_RETURN_IF_ERROR(ExpectOp("}"));
+    STRATA_RETURN_IF_ERROR(Seal(e.get()));
     *out = std::move(e);
     return Status::Ok();
   }
@@ -706,6 +736,7 @@ class Parser {
         e->name = cur().value;
         e->operand = std::move(*out);
         Next();
+        STRATA_RETURN_IF_ERROR(Seal(e.get()));
         *out = std::move(e);
         return Status::Ok();
       }
@@ -715,6 +746,7 @@ class Parser {
       e->arg = NewExpr(Expr::Kind::kConst, cur().line);
       e->arg->value = Value::Int(cur().integer);
       Next();
+      STRATA_RETURN_IF_ERROR(Seal(e.get()));
       *out = std::move(e);
       return Status::Ok();
     }
@@ -734,7 +766,9 @@ class Parser {
     } else {
       e->arg = NewExpr(Expr::Kind::kTuple, line);
       e->arg->items = std::move(args);
+      STRATA_RETURN_IF_ERROR(Seal(e->arg.get()));
     }
+    STRATA_RETURN_IF_ERROR(Seal(e.get()));
     *out = std::move(e);
     return Status::Ok();
   }
@@ -754,6 +788,7 @@ class Parser {
     }
     if (!IsOp(":") && !IsOp("]") && !IsOp(",")) STRATA_RETURN_IF_ERROR(ParseExpression(true, &slice->items[1]));
     if (SkipOp(":") && !IsOp("]") && !IsOp(",")) STRATA_RETURN_IF_ERROR(ParseExpression(true, &slice->items[2]));
+    STRATA_RETURN_IF_ERROR(Seal(slice.get()));
     *out = std::move(slice);
     return Status::Ok();
   }
@@ -800,6 +835,7 @@ class Parser {
     auto e = NewExpr(Expr::Kind::kCall, cur().line);
     e->operand = std::move(*out);
     STRATA_RETURN_IF_ERROR(ParseCallArgs(e.get()));
+    STRATA_RETURN_IF_ERROR(Seal(e.get()));
     *out = std::move(e);
     return Status::Ok();
   }
@@ -818,6 +854,7 @@ class Parser {
       }
       if (IsOp("(")) STRATA_RETURN_IF_ERROR(ParseCallArgs(e.get()));
       e->operand = std::move(node);
+      STRATA_RETURN_IF_ERROR(Seal(e.get()));
       node = std::move(e);
     }
     *out = std::move(node);
@@ -848,9 +885,11 @@ class Parser {
       e->args.push_back(std::move(arg));
     }
     e->operand = std::move(*out);
+    STRATA_RETURN_IF_ERROR(Seal(e.get()));
     if (negated) {
       auto n = NewExpr(Expr::Kind::kNot, line);
       n->operand = std::move(e);
+      STRATA_RETURN_IF_ERROR(Seal(n.get()));
       *out = std::move(n);
     } else {
       *out = std::move(e);

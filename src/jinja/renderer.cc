@@ -56,6 +56,22 @@ double FloatMod(double a, double b) {
   return m;
 }
 
+// Counts the evaluations in progress (each holds C++ stack frames).
+class Nesting {
+ public:
+  explicit Nesting(int* depth) : depth_(depth) { ++*depth_; }
+  ~Nesting() { --*depth_; }
+  Nesting(const Nesting&) = delete;
+  Nesting& operator=(const Nesting&) = delete;
+  Status Check(int limit) const {
+    if (*depth_ <= limit) return Status::Ok();
+    return Status::ResourceExhausted(fmt::format("template evaluation nested deeper than the limit ({})", limit));
+  }
+
+ private:
+  int* depth_;
+};
+
 // A macro ({% macro %}) or the caller of a call block.
 class Macro : public Object {
  public:
@@ -91,6 +107,8 @@ class Macro : public Object {
   Status Call(Renderer& r, CallArgs& args, Value* out) override {
     std::shared_ptr<Frame> closure = closure_.lock();
     if (!closure) return Status::Internal("macro called after its scope ended");
+    for (const Value& v : args.positional) STRATA_RETURN_IF_ERROR(r.CheckStored(v));
+    for (const auto& kw : args.keywords) STRATA_RETURN_IF_ERROR(r.CheckStored(kw.second));
     const Signature& sig = def_->signature;
     auto frame = std::make_shared<Frame>();
     frame->parent = closure;
@@ -332,6 +350,12 @@ Status Renderer::EnterCall() {
     return Status::ResourceExhausted(fmt::format("calls nested deeper than the limit ({})", limits_.max_call_depth));
   ++call_depth_;
   return Status::Ok();
+}
+
+Status Renderer::CheckStored(const Value& v) const {
+  if (v.depth() <= limits_.max_value_depth) return Status::Ok();
+  return Status::ResourceExhausted(
+      fmt::format("values nested too deeply (limit {} levels)", limits_.max_value_depth));
 }
 
 Status Renderer::RaiseTemplateError(std::string message) {
@@ -684,7 +708,9 @@ Status Renderer::EvalFilter(const Expr& e, const std::shared_ptr<Frame>& frame, 
 }
 
 Status Renderer::Eval(const Expr& e, const std::shared_ptr<Frame>& frame, Value* out) {
-  Status s = Charge(1);
+  Nesting nesting(&nesting_);
+  Status s = nesting.Check(limits_.max_nesting);
+  if (s.ok()) s = Charge(1);
   if (s.ok()) s = EvalInner(e, frame, out);
   if (!s.ok() && error_line_ == 0) error_line_ = e.line;
   return s;
@@ -879,6 +905,7 @@ Status Renderer::EvalInner(const Expr& e, const std::shared_ptr<Frame>& frame, V
 // ---- statements
 
 Status Renderer::Assign(const Expr& target, const Value& value, const std::shared_ptr<Frame>& frame) {
+  STRATA_RETURN_IF_ERROR(CheckStored(value));
   switch (target.kind) {
     case Expr::Kind::kName: frame->vars[target.name] = value; return Status::Ok();
     case Expr::Kind::kTuple: {
@@ -951,8 +978,13 @@ Status Renderer::RunFor(const Stmt& s, const std::shared_ptr<Frame>& frame, cons
 }
 
 Status Renderer::ExecStmt(const Stmt& s, const std::shared_ptr<Frame>& frame, std::string* out, Control* control) {
-  Status st = Charge(1);
-  if (!st.ok()) return st;
+  Nesting nesting(&nesting_);
+  Status st = nesting.Check(limits_.max_nesting);
+  if (st.ok()) st = Charge(1);
+  if (!st.ok()) {
+    if (error_line_ == 0) error_line_ = s.line;
+    return st;
+  }
   auto child = [&frame] {
     auto f = std::make_shared<Frame>();
     f->parent = frame;

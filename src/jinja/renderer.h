@@ -5,7 +5,8 @@
 //     Limits::max_steps;
 //   - every string (the output included) is at most max_string_bytes and
 //     every list or dict at most max_items;
-//   - macro calls and recursive loops nest at most max_call_depth deep, and
+//   - macro calls and recursive loops nest at most max_call_depth deep, the
+//     evaluation as a whole max_nesting deep (the interpreter's stack), and
 //     values at most max_value_depth (printing, tojson, comparisons).
 // Exceeding a limit is an error, never a crash or a hang.
 //
@@ -39,6 +40,7 @@ struct Limits {
   size_t max_items = 1 << 20;          // elements of one list or dict
   uint64_t max_steps = 20'000'000;     // work units: nodes evaluated, bytes and items produced / 64
   int max_call_depth = 100;            // nested macro calls and recursive loop calls
+  int max_nesting = 1000;              // expressions and statements evaluating at once (bounds the stack)
   int max_value_depth = 256;           // nesting of values that are printed, compared or serialized
   int max_parse_depth = 200;           // nesting of blocks and expressions in the source
 };
@@ -95,6 +97,10 @@ class Renderer {
   // str(v) / repr(v) / ==, with the value depth limit.
   [[nodiscard]] Status Str(const Value& v, std::string* out);
   [[nodiscard]] Status Equal(const Value& a, const Value& b, bool* out);
+  // Refuses a value nested deeper than max_value_depth where values are
+  // stored (variables, namespace attributes, macro arguments): values only
+  // grow deeper through stores, and deep ones are walked recursively.
+  [[nodiscard]] Status CheckStored(const Value& v) const;
   // A Python exception (TypeError, ValueError, ...) as this render's error.
   [[nodiscard]] Status Raise(std::string message);
   // The template's own raise_exception(message).
@@ -133,6 +139,7 @@ class Renderer {
   const Clock clock_;
   uint64_t steps_ = 0;
   int call_depth_ = 0;
+  int nesting_ = 0;
   std::shared_ptr<Frame> root_;
   std::vector<std::shared_ptr<Frame>> pinned_;
   std::vector<std::shared_ptr<Namespace>> tracked_;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 
@@ -114,6 +115,9 @@ Value Value::Markup(std::string s) {
 }
 
 Value Value::Seq(std::shared_ptr<SeqData> seq) {
+  int deepest = 0;
+  for (const Value& item : seq->items) deepest = std::max(deepest, item.depth());
+  seq->depth = deepest + 1;
   Value v;
   v.type_ = Type::kSeq;
   v.heap_ = std::move(seq);
@@ -142,6 +146,9 @@ Value Value::Iterator(std::vector<Value> items, std::string name) {
 }
 
 Value Value::Dict(std::shared_ptr<DictData> dict) {
+  int deepest = 0;
+  for (const auto& [key, value] : dict->entries) deepest = std::max({deepest, key.depth(), value.depth()});
+  dict->depth = deepest + 1;
   Value v;
   v.type_ = Type::kDict;
   v.heap_ = std::move(dict);
@@ -155,6 +162,12 @@ Value Value::Object(std::shared_ptr<class Object> object) {
   v.type_ = Type::kObject;
   v.heap_ = std::move(object);
   return v;
+}
+
+int Value::depth() const {
+  if (type_ == Type::kSeq) return seq().depth;
+  if (type_ == Type::kDict) return dict().depth;
+  return 0;
 }
 
 SeqData& Value::seq() const { return static_cast<SeqData&>(*heap_); }

@@ -92,6 +92,9 @@ class Value {
   class Object& object() const;
   const std::string& undefined_hint() const { return str_; }
   bool undefined_is_security() const { return markup_; }
+  // Levels of nested sequences and dicts (0 for scalars and objects),
+  // counted when the sequence or dict was wrapped into a Value.
+  int depth() const;
   // Same heap object (Python's `is`), for sequences, dicts and objects.
   bool SameObject(const Value& other) const { return heap_ != nullptr && heap_ == other.heap_; }
 
@@ -108,6 +111,7 @@ class Value {
 };
 
 struct SeqData : HeapData {
+  int depth = 1;  // set by Value::Seq from the items
   SeqKind kind = SeqKind::kList;
   std::vector<Value> items;
   std::string iterator_name;  // kIterator: "generator", "list_reverseiterator", ...
@@ -118,6 +122,7 @@ struct SeqData : HeapData {
 // Python's dict: insertion-ordered; keys are hashable Values (None, bool,
 // int, float, str, tuples of those), 1 == 1.0 == True being one key.
 struct DictData : HeapData {
+  int depth = 1;  // set by Value::Dict from the entries
   std::vector<std::pair<Value, Value>> entries;
   std::unordered_map<std::string, size_t> index;  // HashKey(key) -> entries index
 

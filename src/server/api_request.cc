@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -308,8 +309,34 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   return Status::Ok();
 }
 
+// Deepest nesting of arrays and objects a body may have: JSON values are
+// copied and rendered recursively (tool schemas nest a few levels).
+constexpr int kMaxJsonDepth = 64;
+
+// The deepest nesting of [ and { in text, outside strings.
+int JsonDepth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 // The body as a JSON object.
 Status ParseBody(std::string_view body, json* doc) {
+  if (JsonDepth(body) > kMaxJsonDepth)
+    return Status::InvalidArgument(fmt::format("the body nests deeper than {} levels", kMaxJsonDepth));
   try {
     *doc = json::parse(body);
   } catch (const json::exception& e) {
