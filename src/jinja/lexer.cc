@@ -403,9 +403,8 @@ class Lexer {
       out.push_back('\\');
       out.push_back(c);
     }
+    Emit(TokenType::kString, std::move(out));  // at the line the literal starts on
     line_ += CountNewlines(body);
-    Token& t = Emit(TokenType::kString, std::move(out));
-    t.line = line_ - CountNewlines(body);
     pos_ = end;
     return Status::Ok();
   }

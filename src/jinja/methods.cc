@@ -644,7 +644,7 @@ bool Contains(const std::string_view (&names)[N], std::string_view name) {
 }
 
 Value Unsafe(std::string_view name, std::string_view type) {
-  return Value::Undefined(fmt::format("access to attribute '{}' of '{}' object is unsafe.", name, type), true);
+  return Value::Undefined(fmt::format("access to attribute '{}' of '{}' object is unsafe.", name, type));
 }
 
 }  // namespace

@@ -67,10 +67,9 @@ Status DictStr(const DictData& d, int depth, std::string* out) {
 
 }  // namespace
 
-Value Value::Undefined(std::string hint, bool security) {
+Value Value::Undefined(std::string hint) {
   Value v;
   v.str_ = std::move(hint);
-  v.markup_ = security;
   return v;
 }
 
@@ -154,8 +153,6 @@ Value Value::Dict(std::shared_ptr<DictData> dict) {
   v.heap_ = std::move(dict);
   return v;
 }
-
-Value Value::NewDict() { return Dict(std::make_shared<DictData>()); }
 
 Value Value::Object(std::shared_ptr<class Object> object) {
   Value v;

@@ -51,9 +51,9 @@ class Value {
   enum class Type : uint8_t { kUndefined, kNone, kBool, kInt, kFloat, kString, kSeq, kDict, kObject };
 
   Value() = default;  // Undefined
-  // hint: the message an operation on it fails with; security marks an
-  // attribute the sandbox refused (SecurityError rather than UndefinedError).
-  static Value Undefined(std::string hint, bool security = false);
+  // hint: the message an operation on it fails with (UndefinedError's, or
+  // the sandbox's SecurityError's for a refused attribute).
+  static Value Undefined(std::string hint);
   static Value None();
   static Value Bool(bool b);
   static Value Int(int64_t i);
@@ -65,7 +65,6 @@ class Value {
   static Value Iterator(std::vector<Value> items, std::string name);
   static Value Seq(std::shared_ptr<struct SeqData> seq);
   static Value Dict(std::shared_ptr<struct DictData> dict);
-  static Value NewDict();
   static Value Object(std::shared_ptr<class Object> object);
 
   Type type() const { return type_; }
@@ -91,7 +90,6 @@ class Value {
   DictData& dict() const;
   class Object& object() const;
   const std::string& undefined_hint() const { return str_; }
-  bool undefined_is_security() const { return markup_; }
   // Levels of nested sequences and dicts (0 for scalars and objects),
   // counted when the sequence or dict was wrapped into a Value.
   int depth() const;
@@ -100,7 +98,7 @@ class Value {
 
  private:
   Type type_ = Type::kUndefined;
-  bool markup_ = false;  // kString: a Markup; kUndefined: a SecurityError
+  bool markup_ = false;  // kString: a Markup
   union {
     bool b;
     int64_t i;
