@@ -40,19 +40,40 @@ void CheckAccepted(const ApiRequest& r, const strata::server::RequestLimits& lim
   Check(r.stop.size() <= strata::server::kMaxStops, "at most kMaxStops stops");
   for (const std::string& s : r.stop) Check(!s.empty(), "stop strings non-empty");
   if (r.endpoint == Endpoint::kCompletions) {
-    Check(r.messages.empty(), "completions have no messages");
+    Check(r.chat.messages.empty(), "completions have no messages");
     Check(!r.prompt_is_ids || !r.prompt_ids.empty(), "an id prompt has ids");
     for (int32_t id : r.prompt_ids) Check(id >= 0, "token ids non-negative");
     return;
   }
-  Check(!r.messages.empty(), "chat has messages");
-  for (const auto& m : r.messages)
-    Check(m.role == "system" || m.role == "user" || m.role == "assistant", "roles normalized");
+  Check(!r.chat.messages.empty(), "chat has messages");
+  for (const auto& m : r.chat.messages) {
+    const std::string role = m.value("role", "");
+    Check(role == "system" || role == "user" || role == "assistant" || role == "tool", "roles normalized");
+    Check(m["content"].is_string() || (role == "assistant" && m["content"].is_null()), "content normalized");
+  }
+  Check(r.chat.tools.is_null() || (r.chat.tools.is_array() && !r.chat.tools.empty()), "tools null or non-empty");
   for (const std::string& name : strata::server::ChatTemplate::Names()) {
     strata::server::ChatTemplate t;
     Check(strata::server::ChatTemplate::FromName(name, "", "", &t).ok(), "every listed template exists");
-    Check(!t.Apply(r.messages).empty(), "a rendering is never empty");
+    std::string text;
+    const strata::Status s = t.Apply(r.chat, &text);
+    Check(s.ok() ? !text.empty() : s.code() == strata::StatusCode::kInvalidArgument,
+          "a rendering is never empty; a refusal is kInvalidArgument");
   }
+  // A Jinja template renders whatever the request holds, or refuses it.
+  static const strata::server::ChatTemplate* jinja = [] {
+    auto* t = new strata::server::ChatTemplate();
+    Check(strata::server::ChatTemplate::FromJinja(
+              "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% if m.tool_calls %}{{ m.tool_calls|tojson }}"
+              "{% endif %}{% endfor %}{% if tools %}{{ tools|tojson(indent=2) }}{% endif %}<|assistant|>",
+              "", "<s>", "</s>", t)
+              .ok(),
+          "the fuzz Jinja template parses");
+    return t;
+  }();
+  std::string text;
+  const strata::Status s = jinja->Apply(r.chat, &text);
+  Check(s.ok() || s.code() == strata::StatusCode::kInvalidArgument, "Jinja renders or refuses");
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ PACKAGES=(
   libcpp-httplib-dev    # the tests' HTTP client (independent of the server's HTTP code)
   prometheus            # promtool, to check /metrics in tests
   chromium              # headless browser for the web chat page's test (tests/web)
+  python3-jinja2        # tests only: Python's jinja2, the reference for the Jinja interpreter
 )
 # Node.js >= 20 and npm run the end-to-end tests with the official openai client
 # and the llama.cpp peer install; Debian's packages are used only if none is present.

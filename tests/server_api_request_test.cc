@@ -87,11 +87,13 @@ TEST(ApiRequestTest, ChatMessagesAndContentParts) {
                                  "max_tokens": 5, "max_completion_tokens": 9,
                                  "logprobs": true, "top_logprobs": 3, "response_format": {"type": "text"},
                                  "tools": []})");
-  ASSERT_EQ(r.messages.size(), 4u);
-  EXPECT_EQ(r.messages[0].role, "system");
-  EXPECT_EQ(r.messages[1].content, "Hello there");
-  EXPECT_EQ(r.messages[2].role, "assistant");
-  EXPECT_EQ(r.messages[2].content, "");
+  ASSERT_EQ(r.chat.messages.size(), 4u);
+  EXPECT_EQ(r.chat.messages[0]["role"], "system");
+  EXPECT_EQ(r.chat.messages[1]["content"], "Hello there");
+  EXPECT_EQ(r.chat.messages[1]["name"], "bob");  // other fields reach the template as sent
+  EXPECT_EQ(r.chat.messages[2]["role"], "assistant");
+  EXPECT_TRUE(r.chat.messages[2]["content"].is_null());
+  EXPECT_TRUE(r.chat.tools.is_null());  // "tools": [] is no tools
   EXPECT_EQ(r.max_tokens, 9);  // max_completion_tokens wins
   EXPECT_EQ(r.logprobs, 3);
 }
@@ -136,6 +138,87 @@ TEST(ApiRequestTest, ErrorsNameTheField) {
   ParseError(Endpoint::kCompletions, R"({"prompt": [1, 4294967296]})", &param);
   EXPECT_EQ(param, "prompt");
   ParseError(Endpoint::kCompletions, R"({"prompt": "x", "temperature": 1e400})", &param);
+}
+
+TEST(ApiRequestTest, ToolsAndToolMessagesReachTheTemplateAsSent) {
+  const ApiRequest r = Parse(Endpoint::kChat, R"({"messages": [
+      {"role": "user", "content": "Weather?"},
+      {"role": "assistant", "content": null, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{\"city\": \"Oslo\"}"}}]},
+      {"role": "tool", "tool_call_id": "c1", "name": "w", "content": "5 C"}],
+    "tools": [{"type": "function", "function": {"name": "w", "parameters": {"z": 1, "a": 2}}}],
+    "tool_choice": "auto", "parallel_tool_calls": true, "chat_template_kwargs": {"enable_thinking": false}})");
+  ASSERT_EQ(r.chat.messages.size(), 3u);
+  EXPECT_EQ(r.chat.messages[1]["tool_calls"][0]["function"]["name"], "w");
+  EXPECT_EQ(r.chat.messages[2]["role"], "tool");
+  EXPECT_EQ(r.chat.messages[2]["tool_call_id"], "c1");
+  // Key order is the client's (tojson in a template writes it so).
+  EXPECT_EQ(r.chat.tools.dump(), R"([{"type":"function","function":{"name":"w","parameters":{"z":1,"a":2}}}])");
+  EXPECT_EQ(r.chat.variables.dump(), R"({"enable_thinking":false})");
+  const ApiRequest none = Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x"}],
+      "tools": [{"type": "function", "function": {"name": "w"}}], "tool_choice": "none"})");
+  EXPECT_TRUE(none.chat.tools.is_null());  // "none": the model does not see them
+}
+
+TEST(ApiRequestTest, DeeplyNestedBodiesAreRejected) {
+  std::string param;
+  const std::string deep = std::string(65, '[') + std::string(65, ']');
+  EXPECT_EQ(ParseError(Endpoint::kChat,
+                       R"({"messages": [{"role": "user", "content": "x", "extra": )" + deep + "}]}", &param),
+            "the body nests deeper than 64 levels");
+  // Brackets inside strings do not count.
+  const ApiRequest r = Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": ")" +
+                                                  std::string(100, '[') + R"("}]})");
+  EXPECT_EQ(r.chat.messages[0]["content"], std::string(100, '['));
+}
+
+TEST(ApiRequestTest, MalformedToolsAreRejected) {
+  const std::string user = R"("messages": [{"role": "user", "content": "x"}])";
+  std::string param;
+  ParseError(Endpoint::kChat, "{" + user + R"(, "tools": {"type": "function"}})", &param);
+  EXPECT_EQ(param, "tools");
+  ParseError(Endpoint::kChat, "{" + user + R"(, "tools": [{"type": "retrieval"}]})", &param);
+  EXPECT_EQ(param, "tools[0]");
+  ParseError(Endpoint::kChat, "{" + user + R"(, "tools": [{"type": "function", "function": {}}]})", &param);
+  EXPECT_EQ(param, "tools[0].function");
+  ParseError(Endpoint::kChat, "{" + user + R"(, "tool_choice": "required"})", &param);
+  EXPECT_EQ(param, "tool_choice");
+  ParseError(Endpoint::kChat, "{" + user + R"(, "parallel_tool_calls": false})", &param);
+  EXPECT_EQ(param, "parallel_tool_calls");
+  ParseError(Endpoint::kChat, "{" + user + R"(, "chat_template_kwargs": [1]})", &param);
+  EXPECT_EQ(param, "chat_template_kwargs");
+  ParseError(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x", "tool_calls": []}]})", &param);
+  EXPECT_EQ(param, "messages[0].tool_calls");
+  ParseError(Endpoint::kChat, R"({"messages": [{"role": "assistant", "content": null, "tool_calls": [1]}]})", &param);
+  EXPECT_EQ(param, "messages[0].tool_calls");
+  ParseError(Endpoint::kChat, R"({"messages": [{"role": "tool", "content": null}]})", &param);
+  EXPECT_EQ(param, "messages[0].content");
+  ParseError(Endpoint::kChat, R"({"messages": [{"role": "tool", "content": "x", "tool_call_id": 5}]})", &param);
+  EXPECT_EQ(param, "messages[0].tool_call_id");
+}
+
+// What POST /apply-template takes: the conversation alone, validated as for
+// chat completions; the template renders it into the prompt text.
+TEST(ApiRequestTest, ChatConversationForApplyTemplate) {
+  ChatConversation c;
+  std::string param;
+  ASSERT_TRUE(ParseChatConversation(R"({"messages": [{"role": "developer", "content": [{"type": "text", "text": "Be"},
+                                        {"type": "text", "text": " brief."}]}, {"role": "user", "content": "Hi"}],
+                                        "tools": [{"type": "function", "function": {"name": "f"}}],
+                                        "max_tokens": "ignored here"})",
+                                    &c, &param)
+                  .ok());
+  ChatTemplate t;
+  ASSERT_TRUE(ChatTemplate::FromJinja("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+                                      "{{ tools|length }}{% if add_generation_prompt %}<|assistant|>{% endif %}",
+                                      "", "<s>", "</s>", &t)
+                  .ok());
+  std::string prompt;
+  ASSERT_TRUE(t.Apply(c, &prompt).ok());
+  EXPECT_EQ(prompt, "<|system|>Be brief.<|user|>Hi1<|assistant|>");
+  EXPECT_EQ(ParseChatConversation(R"({"tools": []})", &c, &param).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(param, "messages");
+  EXPECT_EQ(ParseChatConversation("[1]", &c, &param).message(), "the body must be a JSON object");
 }
 
 // Chat prompts parse special tokens and get exactly one BOS; completion

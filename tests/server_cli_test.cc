@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -153,6 +154,93 @@ TEST(ServerCliTest, UnknownChatTemplateIsAStartupError) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("unknown chat template 'nonsense'"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("chatml"), std::string::npos) << r.err;
+}
+
+// A temporary file holding text (removed at scope exit).
+class TempFile {
+ public:
+  explicit TempFile(const std::string& text) {
+    char name[] = "/tmp/strata-chat-template-XXXXXX";
+    const int fd = mkstemp(name);
+    path_ = name;
+    if (fd >= 0) {
+      if (write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) path_ += ".unwritten";
+      close(fd);
+    }
+  }
+  ~TempFile() { unlink(path_.c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// --chat-template-file: the file's Jinja template renders every chat
+// request; a conversation it refuses is a 400 carrying its message.
+TEST(ServerCliTest, ChatTemplateFileRendersChats) {
+  const TempFile file(
+      "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+      "{% if messages[-1].role != 'user' %}{{ raise_exception('the last message must be the user\\'s') }}{% endif %}"
+      "Once upon a time");
+  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
+               "--chat-template-file", file.path()});
+  const std::string port =
+      serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));
+  ASSERT_FALSE(port.empty()) << serve.err();
+  EXPECT_NE(serve.err().find("chat template jinja"), std::string::npos) << serve.err();
+  httplib::Client c("127.0.0.1", std::stoi(port));
+  auto ok = c.Post("/v1/chat/completions",
+                   R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0})",
+                   "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  auto refused = c.Post("/v1/chat/completions",
+                        R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}],
+                            "max_tokens": 4})",
+                        "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_NE(refused->body.find("the last message must be the user's (raised by the chat template at line 2)"),
+            std::string::npos)
+      << refused->body;
+}
+
+TEST(ServerCliTest, BadChatTemplateFilesAreStartupErrors) {
+  const std::vector<std::string> base = {CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port",
+                                         "0"};
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = base;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return RunCommand(argv);
+  };
+  CommandResult r = run({"--chat-template-file", "/nonexistent/template.jinja"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--chat-template-file"), std::string::npos) << r.err;
+
+  const TempFile broken("line one\n{% for m in messages %}never closed");
+  r = run({"--chat-template-file", broken.path()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("chat template line 2: unexpected end of template"), std::string::npos) << r.err;
+
+  const TempFile huge(std::string((1 << 20) + 1, 'x'));
+  r = run({"--chat-template-file", huge.path()});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("larger than 1048576 bytes"), std::string::npos) << r.err;
+
+  // A FIFO is refused, not read (which would wait for a writer).
+  const std::string fifo = broken.path() + ".fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  r = run({"--chat-template-file", fifo});
+  unlink(fifo.c_str());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
+  r = run({"--chat-template-file", "/tmp"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("not a regular file"), std::string::npos) << r.err;
+
+  r = run({"--chat-template-file", broken.path(), "--chat-template", "chatml"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("excludes"), std::string::npos) << r.err;
 }
 
 TEST(ServerCliTest, PortInUseIsAStartupError) {

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -36,7 +37,8 @@ constexpr uint64_t kReservedFds = 64;
 struct ServeOptions {
   std::string model;
   std::string tokenizer;
-  std::string chat_template;  // empty: detect from the GGUF
+  std::string chat_template;       // a built-in renderer's name; empty: the model's template
+  std::string chat_template_file;  // a Jinja template file; empty: the model's template
   EngineParams engine;
   server::ServerOptions server;
   std::string kv_type;      // empty: the model's default
@@ -93,18 +95,46 @@ void ApplyKvOptions(ServeOptions& o) {
   }
 }
 
-// tokenizer.chat_template of a GGUF model; "" for other formats or none.
-// (Model does not expose its metadata yet, so the file is mapped once more.)
-std::string GgufChatTemplate(const std::string& path) {
+// The chat templates a GGUF model carries: tokenizer.chat_template and its
+// tool-use variant tokenizer.chat_template.tool_use ("" for other formats or
+// none). (Model does not expose its metadata yet, so the file is mapped once
+// more.)
+struct ModelChatTemplates {
+  std::string main, tool_use;
+};
+
+ModelChatTemplates GgufChatTemplates(const std::string& path) {
   std::unique_ptr<RandomAccessFile> f;
   uint32_t magic = 0;
   if (!Env::Default()->NewRandomAccessFile(path, &f).ok() || !f->Read(0, 4, &magic).ok() || magic != gguf::kMagic)
-    return "";
+    return {};
   std::unique_ptr<gguf::GgufFile> file;
   CheckOk("cannot read " + path, gguf::GgufFile::Open(Env::Default(), path, &file));
-  return file->GetString("tokenizer.chat_template").value_or("");
+  return {file->GetString("tokenizer.chat_template").value_or(""),
+          file->GetString("tokenizer.chat_template.tool_use").value_or("")};
 }
 
+// Largest --chat-template-file accepted (real templates are under 64 KiB).
+constexpr uint64_t kMaxChatTemplateFileBytes = 1 << 20;
+
+// The text of a --chat-template-file: a regular file of at most
+// kMaxChatTemplateFileBytes (a FIFO or device is refused, not read).
+Status ReadChatTemplateFile(const std::string& path, std::string* out) {
+  Env* env = Env::Default();
+  uint64_t size = 0;
+  STRATA_RETURN_IF_ERROR(env->FileSize(path, &size));
+  std::unique_ptr<MappedFile> file;
+  if (size <= kMaxChatTemplateFileBytes) STRATA_RETURN_IF_ERROR(env->MapFile(path, &file));  // regular files only
+  if (size > kMaxChatTemplateFileBytes || file->size() > kMaxChatTemplateFileBytes)
+    return Status::InvalidArgument(fmt::format("{} is larger than {} bytes", path, kMaxChatTemplateFileBytes));
+  if (file->size() == 0) return Status::InvalidArgument(path + " is empty");
+  out->assign(reinterpret_cast<const char*>(file->data()), file->size());
+  return Status::Ok();
+}
+
+// --chat-template NAME, else --chat-template-file FILE, else the model's
+// Jinja template, else (a template the interpreter refuses) the built-in
+// renderer it is recognized as, else "plain".
 server::ChatTemplate PickChatTemplate(const ServeOptions& o, const std::string& model_path, const Vocab& vocab) {
   const std::string bos = vocab.bos() >= 0 ? vocab.token_text(vocab.bos()) : "";
   const std::string eos = vocab.eos() >= 0 ? vocab.token_text(vocab.eos()) : "";
@@ -113,13 +143,21 @@ server::ChatTemplate PickChatTemplate(const ServeOptions& o, const std::string& 
     CheckOk("--chat-template", server::ChatTemplate::FromName(o.chat_template, bos, eos, &t));
     return t;
   }
-  const std::string jinja = GgufChatTemplate(model_path);
-  if (jinja.empty()) return t;
-  if (auto detected = server::ChatTemplate::Detect(jinja, bos, eos)) return *detected;
-  std::fprintf(stderr,
-               "strata serve: warning: the model's chat template is not one strata knows; using 'plain' "
-               "(pick one with --chat-template)\n");
-  return t;
+  if (!o.chat_template_file.empty()) {
+    std::string source;
+    CheckOk("--chat-template-file", ReadChatTemplateFile(o.chat_template_file, &source));
+    CheckOk("--chat-template-file " + o.chat_template_file, server::ChatTemplate::FromJinja(source, "", bos, eos, &t));
+    return t;
+  }
+  const ModelChatTemplates jinja = GgufChatTemplates(model_path);
+  if (jinja.main.empty()) return t;
+  const Status parsed = server::ChatTemplate::FromJinja(jinja.main, jinja.tool_use, bos, eos, &t);
+  if (parsed.ok()) return t;
+  std::optional<server::ChatTemplate> detected = server::ChatTemplate::Detect(jinja.main, bos, eos);
+  std::fprintf(stderr, "strata serve: warning: the model's chat template cannot be used (%s); using '%s' "
+               "(pick one with --chat-template or --chat-template-file)\n",
+               parsed.message().c_str(), detected ? std::string(detected->name()).c_str() : "plain");
+  return detected ? *detected : t;
 }
 
 // SIGINT/SIGTERM, blocked in every thread and taken by sigwait in one.
@@ -196,13 +234,17 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->engine.n_ctx, "Context per request (0: the model's)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("-t,--threads", o->engine.n_threads, "Compute threads (0: all cores)")->check(CLI::Range(0, 1024));
-  cmd->add_option("--chat-template", o->chat_template,
-                  "Chat template name (default: detected from the GGUF, else 'plain'); one of " +
-                      [] {
-                        std::string names;
-                        for (const std::string& n : server::ChatTemplate::Names()) names += (names.empty() ? "" : ", ") + n;
-                        return names;
-                      }());
+  CLI::Option* by_name = cmd->add_option(
+      "--chat-template", o->chat_template,
+      "Built-in chat template instead of the model's Jinja template (default: the model's, else 'plain'); one of " +
+          [] {
+            std::string names;
+            for (const std::string& n : server::ChatTemplate::Names()) names += (names.empty() ? "" : ", ") + n;
+            return names;
+          }());
+  cmd->add_option("--chat-template-file", o->chat_template_file,
+                  "Jinja chat template file to use instead of the model's (as transformers renders it)")
+      ->excludes(by_name);
   cmd->add_option("--max-body", o->server.limits.max_body_bytes,
                   "Largest request body in bytes, as sent and after decompression (413 beyond)")
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 30));

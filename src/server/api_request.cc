@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -10,7 +11,9 @@
 namespace strata::server {
 namespace {
 
-using nlohmann::json;
+// Ordered: message and tool objects reach the chat template in the client's
+// key order (tojson writes them in that order, as Python would).
+using json = nlohmann::ordered_json;
 
 // Reads typed, range-checked fields of one JSON object; the first failure
 // names its field in *bad_param.
@@ -208,32 +211,91 @@ Status ParseContent(const Fields& f, const json& content, const std::string& par
   return Status::Ok();
 }
 
-Status ParseMessage(const Fields& f, const json& m, size_t i, ChatMessage* out) {
+// One message, normalized for the chat template: developer -> system,
+// content parts joined into a string; every other field kept as sent.
+Status ParseMessage(const Fields& f, const json& m, size_t i, json* out) {
   const std::string param = fmt::format("messages[{}]", i);
   if (!m.is_object()) return f.Fail(param, "each message must be an object");
-  const auto role = m.find("role");
-  if (role == m.end() || !role->is_string()) return f.Fail(param + ".role", "each message needs a string 'role'");
-  out->role = role->get<std::string>();
-  if (out->role == "developer") out->role = "system";
-  if (out->role != "system" && out->role != "user" && out->role != "assistant")
+  const auto role_it = m.find("role");
+  if (role_it == m.end() || !role_it->is_string()) return f.Fail(param + ".role", "each message needs a string 'role'");
+  std::string role = role_it->get<std::string>();
+  if (role == "developer") role = "system";
+  if (role != "system" && role != "user" && role != "assistant" && role != "tool")
     return f.Fail(param + ".role", fmt::format("message role '{}' is not supported (system, developer, user, "
-                                               "assistant)", out->role));
+                                               "assistant, tool)", role));
+  const auto tool_calls = m.find("tool_calls");
+  if (tool_calls != m.end() && !tool_calls->is_null()) {
+    if (role != "assistant") return f.Fail(param + ".tool_calls", "only assistant messages have 'tool_calls'");
+    if (!tool_calls->is_array()) return f.Fail(param + ".tool_calls", "'tool_calls' must be an array");
+    for (const json& call : *tool_calls)
+      if (!call.is_object()) return f.Fail(param + ".tool_calls", "each tool call must be an object");
+  }
+  if (const auto id = m.find("tool_call_id"); id != m.end() && !id->is_string() && !id->is_null())
+    return f.Fail(param + ".tool_call_id", "'tool_call_id' must be a string");
+  *out = m;
+  (*out)["role"] = role;
   const auto content = m.find("content");
   // An assistant turn that only called tools has null content.
-  if ((content == m.end() || content->is_null()) && out->role == "assistant") return Status::Ok();
-  if (content == m.end() || content->is_null()) return f.Fail(param + ".content", "the message has no 'content'");
-  return ParseContent(f, *content, param + ".content", &out->content);
+  if (content == m.end() || content->is_null()) {
+    if (role != "assistant") return f.Fail(param + ".content", "the message has no 'content'");
+    (*out)["content"] = nullptr;
+    return Status::Ok();
+  }
+  std::string text;
+  STRATA_RETURN_IF_ERROR(ParseContent(f, *content, param + ".content", &text));
+  (*out)["content"] = std::move(text);
+  return Status::Ok();
 }
 
-Status ParseChatFields(const Fields& f, ApiRequest* out) {
+// tools: OpenAI function tools, each {"type": "function", "function":
+// {"name": ..., ...}}; tool_choice "auto" (default) or "none".
+Status ParseTools(const Fields& f, ChatConversation* chat) {
+  if (const json* v = f.Get("functions"); v != nullptr && !(v->is_array() && v->empty()))
+    return f.Fail("functions", "'functions' (deprecated) is not supported; use 'tools'");
+  const json* tools = f.Get("tools");
+  if (tools != nullptr) {
+    if (!tools->is_array()) return f.Fail("tools", "'tools' must be an array");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const json& t = (*tools)[i];
+      const std::string param = fmt::format("tools[{}]", i);
+      if (!t.is_object() || t.value("type", json()) != "function")
+        return f.Fail(param, "each tool must be an object with \"type\": \"function\"");
+      const auto fn = t.find("function");
+      if (fn == t.end() || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string())
+        return f.Fail(param + ".function", "a function tool needs a 'function' object with a string 'name'");
+    }
+    if (!tools->empty()) chat->tools = *tools;
+  }
+  if (const json* choice = f.Get("tool_choice")) {
+    if (*choice == "none") {
+      chat->tools = nullptr;  // the model is not to call tools: it does not see them
+    } else if (*choice != "auto") {
+      return f.Fail("tool_choice", "only 'tool_choice' \"auto\" and \"none\" are supported");
+    }
+  }
+  return f.Neutral("parallel_tool_calls", true, "true");
+}
+
+// messages, tools, tool_choice, parallel_tool_calls, chat_template_kwargs.
+Status ParseConversation(const Fields& f, ChatConversation* out) {
   const json* messages = f.Get("messages");
   if (messages == nullptr) return f.Fail("messages", "'messages' is required");
   if (!messages->is_array() || messages->empty()) return f.Fail("messages", "'messages' must be a non-empty array");
   for (size_t i = 0; i < messages->size(); ++i) {
-    ChatMessage m;
+    json m;
     STRATA_RETURN_IF_ERROR(ParseMessage(f, (*messages)[i], i, &m));
     out->messages.push_back(std::move(m));
   }
+  STRATA_RETURN_IF_ERROR(ParseTools(f, out));
+  if (const json* kwargs = f.Get("chat_template_kwargs")) {
+    if (!kwargs->is_object()) return f.Fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    out->variables = *kwargs;
+  }
+  return Status::Ok();
+}
+
+Status ParseChatFields(const Fields& f, ApiRequest* out) {
+  STRATA_RETURN_IF_ERROR(ParseConversation(f, &out->chat));
   bool logprobs = false;
   STRATA_RETURN_IF_ERROR(f.Bool("logprobs", &logprobs));
   int64_t top = 0;
@@ -241,9 +303,6 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   STRATA_RETURN_IF_ERROR(f.Int("top_logprobs", 0, kMaxLogprobs, &top, &has_top));
   if (has_top && !logprobs) return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
   if (logprobs) out->logprobs = static_cast<int32_t>(top);
-  for (const char* key : {"tools", "functions"})
-    if (const json* v = f.Get(key); v != nullptr && !(v->is_array() && v->empty()))
-      return f.Fail(key, fmt::format("'{}' (tool calling) is not supported", key));
   if (const json* fmt_field = f.Get("response_format")) {
     const bool text = fmt_field->is_object() && fmt_field->value("type", json()) == "text";
     if (!text) return f.Fail("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
@@ -251,7 +310,52 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   return Status::Ok();
 }
 
+// Deepest nesting of arrays and objects a body may have: JSON values are
+// copied and rendered recursively (tool schemas nest a few levels).
+constexpr int kMaxJsonDepth = 64;
+
+// The deepest nesting of [ and { in text, outside strings.
+int JsonDepth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// The body as a JSON object.
+Status ParseBody(std::string_view body, json* doc) {
+  if (JsonDepth(body) > kMaxJsonDepth)
+    return Status::InvalidArgument(fmt::format("the body nests deeper than {} levels", kMaxJsonDepth));
+  try {
+    *doc = json::parse(body);
+  } catch (const json::exception& e) {
+    return Status::InvalidArgument(fmt::format("the body is not valid JSON: {}", e.what()));
+  }
+  if (!doc->is_object()) return Status::InvalidArgument("the body must be a JSON object");
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status ParseChatConversation(std::string_view body, ChatConversation* out, std::string* bad_param) {
+  bad_param->clear();
+  json doc;
+  STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
+  *out = ChatConversation();
+  return ParseConversation(Fields(doc, bad_param), out);
+}
 
 Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits, ApiRequest* out,
                        std::string* bad_param) {
@@ -260,12 +364,7 @@ Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLi
   if (body.find('\0') != std::string_view::npos)
     return Status::InvalidArgument("the body is not valid JSON: it contains a NUL byte");
   json doc;
-  try {
-    doc = json::parse(body);
-  } catch (const json::exception& e) {
-    return Status::InvalidArgument(fmt::format("the body is not valid JSON: {}", e.what()));
-  }
-  if (!doc.is_object()) return Status::InvalidArgument("the body must be a JSON object");
+  STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
   *out = ApiRequest();
   out->endpoint = endpoint;
   const Fields f(doc, bad_param);

@@ -13,10 +13,18 @@
 //   completions: prompt (a string, an array of token ids, or a one-element
 //          array of either), logprobs (0..kMaxLogprobs), echo (false only),
 //          best_of (1 only), suffix (empty only).
-//   chat:  messages (roles system/developer/user/assistant; content a string
-//          or an array of {"type":"text","text":...} parts),
+//   chat:  messages (roles system/developer/user/assistant/tool; content a
+//          string, an array of {"type":"text","text":...} parts, or null for
+//          an assistant turn with tool_calls; other message fields such as
+//          tool_calls, tool_call_id and name are passed to the chat template
+//          as sent), tools (function tools, passed to the chat template),
+//          tool_choice ("auto", or "none" which withholds the tools),
+//          parallel_tool_calls (true only), chat_template_kwargs (extra
+//          template variables, as llama.cpp's server takes them),
 //          max_completion_tokens (wins over max_tokens), logprobs (bool),
-//          top_logprobs (0..kMaxLogprobs, requires logprobs).
+//          top_logprobs (0..kMaxLogprobs, requires logprobs). The model's
+//          tool calls come back as the text it writes: strata does not parse
+//          them into tool_calls.
 //
 // Thread-safety: pure functions of their arguments.
 #pragma once
@@ -44,8 +52,8 @@ struct ApiRequest {
   bool prompt_is_ids = false;
   std::string prompt_text;
   std::vector<int32_t> prompt_ids;    // used as given (no BOS added)
-  // Chat.
-  std::vector<ChatMessage> messages;  // roles normalized to system/user/assistant
+  // Chat: messages normalized (developer -> system, content parts joined).
+  ChatConversation chat;
   std::optional<int32_t> max_tokens;  // absent: the server's default
   float temperature = 1.0f;
   float top_p = 1.0f;
@@ -62,6 +70,12 @@ struct ApiRequest {
 struct RequestLimits {
   int32_t max_tokens_limit = 1 << 20;  // largest max_tokens accepted
 };
+
+// The conversation of a body holding "messages" and optionally "tools",
+// "tool_choice", "parallel_tool_calls" and "chat_template_kwargs", validated
+// and normalized as for chat completions (other fields are ignored): what
+// llama.cpp's POST /apply-template takes. Errors as ParseApiRequest's.
+[[nodiscard]] Status ParseChatConversation(std::string_view body, ChatConversation* out, std::string* bad_param);
 
 // Parses and validates body for endpoint. On failure returns kInvalidArgument
 // with a message meant for the client and sets *bad_param to the offending

@@ -6,6 +6,9 @@
 #include <cctype>
 #include <utility>
 
+#include "jinja/py_string.h"
+#include "jinja/template.h"
+
 namespace strata::server {
 namespace {
 
@@ -28,6 +31,31 @@ constexpr std::array<std::pair<std::string_view, Kind>, 15> kNames = {{
     {"gemma", Kind::kGemma},
     {"plain", Kind::kPlain},
 }};
+
+// Work a chat template may do per conversation (jinja::Limits::max_steps):
+// real templates need well under a million steps for long conversations with
+// tools; this bounds a hostile one to about two seconds.
+constexpr uint64_t kMaxTemplateSteps = 10'000'000;
+
+// The assistant cue each built-in renderer ends with (empty for the [INST]
+// families, whose cue is the closing [/INST] of the last user turn).
+std::string_view GenerationCue(Kind kind) {
+  switch (kind) {
+    case Kind::kChatml: return "<|im_start|>assistant\n";
+    case Kind::kLlama3: return "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    case Kind::kPhi3:
+    case Kind::kZephyr: return "<|assistant|>\n";
+    case Kind::kGemma: return "<start_of_turn>model\n";
+    case Kind::kPlain: return "Assistant:";
+    default: return "";
+  }
+}
+
+// Drops the cue a rendering ends with, for add_generation_prompt = false.
+void StripGenerationCue(Kind kind, std::string* text) {
+  const std::string_view cue = GenerationCue(kind);
+  if (!cue.empty() && text->ends_with(cue)) text->resize(text->size() - cue.size());
+}
 
 std::optional<Kind> KindByName(std::string_view name) {
   for (const auto& [n, k] : kNames)
@@ -77,7 +105,8 @@ std::optional<Kind> DetectKind(std::string_view t) {
 
 }  // namespace
 
-ChatTemplate::ChatTemplate(Kind kind, std::string_view bos_text, std::string_view eos_text) : kind_(kind) {
+ChatTemplate::ChatTemplate(Kind kind, std::string_view bos_text, std::string_view eos_text)
+    : kind_(kind), model_bos_(bos_text), model_eos_(eos_text) {
   if (!bos_text.empty()) bos_ = bos_text;
   if (!eos_text.empty()) eos_ = eos_text;
 }
@@ -90,6 +119,27 @@ Status ChatTemplate::FromName(std::string_view name, std::string_view bos_text, 
         fmt::format("unknown chat template '{}' (known: {})", name, fmt::join(Names(), ", ")));
   }
   *out = ChatTemplate(*kind, bos_text, eos_text);
+  return Status::Ok();
+}
+
+Status ChatTemplate::FromJinja(std::string_view source, std::string_view tool_use_source, std::string_view bos_text,
+                               std::string_view eos_text, ChatTemplate* out) {
+  // Token texts that are not UTF-8 (byte tokens) cannot be template
+  // strings: such a model has no usable bos_token / eos_token.
+  ChatTemplate t(Kind::kJinja, jinja::py::IsValidUtf8(bos_text) ? bos_text : "",
+                 jinja::py::IsValidUtf8(eos_text) ? eos_text : "");
+  jinja::TemplateOptions options;
+  options.limits.max_steps = kMaxTemplateSteps;
+  std::unique_ptr<jinja::Template> parsed;
+  if (Status s = jinja::Template::Parse(source, options, &parsed); !s.ok())
+    return Status::InvalidArgument("chat template " + s.message());
+  t.jinja_ = std::move(parsed);
+  if (!tool_use_source.empty()) {
+    if (Status s = jinja::Template::Parse(tool_use_source, options, &parsed); !s.ok())
+      return Status::InvalidArgument("tool-use chat template " + s.message());
+    t.jinja_tool_use_ = std::move(parsed);
+  }
+  *out = std::move(t);
   return Status::Ok();
 }
 
@@ -109,16 +159,73 @@ std::vector<std::string> ChatTemplate::Names() {
 }
 
 std::string_view ChatTemplate::name() const {
+  if (kind_ == Kind::kJinja) return "jinja";
   for (const auto& [n, k] : kNames)
     if (k == kind_) return n;
   return "plain";
 }
 
-std::string ChatTemplate::Apply(const std::vector<ChatMessage>& messages) const {
+Status ChatTemplate::Apply(const ChatConversation& conversation, std::string* out) const {
+  if (kind_ == Kind::kJinja) return ApplyJinja(conversation, out);
+  std::vector<Turn> turns;
+  STRATA_RETURN_IF_ERROR(BuiltinTurns(conversation, name(), &turns));
+  *out = ApplyBuiltin(turns);
+  if (!conversation.add_generation_prompt) StripGenerationCue(kind_, out);
+  return Status::Ok();
+}
+
+Status ChatTemplate::ApplyJinja(const ChatConversation& conversation, std::string* out) const {
+  const bool has_tools = conversation.tools.is_array() && !conversation.tools.empty();
+  const jinja::Template& t = has_tools && jinja_tool_use_ ? *jinja_tool_use_ : *jinja_;
+  // transformers' apply_chat_template variables; chat_template_kwargs first
+  // so that they cannot replace these.
+  nlohmann::ordered_json variables = conversation.variables.is_object() ? conversation.variables
+                                                                        : nlohmann::ordered_json::object();
+  variables["messages"] = conversation.messages;
+  variables["tools"] = conversation.tools;
+  variables["documents"] = nullptr;
+  variables["add_generation_prompt"] = conversation.add_generation_prompt;
+  if (!model_bos_.empty()) variables["bos_token"] = model_bos_;
+  if (!model_eos_.empty()) variables["eos_token"] = model_eos_;
+  jinja::RenderError error;
+  const Status s = t.Render(variables, out, &error);
+  if (s.ok()) return s;
+  switch (error.kind) {
+    case jinja::RenderError::Kind::kRaised:
+      return Status::InvalidArgument(fmt::format("{} (raised by the chat template at line {})", error.message,
+                                                 error.line));
+    case jinja::RenderError::Kind::kLimit:
+      return Status::ResourceExhausted("the chat template " + s.message());
+    default:
+      return Status::InvalidArgument(
+          fmt::format("the chat template failed on this conversation at line {}: {}", error.line, error.message));
+  }
+}
+
+// The system/user/assistant text turns a built-in renderer can write.
+Status ChatTemplate::BuiltinTurns(const ChatConversation& conversation, std::string_view name,
+                                  std::vector<Turn>* out) {
+  if (conversation.tools.is_array() && !conversation.tools.empty())
+    return Status::InvalidArgument(fmt::format(
+        "the '{}' chat template cannot render tools; serve the model with its Jinja chat template", name));
+  for (const auto& m : conversation.messages) {
+    const std::string role = m.value("role", "");
+    if ((role != "system" && role != "user" && role != "assistant") || m.contains("tool_calls"))
+      return Status::InvalidArgument(fmt::format(
+          "the '{}' chat template renders only system, user and assistant text; '{}' messages and tool calls need "
+          "a Jinja chat template",
+          name, role));
+    const auto content = m.find("content");
+    out->push_back({role, content != m.end() && content->is_string() ? content->get<std::string>() : ""});
+  }
+  return Status::Ok();
+}
+
+std::string ChatTemplate::ApplyBuiltin(const std::vector<Turn>& messages) const {
   std::string out;
   switch (kind_) {
     case Kind::kChatml:
-      for (const ChatMessage& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+      for (const Turn& m : messages) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       return out + "<|im_start|>assistant\n";
     case Kind::kLlama2:
     case Kind::kLlama2Sys:
@@ -132,7 +239,7 @@ std::string ChatTemplate::Apply(const std::vector<ChatMessage>& messages) const 
     case Kind::kMistralV7:
     case Kind::kMistralV7Tekken: {
       const std::string sp = kind_ == Kind::kMistralV7 ? " " : "";
-      for (const ChatMessage& m : messages) {
+      for (const Turn& m : messages) {
         if (m.role == "system") {
           out += "[SYSTEM_PROMPT]" + sp + m.content + "[/SYSTEM_PROMPT]";
         } else if (m.role == "user") {
@@ -144,21 +251,22 @@ std::string ChatTemplate::Apply(const std::vector<ChatMessage>& messages) const 
       return out;
     }
     case Kind::kLlama3:
-      for (const ChatMessage& m : messages)
+      for (const Turn& m : messages)
         out += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + Trim(m.content) + "<|eot_id|>";
       return out + "<|start_header_id|>assistant<|end_header_id|>\n\n";
     case Kind::kPhi3:
-      for (const ChatMessage& m : messages) out += "<|" + m.role + "|>\n" + m.content + "<|end|>\n";
+      for (const Turn& m : messages) out += "<|" + m.role + "|>\n" + m.content + "<|end|>\n";
       return out + "<|assistant|>\n";
     case Kind::kZephyr:
-      for (const ChatMessage& m : messages) out += "<|" + m.role + "|>\n" + m.content + eos_ + "\n";
+      for (const Turn& m : messages) out += "<|" + m.role + "|>\n" + m.content + eos_ + "\n";
       return out + "<|assistant|>\n";
     case Kind::kGemma:
       return ApplyGemma(messages);
     case Kind::kPlain:
+    case Kind::kJinja:
       break;
   }
-  for (const ChatMessage& m : messages) {
+  for (const Turn& m : messages) {
     const char* label = m.role == "system" ? "System" : m.role == "user" ? "User" : "Assistant";
     out += fmt::format("{}: {}\n", label, m.content);
   }
@@ -168,12 +276,12 @@ std::string ChatTemplate::Apply(const std::vector<ChatMessage>& messages) const 
 // [INST] user [/INST]assistant</s>[INST] ...; the BOS before the first turn
 // comes from the tokenizer. A system message opens the first turn, in a
 // <<SYS>> block if the variant supports one.
-std::string ChatTemplate::ApplyLlama2(const std::vector<ChatMessage>& messages) const {
+std::string ChatTemplate::ApplyLlama2(const std::vector<Turn>& messages) const {
   const bool sys_block = kind_ != Kind::kLlama2;
   const bool strip = kind_ == Kind::kLlama2SysStrip;
   std::string out = "[INST] ";
   bool inside_turn = true;
-  for (const ChatMessage& m : messages) {
+  for (const Turn& m : messages) {
     const std::string content = strip ? Trim(m.content) : m.content;
     if (!inside_turn) {
       out += kind_ == Kind::kLlama2SysBos ? bos_ + "[INST] " : "[INST] ";
@@ -193,12 +301,12 @@ std::string ChatTemplate::ApplyLlama2(const std::vector<ChatMessage>& messages) 
 
 // Mistral's v1 / v3 / v3-tekken layouts differ only in spaces around [INST]
 // and whether assistant replies are trimmed.
-std::string ChatTemplate::ApplyMistral(const std::vector<ChatMessage>& messages) const {
+std::string ChatTemplate::ApplyMistral(const std::vector<Turn>& messages) const {
   const std::string lead = kind_ == Kind::kMistralV1 ? " " : "";
   const std::string trail = kind_ == Kind::kMistralV3Tekken ? "" : " ";
   std::string out;
   bool inside_turn = false;
-  for (const ChatMessage& m : messages) {
+  for (const Turn& m : messages) {
     if (!inside_turn) {
       out += lead + "[INST]" + trail;
       inside_turn = true;
@@ -216,9 +324,9 @@ std::string ChatTemplate::ApplyMistral(const std::vector<ChatMessage>& messages)
 }
 
 // Gemma has no system role: a system message is prepended to the next user turn.
-std::string ChatTemplate::ApplyGemma(const std::vector<ChatMessage>& messages) const {
+std::string ChatTemplate::ApplyGemma(const std::vector<Turn>& messages) const {
   std::string out, system;
-  for (const ChatMessage& m : messages) {
+  for (const Turn& m : messages) {
     if (m.role == "system") {
       system += Trim(m.content);
       continue;

@@ -5,16 +5,20 @@
 namespace strata::server {
 namespace {
 
-std::vector<int32_t> ChatTokens(const std::vector<ChatMessage>& messages, const Vocab& vocab,
-                                const ChatTemplate& chat_template) {
-  const std::string text = chat_template.Apply(messages);
-  std::vector<int32_t> ids;
+// The chat template's rendering, special-token text parsed as special
+// tokens; BOS first if the vocabulary adds one and the rendering does not
+// already start with its text.
+Status ChatTokens(const ChatConversation& chat, const Vocab& vocab, const ChatTemplate& chat_template,
+                  std::vector<int32_t>* out) {
+  std::string text;
+  STRATA_RETURN_IF_ERROR(chat_template.Apply(chat, &text));
+  out->clear();
   const TokenId bos = vocab.bos();
   const bool starts_with_bos = bos >= 0 && !vocab.token_text(bos).empty() && text.starts_with(vocab.token_text(bos));
-  if (vocab.add_bos() && bos >= 0 && !starts_with_bos) ids.push_back(bos);
+  if (vocab.add_bos() && bos >= 0 && !starts_with_bos) out->push_back(bos);
   const std::vector<TokenId> body = vocab.Encode(text, /*add_special=*/false, /*parse_special=*/true);
-  ids.insert(ids.end(), body.begin(), body.end());
-  return ids;
+  out->insert(out->end(), body.begin(), body.end());
+  return Status::Ok();
 }
 
 }  // namespace
@@ -22,7 +26,7 @@ std::vector<int32_t> ChatTokens(const std::vector<ChatMessage>& messages, const 
 Status BuildPrompt(const ApiRequest& request, const Vocab& vocab, const ChatTemplate& chat_template,
                    std::vector<int32_t>* out) {
   if (request.endpoint == Endpoint::kChat) {
-    *out = ChatTokens(request.messages, vocab, chat_template);
+    STRATA_RETURN_IF_ERROR(ChatTokens(request.chat, vocab, chat_template, out));
   } else if (request.prompt_is_ids) {
     for (int32_t id : request.prompt_ids)
       if (id >= vocab.n_tokens())

@@ -6,6 +6,9 @@
 //   chat:               the chat template's rendering, tokenized with special
 //                       tokens parsed; BOS prepended if the vocabulary adds
 //                       one and the rendering does not already start with it.
+//                       A template that refuses the conversation (its
+//                       raise_exception, an error, tools a built-in cannot
+//                       write) fails the request with its message.
 //
 // Thread-safety: a pure function of its arguments (Vocab is immutable).
 #pragma once
@@ -20,8 +23,9 @@
 
 namespace strata::server {
 
-// kInvalidArgument (a message for the client) if a token id is out of range
-// or the prompt has no tokens.
+// kInvalidArgument (a message for the client) if a token id is out of range,
+// the chat template refuses the conversation, or the prompt has no tokens;
+// kResourceExhausted if the chat template exceeds its limits.
 [[nodiscard]] Status BuildPrompt(const ApiRequest& request, const Vocab& vocab, const ChatTemplate& chat_template,
                                  std::vector<int32_t>* out);
 
