@@ -253,7 +253,7 @@ TEST_P(ArchFileTest, UnknownTensorsAreRefusedNotIgnored) {
 
 TEST_P(ArchFileTest, TruncatedFilesFailCleanly) {
   std::string bytes;
-  ASSERT_TRUE(Env::Default()->ReadFile(base_, &bytes).ok());
+  ASSERT_TRUE(Env::Default()->ReadFile(base_, UINT64_MAX, &bytes).ok());
   const std::string path = dir_ + "/truncated.gguf";
   for (size_t n : {size_t{0}, size_t{3}, size_t{24}, bytes.size() / 10, bytes.size() / 2, bytes.size() - 1}) {
     ASSERT_TRUE(WriteFileAtomic(Env::Default(), path, std::string_view(bytes).substr(0, n)).ok());

@@ -57,7 +57,7 @@ class Harness {
   }
   std::string Read(const std::string& name) {
     std::string s;
-    EXPECT_TRUE(Env::Default()->ReadFile(dir_ + "/" + name, &s).ok()) << name;
+    EXPECT_TRUE(Env::Default()->ReadFile(dir_ + "/" + name, UINT64_MAX, &s).ok()) << name;
     return s;
   }
 

@@ -378,8 +378,8 @@ void ExpectSameFileAsLlamaQuantize(const std::string& in, FileType f, const std:
       {testing::GgmlTypesHarness(), "model-quantize", in, theirs, std::to_string(static_cast<uint32_t>(f))});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string a, b;
-  ASSERT_TRUE(Env::Default()->ReadFile(ours, &a).ok());
-  ASSERT_TRUE(Env::Default()->ReadFile(theirs, &b).ok());
+  ASSERT_TRUE(Env::Default()->ReadFile(ours, UINT64_MAX, &a).ok());
+  ASSERT_TRUE(Env::Default()->ReadFile(theirs, UINT64_MAX, &b).ok());
   if (a == b) return;
   // Name the first tensor that differs, for the failure message.
   auto fa = OpenOrDie(Env::Default(), ours), fb = OpenOrDie(Env::Default(), theirs);

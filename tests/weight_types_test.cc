@@ -79,10 +79,10 @@ TEST(WeightTypesTest, ModelsOfEveryTypeLoadAndRun) {
     ASSERT_TRUE(QuantizeModel(Env::Default(), q, dq, QuantizeOptions{FileType::kAllF32, 2, false}).ok());
     std::unique_ptr<Model> mq = Load(q), mdq = Load(dq);
     ASSERT_TRUE(mq && mdq);
-    EXPECT_EQ(mq->weights().layers[1].ffn_down.type, c.type);
+    EXPECT_EQ(mq->weights().layers[1].ffn_down.w.type, c.type);
     EXPECT_EQ(mq->weights().token_embd.type, c.type);
-    EXPECT_EQ(mq->weights().output.type, c.type);
-    EXPECT_EQ(mdq->weights().layers[1].ffn_down.type, DType::kF32);
+    EXPECT_EQ(mq->weights().output.w.type, c.type);
+    EXPECT_EQ(mdq->weights().layers[1].ffn_down.w.type, DType::kF32);
     const auto a = AllLogits(*mq, prompt), b = AllLogits(*mdq, prompt);
     int same_top = 0;
     double diff = 0, sq = 0;
