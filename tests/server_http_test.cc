@@ -596,6 +596,7 @@ TEST(ServerHttpTest, QueueFullIs429) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 429);
   EXPECT_EQ(json::parse(r->body)["error"]["code"], "queue_full");
+  EXPECT_EQ(r->get_header_value("Retry-After"), "1");
   holder.join();
   auto q = queued.get();
   ASSERT_TRUE(q);
@@ -638,6 +639,29 @@ TEST(ServerHttpTest, ShutdownRightAfterStartIsNotLost) {
     h.server().Shutdown();
     EXPECT_LT(h.Join().count(), 2000);
   }
+}
+
+}  // namespace
+}  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// llama-server's POST /apply-template: the rendered prompt, without generating.
+TEST(ServerHttpTest, ApplyTemplateRendersThePrompt) {
+  ServerHarness h({}, ServerHarness::DefaultEngineParams(), "chatml");
+  auto c = h.Client();
+  auto r = c->Post("/apply-template", R"({"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]})",
+                   "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["prompt"],
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+  auto bad = c->Post("/apply-template", R"({"messages":"nope"})", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400) << bad->body;
+  EXPECT_EQ(json::parse(bad->body)["error"]["param"], "messages") << bad->body;
+  EXPECT_EQ(h.engine().Stats().requests_total, 0u);  // nothing was generated
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "cli/commands.h"
 #include "core/env.h"
 #include "engine/engine.h"
+#include "engine/load_summary.h"
 #include "model/gguf.h"
 #include "model/model.h"
 #include "server/chat_template.h"
@@ -200,6 +201,7 @@ void Serve(ServeOptions& o) {
                UrlAuthority(o.server.host, port).c_str(), model->name().c_str(), engine->n_ctx(),
                std::string(chat_template.name()).c_str(),
                o.server.api_key.empty() ? "no API key: anyone who can connect may use it" : "API key required");
+  std::fprintf(stderr, "strata serve: %s\n", LoadSummary(*model, engine->n_ctx(), engine->kv_layout()).c_str());
 
   std::thread signals([&] {
     int sig = 0;

@@ -122,6 +122,8 @@ class Engine {
   const Model& model() const { return model_; }
   // Positions per request: n_ctx, or fewer if the KV budgets hold fewer.
   int32_t n_ctx() const { return n_ctx_; }
+  // The KV cache's layout (immutable).
+  const KvLayout& kv_layout() const { return kv_->layout(); }
 
  private:
   struct Slot;

@@ -69,6 +69,7 @@ struct RouteInfo {
 std::optional<RouteInfo> FindRoute(const std::string& path) {
   if (path == "/v1/completions") return RouteInfo{Route::kCompletions, "POST", true};
   if (path == "/v1/chat/completions") return RouteInfo{Route::kChat, "POST", true};
+  if (path == "/apply-template") return RouteInfo{Route::kApplyTemplate, "POST", true};
   if (path == "/v1/models") return RouteInfo{Route::kModels, "GET", false};
   if (path.starts_with("/v1/models/")) return RouteInfo{Route::kModel, "GET", false};
   if (path == "/health") return RouteInfo{Route::kHealth, "GET", false};
@@ -142,7 +143,10 @@ bool RequestGate::Authorized(const HttpRequestHead& head) const {
 
 HttpResponse RequestGate::Reply(const ApiError& error, const HttpRequestHead& head) const {
   HttpResponse r{error.http_status, CorsHeaders(head), error.ToJson()};
-  return r.With("Content-Type", "application/json");
+  r.With("Content-Type", "application/json");
+  // A full queue or a busy server: the same request may succeed soon.
+  if (error.http_status == 429 || (error.http_status == 503 && error.code == "unavailable")) r.With("Retry-After", "1");
+  return r;
 }
 
 RequestGate::Verdict RequestGate::Judge(const HttpRequestHead& head) const {

@@ -22,7 +22,8 @@
 namespace strata::server {
 
 // kWebAsset: "/" or "/<name>", the web chat page's files (server/web_assets.h).
-enum class Route { kCompletions, kChat, kModels, kModel, kHealth, kMetrics, kWebAsset };
+// kApplyTemplate: llama-server's POST /apply-template ({messages, tools} -> {prompt}).
+enum class Route { kCompletions, kChat, kApplyTemplate, kModels, kModel, kHealth, kMetrics, kWebAsset };
 
 // The route a path names, if any (the method is not checked).
 std::optional<Route> RouteOfPath(const std::string& path);

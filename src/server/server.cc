@@ -32,7 +32,7 @@ int64_t UnixSeconds() {
 // A bounded label for /metrics: known routes as themselves, anything else "other".
 std::string EndpointLabel(const HttpRequestHead* head) {
   if (head == nullptr) return "other";
-  for (const char* known : {kCompletionsPath, kChatPath, "/v1/models", "/health", "/metrics", "/"})
+  for (const char* known : {kCompletionsPath, kChatPath, "/apply-template", "/v1/models", "/health", "/metrics", "/"})
     if (head->path == known) return known;
   if (head->path.starts_with("/v1/models/")) return "/v1/models/{id}";
   return "other";
@@ -144,7 +144,11 @@ std::optional<HttpResponse> Server::Admit(const HttpRequestHead& head) {
 HttpResponse Server::Error(int status, std::string_view message, const HttpRequestHead* head) {
   ApiError e = ApiError::ForHttpStatus(status, head ? head->method : "", head ? head->path : "");
   e.message = std::string(message);
-  if (head == nullptr) return HttpResponse::Json(status, e.ToJson());
+  if (head == nullptr) {
+    HttpResponse r = HttpResponse::Json(status, e.ToJson());
+    if (status == 503) r.With("Retry-After", "1");
+    return r;
+  }
   return gate_.Reply(e, *head);
 }
 
@@ -183,6 +187,8 @@ void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchang
       return exchange->Respond(HandleModel(head));
     case Route::kWebAsset:
       return exchange->Respond(HandleWebAsset(head));
+    case Route::kApplyTemplate:
+      return exchange->Respond(HandleApplyTemplate(request));
   }
 }
 
@@ -194,6 +200,17 @@ HttpResponse Server::HandleModel(const HttpRequestHead& head) const {
                  head);
   }
   return ReplyJson(ResponseBuilder::Dump(ModelJson(options_.model_id, created_)), head);
+}
+
+HttpResponse Server::HandleApplyTemplate(const http::HttpRequest& request) const {
+  ChatConversation conversation;
+  std::string param;
+  if (Status s = ParseChatConversation(request.body, &conversation, &param); !s.ok())
+    return gate_.Reply(ApiError::InvalidRequest(s.message(), param), request.head);
+  std::string prompt;
+  if (Status s = chat_template_.Apply(conversation, &prompt); !s.ok())
+    return gate_.Reply(ApiError::InvalidRequest(s.message(), "messages"), request.head);
+  return ReplyJson(ResponseBuilder::Dump(json{{"prompt", prompt}}), request.head);
 }
 
 HttpResponse Server::HandleWebAsset(const HttpRequestHead& head) const {

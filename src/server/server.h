@@ -1,6 +1,7 @@
 // Server: strata's OpenAI-compatible HTTP API over one Engine.
 //
 //   POST /v1/completions, POST /v1/chat/completions   (stream: true -> SSE)
+//   POST /apply-template   (llama-server's: {messages, tools} -> {"prompt"})
 //   GET  /v1/models, GET /v1/models/{id}
 //   GET  /health     (never needs the API key)
 //   GET  /metrics    (Prometheus text format; see metrics.h)
@@ -94,6 +95,7 @@ class Server : private http::HttpHandler {
   void HandleGeneration(Route route, http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange);
   http::HttpResponse HandleModel(const http::HttpRequestHead& head) const;
   http::HttpResponse HandleWebAsset(const http::HttpRequestHead& head) const;
+  http::HttpResponse HandleApplyTemplate(const http::HttpRequest& request) const;
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
