@@ -148,6 +148,34 @@ TEST(ServerCliTest, SigtermWithSlowConnectionsExitsWithinTheGracePeriod) {
 }
 TEST(ServerCliTest, SigintStopsGracefully) { ExpectGracefulStop(SIGINT); }
 
+// Options that would leave the server unusable or silently open are refused
+// at startup, and the startup line says whether a key is required.
+TEST(ServerCliTest, UnsafeOrUselessOptionsAreStartupErrors) {
+  const std::string model = SharedPath("models/stories260K.gguf");
+  CommandResult r = RunCommand({CliPath(), "serve", "-m", model, "--port", "0", "--max-queue", "0"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--max-queue"), std::string::npos) << r.err;
+  r = RunCommand({CliPath(), "serve", "-m", model, "--port", "0", "--api-key", ""});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("must not be empty"), std::string::npos) << r.err;
+  r = RunCommand({"/usr/bin/env", "STRATA_API_KEY=", CliPath(), "serve", "-m", model, "--port", "0"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("STRATA_API_KEY is set but empty"), std::string::npos) << r.err;
+}
+
+TEST(ServerCliTest, StartupLineSaysWhetherAKeyIsRequired) {
+  for (const bool key : {false, true}) {
+    std::vector<std::string> argv = {CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0"};
+    if (key) argv.insert(argv.end(), {"--api-key", "sesame"});
+    Child serve(argv);
+    const std::string line = serve.WaitForStderr(std::regex(R"((listening on http://127\.0\.0\.1:\d+ .*))"),
+                                                 std::chrono::seconds(20));
+    EXPECT_NE(line.find(key ? "API key required" : "no API key"), std::string::npos) << serve.err();
+    kill(serve.pid(), SIGTERM);
+    EXPECT_EQ(serve.Wait(std::chrono::seconds(10)), 0) << serve.err();
+  }
+}
+
 TEST(ServerCliTest, UnknownChatTemplateIsAStartupError) {
   const CommandResult r = RunCommand({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0",
                                       "--chat-template", "nonsense"});
