@@ -400,7 +400,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"StreamWrongType", kCmpl, R"({"prompt": "a", "stream": "yes"})", 400, "stream"},
         BadRequest{"TooManyLogprobs", kCmpl, R"({"prompt": "a", "logprobs": 21})", 400, "logprobs"},
         BadRequest{"SeveralChoices", kCmpl, R"({"prompt": "a", "n": 2})", 400, "n"},
-        BadRequest{"Echo", kCmpl, R"({"prompt": "a", "echo": true})", 400, "echo"},
+        BadRequest{"EchoWrongType", kCmpl, R"({"prompt": "a", "echo": "yes"})", 400, "echo"},
         BadRequest{"ModelWrongType", kCmpl, R"({"prompt": "a", "model": 7})", 400, "model"},
         BadRequest{"MissingMessages", kChat, R"({"max_tokens": 3})", 400, "messages"},
         BadRequest{"EmptyMessages", kChat, R"({"messages": []})", 400, "messages"},
@@ -665,6 +665,79 @@ TEST(ServerHttpTest, ApplyTemplateRendersThePrompt) {
   EXPECT_EQ(bad->status, 400) << bad->body;
   EXPECT_EQ(json::parse(bad->body)["error"]["param"], "messages") << bad->body;
   EXPECT_EQ(h.engine().Stats().requests_total, 0u);  // nothing was generated
+}
+
+}  // namespace
+}  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// echo with logprobs and max_tokens 0 scores the prompt in OpenAI's legacy
+// shape; the scores of a greedy completion's tokens fed back as a prompt
+// equal the logprobs the completion reported.
+TEST(ServerHttpTest, EchoScoresThePrompt) {
+  ServerHarness h;
+  auto c = h.Client();
+  auto gen = c->Post("/v1/completions", R"({"prompt":[1, 403, 407, 261, 378],"max_tokens":6,"temperature":0,"logprobs":0})",
+                     "application/json");
+  ASSERT_TRUE(gen);
+  ASSERT_EQ(gen->status, 200) << gen->body;
+  const json g = json::parse(gen->body)["choices"][0]["logprobs"];
+  ASSERT_EQ(g["tokens"].size(), 6u);
+  json ids = json::array({1, 403, 407, 261, 378});
+  const Vocab& vocab = h.model().vocab();
+  for (const json& t : g["tokens"]) {
+    // From the top: byte tokens (low ids) render like the pieces sampled here.
+    int32_t id = h.model().hparams().n_vocab - 1;
+    while (id >= 0 && vocab.TokenToPiece(id) != t.get<std::string>()) --id;
+    ASSERT_GE(id, 0) << t;
+    ids.push_back(id);
+  }
+  json req = {{"prompt", ids}, {"echo", true}, {"logprobs", 2}, {"max_tokens", 0}};
+  auto scored = c->Post("/v1/completions", req.dump(), "application/json");
+  ASSERT_TRUE(scored);
+  ASSERT_EQ(scored->status, 200) << scored->body;
+  const json choice = json::parse(scored->body)["choices"][0];
+  const json lp = choice["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), 11u) << scored->body;
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  EXPECT_EQ(lp["text_offset"][0], 0);
+  for (size_t i = 1; i < 11; ++i) {
+    EXPECT_LE(lp["token_logprobs"][i].get<double>(), 0.0);
+    EXPECT_EQ(lp["top_logprobs"][i].size(), 2u);
+  }
+  for (size_t k = 0; k < 6; ++k)
+    EXPECT_NEAR(lp["token_logprobs"][5 + k].get<double>(), g["token_logprobs"][k].get<double>(), 1e-3) << k;
+  EXPECT_EQ(choice["finish_reason"], "length");
+  EXPECT_EQ(choice["text"], h.model().vocab().Decode(std::vector<int32_t>(ids.begin(), ids.end())));
+  EXPECT_EQ(json::parse(scored->body)["usage"]["completion_tokens"], 0);
+}
+
+// echo without logprobs: the text starts with the prompt (streamed too).
+TEST(ServerHttpTest, EchoPrefixesThePrompt) {
+  ServerHarness h;
+  auto c = h.Client();
+  auto r = c->Post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":4,"temperature":0,"echo":true})",
+                   "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto plain = c->Post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":4,"temperature":0})",
+                       "application/json");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(json::parse(r->body)["choices"][0]["text"],
+            "Once upon a time" + json::parse(plain->body)["choices"][0]["text"].get<std::string>());
+  auto s = c->Post("/v1/completions",
+                   R"({"prompt":"Once upon a time","max_tokens":4,"temperature":0,"echo":true,"stream":true})",
+                   "application/json");
+  ASSERT_TRUE(s);
+  bool well_formed = false;
+  std::string text;
+  for (const std::string& d : SseData(s->body, &well_formed))
+    if (d != "[DONE]") text += json::parse(d)["choices"][0]["text"].get<std::string>();
+  EXPECT_TRUE(well_formed);
+  EXPECT_EQ(text, json::parse(r->body)["choices"][0]["text"]);
 }
 
 }  // namespace

@@ -32,6 +32,8 @@ struct Engine::Slot {
   StopMatcher stop;
   std::vector<int32_t> tokens;              // prompt + generated
   std::vector<TokenLogprob> held_logprobs;  // tokens whose text the stop matcher still holds
+  std::vector<TokenLogprob> prompt_logprobs;  // prompt_logprobs requests: scored so far, not yet sent
+  bool prompt_scored = false;                 // prompt_logprobs sent
   std::optional<SeqId> seq;                 // nullopt while preempted
   int32_t n_generated = 0;
   bool done = false;
@@ -255,7 +257,8 @@ bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
           const int64_t need = BlocksFor(static_cast<int64_t>(s->tokens.size()) + 1, kv_->layout().block_tokens);
           if (need > kv_->n_available_blocks() && !order->empty()) continue;  // stays preempted for now
           s->seq = kv_->NewSequence();
-          const int32_t cached = kv_->AttachCachedPrefix(*s->seq, s->tokens);
+          // A scored prompt is computed whole: cached positions have no logits.
+          const int32_t cached = s->request.prompt_logprobs ? 0 : kv_->AttachCachedPrefix(*s->seq, s->tokens);
           std::lock_guard<std::mutex> l(mu_);
           stats_.prompt_tokens_cached += static_cast<uint64_t>(cached);
         }
@@ -265,7 +268,10 @@ bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
         const int32_t n = std::min(rest, budget);
         budget -= n;
         const bool to_end = len + n == static_cast<int32_t>(s->tokens.size());
-        batch->entries.push_back(BatchEntry{*s->seq, std::span<const int32_t>(s->tokens.data() + len, n), to_end, false});
+        const bool score =
+            s->request.prompt_logprobs && !s->prompt_scored && len < static_cast<int32_t>(s->request.prompt.size());
+        batch->entries.push_back(
+            BatchEntry{*s->seq, std::span<const int32_t>(s->tokens.data() + len, n), to_end, score});
         order->push_back(s);
         appends.push_back({*s->seq, n});
       }
@@ -324,6 +330,20 @@ void Engine::Finish(Slot* slot, GenerationEvent& e, FinishReason reason) {
   RecordFinish(*slot);
 }
 
+void Engine::ScorePrompt(Slot* slot, const float* logits, int32_t start, int32_t n) {
+  const std::vector<int32_t>& prompt = slot->request.prompt;
+  const int32_t n_vocab = model_.hparams().n_vocab;
+  const int32_t top = std::max(slot->request.top_logprobs, 0);
+  // Row j holds the logits after position start + j: they score the prompt
+  // token at start + j + 1, kept at index start + j. Positions computed again
+  // (after a preemption or a lost KV block) are already scored.
+  for (int32_t j = 0; j < n && start + j + 1 < static_cast<int32_t>(prompt.size()); ++j) {
+    if (start + j < static_cast<int32_t>(slot->prompt_logprobs.size())) continue;
+    slot->prompt_logprobs.push_back(
+        Logprobs(logits + static_cast<size_t>(j) * n_vocab, n_vocab, prompt[start + j + 1], top, model_.vocab()));
+  }
+}
+
 void Engine::RecordFinish(const Slot& slot) {
   std::lock_guard<std::mutex> l(mu_);
   stats_.prompt_tokens_total += slot.request.prompt.size();
@@ -341,9 +361,9 @@ void Engine::Step() {
     GenerationEvent e;
     Finish(s.get(), e, FinishReason::kCancelled);
   }
-  // max_tokens 0: nothing to generate, nothing to compute.
+  // max_tokens 0: nothing to generate, nothing to compute (unless the prompt is scored).
   for (auto& s : slots_) {
-    if (!s->done && s->request.max_tokens == 0) {
+    if (!s->done && s->request.max_tokens == 0 && !s->request.prompt_logprobs) {
       GenerationEvent e;
       Finish(s.get(), e, FinishReason::kLength);
     }
@@ -371,10 +391,27 @@ void Engine::Step() {
       size_t row = 0;
       for (size_t i = 0; i < order.size(); ++i) {
         Slot* s = order[i];
-        kv_->Commit(*s->seq, batch.entries[i].tokens);
-        if (!batch.entries[i].logits) continue;
+        const BatchEntry& entry = batch.entries[i];
+        const int32_t start = kv_->length(*s->seq);
+        kv_->Commit(*s->seq, entry.tokens);
+        if (entry.all_logits) {
+          ScorePrompt(s, &logits_[row * static_cast<size_t>(n_vocab)], start, static_cast<int32_t>(entry.tokens.size()));
+          row += entry.tokens.size() - 1;  // the last row is the entry's own, below
+        }
+        if (!entry.logits) {
+          if (entry.all_logits) ++row;
+          continue;
+        }
         const float* logits = &logits_[row++ * static_cast<size_t>(n_vocab)];
         GenerationEvent e;
+        if (s->request.prompt_logprobs && !s->prompt_scored) {
+          e.prompt_logprobs.swap(s->prompt_logprobs);
+          s->prompt_scored = true;
+        }
+        if (s->request.max_tokens == 0) {  // a scored prompt, nothing to generate
+          Finish(s, e, FinishReason::kLength);
+          continue;
+        }
         const int32_t next = s->sampler.Sample(logits, n_vocab);
         if (vocab.IsEog(next)) {
           Finish(s, e, FinishReason::kStop);
@@ -394,7 +431,7 @@ void Engine::Step() {
           Finish(s, e, FinishReason::kStop);
         } else if (s->n_generated >= s->request.max_tokens || static_cast<int32_t>(s->tokens.size()) >= n_ctx_) {
           Finish(s, e, FinishReason::kLength);
-        } else if (!e.text.empty() || !e.logprobs.empty()) {
+        } else if (!e.text.empty() || !e.logprobs.empty() || !e.prompt_logprobs.empty()) {
           e.prompt_tokens = static_cast<int32_t>(s->request.prompt.size());
           e.completion_tokens = s->n_generated;
           if (!s->sink(e)) {

@@ -51,6 +51,11 @@ struct GenerationRequest {
   SamplerParams sampling;
   std::vector<std::string> stop;  // generation ends before any of these strings
   int32_t top_logprobs = -1;      // -1: none; 0..20: the chosen token's logprob plus that many alternatives
+  // Also score the prompt: the logprob (and top_logprobs alternatives, if >= 0)
+  // of every prompt token after the first, under the tokens before it. The
+  // whole prompt is computed (no prefix-cache reuse). With max_tokens 0 this
+  // is all the request does.
+  bool prompt_logprobs = false;
 };
 
 struct TokenLogprob {
@@ -63,6 +68,9 @@ struct TokenLogprob {
 struct GenerationEvent {
   std::string text;                     // new, complete UTF-8 text since the previous event
   std::vector<TokenLogprob> logprobs;   // one per token behind `text` (when requested)
+  // prompt_logprobs requests, in the first event only: [prompt.size() - 1]
+  // logprobs of prompt tokens 1.. in order.
+  std::vector<TokenLogprob> prompt_logprobs;
   bool finished = false;
   FinishReason reason = FinishReason::kNone;
   int32_t prompt_tokens = 0;
@@ -149,6 +157,9 @@ class Engine {
   bool TruncateLost();
   void Finish(Slot* slot, GenerationEvent& e, FinishReason reason);
   void RecordFinish(const Slot& slot);
+  // Appends the logprobs of the prompt tokens that logits F32 [n_vocab, n]
+  // (the rows after positions start..start+n-1) predict.
+  void ScorePrompt(Slot* slot, const float* logits, int32_t start, int32_t n);
 
   const Model& model_;
   EngineParams params_;

@@ -186,7 +186,7 @@ Status ParseCompletionFields(const Fields& f, ApiRequest* out) {
   bool present = false;
   STRATA_RETURN_IF_ERROR(f.Int("logprobs", 0, kMaxLogprobs, &logprobs, &present));
   if (present) out->logprobs = static_cast<int32_t>(logprobs);
-  STRATA_RETURN_IF_ERROR(f.Neutral("echo", false, "false"));
+  STRATA_RETURN_IF_ERROR(f.Bool("echo", &out->echo));
   STRATA_RETURN_IF_ERROR(f.Neutral("best_of", 1, "1"));
   return f.Neutral("suffix", "", "\"\"");
 }

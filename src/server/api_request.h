@@ -11,7 +11,7 @@
 //          presence_penalty / frequency_penalty / logit_bias are accepted only
 //          at their neutral values (0 / {}), since strata does not implement them.
 //   completions: prompt (a string, an array of token ids, or a one-element
-//          array of either), logprobs (0..kMaxLogprobs), echo (false only),
+//          array of either), logprobs (0..kMaxLogprobs), echo,
 //          best_of (1 only), suffix (empty only).
 //   chat:  messages (roles system/developer/user/assistant/tool; content a
 //          string, an array of {"type":"text","text":...} parts, or null for
@@ -65,6 +65,8 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;         // stream_options.include_usage
   int32_t logprobs = -1;              // -1: none; else alternatives per token (0..kMaxLogprobs)
+  bool echo = false;                  // completions: the response text starts with the prompt (and, with
+                                      // logprobs, the prompt's tokens are scored too)
 };
 
 struct RequestLimits {

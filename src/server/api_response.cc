@@ -1,5 +1,8 @@
 #include "server/api_response.h"
 
+#include <cmath>
+#include <limits>
+
 namespace strata::server {
 
 using nlohmann::json;
@@ -42,13 +45,53 @@ json ResponseBuilder::Choice(json body, const json& logprobs, const json& finish
   return body;
 }
 
+void ResponseBuilder::Echo(std::string prompt_text, int32_t first_token) {
+  echo_ = true;
+  echo_text_ = std::move(prompt_text);
+  echo_first_ = first_token;
+}
+
+std::vector<TokenLogprob> ResponseBuilder::EchoTokens(const std::vector<TokenLogprob>& prompt_logprobs) const {
+  std::vector<TokenLogprob> tokens;
+  if (echo_first_ >= 0) {
+    TokenLogprob first;
+    first.id = echo_first_;
+    first.text = vocab_.TokenToPiece(echo_first_);
+    first.logprob = std::numeric_limits<float>::quiet_NaN();  // nothing before it to score it
+    tokens.push_back(std::move(first));
+  }
+  tokens.insert(tokens.end(), prompt_logprobs.begin(), prompt_logprobs.end());
+  return tokens;
+}
+
+json ResponseBuilder::EchoDelta(const std::vector<TokenLogprob>& prompt_logprobs) {
+  const size_t completion_offset = text_offset_;
+  text_offset_ = 0;
+  json j = Envelope(true);
+  j["choices"] = json::array({Choice({{"text", echo_text_}}, Logprobs(EchoTokens(prompt_logprobs)), nullptr)});
+  text_offset_ = completion_offset;
+  return j;
+}
+
 json ResponseBuilder::Whole(const std::string& text, const std::vector<TokenLogprob>& logprobs, FinishReason reason,
-                            const Usage& usage) {
+                            const Usage& usage, const std::vector<TokenLogprob>& prompt_logprobs) {
   json j = Envelope(false);
+  json lp;
+  if (echo_ && top_logprobs_ >= 0) {
+    const size_t completion_offset = text_offset_;
+    text_offset_ = 0;
+    lp = Logprobs(EchoTokens(prompt_logprobs));
+    text_offset_ = completion_offset;
+    const json rest = Logprobs(logprobs);
+    for (const char* key : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
+      for (const json& v : rest[key]) lp[key].push_back(v);
+  } else {
+    lp = Logprobs(logprobs);
+  }
   json body = endpoint_ == Endpoint::kCompletions
-                  ? json{{"text", text}}
+                  ? json{{"text", echo_ ? echo_text_ + text : text}}
                   : json{{"message", {{"role", "assistant"}, {"content", text}}}};
-  j["choices"] = json::array({Choice(std::move(body), Logprobs(logprobs), FinishReasonName(reason))});
+  j["choices"] = json::array({Choice(std::move(body), lp, FinishReasonName(reason))});
   j["usage"] = UsageJson(usage);
   return j;
 }
@@ -91,10 +134,15 @@ json ResponseBuilder::CompletionLogprobs(const std::vector<TokenLogprob>& logpro
   json tokens = json::array(), token_logprobs = json::array(), top = json::array(), offsets = json::array();
   for (const TokenLogprob& lp : logprobs) {
     tokens.push_back(lp.text);
-    token_logprobs.push_back(lp.logprob);
-    json alternatives = json::object();
-    for (const auto& [id, logprob] : lp.top) alternatives[vocab_.TokenToPiece(id)] = logprob;
-    top.push_back(std::move(alternatives));
+    if (std::isnan(lp.logprob)) {  // an echoed prompt's first token: unscored
+      token_logprobs.push_back(nullptr);
+      top.push_back(nullptr);
+    } else {
+      token_logprobs.push_back(lp.logprob);
+      json alternatives = json::object();
+      for (const auto& [id, logprob] : lp.top) alternatives[vocab_.TokenToPiece(id)] = logprob;
+      top.push_back(std::move(alternatives));
+    }
     offsets.push_back(text_offset_);
     text_offset_ += lp.text.size();
   }

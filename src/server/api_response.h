@@ -43,9 +43,17 @@ class ResponseBuilder {
   // prompt text (the first text_offset).
   ResponseBuilder(const ApiRequest& request, ResponseIdentity identity, const Vocab& vocab, size_t prompt_bytes);
 
+  // echo: true (completions). The response text starts with prompt_text;
+  // with logprobs, the prompt's tokens come first: first_token (not scored:
+  // null logprob) then the engine's prompt_logprobs.
+  void Echo(std::string prompt_text, int32_t first_token);
+  bool echoes() const { return echo_; }
+
   // stream: false. REQUIRES: reason is kStop or kLength.
   nlohmann::json Whole(const std::string& text, const std::vector<TokenLogprob>& logprobs, FinishReason reason,
-                       const Usage& usage);
+                       const Usage& usage, const std::vector<TokenLogprob>& prompt_logprobs = {});
+  // stream: true, echo: the chunk with the prompt (before any Delta).
+  nlohmann::json EchoDelta(const std::vector<TokenLogprob>& prompt_logprobs);
 
   // stream: true. First (chat only: the assistant role announcement; nothing
   // for completions), then Delta per piece of text, then Finish, then — if
@@ -69,12 +77,17 @@ class ResponseBuilder {
   nlohmann::json Logprobs(const std::vector<TokenLogprob>& logprobs);
   nlohmann::json CompletionLogprobs(const std::vector<TokenLogprob>& logprobs);
   nlohmann::json ChatLogprobs(const std::vector<TokenLogprob>& logprobs) const;
+  // The echoed prompt's tokens, for CompletionLogprobs (offsets from 0).
+  std::vector<TokenLogprob> EchoTokens(const std::vector<TokenLogprob>& prompt_logprobs) const;
 
   Endpoint endpoint_;
   bool include_usage_;
   int32_t top_logprobs_;
   ResponseIdentity identity_;
   const Vocab& vocab_;
+  bool echo_ = false;
+  std::string echo_text_;
+  int32_t echo_first_ = -1;
   size_t text_offset_;
 };
 

@@ -51,6 +51,10 @@ Status GenerationJob::Start(GenerationRequest request, std::shared_ptr<http::Htt
     head.With("Content-Type", "text/event-stream").With("Cache-Control", "no-cache");
     exchange_->StartStream(std::move(head), http::StreamOptions{output_.heartbeat, ": keep-alive\n\n"});
     if (builder_.HasFirst()) exchange_->Write(ResponseBuilder::Sse(builder_.First()));
+    if (builder_.echoes() && !output_.scored_echo) {
+      exchange_->Write(ResponseBuilder::Sse(builder_.EchoDelta({})));
+      echo_sent_ = true;
+    }
   }
   return Status::Ok();
 }
@@ -83,10 +87,15 @@ void GenerationJob::Drain() {
   for (const TimedEvent& e : batch_) {
     Observe(e);
     if (output_.stream) {
+      if (builder_.echoes() && !echo_sent_ && (!e.event.prompt_logprobs.empty() || e.event.finished)) {
+        out += ResponseBuilder::Sse(builder_.EchoDelta(e.event.prompt_logprobs));
+        echo_sent_ = true;
+      }
       if (!e.event.text.empty() || !e.event.logprobs.empty())
         out += ResponseBuilder::Sse(builder_.Delta(e.event.text, e.event.logprobs));
     } else {
       text_ += e.event.text;
+      prompt_logprobs_.insert(prompt_logprobs_.end(), e.event.prompt_logprobs.begin(), e.event.prompt_logprobs.end());
       logprobs_.insert(logprobs_.end(), e.event.logprobs.begin(), e.event.logprobs.end());
     }
   }
@@ -109,7 +118,7 @@ http::HttpResponse GenerationJob::WholeResponse() {
     http::HttpResponse r{error.http_status, output_.headers, error.ToJson()};
     return r.With("Content-Type", "application/json");
   }
-  http::HttpResponse r{200, output_.headers, ResponseBuilder::Dump(builder_.Whole(text_, logprobs_, last_.reason, usage_))};
+  http::HttpResponse r{200, output_.headers, ResponseBuilder::Dump(builder_.Whole(text_, logprobs_, last_.reason, usage_, prompt_logprobs_))};
   return r.With("Content-Type", "application/json");
 }
 

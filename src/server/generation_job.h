@@ -32,6 +32,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   struct Output {
     bool stream = false;
     bool include_usage = false;              // stream: a usage chunk before [DONE]
+    bool scored_echo = false;                // echo with logprobs: the prompt's logprobs come with the first event
     std::vector<http::HttpHeader> headers;   // added to the response (e.g. CORS)
     std::chrono::milliseconds heartbeat{0};  // stream: ": keep-alive" after this long without a token
   };
@@ -80,6 +81,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   std::chrono::steady_clock::time_point last_token_at_;
   std::string text_;                    // stream: false — the completion so far
   std::vector<TokenLogprob> logprobs_;  // stream: false
+  std::vector<TokenLogprob> prompt_logprobs_;  // stream: false, echo with logprobs
+  bool echo_sent_ = false;                     // stream, echo: the prompt chunk went out
   std::vector<TimedEvent> batch_;       // scratch for channel takes
 };
 

@@ -247,6 +247,7 @@ bool Server::PlanGeneration(const ApiRequest& request, std::vector<int32_t> prom
   g->sampling = SamplingOf(request);
   g->stop = request.stop;
   g->top_logprobs = request.logprobs;
+  g->prompt_logprobs = request.echo && request.logprobs >= 0;
   return true;
 }
 
@@ -272,11 +273,14 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   if (!PlanGeneration(request, std::move(prompt), &g, &error)) return exchange->Respond(gate_.Reply(error, head));
 
   ResponseIdentity identity{NextResponseId(endpoint), UnixSeconds(), options_.model_id};
-  GenerationJob::Output output{request.stream, request.stream && request.include_usage, gate_.CorsHeaders(head),
-                               options_.heartbeat};
-  auto job = std::make_shared<GenerationJob>(
-      engine_, metrics_, ResponseBuilder(request, std::move(identity), engine_.model().vocab(), prompt_bytes),
-      std::move(output), received);
+  GenerationJob::Output output{request.stream, request.stream && request.include_usage, g.prompt_logprobs,
+                               gate_.CorsHeaders(head), options_.heartbeat};
+  ResponseBuilder builder(request, std::move(identity), engine_.model().vocab(), prompt_bytes);
+  if (request.echo) {
+    builder.Echo(request.prompt_is_ids ? engine_.model().vocab().Decode(g.prompt) : request.prompt_text,
+                 g.prompt.front());
+  }
+  auto job = std::make_shared<GenerationJob>(engine_, metrics_, std::move(builder), std::move(output), received);
   uint64_t key;
   {
     std::lock_guard<std::mutex> l(mu_);
