@@ -23,7 +23,7 @@
 
 #include "core/env.h"
 #include "model/gguf.h"
-#include "vocab/utf8.h"
+#include "core/utf8.h"
 #include "vocab/vocab.h"
 
 namespace {

@@ -14,7 +14,7 @@
 #include "core/env.h"
 #include "model/gguf.h"
 #include "test_util.h"
-#include "vocab/utf8.h"
+#include "core/utf8.h"
 #include "vocab/vocab.h"
 
 namespace strata {

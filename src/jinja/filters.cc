@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "jinja/builtins.h"
+#include "core/utf8.h"
 #include "jinja/json_dumps.h"
 #include "jinja/py_string.h"
 #include "jinja/py_unicode.h"
@@ -835,7 +836,7 @@ Status FormatOne(Renderer& r, const Spec& spec, const Value& arg, bool markup, s
     if (arg.is_string() && py::Length(arg.str()) == 1) {
       body = arg.str();
     } else if (arg.is_int() && arg.integer() >= 0 && arg.integer() <= 0x10FFFF) {
-      py::AppendUtf8(static_cast<uint32_t>(arg.integer()), &body);
+      utf8::Append(static_cast<uint32_t>(arg.integer()), &body);
     } else {
       return r.Raise("%c requires an int or a unicode character");
     }

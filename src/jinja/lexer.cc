@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdlib>
 
+#include "core/utf8.h"
 #include "jinja/py_string.h"
 #include "jinja/py_unicode.h"
 
@@ -382,7 +383,7 @@ class Lexer {
         uint32_t cp = static_cast<uint32_t>(c - '0');
         for (int k = 0; k < 2 && i < body.size() && body[i] >= '0' && body[i] <= '7'; ++k)
           cp = cp * 8 + static_cast<uint32_t>(body[i++] - '0');
-        py::AppendUtf8(cp, &out);
+        utf8::Append(cp, &out);
         continue;
       }
       if (c == 'x' || c == 'u' || c == 'U') {
@@ -396,7 +397,7 @@ class Lexer {
         }
         if (cp > 0x10FFFF) return Error("illegal Unicode character");
         if (cp >= 0xD800 && cp <= 0xDFFF) return Error("surrogate code points are not supported in strings");
-        py::AppendUtf8(cp, &out);
+        utf8::Append(cp, &out);
         continue;
       }
       if (c == 'N') return Error("\\N{...} escapes are not supported");

@@ -14,13 +14,10 @@
 
 namespace strata::jinja::py {
 
-// Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF),
-// as Python's decoder accepts it.
-bool IsValidUtf8(std::string_view s);
-// UTF-8 <-> code points. REQUIRES: s is valid UTF-8 (Decode).
+// UTF-8 <-> code points. REQUIRES: s is valid UTF-8 (Decode; core/utf8.h's
+// IsValid is Python's strict decoder).
 std::u32string Decode(std::string_view s);
 std::string Encode(std::u32string_view s);
-void AppendUtf8(uint32_t cp, std::string* out);
 // Code points in s (len(s)).
 size_t Length(std::string_view s);
 bool IsAscii(std::string_view s);

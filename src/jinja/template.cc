@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "core/utf8.h"
 #include "jinja/parser.h"
 #include "jinja/py_string.h"
 
@@ -11,7 +12,7 @@ Status Template::Parse(std::string_view source, const TemplateOptions& options, 
   if (source.size() > options.max_source_bytes)
     return Status::InvalidArgument(
         fmt::format("template is {} bytes, larger than the limit ({})", source.size(), options.max_source_bytes));
-  if (!py::IsValidUtf8(source)) return Status::InvalidArgument("template is not valid UTF-8");
+  if (!utf8::IsValid(source)) return Status::InvalidArgument("template is not valid UTF-8");
   std::vector<Token> tokens;
   STRATA_RETURN_IF_ERROR(Tokenize(source, options.syntax, &tokens));
   std::unique_ptr<Template> t(new Template());
@@ -52,7 +53,7 @@ Status ValueFromJson(const nlohmann::ordered_json& json, int max_depth, Value* o
     case nlohmann::ordered_json::value_t::number_float: *out = Value::Float(json.get<double>()); return Status::Ok();
     case nlohmann::ordered_json::value_t::string: {
       const std::string& s = json.get_ref<const std::string&>();
-      if (!py::IsValidUtf8(s)) return Status::InvalidArgument("a template variable holds invalid UTF-8");
+      if (!utf8::IsValid(s)) return Status::InvalidArgument("a template variable holds invalid UTF-8");
       *out = Value::String(s);
       return Status::Ok();
     }
@@ -65,7 +66,7 @@ Status ValueFromJson(const nlohmann::ordered_json& json, int max_depth, Value* o
     case nlohmann::ordered_json::value_t::object: {
       auto d = std::make_shared<DictData>();
       for (const auto& [key, value] : json.items()) {
-        if (!py::IsValidUtf8(key)) return Status::InvalidArgument("a template variable holds invalid UTF-8");
+        if (!utf8::IsValid(key)) return Status::InvalidArgument("a template variable holds invalid UTF-8");
         Value v;
         STRATA_RETURN_IF_ERROR(ValueFromJson(value, max_depth - 1, &v));
         d->Set(key, std::move(v));

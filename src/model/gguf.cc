@@ -4,6 +4,8 @@
 #include <limits>
 #include <utility>
 
+#include "core/utf8.h"
+
 namespace strata::gguf {
 namespace {
 
@@ -37,32 +39,6 @@ bool IsSignedInteger(ValueType t) {
 
 bool IsUnsignedInteger(ValueType t) {
   return t == ValueType::kUint8 || t == ValueType::kUint16 || t == ValueType::kUint32 || t == ValueType::kUint64;
-}
-
-// Keys and tensor names must be UTF-8 (the spec's strings are); values are not
-// checked here because vocabularies may legitimately hold raw bytes.
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-    else return false;
-    if (s.size() - i < len) return false;
-    for (size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    static constexpr uint32_t kMinForLen[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLen[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
 }
 
 // Little-endian cursor over [data, data + size); every read is bounds-checked
@@ -202,7 +178,8 @@ class GgufParser {
     for (uint64_t k = 0; k < n_kv; ++k) {
       KeyValue kv;
       STRATA_RETURN_IF_ERROR(cur_.String(&kv.key, kMaxKeyBytes, "metadata key"));
-      if (!IsValidUtf8(kv.key)) {
+      // Keys and tensor names must be UTF-8; values may hold raw bytes (vocabularies).
+      if (!utf8::IsValid(kv.key)) {
         return Status::Corrupt("metadata key #" + std::to_string(k) + " is not valid UTF-8");
       }
       uint32_t raw_type = 0;
@@ -312,7 +289,7 @@ class GgufParser {
     for (uint64_t k = 0; k < n_tensors; ++k) {
       TensorInfo t;
       STRATA_RETURN_IF_ERROR(cur_.String(&t.name, kMaxKeyBytes, "tensor name"));
-      if (!IsValidUtf8(t.name)) return Status::Corrupt("tensor name #" + std::to_string(k) + " is not valid UTF-8");
+      if (!utf8::IsValid(t.name)) return Status::Corrupt("tensor name #" + std::to_string(k) + " is not valid UTF-8");
       STRATA_RETURN_IF_ERROR(TensorInfoBody("tensor '" + t.name + "'", &t));
       if (!file_->tensor_index_.emplace(t.name, file_->tensors_.size()).second) {
         return Status::Corrupt("duplicate tensor name '" + t.name + "'");

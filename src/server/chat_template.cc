@@ -6,6 +6,7 @@
 #include <cctype>
 #include <utility>
 
+#include "core/utf8.h"
 #include "jinja/py_string.h"
 #include "jinja/template.h"
 
@@ -126,8 +127,8 @@ Status ChatTemplate::FromJinja(std::string_view source, std::string_view tool_us
                                std::string_view eos_text, ChatTemplate* out) {
   // Token texts that are not UTF-8 (byte tokens) cannot be template
   // strings: such a model has no usable bos_token / eos_token.
-  ChatTemplate t(Kind::kJinja, jinja::py::IsValidUtf8(bos_text) ? bos_text : "",
-                 jinja::py::IsValidUtf8(eos_text) ? eos_text : "");
+  ChatTemplate t(Kind::kJinja, utf8::IsValid(bos_text) ? bos_text : "",
+                 utf8::IsValid(eos_text) ? eos_text : "");
   jinja::TemplateOptions options;
   options.limits.max_steps = kMaxTemplateSteps;
   std::unique_ptr<jinja::Template> parsed;

@@ -1,6 +1,6 @@
 #include "vocab/byte_level_codec.h"
 
-#include "vocab/utf8.h"
+#include "core/utf8.h"
 
 namespace strata {
 

@@ -2,7 +2,7 @@
 
 #include <utility>
 
-#include "vocab/utf8.h"
+#include "core/utf8.h"
 
 namespace strata {
 

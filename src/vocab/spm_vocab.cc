@@ -3,7 +3,7 @@
 #include <queue>
 
 #include "vocab/byte_token.h"
-#include "vocab/utf8.h"
+#include "core/utf8.h"
 
 namespace strata {
 

@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "vocab/unicode_tables.h"
-#include "vocab/utf8.h"
+#include "core/utf8.h"
 
 namespace strata {
 

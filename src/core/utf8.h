@@ -1,4 +1,5 @@
-// UTF-8 helpers shared by the tokenizers and the stream decoder. Every
+// UTF-8 helpers shared by the file readers, the tokenizers, the stream
+// decoder and the template interpreter. Every
 // function accepts arbitrary bytes (invalid UTF-8 included) and has defined
 // behaviour for them.
 //

@@ -1,4 +1,4 @@
-#include "vocab/utf8.h"
+#include "core/utf8.h"
 
 namespace strata::utf8 {
 
