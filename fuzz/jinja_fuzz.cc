@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/utf8.h"
 #include "jinja/py_string.h"
 #include "jinja/template.h"
 
@@ -99,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   Check(out.size() <= options.limits.max_string_bytes, "output within the limit");
-  Check(strata::jinja::py::IsValidUtf8(out), "output is valid UTF-8");
+  Check(strata::utf8::IsValid(out), "output is valid UTF-8");
   std::string again;
   Check(t->Render(variables, &again).ok() && again == out, "rendering is deterministic");
   return 0;

@@ -18,9 +18,8 @@ export STRATA_REQUIRE_PEER=1
 
 export STRATA_SHARED_DIR="${STRATA_SHARED_DIR:-$(cd .. && pwd)/shared}"
 export STRATA_TUNE_CACHE="$PWD/build/attention-grid"  # not the user's ~/.cache
-# The llama.cpp peer: its source bundle holds the real chat templates the Jinja
-# conformance tests render; here they must run, not skip.
-bench/install_llamacpp.sh >/dev/null
+# The peer's source bundle holds the real chat templates the Jinja conformance
+# tests render; here they must run, not skip.
 export STRATA_REQUIRE_JINJA_CONFORMANCE=1
 (cd build && ctest --output-on-failure -j2 --timeout 900)
 
