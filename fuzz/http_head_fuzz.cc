@@ -4,7 +4,8 @@
 // route, key, content type) and the body decoder (chunked, gzip/deflate,
 // bounded). Aborts on any broken property:
 //   - a parsed head respects the limits (fields, bytes);
-//   - a head the gate admits has a route, with the key and a JSON type where needed;
+//   - a head the gate admits has a route, with the key (except /health and the
+//     web page's static files) and a JSON type where needed;
 //   - a decoded body never exceeds the body limit.
 //   ./build-fuzz/http_head_fuzz -max_total_time=60
 #include <boost/asio/buffer.hpp>
@@ -92,7 +93,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const server::RequestGate::Verdict v = Gate().Judge(head);
   Check(v.route.has_value() != v.answer.has_value(), "a verdict is a route or an answer");
   if (v.route) {
-    if (*v.route != server::Route::kHealth)
+    const bool public_route = *v.route == server::Route::kHealth || *v.route == server::Route::kWebAsset;
+    if (!public_route)
       Check(head.Header("Authorization") == std::optional<std::string_view>("Bearer sesame"), "admitted with the key");
     Check(head.method == "GET" || head.method == "POST", "admitted method");
     ReadBody(parser, head, input.substr(used), limits);

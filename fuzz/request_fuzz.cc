@@ -41,8 +41,12 @@ void CheckAccepted(const ApiRequest& r, const strata::server::RequestLimits& lim
   for (const std::string& s : r.stop) Check(!s.empty(), "stop strings non-empty");
   if (r.endpoint == Endpoint::kCompletions) {
     Check(r.chat.messages.empty(), "completions have no messages");
-    Check(!r.prompt_is_ids || !r.prompt_ids.empty(), "an id prompt has ids");
-    for (int32_t id : r.prompt_ids) Check(id >= 0, "token ids non-negative");
+    Check(!r.prompts.empty(), "completions have a prompt");
+    Check(r.n >= 1 && r.prompts.size() * r.n <= static_cast<size_t>(strata::server::kMaxChoices), "choices bounded");
+    for (const auto& p : r.prompts) {
+      Check(!p.is_ids || !p.ids.empty(), "an id prompt has ids");
+      for (int32_t id : p.ids) Check(id >= 0, "token ids non-negative");
+    }
     return;
   }
   Check(!r.chat.messages.empty(), "chat has messages");

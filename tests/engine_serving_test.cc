@@ -166,6 +166,27 @@ TEST_F(EngineServingTest, SharedPrefixIsServedFromCache) {
   EXPECT_GE(engine->Stats().kv.prefix_hits, 4u);
 }
 
+// Requests submitted together with one long prefix compute it once: the
+// later ones wait for the first to fill the shared blocks, then attach them.
+TEST_F(EngineServingTest, ConcurrentSharedPrefixIsComputedOnce) {
+  EngineParams p{2, 4, 8, 512};
+  p.kv_block_tokens = 16;
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, p, &engine).ok());
+  const std::string prefix =
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day,";
+  const std::vector<std::string> tails = {" she saw", " she found", " she met", " she saw"};
+  std::vector<std::unique_ptr<Collector>> cs;
+  for (const std::string& tail : tails) {
+    cs.push_back(std::make_unique<Collector>());
+    uint64_t id = 0;
+    ASSERT_TRUE(engine->Submit(Greedy(prefix + tail, 20), cs.back()->Sink(), &id).ok());
+  }
+  for (size_t i = 0; i < tails.size(); ++i) EXPECT_EQ(cs[i]->Wait().text, Alone(prefix + tails[i], 20)) << i;
+  // The prefix is ~30 tokens: at least one whole 16-token block, attached by each of the three later requests.
+  EXPECT_GE(engine->Stats().prompt_tokens_cached, 3u * 16u);
+}
+
 TEST_F(EngineServingTest, StopStringEndsGeneration) {
   std::unique_ptr<Engine> engine;
   ASSERT_TRUE(Engine::Create(*model_, EngineParams{2, 4, 8, 512}, &engine).ok());

@@ -32,8 +32,10 @@ std::string ParseError(Endpoint e, const std::string& body, std::string* param, 
 
 TEST(ApiRequestTest, CompletionDefaultsAreOpenAis) {
   const ApiRequest r = Parse(Endpoint::kCompletions, R"({"prompt": "Hi"})");
-  EXPECT_EQ(r.prompt_text, "Hi");
-  EXPECT_FALSE(r.prompt_is_ids);
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "Hi");
+  EXPECT_FALSE(r.prompts[0].is_ids);
+  EXPECT_EQ(r.n, 1);
   EXPECT_FALSE(r.max_tokens.has_value());
   EXPECT_EQ(r.temperature, 1.0f);
   EXPECT_EQ(r.top_p, 1.0f);
@@ -52,8 +54,9 @@ TEST(ApiRequestTest, CompletionFields) {
                                  "presence_penalty": 0, "echo": false, "top_k": 5, "min_p": 0.1,
                                  "repeat_penalty": 1.1, "user": "u", "unknown_field": {"x": 1}})");
   EXPECT_EQ(r.model, "m");
-  EXPECT_TRUE(r.prompt_is_ids);
-  EXPECT_EQ(r.prompt_ids, (std::vector<int32_t>{1, 2, 3}));
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_TRUE(r.prompts[0].is_ids);
+  EXPECT_EQ(r.prompts[0].ids, (std::vector<int32_t>{1, 2, 3}));
   EXPECT_EQ(r.max_tokens, 7);
   EXPECT_EQ(r.temperature, 0.0f);
   EXPECT_EQ(r.top_p, 0.5f);
@@ -235,14 +238,14 @@ TEST(PromptTest, ChatParsesSpecialTokensAndAddsOneBos) {
 
   ApiRequest chat = Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "Hi"}]})");
   std::vector<int32_t> ids;
-  ASSERT_TRUE(BuildPrompt(chat, *vocab, phi3, &ids).ok());
+  ASSERT_TRUE(BuildPrompt(chat, 0, *vocab, phi3, &ids).ok());
   ASSERT_GE(ids.size(), 3u);
   EXPECT_EQ(ids[0], vocab->add_bos() ? vocab->bos() : user[0]);
   EXPECT_EQ(std::count(ids.begin(), ids.end(), vocab->bos()), vocab->add_bos() ? 1 : 0);
   EXPECT_NE(std::find(ids.begin(), ids.end(), user[0]), ids.end());
 
   ApiRequest text = Parse(Endpoint::kCompletions, R"({"prompt": "<|user|>"})");
-  ASSERT_TRUE(BuildPrompt(text, *vocab, phi3, &ids).ok());
+  ASSERT_TRUE(BuildPrompt(text, 0, *vocab, phi3, &ids).ok());
   EXPECT_EQ(std::find(ids.begin(), ids.end(), user[0]), ids.end());
 }
 
@@ -253,10 +256,10 @@ TEST(PromptTest, TokenIdsOutsideTheVocabularyAreRejected) {
   ASSERT_TRUE(Vocab::FromGguf(*f, &vocab).ok());
   ApiRequest r = Parse(Endpoint::kCompletions, R"({"prompt": [1, 2]})");
   std::vector<int32_t> ids;
-  EXPECT_TRUE(BuildPrompt(r, *vocab, ChatTemplate(), &ids).ok());
+  EXPECT_TRUE(BuildPrompt(r, 0, *vocab, ChatTemplate(), &ids).ok());
   EXPECT_EQ(ids, (std::vector<int32_t>{1, 2}));
-  r.prompt_ids.push_back(vocab->n_tokens());
-  EXPECT_EQ(BuildPrompt(r, *vocab, ChatTemplate(), &ids).code(), StatusCode::kInvalidArgument);
+  r.prompts[0].ids.push_back(vocab->n_tokens());
+  EXPECT_EQ(BuildPrompt(r, 0, *vocab, ChatTemplate(), &ids).code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -368,7 +368,7 @@ TEST(ChatTemplateTest, Phi3GgufTemplateBecomesSpecialTokens) {
   // What Python's jinja2 renders from this template (transformers' setup).
   EXPECT_EQ(text, "<s><|user|>\nHello<|end|>\n<|assistant|>\nHi<|end|>\n<|user|>\nWho?<|end|>\n<|assistant|>\n");
   std::vector<int32_t> ids;
-  ASSERT_TRUE(BuildPrompt(request, *vocab, t, &ids).ok());
+  ASSERT_TRUE(BuildPrompt(request, 0, *vocab, t, &ids).ok());
   auto count = [&](std::string_view token) {
     int n = 0;
     for (int32_t id : ids) n += vocab->token_text(id) == token;

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <future>
+#include <set>
 
 #include "server_harness.h"
 
@@ -236,6 +237,84 @@ TEST(ServerHttpTest, TokenIdPromptIsUsedAsGiven) {
   EXPECT_EQ(batch_of_one["choices"][0]["text"], text["choices"][0]["text"]);
 }
 
+// A batch of prompts (strings and token-id arrays) answers each prompt in
+// its own choice, index = prompt * n + sample, each exactly as alone.
+TEST(ServerHttpTest, PromptBatchAnswersEachPrompt) {
+  ServerHarness h;
+  auto c = h.Client();
+  const std::vector<std::string> prompts = {"Once upon a time", "The dog", "Lily"};
+  std::vector<json> alone;
+  int prompt_tokens = 0;
+  for (const std::string& p : prompts) {
+    alone.push_back(Completion(*c, {{"prompt", p}, {"max_tokens", 10}, {"temperature", 0}}));
+    prompt_tokens += alone.back()["usage"]["prompt_tokens"].get<int>();
+  }
+  const json batch = Completion(*c, {{"prompt", prompts}, {"max_tokens", 10}, {"temperature", 0}});
+  ASSERT_EQ(batch["choices"].size(), prompts.size()) << batch.dump();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(batch["choices"][i]["index"], i);
+    EXPECT_EQ(batch["choices"][i]["text"], alone[i]["choices"][0]["text"]);
+  }
+  EXPECT_EQ(batch["usage"]["prompt_tokens"], prompt_tokens);
+  EXPECT_EQ(batch["usage"]["completion_tokens"], 30);
+  const json ids = Completion(*c, {{"prompt", {{1, 403, 407, 261, 378}, {1, 403, 407, 261, 378}}},
+                                   {"max_tokens", 10}, {"temperature", 0}});
+  ASSERT_EQ(ids["choices"].size(), 2u);
+  EXPECT_EQ(ids["choices"][1]["text"], alone[0]["choices"][0]["text"]);
+}
+
+// n samples per prompt: distinct draws, each reproducible with a seed; the
+// prompt counted once in usage; streamed chunks carry their choice's index.
+TEST(ServerHttpTest, SeveralChoicesPerPrompt) {
+  ServerHarness h;
+  auto c = h.Client();
+  const json req = {{"prompt", "Once upon a time"}, {"max_tokens", 24}, {"temperature", 1.0}, {"seed", 7}, {"n", 3}};
+  const json a = Completion(*c, req);
+  ASSERT_EQ(a["choices"].size(), 3u) << a.dump();
+  EXPECT_EQ(a["usage"]["prompt_tokens"], 5);
+  EXPECT_EQ(a["usage"]["completion_tokens"], 72);
+  std::set<std::string> texts;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(a["choices"][i]["index"], i);
+    texts.insert(a["choices"][i]["text"].get<std::string>());
+  }
+  EXPECT_EQ(texts.size(), 3u);
+  const json b = Completion(*c, req);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(b["choices"][i]["text"], a["choices"][i]["text"]);
+
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    json body = std::string(path) == "/v1/completions"
+                    ? json{{"prompt", "Once upon a time"}}
+                    : json{{"messages", {{{"role", "user"}, {"content", "Hi"}}}}};
+    body.update({{"max_tokens", 12}, {"temperature", 0}, {"n", 2}, {"stream", true}});
+    auto r = c->Post(path, body.dump(), "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    bool well_formed = false;
+    const std::vector<std::string> data = SseData(r->body, &well_formed);
+    ASSERT_TRUE(well_formed);
+    ASSERT_FALSE(data.empty());
+    EXPECT_EQ(data.back(), "[DONE]");
+    std::string text[2];
+    int finishes[2] = {0, 0};
+    for (size_t i = 0; i + 1 < data.size(); ++i) {
+      const json chunk = json::parse(data[i]);
+      ASSERT_EQ(chunk["choices"].size(), 1u);
+      const json& choice = chunk["choices"][0];
+      const int index = choice["index"];
+      ASSERT_TRUE(index == 0 || index == 1) << data[i];
+      text[index] += std::string(path) == "/v1/completions" ? choice["text"].get<std::string>()
+                                                             : choice["delta"].value("content", "");
+      if (!choice["finish_reason"].is_null()) ++finishes[index];
+    }
+    // Greedy: both choices are the same text, each finished once.
+    EXPECT_EQ(text[0], text[1]);
+    EXPECT_FALSE(text[0].empty());
+    EXPECT_EQ(finishes[0], 1);
+    EXPECT_EQ(finishes[1], 1);
+  }
+}
+
 TEST(ServerHttpTest, MaxTokensZeroAndDefault) {
   ServerHarness h;
   auto c = h.Client();
@@ -379,7 +458,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"LoneSurrogate", kCmpl, R"({"prompt": "\ud800"})", 400, ""},
         BadRequest{"MissingPrompt", kCmpl, R"({"max_tokens": 3})", 400, "prompt"},
         BadRequest{"PromptWrongType", kCmpl, R"({"prompt": 42})", 400, "prompt"},
-        BadRequest{"SeveralPrompts", kCmpl, R"({"prompt": ["a", "b"]})", 400, "prompt"},
+        BadRequest{"TooManyChoices", kCmpl, R"({"prompt": ["a", "b", "c", "d", "e"], "n": 4})", 400, "prompt"},
+        BadRequest{"MixedBatch", kCmpl, R"({"prompt": ["a", 7]})", 400, "prompt"},
+        BadRequest{"EmptyPromptInBatch", kCmpl, R"({"prompt": [[1], []]})", 400, "prompt"},
         BadRequest{"NegativeTokenId", kCmpl, R"({"prompt": [1, -5]})", 400, "prompt"},
         BadRequest{"TokenIdOutsideVocab", kCmpl, R"({"prompt": [1, 100000]})", 400, "prompt"},
         BadRequest{"PromptTooLongForContext", kCmpl,
@@ -399,7 +480,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadRequest{"SeedWrongType", kCmpl, R"({"prompt": "a", "seed": 1.5})", 400, "seed"},
         BadRequest{"StreamWrongType", kCmpl, R"({"prompt": "a", "stream": "yes"})", 400, "stream"},
         BadRequest{"TooManyLogprobs", kCmpl, R"({"prompt": "a", "logprobs": 21})", 400, "logprobs"},
-        BadRequest{"SeveralChoices", kCmpl, R"({"prompt": "a", "n": 2})", 400, "n"},
+        BadRequest{"ZeroChoices", kCmpl, R"({"prompt": "a", "n": 0})", 400, "n"},
+        BadRequest{"TooManyN", kCmpl, R"({"prompt": "a", "n": 17})", 400, "n"},
         BadRequest{"EchoWrongType", kCmpl, R"({"prompt": "a", "echo": "yes"})", 400, "echo"},
         BadRequest{"ModelWrongType", kCmpl, R"({"prompt": "a", "model": 7})", 400, "model"},
         BadRequest{"MissingMessages", kChat, R"({"max_tokens": 3})", 400, "messages"},

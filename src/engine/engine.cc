@@ -239,6 +239,22 @@ void Engine::Preempt(Slot* slot) {
   ++stats_.preemptions;
 }
 
+bool Engine::WaitsForSibling(const Slot& s) const {
+  if (!params_.prefix_cache || s.request.prompt_logprobs) return false;
+  const int32_t bt = kv_->layout().block_tokens;
+  for (const auto& up : slots_) {
+    const Slot& o = *up;
+    if (&o == &s || o.done || !o.seq) continue;
+    // Whole blocks both start with (leaving s at least one token to compute).
+    const size_t limit = std::min(s.tokens.size() - 1, o.tokens.size());
+    const size_t common = std::mismatch(s.tokens.begin(), s.tokens.begin() + limit, o.tokens.begin()).first -
+                          s.tokens.begin();
+    const int32_t shared = static_cast<int32_t>(common) / bt * bt;
+    if (shared > 0 && kv_->length(*o.seq) < shared) return true;
+  }
+  return false;
+}
+
 bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
   std::vector<KvCacheManager::Append> appends;
   bool preempted = false;  // a request preempted now is not resumed in the same step
@@ -253,7 +269,7 @@ bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
         Slot* s = up.get();
         if (s->done || budget == 0) continue;
         if (!s->seq) {
-          if (pass == 0 || preempted) continue;
+          if (pass == 0 || preempted || WaitsForSibling(*s)) continue;
           const int64_t need = BlocksFor(static_cast<int64_t>(s->tokens.size()) + 1, kv_->layout().block_tokens);
           if (need > kv_->n_available_blocks() && !order->empty()) continue;  // stays preempted for now
           s->seq = kv_->NewSequence();

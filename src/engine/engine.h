@@ -151,6 +151,11 @@ class Engine {
   // Builds the batch (decode tokens first, then prefill chunks), preempting
   // the youngest slots until its KV blocks fit. Returns false if nothing runs.
   bool Schedule(Batch* batch, std::vector<Slot*>* order);
+  // A slot about to start whose prompt shares whole blocks with a running
+  // slot that has not computed them yet waits, then attaches them from the
+  // prefix cache: concurrent requests with one prefix (n > 1, a batch, a
+  // shared system prompt) compute it once.
+  bool WaitsForSibling(const Slot& slot) const;
   void Preempt(Slot* slot);
   // Truncates every sequence holding a KV block lost on the disk tier to
   // before it (the next steps recompute the rest); false if there was none.

@@ -141,7 +141,9 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
   STRATA_RETURN_IF_ERROR(ParseStream(f, out));
   if (const json* user = f.Get("user"); user != nullptr && !user->is_string())
     return f.Fail("user", "'user' must be a string");
-  STRATA_RETURN_IF_ERROR(f.Neutral("n", 1, "1"));
+  int64_t n = 1;
+  STRATA_RETURN_IF_ERROR(f.Int("n", 1, kMaxChoices, &n));
+  out->n = static_cast<int32_t>(n);
   STRATA_RETURN_IF_ERROR(f.Neutral("presence_penalty", 0, "0"));
   STRATA_RETURN_IF_ERROR(f.Neutral("frequency_penalty", 0, "0"));
   STRATA_RETURN_IF_ERROR(f.Neutral("logit_bias", json::object(), "{}"));
@@ -149,35 +151,39 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
 }
 
 // One prompt: text, or token ids (each in [0, 2^31)).
-Status ParsePromptValue(const Fields& f, const json& v, ApiRequest* out) {
+Status ParsePromptValue(const Fields& f, const json& v, PromptInput* out) {
   if (v.is_string()) {
-    out->prompt_text = v.get<std::string>();
+    out->text = v.get<std::string>();
     return Status::Ok();
   }
   if (!v.is_array()) return f.Fail("prompt", "'prompt' must be a string or an array of token ids");
-  out->prompt_is_ids = true;
+  out->is_ids = true;
   for (const json& t : v) {
     if (!t.is_number_integer() || (!t.is_number_unsigned() && t.get<int64_t>() < 0) ||
         (t.is_number_unsigned() && t.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())))
       return f.Fail("prompt", "token ids in 'prompt' must be non-negative integers");
-    out->prompt_ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+    out->ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
   }
-  if (out->prompt_ids.empty()) return f.Fail("prompt", "'prompt' must not be an empty array");
+  if (out->ids.empty()) return f.Fail("prompt", "'prompt' must not be an empty array");
   return Status::Ok();
 }
 
+// A prompt, or a batch: an array of strings or of token-id arrays (an array
+// of integers is one prompt of token ids).
 Status ParsePrompt(const Fields& f, ApiRequest* out) {
   const json* v = f.Get("prompt");
   if (v == nullptr) return f.Fail("prompt", "'prompt' is required");
-  // A one-element batch is a single prompt; longer batches of strings or of
-  // token arrays are not supported.
-  if (v->is_array() && !v->empty() && ((*v)[0].is_string() || (*v)[0].is_array())) {
-    if (v->size() != 1)
-      return f.Fail("prompt", fmt::format("'prompt' holds {} prompts; this server takes one prompt per request",
-                                          v->size()));
-    return ParsePromptValue(f, (*v)[0], out);
+  const bool batch = v->is_array() && !v->empty() && ((*v)[0].is_string() || (*v)[0].is_array());
+  if (!batch) return ParsePromptValue(f, *v, &out->prompts.emplace_back());
+  if (v->size() * static_cast<size_t>(out->n) > static_cast<size_t>(kMaxChoices))
+    return f.Fail("prompt", fmt::format("'prompt' holds {} prompts and n is {}: at most {} choices per request",
+                                        v->size(), out->n, kMaxChoices));
+  for (const json& p : *v) {
+    if (!p.is_string() && !p.is_array())
+      return f.Fail("prompt", "a batch of prompts holds strings or arrays of token ids");
+    STRATA_RETURN_IF_ERROR(ParsePromptValue(f, p, &out->prompts.emplace_back()));
   }
-  return ParsePromptValue(f, *v, out);
+  return Status::Ok();
 }
 
 Status ParseCompletionFields(const Fields& f, ApiRequest* out) {

@@ -6,12 +6,12 @@
 // Accepted fields (others are ignored, as OpenAI-compatible servers do):
 //   both:  model, max_tokens, temperature [0,2], top_p [0,1], seed, stop
 //          (string or array of at most kMaxStops non-empty strings), stream,
-//          stream_options.include_usage, n (1 only), user; llama.cpp's
+//          stream_options.include_usage, n (choices per prompt), user; llama.cpp's
 //          extensions top_k, min_p, repeat_penalty.
 //          presence_penalty / frequency_penalty / logit_bias are accepted only
 //          at their neutral values (0 / {}), since strata does not implement them.
-//   completions: prompt (a string, an array of token ids, or a one-element
-//          array of either), logprobs (0..kMaxLogprobs), echo,
+//   completions: prompt (a string, an array of token ids, or a batch: an
+//          array of strings or of token-id arrays), logprobs (0..kMaxLogprobs), echo,
 //          best_of (1 only), suffix (empty only).
 //   chat:  messages (roles system/developer/user/assistant/tool; content a
 //          string, an array of {"type":"text","text":...} parts, or null for
@@ -44,14 +44,23 @@ enum class Endpoint { kCompletions, kChat };
 
 inline constexpr int32_t kMaxLogprobs = 20;
 inline constexpr size_t kMaxStops = 16;
+// Choices one request may ask for: prompts in the batch x n.
+inline constexpr int32_t kMaxChoices = 16;
+
+// One completions prompt: text, or token ids used as given (no BOS added).
+struct PromptInput {
+  bool is_ids = false;
+  std::string text;
+  std::vector<int32_t> ids;
+};
 
 struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;                  // as sent; "" if absent
-  // Completions: exactly one of prompt_text / prompt_ids is used.
-  bool prompt_is_ids = false;
-  std::string prompt_text;
-  std::vector<int32_t> prompt_ids;    // used as given (no BOS added)
+  // Completions: one or more prompts (a batch), each answered by n choices
+  // (choice index = prompt index * n + sample); prompts.size() * n <= kMaxChoices.
+  std::vector<PromptInput> prompts;
+  int32_t n = 1;                      // choices per prompt (chat: of the conversation)
   // Chat: messages normalized (developer -> system, content parts joined).
   ChatConversation chat;
   std::optional<int32_t> max_tokens;  // absent: the server's default

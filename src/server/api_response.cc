@@ -8,8 +8,9 @@ namespace strata::server {
 using nlohmann::json;
 
 ResponseBuilder::ResponseBuilder(const ApiRequest& request, ResponseIdentity identity, const Vocab& vocab,
-                                 size_t prompt_bytes)
+                                 size_t prompt_bytes, int32_t index)
     : endpoint_(request.endpoint),
+      index_(index),
       include_usage_(request.stream && request.include_usage),
       top_logprobs_(request.logprobs),
       identity_(std::move(identity)),
@@ -39,7 +40,7 @@ json ResponseBuilder::Envelope(bool chunk) const {
 }
 
 json ResponseBuilder::Choice(json body, const json& logprobs, const json& finish) const {
-  body["index"] = 0;
+  body["index"] = index_;
   body["logprobs"] = logprobs;
   body["finish_reason"] = finish;
   return body;
@@ -73,9 +74,8 @@ json ResponseBuilder::EchoDelta(const std::vector<TokenLogprob>& prompt_logprobs
   return j;
 }
 
-json ResponseBuilder::Whole(const std::string& text, const std::vector<TokenLogprob>& logprobs, FinishReason reason,
-                            const Usage& usage, const std::vector<TokenLogprob>& prompt_logprobs) {
-  json j = Envelope(false);
+json ResponseBuilder::WholeChoice(const std::string& text, const std::vector<TokenLogprob>& logprobs,
+                                  FinishReason reason, const std::vector<TokenLogprob>& prompt_logprobs) {
   json lp;
   if (echo_ && top_logprobs_ >= 0) {
     const size_t completion_offset = text_offset_;
@@ -91,7 +91,12 @@ json ResponseBuilder::Whole(const std::string& text, const std::vector<TokenLogp
   json body = endpoint_ == Endpoint::kCompletions
                   ? json{{"text", echo_ ? echo_text_ + text : text}}
                   : json{{"message", {{"role", "assistant"}, {"content", text}}}};
-  j["choices"] = json::array({Choice(std::move(body), lp, FinishReasonName(reason))});
+  return Choice(std::move(body), lp, FinishReasonName(reason));
+}
+
+json ResponseBuilder::Whole(json choices, const Usage& usage) const {
+  json j = Envelope(false);
+  j["choices"] = std::move(choices);
   j["usage"] = UsageJson(usage);
   return j;
 }

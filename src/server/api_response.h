@@ -1,17 +1,19 @@
 // ResponseBuilder: OpenAI's response shapes for one request — the whole
 // response (stream: false) or its server-sent-event chunks (stream: true):
-//   completions: "text_completion" objects, choices[0].text, and with
-//                logprobs choices[0].logprobs = {tokens, token_logprobs,
+// One builder per choice (its index in "choices": a request with several
+// prompts or n > 1 has several):
+//   completions: "text_completion" objects, choices[i].text, and with
+//                logprobs choices[i].logprobs = {tokens, token_logprobs,
 //                top_logprobs, text_offset} (text_offset in bytes, counted
 //                from the start of the prompt text);
 //   chat:        "chat.completion" / "chat.completion.chunk" objects,
-//                choices[0].message / .delta, and with logprobs
-//                choices[0].logprobs.content[] = {token, logprob, bytes,
+//                choices[i].message / .delta, and with logprobs
+//                choices[i].logprobs.content[] = {token, logprob, bytes,
 //                top_logprobs[]}.
 // Token texts that are not valid UTF-8 on their own (a byte of a multi-byte
 // character) render as U+FFFD in "token"; chat's "bytes" keeps them exact.
 //
-// Thread-safety: not thread-safe; one builder per request.
+// Thread-safety: not thread-safe; one builder per choice.
 #pragma once
 
 #include <cstdint>
@@ -40,8 +42,9 @@ struct ResponseIdentity {
 class ResponseBuilder {
  public:
   // REQUIRES: vocab outlives the builder. prompt_bytes: the length of the
-  // prompt text (the first text_offset).
-  ResponseBuilder(const ApiRequest& request, ResponseIdentity identity, const Vocab& vocab, size_t prompt_bytes);
+  // prompt text (the first text_offset); index: the choice's.
+  ResponseBuilder(const ApiRequest& request, ResponseIdentity identity, const Vocab& vocab, size_t prompt_bytes,
+                  int32_t index);
 
   // echo: true (completions). The response text starts with prompt_text;
   // with logprobs, the prompt's tokens come first: first_token (not scored:
@@ -49,9 +52,11 @@ class ResponseBuilder {
   void Echo(std::string prompt_text, int32_t first_token);
   bool echoes() const { return echo_; }
 
-  // stream: false. REQUIRES: reason is kStop or kLength.
-  nlohmann::json Whole(const std::string& text, const std::vector<TokenLogprob>& logprobs, FinishReason reason,
-                       const Usage& usage, const std::vector<TokenLogprob>& prompt_logprobs = {});
+  // stream: false: this builder's entry of "choices". REQUIRES: reason is kStop or kLength.
+  nlohmann::json WholeChoice(const std::string& text, const std::vector<TokenLogprob>& logprobs, FinishReason reason,
+                             const std::vector<TokenLogprob>& prompt_logprobs);
+  // stream: false: the response object around choices (WholeChoice of each, by index).
+  nlohmann::json Whole(nlohmann::json choices, const Usage& usage) const;
   // stream: true, echo: the chunk with the prompt (before any Delta).
   nlohmann::json EchoDelta(const std::vector<TokenLogprob>& prompt_logprobs);
 
@@ -81,6 +86,7 @@ class ResponseBuilder {
   std::vector<TokenLogprob> EchoTokens(const std::vector<TokenLogprob>& prompt_logprobs) const;
 
   Endpoint endpoint_;
+  int32_t index_;
   bool include_usage_;
   int32_t top_logprobs_;
   ResponseIdentity identity_;

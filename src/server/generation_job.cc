@@ -19,30 +19,37 @@ ApiError FailureOf(const GenerationEvent& e) {
 
 }  // namespace
 
-GenerationJob::GenerationJob(Engine& engine, Metrics& metrics, ResponseBuilder builder, Output output,
-                             Clock::time_point received)
-    : engine_(engine), metrics_(metrics), builder_(std::move(builder)), output_(std::move(output)), received_(received) {}
+GenerationJob::GenerationJob(Engine& engine, Metrics& metrics, Output output, Clock::time_point received)
+    : engine_(engine), metrics_(metrics), output_(std::move(output)), received_(received) {}
 
-Status GenerationJob::Start(GenerationRequest request, std::shared_ptr<http::HttpExchange> exchange,
+Status GenerationJob::Start(std::vector<Choice> choices, std::shared_ptr<http::HttpExchange> exchange,
                             std::function<void()> on_end) {
   exchange_ = std::move(exchange);
   on_end_ = std::move(on_end);
-  usage_.prompt_tokens = static_cast<int32_t>(request.prompt.size());
   std::weak_ptr<GenerationJob> weak = weak_from_this();
-  channel_->SetNotifier([weak, exchange = exchange_] {
-    exchange->Post([weak] {
-      if (auto job = weak.lock()) job->Drain();
+  for (Choice& c : choices) {
+    if (c.counts_prompt) prompt_tokens_ += static_cast<int32_t>(c.request.prompt.size());
+    Track& t = *tracks_.emplace_back(std::make_unique<Track>(std::move(c.builder)));
+    t.channel->SetNotifier([weak, exchange = exchange_] {
+      exchange->Post([weak] {
+        if (auto job = weak.lock()) job->Drain();
+      });
     });
-  });
-  std::shared_ptr<GenerationChannel> channel = channel_;
-  uint64_t id = 0;
-  if (Status s = engine_.Submit(
-          std::move(request), [channel](const GenerationEvent& e) { return channel->Push(e); }, &id);
-      !s.ok()) {
-    channel_->Abandon();
-    return s;
   }
-  id_ = id;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    std::shared_ptr<GenerationChannel> channel = tracks_[i]->channel;
+    uint64_t id = 0;
+    if (Status s = engine_.Submit(
+            std::move(choices[i].request), [channel](const GenerationEvent& e) { return channel->Push(e); }, &id);
+        !s.ok()) {
+      for (auto& t : tracks_) {
+        t->channel->Abandon();
+        engine_.Cancel(t->id);
+      }
+      return s;
+    }
+    tracks_[i]->id = id;
+  }
   exchange_->OnAbandon([weak] {
     if (auto job = weak.lock()) job->Abandon();
   });
@@ -50,57 +57,72 @@ Status GenerationJob::Start(GenerationRequest request, std::shared_ptr<http::Htt
     http::HttpResponse head{200, output_.headers, ""};
     head.With("Content-Type", "text/event-stream").With("Cache-Control", "no-cache");
     exchange_->StartStream(std::move(head), http::StreamOptions{output_.heartbeat, ": keep-alive\n\n"});
-    if (builder_.HasFirst()) exchange_->Write(ResponseBuilder::Sse(builder_.First()));
-    if (builder_.echoes() && !output_.scored_echo) {
-      exchange_->Write(ResponseBuilder::Sse(builder_.EchoDelta({})));
-      echo_sent_ = true;
+    std::string out;
+    for (auto& t : tracks_) {
+      if (t->builder.HasFirst()) out += ResponseBuilder::Sse(t->builder.First());
+      if (t->builder.echoes() && !output_.scored_echo) {
+        out += ResponseBuilder::Sse(t->builder.EchoDelta({}));
+        t->echo_sent = true;
+      }
     }
+    if (!out.empty()) exchange_->Write(std::move(out));
   }
   return Status::Ok();
 }
 
-void GenerationJob::Cancel() { engine_.Cancel(id_); }
+void GenerationJob::Cancel() {
+  for (auto& t : tracks_) engine_.Cancel(t->id);
+}
 
-void GenerationJob::Observe(const TimedEvent& e) {
+void GenerationJob::Observe(Track& t, const TimedEvent& e) {
   const int32_t n = e.event.completion_tokens;
-  if (n > tokens_seen_) {
-    if (tokens_seen_ == 0) {
+  if (n > t.tokens_seen) {
+    if (t.tokens_seen == 0) {
       metrics_.ObserveTimeToFirstToken(Seconds(e.at - received_));
     } else {
-      const double per_token = Seconds(e.at - last_token_at_) / (n - tokens_seen_);
-      for (int32_t i = tokens_seen_; i < n; ++i) metrics_.ObserveInterTokenLatency(per_token);
+      const double per_token = Seconds(e.at - t.last_token_at) / (n - t.tokens_seen);
+      for (int32_t i = t.tokens_seen; i < n; ++i) metrics_.ObserveInterTokenLatency(per_token);
     }
-    tokens_seen_ = n;
-    last_token_at_ = e.at;
+    t.tokens_seen = n;
+    t.last_token_at = e.at;
   }
-  usage_.completion_tokens = std::max(usage_.completion_tokens, n);
   if (e.event.finished) {
-    finished_ = true;
-    last_ = e.event;
+    t.finished = true;
+    t.last = e.event;
+    ++n_finished_;
+  }
+}
+
+void GenerationJob::Take(Track& t, const TimedEvent& e, std::string* out) {
+  Observe(t, e);
+  if (output_.stream) {
+    if (t.builder.echoes() && !t.echo_sent && (!e.event.prompt_logprobs.empty() || e.event.finished)) {
+      *out += ResponseBuilder::Sse(t.builder.EchoDelta(e.event.prompt_logprobs));
+      t.echo_sent = true;
+    }
+    if (!e.event.text.empty() || !e.event.logprobs.empty())
+      *out += ResponseBuilder::Sse(t.builder.Delta(e.event.text, e.event.logprobs));
+    if (e.event.finished && Succeeded(e.event.reason)) *out += ResponseBuilder::Sse(t.builder.Finish(e.event.reason));
+  } else {
+    t.text += e.event.text;
+    t.prompt_logprobs.insert(t.prompt_logprobs.end(), e.event.prompt_logprobs.begin(), e.event.prompt_logprobs.end());
+    t.logprobs.insert(t.logprobs.end(), e.event.logprobs.begin(), e.event.logprobs.end());
   }
 }
 
 void GenerationJob::Drain() {
   if (ended_) return;
-  channel_->Take(&batch_);
   std::string out;
-  for (const TimedEvent& e : batch_) {
-    Observe(e);
-    if (output_.stream) {
-      if (builder_.echoes() && !echo_sent_ && (!e.event.prompt_logprobs.empty() || e.event.finished)) {
-        out += ResponseBuilder::Sse(builder_.EchoDelta(e.event.prompt_logprobs));
-        echo_sent_ = true;
-      }
-      if (!e.event.text.empty() || !e.event.logprobs.empty())
-        out += ResponseBuilder::Sse(builder_.Delta(e.event.text, e.event.logprobs));
-    } else {
-      text_ += e.event.text;
-      prompt_logprobs_.insert(prompt_logprobs_.end(), e.event.prompt_logprobs.begin(), e.event.prompt_logprobs.end());
-      logprobs_.insert(logprobs_.end(), e.event.logprobs.begin(), e.event.logprobs.end());
-    }
+  for (auto& t : tracks_) {
+    t->channel->Take(&batch_);
+    for (const TimedEvent& e : batch_) Take(*t, e, &out);
   }
-  if (!finished_) {
-    if (!out.empty()) exchange_->Write(std::move(out));
+  if (!failed_ && Failure() != nullptr) {
+    failed_ = true;
+    Cancel();  // the response is that failure: the other choices stop
+  }
+  if (n_finished_ < tracks_.size()) {
+    if (!out.empty() && output_.stream) exchange_->Write(std::move(out));
     return;
   }
   if (output_.stream) {
@@ -112,32 +134,54 @@ void GenerationJob::Drain() {
   End();
 }
 
+const GenerationEvent* GenerationJob::Failure() const {
+  // A choice cancelled because another failed is not the failure to report.
+  const GenerationEvent* cancelled = nullptr;
+  for (const auto& t : tracks_) {
+    if (!t->finished || Succeeded(t->last.reason)) continue;
+    if (t->last.reason != FinishReason::kCancelled) return &t->last;
+    if (cancelled == nullptr) cancelled = &t->last;
+  }
+  return cancelled;
+}
+
+Usage GenerationJob::TotalUsage() const {
+  Usage u;
+  u.prompt_tokens = prompt_tokens_;
+  for (const auto& t : tracks_) u.completion_tokens += std::max(t->tokens_seen, t->last.completion_tokens);
+  return u;
+}
+
 http::HttpResponse GenerationJob::WholeResponse() {
-  if (!Succeeded(last_.reason)) {
-    const ApiError error = FailureOf(last_);
+  if (const GenerationEvent* failure = Failure()) {
+    const ApiError error = FailureOf(*failure);
     http::HttpResponse r{error.http_status, output_.headers, error.ToJson()};
     return r.With("Content-Type", "application/json");
   }
-  http::HttpResponse r{200, output_.headers, ResponseBuilder::Dump(builder_.Whole(text_, logprobs_, last_.reason, usage_, prompt_logprobs_))};
+  nlohmann::json choices = nlohmann::json::array();
+  for (auto& t : tracks_) choices.push_back(t->builder.WholeChoice(t->text, t->logprobs, t->last.reason, t->prompt_logprobs));
+  const nlohmann::json body = tracks_.front()->builder.Whole(std::move(choices), TotalUsage());
+  http::HttpResponse r{200, output_.headers, ResponseBuilder::Dump(body)};
   return r.With("Content-Type", "application/json");
 }
 
 std::string GenerationJob::StreamEnd() const {
-  if (!Succeeded(last_.reason)) return "data: " + FailureOf(last_).ToJson() + "\n\n";
-  std::string out = ResponseBuilder::Sse(builder_.Finish(last_.reason));
-  if (output_.include_usage) out += ResponseBuilder::Sse(builder_.UsageChunk(usage_));
+  if (const GenerationEvent* failure = Failure()) return "data: " + FailureOf(*failure).ToJson() + "\n\n";
+  std::string out;
+  if (output_.include_usage) out += ResponseBuilder::Sse(tracks_.front()->builder.UsageChunk(TotalUsage()));
   return out + "data: [DONE]\n\n";
 }
 
 void GenerationJob::Abandon() {
   if (ended_) return;
-  if (!finished_) engine_.Cancel(id_);
+  for (auto& t : tracks_)
+    if (!t->finished) engine_.Cancel(t->id);
   End();
 }
 
 void GenerationJob::End() {
   ended_ = true;
-  channel_->Abandon();
+  for (auto& t : tracks_) t->channel->Abandon();
   if (std::function<void()> fn = std::move(on_end_)) fn();
 }
 

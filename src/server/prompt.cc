@@ -23,18 +23,18 @@ Status ChatTokens(const ChatConversation& chat, const Vocab& vocab, const ChatTe
 
 }  // namespace
 
-Status BuildPrompt(const ApiRequest& request, const Vocab& vocab, const ChatTemplate& chat_template,
-                   std::vector<int32_t>* out) {
+Status BuildPrompt(const ApiRequest& request, size_t prompt_index, const Vocab& vocab,
+                   const ChatTemplate& chat_template, std::vector<int32_t>* out) {
   if (request.endpoint == Endpoint::kChat) {
     STRATA_RETURN_IF_ERROR(ChatTokens(request.chat, vocab, chat_template, out));
-  } else if (request.prompt_is_ids) {
-    for (int32_t id : request.prompt_ids)
+  } else if (const PromptInput& prompt = request.prompts.at(prompt_index); prompt.is_ids) {
+    for (int32_t id : prompt.ids)
       if (id >= vocab.n_tokens())
         return Status::InvalidArgument(
             fmt::format("token id {} in 'prompt' is outside the vocabulary (size {})", id, vocab.n_tokens()));
-    *out = request.prompt_ids;
+    *out = prompt.ids;
   } else {
-    *out = vocab.Encode(request.prompt_text, /*add_special=*/true, /*parse_special=*/false);
+    *out = vocab.Encode(prompt.text, /*add_special=*/true, /*parse_special=*/false);
   }
   if (out->empty()) return Status::InvalidArgument("the prompt is empty (and the model adds no BOS token)");
   return Status::Ok();

@@ -26,7 +26,8 @@ namespace strata::server {
 // kInvalidArgument (a message for the client) if a token id is out of range,
 // the chat template refuses the conversation, or the prompt has no tokens;
 // kResourceExhausted if the chat template exceeds its limits.
-[[nodiscard]] Status BuildPrompt(const ApiRequest& request, const Vocab& vocab, const ChatTemplate& chat_template,
-                                 std::vector<int32_t>* out);
+// Completions: request.prompts[prompt_index]; chat: the conversation (prompt_index 0).
+[[nodiscard]] Status BuildPrompt(const ApiRequest& request, size_t prompt_index, const Vocab& vocab,
+                                 const ChatTemplate& chat_template, std::vector<int32_t>* out);
 
 }  // namespace strata::server

@@ -259,28 +259,13 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   std::string param;
   if (Status s = ParseApiRequest(endpoint, req.body, limits_, &request, &param); !s.ok())
     return exchange->Respond(gate_.Reply(ApiError::InvalidRequest(s.message(), param), head));
-  std::vector<int32_t> prompt;
-  if (Status s = BuildPrompt(request, engine_.model().vocab(), chat_template_, &prompt); !s.ok()) {
-    return exchange->Respond(
-        gate_.Reply(ApiError::InvalidRequest(s.message(), endpoint == Endpoint::kChat ? "messages" : "prompt"), head));
-  }
-  // Where completion logprobs' text_offset starts (chat has no offsets).
-  const size_t prompt_bytes = endpoint == Endpoint::kChat ? 0
-                              : request.prompt_is_ids     ? engine_.model().vocab().Decode(prompt).size()
-                                                          : request.prompt_text.size();
-  GenerationRequest g;
+  std::vector<GenerationJob::Choice> choices;
   ApiError error;
-  if (!PlanGeneration(request, std::move(prompt), &g, &error)) return exchange->Respond(gate_.Reply(error, head));
+  if (!PlanChoices(request, &choices, &error)) return exchange->Respond(gate_.Reply(error, head));
 
-  ResponseIdentity identity{NextResponseId(endpoint), UnixSeconds(), options_.model_id};
-  GenerationJob::Output output{request.stream, request.stream && request.include_usage, g.prompt_logprobs,
-                               gate_.CorsHeaders(head), options_.heartbeat};
-  ResponseBuilder builder(request, std::move(identity), engine_.model().vocab(), prompt_bytes);
-  if (request.echo) {
-    builder.Echo(request.prompt_is_ids ? engine_.model().vocab().Decode(g.prompt) : request.prompt_text,
-                 g.prompt.front());
-  }
-  auto job = std::make_shared<GenerationJob>(engine_, metrics_, std::move(builder), std::move(output), received);
+  GenerationJob::Output output{request.stream, request.stream && request.include_usage,
+                               choices.front().request.prompt_logprobs, gate_.CorsHeaders(head), options_.heartbeat};
+  auto job = std::make_shared<GenerationJob>(engine_, metrics_, std::move(output), received);
   uint64_t key;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -288,10 +273,40 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   }
   if (!Register(key, job))
     return exchange->Respond(gate_.Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head));
-  if (Status s = job->Start(std::move(g), exchange, [this, key] { Unregister(key); }); !s.ok()) {
+  if (Status s = job->Start(std::move(choices), exchange, [this, key] { Unregister(key); }); !s.ok()) {
     Unregister(key);
     return exchange->Respond(gate_.Reply(ApiError::FromStatus(s), head));
   }
+}
+
+bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices,
+                         ApiError* error) {
+  const Vocab& vocab = engine_.model().vocab();
+  const ResponseIdentity identity{NextResponseId(request.endpoint), UnixSeconds(), options_.model_id};
+  const size_t n_prompts = request.endpoint == Endpoint::kChat ? 1 : request.prompts.size();
+  for (size_t p = 0; p < n_prompts; ++p) {
+    std::vector<int32_t> prompt;
+    if (Status s = BuildPrompt(request, p, vocab, chat_template_, &prompt); !s.ok()) {
+      *error = ApiError::InvalidRequest(s.message(), request.endpoint == Endpoint::kChat ? "messages" : "prompt");
+      return false;
+    }
+    GenerationRequest g;
+    if (!PlanGeneration(request, std::move(prompt), &g, error)) return false;
+    // Completions' text: the prompt as sent (or its ids' decoding), where
+    // logprobs' text_offset starts and what echo repeats; chat has neither.
+    std::string prompt_text;
+    if (request.endpoint == Endpoint::kCompletions)
+      prompt_text = request.prompts[p].is_ids ? vocab.Decode(g.prompt) : request.prompts[p].text;
+    for (int32_t i = 0; i < request.n; ++i) {
+      const int32_t index = static_cast<int32_t>(p) * request.n + i;
+      GenerationJob::Choice c{g, ResponseBuilder(request, identity, vocab, prompt_text.size(), index), i == 0};
+      // The n samples of one prompt draw from distinct seeds (reproducible when the request sets one).
+      c.request.sampling.seed += static_cast<uint64_t>(i);
+      if (request.echo) c.builder.Echo(prompt_text, c.request.prompt.front());
+      choices->push_back(std::move(c));
+    }
+  }
+  return true;
 }
 
 }  // namespace strata::server

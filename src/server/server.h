@@ -36,12 +36,12 @@
 #include "server/api_error.h"
 #include "server/api_request.h"
 #include "server/chat_template.h"
+#include "server/generation_job.h"
 #include "server/metrics.h"
 #include "server/request_gate.h"
 
 namespace strata::server {
 
-class GenerationJob;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -99,6 +99,8 @@ class Server : private http::HttpHandler {
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
+  // One choice per prompt and sample (index = prompt * n + sample); 400 if a prompt cannot run.
+  bool PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices, ApiError* error);
   std::string NextResponseId(Endpoint endpoint);
   // Registry of running jobs, so that Shutdown can wait for and cancel them.
   bool Register(uint64_t key, std::shared_ptr<GenerationJob> job);

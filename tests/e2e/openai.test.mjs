@@ -108,6 +108,24 @@ test('chat logprobs', async () => {
   assert.equal(content.map((t) => Buffer.from(t.bytes).toString('utf8')).join(''), r.choices[0].message.content);
 });
 
+test('a prompt batch with n=2: each prompt greedy equals strata run, streamed by index', async () => {
+  const prompts = [PROMPT, 'The cat'];
+  const params = { model: 'any', prompt: prompts, n: 2, max_tokens: 16, temperature: 0 };
+  const whole = await client.completions.create(params);
+  assert.equal(whole.choices.length, 4);
+  const byIndex = new Map(whole.choices.map((c) => [c.index, c.text]));
+  for (let p = 0; p < 2; ++p) {
+    const expected = strataRun(prompts[p], 16);
+    for (let i = 0; i < 2; ++i) assert.equal(byIndex.get(p * 2 + i), expected);
+  }
+  const stream = await client.completions.create({ ...params, stream: true });
+  const streamed = new Map();
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) streamed.set(c.index, (streamed.get(c.index) ?? '') + c.text);
+  }
+  assert.deepEqual(streamed, byIndex);
+});
+
 test('a wrong key is an AuthenticationError', async () => {
   const bad = new OpenAI({ baseURL, apiKey: 'wrong', maxRetries: 0 });
   await assert.rejects(bad.completions.create({ model: 'any', prompt: 'x', max_tokens: 1 }),
