@@ -18,6 +18,7 @@
 
 #include "core/env.h"
 #include "engine/context.h"
+#include "engine/rope.h"
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
 #include "model/model.h"
@@ -120,6 +121,8 @@ class ArchFileTest : public ::testing::TestWithParam<ArchCase> {
     s.n_ctx = 64;
     s.type = DType::kF32;
     s.weights = SynthWeights::kConformance;
+    s.longrope = s.arch == Arch::kPhi3;
+    s.n_ctx_orig = s.longrope ? 32 : 0;
     ASSERT_TRUE(SynthesizeModel(Env::Default(), s, base_, 1).ok());
     a_ = ArchName(s.arch);
   }
@@ -172,6 +175,9 @@ TEST_P(ArchFileTest, AbsurdHyperParametersAreRefused) {
       {"attention.layer_norm_rms_epsilon", F32(std::numeric_limits<float>::quiet_NaN())},
       {"rope.freq_base", F32(std::numeric_limits<float>::infinity())},
       {"rope.freq_base", F32(0.0f)},
+      {"rope.scaling.attn_factor", F32(-1.0f)},
+      {"rope.scaling.attn_factor", F32(std::numeric_limits<float>::quiet_NaN())},
+      {"rope.scaling.original_context_length", U32(0)},
       {"block_count", Str("two")},
   };
   for (const auto& [k, v] : cases) {
@@ -187,7 +193,6 @@ TEST_P(ArchFileTest, FeaturesThatChangeTheMathAreRefusedByName) {
       {"feed_forward_length", U32Array({96, 96})},
       {"expert_count", U32(8)},
       {"rope.scaling.type", Str("su")},
-      {"rope.scaling.attn_factor", F32(2.0f)},
       {"attention.value_length", U32(HeadDim() * 2)},
   };
   for (const auto& [k, v] : cases) {
@@ -198,10 +203,14 @@ TEST_P(ArchFileTest, FeaturesThatChangeTheMathAreRefusedByName) {
 }
 
 TEST_P(ArchFileTest, MissingTensorsAreNamed) {
-  std::vector<std::string> required = {"token_embd.weight",       "output_norm.weight",     "blk.1.attn_norm.weight",
-                                       "blk.0.attn_q.weight",     "blk.1.attn_k.weight",    "blk.0.attn_v.weight",
-                                       "blk.1.attn_output.weight", "blk.0.ffn_norm.weight", "blk.1.ffn_gate.weight",
-                                       "blk.0.ffn_up.weight",     "blk.1.ffn_down.weight"};
+  std::vector<std::string> required = {"token_embd.weight", "output_norm.weight", "blk.1.attn_norm.weight",
+                                       "blk.1.attn_output.weight", "blk.0.ffn_norm.weight", "blk.0.ffn_up.weight",
+                                       "blk.1.ffn_down.weight"};
+  if (GetParam().arch == Arch::kPhi3)  // fused q/k/v and gate/up
+    required.insert(required.end(), {"blk.0.attn_qkv.weight", "blk.1.ffn_up.weight"});
+  else
+    required.insert(required.end(),
+                    {"blk.0.attn_q.weight", "blk.1.attn_k.weight", "blk.0.attn_v.weight", "blk.1.ffn_gate.weight"});
   if (Traits(GetParam().arch).qk_norm) required.insert(required.end(), {"blk.1.attn_q_norm.weight", "blk.0.attn_k_norm.weight"});
   for (const std::string& t : required) {
     const Status s = LoadEdited({.drop = {t}});
@@ -212,11 +221,19 @@ TEST_P(ArchFileTest, MissingTensorsAreNamed) {
 
 TEST_P(ArchFileTest, MisshapenTensorsAreNamed) {
   const int64_t q = 4 * HeadDim();
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> cases = {
-      {"blk.0.attn_q.weight", {64, q + 2}},  {"blk.1.attn_output.weight", {64, q}},
-      {"blk.0.ffn_down.weight", {64, 96}},   {"blk.1.attn_norm.weight", {63}},
-      {"output.weight", {64, 299}},          {"blk.0.attn_k.weight", {64, 2 * HeadDim(), 2}},
+  std::vector<std::pair<std::string, std::vector<int64_t>>> cases = {
+      {"blk.1.attn_output.weight", {64, q}}, {"blk.0.ffn_down.weight", {64, 96}},
+      {"blk.1.attn_norm.weight", {63}},      {"output.weight", {64, 299}},
   };
+  if (GetParam().arch == Arch::kPhi3) {
+    cases.insert(cases.end(), {{"blk.0.attn_qkv.weight", {64, q + 4 * HeadDim() + 2}},
+                               {"blk.1.attn_qkv.weight", {64, q + 4 * HeadDim(), 2}},
+                               {"blk.0.ffn_up.weight", {64, 96}},  // the gate rows missing
+                               {"rope_factors_long.weight", {HeadDim()}},
+                               {"rope_factors_short.weight", {HeadDim() / 2, 2}}});
+  } else {
+    cases.insert(cases.end(), {{"blk.0.attn_q.weight", {64, q + 2}}, {"blk.0.attn_k.weight", {64, 2 * HeadDim(), 2}}});
+  }
   for (const auto& [t, ne] : cases) {
     if (t == "blk.1.attn_output.weight" && q == 64) continue;  // [64, 64] is its shape
     const Status s = LoadEdited({.reshape = {{t, ne}}});
@@ -243,11 +260,21 @@ TEST_P(ArchFileTest, UnknownTensorsAreRefusedNotIgnored) {
   s = LoadEdited({.add = {{"blk.1.attn_sinks.weight", {4}}}});
   EXPECT_EQ(s.code(), StatusCode::kUnsupported);
   EXPECT_THAT(s.message(), HasSubstr("blk.1.attn_sinks.weight"));
-  // rope_freqs.weight is a llama tensor; qwen files do not use it.
+  // rope_freqs.weight is a llama tensor, the LongRoPE factors phi3's.
   if (GetParam().arch != Arch::kLlama) {
     s = LoadEdited({.add = {{"rope_freqs.weight", {HeadDim() / 2}}}});
     EXPECT_EQ(s.code(), StatusCode::kUnsupported);
     EXPECT_THAT(s.message(), HasSubstr("rope_freqs.weight"));
+  }
+  if (GetParam().arch != Arch::kPhi3) {
+    s = LoadEdited({.add = {{"rope_factors_long.weight", {HeadDim() / 2}}}});
+    EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+    EXPECT_THAT(s.message(), HasSubstr("rope_factors_long.weight"));
+  } else {
+    // phi3's gate is part of ffn_up: a separate one would be ignored.
+    s = LoadEdited({.add = {{"blk.1.ffn_gate.weight", {64, 96}}}});
+    EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+    EXPECT_THAT(s.message(), HasSubstr("blk.1.ffn_gate.weight"));
   }
 }
 
@@ -265,7 +292,7 @@ TEST_P(ArchFileTest, TruncatedFilesFailCleanly) {
 
 INSTANTIATE_TEST_SUITE_P(Archs, ArchFileTest,
                          ::testing::Values(ArchCase{Arch::kLlama, 0}, ArchCase{Arch::kQwen2, 0},
-                                           ArchCase{Arch::kQwen3, 24}),
+                                           ArchCase{Arch::kQwen3, 24}, ArchCase{Arch::kPhi3, 0}),
                          [](const auto& info) { return std::string(ArchName(info.param.arch)); });
 
 TEST(ArchTest, MixtureOfExpertsArchitecturesAreRefusedByName) {
@@ -282,6 +309,71 @@ TEST(ArchTest, MixtureOfExpertsArchitecturesAreRefusedByName) {
   EXPECT_THAT(s.message(), HasSubstr("'falcon' is not supported (supported: llama, qwen2, qwen3"));
   ASSERT_TRUE(ParseArch("qwen2", &a).ok());
   EXPECT_EQ(a, Arch::kQwen2);
+}
+
+// The last logits of tokens decoded in one context of n_ctx positions.
+std::vector<float> LastLogits(const Model& m, const std::vector<int32_t>& tokens, int32_t n_ctx = 64) {
+  ContextParams p;
+  p.n_ctx = n_ctx;
+  p.n_threads = 2;
+  std::unique_ptr<Context> ctx;
+  EXPECT_TRUE(Context::Create(m, p, &ctx).ok());
+  if (!ctx) return {};
+  EXPECT_TRUE(ctx->Decode(tokens, LogitsMode::kLast).ok());
+  return std::vector<float>(ctx->logits(), ctx->logits() + m.hparams().n_vocab);
+}
+
+class Phi3FileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir();
+    SynthSpec s;
+    s.arch = Arch::kPhi3;
+    s.n_layer = 2;
+    s.n_embd = 64;
+    s.n_ff = 96;
+    s.n_head = 4;
+    s.n_head_kv = 2;
+    s.n_vocab = 300;
+    s.n_ctx = 256;
+    s.longrope = true;
+    s.n_ctx_orig = 64;
+    s.weights = SynthWeights::kConformance;
+    ASSERT_TRUE(SynthesizeModel(Env::Default(), s, dir_ + "/phi3.gguf", 1).ok());
+  }
+  std::string dir_;
+};
+
+// llama.cpp builds phi3's attention over n_embd rows.
+TEST_F(Phi3FileTest, HeadDimensionMustSpanTheEmbedding) {
+  ASSERT_TRUE(Rewrite(dir_ + "/phi3.gguf", dir_ + "/kl.gguf", {.kv = {{"phi3.attention.key_length", U32(24)}, {"phi3.attention.value_length", U32(24)}}}).ok());
+  const Status s = TryLoad(dir_ + "/kl.gguf");
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("phi3.attention.key_length"));
+}
+
+// phi3.attention.sliding_window is not applied, as llama.cpp does not apply it.
+TEST_F(Phi3FileTest, SlidingWindowKeyIsNotApplied) {
+  ASSERT_TRUE(Rewrite(dir_ + "/phi3.gguf", dir_ + "/swa.gguf", {.kv = {{"phi3.attention.sliding_window", U32(4)}}}).ok());
+  std::unique_ptr<Model> a, b;
+  ASSERT_TRUE(TryLoad(dir_ + "/phi3.gguf", &a).ok());
+  ASSERT_TRUE(TryLoad(dir_ + "/swa.gguf", &b).ok());
+  const std::vector<int32_t> tokens = {1, 40, 41, 299, 7, 8, 9, 10, 11, 12};
+  EXPECT_EQ(LastLogits(*a, tokens), LastLogits(*b, tokens));
+}
+
+// LongRoPE: the short factors up to the original context, the long ones beyond.
+TEST_F(Phi3FileTest, LongRopePicksFactorsByContext) {
+  std::unique_ptr<Model> m;
+  ASSERT_TRUE(TryLoad(dir_ + "/phi3.gguf", &m).ok());
+  const ModelWeights& w = m->weights();
+  ASSERT_NE(w.rope_factors_long.data, nullptr);
+  ASSERT_NE(w.rope_factors_short.data, nullptr);
+  EXPECT_EQ(RopeFactorsFor(m->hparams(), w, 64).data, w.rope_factors_short.data);
+  EXPECT_EQ(RopeFactorsFor(m->hparams(), w, 65).data, w.rope_factors_long.data);
+  const std::vector<int32_t> tokens = {1, 40, 41, 299, 7, 8, 9, 10, 11, 12};
+  EXPECT_NE(LastLogits(*m, tokens, 64), LastLogits(*m, tokens, 65));
+  EXPECT_EQ(LastLogits(*m, tokens, 65), LastLogits(*m, tokens, 256));
 }
 
 // A fused attn_qkv ([Q | K | V] rows, as phi3 files hold it) computes exactly

@@ -64,12 +64,18 @@ testing::CommandResult Peer(const std::vector<std::string>& args) {
   return testing::RunCommand(argv);
 }
 
+// Both engines run the models in a context of 256 positions (llama.cpp pads
+// its context to a multiple of 256): what LongRoPE picks its factors by.
+constexpr int kContext = 256;
+
 // One architecture variant of the synthetic conformance model.
 struct Variant {
   std::string name;
   Arch arch;
   int head_dim = 0;
   bool rope_freqs = false;
+  int n_ctx = kContext;  // the file's context_length
+  int n_ctx_orig = 0;    // > 0: LongRoPE factors for this original context
 };
 
 const std::vector<Variant>& Variants() {
@@ -78,6 +84,10 @@ const std::vector<Variant>& Variants() {
       {"llama3_rope_freqs", Arch::kLlama, 0, true},
       {"qwen2", Arch::kQwen2},
       {"qwen3", Arch::kQwen3, 96},  // head_dim 96 != n_embd / n_head = 64
+      // LongRoPE: the context (256) is within the original 1024: short factors.
+      {"phi3", Arch::kPhi3, 0, false, 4096, 1024},
+      // ... beyond the original 128: long factors.
+      {"phi3_long", Arch::kPhi3, 0, false, 4096, 128},
   };
   return v;
 }
@@ -118,10 +128,12 @@ std::string F32Model(const Variant& v) {
   s.n_head_kv = 2;
   s.head_dim = v.head_dim;
   s.n_vocab = 512;
-  s.n_ctx = 256;
+  s.n_ctx = v.n_ctx;
   s.type = DType::kF32;
   s.seed = 7;
   s.rope_freqs = v.rope_freqs;
+  s.longrope = v.n_ctx_orig > 0;
+  s.n_ctx_orig = v.n_ctx_orig;
   s.weights = SynthWeights::kConformance;
   const Status st = SynthesizeModel(Env::Default(), s, path, 2);
   EXPECT_TRUE(st.ok()) << st.ToString();
@@ -172,8 +184,8 @@ std::unique_ptr<Model> LoadModel(const std::string& path) {
 // strata's logits of every position, the tokens decoded as one batch.
 std::vector<float> StrataLogits(const Model& m, const std::vector<int32_t>& tokens, DType kv) {
   ContextParams p;
-  p.n_ctx = 256;
-  p.n_batch = 256;
+  p.n_ctx = kContext;
+  p.n_batch = kContext;
   p.n_threads = 2;
   p.kv_type = kv;
   std::unique_ptr<Context> ctx;
@@ -330,7 +342,17 @@ INSTANTIATE_TEST_SUITE_P(
                    [](HParams*, ModelWeights* w) {
                      for (LayerWeights& l : w->layers) l.attn_q_norm = l.attn_k_norm = Tensor{};
                    }},
-        FeatureOff{"neox_rope_pairing", "qwen3", FlipRope}),
+        FeatureOff{"neox_rope_pairing", "qwen3", FlipRope},
+        FeatureOff{"neox_rope_pairing", "phi3", FlipRope},
+        FeatureOff{"gate_up_order", "phi3",
+                   [](HParams*, ModelWeights* w) {
+                     for (LayerWeights& l : w->layers) std::swap(l.ffn_gate, l.ffn_up);
+                   }},
+        FeatureOff{"rope_attn_factor", "phi3_long", [](HParams* hp, ModelWeights*) { hp->rope_attn_factor = 1.0f; }},
+        FeatureOff{"longrope_short_factors", "phi3",
+                   [](HParams*, ModelWeights* w) { w->rope_factors_short = Tensor{}; }},
+        FeatureOff{"longrope_long_factors", "phi3_long",
+                   [](HParams*, ModelWeights* w) { w->rope_factors_long = w->rope_factors_short; }}),
     [](const auto& info) { return info.param.variant + "_" + info.param.name; });
 
 // ---- stories260K quantized by llama.cpp: the same greedy text ----

@@ -1,5 +1,6 @@
 // `strata synth OUT.gguf --layers L --embd E --ff F --heads H --kv-heads KV
 //  --vocab V --type f32|f16|bf16|q8_0|q4_0 [--arch A] [--head-dim D] [--rope-freqs]
+//  [--longrope ORIG_CTX]
 //  [--weights small|conformance] [--ctx C] [--seed S] [--threads K]`
 #include <algorithm>
 #include <fmt/format.h>
@@ -34,6 +35,7 @@ void RunSynth(SynthOptions o) {
   if (o.weights != "small" && o.weights != "conformance")
     Fail("synth", Status::InvalidArgument(fmt::format("unknown --weights '{}' (allowed: small, conformance)", o.weights)));
   o.spec.weights = o.weights == "small" ? SynthWeights::kSmall : SynthWeights::kConformance;
+  o.spec.longrope = o.spec.n_ctx_orig > 0;
   ProgressBar bar("synth");
   const Status s = SynthesizeModel(Env::Default(), o.spec, o.out_path, o.threads,
                                    [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
@@ -59,6 +61,9 @@ void AddSynthCommand(CLI::App& app) {
   cmd->add_option("--arch", opts->arch, "Architecture: " + SupportedArchNames())->capture_default_str();
   cmd->add_option("--head-dim", spec.head_dim, "Head dimension (default: embd / heads)");
   cmd->add_flag("--rope-freqs", spec.rope_freqs, "llama: Llama 3 RoPE scaling factors (rope_freqs.weight)");
+  cmd->add_option("--longrope", spec.n_ctx_orig,
+                  "phi3: LongRoPE factors (rope_factors_long/short.weight) for this original context (<= --ctx)")
+      ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--weights", opts->weights,
                   "Weight scales: small (std 0.02, benchmarks) or conformance (dominant embeddings, logits std ~4)")
       ->capture_default_str();

@@ -6,19 +6,21 @@
 
 namespace strata {
 
-Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, AttentionGrid grid)
+Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid)
     : model_(model),
       kv_(kv),
       pool_(pool),
       grid_(grid),
       attention_(kv.layout(), model.hparams().n_head, pool),
-      layer_(BuilderFor(model.hparams().arch)) {}
+      layer_(BuilderFor(model.hparams().arch)),
+      rope_(RopeSpecFor(model.hparams(), model.weights(), n_ctx_seq)) {}
 
 Forward::LayerBuilder Forward::BuilderFor(Arch arch) {
   switch (arch) {
     case Arch::kLlama:
     case Arch::kQwen2:
-    case Arch::kQwen3: return &Forward::PreNormLayer;
+    case Arch::kQwen3:
+    case Arch::kPhi3: return &Forward::PreNormLayer;
   }
   return &Forward::PreNormLayer;
 }
@@ -177,7 +179,7 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
   rope_cos_.resize(refs_.size() * half);
   rope_sin_.resize(refs_.size() * half);
   for (size_t i = 0; i < refs_.size(); ++i)
-    RopeAnglesAt(hp, w.rope_freqs, refs_[i].pos, &rope_cos_[i * half], &rope_sin_[i * half]);
+    RopeAnglesAt(rope_, refs_[i].pos, &rope_cos_[i * half], &rope_sin_[i * half]);
   {
     int32_t i = 0;
     for (const BatchEntry& e : batch.entries)

@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "engine/attention_pass.h"
 #include "engine/batch.h"
+#include "engine/rope.h"
 #include "kernels/thread_pool.h"
 #include "kv/kv_cache_manager.h"
 #include "model/model.h"
@@ -27,7 +28,8 @@ namespace strata {
 class Forward {
  public:
   // REQUIRES: model, kv and pool outlive this object; grid as AttentionPass::Run.
-  Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, AttentionGrid grid = {});
+  // n_ctx_seq: the positions a sequence may reach (LongRoPE picks its factors by it).
+  Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {});
 
   // The attention grid (e.g. the tuned one; attention_tuner.h). Results do not
   // depend on it beyond float rounding.
@@ -44,7 +46,7 @@ class Forward {
   // One transformer layer on x_ (a per-architecture layer builder).
   using LayerBuilder = Status (Forward::*)(const Batch& batch, int32_t il);
   static LayerBuilder BuilderFor(Arch arch);
-  // llama, qwen2, qwen3: x += Attention(Norm(x)); x += Ffn(Norm(x)).
+  // llama, qwen2, qwen3, phi3: x += Attention(Norm(x)); x += Ffn(Norm(x)).
   [[nodiscard]] Status PreNormLayer(const Batch& batch, int32_t il);
 
   // ---- shared blocks, on the n_ tokens of the current batch ----
@@ -74,6 +76,7 @@ class Forward {
   AttentionPass attention_;
   std::vector<AttentionQuery> refs_;  // [n_tokens] of the current batch: (entry index, absolute position)
   LayerBuilder layer_;
+  RopeSpec rope_;
   int32_t n_ = 0;                     // tokens of the current batch
   std::vector<float> rope_cos_;       // F32 [n_rot / 2, n_tokens]: RoPE angles of each token, for every layer
   std::vector<float> rope_sin_;       // F32 [n_rot / 2, n_tokens]

@@ -6,14 +6,16 @@ namespace strata {
 namespace {
 
 constexpr ArchTraits kArchs[] = {
-    {Arch::kLlama, "llama", RopeType::kNorm, FfnAct::kSilu, false},
-    {Arch::kQwen2, "qwen2", RopeType::kNeox, FfnAct::kSilu, false},
-    {Arch::kQwen3, "qwen3", RopeType::kNeox, FfnAct::kSilu, true},
+    // arch        name     rope_type         ffn_act        qk_norm fused_gate_up rope_factors
+    {Arch::kLlama, "llama", RopeType::kNorm, FfnAct::kSilu, false, false, RopeFactors::kLlama3},
+    {Arch::kQwen2, "qwen2", RopeType::kNeox, FfnAct::kSilu, false, false, RopeFactors::kNone},
+    {Arch::kQwen3, "qwen3", RopeType::kNeox, FfnAct::kSilu, true, false, RopeFactors::kNone},
+    {Arch::kPhi3, "phi3", RopeType::kNeox, FfnAct::kSilu, false, true, RopeFactors::kLongRope},
 };
 
 // Architectures whose FFN routes tokens to experts: refused by name.
 constexpr std::string_view kMoeArchs[] = {"mixtral", "qwen2moe", "qwen3moe", "deepseek2", "dbrx",
-                                          "grok",    "olmoe",    "granitemoe", "llama4"};
+                                          "grok",    "olmoe",    "granitemoe", "llama4", "phimoe"};
 
 }  // namespace
 

@@ -20,12 +20,20 @@ enum class Arch : uint8_t {
   kLlama,  // Llama 1/2/3.x, Mistral, SmolLM, TinyLlama; llama2.c .bin models
   kQwen2,  // q/k/v biases
   kQwen3,  // RMS norm over each head of q and k; head_dim from attention.key_length
+  kPhi3,   // fused attn_qkv and ffn_up ([gate | up]); LongRoPE rope_factors_long/short
 };
 
 // How rotary embeddings pair dimensions (llama.cpp's rope types).
 enum class RopeType : int {
   kNorm = 0,  // pairs (2i, 2i+1): llama, llama2.c
   kNeox = 2,  // pairs (i, i + n_rot/2): qwen2, qwen3, phi3, gemma
+};
+
+// Which per-pair RoPE frequency factors (θ_i divided by factor[i]) a file may hold.
+enum class RopeFactors : uint8_t {
+  kNone,
+  kLlama3,    // rope_freqs.weight (Llama 3 scaling)
+  kLongRope,  // rope_factors_long.weight / rope_factors_short.weight (Phi-3 LongRoPE)
 };
 
 // The FFN's gate activation: out = act(gate) * up.
@@ -38,7 +46,9 @@ struct ArchTraits {
   const char* name;  // general.architecture
   RopeType rope_type;
   FfnAct ffn_act;
-  bool qk_norm;  // blk.N.attn_q_norm / attn_k_norm [head_dim] are required
+  bool qk_norm;        // blk.N.attn_q_norm / attn_k_norm [head_dim] are required
+  bool fused_gate_up;  // blk.N.ffn_up [n_embd, 2 n_ff] holds the gate rows, then the up rows; no ffn_gate
+  RopeFactors rope_factors;
 };
 
 const ArchTraits& Traits(Arch arch);

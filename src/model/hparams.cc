@@ -77,11 +77,11 @@ Status LoadRopeScaling(const ArchKeys& keys, HParams* hp) {
     return Status::Unsupported(fmt::format("{} '{}' is not supported (supported: none, linear)",
                                            keys.Key("rope.scaling.type"), type));
   }
-  float attn_factor = 1.0f;
-  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.scaling.attn_factor", &attn_factor));
-  if (attn_factor != 1.0f)
-    return Status::Unsupported(fmt::format("{} = {} is not supported", keys.Key("rope.scaling.attn_factor"), attn_factor));
-  return Status::Ok();
+  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.scaling.attn_factor", &hp->rope_attn_factor));
+  if (!(hp->rope_attn_factor > 0.0f))
+    return Status::Corrupt(fmt::format("{} must be positive", keys.Key("rope.scaling.attn_factor")));
+  hp->n_ctx_orig = hp->n_ctx_train;
+  return keys.OptionalInt("rope.scaling.original_context_length", 1, 1 << 24, &hp->n_ctx_orig);
 }
 
 }  // namespace
@@ -122,6 +122,17 @@ Status LoadGgufHParams(const gguf::GgufFile& f, Arch arch, HParams* out) {
   STRATA_RETURN_IF_ERROR(keys.OptionalFloat("attention.layer_norm_rms_epsilon", &hp.rms_eps));
   STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.freq_base", &hp.rope_freq_base));
   STRATA_RETURN_IF_ERROR(LoadRopeScaling(keys, &hp));
+  if (arch == Arch::kPhi3) {
+    // llama.cpp builds phi3 attention over n_embd rows (attn_output [n_embd, n_embd]).
+    if (hp.n_embd_q() != hp.n_embd)
+      return Status::Corrupt(fmt::format("{} = {} must be {} / {} for phi3", keys.Key("attention.key_length"),
+                                         hp.head_dim, hp.n_embd, hp.n_head));
+    // phi3.attention.sliding_window is read and not applied, as llama.cpp
+    // does: Phi-3 conversions set windows the models were not run with
+    // (llama.cpp PR 13676), so full attention is what phi3 files mean.
+    int32_t window = 0;
+    STRATA_RETURN_IF_ERROR(keys.OptionalInt("attention.sliding_window", 0, 1 << 24, &window));
+  }
 
   const gguf::TensorInfo* embd = f.FindTensor("token_embd.weight");
   if (embd == nullptr) return Status::Corrupt("missing tensor token_embd.weight");
@@ -146,7 +157,8 @@ Status CheckHParams(const HParams& hp) {
   if (hp.n_rot <= 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0)
     return Status::Corrupt(fmt::format("invalid rotary dimension count {}", hp.n_rot));
   if (!(hp.rms_eps > 0) || !std::isfinite(hp.rms_eps) || !std::isfinite(hp.rope_freq_base) ||
-      hp.rope_freq_base <= 0 || !std::isfinite(hp.rope_freq_scale) || hp.rope_freq_scale <= 0)
+      hp.rope_freq_base <= 0 || !std::isfinite(hp.rope_freq_scale) || hp.rope_freq_scale <= 0 ||
+      !std::isfinite(hp.rope_attn_factor) || hp.rope_attn_factor <= 0 || hp.n_ctx_orig < 1)
     return Status::Corrupt("invalid epsilon or rope parameters");
   return Status::Ok();
 }

@@ -19,6 +19,8 @@ struct HParams {
   Arch arch = Arch::kLlama;
   int32_t n_vocab = 0;
   int32_t n_ctx_train = 0;   // context length the model was trained for
+  int32_t n_ctx_orig = 0;    // rope.scaling.original_context_length (default n_ctx_train): the
+                             // context before RoPE scaling; LongRoPE picks its factors by it
   int32_t n_embd = 0;
   int32_t n_layer = 0;
   int32_t n_head = 0;
@@ -29,6 +31,8 @@ struct HParams {
   float rms_eps = 1e-5f;
   float rope_freq_base = 10000.0f;
   float rope_freq_scale = 1.0f;  // positions are multiplied by this (linear scaling = 1/factor)
+  float rope_attn_factor = 1.0f; // rope.scaling.attn_factor: cos and sin are multiplied by this, so
+                                 // every attention score by its square (LongRoPE files set it)
   RopeType rope_type = RopeType::kNorm;
   FfnAct ffn_act = FfnAct::kSilu;
 

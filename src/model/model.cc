@@ -152,6 +152,7 @@ Status Model::LoadLlama2c(Env* env, const ModelLoadOptions& options) {
   hp.arch = Arch::kLlama;
   hp.n_vocab = c.vocab_size;
   hp.n_ctx_train = c.seq_len;
+  hp.n_ctx_orig = c.seq_len;
   hp.n_embd = c.dim;
   hp.n_layer = c.n_layers;
   hp.n_head = c.n_heads;
@@ -209,7 +210,7 @@ void Model::NormsAndBiasesToF32() {
   ModelWeights& w = weights_;
   w.output_norm = ToF32(w.output_norm);
   w.output.b = ToF32(w.output.b);
-  w.rope_freqs = ToF32(w.rope_freqs);
+  for (Tensor* t : {&w.rope_freqs, &w.rope_factors_long, &w.rope_factors_short}) *t = ToF32(*t);
   for (LayerWeights& l : w.layers) {
     for (Tensor* t : {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.ffn_norm}) *t = ToF32(*t);
     for (Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) x->b = ToF32(x->b);

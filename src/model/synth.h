@@ -29,6 +29,13 @@
 //             llama with rope_freqs starts with rope_freqs.weight [head_dim/2] F32: Llama 3
 //             scaling factors (factor 8, low/high frequency factors 1 and 4) computed
 //             for an original context of n_ctx, so that they matter at short positions.
+//             phi3 fuses attn_q/k/v into blk.N.attn_qkv [n_embd, q + 2 kv] (rows [Q | K | V])
+//             and ffn_gate/ffn_up into blk.N.ffn_up [n_embd, 2 n_ff] (rows [gate | up]);
+//             with longrope it starts with rope_factors_long.weight and
+//             rope_factors_short.weight [head_dim/2] F32 (long: 16^(i/(h-1)), short:
+//             1 + i/(h-1), h = head_dim/2) and writes phi3.rope.scaling.original_context_length
+//             = n_ctx_orig and, when n_ctx > n_ctx_orig, phi3.rope.scaling.attn_factor =
+//             sqrt(1 + ln(n_ctx / n_ctx_orig) / ln(n_ctx_orig)) (as Phi-3's conversion does).
 //
 // Weight distribution of SynthWeights::kSmall (mean 0, std ~0.02, so
 // activations stay finite); norms are 1.0, biases 0.
@@ -86,6 +93,8 @@ struct SynthSpec {
   Arch arch = Arch::kLlama;
   int head_dim = 0;         // 0: n_embd / n_head (else written as attention.key_length)
   bool rope_freqs = false;  // llama only: Llama 3 rope_freqs.weight
+  bool longrope = false;    // phi3 only: LongRoPE factors for an original context of n_ctx_orig
+  int n_ctx_orig = 0;       // with longrope: in [1, n_ctx]
   SynthWeights weights = SynthWeights::kSmall;
 };
 
@@ -93,7 +102,9 @@ struct SynthSpec {
 // n_embd % n_head == 0 unless head_dim is given, n_head % n_head_kv == 0,
 // even head_dim, n_embd, n_ff and n_head * head_dim multiples of 32 for
 // quantized types, n_vocab >= 260, rope_freqs only for llama, and every size
-// within limits that keep tensor sizes far from overflow. Else kInvalidArgument.
+// within limits that keep tensor sizes far from overflow, longrope (with
+// 1 <= n_ctx_orig <= n_ctx) only for phi3, and for phi3 n_head * head_dim =
+// n_embd. Else kInvalidArgument.
 [[nodiscard]] Status ValidateSynthSpec(const SynthSpec& spec);
 
 // The first n tokens of the synthetic vocabulary described above.

@@ -37,8 +37,8 @@ struct LayerWeights {
   Tensor attn_k_norm;  // F32 [head_dim] (qwen3), else null
   Linear wo;           // [n_embd_q, n_embd]
   Tensor ffn_norm;     // F32 [n_embd]
-  Linear ffn_gate;     // [n_embd, n_ff]   (w1)
-  Linear ffn_up;       // [n_embd, n_ff]   (w3)
+  Linear ffn_gate;     // [n_embd, n_ff]   (w1; phi3: the first n_ff rows of the file's ffn_up)
+  Linear ffn_up;       // [n_embd, n_ff]   (w3; phi3: the last n_ff rows of the file's ffn_up)
   Linear ffn_down;     // [n_ff, n_embd]   (w2)
 };
 
@@ -47,6 +47,11 @@ struct ModelWeights {
   Tensor output_norm;  // F32 [n_embd]
   Linear output;       // [n_embd, n_vocab]; the same bytes as token_embd when tied
   Tensor rope_freqs;   // F32 [n_rot / 2]: Llama 3 RoPE scaling (θ_i divided by rope_freqs[i]), or null
+  // F32 [n_rot / 2] each, or null: Phi-3 LongRoPE factors (θ_i divided by
+  // them) for contexts longer than hp.n_ctx_orig, and for the others
+  // (engine/rope.h RopeFactorsFor picks one).
+  Tensor rope_factors_long;
+  Tensor rope_factors_short;
   std::vector<LayerWeights> layers;  // [n_layer]
 };
 
