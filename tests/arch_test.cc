@@ -223,8 +223,9 @@ TEST_P(ArchFileTest, MisshapenTensorsAreNamed) {
   const int64_t q = 4 * HeadDim();
   std::vector<std::pair<std::string, std::vector<int64_t>>> cases = {
       {"blk.1.attn_output.weight", {64, q}}, {"blk.0.ffn_down.weight", {64, 96}},
-      {"blk.1.attn_norm.weight", {63}},      {"output.weight", {64, 299}},
+      {"blk.1.attn_norm.weight", {63}},      {"output_norm.weight", {64, 2}},
   };
+  if (!Traits(GetParam().arch).tied_output) cases.push_back({"output.weight", {64, 299}});
   if (GetParam().arch == Arch::kPhi3) {
     cases.insert(cases.end(), {{"blk.0.attn_qkv.weight", {64, q + 4 * HeadDim() + 2}},
                                {"blk.1.attn_qkv.weight", {64, q + 4 * HeadDim(), 2}},
@@ -266,6 +267,12 @@ TEST_P(ArchFileTest, UnknownTensorsAreRefusedNotIgnored) {
     EXPECT_EQ(s.code(), StatusCode::kUnsupported);
     EXPECT_THAT(s.message(), HasSubstr("rope_freqs.weight"));
   }
+  // gemma's output is always token_embd: an output.weight would be ignored.
+  if (Traits(GetParam().arch).tied_output) {
+    s = LoadEdited({.add = {{"output.weight", {64, 300}}}});
+    EXPECT_EQ(s.code(), StatusCode::kUnsupported);
+    EXPECT_THAT(s.message(), HasSubstr("output.weight"));
+  }
   if (GetParam().arch != Arch::kPhi3) {
     s = LoadEdited({.add = {{"rope_factors_long.weight", {HeadDim() / 2}}}});
     EXPECT_EQ(s.code(), StatusCode::kUnsupported);
@@ -292,7 +299,8 @@ TEST_P(ArchFileTest, TruncatedFilesFailCleanly) {
 
 INSTANTIATE_TEST_SUITE_P(Archs, ArchFileTest,
                          ::testing::Values(ArchCase{Arch::kLlama, 0}, ArchCase{Arch::kQwen2, 0},
-                                           ArchCase{Arch::kQwen3, 24}, ArchCase{Arch::kPhi3, 0}),
+                                           ArchCase{Arch::kQwen3, 24}, ArchCase{Arch::kPhi3, 0},
+                                           ArchCase{Arch::kGemma, 24}),
                          [](const auto& info) { return std::string(ArchName(info.param.arch)); });
 
 TEST(ArchTest, MixtureOfExpertsArchitecturesAreRefusedByName) {

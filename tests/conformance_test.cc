@@ -88,6 +88,7 @@ const std::vector<Variant>& Variants() {
       {"phi3", Arch::kPhi3, 0, false, 4096, 1024},
       // ... beyond the original 128: long factors.
       {"phi3_long", Arch::kPhi3, 0, false, 4096, 128},
+      {"gemma", Arch::kGemma, 96},  // head_dim from attention.key_length, as Gemma 7B's 256 over 3072 / 16
   };
   return v;
 }
@@ -352,7 +353,10 @@ INSTANTIATE_TEST_SUITE_P(
         FeatureOff{"longrope_short_factors", "phi3",
                    [](HParams*, ModelWeights* w) { w->rope_factors_short = Tensor{}; }},
         FeatureOff{"longrope_long_factors", "phi3_long",
-                   [](HParams*, ModelWeights* w) { w->rope_factors_long = w->rope_factors_short; }}),
+                   [](HParams*, ModelWeights* w) { w->rope_factors_long = w->rope_factors_short; }},
+        FeatureOff{"embedding_scale", "gemma", [](HParams* hp, ModelWeights*) { hp->embd_scale = 1.0f; }},
+        FeatureOff{"gelu", "gemma", [](HParams* hp, ModelWeights*) { hp->ffn_act = FfnAct::kSilu; }},
+        FeatureOff{"neox_rope_pairing", "gemma", FlipRope}),
     [](const auto& info) { return info.param.variant + "_" + info.param.name; });
 
 // ---- stories260K quantized by llama.cpp: the same greedy text ----

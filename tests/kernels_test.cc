@@ -646,6 +646,21 @@ TEST(KernelOps, RowOpsMatchFormulas) {
         EXPECT_EQ(gate[i], g[i]) << i;
       }
 
+      // GeGLU (GELU's tanh approximation), also in place over gate; x spans ±3,
+      // and ±12 where e^(2u) leaves float range (gelu -> 0 or x).
+      std::vector<float> gx = x;
+      gx[0] = -12.0f;
+      if (n > 1) gx[1] = 12.0f;
+      std::vector<float> gg(n), ggate = gx;
+      GeGLU(gx.data(), wt.data(), gg.data(), n, path);
+      GeGLU(ggate.data(), wt.data(), ggate.data(), n, path);
+      for (int64_t i = 0; i < n; ++i) {
+        const double v = gx[i];
+        const double want = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))) * wt[i];
+        EXPECT_NEAR(gg[i], want, 1e-5 * std::fabs(v * wt[i]) + 1e-7) << i;
+        EXPECT_EQ(ggate[i], gg[i]) << i;
+      }
+
       // Dot and Axpy.
       double dot = 0, mag = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -657,6 +672,16 @@ TEST(KernelOps, RowOpsMatchFormulas) {
       AxpyF32(0.75f, x.data(), y.data(), n, path);
       for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], wt[i] + 0.75 * x[i], 1e-6 * (std::fabs(wt[i]) + std::fabs(x[i]))) << i;
     }
+  }
+}
+
+TEST(KernelOps, SoftCapMatchesFormula) {
+  std::vector<float> x = RandomFloats(100, 3, 200.0f);
+  const std::vector<float> orig = x;
+  SoftCap(x.data(), 100, 30.0f);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_NEAR(x[i], 30.0 * std::tanh(orig[i] / 30.0), 1e-5 * 30) << i;
+    EXPECT_LE(std::fabs(x[i]), 30.0f);
   }
 }
 
@@ -673,6 +698,9 @@ TEST(KernelOps, DefaultPathOverloadsMatchBestPath) {
   EXPECT_EQ(a, b);
   SwiGLU(x.data(), w.data(), a.data(), 100);
   SwiGLU(x.data(), w.data(), b.data(), 100, BestPath());
+  EXPECT_EQ(a, b);
+  GeGLU(x.data(), w.data(), a.data(), 100);
+  GeGLU(x.data(), w.data(), b.data(), 100, BestPath());
   EXPECT_EQ(a, b);
   EXPECT_EQ(DotF32(x.data(), w.data(), 100), DotF32(x.data(), w.data(), 100, BestPath()));
   a = w;

@@ -20,7 +20,8 @@ Forward::LayerBuilder Forward::BuilderFor(Arch arch) {
     case Arch::kLlama:
     case Arch::kQwen2:
     case Arch::kQwen3:
-    case Arch::kPhi3: return &Forward::PreNormLayer;
+    case Arch::kPhi3:
+    case Arch::kGemma: return &Forward::PreNormLayer;
   }
   return &Forward::PreNormLayer;
 }
@@ -151,7 +152,10 @@ void Forward::GatedFfn(const LayerWeights& l) {
   const int64_t n_ff = model_.hparams().n_ff;
   const LinearOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
   ApplyLinear(gate_up, xb_.data(), n_, pool_);
-  kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff);
+  switch (model_.hparams().ffn_act) {
+    case FfnAct::kSilu: kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
+    case FfnAct::kGeluTanh: kernels::GeGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
+  }
   const LinearOut down[] = {{&l.ffn_down, xb_.data()}};
   ApplyLinear(down, gate_.data(), n_, pool_);
 }
@@ -184,6 +188,8 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     int32_t i = 0;
     for (const BatchEntry& e : batch.entries)
       for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
+    if (hp.embd_scale != 1.0f)
+      for (int64_t j = 0; j < int64_t{n} * E; ++j) x_[j] *= hp.embd_scale;
   }
 
   PrefetchLayer(batch, 0);

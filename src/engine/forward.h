@@ -46,7 +46,7 @@ class Forward {
   // One transformer layer on x_ (a per-architecture layer builder).
   using LayerBuilder = Status (Forward::*)(const Batch& batch, int32_t il);
   static LayerBuilder BuilderFor(Arch arch);
-  // llama, qwen2, qwen3, phi3: x += Attention(Norm(x)); x += Ffn(Norm(x)).
+  // llama, qwen2, qwen3, phi3, gemma: x += Attention(Norm(x)); x += Ffn(Norm(x)).
   [[nodiscard]] Status PreNormLayer(const Batch& batch, int32_t il);
 
   // ---- shared blocks, on the n_ tokens of the current batch ----
@@ -56,7 +56,7 @@ class Forward {
   // included), per-head q/k norms where the layer has them, RoPE, the KV
   // write and attention; xb_ <- att_ · woᵀ.
   [[nodiscard]] Status SelfAttention(const Batch& batch, int32_t il);
-  // xb_ <- down(act(gate(xb_)) * up(xb_)).
+  // xb_ <- down(act(gate(xb_)) * up(xb_)), act SiLU or GELU (hp.ffn_act).
   void GatedFfn(const LayerWeights& l);
   // x_ += xb_.
   void AddResidual();

@@ -34,6 +34,8 @@ void SoftmaxAvx2(float* x, int64_t n);
 void SoftmaxAvx512(float* x, int64_t n);
 void SwiGLUAvx2(const float* gate, const float* up, float* out, int64_t n);
 void SwiGLUAvx512(const float* gate, const float* up, float* out, int64_t n);
+void GeGLUAvx2(const float* gate, const float* up, float* out, int64_t n);
+void GeGLUAvx512(const float* gate, const float* up, float* out, int64_t n);
 // QuantizeRow / DequantizeRow for F16 with F16C: bit-identical to the scalar
 // conversions (round to nearest even) except that a NaN's payload may differ.
 void F32ToF16RowAvx2(const float* x, uint16_t* out, int64_t n);

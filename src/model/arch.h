@@ -21,6 +21,7 @@ enum class Arch : uint8_t {
   kQwen2,  // q/k/v biases
   kQwen3,  // RMS norm over each head of q and k; head_dim from attention.key_length
   kPhi3,   // fused attn_qkv and ffn_up ([gate | up]); LongRoPE rope_factors_long/short
+  kGemma,  // embeddings × √n_embd, GELU, the output tied to token_embd
 };
 
 // How rotary embeddings pair dimensions (llama.cpp's rope types).
@@ -39,6 +40,7 @@ enum class RopeFactors : uint8_t {
 // The FFN's gate activation: out = act(gate) * up.
 enum class FfnAct : uint8_t {
   kSilu,
+  kGeluTanh,  // GELU's tanh approximation (kernels::GeGLU)
 };
 
 struct ArchTraits {
@@ -49,6 +51,8 @@ struct ArchTraits {
   bool qk_norm;        // blk.N.attn_q_norm / attn_k_norm [head_dim] are required
   bool fused_gate_up;  // blk.N.ffn_up [n_embd, 2 n_ff] holds the gate rows, then the up rows; no ffn_gate
   RopeFactors rope_factors;
+  bool scale_embd;     // token embeddings are multiplied by √n_embd
+  bool tied_output;    // the output matrix is always token_embd (an output.weight is not used)
 };
 
 const ArchTraits& Traits(Arch arch);

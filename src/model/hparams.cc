@@ -122,6 +122,7 @@ Status LoadGgufHParams(const gguf::GgufFile& f, Arch arch, HParams* out) {
   STRATA_RETURN_IF_ERROR(keys.OptionalFloat("attention.layer_norm_rms_epsilon", &hp.rms_eps));
   STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.freq_base", &hp.rope_freq_base));
   STRATA_RETURN_IF_ERROR(LoadRopeScaling(keys, &hp));
+  if (traits.scale_embd) hp.embd_scale = std::sqrt(static_cast<float>(hp.n_embd));
   if (arch == Arch::kPhi3) {
     // llama.cpp builds phi3 attention over n_embd rows (attn_output [n_embd, n_embd]).
     if (hp.n_embd_q() != hp.n_embd)

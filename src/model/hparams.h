@@ -35,6 +35,7 @@ struct HParams {
                                  // every attention score by its square (LongRoPE files set it)
   RopeType rope_type = RopeType::kNorm;
   FfnAct ffn_act = FfnAct::kSilu;
+  float embd_scale = 1.0f;  // token embeddings are multiplied by this (gemma: sqrtf(n_embd))
 
   int32_t n_embd_q() const { return n_head * head_dim; }
   int32_t n_embd_kv() const { return n_head_kv * head_dim; }

@@ -181,6 +181,7 @@ float LongRopeAttnFactor(int n_ctx, int n_ctx_orig) {
 int HeadDim(const SynthSpec& s) { return s.head_dim > 0 ? s.head_dim : s.n_embd / s.n_head; }
 
 bool IsQwen(Arch a) { return a == Arch::kQwen2 || a == Arch::kQwen3; }
+bool IsGemma(Arch a) { return a == Arch::kGemma; }
 
 float RopeFreqBase(const SynthSpec& s) {
   if (s.rope_freqs) return 500000.0f;
@@ -190,16 +191,20 @@ float RopeFreqBase(const SynthSpec& s) {
 // The std of each kind of tensor (synth.h).
 struct Scales {
   float embd, qk, v, wo, gate_up, down, output;
-  float norm_std, qk_norm_mean, qk_norm_std, bias_std;
+  float norm_std, qk_norm_mean, qk_norm_std, bias_std, output_norm_mean;
 };
 
 Scales ScalesFor(const SynthSpec& s) {
   if (s.weights == SynthWeights::kSmall)
-    return {kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, 0.0f, 1.0f, 0.0f, 0.0f};
+    return {kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, 0.0f, 1.0f, 0.0f, 0.0f, 1.0f};
   const float e = std::sqrt(static_cast<float>(s.n_embd)), q = std::sqrt(static_cast<float>(s.n_head * HeadDim(s)));
   const float ff = std::sqrt(static_cast<float>(s.n_ff));
   const float qk = (s.arch == Arch::kQwen3 ? 3.0f : 1.0f) / e;
-  return {8.0f, qk, 1.0f / e, 1.5f / q, 1.0f / e, 2.5f / ff, 4.0f / e, 0.2f, 1.5f, 0.3f, 0.5f};
+  // Embeddings scaled by √n_embd: std 8/√n_embd keeps the residual stream at rms 8.
+  const float embd = Traits(s.arch).scale_embd ? 8.0f / e : 8.0f;
+  // A tied output multiplies by the embeddings: output_norm 0.5 makes the logits' std ~4.
+  const float output_norm_mean = Traits(s.arch).tied_output ? 0.5f : 1.0f;
+  return {embd, qk, 1.0f / e, 1.5f / q, 1.0f / e, 2.5f / ff, 4.0f / e, 0.2f, 1.5f, 0.3f, 0.5f, output_norm_mean};
 }
 
 // ---- vocabulary ----
@@ -262,7 +267,7 @@ void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
     w->SetU32(a + ".attention.value_length", static_cast<uint32_t>(head_dim));
   }
   w->SetU32(a + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
-  w->SetF32(a + ".attention.layer_norm_rms_epsilon", IsQwen(spec.arch) ? 1e-6f : 1e-5f);
+  w->SetF32(a + ".attention.layer_norm_rms_epsilon", IsQwen(spec.arch) || IsGemma(spec.arch) ? 1e-6f : 1e-5f);
   w->SetF32(a + ".rope.freq_base", RopeFreqBase(spec));
   if (spec.longrope) {
     w->SetU32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(spec.n_ctx_orig));
@@ -340,7 +345,8 @@ Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) 
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", embd, ff, sc.gate_up));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", ff, embd, sc.down));
   }
-  STRATA_RETURN_IF_ERROR(norm("output_norm.weight"));
+  STRATA_RETURN_IF_ERROR(vector("output_norm.weight", embd, sc.output_norm_mean, sc.norm_std));
+  if (Traits(spec.arch).tied_output) return Status::Ok();
   return matrix("output.weight", embd, vocab, sc.output);
 }
 

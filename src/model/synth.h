@@ -8,7 +8,7 @@
 //             ARCH.{context_length, embedding_length, block_count,
 //             feed_forward_length, attention.head_count, attention.head_count_kv,
 //             rope.dimension_count (= head_dim), attention.layer_norm_rms_epsilon
-//             (1e-5; 1e-6 for qwen2/qwen3), rope.freq_base (10000; 1e6 for
+//             (1e-5; 1e-6 for qwen2/qwen3/gemma), rope.freq_base (10000; 1e6 for
 //             qwen2/qwen3; 500000 with rope_freqs), vocab_size}, plus
 //             ARCH.attention.key_length/value_length when head_dim is given
 //   tokenizer SentencePiece-style ("llama", pre "default") of exactly n_vocab
@@ -36,6 +36,7 @@
 //             1 + i/(h-1), h = head_dim/2) and writes phi3.rope.scaling.original_context_length
 //             = n_ctx_orig and, when n_ctx > n_ctx_orig, phi3.rope.scaling.attn_factor =
 //             sqrt(1 + ln(n_ctx / n_ctx_orig) / ln(n_ctx_orig)) (as Phi-3's conversion does).
+//             gemma has no output.weight (its output is always token_embd).
 //
 // Weight distribution of SynthWeights::kSmall (mean 0, std ~0.02, so
 // activations stay finite); norms are 1.0, biases 0.
@@ -49,11 +50,13 @@
 // std per tensor, so that the model computes something far from uniform and
 // float rounding moves log-probabilities far less than the conformance bounds
 // (the embedding dominates the residual stream, each layer adds 1-3 to it):
-//   token_embd 8; attn_q/attn_k 1/sqrt(n_embd) (qwen3: 3/sqrt(n_embd), so that
+//   token_embd 8 (gemma, whose embeddings are scaled by sqrt(n_embd):
+//   8/sqrt(n_embd)); attn_q/attn_k 1/sqrt(n_embd) (qwen3: 3/sqrt(n_embd), so that
 //   its q/k norms matter); attn_v 1/sqrt(n_embd); attn_output 1.5/sqrt(n_q);
 //   ffn_gate/ffn_up 1/sqrt(n_embd); ffn_down 2.5/sqrt(n_ff); output
-//   4/sqrt(n_embd) (logits std ~4); norms 1 + N(0, 0.2); q/k norms 1.5 + N(0, 0.3);
-//   biases N(0, 0.5).
+//   4/sqrt(n_embd) (logits std ~4); norms 1 + N(0, 0.2), but output_norm
+//   0.5 + N(0, 0.2) where the output is tied to token_embd (logits std ~4);
+//   q/k norms 1.5 + N(0, 0.3); biases N(0, 0.5).
 // Rows are seeded from (seed, tensor index, row), so the bytes depend only on
 // the spec, never on n_threads.
 //

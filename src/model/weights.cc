@@ -151,9 +151,11 @@ Status BindWeights(const HParams& hp, const std::vector<std::string>& names, con
   const int64_t e = hp.n_embd, v = hp.n_vocab;
   STRATA_RETURN_IF_ERROR(b.Required("token_embd.weight", e, v, &w.token_embd));
   STRATA_RETURN_IF_ERROR(b.Required("output_norm.weight", e, 1, &w.output_norm));
-  STRATA_RETURN_IF_ERROR(b.Optional("output.weight", e, v, &w.output.w));
+  if (!Traits(hp.arch).tied_output) {
+    STRATA_RETURN_IF_ERROR(b.Optional("output.weight", e, v, &w.output.w));
+    STRATA_RETURN_IF_ERROR(b.Optional("output.bias", v, 1, &w.output.b));
+  }
   if (w.output.w.data == nullptr) w.output.w = w.token_embd;  // tied classifier
-  STRATA_RETURN_IF_ERROR(b.Optional("output.bias", v, 1, &w.output.b));
   switch (Traits(hp.arch).rope_factors) {
     case RopeFactors::kNone: break;
     case RopeFactors::kLlama3:
