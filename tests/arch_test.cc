@@ -21,6 +21,7 @@
 #include "engine/rope.h"
 #include "model/gguf.h"
 #include "model/gguf_writer.h"
+#include "model/hparams.h"
 #include "model/model.h"
 #include "model/synth.h"
 #include "test_util.h"
@@ -212,6 +213,8 @@ TEST_P(ArchFileTest, MissingTensorsAreNamed) {
     required.insert(required.end(),
                     {"blk.0.attn_q.weight", "blk.1.attn_k.weight", "blk.0.attn_v.weight", "blk.1.ffn_gate.weight"});
   if (Traits(GetParam().arch).qk_norm) required.insert(required.end(), {"blk.1.attn_q_norm.weight", "blk.0.attn_k_norm.weight"});
+  if (Traits(GetParam().arch).post_norms)
+    required.insert(required.end(), {"blk.0.post_attention_norm.weight", "blk.1.post_ffw_norm.weight"});
   for (const std::string& t : required) {
     const Status s = LoadEdited({.drop = {t}});
     EXPECT_EQ(s.code(), StatusCode::kCorrupt) << t << ": " << s.ToString();
@@ -300,7 +303,7 @@ TEST_P(ArchFileTest, TruncatedFilesFailCleanly) {
 INSTANTIATE_TEST_SUITE_P(Archs, ArchFileTest,
                          ::testing::Values(ArchCase{Arch::kLlama, 0}, ArchCase{Arch::kQwen2, 0},
                                            ArchCase{Arch::kQwen3, 24}, ArchCase{Arch::kPhi3, 0},
-                                           ArchCase{Arch::kGemma, 24}),
+                                           ArchCase{Arch::kGemma, 24}, ArchCase{Arch::kGemma2, 24}),
                          [](const auto& info) { return std::string(ArchName(info.param.arch)); });
 
 TEST(ArchTest, MixtureOfExpertsArchitecturesAreRefusedByName) {
@@ -382,6 +385,100 @@ TEST_F(Phi3FileTest, LongRopePicksFactorsByContext) {
   const std::vector<int32_t> tokens = {1, 40, 41, 299, 7, 8, 9, 10, 11, 12};
   EXPECT_NE(LastLogits(*m, tokens, 64), LastLogits(*m, tokens, 65));
   EXPECT_EQ(LastLogits(*m, tokens, 65), LastLogits(*m, tokens, 256));
+}
+
+// gemma2's hyper-parameters with llama.cpp's defaults and the file's overrides.
+class Gemma2HParamsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir();
+    SynthSpec s;
+    s.arch = Arch::kGemma2;
+    s.n_layer = 4;
+    s.n_embd = 64;
+    s.n_ff = 96;
+    s.n_head = 4;
+    s.n_head_kv = 2;
+    s.head_dim = 24;
+    s.n_vocab = 300;
+    s.n_ctx = 64;
+    ASSERT_TRUE(SynthesizeModel(Env::Default(), s, dir_ + "/g2.gguf", 1).ok());
+  }
+  // The hyper-parameters of the file with kv changed (its tensors need not match: only token_embd is read).
+  Status Load(const std::map<std::string, std::optional<gguf::Value>>& kv, HParams* hp) {
+    const std::string path = dir_ + "/edited.gguf";
+    STRATA_RETURN_IF_ERROR(Rewrite(dir_ + "/g2.gguf", path, {.kv = kv}));
+    std::unique_ptr<gguf::GgufFile> f;
+    STRATA_RETURN_IF_ERROR(gguf::GgufFile::Open(Env::Default(), path, &f));
+    return LoadGgufHParams(*f, Arch::kGemma2, hp);
+  }
+  std::string dir_;
+};
+
+TEST_F(Gemma2HParamsTest, DefaultsAreLlamaCpps) {
+  HParams hp;
+  ASSERT_TRUE(Load({}, &hp).ok());
+  EXPECT_EQ(hp.n_swa, 4096);
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 0, 1, 0}));  // even layers slide
+  EXPECT_EQ(hp.attn_softcap, 50.0f);
+  EXPECT_EQ(hp.final_softcap, 30.0f);
+  EXPECT_EQ(hp.attn_scale, 1.0f / std::sqrt(24.0f));  // 1/sqrt(key_length), not 1/sqrt(n_embd / n_head)
+  EXPECT_EQ(hp.embd_scale, 8.0f);
+  EXPECT_EQ(hp.rope_freq_base_swa, hp.rope_freq_base);
+}
+
+TEST_F(Gemma2HParamsTest, FileOverridesDefaults) {
+  HParams hp;
+  ASSERT_TRUE(Load({{"gemma2.attention.sliding_window", U32(7)},
+                    {"gemma2.attn_logit_softcapping", F32(20.0f)},
+                    {"gemma2.final_logit_softcapping", F32(0.0f)},
+                    {"gemma2.rope.freq_base_swa", F32(500.0f)},
+                    {"gemma2.attention.sliding_window_pattern", U32(3)}},
+                   &hp)
+                  .ok());
+  EXPECT_EQ(hp.n_swa, 7);
+  EXPECT_EQ(hp.attn_softcap, 20.0f);
+  EXPECT_EQ(hp.final_softcap, 0.0f);
+  EXPECT_EQ(hp.rope_freq_base_swa, 500.0f);
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 1, 0, 1}));  // il % 3 < 2
+  gguf::Value flags;
+  flags.type = gguf::ValueType::kArray;
+  flags.elem_type = gguf::ValueType::kBool;
+  for (bool b : {false, true, true, false}) {
+    gguf::Value e;
+    e.type = gguf::ValueType::kBool;
+    e.b = b;
+    flags.arr.push_back(e);
+  }
+  ASSERT_TRUE(Load({{"gemma2.attention.sliding_window_pattern", flags}}, &hp).ok());
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{0, 1, 1, 0}));
+}
+
+// Gemma 2 27B scales queries by 1/sqrt(n_embd / n_head); llama.cpp knows it by its 46 layers.
+TEST_F(Gemma2HParamsTest, The27BModelScalesQueriesByEmbeddingPerHead) {
+  HParams hp;
+  ASSERT_TRUE(Load({{"gemma2.block_count", U32(46)}}, &hp).ok());
+  EXPECT_EQ(hp.attn_scale, 1.0f / std::sqrt(16.0f));
+}
+
+TEST_F(Gemma2HParamsTest, BadValuesAreNamed) {
+  gguf::Value short_flags;
+  short_flags.type = gguf::ValueType::kArray;
+  short_flags.elem_type = gguf::ValueType::kUint32;
+  short_flags.arr = {U32(1), U32(0)};
+  const std::vector<std::pair<std::string, gguf::Value>> cases = {
+      {"gemma2.attention.sliding_window", U32(0)},
+      {"gemma2.attn_logit_softcapping", F32(-1.0f)},
+      {"gemma2.final_logit_softcapping", F32(std::numeric_limits<float>::infinity())},
+      {"gemma2.attention.sliding_window_pattern", short_flags},
+      {"gemma2.attention.sliding_window_pattern", U32Array({1, 0, 2, 0})},
+  };
+  for (const auto& [key, v] : cases) {
+    HParams hp;
+    const Status s = Load({{key, v}}, &hp);
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << key << ": " << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr(key)) << s.ToString();
+  }
 }
 
 // A fused attn_qkv ([Q | K | V] rows, as phi3 files hold it) computes exactly

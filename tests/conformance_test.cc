@@ -76,6 +76,9 @@ struct Variant {
   bool rope_freqs = false;
   int n_ctx = kContext;  // the file's context_length
   int n_ctx_orig = 0;    // > 0: LongRoPE factors for this original context
+  int n_swa = 0;         // gemma2: > 0 written (sliding window), like the soft-caps
+  float attn_softcap = 0.0f;
+  float final_softcap = 0.0f;
 };
 
 const std::vector<Variant>& Variants() {
@@ -89,6 +92,10 @@ const std::vector<Variant>& Variants() {
       // ... beyond the original 128: long factors.
       {"phi3_long", Arch::kPhi3, 0, false, 4096, 128},
       {"gemma", Arch::kGemma, 96},  // head_dim from attention.key_length, as Gemma 7B's 256 over 3072 / 16
+      // A window of 16 of the 80 tokens on even layers; soft-caps low enough to
+      // bend the scores (std ~1) and logits (std ~4) of the synthetic model.
+      {.name = "gemma2", .arch = Arch::kGemma2, .head_dim = 96, .n_swa = 16, .attn_softcap = 2.0f,
+       .final_softcap = 8.0f},
   };
   return v;
 }
@@ -135,6 +142,9 @@ std::string F32Model(const Variant& v) {
   s.rope_freqs = v.rope_freqs;
   s.longrope = v.n_ctx_orig > 0;
   s.n_ctx_orig = v.n_ctx_orig;
+  s.n_swa = v.n_swa;
+  s.attn_softcap = v.attn_softcap;
+  s.final_softcap = v.final_softcap;
   s.weights = SynthWeights::kConformance;
   const Status st = SynthesizeModel(Env::Default(), s, path, 2);
   EXPECT_TRUE(st.ok()) << st.ToString();
@@ -356,7 +366,20 @@ INSTANTIATE_TEST_SUITE_P(
                    [](HParams*, ModelWeights* w) { w->rope_factors_long = w->rope_factors_short; }},
         FeatureOff{"embedding_scale", "gemma", [](HParams* hp, ModelWeights*) { hp->embd_scale = 1.0f; }},
         FeatureOff{"gelu", "gemma", [](HParams* hp, ModelWeights*) { hp->ffn_act = FfnAct::kSilu; }},
-        FeatureOff{"neox_rope_pairing", "gemma", FlipRope}),
+        FeatureOff{"neox_rope_pairing", "gemma", FlipRope},
+        FeatureOff{"attention_softcap", "gemma2", [](HParams* hp, ModelWeights*) { hp->attn_softcap = 0.0f; }},
+        FeatureOff{"final_softcap", "gemma2", [](HParams* hp, ModelWeights*) { hp->final_softcap = 0.0f; }},
+        FeatureOff{"sliding_window", "gemma2", [](HParams* hp, ModelWeights*) { hp->swa_layers.clear(); }},
+        FeatureOff{"even_layer_sliding_window", "gemma2",
+                   [](HParams* hp, ModelWeights*) {
+                     for (uint8_t& swa : hp->swa_layers) swa = !swa;
+                   }},
+        FeatureOff{"post_norms", "gemma2",
+                   [](HParams*, ModelWeights* w) {
+                     // Unit weights: the norms still normalize; only their learned scales go.
+                     static const std::vector<float> ones(256, 1.0f);
+                     for (LayerWeights& l : w->layers) l.attn_post_norm.data = l.ffn_post_norm.data = ones.data();
+                   }}),
     [](const auto& info) { return info.param.variant + "_" + info.param.name; });
 
 // ---- stories260K quantized by llama.cpp: the same greedy text ----

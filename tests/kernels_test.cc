@@ -723,8 +723,10 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
     for (const Case& c : cases) {
       for (int32_t n : {1, 5, 16, 17, 40}) {
         for (int32_t block : {7, 16, 64}) {
+         for (float softcap : {0.0f, 0.75f}) {  // 0.75: scores of ~0.5 well into tanh's bend
           SCOPED_TRACE(std::string(PathName(path)) + " " + DTypeName(c.type) + " D=" + std::to_string(c.D) +
-                       " n=" + std::to_string(n) + " block=" + std::to_string(block));
+                       " n=" + std::to_string(n) + " block=" + std::to_string(block) +
+                       " softcap=" + std::to_string(softcap));
           const size_t row_bytes = *RowBytes(c.type, c.D) + 8;  // rows need not be packed
           std::vector<uint8_t> k(row_bytes * n), v(row_bytes * n);
           std::vector<float> kf(static_cast<size_t>(n) * c.D), vf(kf.size());
@@ -742,7 +744,7 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
           for (int32_t j = 0; j < n; ++j) {
             double dot = 0;
             for (int32_t d = 0; d < c.D; ++d) dot += static_cast<double>(q[d]) * kf[j * c.D + d];
-            s[j] = dot * scale;
+            s[j] = softcap > 0 ? softcap * std::tanh(dot * scale / softcap) : dot * scale;
             max = std::max(max, s[j]);
           }
           for (int32_t j = 0; j < n; ++j) sum += std::exp(s[j] - max);
@@ -755,10 +757,11 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
             SoftmaxPartial p;
             std::fill(acc.begin(), acc.end(), 0.0f);
             AttendRows(q.data(), &k[j0 * row_bytes], &v[j0 * row_bytes], row_bytes, c.type, std::min(block, n - j0),
-                       c.D, scale, &p, acc.data(), scratch.data(), path);
+                       c.D, {scale, softcap}, &p, acc.data(), scratch.data(), path);
             MergePartial(&total, out.data(), p, acc.data(), c.D);
           }
           for (int32_t d = 0; d < c.D; ++d) EXPECT_NEAR(out[d] / total.l, want[d], 2e-6 + 1e-5 * std::fabs(want[d])) << d;
+         }
         }
       }
     }
@@ -787,10 +790,11 @@ TEST(KernelAttention, HeadsMatchPerHead) {
             std::vector<float> got(stride * n_heads, 0.5f), want = got, scratch(D);
             std::vector<SoftmaxPartial> pg(n_heads), pw(n_heads);
             for (int32_t h = 0; h < n_heads; ++h) pg[h] = pw[h] = SoftmaxPartial{0.25f, 2.0f};  // mid-sequence state
-            AttendTile(q.data(), static_cast<size_t>(D) * n_heads, 1, n_heads, &n, k.data(), v.data(), row_bytes, type,
-                       D, 0.125f, pg.data(), got.data(), stride, scratch.data(), path);
+            const int32_t first = 0;
+            AttendTile(q.data(), static_cast<size_t>(D) * n_heads, 1, n_heads, &first, &n, k.data(), v.data(),
+                       row_bytes, type, D, {0.125f}, pg.data(), got.data(), stride, scratch.data(), path);
             for (int32_t h = 0; h < n_heads; ++h)
-              AttendRows(&q[h * D], k.data(), v.data(), row_bytes, type, n, D, 0.125f, &pw[h], &want[h * stride],
+              AttendRows(&q[h * D], k.data(), v.data(), row_bytes, type, n, D, {0.125f}, &pw[h], &want[h * stride],
                          scratch.data(), Path::kScalar);
             for (int32_t h = 0; h < n_heads; ++h) {
               EXPECT_NEAR(pg[h].m, pw[h].m, 1e-5f * (1 + std::fabs(pw[h].m))) << h;

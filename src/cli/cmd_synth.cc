@@ -1,6 +1,6 @@
 // `strata synth OUT.gguf --layers L --embd E --ff F --heads H --kv-heads KV
 //  --vocab V --type f32|f16|bf16|q8_0|q4_0 [--arch A] [--head-dim D] [--rope-freqs]
-//  [--longrope ORIG_CTX]
+//  [--longrope ORIG_CTX] [--sliding-window N] [--attn-softcap C] [--final-softcap C]
 //  [--weights small|conformance] [--ctx C] [--seed S] [--threads K]`
 #include <algorithm>
 #include <fmt/format.h>
@@ -64,6 +64,12 @@ void AddSynthCommand(CLI::App& app) {
   cmd->add_option("--longrope", spec.n_ctx_orig,
                   "phi3: LongRoPE factors (rope_factors_long/short.weight) for this original context (<= --ctx)")
       ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--sliding-window", spec.n_swa, "gemma2: attention.sliding_window (default: llama.cpp's 4096)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--attn-softcap", spec.attn_softcap, "gemma2: attn_logit_softcapping (default: llama.cpp's 50)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--final-softcap", spec.final_softcap, "gemma2: final_logit_softcapping (default: llama.cpp's 30)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--weights", opts->weights,
                   "Weight scales: small (std 0.02, benchmarks) or conformance (dominant embeddings, logits std ~4)")
       ->capture_default_str();

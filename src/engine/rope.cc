@@ -11,11 +11,11 @@ const Tensor& RopeFactorsFor(const HParams& hp, const ModelWeights& w, int32_t n
   return n_ctx_seq > hp.n_ctx_orig ? w.rope_factors_long : w.rope_factors_short;
 }
 
-RopeSpec RopeSpecFor(const HParams& hp, const ModelWeights& w, int32_t n_ctx_seq) {
+RopeSpec RopeSpecFor(const HParams& hp, const ModelWeights& w, int32_t n_ctx_seq, bool swa) {
   RopeSpec s;
   s.n_rot = hp.n_rot;
-  s.freq_base = hp.rope_freq_base;
-  s.freq_scale = hp.rope_freq_scale;
+  s.freq_base = swa ? hp.rope_freq_base_swa : hp.rope_freq_base;
+  s.freq_scale = swa ? hp.rope_freq_scale_swa : hp.rope_freq_scale;
   s.attn_factor = hp.rope_attn_factor;
   s.factors = static_cast<const float*>(RopeFactorsFor(hp, w, n_ctx_seq).data);
   return s;

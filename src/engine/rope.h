@@ -30,8 +30,10 @@ struct RopeSpec {
 // otherwise; data == nullptr when the file has none of them.
 const Tensor& RopeFactorsFor(const HParams& hp, const ModelWeights& w, int32_t n_ctx_seq);
 
-// The RoPE of the model's layers in a context of n_ctx_seq positions per sequence.
-RopeSpec RopeSpecFor(const HParams& hp, const ModelWeights& w, int32_t n_ctx_seq);
+// The RoPE of the model's layers in a context of n_ctx_seq positions per
+// sequence: of its sliding-window layers when swa (their own frequency base
+// and scale: gemma2, gemma3), else of the others.
+RopeSpec RopeSpecFor(const HParams& hp, const ModelWeights& w, int32_t n_ctx_seq, bool swa);
 
 // cos_out, sin_out: F32 [spec.n_rot / 2] for position pos. With no factors
 // and attn_factor 1 exactly kernels::RopeAngles (as llama2.c computes them).

@@ -48,7 +48,7 @@ void AxpyF32Avx512(float a, const float* x, float* y, int64_t n);
 // AttendRows without the scratch row (rows are widened in registers).
 // REQUIRES D <= kMaxHeadDimAvx512.
 void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
-                      int32_t D, float scale, SoftmaxPartial* p, float* acc);
+                      int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc);
 inline constexpr int32_t kMaxHeadDimAvx512 = 256;
 
 }  // namespace strata::kernels::internal

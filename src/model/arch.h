@@ -22,6 +22,7 @@ enum class Arch : uint8_t {
   kQwen3,  // RMS norm over each head of q and k; head_dim from attention.key_length
   kPhi3,   // fused attn_qkv and ffn_up ([gate | up]); LongRoPE rope_factors_long/short
   kGemma,  // embeddings × √n_embd, GELU, the output tied to token_embd
+  kGemma2, // gemma + post-attention/post-FFN norms, soft-capping, sliding window on even layers
 };
 
 // How rotary embeddings pair dimensions (llama.cpp's rope types).
@@ -53,6 +54,7 @@ struct ArchTraits {
   RopeFactors rope_factors;
   bool scale_embd;     // token embeddings are multiplied by √n_embd
   bool tied_output;    // the output matrix is always token_embd (an output.weight is not used)
+  bool post_norms;     // blk.N.post_attention_norm / post_ffw_norm [n_embd] normalize each block's output
 };
 
 const ArchTraits& Traits(Arch arch);

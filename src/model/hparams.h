@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/status.h"
 #include "model/arch.h"
@@ -37,8 +38,21 @@ struct HParams {
   FfnAct ffn_act = FfnAct::kSilu;
   float embd_scale = 1.0f;  // token embeddings are multiplied by this (gemma: sqrtf(n_embd))
 
+  // Attention scores: attn_scale · q·k, soft-capped when attn_softcap > 0
+  // (engine/attention_pass.h AttentionMath).
+  float attn_scale = 0.0f;     // 1/sqrtf(head_dim), unless the architecture says otherwise
+  float attn_softcap = 0.0f;   // gemma2: {arch}.attn_logit_softcapping (default 50)
+  float final_softcap = 0.0f;  // > 0: logits soft-capped at this (gemma2, gemma3: final_logit_softcapping)
+  // Sliding-window attention: a layer il with swa_layers[il] != 0 sees the
+  // n_swa positions up to the query's. swa_layers: [n_layer], or empty (none).
+  int32_t n_swa = 0;
+  std::vector<uint8_t> swa_layers;
+  float rope_freq_base_swa = 10000.0f;  // the RoPE of the sliding-window layers
+  float rope_freq_scale_swa = 1.0f;
+
   int32_t n_embd_q() const { return n_head * head_dim; }
   int32_t n_embd_kv() const { return n_head_kv * head_dim; }
+  bool is_swa(int32_t il) const { return !swa_layers.empty() && swa_layers[static_cast<size_t>(il)] != 0; }
 };
 
 // Reads the hyper-parameters of architecture arch from f's metadata; n_vocab

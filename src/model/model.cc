@@ -162,6 +162,7 @@ Status Model::LoadLlama2c(Env* env, const ModelLoadOptions& options) {
     return Status::Corrupt(fmt::format("dim {} is not a multiple of n_heads {}", c.dim, c.n_heads));
   hp.head_dim = c.dim / c.n_heads;
   hp.n_rot = hp.head_dim;
+  hp.attn_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   hp.rms_eps = 1e-5f;  // llama2.c's rmsnorm constant
   hp.rope_freq_base = 10000.0f;
   hp.rope_type = RopeType::kNorm;
@@ -212,7 +213,8 @@ void Model::NormsAndBiasesToF32() {
   w.output.b = ToF32(w.output.b);
   for (Tensor* t : {&w.rope_freqs, &w.rope_factors_long, &w.rope_factors_short}) *t = ToF32(*t);
   for (LayerWeights& l : w.layers) {
-    for (Tensor* t : {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.ffn_norm}) *t = ToF32(*t);
+    for (Tensor* t : {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.attn_post_norm, &l.ffn_norm, &l.ffn_post_norm})
+      *t = ToF32(*t);
     for (Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) x->b = ToF32(x->b);
   }
 }

@@ -181,7 +181,7 @@ float LongRopeAttnFactor(int n_ctx, int n_ctx_orig) {
 int HeadDim(const SynthSpec& s) { return s.head_dim > 0 ? s.head_dim : s.n_embd / s.n_head; }
 
 bool IsQwen(Arch a) { return a == Arch::kQwen2 || a == Arch::kQwen3; }
-bool IsGemma(Arch a) { return a == Arch::kGemma; }
+bool IsGemma(Arch a) { return a == Arch::kGemma || a == Arch::kGemma2; }
 
 float RopeFreqBase(const SynthSpec& s) {
   if (s.rope_freqs) return 500000.0f;
@@ -269,6 +269,9 @@ void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
   w->SetU32(a + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
   w->SetF32(a + ".attention.layer_norm_rms_epsilon", IsQwen(spec.arch) || IsGemma(spec.arch) ? 1e-6f : 1e-5f);
   w->SetF32(a + ".rope.freq_base", RopeFreqBase(spec));
+  if (spec.n_swa > 0) w->SetU32(a + ".attention.sliding_window", static_cast<uint32_t>(spec.n_swa));
+  if (spec.attn_softcap > 0) w->SetF32(a + ".attn_logit_softcapping", spec.attn_softcap);
+  if (spec.final_softcap > 0) w->SetF32(a + ".final_logit_softcapping", spec.final_softcap);
   if (spec.longrope) {
     w->SetU32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(spec.n_ctx_orig));
     if (spec.n_ctx > spec.n_ctx_orig)
@@ -308,7 +311,7 @@ Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) 
       return Status::Ok();
     });
   };
-  const bool fused = spec.arch == Arch::kPhi3;
+  const bool fused = spec.arch == Arch::kPhi3, post_norms = Traits(spec.arch).post_norms;
 
   if (spec.rope_freqs)
     STRATA_RETURN_IF_ERROR(
@@ -340,10 +343,12 @@ Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) 
       STRATA_RETURN_IF_ERROR(vector(p + "attn_k_norm.weight", hd, sc.qk_norm_mean, sc.qk_norm_std));
     }
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_output.weight", q, embd, sc.wo));
+    if (post_norms) STRATA_RETURN_IF_ERROR(norm(p + "post_attention_norm.weight"));
     STRATA_RETURN_IF_ERROR(norm(p + "ffn_norm.weight"));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", embd, ff, sc.gate_up));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", embd, ff, sc.gate_up));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", ff, embd, sc.down));
+    if (post_norms) STRATA_RETURN_IF_ERROR(norm(p + "post_ffw_norm.weight"));
   }
   STRATA_RETURN_IF_ERROR(vector("output_norm.weight", embd, sc.output_norm_mean, sc.norm_std));
   if (Traits(spec.arch).tied_output) return Status::Ok();
@@ -386,6 +391,12 @@ Status ValidateSynthSpec(const SynthSpec& s) {
         fmt::format("n_ctx_orig must be in [1, n_ctx = {}] with longrope, got {}", s.n_ctx, s.n_ctx_orig));
   if (!s.longrope && s.n_ctx_orig != 0)
     return Status::InvalidArgument("n_ctx_orig is only written with longrope");
+  if ((s.n_swa != 0 || s.attn_softcap != 0 || s.final_softcap != 0) && s.arch != Arch::kGemma2)
+    return Status::InvalidArgument(fmt::format("sliding windows and soft-caps are gemma2 features, not {}",
+                                               ArchName(s.arch)));
+  if (s.n_swa < 0 || !(s.attn_softcap >= 0) || !(s.final_softcap >= 0) || !std::isfinite(s.attn_softcap) ||
+      !std::isfinite(s.final_softcap))
+    return Status::InvalidArgument("the sliding window and soft-caps must not be negative");
   if (s.arch == Arch::kPhi3 && s.n_head * HeadDim(s) != s.n_embd)
     return Status::InvalidArgument(fmt::format("phi3 needs n_head * head_dim = n_embd, got {} * {} != {}", s.n_head,
                                                HeadDim(s), s.n_embd));

@@ -8,7 +8,7 @@
 //             ARCH.{context_length, embedding_length, block_count,
 //             feed_forward_length, attention.head_count, attention.head_count_kv,
 //             rope.dimension_count (= head_dim), attention.layer_norm_rms_epsilon
-//             (1e-5; 1e-6 for qwen2/qwen3/gemma), rope.freq_base (10000; 1e6 for
+//             (1e-5; 1e-6 for qwen2/qwen3/gemma*), rope.freq_base (10000; 1e6 for
 //             qwen2/qwen3; 500000 with rope_freqs), vocab_size}, plus
 //             ARCH.attention.key_length/value_length when head_dim is given
 //   tokenizer SentencePiece-style ("llama", pre "default") of exactly n_vocab
@@ -36,7 +36,9 @@
 //             1 + i/(h-1), h = head_dim/2) and writes phi3.rope.scaling.original_context_length
 //             = n_ctx_orig and, when n_ctx > n_ctx_orig, phi3.rope.scaling.attn_factor =
 //             sqrt(1 + ln(n_ctx / n_ctx_orig) / ln(n_ctx_orig)) (as Phi-3's conversion does).
-//             gemma has no output.weight (its output is always token_embd).
+//             gemma and gemma2 have no output.weight (their output is always token_embd);
+//             gemma2 adds blk.N.post_attention_norm.weight after attn_output and
+//             blk.N.post_ffw_norm.weight after ffn_down ([n_embd] F32, norms).
 //
 // Weight distribution of SynthWeights::kSmall (mean 0, std ~0.02, so
 // activations stay finite); norms are 1.0, biases 0.
@@ -98,6 +100,10 @@ struct SynthSpec {
   bool rope_freqs = false;  // llama only: Llama 3 rope_freqs.weight
   bool longrope = false;    // phi3 only: LongRoPE factors for an original context of n_ctx_orig
   int n_ctx_orig = 0;       // with longrope: in [1, n_ctx]
+  // gemma2 only, written when > 0 (else llama.cpp's defaults apply: 4096, 50, 30):
+  int n_swa = 0;               // attention.sliding_window
+  float attn_softcap = 0.0f;   // attn_logit_softcapping
+  float final_softcap = 0.0f;  // final_logit_softcapping
   SynthWeights weights = SynthWeights::kSmall;
 };
 
@@ -107,7 +113,8 @@ struct SynthSpec {
 // quantized types, n_vocab >= 260, rope_freqs only for llama, and every size
 // within limits that keep tensor sizes far from overflow, longrope (with
 // 1 <= n_ctx_orig <= n_ctx) only for phi3, and for phi3 n_head * head_dim =
-// n_embd. Else kInvalidArgument.
+// n_embd, a sliding window and soft-caps (non-negative) only for gemma2.
+// Else kInvalidArgument.
 [[nodiscard]] Status ValidateSynthSpec(const SynthSpec& spec);
 
 // The first n tokens of the synthetic vocabulary described above.

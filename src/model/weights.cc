@@ -102,6 +102,10 @@ Status BindLayer(Binder& b, const HParams& hp, int il, LayerWeights* l) {
     STRATA_RETURN_IF_ERROR(b.Required(p + "attn_k_norm.weight", hp.head_dim, 1, &l->attn_k_norm));
   }
   STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_output", hp.n_embd_q(), e, &l->wo));
+  if (Traits(hp.arch).post_norms) {
+    STRATA_RETURN_IF_ERROR(b.Required(p + "post_attention_norm.weight", e, 1, &l->attn_post_norm));
+    STRATA_RETURN_IF_ERROR(b.Required(p + "post_ffw_norm.weight", e, 1, &l->ffn_post_norm));
+  }
   STRATA_RETURN_IF_ERROR(b.Required(p + "ffn_norm.weight", e, 1, &l->ffn_norm));
   if (Traits(hp.arch).fused_gate_up) {
     Linear gate_up;
@@ -137,7 +141,8 @@ uint64_t StreamedWeightBytes(const ModelWeights& w) {
   const auto optional = [](const Tensor& t) -> uint64_t { return t.data != nullptr ? t.nbytes() : 0; };
   uint64_t total = w.output_norm.nbytes() + w.output.w.nbytes() + optional(w.output.b);
   for (const LayerWeights& l : w.layers) {
-    total += l.attn_norm.nbytes() + l.ffn_norm.nbytes() + optional(l.attn_q_norm) + optional(l.attn_k_norm);
+    total += l.attn_norm.nbytes() + l.ffn_norm.nbytes() + optional(l.attn_q_norm) + optional(l.attn_k_norm) +
+             optional(l.attn_post_norm) + optional(l.ffn_post_norm);
     for (const Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
       total += x->w.nbytes() + optional(x->b);
   }

@@ -36,10 +36,12 @@ struct LayerWeights {
   Tensor attn_q_norm;  // F32 [head_dim] (qwen3), else null
   Tensor attn_k_norm;  // F32 [head_dim] (qwen3), else null
   Linear wo;           // [n_embd_q, n_embd]
+  Tensor attn_post_norm;  // F32 [n_embd]: the attention output's norm (gemma2, gemma3), else null
   Tensor ffn_norm;     // F32 [n_embd]
   Linear ffn_gate;     // [n_embd, n_ff]   (w1; phi3: the first n_ff rows of the file's ffn_up)
   Linear ffn_up;       // [n_embd, n_ff]   (w3; phi3: the last n_ff rows of the file's ffn_up)
   Linear ffn_down;     // [n_ff, n_embd]   (w2)
+  Tensor ffn_post_norm;  // F32 [n_embd]: the FFN output's norm (gemma2, gemma3), else null
 };
 
 struct ModelWeights {
