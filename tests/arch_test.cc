@@ -228,7 +228,13 @@ TEST_P(ArchFileTest, MisshapenTensorsAreNamed) {
       {"blk.1.attn_output.weight", {64, q}}, {"blk.0.ffn_down.weight", {64, 96}},
       {"blk.1.attn_norm.weight", {63}},      {"output_norm.weight", {64, 2}},
   };
-  if (!Traits(GetParam().arch).tied_output) cases.push_back({"output.weight", {64, 299}});
+  if (!Traits(GetParam().arch).tied_output) {  // an output.weight (gemma3's synthetic files have none)
+    const Edit e = GetParam().arch == Arch::kGemma3 ? Edit{.add = {{"output.weight", {64, 299}}}}
+                                                    : Edit{.reshape = {{"output.weight", {64, 299}}}};
+    const Status s = LoadEdited(e);
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.ToString();
+    EXPECT_THAT(s.message(), HasSubstr("output.weight"));
+  }
   if (GetParam().arch == Arch::kPhi3) {
     cases.insert(cases.end(), {{"blk.0.attn_qkv.weight", {64, q + 4 * HeadDim() + 2}},
                                {"blk.1.attn_qkv.weight", {64, q + 4 * HeadDim(), 2}},
@@ -303,7 +309,8 @@ TEST_P(ArchFileTest, TruncatedFilesFailCleanly) {
 INSTANTIATE_TEST_SUITE_P(Archs, ArchFileTest,
                          ::testing::Values(ArchCase{Arch::kLlama, 0}, ArchCase{Arch::kQwen2, 0},
                                            ArchCase{Arch::kQwen3, 24}, ArchCase{Arch::kPhi3, 0},
-                                           ArchCase{Arch::kGemma, 24}, ArchCase{Arch::kGemma2, 24}),
+                                           ArchCase{Arch::kGemma, 24}, ArchCase{Arch::kGemma2, 24},
+                                           ArchCase{Arch::kGemma3, 24}),
                          [](const auto& info) { return std::string(ArchName(info.param.arch)); });
 
 TEST(ArchTest, MixtureOfExpertsArchitecturesAreRefusedByName) {
@@ -387,14 +394,16 @@ TEST_F(Phi3FileTest, LongRopePicksFactorsByContext) {
   EXPECT_EQ(LastLogits(*m, tokens, 65), LastLogits(*m, tokens, 256));
 }
 
-// gemma2's hyper-parameters with llama.cpp's defaults and the file's overrides.
-class Gemma2HParamsTest : public ::testing::Test {
+// gemma2's and gemma3's hyper-parameters with llama.cpp's defaults and the file's overrides.
+class GemmaHParamsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = testing::MakeTempDir();
+  // The hyper-parameters of a 6-layer synthetic file of arch with kv changed
+  // (its tensors need not match: only token_embd is read).
+  Status Load(Arch arch, const std::map<std::string, std::optional<gguf::Value>>& kv, HParams* hp) {
+    const std::string dir = testing::MakeTempDir(), base = dir + "/base.gguf", path = dir + "/edited.gguf";
     SynthSpec s;
-    s.arch = Arch::kGemma2;
-    s.n_layer = 4;
+    s.arch = arch;
+    s.n_layer = 6;
     s.n_embd = 64;
     s.n_ff = 96;
     s.n_head = 4;
@@ -402,24 +411,23 @@ class Gemma2HParamsTest : public ::testing::Test {
     s.head_dim = 24;
     s.n_vocab = 300;
     s.n_ctx = 64;
-    ASSERT_TRUE(SynthesizeModel(Env::Default(), s, dir_ + "/g2.gguf", 1).ok());
-  }
-  // The hyper-parameters of the file with kv changed (its tensors need not match: only token_embd is read).
-  Status Load(const std::map<std::string, std::optional<gguf::Value>>& kv, HParams* hp) {
-    const std::string path = dir_ + "/edited.gguf";
-    STRATA_RETURN_IF_ERROR(Rewrite(dir_ + "/g2.gguf", path, {.kv = kv}));
+    STRATA_RETURN_IF_ERROR(SynthesizeModel(Env::Default(), s, base, 1));
+    STRATA_RETURN_IF_ERROR(Rewrite(base, path, {.kv = kv}));
     std::unique_ptr<gguf::GgufFile> f;
     STRATA_RETURN_IF_ERROR(gguf::GgufFile::Open(Env::Default(), path, &f));
-    return LoadGgufHParams(*f, Arch::kGemma2, hp);
+    return LoadGgufHParams(*f, arch, hp);
   }
-  std::string dir_;
+  Status Load(const std::map<std::string, std::optional<gguf::Value>>& kv, HParams* hp) {
+    return Load(Arch::kGemma2, kv, hp);
+  }
 };
+using Gemma2HParamsTest = GemmaHParamsTest;
 
 TEST_F(Gemma2HParamsTest, DefaultsAreLlamaCpps) {
   HParams hp;
   ASSERT_TRUE(Load({}, &hp).ok());
   EXPECT_EQ(hp.n_swa, 4096);
-  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 0, 1, 0}));  // even layers slide
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 0, 1, 0, 1, 0}));  // even layers slide
   EXPECT_EQ(hp.attn_softcap, 50.0f);
   EXPECT_EQ(hp.final_softcap, 30.0f);
   EXPECT_EQ(hp.attn_scale, 1.0f / std::sqrt(24.0f));  // 1/sqrt(key_length), not 1/sqrt(n_embd / n_head)
@@ -440,18 +448,18 @@ TEST_F(Gemma2HParamsTest, FileOverridesDefaults) {
   EXPECT_EQ(hp.attn_softcap, 20.0f);
   EXPECT_EQ(hp.final_softcap, 0.0f);
   EXPECT_EQ(hp.rope_freq_base_swa, 500.0f);
-  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 1, 0, 1}));  // il % 3 < 2
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 1, 0, 1, 1, 0}));  // il % 3 < 2
   gguf::Value flags;
   flags.type = gguf::ValueType::kArray;
   flags.elem_type = gguf::ValueType::kBool;
-  for (bool b : {false, true, true, false}) {
+  for (bool b : {false, true, true, false, false, true}) {
     gguf::Value e;
     e.type = gguf::ValueType::kBool;
     e.b = b;
     flags.arr.push_back(e);
   }
   ASSERT_TRUE(Load({{"gemma2.attention.sliding_window_pattern", flags}}, &hp).ok());
-  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{0, 1, 1, 0}));
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{0, 1, 1, 0, 0, 1}));
 }
 
 // Gemma 2 27B scales queries by 1/sqrt(n_embd / n_head); llama.cpp knows it by its 46 layers.
@@ -471,7 +479,7 @@ TEST_F(Gemma2HParamsTest, BadValuesAreNamed) {
       {"gemma2.attn_logit_softcapping", F32(-1.0f)},
       {"gemma2.final_logit_softcapping", F32(std::numeric_limits<float>::infinity())},
       {"gemma2.attention.sliding_window_pattern", short_flags},
-      {"gemma2.attention.sliding_window_pattern", U32Array({1, 0, 2, 0})},
+      {"gemma2.attention.sliding_window_pattern", U32Array({1, 0, 2, 0, 1, 0})},
   };
   for (const auto& [key, v] : cases) {
     HParams hp;
@@ -479,6 +487,31 @@ TEST_F(Gemma2HParamsTest, BadValuesAreNamed) {
     EXPECT_EQ(s.code(), StatusCode::kCorrupt) << key << ": " << s.ToString();
     EXPECT_THAT(s.message(), HasSubstr(key)) << s.ToString();
   }
+}
+
+TEST_F(GemmaHParamsTest, Gemma3DefaultsAreLlamaCpps) {
+  HParams hp;
+  ASSERT_TRUE(Load(Arch::kGemma3, {}, &hp).ok());
+  EXPECT_TRUE(hp.swa_layers.empty());  // no window unless the file sets one
+  EXPECT_EQ(hp.attn_softcap, 0.0f);
+  EXPECT_EQ(hp.final_softcap, 0.0f);
+  EXPECT_EQ(hp.rope_freq_base, 1e6f);
+  ASSERT_TRUE(Load(Arch::kGemma3,
+                   {{"gemma3.attention.sliding_window", U32(512)},
+                    {"gemma3.rope.scaling.type", Str("linear")},
+                    {"gemma3.rope.scaling.factor", F32(8.0f)}},
+                   &hp)
+                  .ok());
+  EXPECT_EQ(hp.n_swa, 512);
+  EXPECT_EQ(hp.swa_layers, (std::vector<uint8_t>{1, 1, 1, 1, 1, 0}));  // 5 of 6
+  EXPECT_EQ(hp.rope_freq_base_swa, 10000.0f);  // not rope.freq_base
+  EXPECT_EQ(hp.rope_freq_scale_swa, 1.0f);     // the scaling is the global layers'
+  EXPECT_EQ(hp.rope_freq_scale, 0.125f);
+  ASSERT_TRUE(Load(Arch::kGemma3, {{"gemma3.block_count", U32(62)}}, &hp).ok());
+  EXPECT_EQ(hp.attn_scale, 1.0f / std::sqrt(16.0f));  // 27B
+  const Status s = Load(Arch::kGemma3, {{"gemma3.final_logit_softcapping", F32(-2.0f)}}, &hp);
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt);
+  EXPECT_THAT(s.message(), HasSubstr("gemma3.final_logit_softcapping"));
 }
 
 // A fused attn_qkv ([Q | K | V] rows, as phi3 files hold it) computes exactly

@@ -74,11 +74,13 @@ struct Variant {
   Arch arch;
   int head_dim = 0;
   bool rope_freqs = false;
+  int n_layer = 2;
   int n_ctx = kContext;  // the file's context_length
   int n_ctx_orig = 0;    // > 0: LongRoPE factors for this original context
   int n_swa = 0;         // gemma2: > 0 written (sliding window), like the soft-caps
   float attn_softcap = 0.0f;
   float final_softcap = 0.0f;
+  float rope_linear = 0.0f;  // > 1: linear RoPE scaling by this factor
 };
 
 const std::vector<Variant>& Variants() {
@@ -88,14 +90,18 @@ const std::vector<Variant>& Variants() {
       {"qwen2", Arch::kQwen2},
       {"qwen3", Arch::kQwen3, 96},  // head_dim 96 != n_embd / n_head = 64
       // LongRoPE: the context (256) is within the original 1024: short factors.
-      {"phi3", Arch::kPhi3, 0, false, 4096, 1024},
+      {.name = "phi3", .arch = Arch::kPhi3, .n_ctx = 4096, .n_ctx_orig = 1024},
       // ... beyond the original 128: long factors.
-      {"phi3_long", Arch::kPhi3, 0, false, 4096, 128},
+      {.name = "phi3_long", .arch = Arch::kPhi3, .n_ctx = 4096, .n_ctx_orig = 128},
       {"gemma", Arch::kGemma, 96},  // head_dim from attention.key_length, as Gemma 7B's 256 over 3072 / 16
       // A window of 16 of the 80 tokens on even layers; soft-caps low enough to
       // bend the scores (std ~1) and logits (std ~4) of the synthetic model.
       {.name = "gemma2", .arch = Arch::kGemma2, .head_dim = 96, .n_swa = 16, .attn_softcap = 2.0f,
        .final_softcap = 8.0f},
+      // 5 of 6 layers slide (in 6 layers: all but the last); the global layer
+      // rotates with base 1e6 and linear scaling 8, the sliding ones with base 10000.
+      {.name = "gemma3", .arch = Arch::kGemma3, .head_dim = 96, .n_layer = 6, .n_swa = 16, .final_softcap = 8.0f,
+       .rope_linear = 8.0f},
   };
   return v;
 }
@@ -129,7 +135,7 @@ std::string F32Model(const Variant& v) {
   if (Env::Default()->FileExists(path)) return path;
   SynthSpec s;
   s.arch = v.arch;
-  s.n_layer = 2;
+  s.n_layer = v.n_layer;
   s.n_embd = 256;
   s.n_ff = 512;
   s.n_head = 4;
@@ -145,6 +151,10 @@ std::string F32Model(const Variant& v) {
   s.n_swa = v.n_swa;
   s.attn_softcap = v.attn_softcap;
   s.final_softcap = v.final_softcap;
+  if (v.rope_linear > 0) {
+    s.rope_scaling = SynthRopeScaling::kLinear;
+    s.rope_scaling_factor = v.rope_linear;
+  }
   s.weights = SynthWeights::kConformance;
   const Status st = SynthesizeModel(Env::Default(), s, path, 2);
   EXPECT_TRUE(st.ok()) << st.ToString();
@@ -374,6 +384,14 @@ INSTANTIATE_TEST_SUITE_P(
                    [](HParams* hp, ModelWeights*) {
                      for (uint8_t& swa : hp->swa_layers) swa = !swa;
                    }},
+        FeatureOff{"qk_norm", "gemma3",
+                   [](HParams*, ModelWeights* w) {
+                     for (LayerWeights& l : w->layers) l.attn_q_norm = l.attn_k_norm = Tensor{};
+                   }},
+        FeatureOff{"sliding_window", "gemma3", [](HParams* hp, ModelWeights*) { hp->swa_layers.clear(); }},
+        FeatureOff{"local_rope_base", "gemma3",
+                   [](HParams* hp, ModelWeights*) { hp->rope_freq_base_swa = hp->rope_freq_base; }},
+        FeatureOff{"global_rope_scaling", "gemma3", [](HParams* hp, ModelWeights*) { hp->rope_freq_scale = 1.0f; }},
         FeatureOff{"post_norms", "gemma2",
                    [](HParams*, ModelWeights* w) {
                      // Unit weights: the norms still normalize; only their learned scales go.

@@ -1,6 +1,7 @@
 // `strata synth OUT.gguf --layers L --embd E --ff F --heads H --kv-heads KV
 //  --vocab V --type f32|f16|bf16|q8_0|q4_0 [--arch A] [--head-dim D] [--rope-freqs]
 //  [--longrope ORIG_CTX] [--sliding-window N] [--attn-softcap C] [--final-softcap C]
+//  [--rope-linear FACTOR]
 //  [--weights small|conformance] [--ctx C] [--seed S] [--threads K]`
 #include <algorithm>
 #include <fmt/format.h>
@@ -36,6 +37,7 @@ void RunSynth(SynthOptions o) {
     Fail("synth", Status::InvalidArgument(fmt::format("unknown --weights '{}' (allowed: small, conformance)", o.weights)));
   o.spec.weights = o.weights == "small" ? SynthWeights::kSmall : SynthWeights::kConformance;
   o.spec.longrope = o.spec.n_ctx_orig > 0;
+  if (o.spec.rope_scaling_factor > 0) o.spec.rope_scaling = SynthRopeScaling::kLinear;
   ProgressBar bar("synth");
   const Status s = SynthesizeModel(Env::Default(), o.spec, o.out_path, o.threads,
                                    [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
@@ -64,11 +66,14 @@ void AddSynthCommand(CLI::App& app) {
   cmd->add_option("--longrope", spec.n_ctx_orig,
                   "phi3: LongRoPE factors (rope_factors_long/short.weight) for this original context (<= --ctx)")
       ->check(CLI::Range(1, 1 << 24));
-  cmd->add_option("--sliding-window", spec.n_swa, "gemma2: attention.sliding_window (default: llama.cpp's 4096)")
+  cmd->add_option("--rope-linear", spec.rope_scaling_factor, "Linear RoPE scaling by this factor (> 1)");
+  cmd->add_option("--sliding-window", spec.n_swa,
+                  "gemma2, gemma3: attention.sliding_window (default: llama.cpp's 4096 for gemma2, none for gemma3)")
       ->check(CLI::Range(1, 1 << 24));
   cmd->add_option("--attn-softcap", spec.attn_softcap, "gemma2: attn_logit_softcapping (default: llama.cpp's 50)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--final-softcap", spec.final_softcap, "gemma2: final_logit_softcapping (default: llama.cpp's 30)")
+  cmd->add_option("--final-softcap", spec.final_softcap,
+                  "gemma2, gemma3: final_logit_softcapping (default: llama.cpp's 30 for gemma2, none for gemma3)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--weights", opts->weights,
                   "Weight scales: small (std 0.02, benchmarks) or conformance (dominant embeddings, logits std ~4)")

@@ -28,7 +28,8 @@ Forward::LayerBuilder Forward::BuilderFor(Arch arch) {
     case Arch::kQwen3:
     case Arch::kPhi3:
     case Arch::kGemma: return &Forward::PreNormLayer;
-    case Arch::kGemma2: return &Forward::SandwichNormLayer;
+    case Arch::kGemma2:
+    case Arch::kGemma3: return &Forward::SandwichNormLayer;
   }
   return &Forward::PreNormLayer;
 }
@@ -148,7 +149,7 @@ Status Forward::SelfAttention(const Batch& batch, int32_t il) {
   const LinearOut qkv[] = {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}};
   ApplyLinear(qkv, xb_.data(), n_, pool_);
   if (l.attn_q_norm.data != nullptr) {
-    // RMS norm over each head's head_dim, before RoPE (qwen3).
+    // RMS norm over each head's head_dim, before RoPE (qwen3, gemma3).
     const int32_t D = hp.head_dim;
     const float* qw = static_cast<const float*>(l.attn_q_norm.data);
     const float* kw = static_cast<const float*>(l.attn_k_norm.data);

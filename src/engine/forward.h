@@ -48,7 +48,7 @@ class Forward {
   static LayerBuilder BuilderFor(Arch arch);
   // llama, qwen2, qwen3, phi3, gemma: x += Attention(Norm(x)); x += Ffn(Norm(x)).
   [[nodiscard]] Status PreNormLayer(const Batch& batch, int32_t il);
-  // gemma2: x += Norm(Attention(Norm(x))); x += Norm(Ffn(Norm(x))).
+  // gemma2, gemma3: x += Norm(Attention(Norm(x))); x += Norm(Ffn(Norm(x))).
   [[nodiscard]] Status SandwichNormLayer(const Batch& batch, int32_t il);
 
   // ---- shared blocks, on the n_ tokens of the current batch ----

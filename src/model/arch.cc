@@ -13,6 +13,7 @@ constexpr ArchTraits kArchs[] = {
     {Arch::kPhi3, "phi3", RopeType::kNeox, FfnAct::kSilu, false, true, RopeFactors::kLongRope, false, false, false},
     {Arch::kGemma, "gemma", RopeType::kNeox, FfnAct::kGeluTanh, false, false, RopeFactors::kNone, true, true, false},
     {Arch::kGemma2, "gemma2", RopeType::kNeox, FfnAct::kGeluTanh, false, false, RopeFactors::kNone, true, true, true},
+    {Arch::kGemma3, "gemma3", RopeType::kNeox, FfnAct::kGeluTanh, true, false, RopeFactors::kNone, true, false, true},
 };
 
 // Architectures whose FFN routes tokens to experts: refused by name.

@@ -23,6 +23,7 @@ enum class Arch : uint8_t {
   kPhi3,   // fused attn_qkv and ffn_up ([gate | up]); LongRoPE rope_factors_long/short
   kGemma,  // embeddings × √n_embd, GELU, the output tied to token_embd
   kGemma2, // gemma + post-attention/post-FFN norms, soft-capping, sliding window on even layers
+  kGemma3, // gemma2 without attention soft-capping, + q/k norms, 5 of 6 layers sliding, an optional output
 };
 
 // How rotary embeddings pair dimensions (llama.cpp's rope types).

@@ -133,6 +133,23 @@ Status LoadGemma2HParams(const ArchKeys& keys, HParams* hp) {
   return Status::Ok();
 }
 
+// What gemma3 adds (llama.cpp's defaults): sliding windows only when the file
+// sets one (5 of every 6 layers; their RoPE base rope.freq_base_swa, default
+// 10000, unscaled), final soft-capping only when it sets that; the attention
+// scale 1/sqrt(key_length), but 1/sqrt(n_embd / n_head) for the 27B model (62 layers).
+Status LoadGemma3HParams(const ArchKeys& keys, HParams* hp) {
+  STRATA_RETURN_IF_ERROR(keys.OptionalInt("attention.sliding_window", 0, 1 << 24, &hp->n_swa));
+  if (hp->n_swa > 0) {
+    STRATA_RETURN_IF_ERROR(LoadSwaPattern(keys, 6, hp));
+    STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.freq_base_swa", &hp->rope_freq_base_swa));
+  }
+  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("final_logit_softcapping", &hp->final_softcap));
+  if (hp->final_softcap < 0.0f)
+    return Status::Corrupt(fmt::format("metadata {} must not be negative", keys.Key("final_logit_softcapping")));
+  if (hp->n_layer == 62) hp->attn_scale = 1.0f / std::sqrt(static_cast<float>(hp->n_embd / hp->n_head));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status LoadGgufHParams(const gguf::GgufFile& f, Arch arch, HParams* out) {
@@ -174,6 +191,7 @@ Status LoadGgufHParams(const gguf::GgufFile& f, Arch arch, HParams* out) {
   if (traits.scale_embd) hp.embd_scale = std::sqrt(static_cast<float>(hp.n_embd));
   hp.attn_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   if (arch == Arch::kGemma2) STRATA_RETURN_IF_ERROR(LoadGemma2HParams(keys, &hp));
+  if (arch == Arch::kGemma3) STRATA_RETURN_IF_ERROR(LoadGemma3HParams(keys, &hp));
   if (arch == Arch::kPhi3) {
     // llama.cpp builds phi3 attention over n_embd rows (attn_output [n_embd, n_embd]).
     if (hp.n_embd_q() != hp.n_embd)

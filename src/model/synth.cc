@@ -181,11 +181,13 @@ float LongRopeAttnFactor(int n_ctx, int n_ctx_orig) {
 int HeadDim(const SynthSpec& s) { return s.head_dim > 0 ? s.head_dim : s.n_embd / s.n_head; }
 
 bool IsQwen(Arch a) { return a == Arch::kQwen2 || a == Arch::kQwen3; }
-bool IsGemma(Arch a) { return a == Arch::kGemma || a == Arch::kGemma2; }
+bool IsGemma(Arch a) { return a == Arch::kGemma || a == Arch::kGemma2 || a == Arch::kGemma3; }
+// No output.weight: the architecture ties it (gemma, gemma2), or its real files do (gemma3).
+bool TiedOutput(Arch a) { return Traits(a).tied_output || a == Arch::kGemma3; }
 
 float RopeFreqBase(const SynthSpec& s) {
   if (s.rope_freqs) return 500000.0f;
-  return IsQwen(s.arch) ? 1000000.0f : 10000.0f;
+  return IsQwen(s.arch) || s.arch == Arch::kGemma3 ? 1000000.0f : 10000.0f;
 }
 
 // The std of each kind of tensor (synth.h).
@@ -199,11 +201,11 @@ Scales ScalesFor(const SynthSpec& s) {
     return {kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, 0.0f, 1.0f, 0.0f, 0.0f, 1.0f};
   const float e = std::sqrt(static_cast<float>(s.n_embd)), q = std::sqrt(static_cast<float>(s.n_head * HeadDim(s)));
   const float ff = std::sqrt(static_cast<float>(s.n_ff));
-  const float qk = (s.arch == Arch::kQwen3 ? 3.0f : 1.0f) / e;
+  const float qk = (Traits(s.arch).qk_norm ? 3.0f : 1.0f) / e;
   // Embeddings scaled by √n_embd: std 8/√n_embd keeps the residual stream at rms 8.
   const float embd = Traits(s.arch).scale_embd ? 8.0f / e : 8.0f;
   // A tied output multiplies by the embeddings: output_norm 0.5 makes the logits' std ~4.
-  const float output_norm_mean = Traits(s.arch).tied_output ? 0.5f : 1.0f;
+  const float output_norm_mean = TiedOutput(s.arch) ? 0.5f : 1.0f;
   return {embd, qk, 1.0f / e, 1.5f / q, 1.0f / e, 2.5f / ff, 4.0f / e, 0.2f, 1.5f, 0.3f, 0.5f, output_norm_mean};
 }
 
@@ -269,7 +271,12 @@ void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
   w->SetU32(a + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
   w->SetF32(a + ".attention.layer_norm_rms_epsilon", IsQwen(spec.arch) || IsGemma(spec.arch) ? 1e-6f : 1e-5f);
   w->SetF32(a + ".rope.freq_base", RopeFreqBase(spec));
+  if (spec.rope_scaling == SynthRopeScaling::kLinear) {
+    w->SetString(a + ".rope.scaling.type", "linear");
+    w->SetF32(a + ".rope.scaling.factor", spec.rope_scaling_factor);
+  }
   if (spec.n_swa > 0) w->SetU32(a + ".attention.sliding_window", static_cast<uint32_t>(spec.n_swa));
+  if (spec.n_swa > 0 && spec.arch == Arch::kGemma3) w->SetF32(a + ".rope.freq_base_swa", 10000.0f);
   if (spec.attn_softcap > 0) w->SetF32(a + ".attn_logit_softcapping", spec.attn_softcap);
   if (spec.final_softcap > 0) w->SetF32(a + ".final_logit_softcapping", spec.final_softcap);
   if (spec.longrope) {
@@ -338,7 +345,7 @@ Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) 
     if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_k.bias", kv, 0.0f, sc.bias_std));
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_v.weight", embd, kv, sc.v));
     if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_v.bias", kv, 0.0f, sc.bias_std));
-    if (spec.arch == Arch::kQwen3) {
+    if (Traits(spec.arch).qk_norm) {
       STRATA_RETURN_IF_ERROR(vector(p + "attn_q_norm.weight", hd, sc.qk_norm_mean, sc.qk_norm_std));
       STRATA_RETURN_IF_ERROR(vector(p + "attn_k_norm.weight", hd, sc.qk_norm_mean, sc.qk_norm_std));
     }
@@ -351,7 +358,7 @@ Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) 
     if (post_norms) STRATA_RETURN_IF_ERROR(norm(p + "post_ffw_norm.weight"));
   }
   STRATA_RETURN_IF_ERROR(vector("output_norm.weight", embd, sc.output_norm_mean, sc.norm_std));
-  if (Traits(spec.arch).tied_output) return Status::Ok();
+  if (TiedOutput(spec.arch)) return Status::Ok();
   return matrix("output.weight", embd, vocab, sc.output);
 }
 
@@ -391,9 +398,15 @@ Status ValidateSynthSpec(const SynthSpec& s) {
         fmt::format("n_ctx_orig must be in [1, n_ctx = {}] with longrope, got {}", s.n_ctx, s.n_ctx_orig));
   if (!s.longrope && s.n_ctx_orig != 0)
     return Status::InvalidArgument("n_ctx_orig is only written with longrope");
-  if ((s.n_swa != 0 || s.attn_softcap != 0 || s.final_softcap != 0) && s.arch != Arch::kGemma2)
-    return Status::InvalidArgument(fmt::format("sliding windows and soft-caps are gemma2 features, not {}",
+  if ((s.n_swa != 0 || s.final_softcap != 0) && s.arch != Arch::kGemma2 && s.arch != Arch::kGemma3)
+    return Status::InvalidArgument(fmt::format("sliding windows and final soft-caps are gemma2/gemma3 features, not {}",
                                                ArchName(s.arch)));
+  if ((s.rope_scaling != SynthRopeScaling::kNone) != (s.rope_scaling_factor > 1.0f) ||
+      !std::isfinite(s.rope_scaling_factor))
+    return Status::InvalidArgument(
+        fmt::format("a rope scaling needs a factor > 1 and a factor a scaling, got {}", s.rope_scaling_factor));
+  if (s.attn_softcap != 0 && s.arch != Arch::kGemma2)
+    return Status::InvalidArgument(fmt::format("attention soft-caps are a gemma2 feature, not {}", ArchName(s.arch)));
   if (s.n_swa < 0 || !(s.attn_softcap >= 0) || !(s.final_softcap >= 0) || !std::isfinite(s.attn_softcap) ||
       !std::isfinite(s.final_softcap))
     return Status::InvalidArgument("the sliding window and soft-caps must not be negative");

@@ -33,8 +33,8 @@ struct LayerWeights {
   Linear wq;           // [n_embd, n_embd_q]       (+ bias [n_embd_q]: qwen2)
   Linear wk;           // [n_embd, n_embd_kv]      (+ bias: qwen2)
   Linear wv;           // [n_embd, n_embd_kv]      (+ bias: qwen2)
-  Tensor attn_q_norm;  // F32 [head_dim] (qwen3), else null
-  Tensor attn_k_norm;  // F32 [head_dim] (qwen3), else null
+  Tensor attn_q_norm;  // F32 [head_dim] (qwen3, gemma3), else null
+  Tensor attn_k_norm;  // F32 [head_dim] (qwen3, gemma3), else null
   Linear wo;           // [n_embd_q, n_embd]
   Tensor attn_post_norm;  // F32 [n_embd]: the attention output's norm (gemma2, gemma3), else null
   Tensor ffn_norm;     // F32 [n_embd]
