@@ -203,6 +203,20 @@ TEST_P(ArchFileTest, FeaturesThatChangeTheMathAreRefusedByName) {
   }
 }
 
+// llama.cpp's rope scaling types: linear and longrope scale positions, yarn also mixes in extrapolation.
+TEST_P(ArchFileTest, RopeScalingTypesLoad) {
+  for (const char* type : {"none", "linear", "longrope", "yarn"}) {
+    const std::string path = dir_ + "/scaled.gguf";
+    ASSERT_TRUE(Rewrite(base_, path, {.kv = {{Key("rope.scaling.type"), Str(type)}, {Key("rope.scaling.factor"), F32(4.0f)}}})
+                    .ok());
+    std::unique_ptr<Model> m;
+    const Status s = TryLoad(path, &m);
+    ASSERT_TRUE(s.ok()) << type << ": " << s.ToString();
+    EXPECT_EQ(m->hparams().rope_freq_scale, std::string(type) == "none" ? 1.0f : 0.25f) << type;
+    EXPECT_EQ(m->hparams().rope_yarn, std::string(type) == "yarn") << type;
+  }
+}
+
 TEST_P(ArchFileTest, MissingTensorsAreNamed) {
   std::vector<std::string> required = {"token_embd.weight", "output_norm.weight", "blk.1.attn_norm.weight",
                                        "blk.1.attn_output.weight", "blk.0.ffn_norm.weight", "blk.0.ffn_up.weight",

@@ -76,11 +76,12 @@ struct Variant {
   bool rope_freqs = false;
   int n_layer = 2;
   int n_ctx = kContext;  // the file's context_length
-  int n_ctx_orig = 0;    // > 0: LongRoPE factors for this original context
+  int n_ctx_orig = 0;    // > 0: LongRoPE factors (or YaRN) for this original context
   int n_swa = 0;         // gemma2: > 0 written (sliding window), like the soft-caps
   float attn_softcap = 0.0f;
   float final_softcap = 0.0f;
   float rope_linear = 0.0f;  // > 1: linear RoPE scaling by this factor
+  float yarn = 0.0f;         // > 1: YaRN by this factor over n_ctx_orig
 };
 
 const std::vector<Variant>& Variants() {
@@ -89,6 +90,8 @@ const std::vector<Variant>& Variants() {
       {"llama3_rope_freqs", Arch::kLlama, 0, true},
       {"qwen2", Arch::kQwen2},
       {"qwen3", Arch::kQwen3, 96},  // head_dim 96 != n_embd / n_head = 64
+      // YaRN (as Qwen's long-context configurations) by 4 over an original 32 positions.
+      {.name = "qwen3_yarn", .arch = Arch::kQwen3, .head_dim = 96, .n_ctx = 4096, .n_ctx_orig = 32, .yarn = 4.0f},
       // LongRoPE: the context (256) is within the original 1024: short factors.
       {.name = "phi3", .arch = Arch::kPhi3, .n_ctx = 4096, .n_ctx_orig = 1024},
       // ... beyond the original 128: long factors.
@@ -146,7 +149,7 @@ std::string F32Model(const Variant& v) {
   s.type = DType::kF32;
   s.seed = 7;
   s.rope_freqs = v.rope_freqs;
-  s.longrope = v.n_ctx_orig > 0;
+  s.longrope = v.n_ctx_orig > 0 && v.yarn == 0;
   s.n_ctx_orig = v.n_ctx_orig;
   s.n_swa = v.n_swa;
   s.attn_softcap = v.attn_softcap;
@@ -154,6 +157,10 @@ std::string F32Model(const Variant& v) {
   if (v.rope_linear > 0) {
     s.rope_scaling = SynthRopeScaling::kLinear;
     s.rope_scaling_factor = v.rope_linear;
+  }
+  if (v.yarn > 0) {
+    s.rope_scaling = SynthRopeScaling::kYarn;
+    s.rope_scaling_factor = v.yarn;
   }
   s.weights = SynthWeights::kConformance;
   const Status st = SynthesizeModel(Env::Default(), s, path, 2);
@@ -364,6 +371,7 @@ INSTANTIATE_TEST_SUITE_P(
                      for (LayerWeights& l : w->layers) l.attn_q_norm = l.attn_k_norm = Tensor{};
                    }},
         FeatureOff{"neox_rope_pairing", "qwen3", FlipRope},
+        FeatureOff{"yarn", "qwen3_yarn", [](HParams* hp, ModelWeights*) { hp->rope_yarn = false; }},
         FeatureOff{"neox_rope_pairing", "phi3", FlipRope},
         FeatureOff{"gate_up_order", "phi3",
                    [](HParams*, ModelWeights* w) {

@@ -63,7 +63,9 @@ class ArchKeys {
   const char* arch_;
 };
 
-// rope.scaling.type (llama.cpp's default: linear, with a factor of 1 when none is given).
+// rope.scaling.type (llama.cpp's default: linear, with a factor of 1 when
+// none is given). longrope scales like linear (its factors are tensors); yarn
+// also mixes extrapolated angles in and scales attention (engine/rope.h).
 Status LoadRopeScaling(const ArchKeys& keys, HParams* hp) {
   const std::string type = keys.String("rope.scaling.type").value_or("linear");
   float factor = 0.0f;
@@ -71,11 +73,12 @@ Status LoadRopeScaling(const ArchKeys& keys, HParams* hp) {
   if (factor == 0.0f) STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.scale_linear", &factor));
   if (type == "none") {
     hp->rope_freq_scale = 1.0f;
-  } else if (type == "linear") {
+  } else if (type == "linear" || type == "longrope" || type == "yarn") {
     if (factor < 0.0f) return Status::Corrupt(fmt::format("{} must be positive", keys.Key("rope.scaling.factor")));
     hp->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
+    hp->rope_yarn = type == "yarn";
   } else {
-    return Status::Unsupported(fmt::format("{} '{}' is not supported (supported: none, linear)",
+    return Status::Unsupported(fmt::format("{} '{}' is not supported (supported: none, linear, longrope, yarn)",
                                            keys.Key("rope.scaling.type"), type));
   }
   STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.scaling.attn_factor", &hp->rope_attn_factor));

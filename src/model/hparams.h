@@ -34,6 +34,10 @@ struct HParams {
   float rope_freq_scale = 1.0f;  // positions are multiplied by this (linear scaling = 1/factor)
   float rope_attn_factor = 1.0f; // rope.scaling.attn_factor: cos and sin are multiplied by this, so
                                  // every attention score by its square (LongRoPE files set it)
+  // rope.scaling.type yarn: YaRN with llama.cpp's parameters for these
+  // architectures (extrapolation mix 1, beta_fast 32, beta_slow 1, over
+  // n_ctx_orig; llama.cpp reads no rope.scaling.yarn_* key for them).
+  bool rope_yarn = false;
   RopeType rope_type = RopeType::kNorm;
   FfnAct ffn_act = FfnAct::kSilu;
   float embd_scale = 1.0f;  // token embeddings are multiplied by this (gemma: sqrtf(n_embd))

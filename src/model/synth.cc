@@ -271,10 +271,12 @@ void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
   w->SetU32(a + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
   w->SetF32(a + ".attention.layer_norm_rms_epsilon", IsQwen(spec.arch) || IsGemma(spec.arch) ? 1e-6f : 1e-5f);
   w->SetF32(a + ".rope.freq_base", RopeFreqBase(spec));
-  if (spec.rope_scaling == SynthRopeScaling::kLinear) {
-    w->SetString(a + ".rope.scaling.type", "linear");
+  if (spec.rope_scaling != SynthRopeScaling::kNone) {
+    w->SetString(a + ".rope.scaling.type", spec.rope_scaling == SynthRopeScaling::kYarn ? "yarn" : "linear");
     w->SetF32(a + ".rope.scaling.factor", spec.rope_scaling_factor);
   }
+  if (spec.rope_scaling == SynthRopeScaling::kYarn)
+    w->SetU32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(spec.n_ctx_orig));
   if (spec.n_swa > 0) w->SetU32(a + ".attention.sliding_window", static_cast<uint32_t>(spec.n_swa));
   if (spec.n_swa > 0 && spec.arch == Arch::kGemma3) w->SetF32(a + ".rope.freq_base_swa", 10000.0f);
   if (spec.attn_softcap > 0) w->SetF32(a + ".attn_logit_softcapping", spec.attn_softcap);
@@ -393,11 +395,13 @@ Status ValidateSynthSpec(const SynthSpec& s) {
     return Status::InvalidArgument(fmt::format("rope_freqs is a llama feature, not {}", ArchName(s.arch)));
   if (s.longrope && s.arch != Arch::kPhi3)
     return Status::InvalidArgument(fmt::format("longrope is a phi3 feature, not {}", ArchName(s.arch)));
-  if (s.longrope && (s.n_ctx_orig < 1 || s.n_ctx_orig > s.n_ctx))
+  const bool orig = s.longrope || s.rope_scaling == SynthRopeScaling::kYarn;
+  if (orig && (s.n_ctx_orig < 1 || s.n_ctx_orig > s.n_ctx))
     return Status::InvalidArgument(
-        fmt::format("n_ctx_orig must be in [1, n_ctx = {}] with longrope, got {}", s.n_ctx, s.n_ctx_orig));
-  if (!s.longrope && s.n_ctx_orig != 0)
-    return Status::InvalidArgument("n_ctx_orig is only written with longrope");
+        fmt::format("n_ctx_orig must be in [1, n_ctx = {}] with longrope or YaRN, got {}", s.n_ctx, s.n_ctx_orig));
+  if (!orig && s.n_ctx_orig != 0) return Status::InvalidArgument("n_ctx_orig is only written with longrope or YaRN");
+  if (s.longrope && s.rope_scaling == SynthRopeScaling::kYarn)
+    return Status::InvalidArgument("longrope and YaRN exclude each other");
   if ((s.n_swa != 0 || s.final_softcap != 0) && s.arch != Arch::kGemma2 && s.arch != Arch::kGemma3)
     return Status::InvalidArgument(fmt::format("sliding windows and final soft-caps are gemma2/gemma3 features, not {}",
                                                ArchName(s.arch)));

@@ -84,8 +84,9 @@ namespace strata {
 // The weight types synth writes, as ParseDType spells them.
 inline constexpr const char* kSynthTypeNames = "f32, f16, bf16, q8_0, q4_0";
 
-// rope.scaling.type written with rope.scaling.factor (none: neither).
-enum class SynthRopeScaling : uint8_t { kNone, kLinear };
+// rope.scaling.type written with rope.scaling.factor (none: neither); yarn
+// also writes rope.scaling.original_context_length = n_ctx_orig.
+enum class SynthRopeScaling : uint8_t { kNone, kLinear, kYarn };
 
 enum class SynthWeights : uint8_t {
   kSmall,        // std 0.02 everywhere: benchmarks (speed does not depend on values)
@@ -106,7 +107,7 @@ struct SynthSpec {
   int head_dim = 0;         // 0: n_embd / n_head (else written as attention.key_length)
   bool rope_freqs = false;  // llama only: Llama 3 rope_freqs.weight
   bool longrope = false;    // phi3 only: LongRoPE factors for an original context of n_ctx_orig
-  int n_ctx_orig = 0;       // with longrope: in [1, n_ctx]
+  int n_ctx_orig = 0;       // with longrope or YaRN: in [1, n_ctx]
   // Written when > 0 (else llama.cpp's defaults apply: gemma2 4096, 50, 30;
   // gemma3 no window, no soft-cap):
   int n_swa = 0;               // gemma2, gemma3: attention.sliding_window
@@ -121,8 +122,8 @@ struct SynthSpec {
 // n_embd % n_head == 0 unless head_dim is given, n_head % n_head_kv == 0,
 // even head_dim, n_embd, n_ff and n_head * head_dim multiples of 32 for
 // quantized types, n_vocab >= 260, rope_freqs only for llama, and every size
-// within limits that keep tensor sizes far from overflow, longrope (with
-// 1 <= n_ctx_orig <= n_ctx) only for phi3, and for phi3 n_head * head_dim =
+// within limits that keep tensor sizes far from overflow, longrope only for
+// phi3, 1 <= n_ctx_orig <= n_ctx exactly with longrope or YaRN, for phi3 n_head * head_dim =
 // n_embd, a sliding window and final soft-cap (non-negative) only for gemma2
 // and gemma3, an attention soft-cap only for gemma2, a rope scaling factor > 1
 // exactly when a rope_scaling is given.
