@@ -394,6 +394,14 @@ TEST_F(Phi3FileTest, SlidingWindowKeyIsNotApplied) {
   EXPECT_EQ(LastLogits(*a, tokens), LastLogits(*b, tokens));
 }
 
+// Factors divide the angles: zeros (or NaN, negative) are refused by name.
+TEST_F(Phi3FileTest, NonPositiveRopeFactorsAreRefused) {
+  ASSERT_TRUE(Rewrite(dir_ + "/phi3.gguf", dir_ + "/zeros.gguf", {.reshape = {{"rope_factors_short.weight", {8}}}}).ok());
+  const Status s = TryLoad(dir_ + "/zeros.gguf");
+  EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.ToString();
+  EXPECT_THAT(s.message(), HasSubstr("rope_factors_short.weight"));
+}
+
 // LongRoPE: the short factors up to the original context, the long ones beyond.
 TEST_F(Phi3FileTest, LongRopePicksFactorsByContext) {
   std::unique_ptr<Model> m;

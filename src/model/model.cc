@@ -113,6 +113,7 @@ Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Mo
   STRATA_RETURN_IF_ERROR(env->FileSize(options.path, &model->file_bytes_));
   if (options.pack_weights) model->PackMatrices(options.pack_threads);
   model->NormsAndBiasesToF32();
+  STRATA_RETURN_IF_ERROR(model->CheckRopeFactors());
   *out = std::move(model);
   return Status::Ok();
 }
@@ -205,6 +206,20 @@ void Model::CountTensors(const std::vector<Tensor>& tensors) {
   tensor_types_.assign(types.begin(), types.end());
   std::stable_sort(tensor_types_.begin(), tensor_types_.end(),
                    [](const auto& a, const auto& b) { return a.second > b.second; });
+}
+
+Status Model::CheckRopeFactors() const {
+  const ModelWeights& w = weights_;
+  for (const auto& [name, t] : {std::pair{"rope_freqs.weight", &w.rope_freqs},
+                                std::pair{"rope_factors_long.weight", &w.rope_factors_long},
+                                std::pair{"rope_factors_short.weight", &w.rope_factors_short}}) {
+    if (t->data == nullptr) continue;
+    const float* f = static_cast<const float*>(t->data);
+    for (int64_t i = 0; i < t->elements(); ++i)
+      if (!std::isfinite(f[i]) || f[i] <= 0.0f)
+        return Status::Corrupt(fmt::format("tensor {} holds {} at {}: RoPE factors must be positive", name, f[i], i));
+  }
+  return Status::Ok();
 }
 
 void Model::NormsAndBiasesToF32() {
