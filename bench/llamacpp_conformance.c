@@ -12,7 +12,8 @@
 //       q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k, f16); --output-type overrides
 //       the type of output.weight (f32, f16, q8_0, q4_0, q6_k).
 //   perplexity -m MODEL -f TEXT [-c N_CTX] [--chunks N] [--kv f32|f16] [--threads N]
-//       llama-perplexity's computation: the text tokenized with BOS, cut into
+//       llama-perplexity's computation: the text (one trailing newline dropped,
+//       as llama.cpp reads -f) tokenized with BOS, cut into
 //       chunks of N_CTX tokens (default 512), each decoded from an empty cache
 //       with its first token replaced by BOS (when the vocabulary adds one),
 //       the second half of each chunk scored. Prints
@@ -240,6 +241,8 @@ static int cmd_perplexity(const options *o) {
     struct llama_model *m = load_model(o);
     const struct llama_vocab *v = llama_model_get_vocab(m);
     char *text = read_file(o->text);
+    const size_t len = strlen(text);
+    if (len > 0 && text[len - 1] == '\n') text[len - 1] = '\0';
     int n_tok = 0;
     llama_token *tokens = tokenize(v, text, &n_tok);
     if (n_tok < 2 * n_ctx) die("the text tokenizes to %d tokens; a context of %d needs at least %d", n_tok, n_ctx, 2 * n_ctx);

@@ -44,8 +44,10 @@ std::vector<Path> PathsToTest() {
   return paths;
 }
 
-// Every query row of a tile, token t seeing n_keys[t] rows, against AttendRows
-// on the scalar path; tokens that see nothing keep their state bit for bit.
+// Every query row of a tile, token t seeing rows [first_key[t], n_keys[t]),
+// against AttendRows on the scalar path, causal and with a sliding window,
+// with and without soft-capping; tokens that see nothing keep their state bit
+// for bit.
 TEST(AttentionTile, MatchesScalarRowByRow) {
   struct Shape {
     DType type;
@@ -62,9 +64,13 @@ TEST(AttentionTile, MatchesScalarRowByRow) {
             // Tokens at positions first..first+n_tok-1 over a block starting at position 0..n:
             // some tokens see none of it, some part, some all.
             for (int32_t first : {-4, 0, n - 3, n + 2}) {
+             // Windows of 5 and 19 keys: rows starting inside a 16-key chunk, inside the next one, or none.
+             for (int32_t window : {0, 5, 19}) {
+              const kernels::ScoreParams score{0.125f, window == 5 ? 1.5f : 0.0f};
               SCOPED_TRACE(std::string(kernels::PathName(path)) + " " + DTypeName(sh.type) + " D=" + std::to_string(D) +
                            " heads=" + std::to_string(n_heads) + " tok=" + std::to_string(n_tok) +
-                           " n=" + std::to_string(n) + " first=" + std::to_string(first));
+                           " n=" + std::to_string(n) + " first=" + std::to_string(first) +
+                           " window=" + std::to_string(window) + " softcap=" + std::to_string(score.softcap));
               const size_t row_bytes = *RowBytes(sh.type, D) + 4;  // rows need not be packed
               std::vector<uint8_t> k(row_bytes * n), v(row_bytes * n);
               for (int32_t j = 0; j < n; ++j) {
@@ -73,23 +79,29 @@ TEST(AttentionTile, MatchesScalarRowByRow) {
               }
               const size_t q_stride = static_cast<size_t>(n_heads) * D + 5;
               const std::vector<float> q = Random(q_stride * n_tok, 7, 2.0f);
-              std::vector<int32_t> n_keys(n_tok);
-              for (int32_t t = 0; t < n_tok; ++t) n_keys[t] = std::clamp(first + t + 1, 0, n);
+              std::vector<int32_t> n_keys(n_tok), first_key(n_tok, 0);
+              for (int32_t t = 0; t < n_tok; ++t) {
+                n_keys[t] = std::clamp(first + t + 1, 0, n);
+                if (window > 0) first_key[t] = std::clamp(first + t + 1 - window, 0, n);
+              }
+              const auto sees = [&](int32_t t) { return n_keys[t] > first_key[t]; };
 
               const int32_t rows = n_tok * n_heads;
               const size_t stride = D + 3;
               std::vector<float> got(stride * rows, 0.5f), want = got, scratch(D);
               std::vector<SoftmaxPartial> pg(rows, SoftmaxPartial{0.25f, 2.0f}), pw = pg;  // mid-sequence state
-              kernels::AttendTile(q.data(), q_stride, n_tok, n_heads, n_keys.data(), k.data(), v.data(), row_bytes,
-                                  sh.type, D, 0.125f, pg.data(), got.data(), stride, scratch.data(), path);
+              kernels::AttendTile(q.data(), q_stride, n_tok, n_heads, first_key.data(), n_keys.data(), k.data(),
+                                  v.data(), row_bytes, sh.type, D, score, pg.data(), got.data(), stride,
+                                  scratch.data(), path);
               for (int32_t t = 0; t < n_tok; ++t)
                 for (int32_t h = 0; h < n_heads; ++h)
-                  if (n_keys[t] > 0)
-                    kernels::AttendRows(&q[t * q_stride + h * D], k.data(), v.data(), row_bytes, sh.type, n_keys[t], D,
-                                        0.125f, &pw[t * n_heads + h], &want[(t * n_heads + h) * stride],
+                  if (sees(t))
+                    kernels::AttendRows(&q[t * q_stride + h * D], &k[first_key[t] * row_bytes],
+                                        &v[first_key[t] * row_bytes], row_bytes, sh.type, n_keys[t] - first_key[t], D,
+                                        score, &pw[t * n_heads + h], &want[(t * n_heads + h) * stride],
                                         scratch.data(), Path::kScalar);
               for (int32_t r = 0; r < rows; ++r) {
-                if (n_keys[r / n_heads] == 0) {
+                if (!sees(r / n_heads)) {
                   EXPECT_EQ(pg[r].m, 0.25f) << r;
                   EXPECT_EQ(pg[r].l, 2.0f) << r;
                 }
@@ -100,6 +112,7 @@ TEST(AttentionTile, MatchesScalarRowByRow) {
                       << "row " << r << " d " << d;
                 for (size_t d = D; d < stride; ++d) EXPECT_EQ(got[r * stride + d], 0.5f) << "wrote past row " << r;
               }
+             }
             }
           }
         }
@@ -137,21 +150,24 @@ struct PagedKv {
   }
 };
 
-// Softmax attention of one query head, directly in double.
-std::vector<double> DirectAttention(const PagedKv& kv, const float* q, int32_t seq, int32_t pos, int32_t g) {
+// Softmax attention of one query head, directly in double, over the keys
+// math.window allows (scores scaled and soft-capped as math.score says).
+std::vector<double> DirectAttention(const PagedKv& kv, const AttentionMath& math, const float* q, int32_t seq,
+                                    int32_t pos, int32_t g) {
   const int32_t D = kv.layout.head_dim;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const int32_t first = math.window > 0 ? std::max(0, pos - math.window + 1) : 0;
   std::vector<double> s(pos + 1), out(D, 0.0);
   double max = -1e300, sum = 0;
-  for (int32_t j = 0; j <= pos; ++j) {
+  for (int32_t j = first; j <= pos; ++j) {
     const std::vector<float> k = kv.Row(seq, g, j, false);
     double dot = 0;
     for (int32_t d = 0; d < D; ++d) dot += static_cast<double>(q[d]) * k[d];
-    s[j] = dot * scale;
+    s[j] = dot * math.score.scale;
+    if (math.score.softcap > 0) s[j] = math.score.softcap * std::tanh(s[j] / math.score.softcap);
     max = std::max(max, s[j]);
   }
-  for (int32_t j = 0; j <= pos; ++j) sum += std::exp(s[j] - max);
-  for (int32_t j = 0; j <= pos; ++j) {
+  for (int32_t j = first; j <= pos; ++j) sum += std::exp(s[j] - max);
+  for (int32_t j = first; j <= pos; ++j) {
     const std::vector<float> v = kv.Row(seq, g, j, true);
     for (int32_t d = 0; d < D; ++d) out[d] += std::exp(s[j] - max) / sum * v[d];
   }
@@ -160,7 +176,8 @@ std::vector<double> DirectAttention(const PagedKv& kv, const float* q, int32_t s
 
 // A batch mixing decode tokens and prompt runs of several sequences, and a
 // single decode token, on grids from one token per tile without splits to
-// large tiles split block by block, with 2 and 3 KV heads.
+// large tiles split block by block, with 2 and 3 KV heads; causal, and with
+// sliding windows (one within a block, one across blocks; with soft-capping).
 TEST(AttentionPassTest, EveryGridMatchesDirectSoftmax) {
   const AttentionGrid grids[] = {{1, 0}, {4, 0}, {3, 1}, {64, 2}, {8, 5}};
   // Sequence 0: a prompt of 21 tokens at 0..20; 1: one decode token at 40;
@@ -174,24 +191,30 @@ TEST(AttentionPassTest, EveryGridMatchesDirectSoftmax) {
   const std::vector<AttentionQuery> decode = {{1, 40}};
   const int32_t n_head = 6, D = 64, B = 8;
   const size_t E = static_cast<size_t>(n_head) * D;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  const AttentionMath maths[] = {{{scale}, 0}, {{scale}, 5}, {{scale, 2.5f}, 13}};
   const auto check = [&](DType type, int threads, int32_t n_kv, const std::vector<AttentionQuery>& queries) {
     const KvLayout layout{1, n_kv, D, B, type};
     PagedKv kv(layout, lengths);
     const std::vector<float> q = Random(E * queries.size(), 99, 3.0f);
     ThreadPool pool(threads);
     AttentionPass pass(layout, n_head, pool);
-    for (const AttentionGrid& grid : grids) {
-      SCOPED_TRACE(std::string(DTypeName(type)) + " threads=" + std::to_string(threads) + " n_kv=" +
-                   std::to_string(n_kv) + " queries=" + std::to_string(queries.size()) + " " + AttentionGridName(grid));
-      std::vector<float> out(q.size(), -1.0f);
-      pass.Run(grid, queries, q.data(), kv.slices, out.data());
-      for (size_t i = 0; i < queries.size(); ++i) {
-        for (int32_t h = 0; h < n_head; ++h) {
-          const std::vector<double> want =
-              DirectAttention(kv, &q[i * E + h * D], queries[i].seq, queries[i].pos, h / (n_head / n_kv));
-          for (int32_t d = 0; d < D; ++d)
-            ASSERT_NEAR(out[i * E + h * D + d], want[d], 2e-6 + 1e-5 * std::fabs(want[d]))
-                << "query " << i << " head " << h << " d " << d;
+    for (const AttentionMath& math : maths) {
+      for (const AttentionGrid& grid : grids) {
+        SCOPED_TRACE(std::string(DTypeName(type)) + " threads=" + std::to_string(threads) + " n_kv=" +
+                     std::to_string(n_kv) + " queries=" + std::to_string(queries.size()) + " " +
+                     AttentionGridName(grid) + " window=" + std::to_string(math.window) +
+                     " softcap=" + std::to_string(math.score.softcap));
+        std::vector<float> out(q.size(), -1.0f);
+        pass.Run(grid, math, queries, q.data(), kv.slices, out.data());
+        for (size_t i = 0; i < queries.size(); ++i) {
+          for (int32_t h = 0; h < n_head; ++h) {
+            const std::vector<double> want =
+                DirectAttention(kv, math, &q[i * E + h * D], queries[i].seq, queries[i].pos, h / (n_head / n_kv));
+            for (int32_t d = 0; d < D; ++d)
+              ASSERT_NEAR(out[i * E + h * D + d], want[d], 2e-6 + 1e-5 * std::fabs(want[d]))
+                  << "query " << i << " head " << h << " d " << d;
+          }
         }
       }
     }

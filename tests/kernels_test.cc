@@ -646,6 +646,21 @@ TEST(KernelOps, RowOpsMatchFormulas) {
         EXPECT_EQ(gate[i], g[i]) << i;
       }
 
+      // GeGLU (GELU's tanh approximation), also in place over gate; x spans ±3,
+      // and ±12 where e^(2u) leaves float range (gelu -> 0 or x).
+      std::vector<float> gx = x;
+      gx[0] = -12.0f;
+      if (n > 1) gx[1] = 12.0f;
+      std::vector<float> gg(n), ggate = gx;
+      GeGLU(gx.data(), wt.data(), gg.data(), n, path);
+      GeGLU(ggate.data(), wt.data(), ggate.data(), n, path);
+      for (int64_t i = 0; i < n; ++i) {
+        const double v = gx[i];
+        const double want = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))) * wt[i];
+        EXPECT_NEAR(gg[i], want, 1e-5 * std::fabs(v * wt[i]) + 1e-7) << i;
+        EXPECT_EQ(ggate[i], gg[i]) << i;
+      }
+
       // Dot and Axpy.
       double dot = 0, mag = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -657,6 +672,16 @@ TEST(KernelOps, RowOpsMatchFormulas) {
       AxpyF32(0.75f, x.data(), y.data(), n, path);
       for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], wt[i] + 0.75 * x[i], 1e-6 * (std::fabs(wt[i]) + std::fabs(x[i]))) << i;
     }
+  }
+}
+
+TEST(KernelOps, SoftCapMatchesFormula) {
+  std::vector<float> x = RandomFloats(100, 3, 200.0f);
+  const std::vector<float> orig = x;
+  SoftCap(x.data(), 100, 30.0f);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_NEAR(x[i], 30.0 * std::tanh(orig[i] / 30.0), 1e-5 * 30) << i;
+    EXPECT_LE(std::fabs(x[i]), 30.0f);
   }
 }
 
@@ -673,6 +698,9 @@ TEST(KernelOps, DefaultPathOverloadsMatchBestPath) {
   EXPECT_EQ(a, b);
   SwiGLU(x.data(), w.data(), a.data(), 100);
   SwiGLU(x.data(), w.data(), b.data(), 100, BestPath());
+  EXPECT_EQ(a, b);
+  GeGLU(x.data(), w.data(), a.data(), 100);
+  GeGLU(x.data(), w.data(), b.data(), 100, BestPath());
   EXPECT_EQ(a, b);
   EXPECT_EQ(DotF32(x.data(), w.data(), 100), DotF32(x.data(), w.data(), 100, BestPath()));
   a = w;
@@ -695,8 +723,10 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
     for (const Case& c : cases) {
       for (int32_t n : {1, 5, 16, 17, 40}) {
         for (int32_t block : {7, 16, 64}) {
+         for (float softcap : {0.0f, 0.75f}) {  // 0.75: scores of ~0.5 well into tanh's bend
           SCOPED_TRACE(std::string(PathName(path)) + " " + DTypeName(c.type) + " D=" + std::to_string(c.D) +
-                       " n=" + std::to_string(n) + " block=" + std::to_string(block));
+                       " n=" + std::to_string(n) + " block=" + std::to_string(block) +
+                       " softcap=" + std::to_string(softcap));
           const size_t row_bytes = *RowBytes(c.type, c.D) + 8;  // rows need not be packed
           std::vector<uint8_t> k(row_bytes * n), v(row_bytes * n);
           std::vector<float> kf(static_cast<size_t>(n) * c.D), vf(kf.size());
@@ -714,7 +744,7 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
           for (int32_t j = 0; j < n; ++j) {
             double dot = 0;
             for (int32_t d = 0; d < c.D; ++d) dot += static_cast<double>(q[d]) * kf[j * c.D + d];
-            s[j] = dot * scale;
+            s[j] = softcap > 0 ? softcap * std::tanh(dot * scale / softcap) : dot * scale;
             max = std::max(max, s[j]);
           }
           for (int32_t j = 0; j < n; ++j) sum += std::exp(s[j] - max);
@@ -727,10 +757,11 @@ TEST(KernelAttention, BlocksMatchDirectSoftmax) {
             SoftmaxPartial p;
             std::fill(acc.begin(), acc.end(), 0.0f);
             AttendRows(q.data(), &k[j0 * row_bytes], &v[j0 * row_bytes], row_bytes, c.type, std::min(block, n - j0),
-                       c.D, scale, &p, acc.data(), scratch.data(), path);
+                       c.D, {scale, softcap}, &p, acc.data(), scratch.data(), path);
             MergePartial(&total, out.data(), p, acc.data(), c.D);
           }
           for (int32_t d = 0; d < c.D; ++d) EXPECT_NEAR(out[d] / total.l, want[d], 2e-6 + 1e-5 * std::fabs(want[d])) << d;
+         }
         }
       }
     }
@@ -759,10 +790,11 @@ TEST(KernelAttention, HeadsMatchPerHead) {
             std::vector<float> got(stride * n_heads, 0.5f), want = got, scratch(D);
             std::vector<SoftmaxPartial> pg(n_heads), pw(n_heads);
             for (int32_t h = 0; h < n_heads; ++h) pg[h] = pw[h] = SoftmaxPartial{0.25f, 2.0f};  // mid-sequence state
-            AttendTile(q.data(), static_cast<size_t>(D) * n_heads, 1, n_heads, &n, k.data(), v.data(), row_bytes, type,
-                       D, 0.125f, pg.data(), got.data(), stride, scratch.data(), path);
+            const int32_t first = 0;
+            AttendTile(q.data(), static_cast<size_t>(D) * n_heads, 1, n_heads, &first, &n, k.data(), v.data(),
+                       row_bytes, type, D, {0.125f}, pg.data(), got.data(), stride, scratch.data(), path);
             for (int32_t h = 0; h < n_heads; ++h)
-              AttendRows(&q[h * D], k.data(), v.data(), row_bytes, type, n, D, 0.125f, &pw[h], &want[h * stride],
+              AttendRows(&q[h * D], k.data(), v.data(), row_bytes, type, n, D, {0.125f}, &pw[h], &want[h * stride],
                          scratch.data(), Path::kScalar);
             for (int32_t h = 0; h < n_heads; ++h) {
               EXPECT_NEAR(pg[h].m, pw[h].m, 1e-5f * (1 + std::fabs(pw[h].m))) << h;

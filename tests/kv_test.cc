@@ -366,7 +366,7 @@ TEST(KvTierTest, PrefixReuseEqualsColdRun) {
   std::unique_ptr<KvCacheManager> kv;
   ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv).ok());
   ThreadPool pool(2);
-  Forward fwd(*model, *kv, pool);
+  Forward fwd(*model, *kv, pool, 256 * 8);
   auto run = [&](SeqId s, const std::vector<int32_t>& toks, std::vector<float>* logits) {
     KvCacheManager::Append a{s, static_cast<int32_t>(toks.size())};
     ASSERT_TRUE(kv->Prepare(std::span(&a, 1)).ok());
@@ -388,7 +388,7 @@ TEST(KvTierTest, PrefixReuseEqualsColdRun) {
   c.prefix_cache = false;
   std::unique_ptr<KvCacheManager> kv2;
   ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv2).ok());
-  Forward fwd2(*model, *kv2, pool);
+  Forward fwd2(*model, *kv2, pool, 256 * 8);
   SeqId s3 = kv2->NewSequence();
   KvCacheManager::Append a{s3, static_cast<int32_t>(full.size())};
   ASSERT_TRUE(kv2->Prepare(std::span(&a, 1)).ok());

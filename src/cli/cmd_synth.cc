@@ -1,5 +1,7 @@
 // `strata synth OUT.gguf --layers L --embd E --ff F --heads H --kv-heads KV
 //  --vocab V --type f32|f16|bf16|q8_0|q4_0 [--arch A] [--head-dim D] [--rope-freqs]
+//  [--longrope ORIG_CTX] [--sliding-window N] [--attn-softcap C] [--final-softcap C]
+//  [--rope-linear FACTOR | --yarn FACTOR --yarn-orig-ctx N]
 //  [--weights small|conformance] [--ctx C] [--seed S] [--threads K]`
 #include <algorithm>
 #include <fmt/format.h>
@@ -23,6 +25,8 @@ struct SynthOptions {
   std::string arch = "llama";
   std::string weights = "small";
   SynthSpec spec;
+  float yarn = 0.0f;
+  int yarn_orig_ctx = 0;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 };
 
@@ -34,6 +38,14 @@ void RunSynth(SynthOptions o) {
   if (o.weights != "small" && o.weights != "conformance")
     Fail("synth", Status::InvalidArgument(fmt::format("unknown --weights '{}' (allowed: small, conformance)", o.weights)));
   o.spec.weights = o.weights == "small" ? SynthWeights::kSmall : SynthWeights::kConformance;
+  if (o.yarn > 0) {
+    o.spec.rope_scaling = SynthRopeScaling::kYarn;
+    o.spec.rope_scaling_factor = o.yarn;
+    o.spec.n_ctx_orig = o.yarn_orig_ctx;
+  } else {
+    o.spec.longrope = o.spec.n_ctx_orig > 0;
+    if (o.spec.rope_scaling_factor > 0) o.spec.rope_scaling = SynthRopeScaling::kLinear;
+  }
   ProgressBar bar("synth");
   const Status s = SynthesizeModel(Env::Default(), o.spec, o.out_path, o.threads,
                                    [&bar](uint64_t done, uint64_t total) { bar.Update(done, total); });
@@ -59,6 +71,21 @@ void AddSynthCommand(CLI::App& app) {
   cmd->add_option("--arch", opts->arch, "Architecture: " + SupportedArchNames())->capture_default_str();
   cmd->add_option("--head-dim", spec.head_dim, "Head dimension (default: embd / heads)");
   cmd->add_flag("--rope-freqs", spec.rope_freqs, "llama: Llama 3 RoPE scaling factors (rope_freqs.weight)");
+  cmd->add_option("--longrope", spec.n_ctx_orig,
+                  "phi3: LongRoPE factors (rope_factors_long/short.weight) for this original context (<= --ctx)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--rope-linear", spec.rope_scaling_factor, "Linear RoPE scaling by this factor (> 1)");
+  cmd->add_option("--yarn", opts->yarn, "YaRN RoPE scaling by this factor (> 1), with --yarn-orig-ctx");
+  cmd->add_option("--yarn-orig-ctx", opts->yarn_orig_ctx, "YaRN: the original context (<= --ctx)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--sliding-window", spec.n_swa,
+                  "gemma2, gemma3: attention.sliding_window (default: llama.cpp's 4096 for gemma2, none for gemma3)")
+      ->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--attn-softcap", spec.attn_softcap, "gemma2: attn_logit_softcapping (default: llama.cpp's 50)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--final-softcap", spec.final_softcap,
+                  "gemma2, gemma3: final_logit_softcapping (default: llama.cpp's 30 for gemma2, none for gemma3)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--weights", opts->weights,
                   "Weight scales: small (std 0.02, benchmarks) or conformance (dominant embeddings, logits std ~4)")
       ->capture_default_str();

@@ -16,5 +16,6 @@ void AddBenchCommand(CLI::App& app);     // cmd_bench.cc
 void AddSessionCommand(CLI::App& app);   // cmd_session.cc
 void AddBenchKvCommand(CLI::App& app);   // cmd_bench_kv.cc
 void AddServeCommand(CLI::App& app);     // cmd_serve.cc
+void AddPerplexityCommand(CLI::App& app);  // cmd_perplexity.cc
 
 }  // namespace strata::cli

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   strata::cli::AddSessionCommand(app);
   strata::cli::AddBenchKvCommand(app);
   strata::cli::AddServeCommand(app);
+  strata::cli::AddPerplexityCommand(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
+#include <limits>
 
 namespace strata {
 namespace {
@@ -25,7 +26,7 @@ std::string AttentionGridName(const AttentionGrid& g) { return fmt::format("tile
 AttentionPass::AttentionPass(const KvLayout& layout, int32_t n_head, ThreadPool& pool)
     : layout_(layout), n_head_(n_head), group_(n_head / layout.n_head_kv), pool_(pool) {}
 
-void AttentionPass::Plan(const AttentionGrid& grid, std::span<const AttentionQuery> queries) {
+void AttentionPass::Plan(const AttentionGrid& grid, int32_t window, std::span<const AttentionQuery> queries) {
   const int32_t n_q = static_cast<int32_t>(queries.size()), n_kv = layout_.n_head_kv, B = layout_.block_tokens;
   tiles_.clear();
   jobs_.clear();
@@ -45,15 +46,17 @@ void AttentionPass::Plan(const AttentionGrid& grid, std::span<const AttentionQue
   size_t offset = 0;
   for (size_t ti = 0; ti < tiles_.size(); ++ti) {
     Tile& tile = tiles_[ti];
-    const int32_t nb = queries[tile.first + tile.n - 1].pos / B + 1;
+    const int32_t b_end = queries[tile.first + tile.n - 1].pos / B + 1;
+    const int32_t b_begin = window > 0 ? std::max(0, queries[tile.first].pos - window + 1) / B : 0;
+    const int32_t nb = b_end - b_begin;
     int32_t splits = std::max(min_splits, grid.split_blocks > 0 ? (nb + grid.split_blocks - 1) / grid.split_blocks : 1);
     splits = std::min(splits, nb);
     const int32_t per = (nb + splits - 1) / splits;
     tile.jobs0 = static_cast<int32_t>(jobs_.size());
     tile.ranges = (nb + per - 1) / per;
     for (int32_t g = 0; g < n_kv; ++g) {
-      for (int32_t b0 = 0; b0 < nb; b0 += per) {
-        jobs_.push_back({static_cast<int32_t>(ti), g, b0, std::min(nb, b0 + per), offset});
+      for (int32_t b0 = b_begin; b0 < b_end; b0 += per) {
+        jobs_.push_back({static_cast<int32_t>(ti), g, b0, std::min(b_end, b0 + per), offset});
         offset += static_cast<size_t>(tile.n) * group_ * row;
       }
     }
@@ -61,14 +64,16 @@ void AttentionPass::Plan(const AttentionGrid& grid, std::span<const AttentionQue
   partial_.resize(offset);
 }
 
-void AttentionPass::Run(const AttentionGrid& grid, std::span<const AttentionQuery> queries, const float* q,
-                        const std::vector<std::vector<uint8_t*>>& slices, float* out, kernels::Path path) {
+void AttentionPass::Run(const AttentionGrid& grid, const AttentionMath& math, std::span<const AttentionQuery> queries,
+                        const float* q, const std::vector<std::vector<uint8_t*>>& slices, float* out,
+                        kernels::Path path) {
   if (queries.empty()) return;
-  Plan(grid, queries);
+  Plan(grid, math.window, queries);
   const KvLayout& L = layout_;
   const int32_t D = L.head_dim, B = L.block_tokens, n_kv = L.n_head_kv, group = group_, nth = pool_.n_threads();
   const size_t E = static_cast<size_t>(n_head_) * D, row = static_cast<size_t>(D) + 2, row_bytes = L.row_bytes();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  // Keys of position p0 are visible from p iff p0 <= p and, with a window, p - p0 < window.
+  const int32_t window = math.window > 0 ? math.window : std::numeric_limits<int32_t>::max();
   scratch_.resize(static_cast<size_t>(D) * nth);
   state_.resize(static_cast<size_t>(nth));
   for (auto& s : state_) s.resize(static_cast<size_t>(grid.q_tile) * group);
@@ -86,7 +91,7 @@ void AttentionPass::Run(const AttentionGrid& grid, std::span<const AttentionQuer
     for (int32_t r = 0; r < rows; ++r) std::fill(acc + r * row, acc + r * row + D, 0.0f);
     // The group's query heads are contiguous in q and share KV head g.
     const float* qt = q + static_cast<size_t>(tile.first) * E + static_cast<size_t>(job.g) * group * D;
-    int32_t n_keys[AttentionGrid::kMaxQueryTile];
+    int32_t first_key[AttentionGrid::kMaxQueryTile], n_keys[AttentionGrid::kMaxQueryTile];
     // The rows of block b that the tile's last (furthest) query sees.
     const auto prefetch = [&](int32_t b) {
       const uint8_t* slice = blocks[static_cast<size_t>(b)];
@@ -96,10 +101,15 @@ void AttentionPass::Run(const AttentionGrid& grid, std::span<const AttentionQuer
     prefetch(job.b0);
     for (int32_t b = job.b0; b < job.b1; ++b) {
       if (b + 1 < job.b1) prefetch(b + 1);  // one block ahead
-      for (int32_t t = 0; t < tile.n; ++t) n_keys[t] = std::clamp(tq[t].pos + 1 - b * B, 0, B);
+      for (int32_t t = 0; t < tile.n; ++t) {
+        const int64_t p = tq[t].pos, p0 = int64_t{b} * B;
+        n_keys[t] = static_cast<int32_t>(std::clamp<int64_t>(p + 1 - p0, 0, B));
+        first_key[t] = static_cast<int32_t>(std::clamp<int64_t>(p - window + 1 - p0, 0, B));
+      }
       const uint8_t* slice = blocks[static_cast<size_t>(b)];
-      kernels::AttendTile(qt, E, tile.n, group, n_keys, slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0),
-                          row_bytes, L.type, D, scale, state, acc, row, &scratch_[static_cast<size_t>(ith) * D], path);
+      kernels::AttendTile(qt, E, tile.n, group, first_key, n_keys, slice + L.k_offset(job.g, 0),
+                          slice + L.v_offset(job.g, 0), row_bytes, L.type, D, math.score, state, acc, row,
+                          &scratch_[static_cast<size_t>(ith) * D], path);
     }
     if (tile.ranges == 1) {  // the tile's only range: normalize straight into out, nothing to merge
       for (int32_t r = 0; r < rows; ++r) {

@@ -35,6 +35,14 @@ struct AttentionGrid {
 // "tile=T split=S", for logs.
 std::string AttentionGridName(const AttentionGrid& g);
 
+// The attention of one layer: how scores are formed, and which keys a query sees.
+struct AttentionMath {
+  kernels::ScoreParams score;  // scale (1/sqrt(head_dim) for most models) and soft-cap
+  // > 0: a query at position p sees the keys at positions p - window + 1 .. p
+  // (a sliding window); 0: every key up to p.
+  int32_t window = 0;
+};
+
 // One query token: the sequence whose blocks it reads (an index into the
 // slices passed to Run) and its absolute position.
 struct AttentionQuery {
@@ -47,15 +55,17 @@ class AttentionPass {
   // REQUIRES: layout.n_head_kv divides n_head; pool outlives this object.
   AttentionPass(const KvLayout& layout, int32_t n_head, ThreadPool& pool);
 
-  // out[i] = softmax(q[i] · Kᵀ * scale) · V over positions 0..queries[i].pos
-  // of sequence queries[i].seq, head by head (query head h reads KV head
-  // h / (n_head / n_head_kv)); scale = 1/sqrt(head_dim).
+  // out[i] = softmax(scores(q[i], K)) · V over the positions queries[i].pos
+  // sees in sequence queries[i].seq (0..pos, or its window), head by head
+  // (query head h reads KV head h / (n_head / n_head_kv)); scores as math.score.
   // q, out: F32 [head_dim * n_head, n_queries]; q rotated, out does not alias q.
   // slices[s][b]: the layer's slice of block b of sequence s, holding every
-  // position up to the largest pos queried in s.
-  // REQUIRES: grid.Valid().
-  void Run(const AttentionGrid& grid, std::span<const AttentionQuery> queries, const float* q,
-           const std::vector<std::vector<uint8_t*>>& slices, float* out, kernels::Path path = kernels::BestPath());
+  // position up to the largest pos queried in s (blocks wholly before every
+  // window are not read).
+  // REQUIRES: grid.Valid(), math.window >= 0.
+  void Run(const AttentionGrid& grid, const AttentionMath& math, std::span<const AttentionQuery> queries,
+           const float* q, const std::vector<std::vector<uint8_t*>>& slices, float* out,
+           kernels::Path path = kernels::BestPath());
 
  private:
   struct Job {
@@ -67,7 +77,8 @@ class AttentionPass {
     int32_t jobs0;     // its jobs: ranges jobs for KV head 0 from jobs0, then KV head 1, ...
     int32_t ranges;    // block ranges per KV head
   };
-  void Plan(const AttentionGrid& grid, std::span<const AttentionQuery> queries);
+  // Tiles and their jobs; a tile's blocks start at the first its first query's window reaches.
+  void Plan(const AttentionGrid& grid, int32_t window, std::span<const AttentionQuery> queries);
 
   KvLayout layout_;
   int32_t n_head_, group_;

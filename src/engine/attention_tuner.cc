@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <fmt/format.h>
 #include <limits>
 #include <utility>
@@ -110,12 +111,14 @@ std::vector<double> TimeGrids(const std::vector<AttentionGrid>& grids, Attention
   constexpr int kMinRounds = 3, kMaxRounds = 15;
   std::vector<float> out(q.size());
   std::vector<double> best(grids.size(), std::numeric_limits<double>::infinity());
-  for (const AttentionGrid& g : grids) pass.Run(g, queries, q.data(), kv.slices, out.data(), path);  // warm-up
+  // Plain causal attention: the grid's cost does not depend on the scale.
+  const AttentionMath math{{1.0f / std::sqrt(static_cast<float>(kv.layout.head_dim))}};
+  for (const AttentionGrid& g : grids) pass.Run(g, math, queries, q.data(), kv.slices, out.data(), path);  // warm-up
   const Clock::time_point start = Clock::now();
   for (int round = 0; round < kMaxRounds; ++round) {
     for (size_t i = 0; i < grids.size(); ++i) {
       const Clock::time_point t0 = Clock::now();
-      pass.Run(grids[i], queries, q.data(), kv.slices, out.data(), path);
+      pass.Run(grids[i], math, queries, q.data(), kv.slices, out.data(), path);
       best[i] = std::min(best[i], std::chrono::duration<double>(Clock::now() - t0).count());
     }
     if (round + 1 >= kMinRounds && std::chrono::duration<double>(Clock::now() - start).count() > budget_s) break;

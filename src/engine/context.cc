@@ -48,7 +48,7 @@ Context::Context(const Model& model, const ContextParams& params, int32_t n_ctx,
       n_batch_(n_batch),
       pool_(n_threads),
       kv_(std::move(kv)),
-      forward_(model, *kv_, pool_,
+      forward_(model, *kv_, pool_, n_ctx,
                SelectAttentionGrid(params.attention_grid, params.env != nullptr ? params.env : Env::Default(),
                                    params.tune_cache_path, kv_->layout(), model.hparams().n_head, pool_)),
       seq_(kv_->NewSequence()) {}

@@ -125,7 +125,7 @@ Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bo
       ctx_bound_by_kv_(ctx_bound_by_kv),
       pool_(n_threads),
       kv_(std::move(kv)),
-      forward_(model, *kv_, pool_,
+      forward_(model, *kv_, pool_, n_ctx,
                SelectAttentionGrid(params.attention_grid, params.env != nullptr ? params.env : Env::Default(),
                                    params.tune_cache_path, kv_->layout(), model.hparams().n_head, pool_)),
       thread_([this] { StepLoop(); }) {}

@@ -6,19 +6,30 @@
 
 namespace strata {
 
-Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, AttentionGrid grid)
+Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid)
     : model_(model),
       kv_(kv),
       pool_(pool),
       grid_(grid),
       attention_(kv.layout(), model.hparams().n_head, pool),
-      layer_(BuilderFor(model.hparams().arch)) {}
+      layer_(BuilderFor(model.hparams().arch)),
+      ropes_{RopeSpecFor(model.hparams(), model.weights(), n_ctx_seq, false)} {
+  const HParams& hp = model.hparams();
+  if (hp.swa_layers.empty()) return;
+  const RopeSpec swa = RopeSpecFor(hp, model.weights(), n_ctx_seq, true);
+  const RopeSpec& full = ropes_[0];
+  if (swa.freq_base != full.freq_base || swa.freq_scale != full.freq_scale) ropes_.push_back(swa);
+}
 
 Forward::LayerBuilder Forward::BuilderFor(Arch arch) {
   switch (arch) {
     case Arch::kLlama:
     case Arch::kQwen2:
-    case Arch::kQwen3: return &Forward::PreNormLayer;
+    case Arch::kQwen3:
+    case Arch::kPhi3:
+    case Arch::kGemma: return &Forward::PreNormLayer;
+    case Arch::kGemma2:
+    case Arch::kGemma3: return &Forward::SandwichNormLayer;
   }
   return &Forward::PreNormLayer;
 }
@@ -76,7 +87,7 @@ void Forward::PrefetchLayer(const Batch& batch, int32_t il) {
 
 // One pass per token: q rotated in place; K rotated in place (hot in cache)
 // and quantized straight into its block, then V.
-void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices) {
+void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int table) {
   const HParams& hp = model_.hparams();
   const KvLayout& L = kv_.layout();
   const int64_t E = hp.n_embd_q(), KV = hp.n_embd_kv();
@@ -86,8 +97,8 @@ void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices) {
   pool_.ParallelFor(static_cast<int64_t>(refs_.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const AttentionQuery& r = refs_[static_cast<size_t>(i)];
-      const float* cos = &rope_cos_[static_cast<size_t>(i) * half];
-      const float* sin = &rope_sin_[static_cast<size_t>(i) * half];
+      const float* cos = &rope_cos_[table][static_cast<size_t>(i) * half];
+      const float* sin = &rope_sin_[table][static_cast<size_t>(i) * half];
       kernels::RopeHeads(&q_[i * E], hp.n_head, D, hp.n_rot, neox, cos, sin);
       float* k = &k_[i * KV];
       kernels::RopeHeads(k, hp.n_head_kv, D, hp.n_rot, neox, cos, sin);
@@ -112,6 +123,19 @@ Status Forward::PreNormLayer(const Batch& batch, int32_t il) {
   return Status::Ok();
 }
 
+Status Forward::SandwichNormLayer(const Batch& batch, int32_t il) {
+  const LayerWeights& l = model_.weights().layers[static_cast<size_t>(il)];
+  Norm(l.attn_norm, x_.data(), xb_.data());
+  STRATA_RETURN_IF_ERROR(SelfAttention(batch, il));
+  Norm(l.attn_post_norm, xb_.data(), xb_.data());
+  AddResidual();
+  Norm(l.ffn_norm, x_.data(), xb_.data());
+  GatedFfn(l);
+  Norm(l.ffn_post_norm, xb_.data(), xb_.data());
+  AddResidual();
+  return Status::Ok();
+}
+
 void Forward::Norm(const Tensor& weight, const float* x, float* out) {
   const HParams& hp = model_.hparams();
   const int64_t E = hp.n_embd;
@@ -125,7 +149,7 @@ Status Forward::SelfAttention(const Batch& batch, int32_t il) {
   const LinearOut qkv[] = {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}};
   ApplyLinear(qkv, xb_.data(), n_, pool_);
   if (l.attn_q_norm.data != nullptr) {
-    // RMS norm over each head's head_dim, before RoPE (qwen3).
+    // RMS norm over each head's head_dim, before RoPE (qwen3, gemma3).
     const int32_t D = hp.head_dim;
     const float* qw = static_cast<const float*>(l.attn_q_norm.data);
     const float* kw = static_cast<const float*>(l.attn_k_norm.data);
@@ -136,8 +160,10 @@ Status Forward::SelfAttention(const Batch& batch, int32_t il) {
   std::vector<std::vector<uint8_t*>> slices;
   STRATA_RETURN_IF_ERROR(PinLayer(batch, il, &slices));
   if (il + 1 < hp.n_layer) PrefetchLayer(batch, il + 1);
-  RopeWriteKv(slices);
-  attention_.Run(grid_, refs_, q_.data(), slices, att_.data());
+  const bool swa = hp.is_swa(il);
+  RopeWriteKv(slices, swa && ropes_.size() > 1 ? 1 : 0);
+  const AttentionMath math{{hp.attn_scale, hp.attn_softcap}, swa ? hp.n_swa : 0};
+  attention_.Run(grid_, math, refs_, q_.data(), slices, att_.data());
   UnpinLayer(batch, il);
   kv_.store().EnforceBudget();
   const LinearOut out[] = {{&l.wo, xb_.data()}};
@@ -149,7 +175,10 @@ void Forward::GatedFfn(const LayerWeights& l) {
   const int64_t n_ff = model_.hparams().n_ff;
   const LinearOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
   ApplyLinear(gate_up, xb_.data(), n_, pool_);
-  kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff);
+  switch (model_.hparams().ffn_act) {
+    case FfnAct::kSilu: kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
+    case FfnAct::kGeluTanh: kernels::GeGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
+  }
   const LinearOut down[] = {{&l.ffn_down, xb_.data()}};
   ApplyLinear(down, gate_.data(), n_, pool_);
 }
@@ -174,14 +203,18 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
       refs_.push_back({static_cast<int32_t>(e), pos0 + static_cast<int32_t>(t)});
   }
   const size_t half = static_cast<size_t>(hp.n_rot / 2);
-  rope_cos_.resize(refs_.size() * half);
-  rope_sin_.resize(refs_.size() * half);
-  for (size_t i = 0; i < refs_.size(); ++i)
-    RopeAnglesAt(hp, w.rope_freqs, refs_[i].pos, &rope_cos_[i * half], &rope_sin_[i * half]);
+  for (size_t r = 0; r < ropes_.size(); ++r) {
+    rope_cos_[r].resize(refs_.size() * half);
+    rope_sin_[r].resize(refs_.size() * half);
+    for (size_t i = 0; i < refs_.size(); ++i)
+      RopeAnglesAt(ropes_[r], refs_[i].pos, &rope_cos_[r][i * half], &rope_sin_[r][i * half]);
+  }
   {
     int32_t i = 0;
     for (const BatchEntry& e : batch.entries)
       for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
+    if (hp.embd_scale != 1.0f)
+      for (int64_t j = 0; j < int64_t{n} * E; ++j) x_[j] *= hp.embd_scale;
   }
 
   PrefetchLayer(batch, 0);
@@ -199,6 +232,7 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
   if (rows > 0) {
     const LinearOut out[] = {{&w.output, logits->data()}};
     ApplyLinear(out, xb_.data(), rows, pool_);
+    if (hp.final_softcap > 0.0f) kernels::SoftCap(logits->data(), static_cast<int64_t>(rows) * hp.n_vocab, hp.final_softcap);
   }
   return Status::Ok();
 }

@@ -18,6 +18,7 @@
 #include "core/status.h"
 #include "engine/attention_pass.h"
 #include "engine/batch.h"
+#include "engine/rope.h"
 #include "kernels/thread_pool.h"
 #include "kv/kv_cache_manager.h"
 #include "model/model.h"
@@ -27,7 +28,8 @@ namespace strata {
 class Forward {
  public:
   // REQUIRES: model, kv and pool outlive this object; grid as AttentionPass::Run.
-  Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, AttentionGrid grid = {});
+  // n_ctx_seq: the positions a sequence may reach (LongRoPE picks its factors by it).
+  Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {});
 
   // The attention grid (e.g. the tuned one; attention_tuner.h). Results do not
   // depend on it beyond float rounding.
@@ -44,17 +46,20 @@ class Forward {
   // One transformer layer on x_ (a per-architecture layer builder).
   using LayerBuilder = Status (Forward::*)(const Batch& batch, int32_t il);
   static LayerBuilder BuilderFor(Arch arch);
-  // llama, qwen2, qwen3: x += Attention(Norm(x)); x += Ffn(Norm(x)).
+  // llama, qwen2, qwen3, phi3, gemma: x += Attention(Norm(x)); x += Ffn(Norm(x)).
   [[nodiscard]] Status PreNormLayer(const Batch& batch, int32_t il);
+  // gemma2, gemma3: x += Norm(Attention(Norm(x))); x += Norm(Ffn(Norm(x))).
+  [[nodiscard]] Status SandwichNormLayer(const Batch& batch, int32_t il);
 
   // ---- shared blocks, on the n_ tokens of the current batch ----
   // out = RmsNorm(x) * weight per token; x, out: F32 [n_embd, n_].
   void Norm(const Tensor& weight, const float* x, float* out);
   // Self-attention of layer il on xb_: att_ <- Q/K/V projections (biases
   // included), per-head q/k norms where the layer has them, RoPE, the KV
-  // write and attention; xb_ <- att_ · woᵀ.
+  // write and attention (scaled, soft-capped and windowed as hp says for
+  // the layer); xb_ <- att_ · woᵀ.
   [[nodiscard]] Status SelfAttention(const Batch& batch, int32_t il);
-  // xb_ <- down(act(gate(xb_)) * up(xb_)).
+  // xb_ <- down(act(gate(xb_)) * up(xb_)), act SiLU or GELU (hp.ffn_act).
   void GatedFfn(const LayerWeights& l);
   // x_ += xb_.
   void AddResidual();
@@ -64,8 +69,10 @@ class Forward {
   [[nodiscard]] Status PinLayer(const Batch& batch, int32_t il, std::vector<std::vector<uint8_t*>>* slices);
   void UnpinLayer(const Batch& batch, int32_t il);
   void PrefetchLayer(const Batch& batch, int32_t il);
-  // Rotates q_ in place and writes each token's rotated K and its V into its block.
-  void RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices);
+  // Rotates q_ in place with the angles of table (0: full-attention layers,
+  // 1: sliding-window layers) and writes each token's rotated K and its V
+  // into its block.
+  void RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int table);
 
   const Model& model_;
   KvCacheManager& kv_;
@@ -74,9 +81,12 @@ class Forward {
   AttentionPass attention_;
   std::vector<AttentionQuery> refs_;  // [n_tokens] of the current batch: (entry index, absolute position)
   LayerBuilder layer_;
+  // RoPE of the full-attention layers, then of the sliding-window layers
+  // (when the model has any and they rotate differently).
+  std::vector<RopeSpec> ropes_;
   int32_t n_ = 0;                     // tokens of the current batch
-  std::vector<float> rope_cos_;       // F32 [n_rot / 2, n_tokens]: RoPE angles of each token, for every layer
-  std::vector<float> rope_sin_;       // F32 [n_rot / 2, n_tokens]
+  std::vector<float> rope_cos_[2];    // per RopeSpec: F32 [n_rot / 2, n_tokens], the angles of each token
+  std::vector<float> rope_sin_[2];    // F32 [n_rot / 2, n_tokens]
   std::vector<float> x_;        // F32 [n_embd, n_tokens] residual stream
   std::vector<float> xb_;       // F32 [n_embd, n_tokens]
   std::vector<float> q_;        // F32 [n_embd_q, n_tokens]

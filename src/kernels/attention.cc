@@ -19,11 +19,16 @@ const float* RowF32(const uint8_t* row, DType type, int32_t D, float* scratch) {
   return scratch;
 }
 
+float Score(float dot, const ScoreParams& score) {
+  const float s = dot * score.scale;
+  return score.softcap > 0.0f ? score.softcap * std::tanh(s / score.softcap) : s;
+}
+
 // One key at a time; Dot and Axpy run on `path`.
 void AttendRowsRowwise(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
-                       int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch, Path path) {
+                       int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc, float* scratch, Path path) {
   for (int32_t j = 0; j < n; ++j) {
-    const float s = DotF32(q, RowF32(k + j * row_bytes, type, D, scratch), D, path) * scale;
+    const float s = Score(DotF32(q, RowF32(k + j * row_bytes, type, D, scratch), D, path), score);
     if (s > p->m) {
       // New maximum: rescale what was accumulated so far.
       const float c = std::exp(p->m - s);
@@ -40,25 +45,26 @@ void AttendRowsRowwise(const float* q, const uint8_t* k, const uint8_t* v, size_
 }  // namespace
 
 void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
-                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch, Path path) {
+                int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc, float* scratch, Path path) {
   switch (internal::ClampToAvailable(path)) {
     case Path::kAvx512:
     case Path::kAmx:
-      return internal::AttendRowsAvx512(q, k, v, row_bytes, type, n, D, scale, p, acc);
+      return internal::AttendRowsAvx512(q, k, v, row_bytes, type, n, D, score, p, acc);
     case Path::kScalar:
     case Path::kAvx2:
-      return AttendRowsRowwise(q, k, v, row_bytes, type, n, D, scale, p, acc, scratch, path);
+      return AttendRowsRowwise(q, k, v, row_bytes, type, n, D, score, p, acc, scratch, path);
   }
 }
 
 void AttendRows(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
-                int32_t D, float scale, SoftmaxPartial* p, float* acc, float* scratch) {
-  AttendRows(q, k, v, row_bytes, type, n, D, scale, p, acc, scratch, BestPath());
+                int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc, float* scratch) {
+  AttendRows(q, k, v, row_bytes, type, n, D, score, p, acc, scratch, BestPath());
 }
 
-void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
-                const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D, float scale,
-                SoftmaxPartial* p, float* acc, size_t acc_stride, float* scratch, Path path) {
+void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* first_key,
+                const int32_t* n_keys, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D,
+                const ScoreParams& score, SoftmaxPartial* p, float* acc, size_t acc_stride, float* scratch,
+                Path path) {
   path = internal::ClampToAvailable(path);
   const bool simd = path == Path::kAvx512 || path == Path::kAmx;
   if (simd && n_tok * n_heads >= kMinRowsTransposed && n_heads <= internal::kMaxRowsAvx512 &&
@@ -66,17 +72,19 @@ void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads,
     const int32_t per_call = internal::kMaxRowsAvx512 / n_heads;  // tokens
     for (int32_t t0 = 0; t0 < n_tok; t0 += per_call) {
       const size_t row0 = static_cast<size_t>(t0) * n_heads;
-      internal::AttendTileAvx512(q + t0 * q_stride, q_stride, std::min(per_call, n_tok - t0), n_heads, n_keys + t0,
-                                 k, v, row_bytes, type, D, scale, p + row0, acc + row0 * acc_stride, acc_stride);
+      internal::AttendTileAvx512(q + t0 * q_stride, q_stride, std::min(per_call, n_tok - t0), n_heads,
+                                 first_key + t0, n_keys + t0, k, v, row_bytes, type, D, score, p + row0,
+                                 acc + row0 * acc_stride, acc_stride);
     }
     return;
   }
   for (int32_t t = 0; t < n_tok; ++t) {
-    if (n_keys[t] <= 0) continue;
+    const int32_t first = first_key[t];
+    if (n_keys[t] <= first) continue;
     for (int32_t h = 0; h < n_heads; ++h) {
       const size_t r = static_cast<size_t>(t) * n_heads + h;
-      AttendRows(q + t * q_stride + h * D, k, v, row_bytes, type, n_keys[t], D, scale, &p[r], acc + r * acc_stride,
-                 scratch, path);
+      AttendRows(q + t * q_stride + h * D, k + first * row_bytes, v + first * row_bytes, row_bytes, type,
+                 n_keys[t] - first, D, score, &p[r], acc + r * acc_stride, scratch, path);
     }
   }
 }

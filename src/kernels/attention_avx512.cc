@@ -62,6 +62,32 @@ struct Q8_0Row {
   }
 };
 
+// tanh(y) on 16 floats: an odd Taylor polynomial for |y| < 1/4 (truncation
+// error < 1e-8 relative), else 1 - 2 / (e^(2y) + 1) (whose cancellation near 0
+// the polynomial avoids).
+inline __m512 TanhAvx512(__m512 y) {
+  const __m512 y2 = _mm512_mul_ps(y, y);
+  __m512 p = _mm512_set1_ps(62.0f / 2835.0f);
+  p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(-17.0f / 315.0f));
+  p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(2.0f / 15.0f));
+  p = _mm512_fmadd_ps(p, y2, _mm512_set1_ps(-1.0f / 3.0f));
+  const __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, y2), y, y);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 e = ExpAvx512(_mm512_add_ps(y, y));
+  const __m512 large = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+  const __mmask16 is_small = _mm512_cmp_ps_mask(_mm512_abs_ps(y), _mm512_set1_ps(0.25f), _CMP_LT_OQ);
+  return _mm512_mask_blend_ps(is_small, large, small);
+}
+
+// Scores of 16 keys from their dot products (ScoreParams); lanes outside
+// `valid` are -inf, so that their softmax weights are exactly 0.
+inline __m512 Scores(__m512 dots, const ScoreParams& score, __mmask16 valid) {
+  __m512 s = _mm512_mul_ps(dots, _mm512_set1_ps(score.scale));
+  if (score.softcap > 0.0f)
+    s = _mm512_mul_ps(_mm512_set1_ps(score.softcap), TanhAvx512(_mm512_mul_ps(s, _mm512_set1_ps(1.0f / score.softcap))));
+  return _mm512_mask_mov_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), valid, s);
+}
+
 // Lane j of the result is the sum of the lanes of v[j].
 inline __m512 TransposedSum16(const __m512 v[16]) {
   __m512 t[8], u[4];
@@ -78,8 +104,8 @@ inline __m512 TransposedSum16(const __m512 v[16]) {
 }
 
 template <class Row>
-void Attend(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t n, int32_t D, float scale,
-            SoftmaxPartial* p, float* acc) {
+void Attend(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t n, int32_t D,
+            const ScoreParams& score, SoftmaxPartial* p, float* acc) {
   for (int32_t j0 = 0; j0 < n; j0 += kKeys) {
     const int32_t nj = std::min(kKeys, n - j0);
     // Keys past n repeat the last one: their scores are masked to -inf, so
@@ -101,8 +127,7 @@ void Attend(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes
       STRATA_UNROLL
       for (int j = 0; j < kKeys; ++j) dots[j] = _mm512_fmadd_ps(qv, Row::Load(kr[j], i, m), dots[j]);
     }
-    const __m512 s = _mm512_mask_mul_ps(_mm512_set1_ps(-std::numeric_limits<float>::infinity()), LaneMask(nj),
-                                        TransposedSum16(dots), _mm512_set1_ps(scale));
+    const __m512 s = Scores(TransposedSum16(dots), score, LaneMask(nj));
     // New maximum: rescale what was accumulated so far (from -inf: acc and l are 0).
     const float m_new = std::max(p->m, _mm512_reduce_max_ps(s));
     if (m_new > p->m) {
@@ -195,15 +220,22 @@ void TileScores(int rows, const float* const* q, int32_t D, const float (*kt)[kK
 // Each 16-key chunk is transposed once and each value row widened once for
 // all rows; rows whose token sees none of the chunk's keys are skipped.
 template <class Row>
-void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
-                const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t D, float scale, SoftmaxPartial* p,
-                float* acc, size_t acc_stride, float (*kt)[kKeys], float (*w)[kKeys]) {
+void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* first_key,
+                const int32_t* n_keys, const uint8_t* k, const uint8_t* v, size_t row_bytes, int32_t D,
+                const ScoreParams& score, SoftmaxPartial* p, float* acc, size_t acc_stride, float (*kt)[kKeys],
+                float (*w)[kKeys]) {
   const int32_t rows = n_tok * n_heads;
   const float* qr[kMaxRows];
   for (int32_t r = 0; r < rows; ++r) qr[r] = q + (r / n_heads) * q_stride + (r % n_heads) * D;
-  const int32_t n = *std::max_element(n_keys, n_keys + n_tok);
-  const __m512 minus_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int32_t j0 = 0; j0 < n; j0 += kKeys) {
+  // Keys [first, n) are seen by some token; chunks start at multiples of 16 from 0.
+  int32_t first = std::numeric_limits<int32_t>::max(), n = 0;
+  for (int32_t t = 0; t < n_tok; ++t) {
+    if (n_keys[t] <= first_key[t]) continue;
+    first = std::min(first, first_key[t]);
+    n = std::max(n, n_keys[t]);
+  }
+  if (n == 0) return;
+  for (int32_t j0 = first / kKeys * kKeys; j0 < n; j0 += kKeys) {
     const int32_t nj = std::min(kKeys, n - j0);
     const uint8_t* kr[kKeys];
     const uint8_t* vr[kKeys];
@@ -225,8 +257,10 @@ void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads,
     // Rows that see at least one key of this chunk; w[a] holds active row a's weights.
     int32_t active[kMaxRows];
     int32_t n_active = 0;
-    for (int32_t r = 0; r < rows; ++r)
-      if (n_keys[r / n_heads] > j0) active[n_active++] = r;
+    for (int32_t r = 0; r < rows; ++r) {
+      const int32_t t = r / n_heads;
+      if (n_keys[t] > j0 && first_key[t] < j0 + kKeys && first_key[t] < n_keys[t]) active[n_active++] = r;
+    }
     for (int32_t a0 = 0; a0 < n_active; a0 += kRowTile) {
       const int32_t an = std::min<int32_t>(kRowTile, n_active - a0);
       const float* qa[kRowTile];
@@ -234,10 +268,9 @@ void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads,
       __m512 s[kRowTile];
       TileScores(an, qa, D, kt, s);
       for (int32_t a = 0; a < an; ++a) {
-        const int32_t r = active[a0 + a];
-        const __mmask16 valid = LaneMask(n_keys[r / n_heads] - j0);
-        const __m512 sr = _mm512_mask_mul_ps(minus_inf, valid, s[a], _mm512_set1_ps(scale));
-        UpdateRow(sr, D, &p[r], acc + r * acc_stride, w[a0 + a]);
+        const int32_t r = active[a0 + a], t = r / n_heads;
+        const __mmask16 valid = LaneMask(n_keys[t] - j0) & static_cast<__mmask16>(~LaneMask(first_key[t] - j0));
+        UpdateRow(Scores(s[a], score, valid), D, &p[r], acc + r * acc_stride, w[a0 + a]);
       }
     }
     for (int32_t i = 0; i < D; i += kLanes) {
@@ -258,32 +291,32 @@ void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads,
 
 }  // namespace
 
-void AttendTileAvx512(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
-                      const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D, float scale,
-                      SoftmaxPartial* p, float* acc, size_t acc_stride) {
+void AttendTileAvx512(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* first_key,
+                      const int32_t* n_keys, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type,
+                      int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc, size_t acc_stride) {
   // Stack space for one chunk: K transposed [D][16], weights [rows][16].
   alignas(64) float kt[kMaxHeadDim][kKeys];
   alignas(64) float w[kMaxRows][kKeys];
   switch (type) {
     case DType::kF32:
-      return AttendTile<F32Row>(q, q_stride, n_tok, n_heads, n_keys, k, v, row_bytes, D, scale, p, acc, acc_stride,
-                                kt, w);
+      return AttendTile<F32Row>(q, q_stride, n_tok, n_heads, first_key, n_keys, k, v, row_bytes, D, score, p, acc,
+                                acc_stride, kt, w);
     case DType::kF16:
-      return AttendTile<F16Row>(q, q_stride, n_tok, n_heads, n_keys, k, v, row_bytes, D, scale, p, acc, acc_stride,
-                                kt, w);
+      return AttendTile<F16Row>(q, q_stride, n_tok, n_heads, first_key, n_keys, k, v, row_bytes, D, score, p, acc,
+                                acc_stride, kt, w);
     case DType::kQ8_0:
-      return AttendTile<Q8_0Row>(q, q_stride, n_tok, n_heads, n_keys, k, v, row_bytes, D, scale, p, acc, acc_stride,
-                                 kt, w);
+      return AttendTile<Q8_0Row>(q, q_stride, n_tok, n_heads, first_key, n_keys, k, v, row_bytes, D, score, p, acc,
+                                 acc_stride, kt, w);
     default: return;
   }
 }
 
 void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
-                      int32_t D, float scale, SoftmaxPartial* p, float* acc) {
+                      int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc) {
   switch (type) {
-    case DType::kF32: return Attend<F32Row>(q, k, v, row_bytes, n, D, scale, p, acc);
-    case DType::kF16: return Attend<F16Row>(q, k, v, row_bytes, n, D, scale, p, acc);
-    case DType::kQ8_0: return Attend<Q8_0Row>(q, k, v, row_bytes, n, D, scale, p, acc);
+    case DType::kF32: return Attend<F32Row>(q, k, v, row_bytes, n, D, score, p, acc);
+    case DType::kF16: return Attend<F16Row>(q, k, v, row_bytes, n, D, score, p, acc);
+    case DType::kQ8_0: return Attend<Q8_0Row>(q, k, v, row_bytes, n, D, score, p, acc);
     default: return;
   }
 }

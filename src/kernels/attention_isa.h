@@ -20,8 +20,8 @@ inline constexpr int32_t kMaxRowsAvx512 = kTileRows;
 // AttendTile without the scratch row (rows are widened in registers).
 // REQUIRES: the CPU runs Path::kAvx512, D <= kMaxHeadDimAvx512 (isa_kernels.h),
 // 1 <= n_tok * n_heads <= kMaxRowsAvx512, type in {F32, F16, Q8_0}.
-void AttendTileAvx512(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* n_keys,
-                      const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D, float scale,
-                      SoftmaxPartial* p, float* acc, size_t acc_stride);
+void AttendTileAvx512(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* first_key,
+                      const int32_t* n_keys, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type,
+                      int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc, size_t acc_stride);
 
 }  // namespace strata::kernels::internal

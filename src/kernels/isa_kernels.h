@@ -34,6 +34,8 @@ void SoftmaxAvx2(float* x, int64_t n);
 void SoftmaxAvx512(float* x, int64_t n);
 void SwiGLUAvx2(const float* gate, const float* up, float* out, int64_t n);
 void SwiGLUAvx512(const float* gate, const float* up, float* out, int64_t n);
+void GeGLUAvx2(const float* gate, const float* up, float* out, int64_t n);
+void GeGLUAvx512(const float* gate, const float* up, float* out, int64_t n);
 // QuantizeRow / DequantizeRow for F16 with F16C: bit-identical to the scalar
 // conversions (round to nearest even) except that a NaN's payload may differ.
 void F32ToF16RowAvx2(const float* x, uint16_t* out, int64_t n);
@@ -46,7 +48,7 @@ void AxpyF32Avx512(float a, const float* x, float* y, int64_t n);
 // AttendRows without the scratch row (rows are widened in registers).
 // REQUIRES D <= kMaxHeadDimAvx512.
 void AttendRowsAvx512(const float* q, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t n,
-                      int32_t D, float scale, SoftmaxPartial* p, float* acc);
+                      int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc);
 inline constexpr int32_t kMaxHeadDimAvx512 = 256;
 
 }  // namespace strata::kernels::internal

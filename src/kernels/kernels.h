@@ -118,6 +118,12 @@ void RopeHeads(float* x, int n_heads, int head_dim, int n_rot, bool neox, const 
 void Softmax(float* x, int64_t n);
 // out[i] = silu(gate[i]) * up[i];  F32 [n]. out may alias gate.
 void SwiGLU(const float* gate, const float* up, float* out, int64_t n);
+// out[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation,
+// gelu(x) = x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³))), computed as
+// x / (1 + e^(-2u)) for u the tanh's argument;  F32 [n]. out may alias gate.
+void GeGLU(const float* gate, const float* up, float* out, int64_t n);
+// x[i] = cap · tanh(x[i] / cap) (logit soft-capping);  F32 [n]. REQUIRES: cap > 0.
+void SoftCap(float* x, int64_t n, float cap);
 // dot product of two F32 vectors [n].
 float DotF32(const float* a, const float* b, int64_t n);
 // y[i] += a * x[i];  F32 [n].
@@ -129,6 +135,7 @@ void AxpyF32(float a, const float* x, float* y, int64_t n);
 void RmsNorm(const float* x, const float* weight, float* out, int64_t n, float eps, Path path);
 void Softmax(float* x, int64_t n, Path path);
 void SwiGLU(const float* gate, const float* up, float* out, int64_t n, Path path);
+void GeGLU(const float* gate, const float* up, float* out, int64_t n, Path path);
 float DotF32(const float* a, const float* b, int64_t n, Path path);
 void AxpyF32(float a, const float* x, float* y, int64_t n, Path path);
 

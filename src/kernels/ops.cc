@@ -36,6 +36,15 @@ void SwiGLUScalar(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
+void GeGLUScalar(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    const float u = kSqrt2OverPi * g * (1.0f + kCubic * g * g);
+    out[i] = g / (1.0f + std::exp(-2.0f * u)) * up[i];
+  }
+}
+
 float DotF32Scalar(const float* a, const float* b, int64_t n) {
   float sum = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
@@ -106,6 +115,20 @@ void SwiGLU(const float* gate, const float* up, float* out, int64_t n, Path path
   }
 }
 
+void GeGLU(const float* gate, const float* up, float* out, int64_t n, Path path) {
+  switch (internal::ClampToAvailable(path)) {
+    case Path::kScalar: return GeGLUScalar(gate, up, out, n);
+    case Path::kAvx2: return internal::GeGLUAvx2(gate, up, out, n);
+    case Path::kAvx512:
+    case Path::kAmx: return internal::GeGLUAvx512(gate, up, out, n);
+  }
+}
+
+void SoftCap(float* x, int64_t n, float cap) {
+  const float inv = 1.0f / cap;
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] * inv);
+}
+
 float DotF32(const float* a, const float* b, int64_t n, Path path) {
   switch (internal::ClampToAvailable(path)) {
     case Path::kScalar: return DotF32Scalar(a, b, n);
@@ -130,6 +153,7 @@ void RmsNorm(const float* x, const float* weight, float* out, int64_t n, float e
 }
 void Softmax(float* x, int64_t n) { Softmax(x, n, BestPath()); }
 void SwiGLU(const float* gate, const float* up, float* out, int64_t n) { SwiGLU(gate, up, out, n, BestPath()); }
+void GeGLU(const float* gate, const float* up, float* out, int64_t n) { GeGLU(gate, up, out, n, BestPath()); }
 float DotF32(const float* a, const float* b, int64_t n) { return DotF32(a, b, n, BestPath()); }
 void AxpyF32(float a, const float* x, float* y, int64_t n) { AxpyF32(a, x, y, n, BestPath()); }
 

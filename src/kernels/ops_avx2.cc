@@ -95,6 +95,22 @@ void SwiGLUAvx2(const float* gate, const float* up, float* out, int64_t n) {
   for (; i < n; ++i) out[i] = gate[i] / (1.0f + ExpScalar(-gate[i])) * up[i];
 }
 
+void GeGLUAvx2(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f;
+  const __m256 one = _mm256_set1_ps(1.0f), m2c = _mm256_set1_ps(-2.0f * kSqrt2OverPi), c = _mm256_set1_ps(kCubic);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 m2u = _mm256_mul_ps(_mm256_mul_ps(m2c, g), _mm256_fmadd_ps(_mm256_mul_ps(c, g), g, one));
+    const __m256 gelu = _mm256_div_ps(g, _mm256_add_ps(one, Exp(m2u)));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(gelu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + ExpScalar(-2.0f * kSqrt2OverPi * g * (1.0f + kCubic * g * g))) * up[i];
+  }
+}
+
 void F32ToF16RowAvx2(const float* x, uint16_t* out, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)

@@ -75,6 +75,19 @@ void SwiGLUAvx512(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
+void GeGLUAvx512(const float* gate, const float* up, float* out, int64_t n) {
+  constexpr float kSqrt2OverPi = 0.7978845608f, kCubic = 0.044715f;
+  const __m512 one = _mm512_set1_ps(1.0f), m2c = _mm512_set1_ps(-2.0f * kSqrt2OverPi), c = _mm512_set1_ps(kCubic);
+  for (int64_t i = 0; i < n; i += kLanes) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 g = _mm512_maskz_loadu_ps(m, gate + i);
+    // -2u = -2 √(2/π) g (1 + 0.044715 g²)
+    const __m512 m2u = _mm512_mul_ps(_mm512_mul_ps(m2c, g), _mm512_fmadd_ps(_mm512_mul_ps(c, g), g, one));
+    const __m512 gelu = _mm512_div_ps(g, _mm512_add_ps(one, ExpAvx512(m2u)));
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(gelu, _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 float DotF32Avx512(const float* a, const float* b, int64_t n) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t i = 0;

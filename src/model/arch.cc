@@ -6,14 +6,19 @@ namespace strata {
 namespace {
 
 constexpr ArchTraits kArchs[] = {
-    {Arch::kLlama, "llama", RopeType::kNorm, FfnAct::kSilu, false},
-    {Arch::kQwen2, "qwen2", RopeType::kNeox, FfnAct::kSilu, false},
-    {Arch::kQwen3, "qwen3", RopeType::kNeox, FfnAct::kSilu, true},
+    // arch, name, rope_type, ffn_act, qk_norm, fused_gate_up, rope_factors, scale_embd, tied_output, post_norms
+    {Arch::kLlama, "llama", RopeType::kNorm, FfnAct::kSilu, false, false, RopeFactors::kLlama3, false, false, false},
+    {Arch::kQwen2, "qwen2", RopeType::kNeox, FfnAct::kSilu, false, false, RopeFactors::kNone, false, false, false},
+    {Arch::kQwen3, "qwen3", RopeType::kNeox, FfnAct::kSilu, true, false, RopeFactors::kNone, false, false, false},
+    {Arch::kPhi3, "phi3", RopeType::kNeox, FfnAct::kSilu, false, true, RopeFactors::kLongRope, false, false, false},
+    {Arch::kGemma, "gemma", RopeType::kNeox, FfnAct::kGeluTanh, false, false, RopeFactors::kNone, true, true, false},
+    {Arch::kGemma2, "gemma2", RopeType::kNeox, FfnAct::kGeluTanh, false, false, RopeFactors::kNone, true, true, true},
+    {Arch::kGemma3, "gemma3", RopeType::kNeox, FfnAct::kGeluTanh, true, false, RopeFactors::kNone, true, false, true},
 };
 
 // Architectures whose FFN routes tokens to experts: refused by name.
 constexpr std::string_view kMoeArchs[] = {"mixtral", "qwen2moe", "qwen3moe", "deepseek2", "dbrx",
-                                          "grok",    "olmoe",    "granitemoe", "llama4"};
+                                          "grok",    "olmoe",    "granitemoe", "llama4", "phimoe"};
 
 }  // namespace
 

@@ -44,6 +44,7 @@ class ArchKeys {
     return Status::Ok();
   }
   std::optional<std::string> String(const char* key) const { return f_.GetString(Key(key)); }
+  const gguf::Value* Find(const char* key) const { return f_.Find(Key(key)); }
 
  private:
   Status Convert(const char* key, const gguf::Value& v, int64_t lo, int64_t hi, int32_t* out) const {
@@ -62,7 +63,9 @@ class ArchKeys {
   const char* arch_;
 };
 
-// rope.scaling.type (llama.cpp's default: linear, with a factor of 1 when none is given).
+// rope.scaling.type (llama.cpp's default: linear, with a factor of 1 when
+// none is given). longrope scales like linear (its factors are tensors); yarn
+// also mixes extrapolated angles in and scales attention (engine/rope.h).
 Status LoadRopeScaling(const ArchKeys& keys, HParams* hp) {
   const std::string type = keys.String("rope.scaling.type").value_or("linear");
   float factor = 0.0f;
@@ -70,17 +73,83 @@ Status LoadRopeScaling(const ArchKeys& keys, HParams* hp) {
   if (factor == 0.0f) STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.scale_linear", &factor));
   if (type == "none") {
     hp->rope_freq_scale = 1.0f;
-  } else if (type == "linear") {
+  } else if (type == "linear" || type == "longrope" || type == "yarn") {
     if (factor < 0.0f) return Status::Corrupt(fmt::format("{} must be positive", keys.Key("rope.scaling.factor")));
     hp->rope_freq_scale = factor == 0.0f ? 1.0f : 1.0f / factor;
+    hp->rope_yarn = type == "yarn";
   } else {
-    return Status::Unsupported(fmt::format("{} '{}' is not supported (supported: none, linear)",
+    return Status::Unsupported(fmt::format("{} '{}' is not supported (supported: none, linear, longrope, yarn)",
                                            keys.Key("rope.scaling.type"), type));
   }
-  float attn_factor = 1.0f;
-  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.scaling.attn_factor", &attn_factor));
-  if (attn_factor != 1.0f)
-    return Status::Unsupported(fmt::format("{} = {} is not supported", keys.Key("rope.scaling.attn_factor"), attn_factor));
+  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.scaling.attn_factor", &hp->rope_attn_factor));
+  if (!(hp->rope_attn_factor > 0.0f))
+    return Status::Corrupt(fmt::format("{} must be positive", keys.Key("rope.scaling.attn_factor")));
+  hp->n_ctx_orig = hp->n_ctx_train;
+  return keys.OptionalInt("rope.scaling.original_context_length", 1, 1 << 24, &hp->n_ctx_orig);
+}
+
+// {arch}.attention.sliding_window_pattern: per-layer flags (an array of
+// n_layer bools or 0/1 integers) or a period p (layer il slides iff
+// il % p < p - 1; 0: every layer), default_period when absent (llama.cpp's rule).
+Status LoadSwaPattern(const ArchKeys& keys, int32_t default_period, HParams* hp) {
+  hp->swa_layers.assign(static_cast<size_t>(hp->n_layer), 0);
+  const gguf::Value* v = keys.Find("attention.sliding_window_pattern");
+  if (v != nullptr && v->type == gguf::ValueType::kArray) {
+    if (v->arr.size() != static_cast<size_t>(hp->n_layer))
+      return Status::Corrupt(fmt::format("metadata {} has {} entries for {} layers",
+                                         keys.Key("attention.sliding_window_pattern"), v->arr.size(), hp->n_layer));
+    for (size_t il = 0; il < v->arr.size(); ++il) {
+      const gguf::Value& e = v->arr[il];
+      const std::optional<int64_t> x = e.type == gguf::ValueType::kBool ? std::optional<int64_t>(e.b) : e.as_int();
+      if (!x || (*x != 0 && *x != 1))
+        return Status::Corrupt(fmt::format("metadata {}[{}] is not a flag", keys.Key("attention.sliding_window_pattern"), il));
+      hp->swa_layers[il] = static_cast<uint8_t>(*x);
+    }
+    return Status::Ok();
+  }
+  int32_t period = default_period;
+  STRATA_RETURN_IF_ERROR(keys.OptionalInt("attention.sliding_window_pattern", 0, kMaxLayers, &period));
+  for (int32_t il = 0; il < hp->n_layer; ++il)
+    hp->swa_layers[static_cast<size_t>(il)] = period == 0 || il % period < period - 1;
+  return Status::Ok();
+}
+
+// What gemma2 adds (llama.cpp's defaults): the attention scale
+// (1/sqrt(key_length), but 1/sqrt(n_embd / n_head) for the 27B model, which
+// llama.cpp knows by its 46 layers), soft-capping and sliding windows.
+Status LoadGemma2HParams(const ArchKeys& keys, HParams* hp) {
+  hp->n_swa = 4096;
+  STRATA_RETURN_IF_ERROR(keys.OptionalInt("attention.sliding_window", 0, 1 << 24, &hp->n_swa));
+  STRATA_RETURN_IF_ERROR(LoadSwaPattern(keys, 2, hp));
+  hp->rope_freq_base_swa = hp->rope_freq_base;
+  hp->rope_freq_scale_swa = hp->rope_freq_scale;
+  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.freq_base_swa", &hp->rope_freq_base_swa));
+  hp->attn_softcap = 50.0f;
+  hp->final_softcap = 30.0f;
+  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("attn_logit_softcapping", &hp->attn_softcap));
+  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("final_logit_softcapping", &hp->final_softcap));
+  if (hp->n_swa < 1) return Status::Corrupt(fmt::format("metadata {} must be positive", keys.Key("attention.sliding_window")));
+  for (const auto& [key, cap] : {std::pair{"attn_logit_softcapping", hp->attn_softcap},
+                                  std::pair{"final_logit_softcapping", hp->final_softcap}})
+    if (cap < 0.0f) return Status::Corrupt(fmt::format("metadata {} must not be negative", keys.Key(key)));
+  if (hp->n_layer == 46) hp->attn_scale = 1.0f / std::sqrt(static_cast<float>(hp->n_embd / hp->n_head));
+  return Status::Ok();
+}
+
+// What gemma3 adds (llama.cpp's defaults): sliding windows only when the file
+// sets one (5 of every 6 layers; their RoPE base rope.freq_base_swa, default
+// 10000, unscaled), final soft-capping only when it sets that; the attention
+// scale 1/sqrt(key_length), but 1/sqrt(n_embd / n_head) for the 27B model (62 layers).
+Status LoadGemma3HParams(const ArchKeys& keys, HParams* hp) {
+  STRATA_RETURN_IF_ERROR(keys.OptionalInt("attention.sliding_window", 0, 1 << 24, &hp->n_swa));
+  if (hp->n_swa > 0) {
+    STRATA_RETURN_IF_ERROR(LoadSwaPattern(keys, 6, hp));
+    STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.freq_base_swa", &hp->rope_freq_base_swa));
+  }
+  STRATA_RETURN_IF_ERROR(keys.OptionalFloat("final_logit_softcapping", &hp->final_softcap));
+  if (hp->final_softcap < 0.0f)
+    return Status::Corrupt(fmt::format("metadata {} must not be negative", keys.Key("final_logit_softcapping")));
+  if (hp->n_layer == 62) hp->attn_scale = 1.0f / std::sqrt(static_cast<float>(hp->n_embd / hp->n_head));
   return Status::Ok();
 }
 
@@ -122,6 +191,21 @@ Status LoadGgufHParams(const gguf::GgufFile& f, Arch arch, HParams* out) {
   STRATA_RETURN_IF_ERROR(keys.OptionalFloat("attention.layer_norm_rms_epsilon", &hp.rms_eps));
   STRATA_RETURN_IF_ERROR(keys.OptionalFloat("rope.freq_base", &hp.rope_freq_base));
   STRATA_RETURN_IF_ERROR(LoadRopeScaling(keys, &hp));
+  if (traits.scale_embd) hp.embd_scale = std::sqrt(static_cast<float>(hp.n_embd));
+  hp.attn_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+  if (arch == Arch::kGemma2) STRATA_RETURN_IF_ERROR(LoadGemma2HParams(keys, &hp));
+  if (arch == Arch::kGemma3) STRATA_RETURN_IF_ERROR(LoadGemma3HParams(keys, &hp));
+  if (arch == Arch::kPhi3) {
+    // llama.cpp builds phi3 attention over n_embd rows (attn_output [n_embd, n_embd]).
+    if (hp.n_embd_q() != hp.n_embd)
+      return Status::Corrupt(fmt::format("{} = {} must be {} / {} for phi3", keys.Key("attention.key_length"),
+                                         hp.head_dim, hp.n_embd, hp.n_head));
+    // phi3.attention.sliding_window is read and not applied, as llama.cpp
+    // does: Phi-3 conversions set windows the models were not run with
+    // (llama.cpp PR 13676), so full attention is what phi3 files mean.
+    int32_t window = 0;
+    STRATA_RETURN_IF_ERROR(keys.OptionalInt("attention.sliding_window", 0, 1 << 24, &window));
+  }
 
   const gguf::TensorInfo* embd = f.FindTensor("token_embd.weight");
   if (embd == nullptr) return Status::Corrupt("missing tensor token_embd.weight");
@@ -146,8 +230,16 @@ Status CheckHParams(const HParams& hp) {
   if (hp.n_rot <= 0 || hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0)
     return Status::Corrupt(fmt::format("invalid rotary dimension count {}", hp.n_rot));
   if (!(hp.rms_eps > 0) || !std::isfinite(hp.rms_eps) || !std::isfinite(hp.rope_freq_base) ||
-      hp.rope_freq_base <= 0 || !std::isfinite(hp.rope_freq_scale) || hp.rope_freq_scale <= 0)
+      hp.rope_freq_base <= 0 || !std::isfinite(hp.rope_freq_scale) || hp.rope_freq_scale <= 0 ||
+      !std::isfinite(hp.rope_attn_factor) || hp.rope_attn_factor <= 0 || hp.n_ctx_orig < 1 ||
+      !std::isfinite(hp.rope_freq_base_swa) || hp.rope_freq_base_swa <= 0 || !std::isfinite(hp.rope_freq_scale_swa) ||
+      hp.rope_freq_scale_swa <= 0)
     return Status::Corrupt("invalid epsilon or rope parameters");
+  if (!(hp.attn_scale > 0) || !std::isfinite(hp.attn_scale) || !(hp.attn_softcap >= 0) ||
+      !std::isfinite(hp.attn_softcap) || !(hp.final_softcap >= 0) || !std::isfinite(hp.final_softcap))
+    return Status::Corrupt("invalid attention scale or soft-capping");
+  if (!hp.swa_layers.empty() && (hp.swa_layers.size() != static_cast<size_t>(hp.n_layer) || hp.n_swa < 1))
+    return Status::Corrupt(fmt::format("invalid sliding window {}", hp.n_swa));
   return Status::Ok();
 }
 

@@ -113,6 +113,7 @@ Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Mo
   STRATA_RETURN_IF_ERROR(env->FileSize(options.path, &model->file_bytes_));
   if (options.pack_weights) model->PackMatrices(options.pack_threads);
   model->NormsAndBiasesToF32();
+  STRATA_RETURN_IF_ERROR(model->CheckRopeFactors());
   *out = std::move(model);
   return Status::Ok();
 }
@@ -152,6 +153,7 @@ Status Model::LoadLlama2c(Env* env, const ModelLoadOptions& options) {
   hp.arch = Arch::kLlama;
   hp.n_vocab = c.vocab_size;
   hp.n_ctx_train = c.seq_len;
+  hp.n_ctx_orig = c.seq_len;
   hp.n_embd = c.dim;
   hp.n_layer = c.n_layers;
   hp.n_head = c.n_heads;
@@ -161,6 +163,7 @@ Status Model::LoadLlama2c(Env* env, const ModelLoadOptions& options) {
     return Status::Corrupt(fmt::format("dim {} is not a multiple of n_heads {}", c.dim, c.n_heads));
   hp.head_dim = c.dim / c.n_heads;
   hp.n_rot = hp.head_dim;
+  hp.attn_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   hp.rms_eps = 1e-5f;  // llama2.c's rmsnorm constant
   hp.rope_freq_base = 10000.0f;
   hp.rope_type = RopeType::kNorm;
@@ -205,13 +208,28 @@ void Model::CountTensors(const std::vector<Tensor>& tensors) {
                    [](const auto& a, const auto& b) { return a.second > b.second; });
 }
 
+Status Model::CheckRopeFactors() const {
+  const ModelWeights& w = weights_;
+  for (const auto& [name, t] : {std::pair{"rope_freqs.weight", &w.rope_freqs},
+                                std::pair{"rope_factors_long.weight", &w.rope_factors_long},
+                                std::pair{"rope_factors_short.weight", &w.rope_factors_short}}) {
+    if (t->data == nullptr) continue;
+    const float* f = static_cast<const float*>(t->data);
+    for (int64_t i = 0; i < t->elements(); ++i)
+      if (!std::isfinite(f[i]) || f[i] <= 0.0f)
+        return Status::Corrupt(fmt::format("tensor {} holds {} at {}: RoPE factors must be positive", name, f[i], i));
+  }
+  return Status::Ok();
+}
+
 void Model::NormsAndBiasesToF32() {
   ModelWeights& w = weights_;
   w.output_norm = ToF32(w.output_norm);
   w.output.b = ToF32(w.output.b);
-  w.rope_freqs = ToF32(w.rope_freqs);
+  for (Tensor* t : {&w.rope_freqs, &w.rope_factors_long, &w.rope_factors_short}) *t = ToF32(*t);
   for (LayerWeights& l : w.layers) {
-    for (Tensor* t : {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.ffn_norm}) *t = ToF32(*t);
+    for (Tensor* t : {&l.attn_norm, &l.attn_q_norm, &l.attn_k_norm, &l.attn_post_norm, &l.ffn_norm, &l.ffn_post_norm})
+      *t = ToF32(*t);
     for (Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) x->b = ToF32(x->b);
   }
 }

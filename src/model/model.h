@@ -72,6 +72,9 @@ class Model {
   Tensor ToF32(const Tensor& t);
   // Every norm weight and bias as F32 (what the forward pass reads).
   void NormsAndBiasesToF32();
+  // kCorrupt naming the tensor unless every RoPE frequency factor is finite and positive
+  // (they divide the angles). REQUIRES: NormsAndBiasesToF32 ran.
+  [[nodiscard]] Status CheckRopeFactors() const;
   // n_params_ and tensor_types_ from the file's tensors.
   void CountTensors(const std::vector<Tensor>& tensors);
   // Repoints every matrix MatMul reads at a copy in packed_ (repacked where

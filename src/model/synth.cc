@@ -160,26 +160,53 @@ std::vector<float> Llama3RopeFactors(int n_rot, float freq_base, int orig_ctx) {
   return f;
 }
 
+// Phi-3 LongRoPE factors, F32 [n_rot / 2] each (synth.h).
+std::vector<float> LongRopeFactors(int n_rot, bool long_factors) {
+  const int half = n_rot / 2;
+  std::vector<float> f;
+  for (int i = 0; i < half; ++i) {
+    const float x = half > 1 ? static_cast<float>(i) / static_cast<float>(half - 1) : 0.0f;
+    f.push_back(long_factors ? std::pow(16.0f, x) : 1.0f + x);
+  }
+  return f;
+}
+
+// Phi-3's conversion: sqrt(1 + ln(scale) / ln(n_ctx_orig)) for scale = n_ctx / n_ctx_orig > 1, else 1.
+float LongRopeAttnFactor(int n_ctx, int n_ctx_orig) {
+  const double scale = static_cast<double>(n_ctx) / n_ctx_orig;
+  return scale > 1.0 ? static_cast<float>(std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(n_ctx_orig))))
+                     : 1.0f;
+}
+
 int HeadDim(const SynthSpec& s) { return s.head_dim > 0 ? s.head_dim : s.n_embd / s.n_head; }
+
+bool IsQwen(Arch a) { return a == Arch::kQwen2 || a == Arch::kQwen3; }
+bool IsGemma(Arch a) { return a == Arch::kGemma || a == Arch::kGemma2 || a == Arch::kGemma3; }
+// No output.weight: the architecture ties it (gemma, gemma2), or its real files do (gemma3).
+bool TiedOutput(Arch a) { return Traits(a).tied_output || a == Arch::kGemma3; }
 
 float RopeFreqBase(const SynthSpec& s) {
   if (s.rope_freqs) return 500000.0f;
-  return s.arch == Arch::kLlama ? 10000.0f : 1000000.0f;
+  return IsQwen(s.arch) || s.arch == Arch::kGemma3 ? 1000000.0f : 10000.0f;
 }
 
 // The std of each kind of tensor (synth.h).
 struct Scales {
   float embd, qk, v, wo, gate_up, down, output;
-  float norm_std, qk_norm_mean, qk_norm_std, bias_std;
+  float norm_std, qk_norm_mean, qk_norm_std, bias_std, output_norm_mean;
 };
 
 Scales ScalesFor(const SynthSpec& s) {
   if (s.weights == SynthWeights::kSmall)
-    return {kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, 0.0f, 1.0f, 0.0f, 0.0f};
+    return {kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, kSmallStd, 0.0f, 1.0f, 0.0f, 0.0f, 1.0f};
   const float e = std::sqrt(static_cast<float>(s.n_embd)), q = std::sqrt(static_cast<float>(s.n_head * HeadDim(s)));
   const float ff = std::sqrt(static_cast<float>(s.n_ff));
-  const float qk = (s.arch == Arch::kQwen3 ? 3.0f : 1.0f) / e;
-  return {8.0f, qk, 1.0f / e, 1.5f / q, 1.0f / e, 2.5f / ff, 4.0f / e, 0.2f, 1.5f, 0.3f, 0.5f};
+  const float qk = (Traits(s.arch).qk_norm ? 3.0f : 1.0f) / e;
+  // Embeddings scaled by √n_embd: std 8/√n_embd keeps the residual stream at rms 8.
+  const float embd = Traits(s.arch).scale_embd ? 8.0f / e : 8.0f;
+  // A tied output multiplies by the embeddings: output_norm 0.5 makes the logits' std ~4.
+  const float output_norm_mean = TiedOutput(s.arch) ? 0.5f : 1.0f;
+  return {embd, qk, 1.0f / e, 1.5f / q, 1.0f / e, 2.5f / ff, 4.0f / e, 0.2f, 1.5f, 0.3f, 0.5f, output_norm_mean};
 }
 
 // ---- vocabulary ----
@@ -223,10 +250,12 @@ void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
   const int head_dim = HeadDim(spec);
   const std::string a = ArchName(spec.arch);
   w->SetString("general.architecture", a);
-  w->SetString("general.name", spec.arch == Arch::kLlama
-                                   ? fmt::format("strata-synth-{}L-{}E-{}", spec.n_layer, spec.n_embd, DTypeName(spec.type))
-                                   : fmt::format("strata-synth-{}-{}L-{}E-{}", a, spec.n_layer, spec.n_embd,
-                                                 DTypeName(spec.type)));
+  // llama.cpp sets token attributes by general.name: a name containing
+  // "phi3" or "phi-3" makes it look up Phi-3's <|endoftext|>, which this
+  // vocabulary does not have, so phi3 models are named "strata-synth-p3-...".
+  const std::string tag = spec.arch == Arch::kLlama ? "" : spec.arch == Arch::kPhi3 ? "p3-" : a + "-";
+  w->SetString("general.name",
+               fmt::format("strata-synth-{}{}L-{}E-{}", tag, spec.n_layer, spec.n_embd, DTypeName(spec.type)));
   w->SetU32("general.file_type", *LlamaFileType(spec.type));
   if (spec.type == DType::kQ8_0 || spec.type == DType::kQ4_0) w->SetU32("general.quantization_version", 2);
   w->SetU32(a + ".context_length", static_cast<uint32_t>(spec.n_ctx));
@@ -240,8 +269,23 @@ void SetMetadata(const SynthSpec& spec, gguf::GgufWriter* w) {
     w->SetU32(a + ".attention.value_length", static_cast<uint32_t>(head_dim));
   }
   w->SetU32(a + ".rope.dimension_count", static_cast<uint32_t>(head_dim));
-  w->SetF32(a + ".attention.layer_norm_rms_epsilon", spec.arch == Arch::kLlama ? 1e-5f : 1e-6f);
+  w->SetF32(a + ".attention.layer_norm_rms_epsilon", IsQwen(spec.arch) || IsGemma(spec.arch) ? 1e-6f : 1e-5f);
   w->SetF32(a + ".rope.freq_base", RopeFreqBase(spec));
+  if (spec.rope_scaling != SynthRopeScaling::kNone) {
+    w->SetString(a + ".rope.scaling.type", spec.rope_scaling == SynthRopeScaling::kYarn ? "yarn" : "linear");
+    w->SetF32(a + ".rope.scaling.factor", spec.rope_scaling_factor);
+  }
+  if (spec.rope_scaling == SynthRopeScaling::kYarn)
+    w->SetU32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(spec.n_ctx_orig));
+  if (spec.n_swa > 0) w->SetU32(a + ".attention.sliding_window", static_cast<uint32_t>(spec.n_swa));
+  if (spec.n_swa > 0 && spec.arch == Arch::kGemma3) w->SetF32(a + ".rope.freq_base_swa", 10000.0f);
+  if (spec.attn_softcap > 0) w->SetF32(a + ".attn_logit_softcapping", spec.attn_softcap);
+  if (spec.final_softcap > 0) w->SetF32(a + ".final_logit_softcapping", spec.final_softcap);
+  if (spec.longrope) {
+    w->SetU32(a + ".rope.scaling.original_context_length", static_cast<uint32_t>(spec.n_ctx_orig));
+    if (spec.n_ctx > spec.n_ctx_orig)
+      w->SetF32(a + ".rope.scaling.attn_factor", LongRopeAttnFactor(spec.n_ctx, spec.n_ctx_orig));
+  }
   w->SetU32(a + ".vocab_size", static_cast<uint32_t>(spec.n_vocab));
   w->SetString("tokenizer.ggml.model", "llama");
   w->SetString("tokenizer.ggml.pre", "default");
@@ -269,35 +313,54 @@ Status AddTensors(const SynthSpec& spec, ThreadPool* pool, gguf::GgufWriter* w) 
     return w->AddTensor(std::move(name), DType::kF32, {n}, RandomVector(spec.seed, vector_index++, mean, std));
   };
   auto norm = [&](std::string name) { return vector(std::move(name), embd, 1.0f, sc.norm_std); };
-
-  if (spec.rope_freqs) {
-    const std::vector<float> f = Llama3RopeFactors(static_cast<int>(hd), RopeFreqBase(spec), spec.n_ctx);
-    STRATA_RETURN_IF_ERROR(w->AddTensor("rope_freqs.weight", DType::kF32, {hd / 2}, [f](uint8_t* dst, uint64_t n) {
-      std::memcpy(dst, f.data(), std::min<uint64_t>(n, f.size() * sizeof(float)));
+  auto constant = [&](std::string name, std::vector<float> values) {
+    const int64_t n = static_cast<int64_t>(values.size());
+    return w->AddTensor(std::move(name), DType::kF32, {n}, [values](uint8_t* dst, uint64_t nbytes) {
+      std::memcpy(dst, values.data(), std::min<uint64_t>(nbytes, values.size() * sizeof(float)));
       return Status::Ok();
-    }));
+    });
+  };
+  const bool fused = spec.arch == Arch::kPhi3, post_norms = Traits(spec.arch).post_norms;
+
+  if (spec.rope_freqs)
+    STRATA_RETURN_IF_ERROR(
+        constant("rope_freqs.weight", Llama3RopeFactors(static_cast<int>(hd), RopeFreqBase(spec), spec.n_ctx)));
+  if (spec.longrope) {
+    STRATA_RETURN_IF_ERROR(constant("rope_factors_long.weight", LongRopeFactors(static_cast<int>(hd), true)));
+    STRATA_RETURN_IF_ERROR(constant("rope_factors_short.weight", LongRopeFactors(static_cast<int>(hd), false)));
   }
   STRATA_RETURN_IF_ERROR(matrix("token_embd.weight", embd, vocab, sc.embd));
   for (int l = 0; l < spec.n_layer; ++l) {
     const std::string p = fmt::format("blk.{}.", l);
     STRATA_RETURN_IF_ERROR(norm(p + "attn_norm.weight"));
+    if (fused) {
+      STRATA_RETURN_IF_ERROR(matrix(p + "attn_qkv.weight", embd, q + 2 * kv, sc.qk));
+      STRATA_RETURN_IF_ERROR(matrix(p + "attn_output.weight", q, embd, sc.wo));
+      STRATA_RETURN_IF_ERROR(norm(p + "ffn_norm.weight"));
+      STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", embd, 2 * ff, sc.gate_up));
+      STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", ff, embd, sc.down));
+      continue;
+    }
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_q.weight", embd, q, sc.qk));
     if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_q.bias", q, 0.0f, sc.bias_std));
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_k.weight", embd, kv, sc.qk));
     if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_k.bias", kv, 0.0f, sc.bias_std));
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_v.weight", embd, kv, sc.v));
     if (spec.arch == Arch::kQwen2) STRATA_RETURN_IF_ERROR(vector(p + "attn_v.bias", kv, 0.0f, sc.bias_std));
-    if (spec.arch == Arch::kQwen3) {
+    if (Traits(spec.arch).qk_norm) {
       STRATA_RETURN_IF_ERROR(vector(p + "attn_q_norm.weight", hd, sc.qk_norm_mean, sc.qk_norm_std));
       STRATA_RETURN_IF_ERROR(vector(p + "attn_k_norm.weight", hd, sc.qk_norm_mean, sc.qk_norm_std));
     }
     STRATA_RETURN_IF_ERROR(matrix(p + "attn_output.weight", q, embd, sc.wo));
+    if (post_norms) STRATA_RETURN_IF_ERROR(norm(p + "post_attention_norm.weight"));
     STRATA_RETURN_IF_ERROR(norm(p + "ffn_norm.weight"));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", embd, ff, sc.gate_up));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", embd, ff, sc.gate_up));
     STRATA_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", ff, embd, sc.down));
+    if (post_norms) STRATA_RETURN_IF_ERROR(norm(p + "post_ffw_norm.weight"));
   }
-  STRATA_RETURN_IF_ERROR(norm("output_norm.weight"));
+  STRATA_RETURN_IF_ERROR(vector("output_norm.weight", embd, sc.output_norm_mean, sc.norm_std));
+  if (TiedOutput(spec.arch)) return Status::Ok();
   return matrix("output.weight", embd, vocab, sc.output);
 }
 
@@ -330,6 +393,30 @@ Status ValidateSynthSpec(const SynthSpec& s) {
     return Status::InvalidArgument(fmt::format("head_dim {} must be even for RoPE", HeadDim(s)));
   if (s.rope_freqs && s.arch != Arch::kLlama)
     return Status::InvalidArgument(fmt::format("rope_freqs is a llama feature, not {}", ArchName(s.arch)));
+  if (s.longrope && s.arch != Arch::kPhi3)
+    return Status::InvalidArgument(fmt::format("longrope is a phi3 feature, not {}", ArchName(s.arch)));
+  const bool orig = s.longrope || s.rope_scaling == SynthRopeScaling::kYarn;
+  if (orig && (s.n_ctx_orig < 1 || s.n_ctx_orig > s.n_ctx))
+    return Status::InvalidArgument(
+        fmt::format("n_ctx_orig must be in [1, n_ctx = {}] with longrope or YaRN, got {}", s.n_ctx, s.n_ctx_orig));
+  if (!orig && s.n_ctx_orig != 0) return Status::InvalidArgument("n_ctx_orig is only written with longrope or YaRN");
+  if (s.longrope && s.rope_scaling == SynthRopeScaling::kYarn)
+    return Status::InvalidArgument("longrope and YaRN exclude each other");
+  if ((s.n_swa != 0 || s.final_softcap != 0) && s.arch != Arch::kGemma2 && s.arch != Arch::kGemma3)
+    return Status::InvalidArgument(fmt::format("sliding windows and final soft-caps are gemma2/gemma3 features, not {}",
+                                               ArchName(s.arch)));
+  if ((s.rope_scaling != SynthRopeScaling::kNone) != (s.rope_scaling_factor > 1.0f) ||
+      !std::isfinite(s.rope_scaling_factor))
+    return Status::InvalidArgument(
+        fmt::format("a rope scaling needs a factor > 1 and a factor a scaling, got {}", s.rope_scaling_factor));
+  if (s.attn_softcap != 0 && s.arch != Arch::kGemma2)
+    return Status::InvalidArgument(fmt::format("attention soft-caps are a gemma2 feature, not {}", ArchName(s.arch)));
+  if (s.n_swa < 0 || !(s.attn_softcap >= 0) || !(s.final_softcap >= 0) || !std::isfinite(s.attn_softcap) ||
+      !std::isfinite(s.final_softcap))
+    return Status::InvalidArgument("the sliding window and soft-caps must not be negative");
+  if (s.arch == Arch::kPhi3 && s.n_head * HeadDim(s) != s.n_embd)
+    return Status::InvalidArgument(fmt::format("phi3 needs n_head * head_dim = n_embd, got {} * {} != {}", s.n_head,
+                                               HeadDim(s), s.n_embd));
   const DType t = s.type;
   if (t != DType::kF32 && t != DType::kF16 && t != DType::kBF16 && t != DType::kQ8_0 && t != DType::kQ4_0)
     return Status::InvalidArgument(fmt::format("unsupported type '{}' (allowed: {})", DTypeName(t), kSynthTypeNames));

@@ -59,29 +59,34 @@ Status BindLinear(Binder& b, const std::string& prefix, int64_t n_in, int64_t n_
   return b.Optional(prefix + ".bias", n_out, 1, &out->b);
 }
 
+// Rows [first, first + n) of a fused Linear (and of its bias, which must be F32), as a Linear of their own.
+Status SplitLinear(const Linear& fused, const std::string& name, int64_t first, int64_t n, Linear* out) {
+  out->w = RowRange(fused.w, first, n);
+  out->b = Tensor{};
+  if (fused.b.data == nullptr) return Status::Ok();
+  if (fused.b.type != DType::kF32)
+    return Status::Unsupported(fmt::format("tensor {}.bias must be f32, is {}", name, DTypeName(fused.b.type)));
+  out->b = Tensor{DType::kF32, {n, 1, 1, 1}, static_cast<const float*>(fused.b.data) + first};
+  return Status::Ok();
+}
+
 // Q, K and V: separate attn_q/attn_k/attn_v, or one fused attn_qkv whose rows
 // are [Q | K | V] (with a fused bias, or separate ones).
 Status BindQkv(Binder& b, const HParams& hp, const std::string& p, LayerWeights* l) {
   const int64_t e = hp.n_embd, q = hp.n_embd_q(), kv = hp.n_embd_kv();
   if (!b.Has(p + "attn_qkv.weight")) {
+    if (!b.Has(p + "attn_q.weight"))
+      return Status::Corrupt(fmt::format("missing tensor {}attn_q.weight (or a fused {}attn_qkv.weight)", p, p));
     STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_q", e, q, &l->wq));
     STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_k", e, kv, &l->wk));
     return BindLinear(b, p + "attn_v", e, kv, &l->wv);
   }
   Linear qkv;
   STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_qkv", e, q + 2 * kv, &qkv));
-  l->wq.w = RowRange(qkv.w, 0, q);
-  l->wk.w = RowRange(qkv.w, q, kv);
-  l->wv.w = RowRange(qkv.w, q + kv, kv);
-  if (qkv.b.data != nullptr) {
-    if (qkv.b.type != DType::kF32)
-      return Status::Unsupported(fmt::format("tensor {}attn_qkv.bias must be f32, is {}", p, DTypeName(qkv.b.type)));
-    const float* bias = static_cast<const float*>(qkv.b.data);
-    l->wq.b = Tensor{DType::kF32, {q, 1, 1, 1}, bias};
-    l->wk.b = Tensor{DType::kF32, {kv, 1, 1, 1}, bias + q};
-    l->wv.b = Tensor{DType::kF32, {kv, 1, 1, 1}, bias + q + kv};
-    return Status::Ok();
-  }
+  STRATA_RETURN_IF_ERROR(SplitLinear(qkv, p + "attn_qkv", 0, q, &l->wq));
+  STRATA_RETURN_IF_ERROR(SplitLinear(qkv, p + "attn_qkv", q, kv, &l->wk));
+  STRATA_RETURN_IF_ERROR(SplitLinear(qkv, p + "attn_qkv", q + kv, kv, &l->wv));
+  if (qkv.b.data != nullptr) return Status::Ok();
   STRATA_RETURN_IF_ERROR(b.Optional(p + "attn_q.bias", q, 1, &l->wq.b));
   STRATA_RETURN_IF_ERROR(b.Optional(p + "attn_k.bias", kv, 1, &l->wk.b));
   return b.Optional(p + "attn_v.bias", kv, 1, &l->wv.b);
@@ -97,9 +102,20 @@ Status BindLayer(Binder& b, const HParams& hp, int il, LayerWeights* l) {
     STRATA_RETURN_IF_ERROR(b.Required(p + "attn_k_norm.weight", hp.head_dim, 1, &l->attn_k_norm));
   }
   STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_output", hp.n_embd_q(), e, &l->wo));
+  if (Traits(hp.arch).post_norms) {
+    STRATA_RETURN_IF_ERROR(b.Required(p + "post_attention_norm.weight", e, 1, &l->attn_post_norm));
+    STRATA_RETURN_IF_ERROR(b.Required(p + "post_ffw_norm.weight", e, 1, &l->ffn_post_norm));
+  }
   STRATA_RETURN_IF_ERROR(b.Required(p + "ffn_norm.weight", e, 1, &l->ffn_norm));
-  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_gate", e, ff, &l->ffn_gate));
-  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_up", e, ff, &l->ffn_up));
+  if (Traits(hp.arch).fused_gate_up) {
+    Linear gate_up;
+    STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_up", e, 2 * ff, &gate_up));
+    STRATA_RETURN_IF_ERROR(SplitLinear(gate_up, p + "ffn_up", 0, ff, &l->ffn_gate));
+    STRATA_RETURN_IF_ERROR(SplitLinear(gate_up, p + "ffn_up", ff, ff, &l->ffn_up));
+  } else {
+    STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_gate", e, ff, &l->ffn_gate));
+    STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_up", e, ff, &l->ffn_up));
+  }
   return BindLinear(b, p + "ffn_down", ff, e, &l->ffn_down);
 }
 
@@ -125,7 +141,8 @@ uint64_t StreamedWeightBytes(const ModelWeights& w) {
   const auto optional = [](const Tensor& t) -> uint64_t { return t.data != nullptr ? t.nbytes() : 0; };
   uint64_t total = w.output_norm.nbytes() + w.output.w.nbytes() + optional(w.output.b);
   for (const LayerWeights& l : w.layers) {
-    total += l.attn_norm.nbytes() + l.ffn_norm.nbytes() + optional(l.attn_q_norm) + optional(l.attn_k_norm);
+    total += l.attn_norm.nbytes() + l.ffn_norm.nbytes() + optional(l.attn_q_norm) + optional(l.attn_k_norm) +
+             optional(l.attn_post_norm) + optional(l.ffn_post_norm);
     for (const Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
       total += x->w.nbytes() + optional(x->b);
   }
@@ -139,10 +156,21 @@ Status BindWeights(const HParams& hp, const std::vector<std::string>& names, con
   const int64_t e = hp.n_embd, v = hp.n_vocab;
   STRATA_RETURN_IF_ERROR(b.Required("token_embd.weight", e, v, &w.token_embd));
   STRATA_RETURN_IF_ERROR(b.Required("output_norm.weight", e, 1, &w.output_norm));
-  STRATA_RETURN_IF_ERROR(b.Optional("output.weight", e, v, &w.output.w));
+  if (!Traits(hp.arch).tied_output) {
+    STRATA_RETURN_IF_ERROR(b.Optional("output.weight", e, v, &w.output.w));
+    STRATA_RETURN_IF_ERROR(b.Optional("output.bias", v, 1, &w.output.b));
+  }
   if (w.output.w.data == nullptr) w.output.w = w.token_embd;  // tied classifier
-  STRATA_RETURN_IF_ERROR(b.Optional("output.bias", v, 1, &w.output.b));
-  if (hp.arch == Arch::kLlama) STRATA_RETURN_IF_ERROR(b.Optional("rope_freqs.weight", hp.n_rot / 2, 1, &w.rope_freqs));
+  switch (Traits(hp.arch).rope_factors) {
+    case RopeFactors::kNone: break;
+    case RopeFactors::kLlama3:
+      STRATA_RETURN_IF_ERROR(b.Optional("rope_freqs.weight", hp.n_rot / 2, 1, &w.rope_freqs));
+      break;
+    case RopeFactors::kLongRope:
+      STRATA_RETURN_IF_ERROR(b.Optional("rope_factors_long.weight", hp.n_rot / 2, 1, &w.rope_factors_long));
+      STRATA_RETURN_IF_ERROR(b.Optional("rope_factors_short.weight", hp.n_rot / 2, 1, &w.rope_factors_short));
+      break;
+  }
   w.layers.resize(static_cast<size_t>(hp.n_layer));
   for (int il = 0; il < hp.n_layer; ++il) STRATA_RETURN_IF_ERROR(BindLayer(b, hp, il, &w.layers[static_cast<size_t>(il)]));
   for (const std::string& name : names)

@@ -33,13 +33,15 @@ struct LayerWeights {
   Linear wq;           // [n_embd, n_embd_q]       (+ bias [n_embd_q]: qwen2)
   Linear wk;           // [n_embd, n_embd_kv]      (+ bias: qwen2)
   Linear wv;           // [n_embd, n_embd_kv]      (+ bias: qwen2)
-  Tensor attn_q_norm;  // F32 [head_dim] (qwen3), else null
-  Tensor attn_k_norm;  // F32 [head_dim] (qwen3), else null
+  Tensor attn_q_norm;  // F32 [head_dim] (qwen3, gemma3), else null
+  Tensor attn_k_norm;  // F32 [head_dim] (qwen3, gemma3), else null
   Linear wo;           // [n_embd_q, n_embd]
+  Tensor attn_post_norm;  // F32 [n_embd]: the attention output's norm (gemma2, gemma3), else null
   Tensor ffn_norm;     // F32 [n_embd]
-  Linear ffn_gate;     // [n_embd, n_ff]   (w1)
-  Linear ffn_up;       // [n_embd, n_ff]   (w3)
+  Linear ffn_gate;     // [n_embd, n_ff]   (w1; phi3: the first n_ff rows of the file's ffn_up)
+  Linear ffn_up;       // [n_embd, n_ff]   (w3; phi3: the last n_ff rows of the file's ffn_up)
   Linear ffn_down;     // [n_ff, n_embd]   (w2)
+  Tensor ffn_post_norm;  // F32 [n_embd]: the FFN output's norm (gemma2, gemma3), else null
 };
 
 struct ModelWeights {
@@ -47,6 +49,11 @@ struct ModelWeights {
   Tensor output_norm;  // F32 [n_embd]
   Linear output;       // [n_embd, n_vocab]; the same bytes as token_embd when tied
   Tensor rope_freqs;   // F32 [n_rot / 2]: Llama 3 RoPE scaling (θ_i divided by rope_freqs[i]), or null
+  // F32 [n_rot / 2] each, or null: Phi-3 LongRoPE factors (θ_i divided by
+  // them) for contexts longer than hp.n_ctx_orig, and for the others
+  // (engine/rope.h RopeFactorsFor picks one).
+  Tensor rope_factors_long;
+  Tensor rope_factors_short;
   std::vector<LayerWeights> layers;  // [n_layer]
 };
 
