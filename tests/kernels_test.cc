@@ -471,19 +471,20 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
   // alone). BF16 prefill may instead round x to BF16 (kBf16DotMinTokens), so
   // its decode is compared with the reference only (AllPathsMatchReference).
   constexpr int64_t kGemmTokens = 6;
-  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16, DType::kF32}) {
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ6_K, DType::kF16, DType::kBF16, DType::kF32}) {
+    const int64_t n_in = Info(type).block_size == kQK_K ? 512 : 160;
     for (int64_t n_out : {1, 32, 45, 96}) {
-      const Weights w = MakeWeights(type, 160, n_out, 77);
+      const Weights w = MakeWeights(type, n_in, n_out, 77);
       const PackedWeights packed(w.tensor);
       if (!packed.ok()) continue;  // no path with a packed layout on this CPU
       any = true;
-      EXPECT_EQ(PackedMatrixBytes(w.tensor, packed.path), *RowBytes(type, 160) * ((n_out + 31) / 32 * 32));
+      EXPECT_EQ(PackedMatrixBytes(w.tensor, packed.path), *RowBytes(type, n_in) * ((n_out + 31) / 32 * 32));
       EXPECT_EQ(PackedMatrixBytes(packed.tensor, packed.path), 0u) << "packing a packed matrix";
       for (int64_t n_tok : {1, 2, 5, 7, 13}) {
         if (type == DType::kBF16 && n_tok < kGemmTokens) continue;
         const bool float_gemm = type == DType::kF16 || type == DType::kF32;
         const int64_t n_rows_tok = float_gemm ? std::max(n_tok, kGemmTokens) : n_tok;
-        const std::vector<float> x = RandomFloats(160 * n_rows_tok, static_cast<uint32_t>(n_tok));
+        const std::vector<float> x = RandomFloats(n_in * n_rows_tok, static_cast<uint32_t>(n_tok));
         std::vector<float> rows(static_cast<size_t>(n_out * n_rows_tok)), panels(static_cast<size_t>(n_out * n_tok));
         MatMul(w.tensor, x.data(), n_rows_tok, rows.data(), pool, packed.path);
         MatMul(packed.tensor, x.data(), n_tok, panels.data(), pool, packed.path);
@@ -500,7 +501,7 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
 TEST(KernelMatMul, SharedEqualsSeparateBitForBit) {
   ThreadPool pool(2);
   for (Path path : AllPathsToTest()) {
-    for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kQ5_0, DType::kQ4_K}) {
+    for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K}) {
       const int64_t n_in = Info(type).block_size == kQK_K ? 512 : 160;
       std::vector<Weights> ws;
       std::vector<std::unique_ptr<PackedWeights>> packed;
@@ -514,8 +515,12 @@ TEST(KernelMatMul, SharedEqualsSeparateBitForBit) {
         const bool pack = i % 2 == 0 && packed[i]->ok() && packed[i]->path <= path;
         tensors.push_back(pack ? packed[i]->tensor : ws[i].tensor);
       }
-      const DType other = type == DType::kQ8_0 ? DType::kQ4_0 : DType::kQ8_0;
-      const Weights mixed = MakeWeights(other, n_in, 20, 3);  // another type: not fusable
+      // Another type (Q4_K_M files mix Q4_K and Q6_K in q/k/v): one call per type.
+      const DType other = type == DType::kQ8_0   ? DType::kQ4_0
+                          : type == DType::kQ4_K ? DType::kQ6_K
+                          : type == DType::kQ6_K ? DType::kQ4_K
+                                                 : DType::kQ8_0;
+      const Weights mixed = MakeWeights(other, n_in, 20, 3);
       for (bool with_other : {false, true}) {
         std::vector<Tensor> ts = tensors;
         if (with_other) ts.push_back(mixed.tensor);
@@ -570,7 +575,9 @@ TEST(KernelMatMul, DISABLED_Benchmark) {
       {DType::kQ8_0, 2048, 256, 1},    {DType::kQ8_0, 2048, 32000, 1},  {DType::kQ4_0, 2048, 5632, 1},
       {DType::kF16, 2048, 5632, 1},    {DType::kF32, 2048, 2048, 1},    {DType::kQ8_0, 2048, 5632, 512},
       {DType::kQ8_0, 5632, 2048, 512}, {DType::kQ4_0, 2048, 5632, 512}, {DType::kF32, 2048, 2048, 512},
-      {DType::kF16, 2048, 2048, 512},  {DType::kBF16, 2048, 2048, 512},
+      {DType::kF16, 2048, 2048, 512},  {DType::kBF16, 2048, 2048, 512},  {DType::kQ4_K, 2048, 5632, 1},
+      {DType::kQ4_K, 5632, 2048, 1},   {DType::kQ6_K, 2048, 32000, 1},  {DType::kQ6_K, 5632, 2048, 1},
+      {DType::kQ4_K, 2048, 5632, 512}, {DType::kQ4_K, 5632, 2048, 512}, {DType::kQ6_K, 5632, 2048, 512},
   };
   std::printf("path %s\n", PathName(BestPath()));
   for (const Case& c : cases) {

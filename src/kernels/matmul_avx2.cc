@@ -192,18 +192,19 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
   });
 }
 
+// MatMulKernels::matmul: one matrix after the other (no packed layout to fuse).
+template <class W, void (*kMatMul)(const Tensor&, const float*, int64_t, float*, ThreadPool&)>
+void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
+  for (const MatMulOut& o : outs) kMatMul(*o.w, x, n_tok, o.y, pool);
+}
+
 }  // namespace
 
-void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  switch (w.type) {
-    case DType::kF32: return MatMulFloat<F32Weights>(w, x, n_tok, y, pool);
-    case DType::kF16: return MatMulFloat<F16Weights>(w, x, n_tok, y, pool);
-    case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
-    case DType::kQ8_0: return MatMulQuant<Q8_0Weights>(w, x, n_tok, y, pool);
-    case DType::kQ4_0: return MatMulQuant<Q4_0Weights>(w, x, n_tok, y, pool);
-    default: return;
-  }
-}
+const MatMulKernels kAvx2F32 = {EachOut<F32Weights, MatMulFloat<F32Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2F16 = {EachOut<F16Weights, MatMulFloat<F16Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2BF16 = {EachOut<BF16Weights, MatMulFloat<BF16Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q8_0 = {EachOut<Q8_0Weights, MatMulQuant<Q8_0Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q4_0 = {EachOut<Q4_0Weights, MatMulQuant<Q4_0Weights>>, nullptr, nullptr};
 
 #undef STRATA_UNROLL
 

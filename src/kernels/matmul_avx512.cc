@@ -34,6 +34,7 @@
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/matmul_tasks.h"
+#include "kernels/quant_panels_avx512.h"
 #include "kernels/transpose_avx512.h"
 
 // GCC 12's _mm512_undefined_ps (used inside unpack/shuffle/convert intrinsics)
@@ -41,15 +42,9 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-// Register-tile loops have compile-time trip counts and must be fully
-// unrolled so their arrays live in registers; GCC does that only at -O3
-// without this (-O2 measured 3x slower).
-#define STRATA_UNROLL _Pragma("GCC unroll 16")
-
 namespace strata::kernels::internal {
 namespace {
 
-constexpr int kLanes = 16;
 constexpr int kQK = kQK8_0;  // elements per quantized block (Q8_0 and Q4_0)
 
 // Below this many tokens repacking float weights costs more than it saves.
@@ -62,15 +57,10 @@ constexpr int64_t kGemmMinTokensFloat = 6;
 constexpr int kGemvTokens = 4;
 constexpr int64_t kGemvTaskBytes = 64 << 10;
 
-// Panel: 32 rows (two vectors of 16 lanes); token tiles.
-constexpr int kPanelRows = 2 * kLanes;
+// Token tiles.
 constexpr int kQuantTileTokens = 6;
 constexpr int kGemmTokensFloat = 12;
 constexpr int64_t kFloatChunk = 256;  // input elements per packed float panel (32 KB)
-
-__mmask16 LaneMask(int64_t n) {
-  return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
-}
 
 // ---------------------------------------------------------------------------
 // Activations quantized to Q8_0, one record per token (64-byte aligned):
@@ -78,7 +68,8 @@ __mmask16 LaneMask(int64_t n) {
 //   d     f32   [nb]   fp16-rounded scale per block
 //   comp  i32   [nb]   -offset * sum(qs of block)
 // The quantization is QuantizeRow(Q8_0)'s exactly (x * (1/d) rounded half away
-// from zero, like roundf).
+// from zero, like roundf); offset is the weights' (below).
+template <int kOffset>
 class QuantizedActs {
  public:
   explicit QuantizedActs(int64_t n_in) : nb_(n_in / kQK), stride_(RoundUp64(static_cast<size_t>(nb_ * (kQK + 8)))) {}
@@ -91,7 +82,7 @@ class QuantizedActs {
   const int32_t* comp(int64_t t) const { return reinterpret_cast<const int32_t*>(rec(t) + (kQK + 4) * nb_); }
 
   // Quantizes token t's activations x: F32 [n_in]. Distinct t may run concurrently.
-  void Quantize(int64_t t, const float* x, int offset) const;
+  void Quantize(int64_t t, const float* x) const;
 
  private:
   uint8_t* rec(int64_t t) const { return base_ + stride_ * static_cast<size_t>(t); }
@@ -109,7 +100,8 @@ __m512i RoundHalfAway(__m512 v) {
   return _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_or_ps(half, sign)));
 }
 
-void QuantizedActs::Quantize(int64_t t, const float* x, int offset) const {
+template <int kOffset>
+void QuantizedActs<kOffset>::Quantize(int64_t t, const float* x) const {
   auto* qs = reinterpret_cast<int8_t*>(rec(t));
   auto* d = reinterpret_cast<float*>(rec(t) + kQK * nb_);
   auto* comp = reinterpret_cast<int32_t*>(rec(t) + (kQK + 4) * nb_);
@@ -123,7 +115,7 @@ void QuantizedActs::Quantize(int64_t t, const float* x, int offset) const {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK), _mm512_cvtepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK + kLanes), _mm512_cvtepi32_epi8(q1));
     d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
-    comp[b] = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    comp[b] = -kOffset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
   }
 }
 
@@ -265,36 +257,10 @@ void PackQuantPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
   }
 }
 
-// The register tiles' output y[t0 .. t0+T-1][o0 .. o0+31]: acc0[t] holds rows
-// o0 .. o0+15 of token t0+t, acc1[t] the next 16. Rows past n_out are neither
-// loaded nor stored.
-template <int T>
-void LoadOutTile(const float* y, int64_t n_out, int64_t o0, int64_t t0, bool accumulate, __m512 (&acc0)[T],
-                 __m512 (&acc1)[T]) {
-  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    const float* yt = y + (t0 + t) * n_out + o0;
-    acc0[t] = accumulate ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
-    acc1[t] = accumulate ? _mm512_maskz_loadu_ps(m1, yt + kLanes) : _mm512_setzero_ps();
-  }
-}
-
-template <int T>
-void StoreOutTile(float* y, int64_t n_out, int64_t o0, int64_t t0, const __m512 (&acc0)[T], const __m512 (&acc1)[T]) {
-  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    float* yt = y + (t0 + t) * n_out + o0;
-    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
-    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
-  }
-}
-
 // y[t0 .. t0+T-1][o0 .. o0+31] from one panel: a register tile of 32 rows x T
 // tokens that reuses every loaded weight vector T times.
 template <class W, int T>
-void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out,
+void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs<W::kOffset>& xa, int64_t t0, float* y, int64_t n_out,
                int64_t o0) {
   const int8_t* xq[T];
   const float* xd[T];
@@ -341,7 +307,7 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
 // 512-bit operations and 1.02 / 1.10 with these (in-process alternation); all
 // of 1.1B Q8_0's decode matmuls 0.98 / 0.85 -> 1.03 / 1.01.
 template <class W>
-void QuantRowTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_t t, float* y, int64_t n_out,
+void QuantRowTile(const uint8_t* panel, int64_t nb, const QuantizedActs<W::kOffset>& xa, int64_t t, float* y, int64_t n_out,
                   int64_t o0) {
   const int8_t* xq = xa.qs(t);
   const float* xd = xa.d(t);
@@ -373,57 +339,23 @@ void QuantRowTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int
   StoreOutTile<1>(y, n_out, o0, t, acc0, acc1);
 }
 
-// Each thread streams its own contiguous share of the panels (ParallelStreams)
-// through the outputs' matrices in order (one stream when they are packed side
-// by side, as the model packs them); x is quantized once for all. A matrix in
-// the file's row layout is packed panel by panel into thread-private scratch
-// first (stays in L2 while every token tile reuses it). REQUIRES: all outs share w.type and w.cols().
+// Q8_0 / Q4_0 weights W as panel kernels (quant_panels_avx512.h).
 template <class W>
-void MatMulQuant(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
-  const int64_t n_in = outs[0].w->cols(), nb = n_in / kQK;
-  QuantizedActs xa(n_in);
-  const size_t act_bytes = RoundUp64(xa.bytes(n_tok));
-  const size_t panel_bytes = static_cast<size_t>(nb) * W::kRecordBytes;
-  bool all_packed = true;
-  std::vector<int64_t> first_panel = {0};  // [outs.size() + 1]: outs[i] owns panels [first_panel[i], first_panel[i+1])
-  for (const MatMulOut& o : outs) {
-    all_packed = all_packed && o.w->layout == TensorLayout::kPanels32;
-    first_panel.push_back(first_panel.back() + (o.w->rows() + kPanelRows - 1) / kPanelRows);
+struct Block32Panels {
+  using Acts = QuantizedActs<W::kOffset>;
+  static constexpr int kBlock = kQK;
+  static constexpr int kRecordBytes = W::kRecordBytes;
+  static constexpr int kTileTokens = kQuantTileTokens;
+  static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) { PackQuantPanel<W>(w, o0, panel); }
+  template <int T>
+  static void Tile(const uint8_t* panel, int64_t nb, const Acts& xa, int64_t t0, float* y, int64_t n_out, int64_t o0) {
+    if constexpr (T == 1 && W::kHalfVectorDecode) {
+      QuantRowTile<W>(panel, nb, xa, t0, y, n_out, o0);
+    } else {
+      QuantTile<W, T>(panel, nb, xa, t0, y, n_out, o0);
+    }
   }
-  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + (all_packed ? 0 : panel_bytes * pool.n_threads())));
-  xa.set_base(scratch);
-  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) xa.Quantize(t, x + t * n_in, W::kOffset);
-  });
-  pool.ParallelStreams(first_panel.back(), [&](int64_t task, int ith) {
-    const size_t i = static_cast<size_t>(std::upper_bound(first_panel.begin(), first_panel.end(), task) -
-                                         first_panel.begin() - 1);
-    const Tensor& w = *outs[i].w;
-    const int64_t p = task - first_panel[i], o0 = p * kPanelRows, n_out = w.rows();
-    const uint8_t* panel = static_cast<const uint8_t*>(w.data) + panel_bytes * static_cast<size_t>(p);
-    if (w.layout != TensorLayout::kPanels32) {
-      uint8_t* own = scratch + act_bytes + panel_bytes * static_cast<size_t>(ith);
-      PackQuantPanel<W>(w, o0, own);
-      panel = own;
-    }
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kQuantTileTokens) {
-      WithCount<kQuantTileTokens>(n_tok - t0, [&](auto T) {
-        if constexpr (T() == 1 && W::kHalfVectorDecode) {
-          QuantRowTile<W>(panel, nb, xa, t0, outs[i].y, n_out, o0);
-        } else {
-          QuantTile<W, T()>(panel, nb, xa, t0, outs[i].y, n_out, o0);
-        }
-      });
-    }
-  });
-}
-
-template <class W>
-void PackQuantMatrix(const Tensor& w, uint8_t* dst) {
-  const int64_t n_panels = (w.rows() + kPanelRows - 1) / kPanelRows;
-  const size_t panel_bytes = static_cast<size_t>(w.cols() / kQK) * W::kRecordBytes;
-  for (int64_t p = 0; p < n_panels; ++p) PackQuantPanel<W>(w, p * kPanelRows, dst + panel_bytes * static_cast<size_t>(p));
-}
+};
 
 // ---------------------------------------------------------------------------
 // Float weights (F32, F16, BF16) widened to F32 16 elements at a time.
@@ -603,6 +535,11 @@ void FloatPanelTile(const LoadLine& load_line, int64_t kc, const float* x, int64
 template <class W>
 size_t FloatPanelBytes(int64_t n_in) {
   return static_cast<size_t>(n_in) * kPanelRows * W::kBytes;
+}
+
+template <class W>
+size_t PackedFloatBytes(const Tensor& w) {
+  return static_cast<size_t>((w.rows() + kPanelRows - 1) / kPanelRows) * FloatPanelBytes<W>(w.cols());
 }
 
 template <class W>
@@ -849,58 +786,25 @@ void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
   }
 }
 
+template <class W>
+void MatMulFloatOuts(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
+  for (const MatMulOut& o : outs) MatMulFloat<W>(*o.w, x, n_tok, o.y, pool);
+}
+
 }  // namespace
 
-void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  switch (w.type) {
-    case DType::kF32: return MatMulFloat<F32Weights>(w, x, n_tok, y, pool);
-    case DType::kF16: return MatMulFloat<F16Weights>(w, x, n_tok, y, pool);
-    case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
-    case DType::kQ8_0:
-    case DType::kQ4_0: {
-      const MatMulOut out[1] = {{&w, y}};
-      return MatMulSharedAvx512(out, x, n_tok, pool);
-    }
-    default: return;
-  }
-}
-
-void MatMulSharedAvx512(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
-  const Tensor& w0 = *outs[0].w;
-  const bool fusable = std::all_of(outs.begin(), outs.end(), [&](const MatMulOut& o) {
-    return o.w->type == w0.type && (o.w->type == DType::kQ8_0 || o.w->type == DType::kQ4_0);
-  });
-  if (!fusable) {
-    for (const MatMulOut& o : outs) MatMulAvx512(*o.w, x, n_tok, o.y, pool);
-    return;
-  }
-  if (w0.type == DType::kQ8_0) return MatMulQuant<Q8_0Weights>(outs, x, n_tok, pool);
-  return MatMulQuant<Q4_0Weights>(outs, x, n_tok, pool);
-}
-
-size_t PackedMatrixBytesAvx512(const Tensor& w) {
-  const size_t panels = static_cast<size_t>((w.rows() + kPanelRows - 1) / kPanelRows);
-  const size_t nb = static_cast<size_t>(w.cols() / kQK);
-  switch (w.type) {
-    case DType::kQ8_0: return panels * nb * Q8_0Weights::kRecordBytes;
-    case DType::kQ4_0: return panels * nb * Q4_0Weights::kRecordBytes;
-    case DType::kF32: return panels * FloatPanelBytes<F32Weights>(w.cols());
-    case DType::kF16: return panels * FloatPanelBytes<F16Weights>(w.cols());
-    case DType::kBF16: return panels * FloatPanelBytes<BF16Weights>(w.cols());
-    default: return 0;
-  }
-}
-
-void PackMatrixAvx512(const Tensor& w, uint8_t* dst) {
-  switch (w.type) {
-    case DType::kQ8_0: return PackQuantMatrix<Q8_0Weights>(w, dst);
-    case DType::kQ4_0: return PackQuantMatrix<Q4_0Weights>(w, dst);
-    case DType::kF32: return PackFloatMatrix<F32Weights>(w, dst);
-    case DType::kF16: return PackFloatMatrix<F16Weights>(w, dst);
-    case DType::kBF16: return PackFloatMatrix<BF16Weights>(w, dst);
-    default: return;
-  }
-}
+const MatMulKernels kAvx512F32 = {MatMulFloatOuts<F32Weights>, PackedFloatBytes<F32Weights>,
+                                  PackFloatMatrix<F32Weights>};
+const MatMulKernels kAvx512F16 = {MatMulFloatOuts<F16Weights>, PackedFloatBytes<F16Weights>,
+                                  PackFloatMatrix<F16Weights>};
+const MatMulKernels kAvx512BF16 = {MatMulFloatOuts<BF16Weights>, PackedFloatBytes<BF16Weights>,
+                                   PackFloatMatrix<BF16Weights>};
+const MatMulKernels kAvx512Q8_0 = {MatMulQuantPanels<Block32Panels<Q8_0Weights>>,
+                                   PackedQuantBytes<Block32Panels<Q8_0Weights>>,
+                                   PackQuantMatrix<Block32Panels<Q8_0Weights>>};
+const MatMulKernels kAvx512Q4_0 = {MatMulQuantPanels<Block32Panels<Q4_0Weights>>,
+                                   PackedQuantBytes<Block32Panels<Q4_0Weights>>,
+                                   PackQuantMatrix<Block32Panels<Q4_0Weights>>};
 
 #undef STRATA_UNROLL
 
