@@ -153,6 +153,14 @@ __m512i Broadcast4(const void* p) {
   return _mm512_set1_epi32(v);
 }
 
+// A tile is kGroups row groups (the whole panel) x T tokens. It computes the
+// integer sums of kSumChunk super-blocks (kept on the stack) before their mins
+// or code offsets and float steps, which run in a loop of their own adding to
+// y: the integer loop then has every vector register for its 2T dot chains
+// (VPDPBUSD's latency needs about 8 in flight) and 2T sums.
+constexpr int kGroups = 2;
+constexpr int kSumChunk = 8;
+
 // ---------------------------------------------------------------------------
 // Q4_K. Record (4608 bytes = 32 blocks):
 //   fp16 d[32], fp16 dmin[32]
@@ -200,85 +208,93 @@ struct Q4_KWeights {
   template <int T>
   static void Tile(const uint8_t* panel, int64_t nsb, const KActs& xa, int64_t t0, float* y, int64_t n_out,
                    int64_t o0) {
+    constexpr int G = kGroups;
     const int8_t* xq[T];
-    const float* xd[T];
-    const int16_t* xs[T];
     STRATA_UNROLL
-    for (int t = 0; t < T; ++t) {
-      xq[t] = xa.qs(t0 + t);
-      xd[t] = xa.d(t0 + t);
-      xs[t] = xa.sums32(t0 + t);
-    }
-    __m512 acc0[T], acc1[T];
-    LoadOutTile<T>(y, n_out, o0, t0, /*accumulate=*/false, acc0, acc1);
+    for (int t = 0; t < T; ++t) xq[t] = xa.qs(t0 + t);
     const __m512i low4 = _mm512_set1_epi8(0x0F);
-    for (int64_t b = 0; b < nsb; ++b) {
-      const uint8_t* rec = panel + b * kRecordBytes;
-      __m512i sc[2][2], mn[2][2];
-      ScalesMins(rec, 0, sc[0], mn[0]);
-      ScalesMins(rec, 1, sc[1], mn[1]);
-      __m512i isum0[T], isum1[T];
-      STRATA_UNROLL
-      for (int t = 0; t < T; ++t) isum0[t] = isum1[t] = _mm512_setzero_si512();
-      STRATA_UNROLL
-      for (int s = 0; s < kSubBlocks32; ++s) {
-        __m512i dot0[T], dot1[T];
+    for (int64_t b0 = 0; b0 < nsb; b0 += kSumChunk) {
+      const int64_t n_chunk = std::min<int64_t>(kSumChunk, nsb - b0);
+      __m512i sums[kSumChunk][G][T];
+      for (int64_t i = 0; i < n_chunk; ++i) {
+        const int64_t b = b0 + i;
+        const uint8_t* rec = panel + b * kRecordBytes;
+        __m512i sc[G][2], mn[G][2];
         STRATA_UNROLL
-        for (int t = 0; t < T; ++t) dot0[t] = dot1[t] = _mm512_setzero_si512();
+        for (int g = 0; g < G; ++g) ScalesMins(rec, g, sc[g], mn[g]);
+        __m512i isum[G][T];
         STRATA_UNROLL
-        for (int k = 0; k < 8; ++k) {
-          const uint8_t* q = rec + kQs + ((8 * (s / 2) + k) * 2) * 64;
-          __m512i w0 = _mm512_load_si512(q), w1 = _mm512_load_si512(q + 64);
-          if (s % 2 == 1) {
-            w0 = _mm512_srli_epi16(w0, 4);
-            w1 = _mm512_srli_epi16(w1, 4);
-          }
-          w0 = _mm512_and_si512(w0, low4);
-          w1 = _mm512_and_si512(w1, low4);
+        for (int g = 0; g < G; ++g)
           STRATA_UNROLL
-          for (int t = 0; t < T; ++t) {
-            const __m512i xb = Broadcast4(xq[t] + b * kQK_K + 32 * s + 4 * k);
-            dot0[t] = _mm512_dpbusd_epi32(dot0[t], w0, xb);
-            dot1[t] = _mm512_dpbusd_epi32(dot1[t], w1, xb);
+          for (int t = 0; t < T; ++t) isum[g][t] = _mm512_setzero_si512();
+        STRATA_UNROLL
+        for (int sb = 0; sb < kSubBlocks32; ++sb) {  // inputs 32 sb .. 32 sb + 31
+          const int h = sb / 2;
+          __m512i dot[G][T];
+          STRATA_UNROLL
+          for (int g = 0; g < G; ++g)
+            STRATA_UNROLL
+            for (int t = 0; t < T; ++t) dot[g][t] = _mm512_setzero_si512();
+          STRATA_UNROLL
+          for (int k = 0; k < 8; ++k) {
+            __m512i wq[G];
+            STRATA_UNROLL
+            for (int g = 0; g < G; ++g) {
+              const __m512i v = _mm512_load_si512(rec + kQs + ((8 * h + k) * 2 + g) * 64);
+              wq[g] = _mm512_and_si512(sb % 2 == 0 ? v : _mm512_srli_epi16(v, 4), low4);
+            }
+            STRATA_UNROLL
+            for (int t = 0; t < T; ++t) {
+              const __m512i xb = Broadcast4(xq[t] + b * kQK_K + 32 * sb + 4 * k);
+              STRATA_UNROLL
+              for (int g = 0; g < G; ++g) dot[g][t] = _mm512_dpbusd_epi32(dot[g][t], wq[g], xb);
+            }
+          }
+          STRATA_UNROLL
+          for (int g = 0; g < G; ++g) {
+            const __m512i sv = _mm512_shuffle_epi8(sc[g][sb / 4], ByteOfDword(sb % 4));
+            STRATA_UNROLL
+            for (int t = 0; t < T; ++t) isum[g][t] = _mm512_add_epi32(isum[g][t], _mm512_mullo_epi32(dot[g][t], sv));
           }
         }
-        const __m512i sv0 = _mm512_shuffle_epi8(sc[0][s / 4], ByteOfDword(s % 4));
-        const __m512i sv1 = _mm512_shuffle_epi8(sc[1][s / 4], ByteOfDword(s % 4));
         STRATA_UNROLL
+        for (int g = 0; g < G; ++g)
+          STRATA_UNROLL
+          for (int t = 0; t < T; ++t) sums[i][g][t] = isum[g][t];
+      }
+      // The chunk's mins and float steps, added to y.
+      for (int g = 0; g < G; ++g) {
+        const int64_t r0 = o0 + kLanes * (g);
+        const __mmask16 m = LaneMask(n_out - r0);
         for (int t = 0; t < T; ++t) {
-          isum0[t] = _mm512_add_epi32(isum0[t], _mm512_mullo_epi32(dot0[t], sv0));
-          isum1[t] = _mm512_add_epi32(isum1[t], _mm512_mullo_epi32(dot1[t], sv1));
+          float* yt = y + (t0 + t) * n_out + r0;
+          const float* xd = xa.d(t0 + t);
+          const int16_t* xs = xa.sums32(t0 + t);
+          __m512 acc = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, yt);
+          for (int64_t i = 0; i < n_chunk; ++i) {
+            const int64_t b = b0 + i;
+            const uint8_t* rec = panel + b * kRecordBytes;
+            __m512i sc[2], mn[2];
+            ScalesMins(rec, g, sc, mn);
+            // Mins as 16-bit pairs (sub-blocks 2p, 2p+1) against the activations' pairs of sums of 32.
+            __m512i msum = _mm512_setzero_si512();
+            STRATA_UNROLL
+            for (int p = 0; p < 4; ++p)
+              msum = _mm512_dpwssd_epi32(msum, _mm512_shuffle_epi8(mn[p / 2], BytePairOfDword(2 * (p % 2))),
+                                         Broadcast4(xs + b * kSubBlocks32 + 2 * p));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD + 32 * (g))));
+            const __m512 dm =
+                _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kDmin + 32 * (g))));
+            const __m512 dx = _mm512_set1_ps(xd[b]);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[i][g][t]), _mm512_mul_ps(dw, dx), acc);
+            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dm, dx), acc);
+          }
+          _mm512_mask_storeu_ps(yt, m, acc);
         }
-      }
-      // Mins as 16-bit pairs (sub-blocks 2p, 2p+1) against the activations' pairs of sums of 32.
-      __m512i mp0[4], mp1[4];
-      STRATA_UNROLL
-      for (int p = 0; p < 4; ++p) {
-        mp0[p] = _mm512_shuffle_epi8(mn[0][p / 2], BytePairOfDword(2 * (p % 2)));
-        mp1[p] = _mm512_shuffle_epi8(mn[1][p / 2], BytePairOfDword(2 * (p % 2)));
-      }
-      const __m512 dw0 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD)));
-      const __m512 dw1 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD + 32)));
-      const __m512 dm0 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kDmin)));
-      const __m512 dm1 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kDmin + 32)));
-      STRATA_UNROLL
-      for (int t = 0; t < T; ++t) {
-        __m512i msum0 = _mm512_setzero_si512(), msum1 = _mm512_setzero_si512();
-        STRATA_UNROLL
-        for (int p = 0; p < 4; ++p) {
-          const __m512i ys = Broadcast4(xs[t] + b * kSubBlocks32 + 2 * p);
-          msum0 = _mm512_dpwssd_epi32(msum0, mp0[p], ys);
-          msum1 = _mm512_dpwssd_epi32(msum1, mp1[p], ys);
-        }
-        const __m512 dx = _mm512_set1_ps(xd[t][b]);
-        acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum0[t]), _mm512_mul_ps(dw0, dx), acc0[t]);
-        acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum1[t]), _mm512_mul_ps(dw1, dx), acc1[t]);
-        acc0[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum0), _mm512_mul_ps(dm0, dx), acc0[t]);
-        acc1[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum1), _mm512_mul_ps(dm1, dx), acc1[t]);
       }
     }
-    StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
   }
+
 };
 
 // ---------------------------------------------------------------------------
@@ -296,7 +312,7 @@ struct Q6_KWeights {
   using Acts = KActs;
   static constexpr int kBlock = kQK_K;
   static constexpr int kRecordBytes = kPanelRows * static_cast<int>(sizeof(BlockQ6_K));
-  static constexpr int kTileTokens = 4;
+  static constexpr int kTileTokens = 8;
   static constexpr int kD = 0, kScales = 64, kQl = kScales + 4 * 128, kQh = kQl + 32 * 128;
 
   static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
@@ -345,89 +361,98 @@ struct Q6_KWeights {
   template <int T>
   static void Tile(const uint8_t* panel, int64_t nsb, const KActs& xa, int64_t t0, float* y, int64_t n_out,
                    int64_t o0) {
+    constexpr int G = kGroups;
     const int8_t* xq[T];
-    const float* xd[T];
-    const int16_t* xs[T];
     STRATA_UNROLL
-    for (int t = 0; t < T; ++t) {
-      xq[t] = xa.qs(t0 + t);
-      xd[t] = xa.d(t0 + t);
-      xs[t] = xa.sums16(t0 + t);
-    }
-    __m512 acc0[T], acc1[T];
-    LoadOutTile<T>(y, n_out, o0, t0, /*accumulate=*/false, acc0, acc1);
-    for (int64_t b = 0; b < nsb; ++b) {
-      const uint8_t* rec = panel + b * kRecordBytes;
-      __m512i isum0[T], isum1[T];
-      STRATA_UNROLL
-      for (int t = 0; t < T; ++t) isum0[t] = isum1[t] = _mm512_setzero_si512();
-      const auto quarter = [&](auto u_tag, int h) {
-        constexpr int U = decltype(u_tag)::value;
+    for (int t = 0; t < T; ++t) xq[t] = xa.qs(t0 + t);
+    for (int64_t b0 = 0; b0 < nsb; b0 += kSumChunk) {
+      const int64_t n_chunk = std::min<int64_t>(kSumChunk, nsb - b0);
+      __m512i sums[kSumChunk][G][T];
+      for (int64_t i = 0; i < n_chunk; ++i) {
+        const int64_t b = b0 + i;
+        const uint8_t* rec = panel + b * kRecordBytes;
+        __m512i isum[G][T];
         STRATA_UNROLL
-        for (int half = 0; half < 2; ++half) {  // sub-block j = 8h + 2U + half: inputs 16 j .. 16 j + 15
-          const int j = 8 * h + 2 * U + half;
-          __m512i dot0[T], dot1[T];
+        for (int g = 0; g < G; ++g)
           STRATA_UNROLL
-          for (int t = 0; t < T; ++t) dot0[t] = dot1[t] = _mm512_setzero_si512();
+          for (int t = 0; t < T; ++t) isum[g][t] = _mm512_setzero_si512();
+        const auto quarter = [&](auto u_tag, int h) {
+          constexpr int U = decltype(u_tag)::value;
           STRATA_UNROLL
-          for (int kk = 0; kk < 4; ++kk) {
-            const int k = 4 * half + kk;
-            const uint8_t* ql = rec + kQl + ((16 * h + 8 * (U % 2) + k) * 2) * 64;
-            const uint8_t* qh = rec + kQh + ((8 * h + k) * 2) * 64;
-            const __m512i w0 = Codes<U>(ql, qh), w1 = Codes<U>(ql + 64, qh + 64);
+          for (int half = 0; half < 2; ++half) {  // sub-block j = 8h + 2U + half: inputs 16 j .. 16 j + 15
+            const int j = 8 * h + 2 * U + half;
+            __m512i dot[G][T];
             STRATA_UNROLL
-            for (int t = 0; t < T; ++t) {
-              const __m512i xb = Broadcast4(xq[t] + b * kQK_K + 16 * j + 4 * kk);
-              dot0[t] = _mm512_dpbusd_epi32(dot0[t], w0, xb);
-              dot1[t] = _mm512_dpbusd_epi32(dot1[t], w1, xb);
+            for (int g = 0; g < G; ++g)
+              STRATA_UNROLL
+              for (int t = 0; t < T; ++t) dot[g][t] = _mm512_setzero_si512();
+            STRATA_UNROLL
+            for (int kk = 0; kk < 4; ++kk) {
+              const int k = 4 * half + kk;
+              __m512i wq[G];
+              STRATA_UNROLL
+              for (int g = 0; g < G; ++g)
+                wq[g] = Codes<U>(rec + kQl + ((16 * h + 8 * (U % 2) + k) * 2 + g) * 64,
+                                 rec + kQh + ((8 * h + k) * 2 + g) * 64);
+              STRATA_UNROLL
+              for (int t = 0; t < T; ++t) {
+                const __m512i xb = Broadcast4(xq[t] + b * kQK_K + 16 * j + 4 * kk);
+                STRATA_UNROLL
+                for (int g = 0; g < G; ++g) dot[g][t] = _mm512_dpbusd_epi32(dot[g][t], wq[g], xb);
+              }
+            }
+            STRATA_UNROLL
+            for (int g = 0; g < G; ++g) {
+              const __m512i sv = Scale(rec, j, g);
+              STRATA_UNROLL
+              for (int t = 0; t < T; ++t) isum[g][t] = _mm512_add_epi32(isum[g][t], _mm512_mullo_epi32(dot[g][t], sv));
             }
           }
-          const __m512i sv0 = Scale(rec, j, 0), sv1 = Scale(rec, j, 1);
-          STRATA_UNROLL
-          for (int t = 0; t < T; ++t) {
-            isum0[t] = _mm512_add_epi32(isum0[t], _mm512_mullo_epi32(dot0[t], sv0));
-            isum1[t] = _mm512_add_epi32(isum1[t], _mm512_mullo_epi32(dot1[t], sv1));
-          }
-        }
-      };
-      STRATA_UNROLL
-      for (int h = 0; h < 2; ++h) {
-        quarter(std::integral_constant<int, 0>(), h);
-        quarter(std::integral_constant<int, 1>(), h);
-        quarter(std::integral_constant<int, 2>(), h);
-        quarter(std::integral_constant<int, 3>(), h);
-      }
-      // The codes' offset: isum -= 32 * sum_j scale_j * (sum of 16 activation codes j).
-      __m512i sp0[8], sp1[8];  // scale pairs (2p, 2p+1) as 16-bit halves
-      STRATA_UNROLL
-      for (int i = 0; i < 4; ++i) {
-        const __m512i v0 = _mm512_load_si512(rec + kScales + (i * 2 + 0) * 64);
-        const __m512i v1 = _mm512_load_si512(rec + kScales + (i * 2 + 1) * 64);
-        sp0[2 * i] = _mm512_srai_epi16(_mm512_slli_epi16(v0, 8), 8);
-        sp0[2 * i + 1] = _mm512_srai_epi16(v0, 8);
-        sp1[2 * i] = _mm512_srai_epi16(_mm512_slli_epi16(v1, 8), 8);
-        sp1[2 * i + 1] = _mm512_srai_epi16(v1, 8);
-      }
-      const __m512 dw0 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD)));
-      const __m512 dw1 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD + 32)));
-      STRATA_UNROLL
-      for (int t = 0; t < T; ++t) {
-        __m512i off0 = _mm512_setzero_si512(), off1 = _mm512_setzero_si512();
+        };
         STRATA_UNROLL
-        for (int p = 0; p < 8; ++p) {
-          const __m512i ys = Broadcast4(xs[t] + b * kSubBlocks16 + 2 * p);
-          off0 = _mm512_dpwssd_epi32(off0, sp0[p], ys);
-          off1 = _mm512_dpwssd_epi32(off1, sp1[p], ys);
+        for (int h = 0; h < 2; ++h) {
+          quarter(std::integral_constant<int, 0>(), h);
+          quarter(std::integral_constant<int, 1>(), h);
+          quarter(std::integral_constant<int, 2>(), h);
+          quarter(std::integral_constant<int, 3>(), h);
         }
-        isum0[t] = _mm512_sub_epi32(isum0[t], _mm512_slli_epi32(off0, 5));
-        isum1[t] = _mm512_sub_epi32(isum1[t], _mm512_slli_epi32(off1, 5));
-        const __m512 dx = _mm512_set1_ps(xd[t][b]);
-        acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum0[t]), _mm512_mul_ps(dw0, dx), acc0[t]);
-        acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum1[t]), _mm512_mul_ps(dw1, dx), acc1[t]);
+        STRATA_UNROLL
+        for (int g = 0; g < G; ++g)
+          STRATA_UNROLL
+          for (int t = 0; t < T; ++t) sums[i][g][t] = isum[g][t];
+      }
+      // The chunk's code offsets and float steps, added to y:
+      // isum - 32 * sum_j scale_j * (sum of the 16 activation codes of sub-block j).
+      for (int g = 0; g < G; ++g) {
+        const int64_t r0 = o0 + kLanes * (g);
+        const __mmask16 m = LaneMask(n_out - r0);
+        for (int t = 0; t < T; ++t) {
+          float* yt = y + (t0 + t) * n_out + r0;
+          const float* xd = xa.d(t0 + t);
+          const int16_t* xs = xa.sums16(t0 + t);
+          __m512 acc = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, yt);
+          for (int64_t i = 0; i < n_chunk; ++i) {
+            const int64_t b = b0 + i;
+            const uint8_t* rec = panel + b * kRecordBytes;
+            __m512i off = _mm512_setzero_si512();
+            STRATA_UNROLL
+            for (int q = 0; q < 4; ++q) {
+              // Scale pairs (4q, 4q+1) and (4q+2, 4q+3) as 16-bit halves.
+              const __m512i v = _mm512_load_si512(rec + kScales + (q * 2 + g) * 64);
+              off = _mm512_dpwssd_epi32(off, _mm512_srai_epi16(_mm512_slli_epi16(v, 8), 8),
+                                        Broadcast4(xs + b * kSubBlocks16 + 4 * q));
+              off = _mm512_dpwssd_epi32(off, _mm512_srai_epi16(v, 8), Broadcast4(xs + b * kSubBlocks16 + 4 * q + 2));
+            }
+            const __m512i isum = _mm512_sub_epi32(sums[i][g][t], _mm512_slli_epi32(off, 5));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD + 32 * (g))));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc);
+          }
+          _mm512_mask_storeu_ps(yt, m, acc);
+        }
       }
     }
-    StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
   }
+
 };
 
 }  // namespace
