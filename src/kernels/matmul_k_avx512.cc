@@ -25,6 +25,11 @@
 #include "kernels/isa_kernels.h"
 #include "kernels/quant_panels_avx512.h"
 
+// GCC 12's _mm512_undefined_* (inside gather and narrowing intrinsics)
+// self-initializes, which -Wmaybe-uninitialized reports at every inlined call.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 namespace strata::kernels::internal {
 namespace {
 
@@ -112,6 +117,19 @@ void KActs::Quantize(int64_t t, const float* x) const {
 
 // ---------------------------------------------------------------------------
 // Packing helpers: gathers from 16 rows' blocks (RowsOfGroup).
+
+// Rows first .. first+15 of w (row layout) for gathers: row first + i (the
+// last row for rows past the matrix) starts at base + offsets[i].
+struct GroupRows {
+  const uint8_t* base;
+  __m512i offsets;
+};
+GroupRows RowsOfGroup(const Tensor& w, int64_t first) {
+  alignas(64) int32_t offsets[kLanes];
+  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes()), last = w.rows() - 1, r0 = std::min(first, last);
+  for (int i = 0; i < kLanes; ++i) offsets[i] = static_cast<int32_t>((std::min(first + i, last) - r0) * row_bytes);
+  return {static_cast<const uint8_t*>(w.data) + r0 * row_bytes, _mm512_load_si512(offsets)};
+}
 
 // Dwords 0 .. n-1 at block + offsets[i] as the vectors dst + (j * 2 + g) * 64.
 void GatherDwords(const uint8_t* block, __m512i offsets, int n, uint8_t* dst, int g) {

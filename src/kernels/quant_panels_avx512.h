@@ -139,18 +139,5 @@ void MatMulQuantPanels(std::span<const MatMulOut> outs, const float* x, int64_t 
   });
 }
 
-// Rows first .. first+15 of w (row layout) for gathers: row first + i (the
-// last row for rows past the matrix) starts at base + offsets[i].
-struct GroupRows {
-  const uint8_t* base;
-  __m512i offsets;
-};
-GroupRows RowsOfGroup(const Tensor& w, int64_t first) {
-  alignas(64) int32_t offsets[kLanes];
-  const int64_t row_bytes = static_cast<int64_t>(w.row_bytes()), last = w.rows() - 1, r0 = std::min(first, last);
-  for (int i = 0; i < kLanes; ++i) offsets[i] = static_cast<int32_t>((std::min(first + i, last) - r0) * row_bytes);
-  return {static_cast<const uint8_t*>(w.data) + r0 * row_bytes, _mm512_load_si512(offsets)};
-}
-
 }  // namespace
 }  // namespace strata::kernels::internal

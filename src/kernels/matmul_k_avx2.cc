@@ -1,0 +1,172 @@
+// AVX2 (+ FMA) matrix multiplication of K-quant weights against Q8_K
+// activations: the fallback for x86 CPUs without AVX-512. Like
+// matmul_avx2.cc it reads the file's rows in place, one row against up to 4
+// tokens, each thread a contiguous run of rows (ForRowRuns).
+//
+// Codes are the unsigned operand of VPMADDUBSW (Q4_K 0..15, Q6_K 0..63;
+// pairs of products stay below 2 * 63 * 128, far from 16-bit saturation) and
+// VPMADDWD applies each sub-block's integer scale, so every super-block's
+// sums are exact integers as in the scalar reference (kernels/vec_dot.h):
+// the Q4_K mins and Q6_K's code offset 32 are taken against the activations'
+// sums of 16 codes (Q8_K bsums). Only the float steps differ from the
+// reference (FMA, and a vector of 8 partial sums added at the end).
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "core/quant_blocks.h"
+#include "kernels/isa_kernels.h"
+#include "kernels/matmul_tasks.h"
+#include "kernels/quant_rows.h"
+#include "kernels/simd_avx2.h"
+
+#define STRATA_UNROLL _Pragma("GCC unroll 16")
+
+namespace strata::kernels::internal {
+namespace {
+
+constexpr int kTokens = 4;
+constexpr int64_t kTaskBytes = 64 << 10;
+
+// 16 int16 lanes: lo in lanes 0-7, hi in 8-15.
+__m256i Halves16(int lo, int hi) {
+  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)), _mm_set1_epi16(static_cast<int16_t>(lo)));
+}
+
+struct Q4_KWeights {
+  using Block = BlockQ4_K;
+  // acc[t] += d dx isum - dmin dx msum over super-block b (8-lane partial sums).
+  template <int T>
+  static void Dot(const Block& w, const BlockQ8_K* const (&xt)[T], int64_t b, __m256 (&acc)[T]) {
+    // The 6-bit scales and mins (ggml's get_scale_min_k4 on 4 at a time).
+    uint32_t a, bb, c;
+    std::memcpy(&a, w.scales, 4);
+    std::memcpy(&bb, w.scales + 4, 4);
+    std::memcpy(&c, w.scales + 8, 4);
+    const uint32_t sc[2] = {a & 0x3F3F3F3Fu, (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u)};
+    const uint32_t mn[2] = {bb & 0x3F3F3F3Fu, ((c >> 4) & 0x0F0F0F0Fu) | ((bb >> 2) & 0x30303030u)};
+    const auto byte = [](const uint32_t (&v)[2], int j) { return static_cast<int>((v[j / 4] >> (8 * (j % 4))) & 0xFF); };
+    // Each min twice: against the two sums of 16 of its sub-block.
+    alignas(32) int16_t mins16[16];
+    for (int j = 0; j < 16; ++j) mins16[j] = static_cast<int16_t>(byte(mn, j / 2));
+    const __m256i mins = _mm256_load_si256(reinterpret_cast<const __m256i*>(mins16));
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256i isum[T];
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    STRATA_UNROLL
+    for (int h = 0; h < kQK_K / 64; ++h) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * h));
+      const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+      const __m256i sc_lo = _mm256_set1_epi16(static_cast<int16_t>(byte(sc, 2 * h)));
+      const __m256i sc_hi = _mm256_set1_epi16(static_cast<int16_t>(byte(sc, 2 * h + 1)));
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const int8_t* y = xt[t][b].qs + 64 * h;
+        const __m256i p_lo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y)));
+        const __m256i p_hi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + 32)));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(p_lo, sc_lo), _mm256_madd_epi16(p_hi, sc_hi)));
+      }
+    }
+    const float d = _cvtsh_ss(w.d), dmin = _cvtsh_ss(w.dmin);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].bsums));
+      const __m256i msum = _mm256_madd_epi16(bsums, mins);
+      const float dx = xt[t][b].d;
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * dx), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * dx), acc[t]);
+    }
+  }
+};
+
+struct Q6_KWeights {
+  using Block = BlockQ6_K;
+  // acc[t] += d dx (isum - 32 sum_j scale_j bsum_j) over super-block b.
+  template <int T>
+  static void Dot(const Block& w, const BlockQ8_K* const (&xt)[T], int64_t b, __m256 (&acc)[T]) {
+    const __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales)));
+    const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+    __m256i isum[T];
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    STRATA_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.ql + 64 * h));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.ql + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qh + 32 * h));
+      // Inputs 128h + 32u + l (quarter u): low 4 bits from l0 / l1, top 2 at bits 2u of hb
+      // (moved to bits 4-5 by shifts of 16-bit lanes; bits crossing bytes are masked off).
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), bits45)),
+          _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), bits45)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4), _mm256_and_si256(hb, bits45)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                          _mm256_and_si256(_mm256_srli_epi16(hb, 2), bits45)),
+      };
+      STRATA_UNROLL
+      for (int u = 0; u < 4; ++u) {
+        const int j = 8 * h + 2 * u;  // sub-blocks j (inputs 0-15 of the quarter) and j + 1
+        const __m256i sc = Halves16(w.scales[j], w.scales[j + 1]);
+        STRATA_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].qs + 128 * h + 32 * u));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[u], y), sc));
+        }
+      }
+    }
+    const float d = _cvtsh_ss(w.d);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].bsums));
+      const __m256i off = _mm256_madd_epi16(bsums, scales);
+      const __m256i total = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(off, 5));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * xt[t][b].d), acc[t]);
+    }
+  }
+};
+
+// y[t0 .. t0+T-1] of one row (xq: each token's nsb activation blocks):
+// W::Dot<T> accumulates a super-block's products into acc[t] (8 lanes), the
+// lanes are added at the end.
+template <class W, int T>
+void RowTile(const typename W::Block* row, const BlockQ8_K* xq, int64_t nsb, int64_t t0, float* y, int64_t n_out) {
+  const BlockQ8_K* xt[T];
+  __m256 acc[T];
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) {
+    xt[t] = xq + (t0 + t) * nsb;
+    acc[t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nsb; ++b) W::template Dot<T>(row[b], xt, b, acc);
+  STRATA_UNROLL
+  for (int t = 0; t < T; ++t) y[(t0 + t) * n_out] = HorizontalSum(acc[t]);
+}
+
+template <class W>
+void MatMulK(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  const int64_t n_in = w.cols(), nsb = n_in / kQK_K, n_out = w.rows();
+  auto* xq = static_cast<BlockQ8_K*>(pool.Scratch(static_cast<size_t>(n_tok * nsb) * sizeof(BlockQ8_K)));
+  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) QuantizeQ8_K(x + t * n_in, xq + t * nsb, n_in);
+  });
+  const auto* base = static_cast<const typename W::Block*>(w.data);
+  ForRowRuns<kTokens>(w, n_tok, kTaskBytes, pool, [&](int64_t o, int64_t t0, int64_t n) {
+    WithCount<kTokens>(n, [&](auto T) { RowTile<W, T()>(base + o * nsb, xq, nsb, t0, y + o, n_out); });
+  });
+}
+
+template <class W>
+void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
+  for (const MatMulOut& o : outs) MatMulK<W>(*o.w, x, n_tok, o.y, pool);
+}
+
+}  // namespace
+
+const MatMulKernels kAvx2Q4_K = {EachOut<Q4_KWeights>, nullptr, nullptr};
+const MatMulKernels kAvx2Q6_K = {EachOut<Q6_KWeights>, nullptr, nullptr};
+
+}  // namespace strata::kernels::internal
+
+#undef STRATA_UNROLL
