@@ -310,8 +310,10 @@ struct QuantCase {
 const QuantCase kQuantCases[] = {
     {DType::kQ8_0, {32, 64, 96, 2048}},  {DType::kQ4_0, {32, 64, 96, 2048}}, {DType::kQ4_1, {32, 96, 2048}},
     {DType::kQ5_0, {32, 96, 2048}},      {DType::kQ5_1, {32, 96, 2048}},     {DType::kIQ4_NL, {32, 96, 2048}},
-    {DType::kQ2_K, {256, 768, 2048}},    {DType::kQ3_K, {256, 768, 2048}},   {DType::kQ4_K, {256, 768, 2048}},
-    {DType::kQ5_K, {256, 768, 2048}},    {DType::kQ6_K, {256, 768, 2048}},   {DType::kIQ4_XS, {256, 768, 2048}},
+    // K types: 2560 has more super-blocks than a tile sums before its float
+    // steps (8, matmul_k_avx512.cc) and not a multiple of them.
+    {DType::kQ2_K, {256, 768, 2560}},    {DType::kQ3_K, {256, 768, 2560}},   {DType::kQ4_K, {256, 768, 2560}},
+    {DType::kQ5_K, {256, 768, 2560}},    {DType::kQ6_K, {256, 768, 2560}},   {DType::kIQ4_XS, {256, 768, 2560}},
 };
 
 // w packed for the most capable path that has a packed layout for it, if any.
@@ -417,7 +419,7 @@ TEST(KernelMatMul, AllPathsMatchReference) {
                                            {DType::kBF16, {7, 32, 64, 96, 172, 2048}}};
   cases_by_type.insert(cases_by_type.end(), std::begin(kQuantCases), std::end(kQuantCases));
   const int64_t n_outs[] = {1, 5, 33, 67};
-  const int64_t n_toks[] = {1, 3, 17, 64};
+  const int64_t n_toks[] = {1, 3, 9, 17, 64};  // tiles take up to 4, 6 or 8 tokens
   // Summation order differs between paths; a wrong element costs ~1/n_in of
   // the magnitude, far above this.
   constexpr double kRelTol = 2e-5;
@@ -429,7 +431,12 @@ TEST(KernelMatMul, AllPathsMatchReference) {
         const Weights w = MakeWeights(type, n_in, n_out, static_cast<uint32_t>(n_in * 131 + n_out));
         const PackedWeights packed(w.tensor);
         for (int64_t n_tok : n_toks) {
-          const std::vector<float> x = RandomFloats(n_in * n_tok, static_cast<uint32_t>(n_tok * 7 + n_in));
+          std::vector<float> x = RandomFloats(n_in * n_tok, static_cast<uint32_t>(n_tok * 7 + n_in));
+          if (n_tok >= 3) {
+            // A token whose first block is all zeros (scale 0) and one with an outlier.
+            std::fill(x.begin() + n_in, x.begin() + n_in + std::min<int64_t>(n_in, 256), 0.0f);
+            x[2 * n_in + 5] = 40.0f;
+          }
           std::vector<double> mag;
           const std::vector<double> def = DefinitionMatMul(w, type, x, n_in, n_out, n_tok, &mag);
           std::vector<float> ref(static_cast<size_t>(n_out * n_tok), std::nanf(""));
