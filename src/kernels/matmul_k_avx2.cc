@@ -3,7 +3,7 @@
 // matmul_avx2.cc it reads the file's rows in place, one row against up to 4
 // tokens, each thread a contiguous run of rows (ForRowRuns).
 //
-// Codes are the unsigned operand of VPMADDUBSW (Q4_K 0..15, Q6_K 0..63;
+// Codes are the unsigned operand of VPMADDUBSW (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63;
 // pairs of products stay below 2 * 63 * 128, far from 16-bit saturation) and
 // VPMADDWD applies each sub-block's integer scale, so every super-block's
 // sums are exact integers as in the scalar reference (kernels/vec_dot.h):
@@ -34,8 +34,31 @@ __m256i Halves16(int lo, int hi) {
   return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)), _mm_set1_epi16(static_cast<int16_t>(lo)));
 }
 
-struct Q4_KWeights {
+// Q4_K and Q5_K: F::Codes(w, sb) gives the 32 codes of sub-block sb.
+struct Q4_KCodes {
   using Block = BlockQ4_K;
+  static __m256i Codes(const Block& w, int sb) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * (sb / 2)));
+    return _mm256_and_si256(sb % 2 == 0 ? q : _mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F));
+  }
+};
+
+struct Q5_KCodes {
+  using Block = BlockQ5_K;
+  static __m256i Codes(const Block& w, int sb) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * (sb / 2)));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qh));
+    const __m256i lo = _mm256_and_si256(sb % 2 == 0 ? q : _mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F));
+    // Bit sb of each qh byte moved to bit 4 (16-bit shifts by at most 4: bits
+    // crossing bytes land outside bit 4).
+    const __m256i hb = sb <= 4 ? _mm256_slli_epi16(qh, 4 - sb) : _mm256_srli_epi16(qh, sb - 4);
+    return _mm256_or_si256(lo, _mm256_and_si256(hb, _mm256_set1_epi8(0x10)));
+  }
+};
+
+template <class F>
+struct MinKWeights {
+  using Block = typename F::Block;
   // acc[t] += d dx isum - dmin dx msum over super-block b (8-lane partial sums).
   template <int T>
   static void Dot(const Block& w, const BlockQ8_K* const (&xt)[T], int64_t b, __m256 (&acc)[T]) {
@@ -51,14 +74,12 @@ struct Q4_KWeights {
     alignas(32) int16_t mins16[16];
     for (int j = 0; j < 16; ++j) mins16[j] = static_cast<int16_t>(byte(mn, j / 2));
     const __m256i mins = _mm256_load_si256(reinterpret_cast<const __m256i*>(mins16));
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
     __m256i isum[T];
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
     STRATA_UNROLL
     for (int h = 0; h < kQK_K / 64; ++h) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * h));
-      const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+      const __m256i lo = F::Codes(w, 2 * h), hi = F::Codes(w, 2 * h + 1);
       const __m256i sc_lo = _mm256_set1_epi16(static_cast<int16_t>(byte(sc, 2 * h)));
       const __m256i sc_hi = _mm256_set1_epi16(static_cast<int16_t>(byte(sc, 2 * h + 1)));
       STRATA_UNROLL
@@ -164,7 +185,8 @@ void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, Thr
 
 }  // namespace
 
-const MatMulKernels kAvx2Q4_K = {EachOut<Q4_KWeights>, nullptr, nullptr};
+const MatMulKernels kAvx2Q4_K = {EachOut<MinKWeights<Q4_KCodes>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q5_K = {EachOut<MinKWeights<Q5_KCodes>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q6_K = {EachOut<Q6_KWeights>, nullptr, nullptr};
 
 }  // namespace strata::kernels::internal

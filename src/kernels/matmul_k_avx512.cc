@@ -183,32 +183,66 @@ constexpr int kGroups = 2;
 constexpr int kSumChunk = 8;
 
 // ---------------------------------------------------------------------------
-// Q4_K. Record (4608 bytes = 32 blocks):
+// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins. Record (32
+// blocks: Q4_K 4608 bytes, Q5_K 5632):
 //   fp16 d[32], fp16 dmin[32]
 //   u32  scales[3][2][16]    the 12 bytes of 6-bit scales and mins
+//   Q5_K: u32 qh[8][2][16]   dword k: bytes 4k .. 4k+3 of qh (bit s: the
+//                            fifth bit of sub-block s's input 4k .. 4k+3)
 //   u32  qs[32][2][16]       dword j: bytes 4j .. 4j+3 of qs; dword 8h+k holds
 //        inputs 64h+4k .. +3 (sub-block 2h) in its low nibbles and 64h+32+4k ..
 //        +3 (sub-block 2h+1) in its high ones
-// The high nibbles are multiplied as they sit (16 q: one AND, no shift), so
-// the even sub-blocks' scales are taken times 16 and the integer sum is 16x
+// F, the type's codes: Block; kQh (0: none), kQs; Codes(rec, sb, k, g): the
+// codes of inputs 32 sb + 4k .. +3 of group g, times 2^kEvenShift for odd sb.
+
+// Q4_K's high nibbles are multiplied as they sit (16 q: one AND, no shift),
+// so the even sub-blocks' scales are taken times 16 and the integer sum is 16x
 // the reference's; the float step scales by 1/16 (exact: a power of two).
-struct Q4_KWeights {
+struct Q4_KCodes {
+  using Block = BlockQ4_K;
+  static constexpr int kQh = 0, kQs = 128 + 3 * 128;
+  static constexpr int kEvenShift = 4;
+  static __m512i Codes(const uint8_t* rec, int sb, int k, int g) {
+    const __m512i v = _mm512_load_si512(rec + kQs + ((8 * (sb / 2) + k) * 2 + g) * 64);
+    return _mm512_and_si512(v, _mm512_set1_epi8(static_cast<char>(sb % 2 == 0 ? 0x0F : 0xF0)));
+  }
+};
+
+struct Q5_KCodes {
+  using Block = BlockQ5_K;
+  static constexpr int kQh = 128 + 3 * 128, kQs = kQh + 8 * 128;
+  static constexpr int kEvenShift = 0;
+  static __m512i Codes(const uint8_t* rec, int sb, int k, int g) {
+    const __m512i v = _mm512_load_si512(rec + kQs + ((8 * (sb / 2) + k) * 2 + g) * 64);
+    const __m512i qh = _mm512_load_si512(rec + kQh + (k * 2 + g) * 64);
+    const __m512i lo = _mm512_and_si512(sb % 2 == 0 ? v : _mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+    // Bit sb of each qh byte moved to bit 4 (shifts of 16-bit lanes by at
+    // most 4: the bits crossing bytes land outside bit 4).
+    const __m512i hb = sb <= 4 ? _mm512_slli_epi16(qh, 4 - sb) : _mm512_srli_epi16(qh, sb - 4);
+    return _mm512_ternarylogic_epi32(lo, hb, _mm512_set1_epi8(0x10), 0xF8);  // lo | (hb & bit 4)
+  }
+};
+
+template <class F>
+struct MinKWeights {
   using Acts = KActs;
+  using Block = typename F::Block;
   static constexpr int kBlock = kQK_K;
-  static constexpr int kRecordBytes = kPanelRows * static_cast<int>(sizeof(BlockQ4_K));
+  static constexpr int kRecordBytes = kPanelRows * static_cast<int>(sizeof(Block));
   static constexpr int kTileTokens = 8;
-  static constexpr int kD = 0, kDmin = 64, kScales = 128, kQs = kScales + 3 * 128;
+  static constexpr int kD = 0, kDmin = 64, kScales = 128;
 
   static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
     const int64_t nsb = w.cols() / kQK_K;
     ForEachGroup(w, o0, [&](const uint8_t* row0, __m512i offsets, int g) {
       for (int64_t b = 0; b < nsb; ++b) {
-        const uint8_t* block = row0 + b * static_cast<int64_t>(sizeof(BlockQ4_K));
+        const uint8_t* block = row0 + b * static_cast<int64_t>(sizeof(Block));
         uint8_t* rec = panel + b * kRecordBytes;
         _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g), GatherHalves(block, offsets, 0));
         _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kDmin + 32 * g), GatherHalves(block, offsets, 1));
-        GatherDwords(block + offsetof(BlockQ4_K, scales), offsets, 3, rec + kScales, g);
-        GatherDwords(block + offsetof(BlockQ4_K, qs), offsets, 32, rec + kQs, g);
+        GatherDwords(block + offsetof(Block, scales), offsets, 3, rec + kScales, g);
+        if constexpr (F::kQh != 0) GatherDwords(block + offsetof(Block, qh), offsets, 8, rec + F::kQh, g);
+        GatherDwords(block + offsetof(Block, qs), offsets, 32, rec + F::kQs, g);
       }
     });
   }
@@ -229,6 +263,8 @@ struct Q4_KWeights {
                                       kOrAnd);
   }
 
+  static constexpr float kSumsFactor = 1.0f / (1 << F::kEvenShift);
+
   template <int T>
   static void Tile(const uint8_t* panel, int64_t nsb, const KActs& xa, int64_t t0, float* y, int64_t n_out,
                    int64_t o0) {
@@ -236,7 +272,6 @@ struct Q4_KWeights {
     const int8_t* xq[T];
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) xq[t] = xa.qs(t0 + t);
-    const __m512i low4 = _mm512_set1_epi8(0x0F), high4 = _mm512_set1_epi8(static_cast<char>(0xF0));
     for (int64_t b0 = 0; b0 < nsb; b0 += kSumChunk) {
       const int64_t n_chunk = std::min<int64_t>(kSumChunk, nsb - b0);
       __m512i sums[kSumChunk][G][T];
@@ -249,7 +284,6 @@ struct Q4_KWeights {
         __m512i (&isum)[G][T] = sums[i];  // in memory: the registers hold the dot chains
         STRATA_UNROLL
         for (int sb = 0; sb < kSubBlocks32; ++sb) {  // inputs 32 sb .. 32 sb + 31
-          const int h = sb / 2;
           __m512i dot[G][T];
           STRATA_UNROLL
           for (int g = 0; g < G; ++g)
@@ -259,10 +293,7 @@ struct Q4_KWeights {
           for (int k = 0; k < 8; ++k) {
             __m512i wq[G];
             STRATA_UNROLL
-            for (int g = 0; g < G; ++g) {
-              const __m512i v = _mm512_load_si512(rec + kQs + ((8 * h + k) * 2 + g) * 64);
-              wq[g] = _mm512_and_si512(v, sb % 2 == 0 ? low4 : high4);
-            }
+            for (int g = 0; g < G; ++g) wq[g] = F::Codes(rec, sb, k, g);
             STRATA_UNROLL
             for (int t = 0; t < T; ++t) {
               const __m512i xb = Broadcast4(xq[t] + b * kQK_K + 32 * sb + 4 * k);
@@ -273,7 +304,7 @@ struct Q4_KWeights {
           STRATA_UNROLL
           for (int g = 0; g < G; ++g) {
             __m512i sv = _mm512_shuffle_epi8(sc[g][sb / 4], ByteOfDword(sb % 4));
-            if (sb % 2 == 0) sv = _mm512_slli_epi32(sv, 4);
+            if (sb % 2 == 0) sv = _mm512_slli_epi32(sv, F::kEvenShift);
             STRATA_UNROLL
             for (int t = 0; t < T; ++t) {
               const __m512i prod = _mm512_mullo_epi32(dot[g][t], sv);
@@ -284,7 +315,7 @@ struct Q4_KWeights {
       }
       // The chunk's mins and float steps, added to y.
       for (int g = 0; g < G; ++g) {
-        const int64_t r0 = o0 + kLanes * (g);
+        const int64_t r0 = o0 + kLanes * g;
         const __mmask16 m = LaneMask(n_out - r0);
         for (int t = 0; t < T; ++t) {
           float* yt = y + (t0 + t) * n_out + r0;
@@ -305,8 +336,8 @@ struct Q4_KWeights {
             const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD + 32 * g)));
             const __m512 dm =
                 _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kDmin + 32 * g)));
-            const __m512 dx = _mm512_set1_ps(xd[b]), dx16 = _mm512_set1_ps(xd[b] * 0.0625f);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[i][g][t]), _mm512_mul_ps(dw, dx16), acc);
+            const __m512 dx = _mm512_set1_ps(xd[b]), dx_sums = _mm512_set1_ps(xd[b] * kSumsFactor);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[i][g][t]), _mm512_mul_ps(dw, dx_sums), acc);
             acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dm, dx), acc);
           }
           _mm512_mask_storeu_ps(yt, m, acc);
@@ -316,6 +347,7 @@ struct Q4_KWeights {
   }
 
 };
+
 
 // ---------------------------------------------------------------------------
 // Q6_K. Record (6720 bytes = 32 blocks):
@@ -467,13 +499,17 @@ struct Q6_KWeights {
       }
     }
   }
-
 };
+
+using Q4_KWeights = MinKWeights<Q4_KCodes>;
+using Q5_KWeights = MinKWeights<Q5_KCodes>;
 
 }  // namespace
 
 const MatMulKernels kAvx512Q4_K = {MatMulQuantPanels<Q4_KWeights>, PackedQuantBytes<Q4_KWeights>,
                                    PackQuantMatrix<Q4_KWeights>};
+const MatMulKernels kAvx512Q5_K = {MatMulQuantPanels<Q5_KWeights>, PackedQuantBytes<Q5_KWeights>,
+                                   PackQuantMatrix<Q5_KWeights>};
 const MatMulKernels kAvx512Q6_K = {MatMulQuantPanels<Q6_KWeights>, PackedQuantBytes<Q6_KWeights>,
                                    PackQuantMatrix<Q6_KWeights>};
 

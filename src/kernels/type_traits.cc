@@ -23,7 +23,7 @@ constexpr TypeTraits kTable[] = {
     {DType::kQ2_K, DequantizeQ2_K, QuantizeQ2_K, DType::kQ8_K, VecDotQ2_K, nullptr, nullptr},
     {DType::kQ3_K, DequantizeQ3_K, QuantizeQ3_K, DType::kQ8_K, VecDotQ3_K, nullptr, nullptr},
     {DType::kQ4_K, DequantizeQ4_K, QuantizeQ4_K, DType::kQ8_K, VecDotQ4_K, &kAvx2Q4_K, &kAvx512Q4_K},
-    {DType::kQ5_K, DequantizeQ5_K, QuantizeQ5_K, DType::kQ8_K, VecDotQ5_K, nullptr, nullptr},
+    {DType::kQ5_K, DequantizeQ5_K, QuantizeQ5_K, DType::kQ8_K, VecDotQ5_K, &kAvx2Q5_K, &kAvx512Q5_K},
     {DType::kQ6_K, DequantizeQ6_K, QuantizeQ6_K, DType::kQ8_K, VecDotQ6_K, &kAvx2Q6_K, &kAvx512Q6_K},
     {DType::kIQ4_XS, DequantizeIQ4_XS, QuantizeIQ4_XS, DType::kQ8_K, VecDotIQ4_XS, nullptr, nullptr},
     // Activation formats: row conversions only.
