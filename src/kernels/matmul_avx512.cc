@@ -26,6 +26,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <span>
 #include <type_traits>
@@ -67,12 +68,14 @@ constexpr int64_t kFloatChunk = 256;  // input elements per packed float panel (
 //   qs    int8  [kQK * nb]
 //   d     f32   [nb]   fp16-rounded scale per block
 //   comp  i32   [nb]   -offset * sum(qs of block)
-// The quantization is QuantizeRow(Q8_0)'s exactly (x * (1/d) rounded half away
-// from zero, like roundf); offset is the weights' (below).
-template <int kOffset>
+//   s     f32   [nb]   kSums only: Q8_1's s, fp16(d * sum(qs)) (d not rounded)
+// The quantization is QuantizeRow(Q8_0)'s (and Q8_1's) exactly (x * (1/d)
+// rounded half away from zero, like roundf); offset is the weights' (below).
+template <int kOffset, bool kSums = false>
 class QuantizedActs {
  public:
-  explicit QuantizedActs(int64_t n_in) : nb_(n_in / kQK), stride_(RoundUp64(static_cast<size_t>(nb_ * (kQK + 8)))) {}
+  explicit QuantizedActs(int64_t n_in)
+      : nb_(n_in / kQK), stride_(RoundUp64(static_cast<size_t>(nb_ * (kQK + (kSums ? 12 : 8))))) {}
 
   size_t bytes(int64_t n_tok) const { return stride_ * static_cast<size_t>(n_tok); }
   void set_base(void* base) { base_ = static_cast<uint8_t*>(base); }
@@ -80,6 +83,7 @@ class QuantizedActs {
   const int8_t* qs(int64_t t) const { return reinterpret_cast<const int8_t*>(rec(t)); }
   const float* d(int64_t t) const { return reinterpret_cast<const float*>(rec(t) + kQK * nb_); }
   const int32_t* comp(int64_t t) const { return reinterpret_cast<const int32_t*>(rec(t) + (kQK + 4) * nb_); }
+  const float* s(int64_t t) const { return reinterpret_cast<const float*>(rec(t) + (kQK + 8) * nb_); }
 
   // Quantizes token t's activations x: F32 [n_in]. Distinct t may run concurrently.
   void Quantize(int64_t t, const float* x) const;
@@ -100,11 +104,12 @@ __m512i RoundHalfAway(__m512 v) {
   return _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_or_ps(half, sign)));
 }
 
-template <int kOffset>
-void QuantizedActs<kOffset>::Quantize(int64_t t, const float* x) const {
+template <int kOffset, bool kSums>
+void QuantizedActs<kOffset, kSums>::Quantize(int64_t t, const float* x) const {
   auto* qs = reinterpret_cast<int8_t*>(rec(t));
   auto* d = reinterpret_cast<float*>(rec(t) + kQK * nb_);
   auto* comp = reinterpret_cast<int32_t*>(rec(t) + (kQK + 4) * nb_);
+  auto* s = reinterpret_cast<float*>(rec(t) + (kQK + 8) * nb_);
   for (int64_t b = 0; b < nb_; ++b) {
     const __m512 v0 = _mm512_loadu_ps(x + b * kQK), v1 = _mm512_loadu_ps(x + b * kQK + kLanes);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
@@ -115,7 +120,9 @@ void QuantizedActs<kOffset>::Quantize(int64_t t, const float* x) const {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK), _mm512_cvtepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK + kLanes), _mm512_cvtepi32_epi8(q1));
     d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
-    comp[b] = -kOffset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    comp[b] = -kOffset * sum;
+    if constexpr (kSums) s[b] = _cvtsh_ss(_cvtss_sh(static_cast<float>(sum) * scale, _MM_FROUND_TO_NEAREST_INT));
   }
 }
 
@@ -138,6 +145,8 @@ void QuantizedActs<kOffset>::Quantize(int64_t t, const float* x) const {
 struct Q8_0Weights {
   using Block = BlockQ8_0;
   static constexpr int kOffset = 128;
+  static constexpr bool kMin = false;
+  using Acts = QuantizedActs<kOffset>;
   static constexpr bool kHalfVectorDecode = true;  // QuantRowTile
   static constexpr int kRecordBytes = 64 + kQK * kPanelRows;
   // Writes block b of rows[0..15] as group g of record rec: an 8x8 transpose
@@ -193,32 +202,39 @@ struct Q8_0Weights {
   }
 };
 
+// The 16 bytes of nibble pairs of block b of rows[0..15] as u8 q[4][16][4]
+// ([k step][row][4 bytes]) at q: a 4x4 transpose of 4-byte groups in each
+// 128-bit lane (rows i, i+4, i+8, i+12).
+template <class Block>
+void PackNibbles(const Block* const rows[16], int64_t b, uint8_t* q) {
+  __m512i z[4];
+  STRATA_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i][b].qs)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4][b].qs)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 8][b].qs)), 2);
+    z[i] = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 12][b].qs)), 3);
+  }
+  const __m512i a0 = _mm512_unpacklo_epi32(z[0], z[1]), a1 = _mm512_unpackhi_epi32(z[0], z[1]);
+  const __m512i a2 = _mm512_unpacklo_epi32(z[2], z[3]), a3 = _mm512_unpackhi_epi32(z[2], z[3]);
+  _mm512_store_si512(q + 0 * 64, _mm512_unpacklo_epi64(a0, a2));
+  _mm512_store_si512(q + 1 * 64, _mm512_unpackhi_epi64(a0, a2));
+  _mm512_store_si512(q + 2 * 64, _mm512_unpacklo_epi64(a1, a3));
+  _mm512_store_si512(q + 3 * 64, _mm512_unpackhi_epi64(a1, a3));
+}
+
 struct Q4_0Weights {
   using Block = BlockQ4_0;
   static constexpr int kOffset = 8;
+  static constexpr bool kMin = false;
+  using Acts = QuantizedActs<kOffset>;
   // Not QuantRowTile: 1.1B Q4_0 decode read 0.78 / 0.58 of the read bandwidth
   // (slow / fast phase) unpacking nibbles in half vectors and 0.92-0.95 / -
   // splitting unpacked full vectors, against 0.95-1.01 / 0.78-0.85 as is.
   static constexpr bool kHalfVectorDecode = false;
   static constexpr int kRecordBytes = 64 + kQK / 2 * kPanelRows;
-  // Writes block b of rows[0..15] as group g of record rec: a 4x4 transpose of
-  // 4-byte groups in each 128-bit lane (rows i, i+4, i+8, i+12).
   static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* rec, int g) {
-    uint8_t* q = rec + 64 + g * 256;
-    __m512i z[4];
-    STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i][b].qs)));
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4][b].qs)), 1);
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 8][b].qs)), 2);
-      z[i] = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 12][b].qs)), 3);
-    }
-    const __m512i a0 = _mm512_unpacklo_epi32(z[0], z[1]), a1 = _mm512_unpackhi_epi32(z[0], z[1]);
-    const __m512i a2 = _mm512_unpacklo_epi32(z[2], z[3]), a3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    _mm512_store_si512(q + 0 * 64, _mm512_unpacklo_epi64(a0, a2));
-    _mm512_store_si512(q + 1 * 64, _mm512_unpackhi_epi64(a0, a2));
-    _mm512_store_si512(q + 2 * 64, _mm512_unpacklo_epi64(a1, a3));
-    _mm512_store_si512(q + 3 * 64, _mm512_unpackhi_epi64(a1, a3));
+    PackNibbles(rows, b, rec + 64 + g * 256);
   }
   template <class F>
   static void ForEachStep(const uint8_t* rec, const F& f) {
@@ -231,6 +247,104 @@ struct Q4_0Weights {
     }
   }
 };
+
+// Q4_1, Q5_0, Q5_1 and IQ4_NL: nibble pairs laid out as Q4_0's, after
+//   fp16 m[2][16]                      Q4_1, Q5_1: each row's block minimum
+//   u32  qh[2][16]                     Q5_0, Q5_1: the fifth bits, transposed:
+//        bit k of byte i is the fifth bit of input 4k+i (k step k)
+// N: Block; kOffset (the activations' comp cancels it); kMin (Q8_1
+// activations, + m * s per block); kFifthBit; Code(nibbles, k step, qh):
+// the unsigned codes of a k step from its nibbles (in bits 0-3).
+template <class N>
+struct NibbleWeights {
+  using Block = typename N::Block;
+  static constexpr int kOffset = N::kOffset;
+  static constexpr bool kMin = N::kMin;
+  using Acts = QuantizedActs<kOffset, kMin>;
+  static constexpr bool kHalfVectorDecode = false;
+  static constexpr int kM = 64;
+  static constexpr int kQh = kM + (kMin ? 64 : 0);
+  static constexpr int kQ = kQh + (N::kFifthBit ? 128 : 0);
+  static constexpr int kRecordBytes = kQ + kQK / 2 * kPanelRows;
+  static_assert(kRecordBytes == kPanelRows * static_cast<int>(sizeof(Block)));
+
+  static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* rec, int g) {
+    PackNibbles(rows, b, rec + kQ + g * 256);
+    if constexpr (kMin) {
+      auto* m = reinterpret_cast<uint16_t*>(rec + kM) + g * kLanes;
+      for (int i = 0; i < kLanes; ++i) m[i] = rows[i][b].m;
+    }
+    if constexpr (N::kFifthBit) {
+      alignas(64) uint32_t bits[kLanes];
+      for (int i = 0; i < kLanes; ++i) std::memcpy(&bits[i], rows[i][b].qh, sizeof bits[i]);
+      const __m512i v = _mm512_load_si512(bits), one = _mm512_set1_epi32(1);
+      __m512i t = _mm512_setzero_si512();
+      for (int k = 0; k < 8; ++k)
+        for (int j = 0; j < 4; ++j)
+          t = _mm512_or_si512(t, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 4 * k + j), one), 8 * j + k));
+      _mm512_store_si512(rec + kQh + g * 64, t);
+    }
+  }
+  template <class F>
+  static void ForEachStep(const uint8_t* rec, const F& f) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    __m512i qh0 = _mm512_setzero_si512(), qh1 = _mm512_setzero_si512();
+    if constexpr (N::kFifthBit) {
+      qh0 = _mm512_load_si512(rec + kQh);
+      qh1 = _mm512_load_si512(rec + kQh + 64);
+    }
+    STRATA_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      const __m512i v0 = _mm512_load_si512(rec + kQ + k * 64), v1 = _mm512_load_si512(rec + kQ + 256 + k * 64);
+      f(k, N::Code(_mm512_and_si512(v0, mask), k, qh0), N::Code(_mm512_and_si512(v1, mask), k, qh1));
+      f(k + 4, N::Code(_mm512_and_si512(_mm512_srli_epi16(v0, 4), mask), k + 4, qh0),
+        N::Code(_mm512_and_si512(_mm512_srli_epi16(v1, 4), mask), k + 4, qh1));
+    }
+  }
+};
+
+// Bit k of each byte of qh (NibbleWeights' transposed fifth bits) as bit 4
+// added to the nibbles (shifts of 16-bit lanes by at most 4: bits crossing
+// bytes land outside bit 4).
+__m512i WithFifthBit(__m512i nibbles, int k, __m512i qh) {
+  const __m512i hb = k <= 4 ? _mm512_slli_epi16(qh, 4 - k) : _mm512_srli_epi16(qh, k - 4);
+  return _mm512_ternarylogic_epi32(nibbles, hb, _mm512_set1_epi8(0x10), 0xF8);  // nibbles | (hb & bit 4)
+}
+
+struct Q4_1Nibbles {
+  using Block = BlockQ4_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true, kFifthBit = false;
+  static __m512i Code(__m512i nibbles, int, __m512i) { return nibbles; }
+};
+struct Q5_0Nibbles {
+  using Block = BlockQ5_0;
+  static constexpr int kOffset = 16;
+  static constexpr bool kMin = false, kFifthBit = true;
+  static __m512i Code(__m512i nibbles, int k, __m512i qh) { return WithFifthBit(nibbles, k, qh); }
+};
+struct Q5_1Nibbles {
+  using Block = BlockQ5_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true, kFifthBit = true;
+  static __m512i Code(__m512i nibbles, int k, __m512i qh) { return WithFifthBit(nibbles, k, qh); }
+};
+// The non-linear levels + 128 looked up by nibble (VPSHUFB, the table in each 128-bit lane).
+struct IQ4_NLNibbles {
+  using Block = BlockIQ4_NL;
+  static constexpr int kOffset = 128;
+  static constexpr bool kMin = false, kFifthBit = false;
+  static constexpr std::array<uint8_t, 16> kLevels = [] {
+    std::array<uint8_t, 16> levels{};
+    for (int i = 0; i < 16; ++i) levels[i] = static_cast<uint8_t>(kIq4nlValues[i] + kOffset);
+    return levels;
+  }();
+  static __m512i Code(__m512i nibbles, int, __m512i) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kLevels.data())));
+    return _mm512_shuffle_epi8(table, nibbles);
+  }
+};
+
 
 // Packs rows o0 .. o0+31 of w into one panel (nb records).
 template <class W>
@@ -260,7 +374,7 @@ void PackQuantPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
 // y[t0 .. t0+T-1][o0 .. o0+31] from one panel: a register tile of 32 rows x T
 // tokens that reuses every loaded weight vector T times.
 template <class W, int T>
-void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs<W::kOffset>& xa, int64_t t0, float* y, int64_t n_out,
+void QuantTile(const uint8_t* panel, int64_t nb, const typename W::Acts& xa, int64_t t0, float* y, int64_t n_out,
                int64_t o0) {
   const int8_t* xq[T];
   const float* xd[T];
@@ -296,6 +410,16 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs<W::kOffset>
       acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0[t]), _mm512_mul_ps(dw0, dx), acc0[t]);
       acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1[t]), _mm512_mul_ps(dw1, dx), acc1[t]);
     }
+    if constexpr (W::kMin) {  // + m_w * s_x (Q8_1)
+      const __m512 mw0 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + W::kM)));
+      const __m512 mw1 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + W::kM + 32)));
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m512 sx = _mm512_set1_ps(xa.s(t0 + t)[b]);
+        acc0[t] = _mm512_fmadd_ps(mw0, sx, acc0[t]);
+        acc1[t] = _mm512_fmadd_ps(mw1, sx, acc1[t]);
+      }
+    }
   }
   StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
 }
@@ -307,7 +431,7 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs<W::kOffset>
 // 512-bit operations and 1.02 / 1.10 with these (in-process alternation); all
 // of 1.1B Q8_0's decode matmuls 0.98 / 0.85 -> 1.03 / 1.01.
 template <class W>
-void QuantRowTile(const uint8_t* panel, int64_t nb, const QuantizedActs<W::kOffset>& xa, int64_t t, float* y, int64_t n_out,
+void QuantRowTile(const uint8_t* panel, int64_t nb, const typename W::Acts& xa, int64_t t, float* y, int64_t n_out,
                   int64_t o0) {
   const int8_t* xq = xa.qs(t);
   const float* xd = xa.d(t);
@@ -339,10 +463,10 @@ void QuantRowTile(const uint8_t* panel, int64_t nb, const QuantizedActs<W::kOffs
   StoreOutTile<1>(y, n_out, o0, t, acc0, acc1);
 }
 
-// Q8_0 / Q4_0 weights W as panel kernels (quant_panels_avx512.h).
+// 32-element-block weights W as panel kernels (quant_panels_avx512.h).
 template <class W>
 struct Block32Panels {
-  using Acts = QuantizedActs<W::kOffset>;
+  using Acts = typename W::Acts;
   static constexpr int kBlock = kQK;
   static constexpr int kRecordBytes = W::kRecordBytes;
   static constexpr int kTileTokens = kQuantTileTokens;
@@ -799,12 +923,12 @@ const MatMulKernels kAvx512F16 = {MatMulFloatOuts<F16Weights>, PackedFloatBytes<
                                   PackFloatMatrix<F16Weights>};
 const MatMulKernels kAvx512BF16 = {MatMulFloatOuts<BF16Weights>, PackedFloatBytes<BF16Weights>,
                                    PackFloatMatrix<BF16Weights>};
-const MatMulKernels kAvx512Q8_0 = {MatMulQuantPanels<Block32Panels<Q8_0Weights>>,
-                                   PackedQuantBytes<Block32Panels<Q8_0Weights>>,
-                                   PackQuantMatrix<Block32Panels<Q8_0Weights>>};
-const MatMulKernels kAvx512Q4_0 = {MatMulQuantPanels<Block32Panels<Q4_0Weights>>,
-                                   PackedQuantBytes<Block32Panels<Q4_0Weights>>,
-                                   PackQuantMatrix<Block32Panels<Q4_0Weights>>};
+const MatMulKernels kAvx512Q8_0 = kPanelKernels<Block32Panels<Q8_0Weights>>;
+const MatMulKernels kAvx512Q4_0 = kPanelKernels<Block32Panels<Q4_0Weights>>;
+const MatMulKernels kAvx512Q4_1 = kPanelKernels<Block32Panels<NibbleWeights<Q4_1Nibbles>>>;
+const MatMulKernels kAvx512Q5_0 = kPanelKernels<Block32Panels<NibbleWeights<Q5_0Nibbles>>>;
+const MatMulKernels kAvx512Q5_1 = kPanelKernels<Block32Panels<NibbleWeights<Q5_1Nibbles>>>;
+const MatMulKernels kAvx512IQ4_NL = kPanelKernels<Block32Panels<NibbleWeights<IQ4_NLNibbles>>>;
 
 #undef STRATA_UNROLL
 

@@ -506,12 +506,9 @@ using Q5_KWeights = MinKWeights<Q5_KCodes>;
 
 }  // namespace
 
-const MatMulKernels kAvx512Q4_K = {MatMulQuantPanels<Q4_KWeights>, PackedQuantBytes<Q4_KWeights>,
-                                   PackQuantMatrix<Q4_KWeights>};
-const MatMulKernels kAvx512Q5_K = {MatMulQuantPanels<Q5_KWeights>, PackedQuantBytes<Q5_KWeights>,
-                                   PackQuantMatrix<Q5_KWeights>};
-const MatMulKernels kAvx512Q6_K = {MatMulQuantPanels<Q6_KWeights>, PackedQuantBytes<Q6_KWeights>,
-                                   PackQuantMatrix<Q6_KWeights>};
+const MatMulKernels kAvx512Q4_K = kPanelKernels<Q4_KWeights>;
+const MatMulKernels kAvx512Q5_K = kPanelKernels<Q5_KWeights>;
+const MatMulKernels kAvx512Q6_K = kPanelKernels<Q6_KWeights>;
 
 }  // namespace strata::kernels::internal
 

@@ -28,6 +28,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul_tasks.h"
 #include "kernels/thread_pool.h"
+#include "kernels/type_traits.h"
 
 // Register-tile loops have compile-time trip counts and must be fully
 // unrolled so their arrays live in registers; GCC does that only at -O3
@@ -138,6 +139,10 @@ void MatMulQuantPanels(std::span<const MatMulOut> outs, const float* x, int64_t 
     }
   });
 }
+
+// A weight type's MatMulKernels (type_traits.h) on these panels.
+template <class W>
+constexpr MatMulKernels kPanelKernels = {MatMulQuantPanels<W>, PackedQuantBytes<W>, PackQuantMatrix<W>};
 
 }  // namespace
 }  // namespace strata::kernels::internal
