@@ -478,7 +478,8 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
   // alone). BF16 prefill may instead round x to BF16 (kBf16DotMinTokens), so
   // its decode is compared with the reference only (AllPathsMatchReference).
   constexpr int64_t kGemmTokens = 6;
-  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kF16, DType::kBF16,
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL, DType::kQ2_K,
+                     DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS, DType::kF16, DType::kBF16,
                      DType::kF32}) {
     const int64_t n_in = Info(type).block_size == kQK_K ? 512 : 160;
     for (int64_t n_out : {1, 32, 45, 96}) {

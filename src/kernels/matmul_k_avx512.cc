@@ -16,10 +16,10 @@
 // (FMA rounding), so results match it within float rounding.
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "core/quant_blocks.h"
 #include "kernels/isa_kernels.h"
@@ -183,87 +183,36 @@ constexpr int kGroups = 2;
 constexpr int kSumChunk = 8;
 
 // ---------------------------------------------------------------------------
-// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins. Record (32
-// blocks: Q4_K 4608 bytes, Q5_K 5632):
-//   fp16 d[32], fp16 dmin[32]
-//   u32  scales[3][2][16]    the 12 bytes of 6-bit scales and mins
-//   Q5_K: u32 qh[8][2][16]   dword k: bytes 4k .. 4k+3 of qh (bit s: the
-//                            fifth bit of sub-block s's input 4k .. 4k+3)
-//   u32  qs[32][2][16]       dword j: bytes 4j .. 4j+3 of qs; dword 8h+k holds
-//        inputs 64h+4k .. +3 (sub-block 2h) in its low nibbles and 64h+32+4k ..
-//        +3 (sub-block 2h+1) in its high ones
-// F, the type's codes: Block; kQh (0: none), kQs; Codes(rec, sb, k, g): the
-// codes of inputs 32 sb + 4k .. +3 of group g, times 2^kEvenShift for odd sb.
-
-// Q4_K's high nibbles are multiplied as they sit (16 q: one AND, no shift),
-// so the even sub-blocks' scales are taken times 16 and the integer sum is 16x
-// the reference's; the float step scales by 1/16 (exact: a power of two).
-struct Q4_KCodes {
-  using Block = BlockQ4_K;
-  static constexpr int kQh = 0, kQs = 128 + 3 * 128;
-  static constexpr int kEvenShift = 4;
-  static __m512i Codes(const uint8_t* rec, int sb, int k, int g) {
-    const __m512i v = _mm512_load_si512(rec + kQs + ((8 * (sb / 2) + k) * 2 + g) * 64);
-    return _mm512_and_si512(v, _mm512_set1_epi8(static_cast<char>(sb % 2 == 0 ? 0x0F : 0xF0)));
-  }
-};
-
-struct Q5_KCodes {
-  using Block = BlockQ5_K;
-  static constexpr int kQh = 128 + 3 * 128, kQs = kQh + 8 * 128;
-  static constexpr int kEvenShift = 0;
-  static __m512i Codes(const uint8_t* rec, int sb, int k, int g) {
-    const __m512i v = _mm512_load_si512(rec + kQs + ((8 * (sb / 2) + k) * 2 + g) * 64);
-    const __m512i qh = _mm512_load_si512(rec + kQh + (k * 2 + g) * 64);
-    const __m512i lo = _mm512_and_si512(sb % 2 == 0 ? v : _mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
-    // Bit sb of each qh byte moved to bit 4 (shifts of 16-bit lanes by at
-    // most 4: the bits crossing bytes land outside bit 4).
-    const __m512i hb = sb <= 4 ? _mm512_slli_epi16(qh, 4 - sb) : _mm512_srli_epi16(qh, sb - 4);
-    return _mm512_ternarylogic_epi32(lo, hb, _mm512_set1_epi8(0x10), 0xF8);  // lo | (hb & bit 4)
-  }
-};
+// The tiles. A type's format F gives:
+//   Block; kBlockBytes; Pack(block, offsets, rec, g): one super-block of a row
+//   group into record rec (GatherDwords / GatherHalves)
+//   kD: fp16 d[32]; kMinTerm: the sums term is a minimum weighted by dmin
+//   (fp16 dmin[32] at kDmin), else an offset: the integer sum less
+//   2^kTermShift times the term
+//   Scales(rec, g): Scale(j) the integer scale of sub-block j (int32 lanes),
+//   TermPair(p) the term's factors of sub-blocks 2p, 2p+1 as 16-bit halves
+//   Codes(rec, j, k, g): the unsigned codes of inputs sub * j + 4k .. +3 of
+//   group g (sub = F::kSub, 16 or 32 inputs per sub-block), times
+//   2^kOddShift for odd j when the layout keeps them there (even sub-blocks'
+//   scales are then taken times 2^kOddShift; the float step undoes it exactly)
+// The term is against the activations' sums of 16 (kSub 16) or 32 codes.
 
 template <class F>
-struct MinKWeights {
+struct KWeights {
   using Acts = KActs;
-  using Block = typename F::Block;
   static constexpr int kBlock = kQK_K;
-  static constexpr int kRecordBytes = kPanelRows * static_cast<int>(sizeof(Block));
+  static constexpr int kRecordBytes = kPanelRows * static_cast<int>(sizeof(typename F::Block));
   static constexpr int kTileTokens = 8;
-  static constexpr int kD = 0, kDmin = 64, kScales = 128;
+  static constexpr int kSub = F::kSub, kSubBlocks = kQK_K / kSub, kSteps = kSub / 4;
+  static constexpr float kSumsFactor = 1.0f / static_cast<float>(1 << F::kOddShift);
 
   static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
     const int64_t nsb = w.cols() / kQK_K;
     ForEachGroup(w, o0, [&](const uint8_t* row0, __m512i offsets, int g) {
-      for (int64_t b = 0; b < nsb; ++b) {
-        const uint8_t* block = row0 + b * static_cast<int64_t>(sizeof(Block));
-        uint8_t* rec = panel + b * kRecordBytes;
-        _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g), GatherHalves(block, offsets, 0));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kDmin + 32 * g), GatherHalves(block, offsets, 1));
-        GatherDwords(block + offsetof(Block, scales), offsets, 3, rec + kScales, g);
-        if constexpr (F::kQh != 0) GatherDwords(block + offsetof(Block, qh), offsets, 8, rec + F::kQh, g);
-        GatherDwords(block + offsetof(Block, qs), offsets, 32, rec + F::kQs, g);
-      }
+      for (int64_t b = 0; b < nsb; ++b)
+        F::Pack(row0 + b * static_cast<int64_t>(sizeof(typename F::Block)), offsets, panel + b * kRecordBytes, g);
     });
   }
-
-  // Group g's scales and mins as bytes: sc[0] scales 0-3, sc[1] 4-7 (byte j
-  // of a lane's dword: sub-block j or 4+j), mn likewise (ggml's
-  // get_scale_min_k4 on 16 rows at once).
-  static void ScalesMins(const uint8_t* rec, int g, __m512i (&sc)[2], __m512i (&mn)[2]) {
-    const __m512i a = _mm512_load_si512(rec + kScales + (0 * 2 + g) * 64);
-    const __m512i b = _mm512_load_si512(rec + kScales + (1 * 2 + g) * 64);
-    const __m512i c = _mm512_load_si512(rec + kScales + (2 * 2 + g) * 64);
-    const __m512i low6 = _mm512_set1_epi8(0x3F), low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-    constexpr int kOrAnd = 0xF8;  // A | (B & C)
-    sc[0] = _mm512_and_si512(a, low6);
-    mn[0] = _mm512_and_si512(b, low6);
-    sc[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(c, low4), _mm512_srli_epi32(a, 2), bits45, kOrAnd);
-    mn[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), low4), _mm512_srli_epi32(b, 2), bits45,
-                                      kOrAnd);
-  }
-
-  static constexpr float kSumsFactor = 1.0f / (1 << F::kEvenShift);
 
   template <int T>
   static void Tile(const uint8_t* panel, int64_t nsb, const KActs& xa, int64_t t0, float* y, int64_t n_out,
@@ -278,237 +227,382 @@ struct MinKWeights {
       for (int64_t i = 0; i < n_chunk; ++i) {
         const int64_t b = b0 + i;
         const uint8_t* rec = panel + b * kRecordBytes;
-        __m512i sc[G][2], mn[G][2];
-        STRATA_UNROLL
-        for (int g = 0; g < G; ++g) ScalesMins(rec, g, sc[g], mn[g]);
+        const typename F::Scales scales[G] = {typename F::Scales(rec, 0), typename F::Scales(rec, 1)};
         __m512i (&isum)[G][T] = sums[i];  // in memory: the registers hold the dot chains
         STRATA_UNROLL
-        for (int sb = 0; sb < kSubBlocks32; ++sb) {  // inputs 32 sb .. 32 sb + 31
+        for (int j = 0; j < kSubBlocks; ++j) {
           __m512i dot[G][T];
           STRATA_UNROLL
           for (int g = 0; g < G; ++g)
             STRATA_UNROLL
             for (int t = 0; t < T; ++t) dot[g][t] = _mm512_setzero_si512();
           STRATA_UNROLL
-          for (int k = 0; k < 8; ++k) {
+          for (int k = 0; k < kSteps; ++k) {
             __m512i wq[G];
             STRATA_UNROLL
-            for (int g = 0; g < G; ++g) wq[g] = F::Codes(rec, sb, k, g);
+            for (int g = 0; g < G; ++g) wq[g] = F::Codes(rec, j, k, g);
             STRATA_UNROLL
             for (int t = 0; t < T; ++t) {
-              const __m512i xb = Broadcast4(xq[t] + b * kQK_K + 32 * sb + 4 * k);
+              const __m512i xb = Broadcast4(xq[t] + b * kQK_K + kSub * j + 4 * k);
               STRATA_UNROLL
               for (int g = 0; g < G; ++g) dot[g][t] = _mm512_dpbusd_epi32(dot[g][t], wq[g], xb);
             }
           }
           STRATA_UNROLL
           for (int g = 0; g < G; ++g) {
-            __m512i sv = _mm512_shuffle_epi8(sc[g][sb / 4], ByteOfDword(sb % 4));
-            if (sb % 2 == 0) sv = _mm512_slli_epi32(sv, F::kEvenShift);
+            __m512i sv = scales[g].Scale(j);
+            if (j % 2 == 0) sv = _mm512_slli_epi32(sv, F::kOddShift);
             STRATA_UNROLL
             for (int t = 0; t < T; ++t) {
               const __m512i prod = _mm512_mullo_epi32(dot[g][t], sv);
-              isum[g][t] = sb == 0 ? prod : _mm512_add_epi32(isum[g][t], prod);
+              isum[g][t] = j == 0 ? prod : _mm512_add_epi32(isum[g][t], prod);
             }
           }
         }
       }
-      // The chunk's mins and float steps, added to y.
+      // The chunk's sums terms and float steps, added to y.
       for (int g = 0; g < G; ++g) {
         const int64_t r0 = o0 + kLanes * g;
         const __mmask16 m = LaneMask(n_out - r0);
         for (int t = 0; t < T; ++t) {
           float* yt = y + (t0 + t) * n_out + r0;
           const float* xd = xa.d(t0 + t);
-          const int16_t* xs = xa.sums32(t0 + t);
+          const int16_t* xs = kSub == 16 ? xa.sums16(t0 + t) : xa.sums32(t0 + t);
           __m512 acc = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, yt);
           for (int64_t i = 0; i < n_chunk; ++i) {
             const int64_t b = b0 + i;
             const uint8_t* rec = panel + b * kRecordBytes;
-            __m512i sc[2], mn[2];
-            ScalesMins(rec, g, sc, mn);
-            // Mins as 16-bit pairs (sub-blocks 2p, 2p+1) against the activations' pairs of sums of 32.
-            __m512i msum = _mm512_setzero_si512();
+            const typename F::Scales scales(rec, g);
+            __m512i term = _mm512_setzero_si512();
             STRATA_UNROLL
-            for (int p = 0; p < 4; ++p)
-              msum = _mm512_dpwssd_epi32(msum, _mm512_shuffle_epi8(mn[p / 2], BytePairOfDword(2 * (p % 2))),
-                                         Broadcast4(xs + b * kSubBlocks32 + 2 * p));
-            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD + 32 * g)));
-            const __m512 dm =
-                _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kDmin + 32 * g)));
+            for (int p = 0; p < kSubBlocks / 2; ++p)
+              term = _mm512_dpwssd_epi32(term, scales.TermPair(p), Broadcast4(xs + b * kSubBlocks + 2 * p));
+            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + F::kD + 32 * g)));
             const __m512 dx = _mm512_set1_ps(xd[b]), dx_sums = _mm512_set1_ps(xd[b] * kSumsFactor);
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[i][g][t]), _mm512_mul_ps(dw, dx_sums), acc);
-            acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dm, dx), acc);
+            if constexpr (F::kMinTerm) {
+              const __m512 dm =
+                  _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + F::kDmin + 32 * g)));
+              acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[i][g][t]), _mm512_mul_ps(dw, dx_sums), acc);
+              acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(term), _mm512_mul_ps(dm, dx), acc);
+            } else {
+              const __m512i total =
+                  _mm512_sub_epi32(sums[i][g][t], _mm512_slli_epi32(term, F::kTermShift + F::kOddShift));
+              acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_mul_ps(dw, dx_sums), acc);
+            }
           }
           _mm512_mask_storeu_ps(yt, m, acc);
         }
       }
     }
   }
-
 };
 
+// Sign-extended byte r of each dword as int32 lanes.
+__m512i SignedByte(__m512i v, int r) { return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * r), 24); }
 
 // ---------------------------------------------------------------------------
-// Q6_K. Record (6720 bytes = 32 blocks):
-//   fp16 d[32]
-//   u32  scales[4][2][16]    dword i: the int8 scales of sub-blocks (of 16)
-//        4i, 4i+2, 4i+1, 4i+3 (so the 16-bit halves sign-extend to the
-//        pairs (4i, 4i+1) and (4i+2, 4i+3))
-//   u32  ql[32][2][16]       dword j: bytes 4j .. 4j+3 of ql
-//   u32  qh[16][2][16]       dword j: bytes 4j .. 4j+3 of qh
-// Inputs 128h + 32u + 4k .. +3 (half h, quarter u, k step k) have their low
-// 4 bits in ql dword 16h + 8(u % 2) + k (low nibbles for u < 2, else high)
-// and their top 2 bits at bits 2u, 2u+1 of qh dword 8h + k.
-struct Q6_KWeights {
-  using Acts = KActs;
-  static constexpr int kBlock = kQK_K;
-  static constexpr int kRecordBytes = kPanelRows * static_cast<int>(sizeof(BlockQ6_K));
-  static constexpr int kTileTokens = 8;
-  static constexpr int kD = 0, kScales = 64, kQl = kScales + 4 * 128, kQh = kQl + 32 * 128;
+// Q4_K and Q5_K: 8 sub-blocks of 32, 6-bit scales and mins. Record (Q4_K
+// 4608 bytes, Q5_K 5632):
+//   fp16 d[32], fp16 dmin[32]
+//   u32  scales[3][2][16]    the 12 bytes of 6-bit scales and mins
+//   Q5_K: u32 qh[8][2][16]   dword k: bytes 4k .. 4k+3 of qh (bit j: the
+//                            fifth bit of sub-block j's inputs 4k .. 4k+3)
+//   u32  qs[32][2][16]       dword 8h+k holds inputs 64h+4k .. +3 (sub-block
+//        2h) in its low nibbles and 64h+32+4k .. +3 (sub-block 2h+1) in its
+//        high ones
+template <class Block, bool kFifthBit>
+struct MinK32Format {
+  static constexpr int kSub = 32;
+  static constexpr bool kMinTerm = true;
+  static constexpr int kTermShift = 0;
+  static constexpr int kD = 0, kDmin = 64, kScales = 128, kQh = kScales + 3 * 128;
+  static constexpr int kQs = kQh + (kFifthBit ? 8 * 128 : 0);
 
-  static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
-    const int64_t nsb = w.cols() / kQK_K;
-    // Scale bytes 0, 1, 2, 3 of each dword to 0, 2, 1, 3.
-    const __m512i order = _mm512_set4_epi32(0x0F0D0E0C, 0x0B090A08, 0x07050604, 0x03010200);
-    ForEachGroup(w, o0, [&](const uint8_t* row0, __m512i offsets, int g) {
-      for (int64_t b = 0; b < nsb; ++b) {
-        const uint8_t* block = row0 + b * static_cast<int64_t>(sizeof(BlockQ6_K));
-        uint8_t* rec = panel + b * kRecordBytes;
-        // d is the block's last 2 bytes: read as the high half of the dword before.
-        _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g),
-                           GatherHalves(block + offsetof(BlockQ6_K, d) - 2, offsets, 1));
-        GatherDwords(block + offsetof(BlockQ6_K, scales), offsets, 4, rec + kScales, g);
-        for (int i = 0; i < 4; ++i) {
-          uint8_t* v = rec + kScales + (i * 2 + g) * 64;
-          _mm512_store_si512(v, _mm512_shuffle_epi8(_mm512_load_si512(v), order));
-        }
-        GatherDwords(block + offsetof(BlockQ6_K, ql), offsets, 32, rec + kQl, g);
-        GatherDwords(block + offsetof(BlockQ6_K, qh), offsets, 16, rec + kQh, g);
-      }
-    });
+  static void Pack(const uint8_t* block, __m512i offsets, uint8_t* rec, int g) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g), GatherHalves(block, offsets, 0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kDmin + 32 * g), GatherHalves(block, offsets, 1));
+    GatherDwords(block + offsetof(Block, scales), offsets, 3, rec + kScales, g);
+    if constexpr (kFifthBit) GatherDwords(block + offsetof(Block, qh), offsets, 8, rec + kQh, g);
+    GatherDwords(block + offsetof(Block, qs), offsets, 32, rec + kQs, g);
   }
 
-  // Codes 0..63 of the inputs of quarter u, k step k of half h (one row group's vector at ql, qh).
-  template <int U>
-  static __m512i Codes(const uint8_t* ql, const uint8_t* qh) {
-    const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
-    const __m512i l = _mm512_load_si512(ql), h = _mm512_load_si512(qh);
-    const __m512i lo = _mm512_and_si512(U < 2 ? l : _mm512_srli_epi16(l, 4), low4);
-    // The quarter's 2 bits moved to bits 4-5 of each byte (shifts of 16-bit
-    // lanes; bits crossing bytes land outside bits 4-5).
-    const __m512i hs = U == 0 ? _mm512_slli_epi16(h, 4) : U == 1 ? _mm512_slli_epi16(h, 2) : U == 2 ? h
-                                                                                              : _mm512_srli_epi16(h, 2);
-    return _mm512_ternarylogic_epi32(lo, hs, bits45, 0xF8);  // lo | (hs & bits45)
-  }
-
-  // Scale of sub-block j (of 16) of group g as int32 lanes.
-  static __m512i Scale(const uint8_t* rec, int j, int g) {
-    const __m512i v = _mm512_load_si512(rec + kScales + ((j / 4) * 2 + g) * 64);
-    constexpr int kByte[4] = {0, 2, 1, 3};  // where sub-block 4i + r sits in dword i
-    const int byte = kByte[j % 4];
-    return _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * byte), 24);
-  }
-
-  template <int T>
-  static void Tile(const uint8_t* panel, int64_t nsb, const KActs& xa, int64_t t0, float* y, int64_t n_out,
-                   int64_t o0) {
-    constexpr int G = kGroups;
-    const int8_t* xq[T];
-    STRATA_UNROLL
-    for (int t = 0; t < T; ++t) xq[t] = xa.qs(t0 + t);
-    for (int64_t b0 = 0; b0 < nsb; b0 += kSumChunk) {
-      const int64_t n_chunk = std::min<int64_t>(kSumChunk, nsb - b0);
-      __m512i sums[kSumChunk][G][T];
-      for (int64_t i = 0; i < n_chunk; ++i) {
-        const int64_t b = b0 + i;
-        const uint8_t* rec = panel + b * kRecordBytes;
-        __m512i (&isum)[G][T] = sums[i];  // in memory: the registers hold the dot chains
-        const auto quarter = [&](auto u_tag, int h) {
-          constexpr int U = decltype(u_tag)::value;
-          STRATA_UNROLL
-          for (int half = 0; half < 2; ++half) {  // sub-block j = 8h + 2U + half: inputs 16 j .. 16 j + 15
-            const int j = 8 * h + 2 * U + half;
-            __m512i dot[G][T];
-            STRATA_UNROLL
-            for (int g = 0; g < G; ++g)
-              STRATA_UNROLL
-              for (int t = 0; t < T; ++t) dot[g][t] = _mm512_setzero_si512();
-            STRATA_UNROLL
-            for (int kk = 0; kk < 4; ++kk) {
-              const int k = 4 * half + kk;
-              __m512i wq[G];
-              STRATA_UNROLL
-              for (int g = 0; g < G; ++g)
-                wq[g] = Codes<U>(rec + kQl + ((16 * h + 8 * (U % 2) + k) * 2 + g) * 64,
-                                 rec + kQh + ((8 * h + k) * 2 + g) * 64);
-              STRATA_UNROLL
-              for (int t = 0; t < T; ++t) {
-                const __m512i xb = Broadcast4(xq[t] + b * kQK_K + 16 * j + 4 * kk);
-                STRATA_UNROLL
-                for (int g = 0; g < G; ++g) dot[g][t] = _mm512_dpbusd_epi32(dot[g][t], wq[g], xb);
-              }
-            }
-            STRATA_UNROLL
-            for (int g = 0; g < G; ++g) {
-              const __m512i sv = Scale(rec, j, g);
-              STRATA_UNROLL
-              for (int t = 0; t < T; ++t) {
-                const __m512i prod = _mm512_mullo_epi32(dot[g][t], sv);
-                isum[g][t] = j == 0 ? prod : _mm512_add_epi32(isum[g][t], prod);
-              }
-            }
-          }
-        };
-        STRATA_UNROLL
-        for (int h = 0; h < 2; ++h) {
-          quarter(std::integral_constant<int, 0>(), h);
-          quarter(std::integral_constant<int, 1>(), h);
-          quarter(std::integral_constant<int, 2>(), h);
-          quarter(std::integral_constant<int, 3>(), h);
-        }
-      }
-      // The chunk's code offsets and float steps, added to y:
-      // isum - 32 * sum_j scale_j * (sum of the 16 activation codes of sub-block j).
-      for (int g = 0; g < G; ++g) {
-        const int64_t r0 = o0 + kLanes * (g);
-        const __mmask16 m = LaneMask(n_out - r0);
-        for (int t = 0; t < T; ++t) {
-          float* yt = y + (t0 + t) * n_out + r0;
-          const float* xd = xa.d(t0 + t);
-          const int16_t* xs = xa.sums16(t0 + t);
-          __m512 acc = b0 == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, yt);
-          for (int64_t i = 0; i < n_chunk; ++i) {
-            const int64_t b = b0 + i;
-            const uint8_t* rec = panel + b * kRecordBytes;
-            __m512i off = _mm512_setzero_si512();
-            STRATA_UNROLL
-            for (int q = 0; q < 4; ++q) {
-              // Scale pairs (4q, 4q+1) and (4q+2, 4q+3) as 16-bit halves.
-              const __m512i v = _mm512_load_si512(rec + kScales + (q * 2 + g) * 64);
-              off = _mm512_dpwssd_epi32(off, _mm512_srai_epi16(_mm512_slli_epi16(v, 8), 8),
-                                        Broadcast4(xs + b * kSubBlocks16 + 4 * q));
-              off = _mm512_dpwssd_epi32(off, _mm512_srai_epi16(v, 8), Broadcast4(xs + b * kSubBlocks16 + 4 * q + 2));
-            }
-            const __m512i isum = _mm512_sub_epi32(sums[i][g][t], _mm512_slli_epi32(off, 5));
-            const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kD + 32 * g)));
-            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b])), acc);
-          }
-          _mm512_mask_storeu_ps(yt, m, acc);
-        }
-      }
+  // The scales and mins as bytes: sc[0] scales 0-3, sc[1] 4-7 (byte r of a
+  // lane's dword: sub-block r or 4+r), mn likewise (ggml's get_scale_min_k4
+  // on 16 rows at once).
+  struct Scales {
+    __m512i sc[2], mn[2];
+    Scales(const uint8_t* rec, int g) {
+      const __m512i a = _mm512_load_si512(rec + kScales + (0 * 2 + g) * 64);
+      const __m512i b = _mm512_load_si512(rec + kScales + (1 * 2 + g) * 64);
+      const __m512i c = _mm512_load_si512(rec + kScales + (2 * 2 + g) * 64);
+      const __m512i low6 = _mm512_set1_epi8(0x3F), low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+      constexpr int kOrAnd = 0xF8;  // A | (B & C)
+      sc[0] = _mm512_and_si512(a, low6);
+      mn[0] = _mm512_and_si512(b, low6);
+      sc[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(c, low4), _mm512_srli_epi32(a, 2), bits45, kOrAnd);
+      mn[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi32(c, 4), low4), _mm512_srli_epi32(b, 2),
+                                        bits45, kOrAnd);
     }
+    __m512i Scale(int j) const { return _mm512_shuffle_epi8(sc[j / 4], ByteOfDword(j % 4)); }
+    __m512i TermPair(int p) const { return _mm512_shuffle_epi8(mn[p / 2], BytePairOfDword(2 * (p % 2))); }
+  };
+};
+
+// Q4_K's high nibbles are multiplied as they sit (16 q: one AND, no shift).
+struct Q4_KFormat : MinK32Format<BlockQ4_K, false> {
+  using Block = BlockQ4_K;
+  static constexpr int kOddShift = 4;
+  static __m512i Codes(const uint8_t* rec, int j, int k, int g) {
+    const __m512i v = _mm512_load_si512(rec + kQs + ((8 * (j / 2) + k) * 2 + g) * 64);
+    return _mm512_and_si512(v, _mm512_set1_epi8(static_cast<char>(j % 2 == 0 ? 0x0F : 0xF0)));
   }
 };
 
-using Q4_KWeights = MinKWeights<Q4_KCodes>;
-using Q5_KWeights = MinKWeights<Q5_KCodes>;
+struct Q5_KFormat : MinK32Format<BlockQ5_K, true> {
+  using Block = BlockQ5_K;
+  static constexpr int kOddShift = 0;
+  static __m512i Codes(const uint8_t* rec, int j, int k, int g) {
+    const __m512i v = _mm512_load_si512(rec + kQs + ((8 * (j / 2) + k) * 2 + g) * 64);
+    const __m512i qh = _mm512_load_si512(rec + kQh + (k * 2 + g) * 64);
+    const __m512i lo = _mm512_and_si512(j % 2 == 0 ? v : _mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+    // Bit j of each qh byte moved to bit 4 (shifts of 16-bit lanes by at most
+    // 4: the bits crossing bytes land outside bit 4).
+    const __m512i hb = j <= 4 ? _mm512_slli_epi16(qh, 4 - j) : _mm512_srli_epi16(qh, j - 4);
+    return _mm512_ternarylogic_epi32(lo, hb, _mm512_set1_epi8(0x10), 0xF8);  // lo | (hb & bit 4)
+  }
+};
+
+// ---------------------------------------------------------------------------
+// IQ4_XS: 8 sub-blocks of 32, 6-bit scales less 32, codes are the non-linear
+// levels + 128 (looked up by nibble with VPSHUFB); the offset 128 comes off
+// against the sums of 32. Record (4352 bytes):
+//   fp16 d[32], u16 scales_h[32]
+//   u32  scales_l[1][2][16]
+//   u32  qs[32][2][16]       dword 4j+k holds inputs 32j+4k .. +3 in its low
+//        nibbles and 32j+16+4k .. +3 in its high ones
+struct IQ4_XSFormat {
+  using Block = BlockIQ4_XS;
+  static constexpr int kSub = 32;
+  static constexpr bool kMinTerm = false;
+  static constexpr int kTermShift = 7, kOddShift = 0;
+  static constexpr int kD = 0, kScalesH = 64, kScalesL = 128, kQs = kScalesL + 128;
+
+  static void Pack(const uint8_t* block, __m512i offsets, uint8_t* rec, int g) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g), GatherHalves(block, offsets, 0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kScalesH + 32 * g), GatherHalves(block, offsets, 1));
+    GatherDwords(block + offsetof(Block, scales_l), offsets, 1, rec + kScalesL, g);
+    GatherDwords(block + offsetof(Block, qs), offsets, 32, rec + kQs, g);
+  }
+
+  // Sub-block j's scale: 4 bits at bit 4j of scales_l, 2 at bit 2j of scales_h, less 32.
+  struct Scales {
+    __m512i sc[8];
+    Scales(const uint8_t* rec, int g) {
+      const __m512i l = _mm512_load_si512(rec + kScalesL + g * 64);
+      const __m512i h = _mm512_cvtepu16_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + kScalesH + 32 * g)));
+      STRATA_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(l, 4 * j), _mm512_set1_epi32(0x0F));
+        const __m512i hi = _mm512_and_si512(_mm512_slli_epi32(_mm512_srli_epi32(h, 2 * j), 4), _mm512_set1_epi32(0x30));
+        sc[j] = _mm512_sub_epi32(_mm512_or_si512(lo, hi), _mm512_set1_epi32(32));
+      }
+    }
+    __m512i Scale(int j) const { return sc[j]; }
+    __m512i TermPair(int p) const {
+      return _mm512_mask_blend_epi16(0xAAAAAAAA, sc[2 * p], _mm512_slli_epi32(sc[2 * p + 1], 16));
+    }
+  };
+
+  static __m512i Codes(const uint8_t* rec, int j, int k, int g) {
+    static constexpr std::array<uint8_t, 16> kLevels = [] {
+      std::array<uint8_t, 16> levels{};
+      for (int i = 0; i < 16; ++i) levels[i] = static_cast<uint8_t>(kIq4nlValues[i] + 128);
+      return levels;
+    }();
+    const __m512i v = _mm512_load_si512(rec + kQs + ((4 * j + k % 4) * 2 + g) * 64);
+    const __m512i nib = _mm512_and_si512(k < 4 ? v : _mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kLevels.data())));
+    return _mm512_shuffle_epi8(table, nib);
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Sub-blocks of 16 (Q2_K, Q3_K, Q6_K): input 128h + 32u + l (half h, quarter
+// u, l < 32) is in sub-block 8h + 2u + l / 16; its codes come from dword 8h +
+// k (l = 4k .. 4k+3) of a field of 32 bytes per half (qs of Q2_K / Q3_K, qh
+// of Q6_K), at bits 2u, 2u+1 of each byte.
+
+// Q6_K. Record (6720 bytes):
+//   fp16 d[32]
+//   u32  scales[4][2][16]    dword i: the int8 scales of sub-blocks 4i, 4i+2,
+//        4i+1, 4i+3 (so the 16-bit halves sign-extend to the pairs (4i,
+//        4i+1) and (4i+2, 4i+3))
+//   u32  ql[32][2][16]       dword j: bytes 4j .. 4j+3 of ql
+//   u32  qh[16][2][16]       dword j: bytes 4j .. 4j+3 of qh
+// Inputs 128h + 32u + 4k .. +3 have their low 4 bits in ql dword 16h +
+// 8(u % 2) + k (low nibbles for u < 2, else high) and their top 2 bits at
+// bits 2u, 2u+1 of qh dword 8h + k; codes 0..63, the offset 32 comes off.
+struct Q6_KFormat {
+  using Block = BlockQ6_K;
+  static constexpr int kSub = 16;
+  static constexpr bool kMinTerm = false;
+  static constexpr int kTermShift = 5, kOddShift = 0;
+  static constexpr int kD = 0, kScales = 64, kQl = kScales + 4 * 128, kQh = kQl + 32 * 128;
+
+  static void Pack(const uint8_t* block, __m512i offsets, uint8_t* rec, int g) {
+    // d is the block's last 2 bytes: read as the high half of the dword before.
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g),
+                       GatherHalves(block + offsetof(Block, d) - 2, offsets, 1));
+    GatherDwords(block + offsetof(Block, scales), offsets, 4, rec + kScales, g);
+    const __m512i order = _mm512_set4_epi32(0x0F0D0E0C, 0x0B090A08, 0x07050604, 0x03010200);  // bytes 0, 2, 1, 3
+    for (int i = 0; i < 4; ++i) {
+      uint8_t* v = rec + kScales + (i * 2 + g) * 64;
+      _mm512_store_si512(v, _mm512_shuffle_epi8(_mm512_load_si512(v), order));
+    }
+    GatherDwords(block + offsetof(Block, ql), offsets, 32, rec + kQl, g);
+    GatherDwords(block + offsetof(Block, qh), offsets, 16, rec + kQh, g);
+  }
+
+  struct Scales {
+    const uint8_t* v;  // group g's scale dwords
+    Scales(const uint8_t* rec, int g) : v(rec + kScales + g * 64) {}
+    __m512i Scale(int j) const {
+      constexpr int kByte[4] = {0, 2, 1, 3};  // where sub-block 4i + r sits in dword i
+      return SignedByte(_mm512_load_si512(v + (j / 4) * 128), kByte[j % 4]);
+    }
+    __m512i TermPair(int p) const {
+      const __m512i s = _mm512_load_si512(v + (p / 2) * 128);
+      return p % 2 == 0 ? _mm512_srai_epi16(_mm512_slli_epi16(s, 8), 8) : _mm512_srai_epi16(s, 8);
+    }
+  };
+
+  static __m512i Codes(const uint8_t* rec, int j, int k4, int g) {
+    const int h = j / 8, u = (j % 8) / 2, k = 4 * (j % 2) + k4;
+    const __m512i l = _mm512_load_si512(rec + kQl + ((16 * h + 8 * (u % 2) + k) * 2 + g) * 64);
+    const __m512i hb = _mm512_load_si512(rec + kQh + ((8 * h + k) * 2 + g) * 64);
+    const __m512i lo = _mm512_and_si512(u < 2 ? l : _mm512_srli_epi16(l, 4), _mm512_set1_epi8(0x0F));
+    // The quarter's 2 bits moved to bits 4-5 of each byte (shifts of 16-bit
+    // lanes by at most 4; bits crossing bytes land outside bits 4-5).
+    const __m512i hs = u <= 2 ? _mm512_slli_epi16(hb, 4 - 2 * u) : _mm512_srli_epi16(hb, 2);
+    return _mm512_ternarylogic_epi32(lo, hs, _mm512_set1_epi8(0x30), 0xF8);  // lo | (hs & bits 4-5)
+  }
+};
+
+// Q2_K. Record (2688 bytes):
+//   fp16 d[32], fp16 dmin[32]
+//   u32  scales[4][2][16]    dword i: bytes 4i .. 4i+3 of scales (sub-block
+//        j: scale in the low nibble of byte j, min in the high one)
+//   u32  qs[16][2][16]       dword j: bytes 4j .. 4j+3 of qs; codes 0..3
+struct Q2_KFormat {
+  using Block = BlockQ2_K;
+  static constexpr int kSub = 16;
+  static constexpr bool kMinTerm = true;
+  static constexpr int kTermShift = 0, kOddShift = 0;
+  static constexpr int kD = 0, kDmin = 64, kScales = 128, kQs = kScales + 4 * 128;
+
+  static void Pack(const uint8_t* block, __m512i offsets, uint8_t* rec, int g) {
+    // d, dmin are the block's last 4 bytes.
+    const uint8_t* dd = block + offsetof(Block, d);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g), GatherHalves(dd, offsets, 0));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kDmin + 32 * g), GatherHalves(dd, offsets, 1));
+    GatherDwords(block + offsetof(Block, scales), offsets, 4, rec + kScales, g);
+    GatherDwords(block + offsetof(Block, qs), offsets, 16, rec + kQs, g);
+  }
+
+  struct Scales {
+    const uint8_t* v;
+    Scales(const uint8_t* rec, int g) : v(rec + kScales + g * 64) {}
+    __m512i Scale(int j) const {
+      return _mm512_and_si512(_mm512_shuffle_epi8(_mm512_load_si512(v + (j / 4) * 128), ByteOfDword(j % 4)),
+                              _mm512_set1_epi32(0x0F));
+    }
+    __m512i TermPair(int p) const {
+      const __m512i mins = _mm512_and_si512(_mm512_srli_epi32(_mm512_load_si512(v + (p / 2) * 128), 4),
+                                            _mm512_set1_epi8(0x0F));
+      return _mm512_shuffle_epi8(mins, BytePairOfDword(2 * (p % 2)));
+    }
+  };
+
+  static __m512i Codes(const uint8_t* rec, int j, int k4, int g) {
+    const int h = j / 8, u = (j % 8) / 2, k = 4 * (j % 2) + k4;
+    const __m512i q = _mm512_load_si512(rec + kQs + ((8 * h + k) * 2 + g) * 64);
+    return _mm512_and_si512(_mm512_srli_epi16(q, 2 * u), _mm512_set1_epi8(0x03));
+  }
+};
+
+// Q3_K. Record (3520 bytes):
+//   fp16 d[32]
+//   u32  scales[3][2][16]    the 12 bytes of 16 6-bit scales (less 32)
+//   u32  hmask[8][2][16]     dword k: bytes 4k .. 4k+3 of hmask (bit 4h+u:
+//                            the third bit of inputs 128h + 32u + 4k .. +3)
+//   u32  qs[16][2][16]       dword j: bytes 4j .. 4j+3 of qs (low 2 bits)
+// Codes 0..7 (the third bit set: no -4), the offset 4 comes off.
+struct Q3_KFormat {
+  using Block = BlockQ3_K;
+  static constexpr int kSub = 16;
+  static constexpr bool kMinTerm = false;
+  static constexpr int kTermShift = 2, kOddShift = 0;
+  static constexpr int kD = 0, kScales = 64, kHmask = kScales + 3 * 128, kQs = kHmask + 8 * 128;
+
+  static void Pack(const uint8_t* block, __m512i offsets, uint8_t* rec, int g) {
+    // d is the block's last 2 bytes: read as the high half of the dword before.
+    _mm256_store_si256(reinterpret_cast<__m256i*>(rec + kD + 32 * g),
+                       GatherHalves(block + offsetof(Block, d) - 2, offsets, 1));
+    GatherDwords(block + offsetof(Block, scales), offsets, 3, rec + kScales, g);
+    GatherDwords(block + offsetof(Block, hmask), offsets, 8, rec + kHmask, g);
+    GatherDwords(block + offsetof(Block, qs), offsets, 16, rec + kQs, g);
+  }
+
+  // The 16 scales as signed bytes: s[q] byte r is sub-block 4q + r (ggml's
+  // scale unpacking of Q3_K on 16 rows at once).
+  struct Scales {
+    __m512i s[4];
+    Scales(const uint8_t* rec, int g) {
+      const __m512i a = _mm512_load_si512(rec + kScales + (0 * 2 + g) * 64);
+      const __m512i b = _mm512_load_si512(rec + kScales + (1 * 2 + g) * 64);
+      const __m512i c = _mm512_load_si512(rec + kScales + (2 * 2 + g) * 64);
+      const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30), off = _mm512_set1_epi8(32);
+      const __m512i low[4] = {_mm512_and_si512(a, low4), _mm512_and_si512(b, low4),
+                              _mm512_and_si512(_mm512_srli_epi32(a, 4), low4),
+                              _mm512_and_si512(_mm512_srli_epi32(b, 4), low4)};
+      STRATA_UNROLL
+      for (int q = 0; q < 4; ++q) {
+        // Bits 2q, 2q+1 of c's bytes moved to bits 4-5.
+        const __m512i hi = q <= 2 ? _mm512_slli_epi32(c, 4 - 2 * q) : _mm512_srli_epi32(c, 2);
+        s[q] = _mm512_sub_epi8(_mm512_ternarylogic_epi32(low[q], hi, bits45, 0xF8), off);
+      }
+    }
+    __m512i Scale(int j) const { return SignedByte(s[j / 4], j % 4); }
+    // Sub-blocks 2p, 2p+1: bytes 2(p % 2), +1 of s[p / 2] moved to the top of
+    // each 16-bit half and shifted back with their sign.
+    __m512i TermPair(int p) const {
+      const int r = 2 * (p % 2);
+      const auto ctl = [r](int base) { return static_cast<int>(((base + r + 1) << 24) | 0x00800000u | ((base + r) << 8) | 0x80u); };
+      return _mm512_srai_epi16(_mm512_shuffle_epi8(s[p / 2], _mm512_set4_epi32(ctl(12), ctl(8), ctl(4), ctl(0))), 8);
+    }
+  };
+
+  static __m512i Codes(const uint8_t* rec, int j, int k4, int g) {
+    const int h = j / 8, u = (j % 8) / 2, k = 4 * (j % 2) + k4;
+    const __m512i q = _mm512_load_si512(rec + kQs + ((8 * h + k) * 2 + g) * 64);
+    const __m512i hm = _mm512_load_si512(rec + kHmask + (k * 2 + g) * 64);
+    const __m512i low2 = _mm512_and_si512(_mm512_srli_epi16(q, 2 * u), _mm512_set1_epi8(0x03));
+    // Bit 4h+u of each hmask byte moved to bit 2 (16-bit shifts: left by at
+    // most 2, right by at most 5; bits crossing bytes land outside bit 2).
+    const int bit = 4 * h + u;
+    const __m512i hb = bit <= 2 ? _mm512_slli_epi16(hm, 2 - bit) : _mm512_srli_epi16(hm, bit - 2);
+    return _mm512_ternarylogic_epi32(low2, hb, _mm512_set1_epi8(0x04), 0xF8);  // low2 | (hb & bit 2)
+  }
+};
 
 }  // namespace
 
-const MatMulKernels kAvx512Q4_K = kPanelKernels<Q4_KWeights>;
-const MatMulKernels kAvx512Q5_K = kPanelKernels<Q5_KWeights>;
-const MatMulKernels kAvx512Q6_K = kPanelKernels<Q6_KWeights>;
+const MatMulKernels kAvx512Q2_K = kPanelKernels<KWeights<Q2_KFormat>>;
+const MatMulKernels kAvx512Q3_K = kPanelKernels<KWeights<Q3_KFormat>>;
+const MatMulKernels kAvx512Q4_K = kPanelKernels<KWeights<Q4_KFormat>>;
+const MatMulKernels kAvx512Q5_K = kPanelKernels<KWeights<Q5_KFormat>>;
+const MatMulKernels kAvx512Q6_K = kPanelKernels<KWeights<Q6_KFormat>>;
+const MatMulKernels kAvx512IQ4_XS = kPanelKernels<KWeights<IQ4_XSFormat>>;
 
 }  // namespace strata::kernels::internal
 
