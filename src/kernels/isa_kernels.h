@@ -24,7 +24,7 @@ Path ClampToAvailable(Path requested);
 // MatMul kernels per path and weight type, as the type traits table lists
 // them (kernels/type_traits.cc).
 extern const MatMulKernels kAvx2F32, kAvx2F16, kAvx2BF16, kAvx2Q8_0, kAvx2Q4_0, kAvx2Q4_1, kAvx2Q5_0, kAvx2Q5_1,
-    kAvx2IQ4_NL, kAvx2Q4_K, kAvx2Q5_K, kAvx2Q6_K;
+    kAvx2IQ4_NL, kAvx2Q2_K, kAvx2Q3_K, kAvx2Q4_K, kAvx2Q5_K, kAvx2Q6_K, kAvx2IQ4_XS;
 extern const MatMulKernels kAvx512F32, kAvx512F16, kAvx512BF16, kAvx512Q8_0, kAvx512Q4_0, kAvx512Q4_1, kAvx512Q5_0,
     kAvx512Q5_1, kAvx512IQ4_NL, kAvx512Q2_K, kAvx512Q3_K, kAvx512Q4_K, kAvx512Q5_K, kAvx512Q6_K, kAvx512IQ4_XS;
 

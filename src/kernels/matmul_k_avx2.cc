@@ -3,13 +3,14 @@
 // matmul_avx2.cc it reads the file's rows in place, one row against up to 4
 // tokens, each thread a contiguous run of rows (ForRowRuns).
 //
-// Codes are the unsigned operand of VPMADDUBSW (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63;
-// pairs of products stay below 2 * 63 * 128, far from 16-bit saturation) and
-// VPMADDWD applies each sub-block's integer scale, so every super-block's
-// sums are exact integers as in the scalar reference (kernels/vec_dot.h):
-// the Q4_K mins and Q6_K's code offset 32 are taken against the activations'
-// sums of 16 codes (Q8_K bsums). Only the float steps differ from the
-// reference (FMA, and a vector of 8 partial sums added at the end).
+// Codes are the unsigned operand of VPMADDUBSW (Q2_K 0..3, Q3_K 0..7, Q4_K
+// 0..15, Q5_K 0..31, Q6_K 0..63: pairs of products stay below 2 * 63 * 128,
+// far from 16-bit saturation; IQ4_XS: see there) and VPMADDWD applies each
+// sub-block's integer scale, so every super-block's sums are exact integers
+// as in the scalar reference (kernels/vec_dot.h): the Q2_K / Q4_K mins and
+// the Q3_K / Q6_K code offsets 4 / 32 are taken against the activations' sums
+// of 16 codes (Q8_K bsums). Only the float steps differ from the reference
+// (FMA, and a vector of 8 partial sums added at the end).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -148,6 +149,124 @@ struct Q6_KWeights {
   }
 };
 
+// Q2_K: codes 0..3 at bits 2u of qs[32h + l] (input 128h + 32u + l), scale
+// and min of sub-block j in the low and high nibble of scales[j].
+struct Q2_KWeights {
+  using Block = BlockQ2_K;
+  // acc[t] += d dx isum - dmin dx sum_j min_j bsum_j over super-block b.
+  template <int T>
+  static void Dot(const Block& w, const BlockQ8_K* const (&xt)[T], int64_t b, __m256 (&acc)[T]) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales));
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0F)));
+    __m256i isum[T];
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    STRATA_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * h));
+      STRATA_UNROLL
+      for (int u = 0; u < 4; ++u) {
+        const int j = 8 * h + 2 * u;  // sub-blocks j (inputs 0-15 of the quarter) and j + 1
+        const __m256i codes = _mm256_and_si256(_mm256_srli_epi16(q, 2 * u), _mm256_set1_epi8(0x03));
+        const __m256i sc = Halves16(w.scales[j] & 0xF, w.scales[j + 1] & 0xF);
+        STRATA_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].qs + 128 * h + 32 * u));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, y), sc));
+        }
+      }
+    }
+    const float d = _cvtsh_ss(w.d), dmin = _cvtsh_ss(w.dmin);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].bsums));
+      const float dx = xt[t][b].d;
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * dx), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins)), _mm256_set1_ps(dmin * dx), acc[t]);
+    }
+  }
+};
+
+// Q3_K: codes 0..7, low 2 bits as Q2_K's, the third from bit 4h+u of
+// hmask[l] (set: no -4); 6-bit scales less 32. The offset 4 comes off against
+// the bsums.
+struct Q3_KWeights {
+  using Block = BlockQ3_K;
+  template <int T>
+  static void Dot(const Block& w, const BlockQ8_K* const (&xt)[T], int64_t b, __m256 (&acc)[T]) {
+    alignas(32) int16_t sc[16];
+    for (int j = 0; j < 16; ++j) {
+      const int low = j < 8 ? w.scales[j] & 0xF : w.scales[j - 8] >> 4;
+      sc[j] = static_cast<int16_t>((low | (((w.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+    }
+    const __m256i scales = _mm256_load_si256(reinterpret_cast<const __m256i*>(sc));
+    const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.hmask));
+    __m256i isum[T];
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    STRATA_UNROLL
+    for (int h = 0; h < 2; ++h) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * h));
+      STRATA_UNROLL
+      for (int u = 0; u < 4; ++u) {
+        const int j = 8 * h + 2 * u;
+        // Bit 4h+u of each hmask byte moved to bit 2 (16-bit shifts: bits
+        // crossing bytes land outside bit 2).
+        const int bit = 4 * h + u;
+        const __m256i hb = bit <= 2 ? _mm256_slli_epi16(hm, 2 - bit) : _mm256_srli_epi16(hm, bit - 2);
+        const __m256i codes = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * u), _mm256_set1_epi8(0x03)),
+                                              _mm256_and_si256(hb, _mm256_set1_epi8(0x04)));
+        const __m256i s = Halves16(sc[j], sc[j + 1]);
+        STRATA_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].qs + 128 * h + 32 * u));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(codes, y), s));
+        }
+      }
+    }
+    const float d = _cvtsh_ss(w.d);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) {
+      const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].bsums));
+      const __m256i total = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales), 2));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * xt[t][b].d), acc[t]);
+    }
+  }
+};
+
+// IQ4_XS: the non-linear levels (signed) looked up by nibble; as in
+// matmul_avx2.cc, |level| is VPMADDUBSW's unsigned operand and its sign moves
+// onto the activations (pairs of products <= 2 * 127 * 127).
+struct IQ4_XSWeights {
+  using Block = BlockIQ4_XS;
+  template <int T>
+  static void Dot(const Block& w, const BlockQ8_K* const (&xt)[T], int64_t b, __m256 (&acc)[T]) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+    __m256i isum[T];
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+    STRATA_UNROLL
+    for (int j = 0; j < kQK_K / 32; ++j) {
+      const int ls = (((w.scales_l[j / 2] >> (4 * (j % 2))) & 0xF) | (((w.scales_h >> (2 * j)) & 3) << 4)) - 32;
+      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.qs + 16 * j));
+      const __m256i nib = _mm256_and_si256(
+          _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), _mm256_set1_epi8(0x0F));
+      const __m256i levels = _mm256_shuffle_epi8(table, nib);
+      const __m256i mag = _mm256_sign_epi8(levels, levels);
+      const __m256i s = _mm256_set1_epi16(static_cast<int16_t>(ls));
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xt[t][b].qs + 32 * j));
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(mag, _mm256_sign_epi8(y, levels)), s));
+      }
+    }
+    const float d = _cvtsh_ss(w.d);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * xt[t][b].d), acc[t]);
+  }
+};
+
 // y[t0 .. t0+T-1] of one row (xq: each token's nsb activation blocks):
 // W::Dot<T> accumulates a super-block's products into acc[t] (8 lanes), the
 // lanes are added at the end.
@@ -188,6 +307,9 @@ void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, Thr
 const MatMulKernels kAvx2Q4_K = {EachOut<MinKWeights<Q4_KCodes>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q5_K = {EachOut<MinKWeights<Q5_KCodes>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q6_K = {EachOut<Q6_KWeights>, nullptr, nullptr};
+const MatMulKernels kAvx2Q2_K = {EachOut<Q2_KWeights>, nullptr, nullptr};
+const MatMulKernels kAvx2Q3_K = {EachOut<Q3_KWeights>, nullptr, nullptr};
+const MatMulKernels kAvx2IQ4_XS = {EachOut<IQ4_XSWeights>, nullptr, nullptr};
 
 }  // namespace strata::kernels::internal
 
