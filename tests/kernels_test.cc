@@ -587,6 +587,9 @@ TEST(KernelMatMul, DISABLED_Benchmark) {
       {DType::kF16, 2048, 2048, 512},  {DType::kBF16, 2048, 2048, 512},  {DType::kQ4_K, 2048, 5632, 1},
       {DType::kQ4_K, 5632, 2048, 1},   {DType::kQ6_K, 2048, 32000, 1},  {DType::kQ6_K, 5632, 2048, 1},
       {DType::kQ4_K, 2048, 5632, 512}, {DType::kQ4_K, 5632, 2048, 512}, {DType::kQ6_K, 5632, 2048, 512},
+      {DType::kQ5_K, 2048, 5632, 512}, {DType::kQ2_K, 2048, 5632, 512}, {DType::kQ3_K, 2048, 5632, 512},
+      {DType::kIQ4_XS, 2048, 5632, 512}, {DType::kQ4_1, 2048, 5632, 512}, {DType::kQ5_0, 2048, 5632, 512},
+      {DType::kQ5_1, 2048, 5632, 512}, {DType::kIQ4_NL, 2048, 5632, 512},
   };
   std::printf("path %s\n", PathName(BestPath()));
   for (const Case& c : cases) {
