@@ -181,6 +181,7 @@ __m512i Broadcast4(const void* p) {
 // 220-245 (Q6_K); 4 tokens with sums in registers 315-345 and ~200.
 constexpr int kGroups = 2;
 constexpr int kSumChunk = 8;
+constexpr int kPrefetchRecords = 1;
 
 // ---------------------------------------------------------------------------
 // The tiles. A type's format F gives:
@@ -231,6 +232,11 @@ struct KWeights {
         __m512i (&isum)[G][T] = sums[i];  // in memory: the registers hold the dot chains
         STRATA_UNROLL
         for (int j = 0; j < kSubBlocks; ++j) {
+          if constexpr (T == 1) {
+            constexpr int kLines = kRecordBytes / 64, kPerSub = (kLines + kSubBlocks - 1) / kSubBlocks;
+            for (int l = j * kPerSub; l < std::min(kLines, (j + 1) * kPerSub); ++l)
+              _mm_prefetch(reinterpret_cast<const char*>(rec + kPrefetchRecords * kRecordBytes + 64 * l), _MM_HINT_T0);
+          }
           __m512i dot[G][T];
           STRATA_UNROLL
           for (int g = 0; g < G; ++g)
