@@ -60,6 +60,8 @@ constexpr int64_t kGemvTaskBytes = 64 << 10;
 
 // Token tiles.
 constexpr int kQuantTileTokens = 6;
+// Decode (one token) prefetches the panel this many bytes ahead.
+constexpr int kPrefetchBytes = 4096;
 constexpr int kGemmTokensFloat = 12;
 constexpr int64_t kFloatChunk = 256;  // input elements per packed float panel (32 KB)
 
@@ -389,6 +391,11 @@ void QuantTile(const uint8_t* panel, int64_t nb, const typename W::Acts& xa, int
   }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* rec = panel + b * W::kRecordBytes;
+    if constexpr (T == 1) {
+      STRATA_UNROLL
+      for (int l = 0; l < W::kRecordBytes / 64; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(rec + kPrefetchBytes + 64 * l), _MM_HINT_T0);
+    }
     __m512i i0[T], i1[T];
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) i0[t] = i1[t] = _mm512_set1_epi32(xc[t][b]);
