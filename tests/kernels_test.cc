@@ -310,8 +310,10 @@ struct QuantCase {
 const QuantCase kQuantCases[] = {
     {DType::kQ8_0, {32, 64, 96, 2048}},  {DType::kQ4_0, {32, 64, 96, 2048}}, {DType::kQ4_1, {32, 96, 2048}},
     {DType::kQ5_0, {32, 96, 2048}},      {DType::kQ5_1, {32, 96, 2048}},     {DType::kIQ4_NL, {32, 96, 2048}},
-    {DType::kQ2_K, {256, 768, 2048}},    {DType::kQ3_K, {256, 768, 2048}},   {DType::kQ4_K, {256, 768, 2048}},
-    {DType::kQ5_K, {256, 768, 2048}},    {DType::kQ6_K, {256, 768, 2048}},   {DType::kIQ4_XS, {256, 768, 2048}},
+    // K types: 2560 has more super-blocks than a tile sums before its float
+    // steps (8, matmul_k_avx512.cc) and not a multiple of them.
+    {DType::kQ2_K, {256, 768, 2560}},    {DType::kQ3_K, {256, 768, 2560}},   {DType::kQ4_K, {256, 768, 2560}},
+    {DType::kQ5_K, {256, 768, 2560}},    {DType::kQ6_K, {256, 768, 2560}},   {DType::kIQ4_XS, {256, 768, 2560}},
 };
 
 // w packed for the most capable path that has a packed layout for it, if any.
@@ -417,7 +419,7 @@ TEST(KernelMatMul, AllPathsMatchReference) {
                                            {DType::kBF16, {7, 32, 64, 96, 172, 2048}}};
   cases_by_type.insert(cases_by_type.end(), std::begin(kQuantCases), std::end(kQuantCases));
   const int64_t n_outs[] = {1, 5, 33, 67};
-  const int64_t n_toks[] = {1, 3, 17, 64};
+  const int64_t n_toks[] = {1, 3, 9, 17, 64};  // tiles take up to 4, 6 or 8 tokens
   // Summation order differs between paths; a wrong element costs ~1/n_in of
   // the magnitude, far above this.
   constexpr double kRelTol = 2e-5;
@@ -429,7 +431,12 @@ TEST(KernelMatMul, AllPathsMatchReference) {
         const Weights w = MakeWeights(type, n_in, n_out, static_cast<uint32_t>(n_in * 131 + n_out));
         const PackedWeights packed(w.tensor);
         for (int64_t n_tok : n_toks) {
-          const std::vector<float> x = RandomFloats(n_in * n_tok, static_cast<uint32_t>(n_tok * 7 + n_in));
+          std::vector<float> x = RandomFloats(n_in * n_tok, static_cast<uint32_t>(n_tok * 7 + n_in));
+          if (n_tok >= 3) {
+            // A token whose first block is all zeros (scale 0) and one with an outlier.
+            std::fill(x.begin() + n_in, x.begin() + n_in + std::min<int64_t>(n_in, 256), 0.0f);
+            x[2 * n_in + 5] = 40.0f;
+          }
           std::vector<double> mag;
           const std::vector<double> def = DefinitionMatMul(w, type, x, n_in, n_out, n_tok, &mag);
           std::vector<float> ref(static_cast<size_t>(n_out * n_tok), std::nanf(""));
@@ -471,19 +478,22 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
   // alone). BF16 prefill may instead round x to BF16 (kBf16DotMinTokens), so
   // its decode is compared with the reference only (AllPathsMatchReference).
   constexpr int64_t kGemmTokens = 6;
-  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16, DType::kF32}) {
+  for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ5_1, DType::kIQ4_NL, DType::kQ2_K,
+                     DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kIQ4_XS, DType::kF16, DType::kBF16,
+                     DType::kF32}) {
+    const int64_t n_in = Info(type).block_size == kQK_K ? 512 : 160;
     for (int64_t n_out : {1, 32, 45, 96}) {
-      const Weights w = MakeWeights(type, 160, n_out, 77);
+      const Weights w = MakeWeights(type, n_in, n_out, 77);
       const PackedWeights packed(w.tensor);
       if (!packed.ok()) continue;  // no path with a packed layout on this CPU
       any = true;
-      EXPECT_EQ(PackedMatrixBytes(w.tensor, packed.path), *RowBytes(type, 160) * ((n_out + 31) / 32 * 32));
+      EXPECT_EQ(PackedMatrixBytes(w.tensor, packed.path), *RowBytes(type, n_in) * ((n_out + 31) / 32 * 32));
       EXPECT_EQ(PackedMatrixBytes(packed.tensor, packed.path), 0u) << "packing a packed matrix";
       for (int64_t n_tok : {1, 2, 5, 7, 13}) {
         if (type == DType::kBF16 && n_tok < kGemmTokens) continue;
         const bool float_gemm = type == DType::kF16 || type == DType::kF32;
         const int64_t n_rows_tok = float_gemm ? std::max(n_tok, kGemmTokens) : n_tok;
-        const std::vector<float> x = RandomFloats(160 * n_rows_tok, static_cast<uint32_t>(n_tok));
+        const std::vector<float> x = RandomFloats(n_in * n_rows_tok, static_cast<uint32_t>(n_tok));
         std::vector<float> rows(static_cast<size_t>(n_out * n_rows_tok)), panels(static_cast<size_t>(n_out * n_tok));
         MatMul(w.tensor, x.data(), n_rows_tok, rows.data(), pool, packed.path);
         MatMul(packed.tensor, x.data(), n_tok, panels.data(), pool, packed.path);
@@ -500,7 +510,7 @@ TEST(KernelMatMul, PackedEqualsRowLayoutBitForBit) {
 TEST(KernelMatMul, SharedEqualsSeparateBitForBit) {
   ThreadPool pool(2);
   for (Path path : AllPathsToTest()) {
-    for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kQ5_0, DType::kQ4_K}) {
+    for (DType type : {DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kQ5_0, DType::kQ4_K, DType::kQ6_K}) {
       const int64_t n_in = Info(type).block_size == kQK_K ? 512 : 160;
       std::vector<Weights> ws;
       std::vector<std::unique_ptr<PackedWeights>> packed;
@@ -514,8 +524,12 @@ TEST(KernelMatMul, SharedEqualsSeparateBitForBit) {
         const bool pack = i % 2 == 0 && packed[i]->ok() && packed[i]->path <= path;
         tensors.push_back(pack ? packed[i]->tensor : ws[i].tensor);
       }
-      const DType other = type == DType::kQ8_0 ? DType::kQ4_0 : DType::kQ8_0;
-      const Weights mixed = MakeWeights(other, n_in, 20, 3);  // another type: not fusable
+      // Another type (Q4_K_M files mix Q4_K and Q6_K in q/k/v): one call per type.
+      const DType other = type == DType::kQ8_0   ? DType::kQ4_0
+                          : type == DType::kQ4_K ? DType::kQ6_K
+                          : type == DType::kQ6_K ? DType::kQ4_K
+                                                 : DType::kQ8_0;
+      const Weights mixed = MakeWeights(other, n_in, 20, 3);
       for (bool with_other : {false, true}) {
         std::vector<Tensor> ts = tensors;
         if (with_other) ts.push_back(mixed.tensor);
@@ -570,7 +584,12 @@ TEST(KernelMatMul, DISABLED_Benchmark) {
       {DType::kQ8_0, 2048, 256, 1},    {DType::kQ8_0, 2048, 32000, 1},  {DType::kQ4_0, 2048, 5632, 1},
       {DType::kF16, 2048, 5632, 1},    {DType::kF32, 2048, 2048, 1},    {DType::kQ8_0, 2048, 5632, 512},
       {DType::kQ8_0, 5632, 2048, 512}, {DType::kQ4_0, 2048, 5632, 512}, {DType::kF32, 2048, 2048, 512},
-      {DType::kF16, 2048, 2048, 512},  {DType::kBF16, 2048, 2048, 512},
+      {DType::kF16, 2048, 2048, 512},  {DType::kBF16, 2048, 2048, 512},  {DType::kQ4_K, 2048, 5632, 1},
+      {DType::kQ4_K, 5632, 2048, 1},   {DType::kQ6_K, 2048, 32000, 1},  {DType::kQ6_K, 5632, 2048, 1},
+      {DType::kQ4_K, 2048, 5632, 512}, {DType::kQ4_K, 5632, 2048, 512}, {DType::kQ6_K, 5632, 2048, 512},
+      {DType::kQ5_K, 2048, 5632, 512}, {DType::kQ2_K, 2048, 5632, 512}, {DType::kQ3_K, 2048, 5632, 512},
+      {DType::kIQ4_XS, 2048, 5632, 512}, {DType::kQ4_1, 2048, 5632, 512}, {DType::kQ5_0, 2048, 5632, 512},
+      {DType::kQ5_1, 2048, 5632, 512}, {DType::kIQ4_NL, 2048, 5632, 512},
   };
   std::printf("path %s\n", PathName(BestPath()));
   for (const Case& c : cases) {

@@ -13,6 +13,7 @@
 #include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
+#include "kernels/type_traits.h"
 
 namespace strata::kernels::internal {
 
@@ -20,13 +21,12 @@ namespace strata::kernels::internal {
 // the STRATA_KERNEL_PATH cap, which only limits BestPath). Cached; cheap.
 Path ClampToAvailable(Path requested);
 
-// REQUIRES: the CPU supports the path (CpuFeatures), w.type in {F32, F16, BF16, Q8_0, Q4_0}.
-void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
-void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
-void MatMulSharedAvx512(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool);
-// PackedMatrixBytes / PackMatrix for the AVX-512 path (0 bytes: no packed layout for w.type).
-size_t PackedMatrixBytesAvx512(const Tensor& w);
-void PackMatrixAvx512(const Tensor& w, uint8_t* dst);
+// MatMul kernels per path and weight type, as the type traits table lists
+// them (kernels/type_traits.cc).
+extern const MatMulKernels kAvx2F32, kAvx2F16, kAvx2BF16, kAvx2Q8_0, kAvx2Q4_0, kAvx2Q4_1, kAvx2Q5_0, kAvx2Q5_1,
+    kAvx2IQ4_NL, kAvx2Q2_K, kAvx2Q3_K, kAvx2Q4_K, kAvx2Q5_K, kAvx2Q6_K, kAvx2IQ4_XS;
+extern const MatMulKernels kAvx512F32, kAvx512F16, kAvx512BF16, kAvx512Q8_0, kAvx512Q4_0, kAvx512Q4_1, kAvx512Q5_0,
+    kAvx512Q5_1, kAvx512IQ4_NL, kAvx512Q2_K, kAvx512Q3_K, kAvx512Q4_K, kAvx512Q5_K, kAvx512Q6_K, kAvx512IQ4_XS;
 
 void RmsNormAvx2(const float* x, const float* weight, float* out, int64_t n, float eps);
 void RmsNormAvx512(const float* x, const float* weight, float* out, int64_t n, float eps);

@@ -54,49 +54,68 @@ void MatMulScalar(const Tensor& w, const float* x, int64_t n_tok, float* y, Thre
   MatMulQuantScalar(w, x, n_tok, y, pool);
 }
 
-// The path MatMul runs for w: `path` capped by this CPU and by the most
-// capable path with kernels for w's type.
-Path PathFor(const Tensor& w, Path path) {
-  return std::min(internal::ClampToAvailable(path), internal::Traits(w.type).kernel_path);
+// The kernels `p` has for weight type t (nullptr: none; kScalar has none).
+const internal::MatMulKernels* KernelsOn(DType t, Path p) {
+  const internal::TypeTraits& traits = internal::Traits(t);
+  switch (p) {
+    case Path::kScalar: return nullptr;
+    case Path::kAvx2: return traits.avx2;
+    case Path::kAvx512:
+    case Path::kAmx: return traits.avx512;  // no AMX matmul kernels: AVX-512 serves AMX machines
+  }
+  return nullptr;
+}
+
+// The path MatMul runs for weight type t: the most capable one not above
+// `path` that this CPU runs and that has kernels for t (else kScalar).
+Path PathFor(DType t, Path path) {
+  Path p = internal::ClampToAvailable(path);
+  while (p != Path::kScalar && KernelsOn(t, p) == nullptr) p = static_cast<Path>(static_cast<int>(p) - 1);
+  return p;
 }
 
 }  // namespace
 
 void MatMul(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool, Path path) {
   if (n_tok <= 0 || w.rows() <= 0) return;
-  const Path use = PathFor(w, path);
-  assert(w.layout == TensorLayout::kRows || use >= Path::kAvx512);
-  switch (use) {
-    case Path::kScalar:
-      MatMulScalar(w, x, n_tok, y, pool);
-      return;
-    case Path::kAvx2:
-      internal::MatMulAvx2(w, x, n_tok, y, pool);
-      return;
-    case Path::kAvx512:
-    case Path::kAmx:  // no AMX matmul kernels: AVX-512 serves AMX machines
-      internal::MatMulAvx512(w, x, n_tok, y, pool);
-      return;
-  }
+  const internal::MatMulKernels* kernels = KernelsOn(w.type, PathFor(w.type, path));
+  assert(w.layout == TensorLayout::kRows || (kernels != nullptr && kernels->pack != nullptr));
+  if (kernels == nullptr) return MatMulScalar(w, x, n_tok, y, pool);
+  const MatMulOut out[1] = {{&w, y}};
+  kernels->matmul(std::span<const MatMulOut>(out, 1), x, n_tok, pool);
 }
 
 void MatMulShared(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool, Path path) {
   if (n_tok <= 0) return;
-  const bool avx512 = std::all_of(outs.begin(), outs.end(),
-                                  [&](const MatMulOut& o) { return PathFor(*o.w, path) >= Path::kAvx512; });
-  if (avx512) return internal::MatMulSharedAvx512(outs, x, n_tok, pool);
-  for (const MatMulOut& o : outs) MatMul(*o.w, x, n_tok, o.y, pool, path);
+  // Outputs whose type has kernels on the path run them together, one call
+  // per type in the order of first appearance; the rest one by one.
+  std::vector<MatMulOut> group;
+  for (size_t i = 0; i < outs.size(); ++i) {
+    const DType t = outs[i].w->type;
+    const internal::MatMulKernels* kernels = KernelsOn(t, PathFor(t, path));
+    if (kernels == nullptr) {
+      MatMul(*outs[i].w, x, n_tok, outs[i].y, pool, path);
+      continue;
+    }
+    if (std::any_of(outs.begin(), outs.begin() + static_cast<std::ptrdiff_t>(i),
+                    [&](const MatMulOut& o) { return o.w->type == t; }))
+      continue;  // ran with the first output of its type
+    group.clear();
+    for (size_t j = i; j < outs.size(); ++j)
+      if (outs[j].w->type == t && outs[j].w->rows() > 0) group.push_back(outs[j]);
+    if (!group.empty()) kernels->matmul(group, x, n_tok, pool);
+  }
 }
 
 size_t PackedMatrixBytes(const Tensor& w, Path path) {
-  if (w.layout != TensorLayout::kRows || PathFor(w, path) < Path::kAvx512) return 0;
-  return internal::PackedMatrixBytesAvx512(w);
+  if (w.layout != TensorLayout::kRows) return 0;
+  const internal::MatMulKernels* kernels = KernelsOn(w.type, PathFor(w.type, path));
+  return kernels != nullptr && kernels->packed_bytes != nullptr ? kernels->packed_bytes(w) : 0;
 }
 
 Tensor PackMatrix(const Tensor& w, void* dst, Path path) {
   assert(PackedMatrixBytes(w, path) > 0);
-  (void)path;
-  internal::PackMatrixAvx512(w, static_cast<uint8_t*>(dst));
+  KernelsOn(w.type, PathFor(w.type, path))->pack(w, static_cast<uint8_t*>(dst));
   Tensor packed = w;
   packed.data = dst;
   packed.layout = TensorLayout::kPanels32;

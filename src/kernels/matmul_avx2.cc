@@ -99,7 +99,8 @@ void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
 
 // ---------------------------------------------------------------------------
 // Activations quantized to Q8_0 per token: qs int8 [n_in], then d f32 [nb]
-// (fp16-rounded). Same rounding as QuantizeRow(Q8_0).
+// (fp16-rounded), then for weights with a minimum s f32 [nb] (Q8_1's
+// fp16(d * sum(qs)), d not rounded). Same rounding as QuantizeRow(Q8_0 / Q8_1).
 struct QuantizedActs {
   int64_t nb;
   size_t stride;
@@ -107,6 +108,7 @@ struct QuantizedActs {
 
   int8_t* qs(int64_t t) const { return reinterpret_cast<int8_t*>(base + stride * t); }
   float* d(int64_t t) const { return reinterpret_cast<float*>(base + stride * t + nb * kQK); }
+  float* s(int64_t t) const { return reinterpret_cast<float*>(base + stride * t + nb * (kQK + 4)); }
 };
 
 // roundf(v) for |v| <= 128 (checked exhaustively): truncation after adding
@@ -116,7 +118,8 @@ __m256i RoundHalfAway(__m256 v) {
   return _mm256_cvttps_epi32(_mm256_add_ps(v, _mm256_or_ps(_mm256_set1_ps(0.49999997f), sign)));
 }
 
-void QuantizeActs(const float* x, int64_t nb, int8_t* qs, float* d) {
+// s: nullptr, or where the blocks' Q8_1 sums go.
+void QuantizeActs(const float* x, int64_t nb, int8_t* qs, float* d, float* s) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   for (int64_t b = 0; b < nb; ++b, x += kQK) {
     __m256 v[4];
@@ -136,21 +139,74 @@ void QuantizeActs(const float* x, int64_t nb, int8_t* qs, float* d) {
     const __m256i q8 = _mm256_permutevar8x32_epi32(q16, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs + b * kQK), q8);
     d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
+    if (s != nullptr) {
+      const __m256i sum4 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+      const float sum = HorizontalSum(_mm256_cvtepi32_ps(sum4));  // |sum| <= 4064: exact
+      s[b] = _cvtsh_ss(_cvtss_sh(sum * scale, _MM_FROUND_TO_NEAREST_INT));
+    }
   }
 }
 
 struct Q8_0Weights {
   using Block = BlockQ8_0;
+  static constexpr bool kMin = false;
   static __m256i Load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
 };
 
+// The 32 nibbles of a block's nibble pairs in element order.
+__m256i Nibbles(const uint8_t* qs) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+// 0x10 in byte j where bit j of the 32 bits at qh is set.
+__m256i FifthBits(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, sizeof bits);
+  // Byte j takes byte j / 8 of the bits and tests bit j % 8.
+  const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2,
+                                                             2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+  const __m256i bit = _mm256_set1_epi64x(0x8040201008040201);
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), bit);
+  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
 struct Q4_0Weights {
   using Block = BlockQ4_0;
+  static constexpr bool kMin = false;
   // The 32 weights q in [-8, 7] in element order.
+  static __m256i Load(const Block& b) { return _mm256_sub_epi8(Nibbles(b.qs), _mm256_set1_epi8(8)); }
+};
+
+struct Q4_1Weights {
+  using Block = BlockQ4_1;
+  static constexpr bool kMin = true;  // w = d q + m
+  static __m256i Load(const Block& b) { return Nibbles(b.qs); }
+};
+
+struct Q5_0Weights {
+  using Block = BlockQ5_0;
+  static constexpr bool kMin = false;
   static __m256i Load(const Block& b) {
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
-    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1);
-    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+    return _mm256_sub_epi8(_mm256_or_si256(Nibbles(b.qs), FifthBits(b.qh)), _mm256_set1_epi8(16));
+  }
+};
+
+struct Q5_1Weights {
+  using Block = BlockQ5_1;
+  static constexpr bool kMin = true;
+  static __m256i Load(const Block& b) { return _mm256_or_si256(Nibbles(b.qs), FifthBits(b.qh)); }
+};
+
+// The non-linear levels looked up by nibble (VPSHUFB, the table in each 128-bit lane).
+struct IQ4_NLWeights {
+  using Block = BlockIQ4_NL;
+  static constexpr bool kMin = false;
+  static __m256i Load(const Block& b) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues)));
+    return _mm256_shuffle_epi8(table, Nibbles(b.qs));
   }
 };
 
@@ -158,8 +214,12 @@ struct Q4_0Weights {
 template <class W, int T>
 void QuantRow(const typename W::Block* row, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out) {
   __m256 acc[T];
+  float min_sum[T];  // kMin: sum of m_w * s_x over the blocks
   STRATA_UNROLL
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int t = 0; t < T; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    min_sum[t] = 0.0f;
+  }
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < xa.nb; ++b) {
     const __m256i wq = W::Load(row[b]);
@@ -171,20 +231,21 @@ void QuantRow(const typename W::Block* row, const QuantizedActs& xa, int64_t t0,
       const __m256i prod = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(xq, wq));
       const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, ones));
       acc[t] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * xa.d(t0 + t)[b]), acc[t]);
+      if constexpr (W::kMin) min_sum[t] += _cvtsh_ss(row[b].m) * xa.s(t0 + t)[b];
     }
   }
   STRATA_UNROLL
-  for (int t = 0; t < T; ++t) y[(t0 + t) * n_out] = HorizontalSum(acc[t]);
+  for (int t = 0; t < T; ++t) y[(t0 + t) * n_out] = HorizontalSum(acc[t]) + min_sum[t];
 }
 
 template <class W>
 void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   const int64_t n_in = w.cols(), nb = n_in / kQK;
-  QuantizedActs xa{nb, RoundUp64(static_cast<size_t>(nb) * (kQK + sizeof(float))), nullptr};
+  QuantizedActs xa{nb, RoundUp64(static_cast<size_t>(nb) * (kQK + 2 * sizeof(float))), nullptr};
   xa.base = static_cast<uint8_t*>(pool.Scratch(xa.stride * static_cast<size_t>(n_tok)));
   pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t)
-      QuantizeActs(x + t * n_in, nb, xa.qs(t), xa.d(t));
+      QuantizeActs(x + t * n_in, nb, xa.qs(t), xa.d(t), W::kMin ? xa.s(t) : nullptr);
   });
   const auto* base = static_cast<const typename W::Block*>(w.data);
   ForRowRuns<kTokens>(w, n_tok, kTaskBytes, pool, [&](int64_t o, int64_t t0, int64_t n) {
@@ -192,18 +253,23 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
   });
 }
 
+// MatMulKernels::matmul: one matrix after the other (no packed layout to fuse).
+template <class W, void (*kMatMul)(const Tensor&, const float*, int64_t, float*, ThreadPool&)>
+void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
+  for (const MatMulOut& o : outs) kMatMul(*o.w, x, n_tok, o.y, pool);
+}
+
 }  // namespace
 
-void MatMulAvx2(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  switch (w.type) {
-    case DType::kF32: return MatMulFloat<F32Weights>(w, x, n_tok, y, pool);
-    case DType::kF16: return MatMulFloat<F16Weights>(w, x, n_tok, y, pool);
-    case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
-    case DType::kQ8_0: return MatMulQuant<Q8_0Weights>(w, x, n_tok, y, pool);
-    case DType::kQ4_0: return MatMulQuant<Q4_0Weights>(w, x, n_tok, y, pool);
-    default: return;
-  }
-}
+const MatMulKernels kAvx2F32 = {EachOut<F32Weights, MatMulFloat<F32Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2F16 = {EachOut<F16Weights, MatMulFloat<F16Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2BF16 = {EachOut<BF16Weights, MatMulFloat<BF16Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q8_0 = {EachOut<Q8_0Weights, MatMulQuant<Q8_0Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q4_0 = {EachOut<Q4_0Weights, MatMulQuant<Q4_0Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q4_1 = {EachOut<Q4_1Weights, MatMulQuant<Q4_1Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q5_0 = {EachOut<Q5_0Weights, MatMulQuant<Q5_0Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q5_1 = {EachOut<Q5_1Weights, MatMulQuant<Q5_1Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2IQ4_NL = {EachOut<IQ4_NLWeights, MatMulQuant<IQ4_NLWeights>>, nullptr, nullptr};
 
 #undef STRATA_UNROLL
 

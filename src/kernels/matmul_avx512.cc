@@ -26,6 +26,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <span>
 #include <type_traits>
@@ -34,6 +35,7 @@
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/matmul_tasks.h"
+#include "kernels/quant_panels_avx512.h"
 #include "kernels/transpose_avx512.h"
 
 // GCC 12's _mm512_undefined_ps (used inside unpack/shuffle/convert intrinsics)
@@ -41,15 +43,9 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-// Register-tile loops have compile-time trip counts and must be fully
-// unrolled so their arrays live in registers; GCC does that only at -O3
-// without this (-O2 measured 3x slower).
-#define STRATA_UNROLL _Pragma("GCC unroll 16")
-
 namespace strata::kernels::internal {
 namespace {
 
-constexpr int kLanes = 16;
 constexpr int kQK = kQK8_0;  // elements per quantized block (Q8_0 and Q4_0)
 
 // Below this many tokens repacking float weights costs more than it saves.
@@ -62,26 +58,26 @@ constexpr int64_t kGemmMinTokensFloat = 6;
 constexpr int kGemvTokens = 4;
 constexpr int64_t kGemvTaskBytes = 64 << 10;
 
-// Panel: 32 rows (two vectors of 16 lanes); token tiles.
-constexpr int kPanelRows = 2 * kLanes;
+// Token tiles.
 constexpr int kQuantTileTokens = 6;
+// Decode (one token) prefetches the panel this many bytes ahead.
+constexpr int kPrefetchBytes = 4096;
 constexpr int kGemmTokensFloat = 12;
 constexpr int64_t kFloatChunk = 256;  // input elements per packed float panel (32 KB)
-
-__mmask16 LaneMask(int64_t n) {
-  return n >= kLanes ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << std::max<int64_t>(n, 0)) - 1);
-}
 
 // ---------------------------------------------------------------------------
 // Activations quantized to Q8_0, one record per token (64-byte aligned):
 //   qs    int8  [kQK * nb]
 //   d     f32   [nb]   fp16-rounded scale per block
 //   comp  i32   [nb]   -offset * sum(qs of block)
-// The quantization is QuantizeRow(Q8_0)'s exactly (x * (1/d) rounded half away
-// from zero, like roundf).
+//   s     f32   [nb]   kSums only: Q8_1's s, fp16(d * sum(qs)) (d not rounded)
+// The quantization is QuantizeRow(Q8_0)'s (and Q8_1's) exactly (x * (1/d)
+// rounded half away from zero, like roundf); offset is the weights' (below).
+template <int kOffset, bool kSums = false>
 class QuantizedActs {
  public:
-  explicit QuantizedActs(int64_t n_in) : nb_(n_in / kQK), stride_(RoundUp64(static_cast<size_t>(nb_ * (kQK + 8)))) {}
+  explicit QuantizedActs(int64_t n_in)
+      : nb_(n_in / kQK), stride_(RoundUp64(static_cast<size_t>(nb_ * (kQK + (kSums ? 12 : 8))))) {}
 
   size_t bytes(int64_t n_tok) const { return stride_ * static_cast<size_t>(n_tok); }
   void set_base(void* base) { base_ = static_cast<uint8_t*>(base); }
@@ -89,9 +85,10 @@ class QuantizedActs {
   const int8_t* qs(int64_t t) const { return reinterpret_cast<const int8_t*>(rec(t)); }
   const float* d(int64_t t) const { return reinterpret_cast<const float*>(rec(t) + kQK * nb_); }
   const int32_t* comp(int64_t t) const { return reinterpret_cast<const int32_t*>(rec(t) + (kQK + 4) * nb_); }
+  const float* s(int64_t t) const { return reinterpret_cast<const float*>(rec(t) + (kQK + 8) * nb_); }
 
   // Quantizes token t's activations x: F32 [n_in]. Distinct t may run concurrently.
-  void Quantize(int64_t t, const float* x, int offset) const;
+  void Quantize(int64_t t, const float* x) const;
 
  private:
   uint8_t* rec(int64_t t) const { return base_ + stride_ * static_cast<size_t>(t); }
@@ -109,10 +106,12 @@ __m512i RoundHalfAway(__m512 v) {
   return _mm512_cvttps_epi32(_mm512_add_ps(v, _mm512_or_ps(half, sign)));
 }
 
-void QuantizedActs::Quantize(int64_t t, const float* x, int offset) const {
+template <int kOffset, bool kSums>
+void QuantizedActs<kOffset, kSums>::Quantize(int64_t t, const float* x) const {
   auto* qs = reinterpret_cast<int8_t*>(rec(t));
   auto* d = reinterpret_cast<float*>(rec(t) + kQK * nb_);
   auto* comp = reinterpret_cast<int32_t*>(rec(t) + (kQK + 4) * nb_);
+  auto* s = reinterpret_cast<float*>(rec(t) + (kQK + 8) * nb_);
   for (int64_t b = 0; b < nb_; ++b) {
     const __m512 v0 = _mm512_loadu_ps(x + b * kQK), v1 = _mm512_loadu_ps(x + b * kQK + kLanes);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
@@ -123,7 +122,9 @@ void QuantizedActs::Quantize(int64_t t, const float* x, int offset) const {
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK), _mm512_cvtepi32_epi8(q0));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * kQK + kLanes), _mm512_cvtepi32_epi8(q1));
     d[b] = _cvtsh_ss(_cvtss_sh(scale, _MM_FROUND_TO_NEAREST_INT));
-    comp[b] = -offset * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    comp[b] = -kOffset * sum;
+    if constexpr (kSums) s[b] = _cvtsh_ss(_cvtss_sh(static_cast<float>(sum) * scale, _MM_FROUND_TO_NEAREST_INT));
   }
 }
 
@@ -146,6 +147,8 @@ void QuantizedActs::Quantize(int64_t t, const float* x, int offset) const {
 struct Q8_0Weights {
   using Block = BlockQ8_0;
   static constexpr int kOffset = 128;
+  static constexpr bool kMin = false;
+  using Acts = QuantizedActs<kOffset>;
   static constexpr bool kHalfVectorDecode = true;  // QuantRowTile
   static constexpr int kRecordBytes = 64 + kQK * kPanelRows;
   // Writes block b of rows[0..15] as group g of record rec: an 8x8 transpose
@@ -201,32 +204,39 @@ struct Q8_0Weights {
   }
 };
 
+// The 16 bytes of nibble pairs of block b of rows[0..15] as u8 q[4][16][4]
+// ([k step][row][4 bytes]) at q: a 4x4 transpose of 4-byte groups in each
+// 128-bit lane (rows i, i+4, i+8, i+12).
+template <class Block>
+void PackNibbles(const Block* const rows[16], int64_t b, uint8_t* q) {
+  __m512i z[4];
+  STRATA_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i][b].qs)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4][b].qs)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 8][b].qs)), 2);
+    z[i] = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 12][b].qs)), 3);
+  }
+  const __m512i a0 = _mm512_unpacklo_epi32(z[0], z[1]), a1 = _mm512_unpackhi_epi32(z[0], z[1]);
+  const __m512i a2 = _mm512_unpacklo_epi32(z[2], z[3]), a3 = _mm512_unpackhi_epi32(z[2], z[3]);
+  _mm512_store_si512(q + 0 * 64, _mm512_unpacklo_epi64(a0, a2));
+  _mm512_store_si512(q + 1 * 64, _mm512_unpackhi_epi64(a0, a2));
+  _mm512_store_si512(q + 2 * 64, _mm512_unpacklo_epi64(a1, a3));
+  _mm512_store_si512(q + 3 * 64, _mm512_unpackhi_epi64(a1, a3));
+}
+
 struct Q4_0Weights {
   using Block = BlockQ4_0;
   static constexpr int kOffset = 8;
+  static constexpr bool kMin = false;
+  using Acts = QuantizedActs<kOffset>;
   // Not QuantRowTile: 1.1B Q4_0 decode read 0.78 / 0.58 of the read bandwidth
   // (slow / fast phase) unpacking nibbles in half vectors and 0.92-0.95 / -
   // splitting unpacked full vectors, against 0.95-1.01 / 0.78-0.85 as is.
   static constexpr bool kHalfVectorDecode = false;
   static constexpr int kRecordBytes = 64 + kQK / 2 * kPanelRows;
-  // Writes block b of rows[0..15] as group g of record rec: a 4x4 transpose of
-  // 4-byte groups in each 128-bit lane (rows i, i+4, i+8, i+12).
   static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* rec, int g) {
-    uint8_t* q = rec + 64 + g * 256;
-    __m512i z[4];
-    STRATA_UNROLL
-    for (int i = 0; i < 4; ++i) {
-      __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i][b].qs)));
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4][b].qs)), 1);
-      v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 8][b].qs)), 2);
-      z[i] = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 12][b].qs)), 3);
-    }
-    const __m512i a0 = _mm512_unpacklo_epi32(z[0], z[1]), a1 = _mm512_unpackhi_epi32(z[0], z[1]);
-    const __m512i a2 = _mm512_unpacklo_epi32(z[2], z[3]), a3 = _mm512_unpackhi_epi32(z[2], z[3]);
-    _mm512_store_si512(q + 0 * 64, _mm512_unpacklo_epi64(a0, a2));
-    _mm512_store_si512(q + 1 * 64, _mm512_unpackhi_epi64(a0, a2));
-    _mm512_store_si512(q + 2 * 64, _mm512_unpacklo_epi64(a1, a3));
-    _mm512_store_si512(q + 3 * 64, _mm512_unpackhi_epi64(a1, a3));
+    PackNibbles(rows, b, rec + 64 + g * 256);
   }
   template <class F>
   static void ForEachStep(const uint8_t* rec, const F& f) {
@@ -239,6 +249,104 @@ struct Q4_0Weights {
     }
   }
 };
+
+// Q4_1, Q5_0, Q5_1 and IQ4_NL: nibble pairs laid out as Q4_0's, after
+//   fp16 m[2][16]                      Q4_1, Q5_1: each row's block minimum
+//   u32  qh[2][16]                     Q5_0, Q5_1: the fifth bits, transposed:
+//        bit k of byte i is the fifth bit of input 4k+i (k step k)
+// N: Block; kOffset (the activations' comp cancels it); kMin (Q8_1
+// activations, + m * s per block); kFifthBit; Code(nibbles, k step, qh):
+// the unsigned codes of a k step from its nibbles (in bits 0-3).
+template <class N>
+struct NibbleWeights {
+  using Block = typename N::Block;
+  static constexpr int kOffset = N::kOffset;
+  static constexpr bool kMin = N::kMin;
+  using Acts = QuantizedActs<kOffset, kMin>;
+  static constexpr bool kHalfVectorDecode = false;
+  static constexpr int kM = 64;
+  static constexpr int kQh = kM + (kMin ? 64 : 0);
+  static constexpr int kQ = kQh + (N::kFifthBit ? 128 : 0);
+  static constexpr int kRecordBytes = kQ + kQK / 2 * kPanelRows;
+  static_assert(kRecordBytes == kPanelRows * static_cast<int>(sizeof(Block)));
+
+  static void PackBlock(const Block* const rows[16], int64_t b, uint8_t* rec, int g) {
+    PackNibbles(rows, b, rec + kQ + g * 256);
+    if constexpr (kMin) {
+      auto* m = reinterpret_cast<uint16_t*>(rec + kM) + g * kLanes;
+      for (int i = 0; i < kLanes; ++i) m[i] = rows[i][b].m;
+    }
+    if constexpr (N::kFifthBit) {
+      alignas(64) uint32_t bits[kLanes];
+      for (int i = 0; i < kLanes; ++i) std::memcpy(&bits[i], rows[i][b].qh, sizeof bits[i]);
+      const __m512i v = _mm512_load_si512(bits), one = _mm512_set1_epi32(1);
+      __m512i t = _mm512_setzero_si512();
+      for (int k = 0; k < 8; ++k)
+        for (int j = 0; j < 4; ++j)
+          t = _mm512_or_si512(t, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 4 * k + j), one), 8 * j + k));
+      _mm512_store_si512(rec + kQh + g * 64, t);
+    }
+  }
+  template <class F>
+  static void ForEachStep(const uint8_t* rec, const F& f) {
+    const __m512i mask = _mm512_set1_epi8(0x0F);
+    __m512i qh0 = _mm512_setzero_si512(), qh1 = _mm512_setzero_si512();
+    if constexpr (N::kFifthBit) {
+      qh0 = _mm512_load_si512(rec + kQh);
+      qh1 = _mm512_load_si512(rec + kQh + 64);
+    }
+    STRATA_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      const __m512i v0 = _mm512_load_si512(rec + kQ + k * 64), v1 = _mm512_load_si512(rec + kQ + 256 + k * 64);
+      f(k, N::Code(_mm512_and_si512(v0, mask), k, qh0), N::Code(_mm512_and_si512(v1, mask), k, qh1));
+      f(k + 4, N::Code(_mm512_and_si512(_mm512_srli_epi16(v0, 4), mask), k + 4, qh0),
+        N::Code(_mm512_and_si512(_mm512_srli_epi16(v1, 4), mask), k + 4, qh1));
+    }
+  }
+};
+
+// Bit k of each byte of qh (NibbleWeights' transposed fifth bits) as bit 4
+// added to the nibbles (shifts of 16-bit lanes by at most 4: bits crossing
+// bytes land outside bit 4).
+__m512i WithFifthBit(__m512i nibbles, int k, __m512i qh) {
+  const __m512i hb = k <= 4 ? _mm512_slli_epi16(qh, 4 - k) : _mm512_srli_epi16(qh, k - 4);
+  return _mm512_ternarylogic_epi32(nibbles, hb, _mm512_set1_epi8(0x10), 0xF8);  // nibbles | (hb & bit 4)
+}
+
+struct Q4_1Nibbles {
+  using Block = BlockQ4_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true, kFifthBit = false;
+  static __m512i Code(__m512i nibbles, int, __m512i) { return nibbles; }
+};
+struct Q5_0Nibbles {
+  using Block = BlockQ5_0;
+  static constexpr int kOffset = 16;
+  static constexpr bool kMin = false, kFifthBit = true;
+  static __m512i Code(__m512i nibbles, int k, __m512i qh) { return WithFifthBit(nibbles, k, qh); }
+};
+struct Q5_1Nibbles {
+  using Block = BlockQ5_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true, kFifthBit = true;
+  static __m512i Code(__m512i nibbles, int k, __m512i qh) { return WithFifthBit(nibbles, k, qh); }
+};
+// The non-linear levels + 128 looked up by nibble (VPSHUFB, the table in each 128-bit lane).
+struct IQ4_NLNibbles {
+  using Block = BlockIQ4_NL;
+  static constexpr int kOffset = 128;
+  static constexpr bool kMin = false, kFifthBit = false;
+  static constexpr std::array<uint8_t, 16> kLevels = [] {
+    std::array<uint8_t, 16> levels{};
+    for (int i = 0; i < 16; ++i) levels[i] = static_cast<uint8_t>(kIq4nlValues[i] + kOffset);
+    return levels;
+  }();
+  static __m512i Code(__m512i nibbles, int, __m512i) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kLevels.data())));
+    return _mm512_shuffle_epi8(table, nibbles);
+  }
+};
+
 
 // Packs rows o0 .. o0+31 of w into one panel (nb records).
 template <class W>
@@ -265,36 +373,10 @@ void PackQuantPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
   }
 }
 
-// The register tiles' output y[t0 .. t0+T-1][o0 .. o0+31]: acc0[t] holds rows
-// o0 .. o0+15 of token t0+t, acc1[t] the next 16. Rows past n_out are neither
-// loaded nor stored.
-template <int T>
-void LoadOutTile(const float* y, int64_t n_out, int64_t o0, int64_t t0, bool accumulate, __m512 (&acc0)[T],
-                 __m512 (&acc1)[T]) {
-  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    const float* yt = y + (t0 + t) * n_out + o0;
-    acc0[t] = accumulate ? _mm512_maskz_loadu_ps(m0, yt) : _mm512_setzero_ps();
-    acc1[t] = accumulate ? _mm512_maskz_loadu_ps(m1, yt + kLanes) : _mm512_setzero_ps();
-  }
-}
-
-template <int T>
-void StoreOutTile(float* y, int64_t n_out, int64_t o0, int64_t t0, const __m512 (&acc0)[T], const __m512 (&acc1)[T]) {
-  const __mmask16 m0 = LaneMask(n_out - o0), m1 = LaneMask(n_out - o0 - kLanes);
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    float* yt = y + (t0 + t) * n_out + o0;
-    _mm512_mask_storeu_ps(yt, m0, acc0[t]);
-    _mm512_mask_storeu_ps(yt + kLanes, m1, acc1[t]);
-  }
-}
-
 // y[t0 .. t0+T-1][o0 .. o0+31] from one panel: a register tile of 32 rows x T
 // tokens that reuses every loaded weight vector T times.
 template <class W, int T>
-void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out,
+void QuantTile(const uint8_t* panel, int64_t nb, const typename W::Acts& xa, int64_t t0, float* y, int64_t n_out,
                int64_t o0) {
   const int8_t* xq[T];
   const float* xd[T];
@@ -309,6 +391,11 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
   }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* rec = panel + b * W::kRecordBytes;
+    if constexpr (T == 1) {
+      STRATA_UNROLL
+      for (int l = 0; l < W::kRecordBytes / 64; ++l)
+        _mm_prefetch(reinterpret_cast<const char*>(rec + kPrefetchBytes + 64 * l), _MM_HINT_T0);
+    }
     __m512i i0[T], i1[T];
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) i0[t] = i1[t] = _mm512_set1_epi32(xc[t][b]);
@@ -330,6 +417,16 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
       acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i0[t]), _mm512_mul_ps(dw0, dx), acc0[t]);
       acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i1[t]), _mm512_mul_ps(dw1, dx), acc1[t]);
     }
+    if constexpr (W::kMin) {  // + m_w * s_x (Q8_1)
+      const __m512 mw0 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + W::kM)));
+      const __m512 mw1 = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(rec + W::kM + 32)));
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const __m512 sx = _mm512_set1_ps(xa.s(t0 + t)[b]);
+        acc0[t] = _mm512_fmadd_ps(mw0, sx, acc0[t]);
+        acc1[t] = _mm512_fmadd_ps(mw1, sx, acc1[t]);
+      }
+    }
   }
   StoreOutTile<T>(y, n_out, o0, t0, acc0, acc1);
 }
@@ -341,7 +438,7 @@ void QuantTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_
 // 512-bit operations and 1.02 / 1.10 with these (in-process alternation); all
 // of 1.1B Q8_0's decode matmuls 0.98 / 0.85 -> 1.03 / 1.01.
 template <class W>
-void QuantRowTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int64_t t, float* y, int64_t n_out,
+void QuantRowTile(const uint8_t* panel, int64_t nb, const typename W::Acts& xa, int64_t t, float* y, int64_t n_out,
                   int64_t o0) {
   const int8_t* xq = xa.qs(t);
   const float* xd = xa.d(t);
@@ -373,57 +470,23 @@ void QuantRowTile(const uint8_t* panel, int64_t nb, const QuantizedActs& xa, int
   StoreOutTile<1>(y, n_out, o0, t, acc0, acc1);
 }
 
-// Each thread streams its own contiguous share of the panels (ParallelStreams)
-// through the outputs' matrices in order (one stream when they are packed side
-// by side, as the model packs them); x is quantized once for all. A matrix in
-// the file's row layout is packed panel by panel into thread-private scratch
-// first (stays in L2 while every token tile reuses it). REQUIRES: all outs share w.type and w.cols().
+// 32-element-block weights W as panel kernels (quant_panels_avx512.h).
 template <class W>
-void MatMulQuant(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
-  const int64_t n_in = outs[0].w->cols(), nb = n_in / kQK;
-  QuantizedActs xa(n_in);
-  const size_t act_bytes = RoundUp64(xa.bytes(n_tok));
-  const size_t panel_bytes = static_cast<size_t>(nb) * W::kRecordBytes;
-  bool all_packed = true;
-  std::vector<int64_t> first_panel = {0};  // [outs.size() + 1]: outs[i] owns panels [first_panel[i], first_panel[i+1])
-  for (const MatMulOut& o : outs) {
-    all_packed = all_packed && o.w->layout == TensorLayout::kPanels32;
-    first_panel.push_back(first_panel.back() + (o.w->rows() + kPanelRows - 1) / kPanelRows);
+struct Block32Panels {
+  using Acts = typename W::Acts;
+  static constexpr int kBlock = kQK;
+  static constexpr int kRecordBytes = W::kRecordBytes;
+  static constexpr int kTileTokens = kQuantTileTokens;
+  static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) { PackQuantPanel<W>(w, o0, panel); }
+  template <int T>
+  static void Tile(const uint8_t* panel, int64_t nb, const Acts& xa, int64_t t0, float* y, int64_t n_out, int64_t o0) {
+    if constexpr (T == 1 && W::kHalfVectorDecode) {
+      QuantRowTile<W>(panel, nb, xa, t0, y, n_out, o0);
+    } else {
+      QuantTile<W, T>(panel, nb, xa, t0, y, n_out, o0);
+    }
   }
-  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + (all_packed ? 0 : panel_bytes * pool.n_threads())));
-  xa.set_base(scratch);
-  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) xa.Quantize(t, x + t * n_in, W::kOffset);
-  });
-  pool.ParallelStreams(first_panel.back(), [&](int64_t task, int ith) {
-    const size_t i = static_cast<size_t>(std::upper_bound(first_panel.begin(), first_panel.end(), task) -
-                                         first_panel.begin() - 1);
-    const Tensor& w = *outs[i].w;
-    const int64_t p = task - first_panel[i], o0 = p * kPanelRows, n_out = w.rows();
-    const uint8_t* panel = static_cast<const uint8_t*>(w.data) + panel_bytes * static_cast<size_t>(p);
-    if (w.layout != TensorLayout::kPanels32) {
-      uint8_t* own = scratch + act_bytes + panel_bytes * static_cast<size_t>(ith);
-      PackQuantPanel<W>(w, o0, own);
-      panel = own;
-    }
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kQuantTileTokens) {
-      WithCount<kQuantTileTokens>(n_tok - t0, [&](auto T) {
-        if constexpr (T() == 1 && W::kHalfVectorDecode) {
-          QuantRowTile<W>(panel, nb, xa, t0, outs[i].y, n_out, o0);
-        } else {
-          QuantTile<W, T()>(panel, nb, xa, t0, outs[i].y, n_out, o0);
-        }
-      });
-    }
-  });
-}
-
-template <class W>
-void PackQuantMatrix(const Tensor& w, uint8_t* dst) {
-  const int64_t n_panels = (w.rows() + kPanelRows - 1) / kPanelRows;
-  const size_t panel_bytes = static_cast<size_t>(w.cols() / kQK) * W::kRecordBytes;
-  for (int64_t p = 0; p < n_panels; ++p) PackQuantPanel<W>(w, p * kPanelRows, dst + panel_bytes * static_cast<size_t>(p));
-}
+};
 
 // ---------------------------------------------------------------------------
 // Float weights (F32, F16, BF16) widened to F32 16 elements at a time.
@@ -603,6 +666,11 @@ void FloatPanelTile(const LoadLine& load_line, int64_t kc, const float* x, int64
 template <class W>
 size_t FloatPanelBytes(int64_t n_in) {
   return static_cast<size_t>(n_in) * kPanelRows * W::kBytes;
+}
+
+template <class W>
+size_t PackedFloatBytes(const Tensor& w) {
+  return static_cast<size_t>((w.rows() + kPanelRows - 1) / kPanelRows) * FloatPanelBytes<W>(w.cols());
 }
 
 template <class W>
@@ -849,58 +917,25 @@ void MatMulFloat(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
   }
 }
 
+template <class W>
+void MatMulFloatOuts(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
+  for (const MatMulOut& o : outs) MatMulFloat<W>(*o.w, x, n_tok, o.y, pool);
+}
+
 }  // namespace
 
-void MatMulAvx512(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  switch (w.type) {
-    case DType::kF32: return MatMulFloat<F32Weights>(w, x, n_tok, y, pool);
-    case DType::kF16: return MatMulFloat<F16Weights>(w, x, n_tok, y, pool);
-    case DType::kBF16: return MatMulFloat<BF16Weights>(w, x, n_tok, y, pool);
-    case DType::kQ8_0:
-    case DType::kQ4_0: {
-      const MatMulOut out[1] = {{&w, y}};
-      return MatMulSharedAvx512(out, x, n_tok, pool);
-    }
-    default: return;
-  }
-}
-
-void MatMulSharedAvx512(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
-  const Tensor& w0 = *outs[0].w;
-  const bool fusable = std::all_of(outs.begin(), outs.end(), [&](const MatMulOut& o) {
-    return o.w->type == w0.type && (o.w->type == DType::kQ8_0 || o.w->type == DType::kQ4_0);
-  });
-  if (!fusable) {
-    for (const MatMulOut& o : outs) MatMulAvx512(*o.w, x, n_tok, o.y, pool);
-    return;
-  }
-  if (w0.type == DType::kQ8_0) return MatMulQuant<Q8_0Weights>(outs, x, n_tok, pool);
-  return MatMulQuant<Q4_0Weights>(outs, x, n_tok, pool);
-}
-
-size_t PackedMatrixBytesAvx512(const Tensor& w) {
-  const size_t panels = static_cast<size_t>((w.rows() + kPanelRows - 1) / kPanelRows);
-  const size_t nb = static_cast<size_t>(w.cols() / kQK);
-  switch (w.type) {
-    case DType::kQ8_0: return panels * nb * Q8_0Weights::kRecordBytes;
-    case DType::kQ4_0: return panels * nb * Q4_0Weights::kRecordBytes;
-    case DType::kF32: return panels * FloatPanelBytes<F32Weights>(w.cols());
-    case DType::kF16: return panels * FloatPanelBytes<F16Weights>(w.cols());
-    case DType::kBF16: return panels * FloatPanelBytes<BF16Weights>(w.cols());
-    default: return 0;
-  }
-}
-
-void PackMatrixAvx512(const Tensor& w, uint8_t* dst) {
-  switch (w.type) {
-    case DType::kQ8_0: return PackQuantMatrix<Q8_0Weights>(w, dst);
-    case DType::kQ4_0: return PackQuantMatrix<Q4_0Weights>(w, dst);
-    case DType::kF32: return PackFloatMatrix<F32Weights>(w, dst);
-    case DType::kF16: return PackFloatMatrix<F16Weights>(w, dst);
-    case DType::kBF16: return PackFloatMatrix<BF16Weights>(w, dst);
-    default: return;
-  }
-}
+const MatMulKernels kAvx512F32 = {MatMulFloatOuts<F32Weights>, PackedFloatBytes<F32Weights>,
+                                  PackFloatMatrix<F32Weights>};
+const MatMulKernels kAvx512F16 = {MatMulFloatOuts<F16Weights>, PackedFloatBytes<F16Weights>,
+                                  PackFloatMatrix<F16Weights>};
+const MatMulKernels kAvx512BF16 = {MatMulFloatOuts<BF16Weights>, PackedFloatBytes<BF16Weights>,
+                                   PackFloatMatrix<BF16Weights>};
+const MatMulKernels kAvx512Q8_0 = kPanelKernels<Block32Panels<Q8_0Weights>>;
+const MatMulKernels kAvx512Q4_0 = kPanelKernels<Block32Panels<Q4_0Weights>>;
+const MatMulKernels kAvx512Q4_1 = kPanelKernels<Block32Panels<NibbleWeights<Q4_1Nibbles>>>;
+const MatMulKernels kAvx512Q5_0 = kPanelKernels<Block32Panels<NibbleWeights<Q5_0Nibbles>>>;
+const MatMulKernels kAvx512Q5_1 = kPanelKernels<Block32Panels<NibbleWeights<Q5_1Nibbles>>>;
+const MatMulKernels kAvx512IQ4_NL = kPanelKernels<Block32Panels<NibbleWeights<IQ4_NLNibbles>>>;
 
 #undef STRATA_UNROLL
 

@@ -20,7 +20,7 @@
 namespace strata::kernels::internal {
 namespace {
 
-size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
+[[maybe_unused]] size_t RoundUp64(size_t n) { return (n + 63) / 64 * 64; }
 
 // Calls f(std::integral_constant<int, n>{}) for 1 <= n <= N: picks the
 // register-tile instantiation for a run-time token count.
