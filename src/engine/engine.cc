@@ -217,6 +217,7 @@ void Engine::Admit() {
       queue_.pop_front();
     }
     stats_.queue_depth = static_cast<int32_t>(queue_.size());
+    stats_.running = static_cast<int32_t>(slots_.size() + admitted.size());
   }
   GenerationEvent cancelled;
   cancelled.finished = true;
@@ -339,11 +340,12 @@ void Engine::Finish(Slot* slot, GenerationEvent& e, FinishReason reason) {
   }
   e.prompt_tokens = static_cast<int32_t>(slot->request.prompt.size());
   e.completion_tokens = slot->n_generated;
-  slot->sink(e);
   if (slot->seq) kv_->FreeSequence(*slot->seq);
   slot->seq.reset();
   slot->done = true;
   RecordFinish(*slot);
+  // Last: a client woken by its final event sees the stats without it.
+  slot->sink(e);
 }
 
 void Engine::ScorePrompt(Slot* slot, const float* logits, int32_t start, int32_t n) {
@@ -364,6 +366,8 @@ void Engine::RecordFinish(const Slot& slot) {
   std::lock_guard<std::mutex> l(mu_);
   stats_.prompt_tokens_total += slot.request.prompt.size();
   stats_.completion_tokens_total += static_cast<uint64_t>(slot.n_generated);
+  --stats_.running;
+  stats_.kv = kv_->stats();
 }
 
 void Engine::Step() {
