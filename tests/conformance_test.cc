@@ -117,15 +117,11 @@ const Variant& FindVariant(const std::string& name) {
   std::abort();
 }
 
-// The weight types llama.cpp quantizes the F32 model to. output_type, when
-// set, overrides llama.cpp's choice for output.weight (its Q4_0 mix writes
-// Q6_K, a type strata does not read yet: drop the override when it does).
-struct QuantType {
-  std::string ftype;
-  std::string output_type;
-};
-const std::vector<QuantType>& QuantTypes() {
-  static const std::vector<QuantType> t = {{"q8_0", ""}, {"q4_0", "q8_0"}};
+// The file types llama.cpp quantizes the F32 model to, with llama-quantize's
+// own per-tensor choices (Q6_K output.weight for Q4_0 and the K mixes,
+// Q6_K on some attn_v / ffn_down layers of the K mixes).
+const std::vector<std::string>& QuantTypes() {
+  static const std::vector<std::string> t = {"q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k_m", "q5_k_m", "q6_k"};
   return t;
 }
 
@@ -171,12 +167,10 @@ std::string F32Model(const Variant& v) {
 }
 
 // The variant quantized by llama.cpp (once per test run).
-std::string QuantizedModel(const Variant& v, const QuantType& q) {
-  const std::string path = Dir() + "/" + v.name + "-" + q.ftype + ".gguf";
+std::string QuantizedModel(const Variant& v, const std::string& ftype) {
+  const std::string path = Dir() + "/" + v.name + "-" + ftype + ".gguf";
   if (Env::Default()->FileExists(path)) return path;
-  std::vector<std::string> args = {"quantize", F32Model(v), path, q.ftype};
-  if (!q.output_type.empty()) args.insert(args.end(), {"--output-type", q.output_type});
-  const testing::CommandResult r = Peer(args);
+  const testing::CommandResult r = Peer({"quantize", F32Model(v), path, ftype});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return path;
 }
@@ -297,8 +291,7 @@ TEST_P(ConformanceTest, AgreesWithLlamaCpp) {
   if (type == "f32") {
     path = F32Model(v);
   } else {
-    const auto q = std::find_if(QuantTypes().begin(), QuantTypes().end(), [&](const QuantType& t) { return t.ftype == type; });
-    path = QuantizedModel(v, *q);
+    path = QuantizedModel(v, type);
     bound = kMaxDeltaQuant;
   }
   const Agreement a = Measure(path);
@@ -308,7 +301,7 @@ TEST_P(ConformanceTest, AgreesWithLlamaCpp) {
 
 std::vector<std::string> TypeNames() {
   std::vector<std::string> t = {"f32"};
-  for (const QuantType& q : QuantTypes()) t.push_back(q.ftype);
+  for (const std::string& q : QuantTypes()) t.push_back(q);
   return t;
 }
 
@@ -412,6 +405,51 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- stories260K quantized by llama.cpp: the same greedy text ----
 
+struct GreedyPath {
+  int flips = 0;       // picks that are not llama.cpp's top-1
+  double max_gap = 0;  // largest llama.cpp logprob gap top-1 - pick (nats)
+};
+
+// Generates n tokens greedily with strata after BOS + prompt and scores each
+// pick with llama.cpp's logits of the same token sequence.
+GreedyPath CheckGreedyPath(const std::string& path, const std::string& prompt, int n) {
+  GreedyPath g;
+  std::unique_ptr<Model> m = LoadModel(path);
+  if (!m) return g;
+  std::vector<int32_t> tokens = m->vocab().Encode(prompt, true, false);
+  const size_t n_prompt = tokens.size();
+  ContextParams p;
+  p.n_ctx = kContext;
+  p.n_threads = 2;
+  p.kv_type = KvFor(*m);
+  std::unique_ptr<Context> ctx;
+  EXPECT_TRUE(Context::Create(*m, p, &ctx).ok());
+  if (!ctx) return g;
+  const int32_t V = m->hparams().n_vocab;
+  std::vector<int32_t> step = tokens;
+  for (int i = 0; i < n; ++i) {
+    const Status s = ctx->Decode(step, LogitsMode::kLast);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    if (!s.ok()) return g;
+    const float* l = ctx->logits();
+    step = {static_cast<int32_t>(std::max_element(l, l + V) - l)};
+    tokens.push_back(step[0]);
+  }
+  const std::vector<float> ref = PeerLogits(path, tokens, KvFor(*m) == DType::kF32 ? "f32" : "f16");
+  if (ref.size() != tokens.size() * static_cast<size_t>(V)) {
+    ADD_FAILURE() << "llama.cpp returned " << ref.size() << " logits";
+    return g;
+  }
+  for (size_t i = n_prompt; i < tokens.size(); ++i) {
+    const std::vector<double> lr = LogSoftmax(&ref[(i - 1) * V], V);
+    const double top = *std::max_element(lr.begin(), lr.end());
+    const double gap = top - lr[static_cast<size_t>(tokens[i])];
+    if (gap > 0) ++g.flips;
+    g.max_gap = std::max(g.max_gap, gap);
+  }
+  return g;
+}
+
 class StoriesQuantizedTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(StoriesQuantizedTest, GreedyTextMatchesLlamaCpp) {
@@ -427,10 +465,17 @@ TEST_P(StoriesQuantizedTest, GreedyTextMatchesLlamaCpp) {
       testing::RunCommand({testing::CliPath(), "run", "-m", path, "-p", prompt, "-n", "48", "--temp", "0"});
   ASSERT_EQ(got.exit_code, 0) << got.err;
   EXPECT_GT(want.out.size(), 40u);
-  EXPECT_EQ(got.out, want.out);
+  // Along strata's greedy path, llama.cpp's logits on the same tokens: each
+  // pick must be llama.cpp's top-1 or within kNearTie of it. The texts must
+  // be equal unless one pick was such a near-tie (rounding decides those).
+  const GreedyPath path_check = CheckGreedyPath(path, prompt, 48);
+  std::cout << "[stories " << GetParam() << "] " << path_check.flips << " near-tie flips, largest gap "
+            << path_check.max_gap << " nats\n";
+  EXPECT_LT(path_check.max_gap, kNearTie);
+  if (path_check.flips == 0) EXPECT_EQ(got.out, want.out);
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, StoriesQuantizedTest, ::testing::Values("q8_0", "q4_0"));
+INSTANTIATE_TEST_SUITE_P(Types, StoriesQuantizedTest, ::testing::ValuesIn(QuantTypes()));
 
 // ---- strata perplexity gives llama-perplexity's figure ----
 
@@ -457,9 +502,10 @@ std::string StoriesText() {
 }
 
 // stories260K itself (F32) within 0.1% of llama-perplexity; quantized by
-// llama.cpp within 0.3%: at width 64 rounding alone moves the quantized
-// model's perplexity by ~0.1% (llama.cpp's own figures with an F16 and an F32
-// KV cache differ by up to 0.25% on this text).
+// llama.cpp to each type within 0.5%: at width 64 rounding alone moves the
+// quantized model's perplexity that much (llama.cpp's own figures with an F16
+// and an F32 KV cache differ by up to 0.43% on this text: Q4_1 over 3 chunks
+// of 128, 1.9680 vs 1.9595; Q5_0 over all chunks of 128, 0.33%).
 class PerplexityConformanceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(PerplexityConformanceTest, MatchesLlamaPerplexity) {
@@ -486,12 +532,12 @@ TEST_P(PerplexityConformanceTest, MatchesLlamaPerplexity) {
     ASSERT_TRUE(w && g) << want.out << "\n" << got.out;
     std::cout << "[conformance] perplexity " << GetParam() << " " << extra[1] << (extra.size() > 2 ? " 3 chunks" : "")
               << ": strata " << *g << ", llama.cpp " << *w << "\n";
-    const double bound = GetParam() == "f32" ? 1e-3 : 3e-3;
+    const double bound = GetParam() == "f32" ? 1e-3 : 5e-3;
     EXPECT_LE(std::fabs(*g - *w), bound * *w) << "strata " << *g << " vs llama.cpp " << *w;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, PerplexityConformanceTest, ::testing::Values("f32", "q8_0", "q4_0"));
+INSTANTIATE_TEST_SUITE_P(Types, PerplexityConformanceTest, ::testing::ValuesIn(TypeNames()));
 
 }  // namespace
 }  // namespace strata
