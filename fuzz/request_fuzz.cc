@@ -31,11 +31,11 @@ void Check(bool ok, const char* what) {
 
 void CheckAccepted(const ApiRequest& r, const strata::server::RequestLimits& limits) {
   Check(!r.max_tokens || (*r.max_tokens >= 0 && *r.max_tokens <= limits.max_tokens_limit), "max_tokens in range");
-  Check(r.temperature >= 0 && r.temperature <= 2, "temperature in [0, 2]");
-  Check(r.top_p >= 0 && r.top_p <= 1, "top_p in [0, 1]");
-  Check(r.min_p >= 0 && r.min_p <= 1, "min_p in [0, 1]");
-  Check(std::isfinite(r.repeat_penalty) && r.repeat_penalty >= 0, "repeat_penalty finite");
-  Check(r.top_k >= 0, "top_k >= 0");
+  Check(!r.temperature || (*r.temperature >= 0 && *r.temperature <= 2), "temperature in [0, 2]");
+  Check(!r.top_p || (*r.top_p >= 0 && *r.top_p <= 1), "top_p in [0, 1]");
+  Check(!r.min_p || (*r.min_p >= 0 && *r.min_p <= 1), "min_p in [0, 1]");
+  Check(!r.repeat_penalty || (std::isfinite(*r.repeat_penalty) && *r.repeat_penalty > 0), "repeat_penalty > 0");
+  Check(!r.top_k || *r.top_k >= 0, "top_k >= 0");
   Check(r.logprobs >= -1 && r.logprobs <= strata::server::kMaxLogprobs, "logprobs in range");
   Check(r.stop.size() <= strata::server::kMaxStops, "at most kMaxStops stops");
   for (const std::string& s : r.stop) Check(!s.empty(), "stop strings non-empty");

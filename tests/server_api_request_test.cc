@@ -37,10 +37,13 @@ TEST(ApiRequestTest, CompletionDefaultsAreOpenAis) {
   EXPECT_FALSE(r.prompts[0].is_ids);
   EXPECT_EQ(r.n, 1);
   EXPECT_FALSE(r.max_tokens.has_value());
-  EXPECT_EQ(r.temperature, 1.0f);
-  EXPECT_EQ(r.top_p, 1.0f);
-  EXPECT_EQ(r.top_k, 0);
-  EXPECT_EQ(r.min_p, 0.0f);
+  // Sampling left out: the server's defaults (strata serve --temp, ...).
+  EXPECT_FALSE(r.temperature.has_value());
+  EXPECT_FALSE(r.top_p.has_value());
+  EXPECT_FALSE(r.top_k.has_value());
+  EXPECT_FALSE(r.min_p.has_value());
+  EXPECT_FALSE(r.repeat_penalty.has_value());
+  EXPECT_TRUE(r.unknown_fields.empty());
   EXPECT_FALSE(r.seed.has_value());
   EXPECT_FALSE(r.stream);
   EXPECT_EQ(r.logprobs, -1);
@@ -66,8 +69,71 @@ TEST(ApiRequestTest, CompletionFields) {
   EXPECT_TRUE(r.include_usage);
   EXPECT_EQ(r.logprobs, 2);
   EXPECT_EQ(r.top_k, 5);
-  EXPECT_FLOAT_EQ(r.min_p, 0.1f);
-  EXPECT_FLOAT_EQ(r.repeat_penalty, 1.1f);
+  EXPECT_FLOAT_EQ(*r.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(*r.repeat_penalty, 1.1f);
+  EXPECT_EQ(r.unknown_fields, (std::vector<std::string>{"unknown_field"}));
+}
+
+TEST(ApiRequestTest, RepetitionPenaltyIsVllmsNameForRepeatPenalty) {
+  EXPECT_FLOAT_EQ(*Parse(Endpoint::kCompletions, R"({"prompt": "x", "repetition_penalty": 1.3})").repeat_penalty, 1.3f);
+  EXPECT_FLOAT_EQ(*Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x"}],
+                                             "repeat_penalty": 1.2, "repetition_penalty": 1.2})")
+                       .repeat_penalty,
+                  1.2f);
+  std::string param;
+  ApiRequest r;
+  EXPECT_FALSE(ParseApiRequest(Endpoint::kCompletions, R"({"prompt": "x", "repeat_penalty": 1.1, "repetition_penalty": 1.2})",
+                               RequestLimits{}, &r, &param)
+                   .ok());
+  EXPECT_EQ(param, "repetition_penalty");
+  EXPECT_FALSE(ParseApiRequest(Endpoint::kCompletions, R"({"prompt": "x", "repetition_penalty": 0})", RequestLimits{},
+                               &r, &param)
+                   .ok());
+  EXPECT_EQ(param, "repetition_penalty");
+}
+
+TEST(ApiRequestTest, UnknownFieldsAreListedInTheClientsOrder) {
+  const ApiRequest chat = Parse(Endpoint::kChat, R"({"zeta": 1, "messages": [{"role": "user", "content": "x"}],
+                                                    "prompt": "not a chat field", "alpha": null})");
+  EXPECT_EQ(chat.unknown_fields, (std::vector<std::string>{"zeta", "prompt", "alpha"}));
+  const ApiRequest completion = Parse(Endpoint::kCompletions, R"({"prompt": "x", "messages": [], "echo": true})");
+  EXPECT_EQ(completion.unknown_fields, (std::vector<std::string>{"messages"}));
+}
+
+TEST(ApiRequestTest, TokenizeRequest) {
+  TokenizeRequest t;
+  std::string param;
+  ASSERT_TRUE(ParseTokenizeRequest(R"({"content": "Hi there"})", &t, &param).ok());
+  EXPECT_EQ(t.content, "Hi there");
+  EXPECT_FALSE(t.add_special);
+  EXPECT_TRUE(t.parse_special);
+  EXPECT_FALSE(t.with_pieces);
+  ASSERT_TRUE(ParseTokenizeRequest(R"({"content": "", "add_special": true, "parse_special": false,
+                                       "with_pieces": true})",
+                                   &t, &param)
+                  .ok());
+  EXPECT_TRUE(t.add_special);
+  EXPECT_FALSE(t.parse_special);
+  EXPECT_TRUE(t.with_pieces);
+  for (const char* bad : {R"({})", R"({"content": 5})", R"({"content": ["a"]})", R"([])"}) {
+    EXPECT_FALSE(ParseTokenizeRequest(bad, &t, &param).ok()) << bad;
+  }
+  EXPECT_FALSE(ParseTokenizeRequest(R"({"content": "x", "with_pieces": 1})", &t, &param).ok());
+  EXPECT_EQ(param, "with_pieces");
+}
+
+TEST(ApiRequestTest, DetokenizeRequest) {
+  std::vector<int32_t> ids;
+  std::string param;
+  ASSERT_TRUE(ParseDetokenizeRequest(R"({"tokens": [1, 0, 511]})", 512, &ids, &param).ok());
+  EXPECT_EQ(ids, (std::vector<int32_t>{1, 0, 511}));
+  ASSERT_TRUE(ParseDetokenizeRequest(R"({"tokens": []})", 512, &ids, &param).ok());
+  EXPECT_TRUE(ids.empty());
+  for (const char* bad : {R"({})", R"({"tokens": [512]})", R"({"tokens": [-1]})", R"({"tokens": [1.5]})",
+                          R"({"tokens": ["1"]})", R"({"tokens": [18446744073709551615]})", R"({"tokens": 3})"}) {
+    EXPECT_FALSE(ParseDetokenizeRequest(bad, 512, &ids, &param).ok()) << bad;
+    EXPECT_EQ(param, "tokens") << bad;
+  }
 }
 
 TEST(ApiRequestTest, NullMeansDefault) {

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <set>
 
 #include "server_harness.h"
@@ -820,6 +822,130 @@ TEST(ServerHttpTest, EchoPrefixesThePrompt) {
     if (d != "[DONE]") text += json::parse(d)["choices"][0]["text"].get<std::string>();
   EXPECT_TRUE(well_formed);
   EXPECT_EQ(text, json::parse(r->body)["choices"][0]["text"]);
+}
+
+}  // namespace
+}  // namespace strata::testing
+
+namespace strata::testing {
+namespace {
+
+// llama-server's /tokenize and /detokenize: ids as strata run's tokenizer
+// gives them, pieces, specials, and the way back.
+TEST(ServerHttpTest, TokenizeAndDetokenize) {
+  ServerHarness h;
+  auto c = h.Client();
+  const Vocab& vocab = h.model().vocab();
+  int status = 0;
+  const json t = PostJson(*c, "/tokenize", {{"content", "Once upon a time"}}, &status);
+  ASSERT_EQ(status, 200) << t.dump();
+  const std::vector<TokenId> want = vocab.Encode("Once upon a time", false, true);
+  EXPECT_EQ(t["tokens"].get<std::vector<TokenId>>(), want);
+  const json special = PostJson(*c, "/tokenize", {{"content", "Once"}, {"add_special", true}}, &status);
+  ASSERT_EQ(status, 200);
+  ASSERT_FALSE(special["tokens"].empty());
+  EXPECT_EQ(special["tokens"][0], vocab.bos());
+  const json pieces = PostJson(*c, "/tokenize", {{"content", "Once upon"}, {"with_pieces", true}}, &status);
+  ASSERT_EQ(status, 200);
+  std::string joined;
+  for (const json& p : pieces["tokens"]) {
+    EXPECT_TRUE(p["id"].is_number_integer());
+    joined += p["piece"].get<std::string>();
+  }
+  EXPECT_EQ(joined, " Once upon");  // the add_space_prefix space stays in the pieces, as in llama-server
+
+  json ids = t["tokens"];
+  ids.insert(ids.begin(), vocab.bos());
+  const json d = PostJson(*c, "/detokenize", {{"tokens", ids}}, &status);
+  ASSERT_EQ(status, 200) << d.dump();
+  EXPECT_EQ(d["content"], vocab.TokenToPiece(vocab.bos(), true) + " Once upon a time");
+
+  const json bad = PostJson(*c, "/detokenize", {{"tokens", {vocab.n_tokens()}}}, &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(bad["error"]["param"], "tokens");
+  const json bad_content = PostJson(*c, "/tokenize", {{"text", "x"}}, &status);
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(bad_content["error"]["param"], "content");
+  EXPECT_EQ(h.engine().Stats().requests_total, 0u);  // nothing was generated
+}
+
+TEST(ServerHttpTest, TokenizeNeedsTheKey) {
+  server::ServerOptions o;
+  o.api_key = "sesame";
+  ServerHarness h(o);
+  auto r = h.Client()->Post("/tokenize", R"({"content":"x"})", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+}
+
+// The OpenAI routes without /v1, as llama-server has them.
+TEST(ServerHttpTest, RoutesWithoutTheV1Prefix) {
+  ServerHarness h;
+  auto c = h.Client();
+  int status = 0;
+  const json body = {{"prompt", "Once upon a time"}, {"max_tokens", 8}, {"temperature", 0}};
+  const json v1 = PostJson(*c, "/v1/completions", body, &status);
+  ASSERT_EQ(status, 200);
+  const json bare = PostJson(*c, "/completions", body, &status);
+  ASSERT_EQ(status, 200) << bare.dump();
+  EXPECT_EQ(bare["choices"][0]["text"], v1["choices"][0]["text"]);
+  const json chat = PostJson(*c, "/chat/completions",
+                             {{"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 4}}, &status);
+  ASSERT_EQ(status, 200) << chat.dump();
+  EXPECT_EQ(chat["object"], "chat.completion");
+  auto models = c->Get("/models");
+  ASSERT_TRUE(models);
+  ASSERT_EQ(models->status, 200);
+  const std::string id = json::parse(models->body)["data"][0]["id"];
+  auto model = c->Get(("/models/" + id).c_str());
+  ASSERT_TRUE(model);
+  EXPECT_EQ(model->status, 200) << model->body;
+  auto other = c->Get("/models/nope");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 404);
+}
+
+// A request that sets no sampling takes the server's (strata serve --temp ...).
+TEST(ServerHttpTest, ServerSamplingDefaultsApplyToRequestsThatSetNone) {
+  server::ServerOptions o;
+  o.sampling.temperature = 0;
+  ServerHarness h(o);
+  auto c = h.Client();
+  int status = 0;
+  const json greedy = PostJson(*c, "/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 24}}, &status);
+  ASSERT_EQ(status, 200);
+  const CommandResult run = RunCommand(
+      {CliPath(), "run", "-m", StoriesModelPath(), "-p", "Once upon a time", "-n", "24", "--temp", "0", "-t", "1"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(greedy["choices"][0]["text"], run.out);
+  // The request's own setting wins: temperature 1.5 with two seeds differs.
+  const json a = PostJson(*c, "/v1/completions",
+                          {{"prompt", "Once upon a time"}, {"max_tokens", 24}, {"temperature", 1.5}, {"seed", 1}}, &status);
+  const json b = PostJson(*c, "/v1/completions",
+                          {{"prompt", "Once upon a time"}, {"max_tokens", 24}, {"temperature", 1.5}, {"seed", 2}}, &status);
+  EXPECT_NE(a["choices"][0]["text"], b["choices"][0]["text"]);
+}
+
+// Fields strata ignores are logged, each name once.
+TEST(ServerHttpTest, IgnoredFieldsAreLoggedOnce) {
+  auto lines = std::make_shared<std::vector<std::string>>();
+  auto mu = std::make_shared<std::mutex>();
+  server::ServerOptions o;
+  o.log = [lines, mu](const std::string& line) {
+    std::lock_guard<std::mutex> l(*mu);
+    lines->push_back(line);
+  };
+  ServerHarness h(o);
+  auto c = h.Client();
+  int status = 0;
+  for (int i = 0; i < 3; ++i) {
+    PostJson(*c, "/v1/completions", {{"prompt", "Once"}, {"max_tokens", 1}, {"mystery", 1}, {"best_of", 1}}, &status);
+    ASSERT_EQ(status, 200);
+  }
+  std::lock_guard<std::mutex> l(*mu);
+  ASSERT_EQ(lines->size(), 1u);
+  EXPECT_NE((*lines)[0].find("'mystery'"), std::string::npos) << (*lines)[0];
+  EXPECT_EQ((*lines)[0].find("best_of"), std::string::npos) << (*lines)[0];
 }
 
 }  // namespace

@@ -47,6 +47,18 @@ void AddTuneFlags(CLI::App* cmd, TuneFlags* flags);
 // a directory, FIFO, device, unreadable or oversized file).
 std::string TuneCachePath(const TuneFlags& flags);
 
+// --temp, --top-k, --top-p, --min-p and --repeat-penalty as run and serve
+// take them; defaults llama.cpp's (and strata run's): 0.8, 40, 0.95, 0.05, 1.
+struct SamplingFlags {
+  float temperature = 0.8f;
+  int32_t top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+};
+// what: how the help text describes the settings' scope.
+void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags, const std::string& what);
+
 // True if stderr is a terminal (progress bars are drawn only then).
 bool StderrIsTty();
 

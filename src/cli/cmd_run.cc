@@ -28,11 +28,7 @@ struct RunOptions {
   std::string tokenizer;
   std::string prompt;
   int32_t n_predict = 128;
-  float temperature = 0.8f;
-  int32_t top_k = 40;
-  float top_p = 0.95f;
-  float min_p = 0.05f;
-  float repeat_penalty = 1.0f;
+  SamplingFlags sampling;
   int64_t seed = -1;
   int32_t threads = 0;
   int32_t ctx_size = 0;
@@ -120,11 +116,11 @@ void Run(const RunOptions& o) {
   std::fprintf(stderr, "strata: %s\n", strata_context_load_summary(ctx.get()));
 
   strata_sampler_params sp = strata_sampler_default_params();
-  sp.temperature = o.temperature;
-  sp.top_k = o.top_k;
-  sp.top_p = o.top_p;
-  sp.min_p = o.min_p;
-  sp.repeat_penalty = o.repeat_penalty;
+  sp.temperature = o.sampling.temperature;
+  sp.top_k = o.sampling.top_k;
+  sp.top_p = o.sampling.top_p;
+  sp.min_p = o.sampling.min_p;
+  sp.repeat_penalty = o.sampling.repeat_penalty;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   strata_sampler* raw_sampler = nullptr;
   if (strata_sampler_init(&sp, &raw_sampler) != STRATA_OK) FailC("cannot create sampler");
@@ -203,11 +199,7 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--tokenizer", opts->tokenizer, "llama2.c tokenizer.bin (for .bin models)")->check(NonEmpty());
   cmd->add_option("-p,--prompt", opts->prompt, "Prompt text");
   cmd->add_option("-n,--n-predict", opts->n_predict, "Number of tokens to generate")->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("--temp", opts->temperature, "Temperature; 0 = greedy")->check(CLI::Range(0.0f, 100.0f));
-  cmd->add_option("--top-k", opts->top_k, "Top-k sampling (0 = off)")->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("--top-p", opts->top_p, "Top-p sampling (1 = off)")->check(CLI::Range(0.0f, 1.0f));
-  cmd->add_option("--min-p", opts->min_p, "Min-p sampling (0 = off)")->check(CLI::Range(0.0f, 1.0f));
-  cmd->add_option("--repeat-penalty", opts->repeat_penalty, "Repetition penalty (1 = off)")->check(CLI::Range(0.0f, 100.0f));
+  AddSamplingFlags(cmd, &opts->sampling, "");
   cmd->add_option("-s,--seed", opts->seed, "RNG seed (default: random)")->check(CLI::Range(int64_t{-1}, INT64_MAX));
   cmd->add_option("-t,--threads", opts->threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
   cmd->add_option("-c,--ctx-size", opts->ctx_size, "Context size (default: the model's)")->check(CLI::Range(0, 1 << 22));

@@ -46,6 +46,7 @@ struct ServeOptions {
   std::string kv_ram;       // sizes with K/M/G suffixes; empty: unlimited
   std::string kv_disk_max;
   TuneFlags tune;
+  SamplingFlags sampling;  // for requests that leave a setting out
   double shutdown_grace_s = 10;
   double head_timeout_s = 10;
   double body_timeout_s = 30;
@@ -189,6 +190,11 @@ void Serve(ServeOptions& o) {
   ApplyKvOptions(o);
   std::unique_ptr<Engine> engine;
   CheckOk("engine", Engine::Create(*model, o.engine, &engine));
+  o.server.sampling.temperature = o.sampling.temperature;
+  o.server.sampling.top_k = o.sampling.top_k;
+  o.server.sampling.top_p = o.sampling.top_p;
+  o.server.sampling.min_p = o.sampling.min_p;
+  o.server.sampling.repeat_penalty = o.sampling.repeat_penalty;
   o.server.shutdown_grace = Millis(o.shutdown_grace_s);
   o.server.limits.head_timeout = Millis(o.head_timeout_s);
   o.server.limits.body_timeout = Millis(o.body_timeout_s);
@@ -278,6 +284,7 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--kv-disk", o->engine.kv_tiers.disk_dir, "Directory for KV blocks beyond the RAM budget");
   cmd->add_option("--kv-disk-max", o->kv_disk_max, "Disk budget for the KV cache, e.g. 20G");
   cmd->add_flag("!--no-prefix-cache", o->engine.prefix_cache, "Do not reuse cached prompt prefixes");
+  AddSamplingFlags(cmd, &o->sampling, " for requests that do not set it");
   AddTuneFlags(cmd, &o->tune);
   cmd->callback([o] { Serve(*o); });
 }

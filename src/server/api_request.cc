@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <set>
 #include <vector>
 #include <nlohmann/json.hpp>
 
@@ -23,8 +24,17 @@ class Fields {
 
   // The field's value, or nullptr if absent or null (null means "default").
   const json* Get(const char* key) const {
+    read_.insert(key);
     const auto it = obj_.find(key);
     return it == obj_.end() || it->is_null() ? nullptr : &*it;
+  }
+
+  // The object's keys no Get asked for, in the client's order.
+  std::vector<std::string> Unread() const {
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : obj_.items())
+      if (read_.count(key) == 0) keys.push_back(key);
+    return keys;
   }
 
   Status Fail(const std::string& param, const std::string& message) const {
@@ -40,6 +50,15 @@ class Fields {
     if (!std::isfinite(d) || d < lo || d > hi)
       return Fail(key, fmt::format("'{}' must be between {} and {}", key, lo, hi));
     *out = static_cast<float>(d);
+    return Status::Ok();
+  }
+
+  // As Number; *out stays empty when the field is absent.
+  Status Number(const char* key, double lo, double hi, std::optional<float>* out) const {
+    if (Get(key) == nullptr) return Status::Ok();
+    float x = 0;
+    STRATA_RETURN_IF_ERROR(Number(key, lo, hi, &x));
+    *out = x;
     return Status::Ok();
   }
 
@@ -74,7 +93,22 @@ class Fields {
  private:
   const json& obj_;
   std::string* bad_param_;
+  mutable std::set<std::string, std::less<>> read_;  // keys asked for
 };
+
+// repeat_penalty (llama.cpp's name) or repetition_penalty (vLLM's): > 0.
+Status ParseRepeatPenalty(const Fields& f, ApiRequest* out) {
+  std::optional<float> llama, vllm;
+  STRATA_RETURN_IF_ERROR(f.Number("repeat_penalty", 0, 100, &llama));
+  STRATA_RETURN_IF_ERROR(f.Number("repetition_penalty", 0, 100, &vllm));
+  if (llama && vllm && *llama != *vllm)
+    return f.Fail("repetition_penalty", "'repeat_penalty' and 'repetition_penalty' are the same setting; send one");
+  out->repeat_penalty = llama ? llama : vllm;
+  if (out->repeat_penalty && *out->repeat_penalty <= 0)
+    return f.Fail(llama ? "repeat_penalty" : "repetition_penalty",
+                  fmt::format("'{}' must be greater than 0", llama ? "repeat_penalty" : "repetition_penalty"));
+  return Status::Ok();
+}
 
 Status ParseSeed(const Fields& f, ApiRequest* out) {
   const json* v = f.Get("seed");
@@ -131,11 +165,11 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
   STRATA_RETURN_IF_ERROR(f.Number("temperature", 0, 2, &out->temperature));
   STRATA_RETURN_IF_ERROR(f.Number("top_p", 0, 1, &out->top_p));
   STRATA_RETURN_IF_ERROR(f.Number("min_p", 0, 1, &out->min_p));
-  STRATA_RETURN_IF_ERROR(f.Number("repeat_penalty", 0, 100, &out->repeat_penalty));
-  if (out->repeat_penalty <= 0) return f.Fail("repeat_penalty", "'repeat_penalty' must be greater than 0");
+  STRATA_RETURN_IF_ERROR(ParseRepeatPenalty(f, out));
   int64_t top_k = 0;
-  STRATA_RETURN_IF_ERROR(f.Int("top_k", 0, 1 << 24, &top_k));
-  out->top_k = static_cast<int32_t>(top_k);
+  bool has_top_k = false;
+  STRATA_RETURN_IF_ERROR(f.Int("top_k", 0, 1 << 24, &top_k, &has_top_k));
+  if (has_top_k) out->top_k = static_cast<int32_t>(top_k);
   STRATA_RETURN_IF_ERROR(ParseSeed(f, out));
   STRATA_RETURN_IF_ERROR(ParseStop(f, out));
   STRATA_RETURN_IF_ERROR(ParseStream(f, out));
@@ -375,7 +409,40 @@ Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLi
   out->endpoint = endpoint;
   const Fields f(doc, bad_param);
   STRATA_RETURN_IF_ERROR(ParseCommon(f, limits, out));
-  return endpoint == Endpoint::kCompletions ? ParseCompletionFields(f, out) : ParseChatFields(f, out);
+  STRATA_RETURN_IF_ERROR(endpoint == Endpoint::kCompletions ? ParseCompletionFields(f, out) : ParseChatFields(f, out));
+  out->unknown_fields = f.Unread();
+  return Status::Ok();
+}
+
+Status ParseTokenizeRequest(std::string_view body, TokenizeRequest* out, std::string* bad_param) {
+  bad_param->clear();
+  json doc;
+  STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
+  *out = TokenizeRequest();
+  const Fields f(doc, bad_param);
+  const json* content = f.Get("content");
+  if (content == nullptr || !content->is_string()) return f.Fail("content", "'content' must be a string");
+  out->content = content->get<std::string>();
+  STRATA_RETURN_IF_ERROR(f.Bool("add_special", &out->add_special));
+  STRATA_RETURN_IF_ERROR(f.Bool("parse_special", &out->parse_special));
+  return f.Bool("with_pieces", &out->with_pieces);
+}
+
+Status ParseDetokenizeRequest(std::string_view body, int32_t n_vocab, std::vector<int32_t>* tokens,
+                              std::string* bad_param) {
+  bad_param->clear();
+  json doc;
+  STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
+  tokens->clear();
+  const Fields f(doc, bad_param);
+  const json* ids = f.Get("tokens");
+  if (ids == nullptr || !ids->is_array()) return f.Fail("tokens", "'tokens' must be an array of token ids");
+  for (const json& id : *ids) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= n_vocab)
+      return f.Fail("tokens", fmt::format("'tokens' must hold token ids in [0, {})", n_vocab));
+    tokens->push_back(static_cast<int32_t>(id.get<int64_t>()));
+  }
+  return Status::Ok();
 }
 
 }  // namespace strata::server

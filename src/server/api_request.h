@@ -64,11 +64,12 @@ struct ApiRequest {
   // Chat: messages normalized (developer -> system, content parts joined).
   ChatConversation chat;
   std::optional<int32_t> max_tokens;  // absent: the server's default
-  float temperature = 1.0f;
-  float top_p = 1.0f;
-  int32_t top_k = 0;                  // 0: off
-  float min_p = 0.0f;                 // 0: off
-  float repeat_penalty = 1.0f;        // 1: off
+  // Sampling; absent: the server's defaults (strata serve --temp, --top-k, ...).
+  std::optional<float> temperature;   // [0, 2]; 0: greedy
+  std::optional<float> top_p;         // [0, 1]; 1: off
+  std::optional<int32_t> top_k;       // 0: off
+  std::optional<float> min_p;         // [0, 1]; 0: off
+  std::optional<float> repeat_penalty;  // > 0; 1: off ("repetition_penalty", vLLM's name, is the same)
   std::optional<uint64_t> seed;       // absent: random
   std::vector<std::string> stop;
   bool stream = false;
@@ -76,6 +77,8 @@ struct ApiRequest {
   int32_t logprobs = -1;              // -1: none; else alternatives per token (0..kMaxLogprobs)
   bool echo = false;                  // completions: the response text starts with the prompt (and, with
                                       // logprobs, the prompt's tokens are scored too)
+  // Top-level fields strata does not know (ignored, as OpenAI does; the server logs them).
+  std::vector<std::string> unknown_fields;
 };
 
 struct RequestLimits {
@@ -93,5 +96,21 @@ struct RequestLimits {
 // field ("" when the body as a whole is at fault).
 [[nodiscard]] Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits,
                                      ApiRequest* out, std::string* bad_param);
+
+// POST /tokenize, llama-server's: "content" (text, required), "add_special"
+// (BOS/EOS as the vocabulary adds them; default false), "parse_special"
+// (control tokens written in the text; default true), "with_pieces" (reply
+// {id, piece} objects; default false).
+struct TokenizeRequest {
+  std::string content;
+  bool add_special = false;
+  bool parse_special = true;
+  bool with_pieces = false;
+};
+[[nodiscard]] Status ParseTokenizeRequest(std::string_view body, TokenizeRequest* out, std::string* bad_param);
+
+// POST /detokenize: "tokens", ids in [0, n_vocab). Errors as ParseApiRequest's.
+[[nodiscard]] Status ParseDetokenizeRequest(std::string_view body, int32_t n_vocab, std::vector<int32_t>* tokens,
+                                            std::string* bad_param);
 
 }  // namespace strata::server

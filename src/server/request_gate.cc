@@ -67,11 +67,13 @@ struct RouteInfo {
 };
 
 std::optional<RouteInfo> FindRoute(const std::string& path) {
-  if (path == "/v1/completions") return RouteInfo{Route::kCompletions, "POST", true};
-  if (path == "/v1/chat/completions") return RouteInfo{Route::kChat, "POST", true};
+  if (path == "/v1/completions" || path == "/completions") return RouteInfo{Route::kCompletions, "POST", true};
+  if (path == "/v1/chat/completions" || path == "/chat/completions") return RouteInfo{Route::kChat, "POST", true};
   if (path == "/apply-template") return RouteInfo{Route::kApplyTemplate, "POST", true};
-  if (path == "/v1/models") return RouteInfo{Route::kModels, "GET", false};
-  if (path.starts_with("/v1/models/")) return RouteInfo{Route::kModel, "GET", false};
+  if (path == "/tokenize") return RouteInfo{Route::kTokenize, "POST", true};
+  if (path == "/detokenize") return RouteInfo{Route::kDetokenize, "POST", true};
+  if (path == "/v1/models" || path == "/models") return RouteInfo{Route::kModels, "GET", false};
+  if (path.starts_with("/v1/models/") || path.starts_with("/models/")) return RouteInfo{Route::kModel, "GET", false};
   if (path == "/health") return RouteInfo{Route::kHealth, "GET", false};
   if (path == "/metrics") return RouteInfo{Route::kMetrics, "GET", false};
   if (path.starts_with('/') && path.find('/', 1) == std::string::npos) return RouteInfo{Route::kWebAsset, "GET", false};

@@ -23,7 +23,20 @@ namespace strata::server {
 
 // kWebAsset: "/" or "/<name>", the web chat page's files (server/web_assets.h).
 // kApplyTemplate: llama-server's POST /apply-template ({messages, tools} -> {prompt}).
-enum class Route { kCompletions, kChat, kApplyTemplate, kModels, kModel, kHealth, kMetrics, kWebAsset };
+// kTokenize, kDetokenize: llama-server's POST /tokenize and /detokenize.
+// The OpenAI routes also answer without the /v1 prefix (as llama-server's do).
+enum class Route {
+  kCompletions,
+  kChat,
+  kApplyTemplate,
+  kTokenize,
+  kDetokenize,
+  kModels,
+  kModel,
+  kHealth,
+  kMetrics,
+  kWebAsset
+};
 
 // The route a path names, if any (the method is not checked).
 std::optional<Route> RouteOfPath(const std::string& path);

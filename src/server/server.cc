@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "core/utf8.h"
 #include "server/generation_job.h"
 #include "server/prompt.h"
 #include "server/web_assets.h"
@@ -30,11 +31,23 @@ int64_t UnixSeconds() {
 }
 
 // A bounded label for /metrics: known routes as themselves, anything else "other".
+// The metrics label of a request: its route's canonical path ("other" for
+// unknown paths and for the web page's files but "/").
 std::string EndpointLabel(const HttpRequestHead* head) {
-  if (head == nullptr) return "other";
-  for (const char* known : {kCompletionsPath, kChatPath, "/apply-template", "/v1/models", "/health", "/metrics", "/"})
-    if (head->path == known) return known;
-  if (head->path.starts_with("/v1/models/")) return "/v1/models/{id}";
+  const std::optional<Route> route = head == nullptr ? std::nullopt : RouteOfPath(head->path);
+  if (!route) return "other";
+  switch (*route) {
+    case Route::kCompletions: return kCompletionsPath;
+    case Route::kChat: return kChatPath;
+    case Route::kApplyTemplate: return "/apply-template";
+    case Route::kTokenize: return "/tokenize";
+    case Route::kDetokenize: return "/detokenize";
+    case Route::kModels: return "/v1/models";
+    case Route::kModel: return "/v1/models/{id}";
+    case Route::kHealth: return "/health";
+    case Route::kMetrics: return "/metrics";
+    case Route::kWebAsset: return head->path == "/" ? "/" : "other";
+  }
   return "other";
 }
 
@@ -42,16 +55,20 @@ json ModelJson(const std::string& id, int64_t created) {
   return {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "strata"}};
 }
 
-SamplerParams SamplingOf(const ApiRequest& r) {
-  SamplerParams p;
-  p.temperature = r.temperature;
-  p.top_k = r.top_k;
-  p.top_p = r.top_p;
-  p.min_p = r.min_p;
-  p.repeat_penalty = r.repeat_penalty;
+// The request's sampling, the server's defaults where it sets nothing.
+SamplerParams SamplingOf(const ApiRequest& r, const SamplerParams& defaults) {
+  SamplerParams p = defaults;
+  p.temperature = r.temperature.value_or(defaults.temperature);
+  p.top_k = r.top_k.value_or(defaults.top_k);
+  p.top_p = r.top_p.value_or(defaults.top_p);
+  p.min_p = r.min_p.value_or(defaults.min_p);
+  p.repeat_penalty = r.repeat_penalty.value_or(defaults.repeat_penalty);
   p.seed = r.seed ? *r.seed : std::random_device{}();
   return p;
 }
+
+// Most distinct ignored field names logged (a client cannot grow the set).
+constexpr size_t kMaxUnknownFieldsNoted = 64;
 
 }  // namespace
 
@@ -189,11 +206,16 @@ void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchang
       return exchange->Respond(HandleWebAsset(head));
     case Route::kApplyTemplate:
       return exchange->Respond(HandleApplyTemplate(request));
+    case Route::kTokenize:
+      return exchange->Respond(HandleTokenize(request));
+    case Route::kDetokenize:
+      return exchange->Respond(HandleDetokenize(request));
   }
 }
 
 HttpResponse Server::HandleModel(const HttpRequestHead& head) const {
-  const std::string id = head.path.substr(std::string_view("/v1/models/").size());
+  constexpr std::string_view kModels = "models/";  // the id follows /v1/models/ or /models/
+  const std::string id = head.path.substr(head.path.find(kModels) + kModels.size());
   if (id != options_.model_id) {
     return gate_.Reply(ApiError{404, fmt::format("no model '{}' (this server has '{}')", id, options_.model_id),
                           "invalid_request_error", "model", "model_not_found"},
@@ -211,6 +233,64 @@ HttpResponse Server::HandleApplyTemplate(const http::HttpRequest& request) const
   if (Status s = chat_template_.Apply(conversation, &prompt); !s.ok())
     return gate_.Reply(ApiError::InvalidRequest(s.message(), "messages"), request.head);
   return ReplyJson(ResponseBuilder::Dump(json{{"prompt", prompt}}), request.head);
+}
+
+HttpResponse Server::HandleTokenize(const http::HttpRequest& request) const {
+  TokenizeRequest t;
+  std::string param;
+  if (Status s = ParseTokenizeRequest(request.body, &t, &param); !s.ok())
+    return gate_.Reply(ApiError::InvalidRequest(s.message(), param), request.head);
+  const Vocab& vocab = engine_.model().vocab();
+  const std::vector<TokenId> ids = vocab.Encode(t.content, t.add_special, t.parse_special);
+  json tokens = json::array();
+  for (TokenId id : ids) {
+    if (!t.with_pieces) {
+      tokens.push_back(id);
+      continue;
+    }
+    // A piece that is not whole UTF-8 (part of a character) as its bytes.
+    const std::string piece = vocab.TokenToPiece(id, true);
+    json p = json::array();
+    if (utf8::IsValid(piece)) {
+      p = piece;
+    } else {
+      for (unsigned char c : piece) p.push_back(static_cast<int>(c));
+    }
+    tokens.push_back(json{{"id", id}, {"piece", std::move(p)}});
+  }
+  return ReplyJson(ResponseBuilder::Dump(json{{"tokens", std::move(tokens)}}), request.head);
+}
+
+HttpResponse Server::HandleDetokenize(const http::HttpRequest& request) const {
+  const Vocab& vocab = engine_.model().vocab();
+  std::vector<int32_t> ids;
+  std::string param;
+  if (Status s = ParseDetokenizeRequest(request.body, vocab.n_tokens(), &ids, &param); !s.ok())
+    return gate_.Reply(ApiError::InvalidRequest(s.message(), param), request.head);
+  // Each token's piece as it stands, control tokens included (llama-server's
+  // /detokenize); bytes that are not UTF-8 become U+FFFD in the JSON.
+  std::string content;
+  for (int32_t id : ids) content += vocab.TokenToPiece(id, true);
+  return ReplyJson(ResponseBuilder::Dump(json{{"content", std::move(content)}}), request.head);
+}
+
+void Server::NoteUnknownFields(const std::vector<std::string>& fields) {
+  std::string fresh;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const std::string& f : fields) {
+      if (unknown_fields_noted_.size() >= kMaxUnknownFieldsNoted) break;
+      if (!unknown_fields_noted_.insert(f).second) continue;
+      fresh += (fresh.empty() ? "'" : ", '") + f.substr(0, 64) + "'";
+    }
+  }
+  if (fresh.empty()) return;
+  const std::string line = "requests carry fields strata ignores: " + fresh + " (each name is logged once)";
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    fmt::print(stderr, "strata serve: {}\n", line);
+  }
 }
 
 HttpResponse Server::HandleWebAsset(const HttpRequestHead& head) const {
@@ -244,7 +324,7 @@ bool Server::PlanGeneration(const ApiRequest& request, std::vector<int32_t> prom
                                                                : options_.default_max_tokens;
   g->prompt = std::move(prompt);
   g->max_tokens = request.max_tokens.value_or(fallback);
-  g->sampling = SamplingOf(request);
+  g->sampling = SamplingOf(request, options_.sampling);
   g->stop = request.stop;
   g->top_logprobs = request.logprobs;
   g->prompt_logprobs = request.echo && request.logprobs >= 0;
@@ -259,6 +339,7 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   std::string param;
   if (Status s = ParseApiRequest(endpoint, req.body, limits_, &request, &param); !s.ok())
     return exchange->Respond(gate_.Reply(ApiError::InvalidRequest(s.message(), param), head));
+  if (!request.unknown_fields.empty()) NoteUnknownFields(request.unknown_fields);
   std::vector<GenerationJob::Choice> choices;
   ApiError error;
   if (!PlanChoices(request, &choices, &error)) return exchange->Respond(gate_.Reply(error, head));

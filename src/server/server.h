@@ -22,7 +22,9 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -61,6 +63,9 @@ struct ServerOptions {
   // Requests carrying another Origin than the server's own are refused.
   std::vector<std::string> cors_origins;
   http::HttpLimits limits;           // max_body_bytes, max_connections, timeouts, ...
+  // Sampling of requests that leave a setting out (strata run's defaults).
+  SamplerParams sampling{.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .repeat_penalty = 1.0f};
+  std::function<void(const std::string&)> log;  // notices, one line each; null: stderr
 };
 
 class Server : private http::HttpHandler {
@@ -96,6 +101,10 @@ class Server : private http::HttpHandler {
   http::HttpResponse HandleModel(const http::HttpRequestHead& head) const;
   http::HttpResponse HandleWebAsset(const http::HttpRequestHead& head) const;
   http::HttpResponse HandleApplyTemplate(const http::HttpRequest& request) const;
+  http::HttpResponse HandleTokenize(const http::HttpRequest& request) const;
+  http::HttpResponse HandleDetokenize(const http::HttpRequest& request) const;
+  // Logs request fields strata ignores, each name once per server (bounded).
+  void NoteUnknownFields(const std::vector<std::string>& fields);
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
@@ -122,6 +131,7 @@ class Server : private http::HttpHandler {
   bool shutting_down_ = false;
   uint64_t next_response_ = 0;
   uint64_t next_job_ = 0;
+  std::set<std::string, std::less<>> unknown_fields_noted_;
 };
 
 }  // namespace strata::server
