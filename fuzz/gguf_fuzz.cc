@@ -11,9 +11,9 @@
 #include <memory>
 #include <vector>
 
+#include "format/gguf.h"
+#include "format/llama2c.h"
 #include "kernels/kernels.h"
-#include "model/gguf.h"
-#include "model/llama2c.h"
 #include "model/quantize.h"
 
 namespace {

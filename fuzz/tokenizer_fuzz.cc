@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "core/env.h"
-#include "model/gguf.h"
 #include "core/utf8.h"
+#include "format/gguf.h"
 #include "vocab/vocab.h"
 
 namespace {

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <random>
 
-#include "model/llama2c.h"
+#include "format/llama2c.h"
 #include "test_util.h"
 
 namespace strata {

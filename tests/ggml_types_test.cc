@@ -19,10 +19,10 @@
 #include "core/env.h"
 #include "core/fp16.h"
 #include "core/tensor.h"
+#include "format/gguf.h"
 #include "ggml_peer.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
-#include "model/gguf.h"
 #include "test_util.h"
 
 namespace strata {

@@ -1,5 +1,5 @@
 // GGUF reader and writer: real files, crafted hostile files, round trips.
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/fp16.h"
-#include "model/gguf_writer.h"
+#include "format/gguf_writer.h"
 #include "test_util.h"
 
 namespace strata::gguf {

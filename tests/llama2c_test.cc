@@ -1,6 +1,6 @@
 // llama2.c .bin reader: the shared stories260K checkpoint (checked against
 // its GGUF conversion) and crafted files with known layouts.
-#include "model/llama2c.h"
+#include "format/llama2c.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "test_util.h"
 
 namespace strata {

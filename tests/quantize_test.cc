@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "core/env.h"
+#include "format/gguf.h"
+#include "format/gguf_writer.h"
 #include "ggml_peer.h"
 #include "kernels/kernels.h"
-#include "model/gguf.h"
-#include "model/gguf_writer.h"
 #include "model/quant_mix.h"
 #include "model/synth.h"
 #include "test_util.h"

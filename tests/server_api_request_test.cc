@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "server/prompt.h"
 #include "test_util.h"
 

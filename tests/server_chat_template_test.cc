@@ -11,7 +11,7 @@
 #include <memory>
 #include <utility>
 
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "server/api_request.h"
 #include "server/prompt.h"
 #include "test_util.h"

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "core/env.h"
+#include "format/gguf.h"
 #include "kernels/kernels.h"
-#include "model/gguf.h"
 #include "model/quantize.h"
 #include "test_util.h"
 #include "vocab/vocab.h"

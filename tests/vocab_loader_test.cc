@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/env.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "vocab/vocab.h"
 
 namespace strata {

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "core/env.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "test_util.h"
 #include "vocab/vocab.h"
 

@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "core/env.h"
-#include "model/gguf.h"
-#include "test_util.h"
 #include "core/utf8.h"
+#include "format/gguf.h"
+#include "test_util.h"
 #include "vocab/vocab.h"
 
 namespace strata {

@@ -12,8 +12,8 @@
 
 #include "core/env.h"
 #include "engine/context.h"
-#include "model/gguf.h"
-#include "model/gguf_writer.h"
+#include "format/gguf.h"
+#include "format/gguf_writer.h"
 #include "model/model.h"
 #include "model/quantize.h"
 #include "model/synth.h"

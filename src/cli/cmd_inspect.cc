@@ -12,8 +12,8 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/env.h"
-#include "model/gguf.h"
-#include "model/llama2c.h"
+#include "format/gguf.h"
+#include "format/llama2c.h"
 
 namespace strata::cli {
 namespace {

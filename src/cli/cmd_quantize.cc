@@ -13,7 +13,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/env.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "model/quantize.h"
 
 namespace strata::cli {

@@ -23,7 +23,7 @@
 #include "core/env.h"
 #include "engine/engine.h"
 #include "engine/load_summary.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "model/model.h"
 #include "server/chat_template.h"
 #include "server/server.h"

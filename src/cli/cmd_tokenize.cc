@@ -14,7 +14,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/env.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "vocab/vocab.h"
 
 namespace strata::cli {

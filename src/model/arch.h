@@ -3,7 +3,7 @@
 // RoPE pairs dimensions, the FFN activation, which optional blocks exist.
 // One table (arch.cc) instead of architecture switches spread over files;
 // the forward pass picks its layer builder from the same enum
-// (engine/layer_builders.h).
+// (Forward::BuilderFor, engine/forward.h).
 //
 // Thread-safety: pure functions over constant tables.
 #pragma once

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <string>
 
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 namespace strata {
 namespace {

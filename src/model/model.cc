@@ -11,9 +11,9 @@
 #include <map>
 #include <fmt/format.h>
 
+#include "format/gguf.h"
+#include "format/llama2c.h"
 #include "kernels/kernels.h"
-#include "model/gguf.h"
-#include "model/llama2c.h"
 
 namespace strata {
 namespace {

@@ -26,7 +26,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 namespace strata {
 

@@ -6,9 +6,9 @@
 #include <memory>
 #include <vector>
 
+#include "format/gguf_writer.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
-#include "model/gguf_writer.h"
 
 namespace strata {
 namespace {

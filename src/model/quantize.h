@@ -24,7 +24,7 @@
 #include "core/dtype.h"
 #include "core/env.h"
 #include "core/status.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "model/quant_mix.h"
 
 namespace strata {

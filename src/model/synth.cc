@@ -10,9 +10,9 @@
 
 #include "core/fp16.h"
 #include "core/rng.h"
+#include "format/gguf_writer.h"
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
-#include "model/gguf_writer.h"
 #include "model/quantize.h"
 
 namespace strata {

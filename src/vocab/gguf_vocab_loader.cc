@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "vocab/bpe_presets.h"
 #include "vocab/vocab.h"
 #include "vocab/vocab_spec.h"

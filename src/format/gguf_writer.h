@@ -14,7 +14,7 @@
 #include "core/dtype.h"
 #include "core/env.h"
 #include "core/status.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 namespace strata::gguf {
 

@@ -1,4 +1,4 @@
-#include "model/llama2c.h"
+#include "format/llama2c.h"
 
 #include <climits>
 #include <cstring>
