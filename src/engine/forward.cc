@@ -6,8 +6,10 @@
 
 namespace strata {
 
-Forward::Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid)
+Forward::Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid,
+                 Cluster* cluster)
     : model_(model),
+      cluster_(cluster != nullptr && cluster->size() > 1 ? cluster : nullptr),
       store_(store),
       pool_(pool),
       grid_(grid),
@@ -117,7 +119,7 @@ Status Forward::PreNormLayer(const StepPlan& plan, int32_t il) {
   STRATA_RETURN_IF_ERROR(SelfAttention(plan, il));
   AddResidual();
   Norm(l.ffn_norm, x_.data(), xb_.data());
-  GatedFfn(l);
+  STRATA_RETURN_IF_ERROR(GatedFfn(l));
   AddResidual();
   return Status::Ok();
 }
@@ -129,7 +131,7 @@ Status Forward::SandwichNormLayer(const StepPlan& plan, int32_t il) {
   Norm(l.attn_post_norm, xb_.data(), xb_.data());
   AddResidual();
   Norm(l.ffn_norm, x_.data(), xb_.data());
-  GatedFfn(l);
+  STRATA_RETURN_IF_ERROR(GatedFfn(l));
   Norm(l.ffn_post_norm, xb_.data(), xb_.data());
   AddResidual();
   return Status::Ok();
@@ -158,19 +160,38 @@ Status Forward::SelfAttention(const StepPlan& plan, int32_t il) {
   }
   std::vector<std::vector<uint8_t*>> slices;
   STRATA_RETURN_IF_ERROR(PinLayer(plan, il, &slices));
-  if (il + 1 < hp.n_layer) PrefetchLayer(plan, il + 1);
+  if (il + 1 < model_.shard().end_layer) PrefetchLayer(plan, il + 1);
   const bool swa = hp.is_swa(il);
   RopeWriteKv(slices, swa && ropes_.size() > 1 ? 1 : 0);
   const AttentionMath math{{hp.attn_scale, hp.attn_softcap}, swa ? hp.n_swa : 0};
   attention_.Run(grid_, math, refs_, q_.data(), slices, att_.data());
   UnpinLayer(plan, il);
   store_.EnforceBudget();
-  const LinearOut out[] = {{&l.wo, xb_.data()}};
-  ApplyLinear(out, att_.data(), n_, pool_);
+  return ApplyRowParallel(l.wo, att_.data(), xb_.data());
+}
+
+Status Forward::ApplyRowParallel(const Linear& linear, const float* x, float* y) {
+  if (cluster_ == nullptr || cluster_->split() != Split::kTensor) {
+    const LinearOut out[] = {{&linear, y}};
+    ApplyLinear(out, x, n_, pool_);
+    return Status::Ok();
+  }
+  // Each rank multiplies its input columns: partial sums, added up over the
+  // ranks; the bias once, after.
+  const Linear no_bias{linear.w, Tensor{}};
+  const LinearOut out[] = {{&no_bias, y}};
+  ApplyLinear(out, x, n_, pool_);
+  const int64_t rows = linear.w.rows();
+  STRATA_RETURN_IF_ERROR(cluster_->AllReduceSum(y, rows * n_));
+  if (linear.b.data != nullptr) {
+    const float* bias = static_cast<const float*>(linear.b.data);
+    for (int64_t t = 0; t < n_; ++t)
+      for (int64_t i = 0; i < rows; ++i) y[t * rows + i] += bias[i];
+  }
   return Status::Ok();
 }
 
-void Forward::GatedFfn(const LayerWeights& l) {
+Status Forward::GatedFfn(const LayerWeights& l) {
   const int64_t n_ff = model_.hparams().n_ff;
   const LinearOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
   ApplyLinear(gate_up, xb_.data(), n_, pool_);
@@ -178,8 +199,7 @@ void Forward::GatedFfn(const LayerWeights& l) {
     case FfnAct::kSilu: kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
     case FfnAct::kGeluTanh: kernels::GeGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
   }
-  const LinearOut down[] = {{&l.ffn_down, xb_.data()}};
-  ApplyLinear(down, gate_.data(), n_, pool_);
+  return ApplyRowParallel(l.ffn_down, gate_.data(), xb_.data());
 }
 
 void Forward::AddResidual() {
@@ -208,16 +228,30 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
     for (size_t i = 0; i < refs_.size(); ++i)
       RopeAnglesAt(ropes_[r], refs_[i].pos, &rope_cos_[r][i * half], &rope_sin_[r][i * half]);
   }
-  {
+  const ModelShard& shard = model_.shard();
+  const bool pipeline = cluster_ != nullptr && cluster_->split() == Split::kLayer;
+  const int32_t rank = pipeline ? cluster_->rank() : 0, ranks = pipeline ? cluster_->size() : 1;
+  if (rank == 0) {
     int32_t i = 0;
     for (const PlanEntry& e : plan.entries)
       for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
     if (hp.embd_scale != 1.0f)
       for (int64_t j = 0; j < int64_t{n} * E; ++j) x_[j] *= hp.embd_scale;
+  } else {
+    STRATA_RETURN_IF_ERROR(cluster_->Recv(rank - 1, x_.data(), int64_t{n} * E));
   }
 
-  PrefetchLayer(plan, 0);
-  for (int32_t il = 0; il < hp.n_layer; ++il) STRATA_RETURN_IF_ERROR((this->*layer_)(plan, il));
+  PrefetchLayer(plan, shard.first_layer);
+  for (int32_t il = shard.first_layer; il < shard.end_layer; ++il) STRATA_RETURN_IF_ERROR((this->*layer_)(plan, il));
+  if (ranks > 1) {
+    // The hidden state goes on to the next rank; the last one's back to rank 0.
+    STRATA_RETURN_IF_ERROR(cluster_->Send((rank + 1) % ranks, x_.data(), int64_t{n} * E));
+    if (rank == 0) STRATA_RETURN_IF_ERROR(cluster_->Recv(ranks - 1, x_.data(), int64_t{n} * E));
+  }
+  if (!shard.holds_output()) {
+    logits->clear();
+    return Status::Ok();
+  }
 
   // Only rows whose logits are wanted go through the output matrix.
   int32_t rows = 0, t = 0;

@@ -11,6 +11,13 @@
 // heads x block ranges; engine/attention_pass.h). RoPE is applied to K as it
 // is written into its KV slice.
 //
+// Under MPI (dist/cluster.h) the forward pass runs the model's shard
+// (model/model_shard.h) on every rank: --split tensor sums the partial
+// outputs of wo and ffn_down over the ranks (an all-reduce each, F32);
+// --split layer computes the rank's layers between receiving the hidden state
+// from the rank before and sending it to the next (the last rank's goes back
+// to rank 0). Only rank 0 computes logits.
+//
 // Thread-safety: one Run at a time; the model is shared read-only.
 #pragma once
 
@@ -18,6 +25,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "dist/cluster.h"
 #include "engine/attention_pass.h"
 #include "engine/rope.h"
 #include "kernels/thread_pool.h"
@@ -29,9 +37,11 @@ namespace strata {
 
 class Forward {
  public:
-  // REQUIRES: model, store and pool outlive this object; grid as AttentionPass::Run.
+  // REQUIRES: model, store, pool and cluster outlive this object; grid as AttentionPass::Run.
   // n_ctx_seq: the positions a sequence may reach (LongRoPE picks its factors by it).
-  Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {});
+  // cluster: the MPI job whose rank runs model's shard; null: the whole model here.
+  Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {},
+          Cluster* cluster = nullptr);
 
   // The attention grid (e.g. the tuned one; attention_tuner.h). Results do not
   // depend on it beyond float rounding.
@@ -42,7 +52,8 @@ class Forward {
   // the caller commits on success or rolls back on failure (an I/O error
   // from the disk tier).
   // logits: F32 [n_vocab, plan.n_logit_rows()]: in entry order, every token
-  // of kAll entries or the last token of kLast entries.
+  // of kAll entries or the last token of kLast entries (ranks other than 0: none).
+  // An MPI failure or timeout is kUnavailable.
   [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits);
 
  private:
@@ -63,7 +74,9 @@ class Forward {
   // the layer); xb_ <- att_ · woᵀ.
   [[nodiscard]] Status SelfAttention(const StepPlan& plan, int32_t il);
   // xb_ <- down(act(gate(xb_)) * up(xb_)), act SiLU or GELU (hp.ffn_act).
-  void GatedFfn(const LayerWeights& l);
+  [[nodiscard]] Status GatedFfn(const LayerWeights& l);
+  // y F32 [rows, n_] <- x · linear.wᵀ (+ bias), the sum over the ranks under --split tensor.
+  [[nodiscard]] Status ApplyRowParallel(const Linear& linear, const float* x, float* y);
   // x_ += xb_.
   void AddResidual();
 
@@ -78,6 +91,7 @@ class Forward {
   void RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int table);
 
   const Model& model_;
+  Cluster* cluster_;
   BlockStore& store_;
   ThreadPool& pool_;
   AttentionGrid grid_;

@@ -5,7 +5,10 @@
 // live here once; each client sizes the KV pool its own way.
 //
 // A step: Prepare (the KV cache manager's plan, kv/step_plan.h), then the
-// forward pass over that plan.
+// forward pass over that plan. When the model is a shard of an MPI job
+// (model/model_shard.h), the runner is rank 0's: it broadcasts its shape
+// when created, each plan before running it and its end when destroyed, and
+// the other ranks mirror them (engine/rank_server.h).
 //
 // Thread-safety: one thread at a time (the client's step thread).
 #pragma once
@@ -51,7 +54,8 @@ using KvSizing = std::function<Status(const KvLayout& layout, int32_t n_ctx, KvC
 class Runner {
  public:
   // kInvalidArgument for a context size outside [2, 2^22], a thread count
-  // above 1024, an invalid grid, or what sizing refuses.
+  // above 1024, an invalid grid, or what sizing refuses; under MPI also a KV
+  // disk tier (not supported there yet) and any rank but 0.
   [[nodiscard]] static Status Create(const Model& model, const RunnerParams& params, const KvSizing& sizing,
                                      std::unique_ptr<Runner>* out);
   ~Runner();
@@ -74,9 +78,10 @@ class Runner {
 
  private:
   Runner(const Model& model, const RunnerParams& params, int32_t n_ctx, int32_t n_threads,
-         std::unique_ptr<KvCacheManager> kv);
+         std::unique_ptr<KvCacheManager> kv, Cluster* cluster);
 
   const Model& model_;
+  Cluster* cluster_;  // the MPI job this runner leads, or null
   int32_t n_ctx_;
   ThreadPool pool_;
   std::unique_ptr<KvCacheManager> kv_;
