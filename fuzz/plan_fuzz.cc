@@ -1,11 +1,15 @@
-// libFuzzer target for what a rank receives: step plan bytes (kv/step_plan.h).
-// DecodePlan must reject any input cleanly; whatever it accepts re-encodes to
-// the same bytes; whatever ValidatePlan then accepts is safe for the forward
-// pass to walk (every position's block index inside the entry's table, every
-// block and token id inside the limits). Aborts on a broken property.
-// The first input byte picks the framing: even, the rest is the whole
-// message; odd, the rest is a payload given a correct header (so the fuzzer
-// reaches the payload parser past the checksum).
+// libFuzzer target for what a rank receives: rank messages
+// (dist/rank_message.h) and the step plans inside them (kv/step_plan.h).
+// DecodeRankMessage and DecodePlan must reject any input cleanly; whatever
+// they accept re-encodes to the same bytes; whatever ValidatePlan then
+// accepts is safe for the forward pass to walk (every position's block index
+// inside the entry's table, every block and token id inside the limits).
+// Aborts on a broken property.
+// The first input byte picks the framing: bit 0 set, the rest is a plan
+// payload given a correct header (so the fuzzer reaches the payload parser
+// past the checksum), else the rest is the whole plan; bit 1 set, that plan
+// is wrapped as a step message, and the rest as it is is also decoded as a
+// rank message.
 //   ./build-fuzz/plan_fuzz -max_total_time=60
 #include <xxhash.h>
 
@@ -15,6 +19,7 @@
 #include <cstring>
 #include <vector>
 
+#include "dist/rank_message.h"
 #include "kv/step_plan.h"
 
 namespace {
@@ -44,10 +49,24 @@ std::vector<uint8_t> Framed(const uint8_t* payload, size_t n) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  const std::vector<uint8_t> bytes =
+  std::vector<uint8_t> bytes =
       (data[0] & 1) != 0 ? Framed(data + 1, size - 1) : std::vector<uint8_t>(data + 1, data + size);
   strata::StepPlan plan;
-  if (!strata::DecodePlan(bytes, &plan).ok()) return 0;
+  if ((data[0] & 2) != 0) {
+    strata::RankMessage raw;
+    if (strata::DecodeRankMessage(std::span(data + 1, size - 1), &raw).ok()) {
+      const std::vector<uint8_t> again = strata::EncodeRankMessage(raw.kind, &raw.open, &raw.plan);
+      Check(again == std::vector<uint8_t>(data + 1, data + size), "an accepted rank message re-encodes to its bytes");
+    }
+    std::vector<uint8_t> step = {0x53, 0x52, 0x4E, 0x4B, static_cast<uint8_t>(strata::RankMessageKind::kStep)};
+    step.insert(step.end(), bytes.begin(), bytes.end());
+    strata::RankMessage m;
+    if (!strata::DecodeRankMessage(step, &m).ok()) return 0;
+    Check(m.kind == strata::RankMessageKind::kStep, "a step message decodes as a step");
+    plan = m.plan;
+  } else if (!strata::DecodePlan(bytes, &plan).ok()) {
+    return 0;
+  }
   Check(strata::EncodePlan(plan) == bytes, "an accepted plan re-encodes to its bytes");
   const strata::PlanLimits limits{/*n_vocab=*/512, /*n_blocks=*/64, /*block_tokens=*/4, /*max_positions=*/256};
   if (!strata::ValidatePlan(plan, limits).ok()) return 0;

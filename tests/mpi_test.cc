@@ -69,7 +69,7 @@ struct RunOut {
 };
 
 // Greedy `strata run` of model, under mpirun -np np --split split when np > 0.
-RunOut Run(const std::string& model, int np, const std::string& split, int n = 24) {
+RunOut RunStrata(const std::string& model, int np, const std::string& split, int n = 24) {
   const std::string dir = testing::MakeTempDir();
   std::vector<std::string> argv = np > 0 ? Mpirun(np) : std::vector<std::string>{};
   for (const std::string& a : {testing::CliPath(), std::string("run"), std::string("-m"), model, std::string("-p"),
@@ -118,10 +118,10 @@ std::string SynthGqa() {
 TEST(MpiTest, TensorSplitEqualsOneProcess) {
   STRATA_REQUIRE_MPIRUN();
   for (const std::string& model : {Stories(), SynthGqa()}) {
-    const RunOut one = Run(model, 0, "");
+    const RunOut one = RunStrata(model, 0, "");
     ASSERT_EQ(one.result.exit_code, 0) << one.result.err;
     for (int np : {2, 4}) {
-      const RunOut many = Run(model, np, "tensor");
+      const RunOut many = RunStrata(model, np, "tensor");
       ExpectSameRun(one, many, model + " tensor np " + std::to_string(np));
       EXPECT_NE(many.result.err.find(fmt::format("MPI rank 0 of {}, split tensor", np)), std::string::npos)
           << many.result.err;
@@ -132,9 +132,9 @@ TEST(MpiTest, TensorSplitEqualsOneProcess) {
 TEST(MpiTest, LayerSplitEqualsOneProcess) {
   STRATA_REQUIRE_MPIRUN();
   for (const std::string& model : {Stories(), SynthGqa()}) {
-    const RunOut one = Run(model, 0, "");
+    const RunOut one = RunStrata(model, 0, "");
     ASSERT_EQ(one.result.exit_code, 0) << one.result.err;
-    for (int np : {2, 4}) ExpectSameRun(one, Run(model, np, "layer"), model + " layer np " + std::to_string(np));
+    for (int np : {2, 4}) ExpectSameRun(one, RunStrata(model, np, "layer"), model + " layer np " + std::to_string(np));
   }
 }
 
