@@ -117,6 +117,7 @@ void Bench(const BenchOptions& o) {
     if (!batched) CheckOk("warm-up", bench::RunOnce(*ctx, test, 0, &tps));
     if (cluster != nullptr) cluster->ResetStats();
     double timed_s = 0;
+    CommStats comm;
     for (int r = 0; r < o.reps; ++r) {
       if (batched) {
         // The peer's batched test prefills 16 tokens per sequence first; so does this one.
@@ -129,6 +130,7 @@ void Bench(const BenchOptions& o) {
         timed_s += test.n_tokens / tps;
       }
       mine.tps.push_back(tps);
+      if (cluster != nullptr && r + 1 == o.reps) comm = cluster->stats();  // the timed runs' only
       if (!o.peer.empty() && !(batched && test.seqs == 1)) {  // the peer's batched test needs 2+ sequences
         bench::PeerResult pr;
         CheckOk("llama.cpp peer", bench::RunPeer(o.peer_harness, mo.path, test, o.threads, 1, &pr));
@@ -153,12 +155,12 @@ void Bench(const BenchOptions& o) {
     }
     if (cluster != nullptr && !batched) {
       // Rank 0's share; under --split tensor every rank sends as much, under layer one hidden state each.
-      const CommStats c = cluster->stats();
+      const CommStats& c = comm;
       const double tokens = static_cast<double>(test.n_tokens) * o.reps;
-      mpi_lines += fmt::format("mpi: {} ranks, split {}, {}: rank 0 sent {:.1f} KiB per token in {} operations; "
+      mpi_lines += fmt::format("mpi: {} ranks, split {}, {}: rank 0 sent {:.1f} KiB per token in {:.1f} operations; "
                                "{:.3f} ms of {:.3f} ms per token communicating ({:.0f}%)\n",
                                cluster->size(), SplitName(cluster->split()), test.name(),
-                               static_cast<double>(c.bytes_sent) / tokens / 1024, c.operations / static_cast<uint64_t>(tokens),
+                               static_cast<double>(c.bytes_sent) / tokens / 1024, static_cast<double>(c.operations) / tokens,
                                c.seconds / tokens * 1e3, timed_s / tokens * 1e3, 100 * c.seconds / timed_s);
     }
     results.push_back(std::move(mine));

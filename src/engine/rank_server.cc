@@ -16,6 +16,11 @@ namespace {
 // Loading a big model or tuning attention on a busy machine can take a
 // while; the handshake waits this long for every rank to arrive.
 constexpr double kStartupTimeoutS = 600;
+// Between messages rank 0 works alone (tokenizing, sampling, a benchmark's
+// bandwidth probe), so the other ranks wait longer for its next message than
+// --mpi-timeout; inside a step every collective keeps to --mpi-timeout (a
+// rank 0 that dies is ended by mpirun at once, whatever it was doing).
+constexpr double kIdleTimeoutS = 120;
 
 }  // namespace
 
@@ -41,8 +46,7 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
   std::vector<float> logits;
   for (;;) {
     std::vector<uint8_t> bytes;
-    // Between runners rank 0 may load, tokenize or tune for a while.
-    STRATA_RETURN_IF_ERROR(cluster.Broadcast(&bytes, forward ? 0 : kStartupTimeoutS));
+    STRATA_RETURN_IF_ERROR(cluster.Broadcast(&bytes, forward ? kIdleTimeoutS : kStartupTimeoutS));
     RankMessage m;
     STRATA_RETURN_IF_ERROR(DecodeRankMessage(bytes, &m).WithContext("from rank 0"));
     switch (m.kind) {
