@@ -60,8 +60,9 @@ std::unique_ptr<KvCacheManager> MakeManager(int32_t blocks, bool prefix_cache = 
 
 // Appends tokens to seq the way the engine does, writing a recognisable pattern into each slice.
 Status Append(KvCacheManager& kv, SeqId seq, const std::vector<int32_t>& tokens) {
-  KvCacheManager::Append a{seq, static_cast<int32_t>(tokens.size())};
-  STRATA_RETURN_IF_ERROR(kv.Prepare(std::span(&a, 1)));
+  KvCacheManager::Append a{seq, tokens};
+  StepPlan plan;
+  STRATA_RETURN_IF_ERROR(kv.Prepare(std::span(&a, 1), &plan));
   const KvLayout& L = kv.layout();
   for (size_t i = 0; i < tokens.size(); ++i) {
     const int32_t pos = kv.length(seq) + static_cast<int32_t>(i);
@@ -167,8 +168,10 @@ TEST(KvCacheManagerTest, NoFreeBlockIsANormalResultAndChangesNothing) {
   SeqId a = kv->NewSequence();
   ASSERT_TRUE(Append(*kv, a, {1, 2, 3, 4, 5}).ok());
   const auto blocks = kv->blocks(a);
-  KvCacheManager::Append big{a, 8};
-  EXPECT_EQ(kv->Prepare(std::span(&big, 1)).code(), StatusCode::kResourceExhausted);
+  const std::vector<int32_t> eight(8, 1);
+  KvCacheManager::Append big{a, eight};
+  StepPlan plan;
+  EXPECT_EQ(kv->Prepare(std::span(&big, 1), &plan).code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(kv->blocks(a), blocks);
   EXPECT_TRUE(kv->CheckInvariants().ok());
 }
@@ -271,8 +274,10 @@ TEST(KvTierFaultTest, FullDiskEvictsCachedBlocksThenServesFromRamAndRecovers) {
   EXPECT_EQ(kv->stats().ram_only_fallbacks, 1u);
   EXPECT_TRUE(t.Logged("serving from RAM only")) << (t.log.empty() ? "" : t.log.back());
   EXPECT_EQ(kv->n_available_blocks(), 0);  // a RAM budget of 0 holds no more blocks
-  KvCacheManager::Append more{d, 4};
-  EXPECT_EQ(kv->Prepare(std::span(&more, 1)).code(), StatusCode::kResourceExhausted);
+  const std::vector<int32_t> four(4, 1);
+  KvCacheManager::Append more{d, four};
+  StepPlan plan;
+  EXPECT_EQ(kv->Prepare(std::span(&more, 1), &plan).code(), StatusCode::kResourceExhausted);
   ExpectContent(*kv, c);  // still read from disk
   ExpectContent(*kv, d);  // kept in RAM
   kv->MaintainDiskTier();  // retries are spaced out: still failing, nothing changes
@@ -366,13 +371,12 @@ TEST(KvTierTest, PrefixReuseEqualsColdRun) {
   std::unique_ptr<KvCacheManager> kv;
   ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv).ok());
   ThreadPool pool(2);
-  Forward fwd(*model, *kv, pool, 256 * 8);
+  Forward fwd(*model, kv->store(), pool, 256 * 8);
   auto run = [&](SeqId s, const std::vector<int32_t>& toks, std::vector<float>* logits) {
-    KvCacheManager::Append a{s, static_cast<int32_t>(toks.size())};
-    ASSERT_TRUE(kv->Prepare(std::span(&a, 1)).ok());
-    Batch b;
-    b.entries.push_back({s, toks, true, false});
-    ASSERT_TRUE(fwd.Run(b, logits).ok());
+    KvCacheManager::Append a{s, toks};
+    StepPlan plan;
+    ASSERT_TRUE(kv->Prepare(std::span(&a, 1), &plan).ok());
+    ASSERT_TRUE(fwd.Run(plan, logits).ok());
     kv->Commit(s, toks);
   };
   const std::vector<int32_t> shared = model->vocab().Encode("Once upon a time, there was a little girl named Lily. She", true, false);
@@ -388,13 +392,12 @@ TEST(KvTierTest, PrefixReuseEqualsColdRun) {
   c.prefix_cache = false;
   std::unique_ptr<KvCacheManager> kv2;
   ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv2).ok());
-  Forward fwd2(*model, *kv2, pool, 256 * 8);
+  Forward fwd2(*model, kv2->store(), pool, 256 * 8);
   SeqId s3 = kv2->NewSequence();
-  KvCacheManager::Append a{s3, static_cast<int32_t>(full.size())};
-  ASSERT_TRUE(kv2->Prepare(std::span(&a, 1)).ok());
-  Batch b;
-  b.entries.push_back({s3, full, true, false});
-  ASSERT_TRUE(fwd2.Run(b, &cold).ok());
+  KvCacheManager::Append a{s3, full};
+  StepPlan plan;
+  ASSERT_TRUE(kv2->Prepare(std::span(&a, 1), &plan).ok());
+  ASSERT_TRUE(fwd2.Run(plan, &cold).ok());
   ASSERT_EQ(cold.size(), warm.size());
   for (size_t i = 0; i < cold.size(); ++i) ASSERT_NEAR(cold[i], warm[i], 1e-5);
   EXPECT_GT(kv->stats().prefix_hits, 0u);

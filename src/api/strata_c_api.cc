@@ -8,6 +8,7 @@
 
 #include "engine/context.h"
 #include "engine/load_summary.h"
+#include "engine/rank_server.h"
 #include "engine/sampler.h"
 #include "kv/session_file.h"
 #include "model/model.h"
@@ -80,7 +81,8 @@ strata_status strata_model_load(const strata_model_params* params, strata_model*
     opts.path = params->path;
     if (params->tokenizer_path != nullptr) opts.tokenizer_path = params->tokenizer_path;
     auto m = std::make_unique<strata_model>();
-    STRATA_RETURN_IF_ERROR(strata::Model::Load(strata::Env::Default(), opts, &m->model));
+    // In an MPI job (dist/cluster.h) this rank's shard, checked against rank 0's.
+    STRATA_RETURN_IF_ERROR(strata::LoadRankModel(strata::Env::Default(), opts, &m->model));
     *out = m.release();
     return strata::Status::Ok();
   });

@@ -8,7 +8,10 @@
 #include <string_view>
 
 #include "core/env.h"
+#include <fmt/format.h>
+
 #include "engine/attention_tuner.h"
+#include "engine/rank_server.h"
 #include "kv/session_file.h"
 
 namespace strata::cli {
@@ -84,6 +87,36 @@ void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags, const std::string& wh
       ->check(CLI::Validator(
           [](const std::string& v) { return std::stof(v) > 0 ? std::string() : std::string("must be greater than 0"); },
           "> 0"));
+}
+
+void AddMpiFlags(CLI::App* cmd, MpiFlags* flags) {
+  cmd->add_option("--split", flags->split,
+                  "Under mpirun: how the ranks share the model: tensor (heads and FFN columns), layer (layer ranges) "
+                  "or none")
+      ->check(CLI::IsMember({"none", "tensor", "layer"}));
+  cmd->add_option("--mpi-timeout", flags->timeout_s,
+                  "Under mpirun: seconds a rank waits for the others before ending the job")
+      ->check(CLI::Range(0.1, 86400.0));
+}
+
+Cluster* JoinCluster(const MpiFlags& flags) {
+  if (!Cluster::Launched()) return nullptr;
+  Split split = Split::kNone;
+  CheckOk("--split", ParseSplit(flags.split, &split));
+  Cluster* cluster = nullptr;
+  CheckOk("mpi", Cluster::Join(split, flags.timeout_s, &cluster));
+  return cluster;
+}
+
+void ServeOtherRank(Cluster& cluster, const std::string& model, const std::string& tokenizer, int32_t threads,
+                    const std::string& tune_cache) {
+  const std::string what = fmt::format("rank {} of {}", cluster.rank(), cluster.size());
+  ModelLoadOptions options;
+  options.path = model;
+  options.tokenizer_path = tokenizer;
+  std::unique_ptr<Model> m;
+  CheckOk(what, LoadRankModel(Env::Default(), options, &m));
+  CheckOk(what, ServeRank(*m, cluster, RankServerParams{threads, tune_cache, nullptr}));
 }
 
 namespace {

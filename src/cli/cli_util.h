@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "dist/cluster.h"
 
 namespace strata::cli {
 
@@ -58,6 +59,21 @@ struct SamplingFlags {
 };
 // what: how the help text describes the settings' scope.
 void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags, const std::string& what);
+
+// --split and --mpi-timeout, as the commands that run under mpirun take them.
+struct MpiFlags {
+  std::string split = "none";
+  double timeout_s = 10;
+};
+void AddMpiFlags(CLI::App* cmd, MpiFlags* flags);
+// Joins the MPI job when mpirun started this process (dist/cluster.h) and
+// returns it; null otherwise (MPI stays uninitialized). Fails (cli::Fail) on
+// a bad --split or if MPI cannot start.
+Cluster* JoinCluster(const MpiFlags& flags);
+// Ranks other than 0: loads this rank's shard of the model and runs rank 0's
+// plans until it stops (engine/rank_server.h). Fails (cli::Fail) naming the rank.
+void ServeOtherRank(Cluster& cluster, const std::string& model, const std::string& tokenizer, int32_t threads,
+                    const std::string& tune_cache);
 
 // True if stderr is a terminal (progress bars are drawn only then).
 bool StderrIsTty();

@@ -6,6 +6,7 @@
 // roofline (roofline.h).
 #include <algorithm>
 #include <chrono>
+#include <fmt/format.h>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -21,6 +22,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "engine/context.h"
+#include "engine/rank_server.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 
@@ -41,6 +43,7 @@ struct BenchOptions {
   std::vector<int32_t> batch_seqs;  // aggregate throughput tests
   int32_t prefix_ttft = 0;          // cached-prefix TTFT test
   TuneFlags tune;
+  MpiFlags mpi;
 };
 
 // This process's peak resident set (VmHWM), bytes; 0 if unknown. Not
@@ -71,9 +74,17 @@ void Bench(const BenchOptions& o) {
   ModelLoadOptions mo;
   mo.path = o.model.empty() ? DefaultModelPath() : o.model;
   mo.tokenizer_path = o.tokenizer;
+  // Under mpirun rank 0 runs the benchmark; the others serve its plans.
+  Cluster* cluster = JoinCluster(o.mpi);
+  if (cluster != nullptr && (!o.peer.empty() || !o.batch_seqs.empty() || o.prefix_ttft > 0))
+    Fail("bench", Status::Unsupported("under mpirun: --peer, --batch-seqs and --prefix-ttft"));
+  if (cluster != nullptr && cluster->rank() != 0) {
+    ServeOtherRank(*cluster, mo.path, mo.tokenizer_path, o.threads, TuneCachePath(o.tune));
+    return;
+  }
   std::unique_ptr<Model> model;
   const auto load_t0 = std::chrono::steady_clock::now();
-  CheckOk("cannot load model " + mo.path, Model::Load(Env::Default(), mo, &model));
+  CheckOk("cannot load model " + mo.path, LoadRankModel(Env::Default(), mo, &model));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_t0).count();
   std::vector<bench::TestSpec> tests;
   if (o.n_prompt > 0) tests.push_back({bench::TestSpec::Kind::kPrompt, o.n_prompt});
@@ -95,6 +106,7 @@ void Bench(const BenchOptions& o) {
   // Peak RSS is read before the probe's buffer is mapped and the counter reset after it is gone.
   uint64_t peak_rss = 0;
   bool rss_valid = true;
+  std::string mpi_lines;  // communication per token, under mpirun
   for (const bench::TestSpec& test : tests) {
     bench::EngineResult mine, peer;
     mine.engine = "strata";
@@ -103,6 +115,9 @@ void Bench(const BenchOptions& o) {
     const bool batched = test.kind == bench::TestSpec::Kind::kBatched;
     double tps = 0;
     if (!batched) CheckOk("warm-up", bench::RunOnce(*ctx, test, 0, &tps));
+    if (cluster != nullptr) cluster->ResetStats();
+    double timed_s = 0;
+    CommStats comm;
     for (int r = 0; r < o.reps; ++r) {
       if (batched) {
         // The peer's batched test prefills 16 tokens per sequence first; so does this one.
@@ -112,8 +127,10 @@ void Bench(const BenchOptions& o) {
         tps = res.tokens_per_s;
       } else {
         CheckOk(test.name(), bench::RunOnce(*ctx, test, static_cast<uint64_t>(r) + 1, &tps));
+        timed_s += test.n_tokens / tps;
       }
       mine.tps.push_back(tps);
+      if (cluster != nullptr && r + 1 == o.reps) comm = cluster->stats();  // the timed runs' only
       if (!o.peer.empty() && !(batched && test.seqs == 1)) {  // the peer's batched test needs 2+ sequences
         bench::PeerResult pr;
         CheckOk("llama.cpp peer", bench::RunPeer(o.peer_harness, mo.path, test, o.threads, 1, &pr));
@@ -135,6 +152,16 @@ void Bench(const BenchOptions& o) {
         CheckOk("llama.cpp paired roofline run",
                 bench::RunPeerPaired(o.peer_harness, mo.path, test, o.threads, probe_bytes, &peer.paired));
       probed = true;
+    }
+    if (cluster != nullptr && !batched) {
+      // Rank 0's share; under --split tensor every rank sends as much, under layer one hidden state each.
+      const CommStats& c = comm;
+      const double tokens = static_cast<double>(test.n_tokens) * o.reps;
+      mpi_lines += fmt::format("mpi: {} ranks, split {}, {}: rank 0 sent {:.1f} KiB per token in {:.1f} operations; "
+                               "{:.3f} ms of {:.3f} ms per token communicating ({:.0f}%)\n",
+                               cluster->size(), SplitName(cluster->split()), test.name(),
+                               static_cast<double>(c.bytes_sent) / tokens / 1024, static_cast<double>(c.operations) / tokens,
+                               c.seconds / tokens * 1e3, timed_s / tokens * 1e3, 100 * c.seconds / timed_s);
     }
     results.push_back(std::move(mine));
     if (!peer.tps.empty()) results.push_back(std::move(peer));
@@ -163,6 +190,7 @@ void Bench(const BenchOptions& o) {
   } else {
     std::printf("%s", bench::MarkdownReport(run, rows).c_str());
   }
+  if (!mpi_lines.empty()) std::fprintf(o.json ? stderr : stdout, "%s%s", o.json ? "" : "\n", mpi_lines.c_str());
   if (o.prefix_ttft > 0) {
     double cold = 0, warm = 0;
     CheckOk("prefix TTFT", bench::PrefixTtft(*model, o.prefix_ttft, o.threads, &cold, &warm));
@@ -192,6 +220,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--prefix-ttft", o->prefix_ttft, "Time to first token with an N-token prefix, uncached vs cached")
       ->check(CLI::Range(0, 1 << 20));
   AddTuneFlags(cmd, &o->tune);
+  AddMpiFlags(cmd, &o->mpi);
   cmd->callback([o] { Bench(*o); });
 }
 

@@ -41,6 +41,8 @@ struct RunOptions {
   std::string kv_disk;
   std::string kv_disk_max;
   TuneFlags tune;
+  MpiFlags mpi;
+  std::string logits_out;
   bool verbose = false;
 };
 
@@ -86,13 +88,21 @@ Handle<strata_session_lock> LockSession(const RunOptions& o, std::string* path) 
 }
 
 void Run(const RunOptions& o) {
+  // Under mpirun rank 0 runs the command; the others serve its plans.
+  Cluster* cluster = JoinCluster(o.mpi);
+  const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
+  if (cluster != nullptr && !o.session.empty())
+    Fail("run", Status::Unsupported("--session under mpirun (sessions hold one process's KV)"));
+  if (cluster != nullptr && cluster->rank() != 0) {
+    ServeOtherRank(*cluster, model_path, o.tokenizer, o.threads, TuneCachePath(o.tune));
+    return;
+  }
   // A session is locked first: a concurrent run on it fails before any work.
   std::string session_path;
   Handle<strata_session_lock> session_lock(nullptr, strata_session_lock_free);
   if (!o.session.empty()) session_lock = LockSession(o, &session_path);
 
   strata_model_params mp = strata_model_default_params();
-  const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
   mp.path = model_path.c_str();
   mp.tokenizer_path = o.tokenizer.empty() ? nullptr : o.tokenizer.c_str();
   strata_model* raw_model = nullptr;
@@ -159,8 +169,17 @@ void Run(const RunOptions& o) {
   const int32_t n_ctx = cp.n_ctx > 0 ? cp.n_ctx : strata_model_n_ctx_train(model.get());
   strata_token prev = tokens.back();
   int32_t n_gen = 0;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> logits_out(nullptr, std::fclose);
+  if (!o.logits_out.empty()) {
+    logits_out.reset(std::fopen(o.logits_out.c_str(), "wb"));
+    if (!logits_out) Fail("--logits-out", Status::IOError(o.logits_out + ": cannot create"));
+  }
   while (n_gen < o.n_predict) {
-    strata_token next = strata_sampler_sample(sampler.get(), strata_get_logits(ctx.get(), 0), n_vocab);
+    const float* logits = strata_get_logits(ctx.get(), 0);
+    if (logits_out && std::fwrite(logits, sizeof(float), static_cast<size_t>(n_vocab), logits_out.get()) !=
+                          static_cast<size_t>(n_vocab))
+      Fail("--logits-out", Status::IOError(o.logits_out + ": write failed"));
+    strata_token next = strata_sampler_sample(sampler.get(), logits, n_vocab);
     if (strata_model_is_eog(model.get(), next)) break;
     strata_sampler_accept(sampler.get(), next);
     size_t len = 0;
@@ -214,6 +233,10 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--kv-disk", opts->kv_disk, "Directory for KV blocks beyond the RAM budget")->check(NonEmpty());
   cmd->add_option("--kv-disk-max", opts->kv_disk_max, "Disk budget for the KV cache, e.g. 8G");
   AddTuneFlags(cmd, &opts->tune);
+  AddMpiFlags(cmd, &opts->mpi);
+  cmd->add_option("--logits-out", opts->logits_out,
+                  "Write the logits each token is sampled from to this file (F32 [n_vocab] per token, comparing runs)")
+      ->check(NonEmpty());
   cmd->add_flag("-v,--verbose", opts->verbose, "Log more to stderr");
   cmd->callback([opts] { Run(*opts); });
 }

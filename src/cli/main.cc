@@ -3,6 +3,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "engine/rank_server.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"strata: fast Llama-family inference on CPUs"};
@@ -22,12 +23,14 @@ int main(int argc, char** argv) {
   strata::cli::AddBenchKvCommand(app);
   strata::cli::AddServeCommand(app);
   strata::cli::AddPerplexityCommand(app);
+  int code = 0;
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {
-    return e.get_exit_code();  // the subcommand already printed its one-line error
+    code = e.get_exit_code();  // the subcommand already printed its one-line error
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    code = app.exit(e);
   }
-  return 0;
+  // Under mpirun: the other ranks stop with rank 0, or the job is aborted.
+  return strata::FinishRank(code);
 }

@@ -1,6 +1,7 @@
 // Context: one sequence over a paged KV cache — what `strata run` and the C
-// API use. Owns its KV cache manager (RAM, optionally a disk tier), thread
-// pool and forward pass; the model is shared and read-only.
+// API use. The one-sequence client of a Runner (engine/runner.h: thread
+// pool, KV cache manager with RAM and optionally a disk tier, forward pass);
+// the model is shared and read-only.
 //
 // A prompt is processed in batches of up to n_batch tokens (one matrix
 // multiplication per weight per batch, not per token). Decode is
@@ -22,14 +23,14 @@
 
 #include "core/env.h"
 #include "core/status.h"
-#include "engine/forward.h"
+#include "engine/runner.h"
 #include "engine/sampler.h"
-#include "kernels/thread_pool.h"
 #include "kv/kv_cache_manager.h"
 #include "model/model.h"
 
 namespace strata {
 
+// The RunnerParams fields (engine/runner.h) and n_batch.
 struct ContextParams {
   int32_t n_ctx = 0;      // 0: the model's training context
   int32_t n_batch = 512;  // max tokens per forward pass
@@ -56,11 +57,11 @@ class Context {
   ~Context();
 
   const Model& model() const { return model_; }
-  int32_t n_ctx() const { return n_ctx_; }
+  int32_t n_ctx() const { return runner_->n_ctx(); }
   int32_t n_past() const { return kv_->length(seq_); }
-  int32_t n_threads() const { return pool_.n_threads(); }
+  int32_t n_threads() const { return runner_->pool().n_threads(); }
   const std::vector<int32_t>& tokens() const { return kv_->tokens(seq_); }
-  const AttentionGrid& attention_grid() const { return forward_.grid(); }
+  const AttentionGrid& attention_grid() const { return runner_->attention_grid(); }
 
   // Appends tokens at positions n_past.. and runs the forward pass. On error
   // (token out of range, context full) the sequence is unchanged — unless a
@@ -87,17 +88,14 @@ class Context {
   [[nodiscard]] Status LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache = false);
 
  private:
-  Context(const Model& model, const ContextParams& params, int32_t n_ctx, int32_t n_batch, int32_t n_threads,
-          std::unique_ptr<KvCacheManager> kv);
+  Context(const Model& model, int32_t n_batch, std::unique_ptr<Runner> runner);
   // Decode's forward passes, n_batch tokens at a time; on error the sequence is as it was.
   Status DecodeChunks(std::span<const int32_t> tokens, LogitsMode mode);
 
   const Model& model_;
-  int32_t n_ctx_;
   int32_t n_batch_;
-  ThreadPool pool_;
-  std::unique_ptr<KvCacheManager> kv_;
-  Forward forward_;
+  std::unique_ptr<Runner> runner_;
+  KvCacheManager* kv_;  // the runner's
   SeqId seq_;
   std::vector<float> logits_;  // F32 [n_vocab, n_rows] of the last Decode
   std::vector<float> chunk_logits_;

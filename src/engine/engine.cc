@@ -78,56 +78,49 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
   if (params.max_queue < 0) return Status::InvalidArgument("max_queue must be >= 0");
   if (params.max_batch_tokens < 1 || params.max_batch_tokens > 65536)
     return Status::InvalidArgument("max_batch_tokens must be in [1, 65536]");
-  if (params.attention_grid && !params.attention_grid->Valid())
-    return Status::InvalidArgument("invalid attention grid " + AttentionGridName(*params.attention_grid));
-  const int32_t n_ctx = params.n_ctx > 0 ? params.n_ctx : model.hparams().n_ctx_train;
-  if (n_ctx < 2 || n_ctx > (1 << 22)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
-  int32_t n_threads = params.n_threads > 0 ? params.n_threads : static_cast<int32_t>(std::thread::hardware_concurrency());
-  n_threads = std::clamp(n_threads, 1, 1024);
-
-  KvCacheConfig kc;
-  STRATA_RETURN_IF_ERROR(
-      MakeKvLayout(model.hparams(), params.kv_type.value_or(DefaultKvType(model)), params.kv_block_tokens, &kc.layout));
-  kc.tiers = params.kv_tiers;
-  kc.prefix_cache = params.prefix_cache;
-  // Room for every running sequence at full context, plus as much again for the prefix cache;
-  // tier budgets, when given, bound it.
-  const int64_t wanted = 2 * static_cast<int64_t>(params.parallel) * BlocksFor(n_ctx, kc.layout.block_tokens);
-  const bool unlimited = kc.tiers.ram_bytes == UINT64_MAX && (kc.tiers.disk_dir.empty() || kc.tiers.disk_bytes == UINT64_MAX);
-  int64_t budget_blocks = wanted;
-  if (!unlimited) {
-    const uint64_t disk = kc.tiers.disk_dir.empty() ? 0 : std::min<uint64_t>(kc.tiers.disk_bytes, uint64_t{1} << 50);
-    const uint64_t ram = std::min<uint64_t>(kc.tiers.ram_bytes, uint64_t{1} << 50);
-    budget_blocks = static_cast<int64_t>((ram + disk) / kc.layout.block_bytes());
-  }
-  kc.n_blocks = static_cast<int32_t>(std::min<int64_t>({wanted, budget_blocks, int64_t{1} << 22}));
-  if (kc.n_blocks < 1)
-    return Status::InvalidArgument(fmt::format("the KV budget holds no block ({} bytes each)", kc.layout.block_bytes()));
-  // A request's KV can never outgrow the pool: that bounds its context.
-  const int64_t kv_positions = static_cast<int64_t>(kc.n_blocks) * kc.layout.block_tokens;
-  if (kv_positions < 2)
-    return Status::InvalidArgument(fmt::format("the KV budget holds {} position(s); a request needs at least 2",
-                                               kv_positions));
-  kc.ram_only_min_blocks = 0;  // a request RAM cannot hold while the disk tier fails is told to retry later
-  kc.log = params.log;
-  std::unique_ptr<KvCacheManager> kv;
-  STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
-  out->reset(new Engine(model, params, static_cast<int32_t>(std::min<int64_t>(n_ctx, kv_positions)),
-                        kv_positions < n_ctx, n_threads, std::move(kv)));
+  const RunnerParams rp{params.n_ctx,    params.n_threads, params.kv_type,         params.kv_block_tokens, params.kv_tiers,
+                        params.env,      params.attention_grid, params.tune_cache_path, params.log};
+  // Room for every running sequence at full context, plus as much again for
+  // the prefix cache; tier budgets, when given, bound it. A request's KV can
+  // never outgrow the pool: that bounds its context (below).
+  auto sizing = [&params](const KvLayout& layout, int32_t n_ctx, KvCacheConfig* kc) {
+    const int64_t wanted = 2 * static_cast<int64_t>(params.parallel) * BlocksFor(n_ctx, layout.block_tokens);
+    const bool unlimited =
+        kc->tiers.ram_bytes == UINT64_MAX && (kc->tiers.disk_dir.empty() || kc->tiers.disk_bytes == UINT64_MAX);
+    int64_t budget_blocks = wanted;
+    if (!unlimited) {
+      const uint64_t disk = kc->tiers.disk_dir.empty() ? 0 : std::min<uint64_t>(kc->tiers.disk_bytes, uint64_t{1} << 50);
+      const uint64_t ram = std::min<uint64_t>(kc->tiers.ram_bytes, uint64_t{1} << 50);
+      budget_blocks = static_cast<int64_t>((ram + disk) / layout.block_bytes());
+    }
+    kc->n_blocks = static_cast<int32_t>(std::min<int64_t>({wanted, budget_blocks, int64_t{1} << 22}));
+    if (kc->n_blocks < 1)
+      return Status::InvalidArgument(fmt::format("the KV budget holds no block ({} bytes each)", layout.block_bytes()));
+    const int64_t kv_positions = static_cast<int64_t>(kc->n_blocks) * layout.block_tokens;
+    if (kv_positions < 2)
+      return Status::InvalidArgument(fmt::format("the KV budget holds {} position(s); a request needs at least 2",
+                                                 kv_positions));
+    kc->prefix_cache = params.prefix_cache;
+    kc->ram_only_min_blocks = 0;  // a request RAM cannot hold while the disk tier fails is told to retry later
+    return Status::Ok();
+  };
+  std::unique_ptr<Runner> runner;
+  STRATA_RETURN_IF_ERROR(Runner::Create(model, rp, sizing, &runner));
+  const int64_t kv_positions = static_cast<int64_t>(runner->kv().capacity_blocks()) * runner->kv().layout().block_tokens;
+  const int32_t n_ctx = runner->n_ctx();
+  out->reset(new Engine(model, params, static_cast<int32_t>(std::min<int64_t>(n_ctx, kv_positions)), kv_positions < n_ctx,
+                        std::move(runner)));
   return Status::Ok();
 }
 
-Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv, int32_t n_threads,
-               std::unique_ptr<KvCacheManager> kv)
+Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv,
+               std::unique_ptr<Runner> runner)
     : model_(model),
       params_(params),
       n_ctx_(n_ctx),
       ctx_bound_by_kv_(ctx_bound_by_kv),
-      pool_(n_threads),
-      kv_(std::move(kv)),
-      forward_(model, *kv_, pool_, n_ctx,
-               SelectAttentionGrid(params.attention_grid, params.env != nullptr ? params.env : Env::Default(),
-                                   params.tune_cache_path, kv_->layout(), model.hparams().n_head, pool_)),
+      runner_(std::move(runner)),
+      kv_(&runner_->kv()),
       thread_([this] { StepLoop(); }) {}
 
 Engine::~Engine() {
@@ -256,13 +249,13 @@ bool Engine::WaitsForSibling(const Slot& s) const {
   return false;
 }
 
-bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
-  std::vector<KvCacheManager::Append> appends;
+bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* plan, std::vector<Slot*>* order,
+                      std::vector<bool>* to_end) {
   bool preempted = false;  // a request preempted now is not resumed in the same step
   for (;;) {
-    batch->entries.clear();
+    appends->clear();
     order->clear();
-    appends.clear();
+    to_end->clear();
     int32_t budget = params_.max_batch_tokens;
     // Decode tokens first (they keep streams flowing), then prefill chunks, oldest request first.
     for (int pass = 0; pass < 2; ++pass) {
@@ -284,17 +277,17 @@ bool Engine::Schedule(Batch* batch, std::vector<Slot*>* order) {
         if ((pass == 0) != (rest == 1)) continue;
         const int32_t n = std::min(rest, budget);
         budget -= n;
-        const bool to_end = len + n == static_cast<int32_t>(s->tokens.size());
+        const bool end = len + n == static_cast<int32_t>(s->tokens.size());
         const bool score =
             s->request.prompt_logprobs && !s->prompt_scored && len < static_cast<int32_t>(s->request.prompt.size());
-        batch->entries.push_back(
-            BatchEntry{*s->seq, std::span<const int32_t>(s->tokens.data() + len, n), to_end, score});
+        appends->push_back({*s->seq, std::span<const int32_t>(s->tokens.data() + len, n),
+                            score ? PlanLogits::kAll : (end ? PlanLogits::kLast : PlanLogits::kNone)});
         order->push_back(s);
-        appends.push_back({*s->seq, n});
+        to_end->push_back(end);
       }
     }
     if (order->empty()) return false;
-    Status st = kv_->Prepare(appends);
+    Status st = kv_->Prepare(*appends, plan);
     if (st.ok()) return true;
     if (st.code() != StatusCode::kResourceExhausted) {
       // A copy-on-write read a block lost on the disk tier: recompute it. Anything else ends the batch.
@@ -389,12 +382,12 @@ void Engine::Step() {
     }
   }
 
-  Batch batch;
+  std::vector<KvCacheManager::Append> appends;
+  StepPlan plan;
   std::vector<Slot*> order;
-  if (Schedule(&batch, &order)) {
-    std::vector<KvCacheManager::Append> appends;
-    for (const BatchEntry& e : batch.entries) appends.push_back({e.seq, static_cast<int32_t>(e.tokens.size())});
-    Status st = forward_.Run(batch, &logits_);
+  std::vector<bool> to_end;
+  if (Schedule(&appends, &plan, &order, &to_end)) {
+    Status st = runner_->Run(plan, &logits_);
     if (!st.ok()) {
       kv_->Rollback(appends);
       // A KV block lost on the disk tier is recomputed in the next steps; other errors end the batch.
@@ -411,15 +404,16 @@ void Engine::Step() {
       size_t row = 0;
       for (size_t i = 0; i < order.size(); ++i) {
         Slot* s = order[i];
-        const BatchEntry& entry = batch.entries[i];
+        const KvCacheManager::Append& entry = appends[i];
+        const bool all = entry.logits == PlanLogits::kAll;
         const int32_t start = kv_->length(*s->seq);
         kv_->Commit(*s->seq, entry.tokens);
-        if (entry.all_logits) {
+        if (all) {
           ScorePrompt(s, &logits_[row * static_cast<size_t>(n_vocab)], start, static_cast<int32_t>(entry.tokens.size()));
           row += entry.tokens.size() - 1;  // the last row is the entry's own, below
         }
-        if (!entry.logits) {
-          if (entry.all_logits) ++row;
+        if (!to_end[i]) {
+          if (all) ++row;
           continue;
         }
         const float* logits = &logits_[row++ * static_cast<size_t>(n_vocab)];

@@ -34,9 +34,8 @@
 #include <vector>
 
 #include "core/status.h"
-#include "engine/forward.h"
+#include "engine/runner.h"
 #include "engine/sampler.h"
-#include "kernels/thread_pool.h"
 #include "kv/kv_cache_manager.h"
 #include "model/model.h"
 
@@ -81,6 +80,7 @@ struct GenerationEvent {
 // Returns false to cancel the request (e.g. the client disconnected).
 using EventSink = std::function<bool(const GenerationEvent&)>;
 
+// The RunnerParams fields (engine/runner.h) and the scheduler's.
 struct EngineParams {
   int32_t n_threads = 0;           // 0: all cores
   int32_t parallel = 4;            // requests running at once
@@ -141,16 +141,19 @@ class Engine {
     EventSink sink;
   };
 
-  Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv, int32_t n_threads,
-         std::unique_ptr<KvCacheManager> kv);
+  Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv,
+         std::unique_ptr<Runner> runner);
   void StepLoop();
   // Moves queued requests into slots while KV blocks and --parallel allow.
   void Admit();
   // One forward pass over every running slot; samples, emits, retires.
   void Step();
-  // Builds the batch (decode tokens first, then prefill chunks), preempting
-  // the youngest slots until its KV blocks fit. Returns false if nothing runs.
-  bool Schedule(Batch* batch, std::vector<Slot*>* order);
+  // Builds and prepares the batch (decode tokens first, then prefill chunks),
+  // preempting the youngest slots until its KV blocks fit. Returns false if nothing runs.
+  // (*appends)[i] feeds (*order)[i], prepared as *plan; (*to_end)[i]: it
+  // reaches the end of the slot's tokens (sample after it).
+  bool Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* plan, std::vector<Slot*>* order,
+                std::vector<bool>* to_end);
   // A slot about to start whose prompt shares whole blocks with a running
   // slot that has not computed them yet waits, then attaches them from the
   // prefix cache: concurrent requests with one prefix (n > 1, a batch, a
@@ -170,9 +173,8 @@ class Engine {
   EngineParams params_;
   int32_t n_ctx_;
   bool ctx_bound_by_kv_;  // n_ctx_ is what the KV pool holds, below the requested context
-  ThreadPool pool_;
-  std::unique_ptr<KvCacheManager> kv_;  // step thread only (stats under mu_)
-  Forward forward_;
+  std::unique_ptr<Runner> runner_;
+  KvCacheManager* kv_;  // the runner's; step thread only (stats under mu_)
   std::vector<float> logits_;
 
   mutable std::mutex mu_;

@@ -6,12 +6,14 @@
 
 namespace strata {
 
-Forward::Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid)
+Forward::Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid,
+                 Cluster* cluster)
     : model_(model),
-      kv_(kv),
+      cluster_(cluster != nullptr && cluster->size() > 1 ? cluster : nullptr),
+      store_(store),
       pool_(pool),
       grid_(grid),
-      attention_(kv.layout(), model.hparams().n_head, pool),
+      attention_(store.layout(), model.hparams().n_head, pool),
       layer_(BuilderFor(model.hparams().arch)),
       ropes_{RopeSpecFor(model.hparams(), model.weights(), n_ctx_seq, false)} {
   const HParams& hp = model.hparams();
@@ -48,19 +50,19 @@ void Forward::Resize(int32_t n) {
   up_.resize(hp.n_ff * nt);
 }
 
-Status Forward::PinLayer(const Batch& batch, int32_t il, std::vector<std::vector<uint8_t*>>* slices) {
-  slices->resize(batch.entries.size());
-  for (size_t e = 0; e < batch.entries.size(); ++e) {
-    const std::vector<BlockId>& blocks = kv_.blocks(batch.entries[e].seq);
+Status Forward::PinLayer(const StepPlan& plan, int32_t il, std::vector<std::vector<uint8_t*>>* slices) {
+  slices->resize(plan.entries.size());
+  for (size_t e = 0; e < plan.entries.size(); ++e) {
+    const std::vector<BlockId>& blocks = plan.entries[e].blocks;
     std::vector<uint8_t*>& out = (*slices)[e];
     out.assign(blocks.size(), nullptr);
     for (size_t b = 0; b < blocks.size(); ++b) {
-      Status s = kv_.store().Pin(blocks[b], il, &out[b]);
+      Status s = store_.Pin(blocks[b], il, &out[b]);
       if (!s.ok()) {
         // Unpin what this call pinned so far, then report.
         for (size_t e2 = 0; e2 <= e; ++e2)
           for (size_t b2 = 0; b2 < (*slices)[e2].size() && (*slices)[e2][b2] != nullptr; ++b2)
-            kv_.store().Unpin(kv_.blocks(batch.entries[e2].seq)[b2], il, false);
+            store_.Unpin(plan.entries[e2].blocks[b2], il, false);
         return s;
       }
     }
@@ -68,28 +70,27 @@ Status Forward::PinLayer(const Batch& batch, int32_t il, std::vector<std::vector
   return Status::Ok();
 }
 
-void Forward::UnpinLayer(const Batch& batch, int32_t il) {
-  const int32_t B = kv_.layout().block_tokens;
-  for (const BatchEntry& e : batch.entries) {
-    const std::vector<BlockId>& blocks = kv_.blocks(e.seq);
-    const size_t first_written = static_cast<size_t>(kv_.length(e.seq) / B);
-    for (size_t b = 0; b < blocks.size(); ++b) kv_.store().Unpin(blocks[b], il, b >= first_written);
+void Forward::UnpinLayer(const StepPlan& plan, int32_t il) {
+  const int32_t B = store_.layout().block_tokens;
+  for (const PlanEntry& e : plan.entries) {
+    const size_t first_written = static_cast<size_t>(e.start / B);
+    for (size_t b = 0; b < e.blocks.size(); ++b) store_.Unpin(e.blocks[b], il, b >= first_written);
   }
 }
 
-void Forward::PrefetchLayer(const Batch& batch, int32_t il) {
-  if (!kv_.store().has_disk()) return;
+void Forward::PrefetchLayer(const StepPlan& plan, int32_t il) {
+  if (!store_.has_disk()) return;
   std::vector<std::pair<BlockId, int32_t>> want;
-  for (const BatchEntry& e : batch.entries)
-    for (BlockId b : kv_.blocks(e.seq)) want.emplace_back(b, il);
-  kv_.store().Prefetch(want);
+  for (const PlanEntry& e : plan.entries)
+    for (BlockId b : e.blocks) want.emplace_back(b, il);
+  store_.Prefetch(want);
 }
 
 // One pass per token: q rotated in place; K rotated in place (hot in cache)
 // and quantized straight into its block, then V.
 void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int table) {
   const HParams& hp = model_.hparams();
-  const KvLayout& L = kv_.layout();
+  const KvLayout& L = store_.layout();
   const int64_t E = hp.n_embd_q(), KV = hp.n_embd_kv();
   const int32_t D = hp.head_dim;
   const bool neox = hp.rope_type == RopeType::kNeox;
@@ -112,25 +113,25 @@ void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int 
   });
 }
 
-Status Forward::PreNormLayer(const Batch& batch, int32_t il) {
+Status Forward::PreNormLayer(const StepPlan& plan, int32_t il) {
   const LayerWeights& l = model_.weights().layers[static_cast<size_t>(il)];
   Norm(l.attn_norm, x_.data(), xb_.data());
-  STRATA_RETURN_IF_ERROR(SelfAttention(batch, il));
+  STRATA_RETURN_IF_ERROR(SelfAttention(plan, il));
   AddResidual();
   Norm(l.ffn_norm, x_.data(), xb_.data());
-  GatedFfn(l);
+  STRATA_RETURN_IF_ERROR(GatedFfn(l));
   AddResidual();
   return Status::Ok();
 }
 
-Status Forward::SandwichNormLayer(const Batch& batch, int32_t il) {
+Status Forward::SandwichNormLayer(const StepPlan& plan, int32_t il) {
   const LayerWeights& l = model_.weights().layers[static_cast<size_t>(il)];
   Norm(l.attn_norm, x_.data(), xb_.data());
-  STRATA_RETURN_IF_ERROR(SelfAttention(batch, il));
+  STRATA_RETURN_IF_ERROR(SelfAttention(plan, il));
   Norm(l.attn_post_norm, xb_.data(), xb_.data());
   AddResidual();
   Norm(l.ffn_norm, x_.data(), xb_.data());
-  GatedFfn(l);
+  STRATA_RETURN_IF_ERROR(GatedFfn(l));
   Norm(l.ffn_post_norm, xb_.data(), xb_.data());
   AddResidual();
   return Status::Ok();
@@ -143,7 +144,7 @@ void Forward::Norm(const Tensor& weight, const float* x, float* out) {
     kernels::RmsNorm(&x[t * E], static_cast<const float*>(weight.data), &out[t * E], E, hp.rms_eps);
 }
 
-Status Forward::SelfAttention(const Batch& batch, int32_t il) {
+Status Forward::SelfAttention(const StepPlan& plan, int32_t il) {
   const HParams& hp = model_.hparams();
   const LayerWeights& l = model_.weights().layers[static_cast<size_t>(il)];
   const LinearOut qkv[] = {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}};
@@ -158,20 +159,39 @@ Status Forward::SelfAttention(const Batch& batch, int32_t il) {
       kernels::RmsNorm(&k_[h * D], kw, &k_[h * D], D, hp.rms_eps);
   }
   std::vector<std::vector<uint8_t*>> slices;
-  STRATA_RETURN_IF_ERROR(PinLayer(batch, il, &slices));
-  if (il + 1 < hp.n_layer) PrefetchLayer(batch, il + 1);
+  STRATA_RETURN_IF_ERROR(PinLayer(plan, il, &slices));
+  if (il + 1 < model_.shard().end_layer) PrefetchLayer(plan, il + 1);
   const bool swa = hp.is_swa(il);
   RopeWriteKv(slices, swa && ropes_.size() > 1 ? 1 : 0);
   const AttentionMath math{{hp.attn_scale, hp.attn_softcap}, swa ? hp.n_swa : 0};
   attention_.Run(grid_, math, refs_, q_.data(), slices, att_.data());
-  UnpinLayer(batch, il);
-  kv_.store().EnforceBudget();
-  const LinearOut out[] = {{&l.wo, xb_.data()}};
-  ApplyLinear(out, att_.data(), n_, pool_);
+  UnpinLayer(plan, il);
+  store_.EnforceBudget();
+  return ApplyRowParallel(l.wo, att_.data(), xb_.data());
+}
+
+Status Forward::ApplyRowParallel(const Linear& linear, const float* x, float* y) {
+  if (cluster_ == nullptr || cluster_->split() != Split::kTensor) {
+    const LinearOut out[] = {{&linear, y}};
+    ApplyLinear(out, x, n_, pool_);
+    return Status::Ok();
+  }
+  // Each rank multiplies its input columns: partial sums, added up over the
+  // ranks; the bias once, after.
+  const Linear no_bias{linear.w, Tensor{}};
+  const LinearOut out[] = {{&no_bias, y}};
+  ApplyLinear(out, x, n_, pool_);
+  const int64_t rows = linear.w.rows();
+  STRATA_RETURN_IF_ERROR(cluster_->AllReduceSum(y, rows * n_));
+  if (linear.b.data != nullptr) {
+    const float* bias = static_cast<const float*>(linear.b.data);
+    for (int64_t t = 0; t < n_; ++t)
+      for (int64_t i = 0; i < rows; ++i) y[t * rows + i] += bias[i];
+  }
   return Status::Ok();
 }
 
-void Forward::GatedFfn(const LayerWeights& l) {
+Status Forward::GatedFfn(const LayerWeights& l) {
   const int64_t n_ff = model_.hparams().n_ff;
   const LinearOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
   ApplyLinear(gate_up, xb_.data(), n_, pool_);
@@ -179,8 +199,7 @@ void Forward::GatedFfn(const LayerWeights& l) {
     case FfnAct::kSilu: kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
     case FfnAct::kGeluTanh: kernels::GeGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
   }
-  const LinearOut down[] = {{&l.ffn_down, xb_.data()}};
-  ApplyLinear(down, gate_.data(), n_, pool_);
+  return ApplyRowParallel(l.ffn_down, gate_.data(), xb_.data());
 }
 
 void Forward::AddResidual() {
@@ -188,18 +207,18 @@ void Forward::AddResidual() {
   for (int64_t i = 0; i < n; ++i) x_[i] += xb_[i];
 }
 
-Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
+Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
   const HParams& hp = model_.hparams();
   const ModelWeights& w = model_.weights();
   const int64_t E = hp.n_embd;
-  const int32_t n = batch.n_tokens();
+  const int32_t n = plan.n_tokens();
   if (n == 0) return Status::InvalidArgument("empty batch");
   Resize(n);
   n_ = n;
   refs_.clear();
-  for (size_t e = 0; e < batch.entries.size(); ++e) {
-    const int32_t pos0 = kv_.length(batch.entries[e].seq);
-    for (size_t t = 0; t < batch.entries[e].tokens.size(); ++t)
+  for (size_t e = 0; e < plan.entries.size(); ++e) {
+    const int32_t pos0 = plan.entries[e].start;
+    for (size_t t = 0; t < plan.entries[e].tokens.size(); ++t)
       refs_.push_back({static_cast<int32_t>(e), pos0 + static_cast<int32_t>(t)});
   }
   const size_t half = static_cast<size_t>(hp.n_rot / 2);
@@ -209,23 +228,37 @@ Status Forward::Run(const Batch& batch, std::vector<float>* logits) {
     for (size_t i = 0; i < refs_.size(); ++i)
       RopeAnglesAt(ropes_[r], refs_[i].pos, &rope_cos_[r][i * half], &rope_sin_[r][i * half]);
   }
-  {
+  const ModelShard& shard = model_.shard();
+  const bool pipeline = cluster_ != nullptr && cluster_->split() == Split::kLayer;
+  const int32_t rank = pipeline ? cluster_->rank() : 0, ranks = pipeline ? cluster_->size() : 1;
+  if (rank == 0) {
     int32_t i = 0;
-    for (const BatchEntry& e : batch.entries)
+    for (const PlanEntry& e : plan.entries)
       for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
     if (hp.embd_scale != 1.0f)
       for (int64_t j = 0; j < int64_t{n} * E; ++j) x_[j] *= hp.embd_scale;
+  } else {
+    STRATA_RETURN_IF_ERROR(cluster_->Recv(rank - 1, x_.data(), int64_t{n} * E));
   }
 
-  PrefetchLayer(batch, 0);
-  for (int32_t il = 0; il < hp.n_layer; ++il) STRATA_RETURN_IF_ERROR((this->*layer_)(batch, il));
+  PrefetchLayer(plan, shard.first_layer);
+  for (int32_t il = shard.first_layer; il < shard.end_layer; ++il) STRATA_RETURN_IF_ERROR((this->*layer_)(plan, il));
+  if (ranks > 1) {
+    // The hidden state goes on to the next rank; the last one's back to rank 0.
+    STRATA_RETURN_IF_ERROR(cluster_->Send((rank + 1) % ranks, x_.data(), int64_t{n} * E));
+    if (rank == 0) STRATA_RETURN_IF_ERROR(cluster_->Recv(ranks - 1, x_.data(), int64_t{n} * E));
+  }
+  if (!shard.holds_output()) {
+    logits->clear();
+    return Status::Ok();
+  }
 
   // Only rows whose logits are wanted go through the output matrix.
   int32_t rows = 0, t = 0;
-  for (const BatchEntry& e : batch.entries) {
+  for (const PlanEntry& e : plan.entries) {
     const int32_t len = static_cast<int32_t>(e.tokens.size());
     for (int32_t k = 0; k < len; ++k, ++t)
-      if (e.all_logits || (e.logits && k == len - 1))
+      if (e.logits == PlanLogits::kAll || (e.logits == PlanLogits::kLast && k == len - 1))
         kernels::RmsNorm(&x_[t * E], static_cast<const float*>(w.output_norm.data), &xb_[rows++ * E], E, hp.rms_eps);
   }
   logits->resize(static_cast<size_t>(rows) * hp.n_vocab);

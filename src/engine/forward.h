@@ -1,6 +1,8 @@
-// Forward: the forward pass over a batch of sequences at once. All tokens of
-// all entries go through each weight matrix in one multiplication (weights
-// are read once per step for the whole batch; every multiplication goes
+// Forward: the forward pass over a step plan (kv/step_plan.h) — a batch of
+// sequences at once. It reads only the plan and the block store, never the
+// KV cache manager. All tokens of all entries go through each weight matrix
+// in one multiplication (weights are read once per step for the whole batch;
+// every multiplication goes
 // through the Linear seam, engine/linear.h). Each layer is built by its
 // architecture's layer builder from shared blocks (norm, self-attention,
 // gated FFN, residual add), picked once per model. Attention runs over
@@ -9,6 +11,13 @@
 // heads x block ranges; engine/attention_pass.h). RoPE is applied to K as it
 // is written into its KV slice.
 //
+// Under MPI (dist/cluster.h) the forward pass runs the model's shard
+// (model/model_shard.h) on every rank: --split tensor sums the partial
+// outputs of wo and ffn_down over the ranks (an all-reduce each, F32);
+// --split layer computes the rank's layers between receiving the hidden state
+// from the rank before and sending it to the next (the last rank's goes back
+// to rank 0). Only rank 0 computes logits.
+//
 // Thread-safety: one Run at a time; the model is shared read-only.
 #pragma once
 
@@ -16,40 +25,45 @@
 #include <vector>
 
 #include "core/status.h"
+#include "dist/cluster.h"
 #include "engine/attention_pass.h"
-#include "engine/batch.h"
 #include "engine/rope.h"
 #include "kernels/thread_pool.h"
-#include "kv/kv_cache_manager.h"
+#include "kv/block_store.h"
+#include "kv/step_plan.h"
 #include "model/model.h"
 
 namespace strata {
 
 class Forward {
  public:
-  // REQUIRES: model, kv and pool outlive this object; grid as AttentionPass::Run.
+  // REQUIRES: model, store, pool and cluster outlive this object; grid as AttentionPass::Run.
   // n_ctx_seq: the positions a sequence may reach (LongRoPE picks its factors by it).
-  Forward(const Model& model, KvCacheManager& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {});
+  // cluster: the MPI job whose rank runs model's shard; null: the whole model here.
+  Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {},
+          Cluster* cluster = nullptr);
 
   // The attention grid (e.g. the tuned one; attention_tuner.h). Results do not
   // depend on it beyond float rounding.
   const AttentionGrid& grid() const { return grid_; }
 
-  // Computes the batch. REQUIRES: kv.Prepare succeeded for every entry's tokens
-  // and no sequence appears twice. Does not Commit: the caller commits on
-  // success or rolls back on failure (an I/O error from the disk tier).
-  // logits: F32 [n_vocab, n_rows] where rows are, in entry order, every token
-  // of all_logits entries or the last token of logits entries.
-  [[nodiscard]] Status Run(const Batch& batch, std::vector<float>* logits);
+  // Computes the plan. REQUIRES: it passes ValidatePlan for this store, its
+  // copies are made, and no two entries write one block. Does not Commit:
+  // the caller commits on success or rolls back on failure (an I/O error
+  // from the disk tier).
+  // logits: F32 [n_vocab, plan.n_logit_rows()]: in entry order, every token
+  // of kAll entries or the last token of kLast entries (ranks other than 0: none).
+  // An MPI failure or timeout is kUnavailable.
+  [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits);
 
  private:
   // One transformer layer on x_ (a per-architecture layer builder).
-  using LayerBuilder = Status (Forward::*)(const Batch& batch, int32_t il);
+  using LayerBuilder = Status (Forward::*)(const StepPlan& plan, int32_t il);
   static LayerBuilder BuilderFor(Arch arch);
   // llama, qwen2, qwen3, phi3, gemma: x += Attention(Norm(x)); x += Ffn(Norm(x)).
-  [[nodiscard]] Status PreNormLayer(const Batch& batch, int32_t il);
+  [[nodiscard]] Status PreNormLayer(const StepPlan& plan, int32_t il);
   // gemma2, gemma3: x += Norm(Attention(Norm(x))); x += Norm(Ffn(Norm(x))).
-  [[nodiscard]] Status SandwichNormLayer(const Batch& batch, int32_t il);
+  [[nodiscard]] Status SandwichNormLayer(const StepPlan& plan, int32_t il);
 
   // ---- shared blocks, on the n_ tokens of the current batch ----
   // out = RmsNorm(x) * weight per token; x, out: F32 [n_embd, n_].
@@ -58,24 +72,27 @@ class Forward {
   // included), per-head q/k norms where the layer has them, RoPE, the KV
   // write and attention (scaled, soft-capped and windowed as hp says for
   // the layer); xb_ <- att_ · woᵀ.
-  [[nodiscard]] Status SelfAttention(const Batch& batch, int32_t il);
+  [[nodiscard]] Status SelfAttention(const StepPlan& plan, int32_t il);
   // xb_ <- down(act(gate(xb_)) * up(xb_)), act SiLU or GELU (hp.ffn_act).
-  void GatedFfn(const LayerWeights& l);
+  [[nodiscard]] Status GatedFfn(const LayerWeights& l);
+  // y F32 [rows, n_] <- x · linear.wᵀ (+ bias), the sum over the ranks under --split tensor.
+  [[nodiscard]] Status ApplyRowParallel(const Linear& linear, const float* x, float* y);
   // x_ += xb_.
   void AddResidual();
 
   void Resize(int32_t n_tokens);
   // Pins every slice of layer il the batch reads; *slices[e][b] -> bytes of block b of entry e.
-  [[nodiscard]] Status PinLayer(const Batch& batch, int32_t il, std::vector<std::vector<uint8_t*>>* slices);
-  void UnpinLayer(const Batch& batch, int32_t il);
-  void PrefetchLayer(const Batch& batch, int32_t il);
+  [[nodiscard]] Status PinLayer(const StepPlan& plan, int32_t il, std::vector<std::vector<uint8_t*>>* slices);
+  void UnpinLayer(const StepPlan& plan, int32_t il);
+  void PrefetchLayer(const StepPlan& plan, int32_t il);
   // Rotates q_ in place with the angles of table (0: full-attention layers,
   // 1: sliding-window layers) and writes each token's rotated K and its V
   // into its block.
   void RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int table);
 
   const Model& model_;
-  KvCacheManager& kv_;
+  Cluster* cluster_;
+  BlockStore& store_;
   ThreadPool& pool_;
   AttentionGrid grid_;
   AttentionPass attention_;

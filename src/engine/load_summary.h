@@ -1,6 +1,7 @@
 // The one-line summary `strata run` and `strata serve` print after loading a
 // model: architecture, name, parameters, weight types, file size, context and
-// the KV cache's type and size at that context.
+// the KV cache's type and size at that context; in an MPI job, the rank,
+// the job's size and the split.
 //
 // Thread-safety: pure function.
 #pragma once

@@ -127,19 +127,20 @@ Status KvCacheManager::AllocateBlock(BlockId* id) {
   return Status::Ok();
 }
 
-Status KvCacheManager::Prepare(std::span<const Append> appends) {
+Status KvCacheManager::Prepare(std::span<const Append> appends, StepPlan* plan) {
   const int32_t B = layout().block_tokens;
   int64_t needed = 0;
   for (const Append& a : appends) {
     const Sequence& s = seqs_.at(a.seq);
     const int64_t len = static_cast<int64_t>(s.tokens.size());
-    needed += (len + a.n_tokens + B - 1) / B - static_cast<int64_t>(s.blocks.size());
+    needed += (len + static_cast<int64_t>(a.tokens.size()) + B - 1) / B - static_cast<int64_t>(s.blocks.size());
     // Writing into a partly filled block that another sequence shares copies it first.
     if (len % B != 0 && pool_.refcount(s.blocks[static_cast<size_t>(len / B)]) > 1) ++needed;
   }
   if (needed > n_available_blocks())
     return Status::ResourceExhausted(fmt::format("the batch needs {} KV blocks; {} are available", needed,
                                                  n_available_blocks()));
+  StepPlan p;
   for (const Append& a : appends) {
     Sequence& s = seqs_.at(a.seq);
     const int64_t len = static_cast<int64_t>(s.tokens.size());
@@ -154,10 +155,11 @@ Status KvCacheManager::Prepare(std::span<const Append> appends) {
           return st;
         }
         ReleaseBlock(last);
+        p.copies.push_back({last, copy});
         last = copy;
       }
     }
-    while (static_cast<int64_t>(s.blocks.size()) * B < len + a.n_tokens) {
+    while (static_cast<int64_t>(s.blocks.size()) * B < len + static_cast<int64_t>(a.tokens.size())) {
       BlockId b = 0;
       Status st = AllocateBlock(&b);
       if (!st.ok()) {
@@ -166,7 +168,10 @@ Status KvCacheManager::Prepare(std::span<const Append> appends) {
       }
       s.blocks.push_back(b);
     }
+    p.entries.push_back(PlanEntry{a.seq, static_cast<int32_t>(len), std::vector<int32_t>(a.tokens.begin(), a.tokens.end()),
+                                  s.blocks, a.logits});
   }
+  *plan = std::move(p);
   return Status::Ok();
 }
 

@@ -6,7 +6,8 @@
 // (hash chain over full blocks) instead of recomputing them.
 //
 // Appends follow prepare/commit: Prepare reserves every block a batch will
-// write (or fails with kResourceExhausted and changes nothing); Commit records
+// write (or fails with kResourceExhausted and changes nothing) and returns
+// the step's plan (kv/step_plan.h), all the forward pass reads; Commit records
 // the tokens once the forward pass succeeded; Rollback undoes a Prepare whose
 // forward pass failed.
 //
@@ -39,10 +40,9 @@
 #include "kv/block_pool.h"
 #include "kv/block_store.h"
 #include "kv/kv_layout.h"
+#include "kv/step_plan.h"
 
 namespace strata {
-
-using SeqId = int32_t;
 
 struct KvCacheConfig {
   KvLayout layout;
@@ -96,11 +96,14 @@ class KvCacheManager {
 
   struct Append {
     SeqId seq;
-    int32_t n_tokens;
+    std::span<const int32_t> tokens;  // appended at positions length(seq)..
+    PlanLogits logits = PlanLogits::kLast;
   };
-  // Makes sure every position each append will write has an unshared block.
-  // kResourceExhausted (nothing changed) if there are not enough free blocks.
-  [[nodiscard]] Status Prepare(std::span<const Append> appends);
+  // Makes sure every position each append will write has an unshared block
+  // and sets *plan to the step: one entry per append, in order, and the
+  // copy-on-write copies made. kResourceExhausted (nothing changed) if there
+  // are not enough free blocks. REQUIRES: no sequence appears twice.
+  [[nodiscard]] Status Prepare(std::span<const Append> appends, StepPlan* plan);
   // Records tokens written at positions length(seq).. and registers blocks that became full.
   void Commit(SeqId seq, std::span<const int32_t> tokens);
   // Releases blocks a failed Prepare'd batch allocated beyond each sequence's length.

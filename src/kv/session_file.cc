@@ -106,15 +106,7 @@ Status CopyBytes(const RandomAccessFile& file, uint64_t offset, uint64_t n, Atom
 
 }  // namespace
 
-uint64_t ModelFingerprint(const Model& model) {
-  const HParams& hp = model.hparams();
-  const int32_t shape[] = {hp.n_vocab, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff, hp.n_rot};
-  uint64_t h = XXH3_64bits(shape, sizeof shape);
-  const Tensor& emb = model.weights().token_embd;
-  h = XXH3_64bits_withSeed(emb.data, std::min<uint64_t>(emb.nbytes(), 1 << 16), h);
-  const Tensor& norm = model.weights().output_norm;
-  return XXH3_64bits_withSeed(norm.data, norm.row_bytes(), h);
-}
+uint64_t ModelFingerprint(const Model& model) { return model.fingerprint(); }
 
 bool IsValidSessionName(const std::string& name) {
   if (name.empty() || name.size() > 128 || name[0] == '.') return false;

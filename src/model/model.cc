@@ -11,6 +11,8 @@
 #include <map>
 #include <fmt/format.h>
 
+#include <xxhash.h>
+
 #include "format/gguf.h"
 #include "format/llama2c.h"
 #include "kernels/kernels.h"
@@ -42,7 +44,9 @@ Model::~Model() = default;
 void Model::FreeDeleter::operator()(void* p) const { std::free(p); }
 
 void Model::PackMatrices(int32_t n_threads) {
-  const std::vector<Tensor*> matrices = WeightMatrices(&weights_);
+  std::vector<Tensor*> matrices = WeightMatrices(&weights_);
+  // Matrices another rank holds (model_shard.h) are neither packed nor touched.
+  std::erase_if(matrices, [](const Tensor* t) { return t->data == nullptr; });
   // Each copy starts 64-byte aligned. A matrix the kernels have no packed
   // layout for (any type below AVX-512) is copied as it is: streamed from
   // huge pages rather than 4 KiB file pages, decode reads it ~15% faster
@@ -80,7 +84,8 @@ void Model::PackMatrices(int32_t n_threads) {
         std::memcpy(dst, source.data, sizes[i]);
         t.data = dst;
       }
-      if (source.data != weights_.token_embd.data) ReleaseFilePages(source);  // embedding rows are still looked up
+      // Embedding rows are still looked up; column shards are not the file's pages.
+      if (source.data != weights_.token_embd.data && !InShardColumns(source.data)) ReleaseFilePages(source);
     }
   };
   if (n_threads <= 0) n_threads = static_cast<int32_t>(std::max(1u, std::thread::hardware_concurrency()));
@@ -89,6 +94,22 @@ void Model::PackMatrices(int32_t n_threads) {
     helpers.emplace_back(pack);
   pack();
   for (std::thread& h : helpers) h.join();
+}
+
+bool Model::InShardColumns(const void* p) const {
+  for (const std::vector<uint8_t>& c : shard_columns_)
+    if (p == c.data()) return true;
+  return false;
+}
+
+uint64_t Model::ComputeFingerprint() const {
+  const HParams& hp = hparams_;
+  const int32_t shape[] = {hp.n_vocab, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff, hp.n_rot};
+  uint64_t h = XXH3_64bits(shape, sizeof shape);
+  const Tensor& emb = weights_.token_embd;
+  h = XXH3_64bits_withSeed(emb.data, std::min<uint64_t>(emb.nbytes(), 1 << 16), h);
+  const Tensor& norm = weights_.output_norm;
+  return XXH3_64bits_withSeed(norm.data, norm.row_bytes(), h);
 }
 
 void Model::PrefetchFilePages(const Tensor& t) const {
@@ -111,8 +132,12 @@ Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Mo
     STRATA_RETURN_IF_ERROR(model->LoadLlama2c(env, options));
   }
   STRATA_RETURN_IF_ERROR(env->FileSize(options.path, &model->file_bytes_));
-  if (options.pack_weights) model->PackMatrices(options.pack_threads);
   model->NormsAndBiasesToF32();
+  model->fingerprint_ = model->ComputeFingerprint();
+  model->shard_ = options.shard;
+  STRATA_RETURN_IF_ERROR(ApplyShard(&model->shard_, &model->hparams_, &model->weights_, &model->shard_columns_));
+  if (options.pack_weights) model->PackMatrices(options.pack_threads);
+  if (model->packed_) model->shard_columns_.clear();  // every matrix now reads its packed copy
   STRATA_RETURN_IF_ERROR(model->CheckRopeFactors());
   *out = std::move(model);
   return Status::Ok();

@@ -18,6 +18,7 @@
 #include "core/tensor.h"
 #include "model/arch.h"
 #include "model/hparams.h"
+#include "model/model_shard.h"
 #include "model/weights.h"
 #include "vocab/vocab.h"
 
@@ -36,6 +37,9 @@ struct ModelLoadOptions {
   // memory stays about the file's size.
   bool pack_weights = true;
   int32_t pack_threads = 0;  // threads packing matrices side by side; 0: one per core
+  // The part of the model this process holds (model/model_shard.h); rank,
+  // size and split set, the layer range is filled in. Default: all of it.
+  ModelShard shard;
 };
 
 class Model {
@@ -43,7 +47,13 @@ class Model {
   [[nodiscard]] static Status Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Model>* out);
   ~Model();
 
+  // The hyper-parameters of this process's shard (model/model_shard.h): under
+  // --split tensor n_head, n_head_kv and n_ff are the rank's share.
   const HParams& hparams() const { return hparams_; }
+  const ModelShard& shard() const { return shard_; }
+  // Identifies the whole model (shape, first embedding bytes, output norm),
+  // whatever the shard: sessions and the ranks' start-up check compare it.
+  uint64_t fingerprint() const { return fingerprint_; }
   const ModelWeights& weights() const { return weights_; }
   // Changes the loaded model in place, for experiments and tests that switch
   // a feature off to measure what it does (e.g. clear the q/k biases).
@@ -82,6 +92,10 @@ class Model {
   // file pages they came from.
   void PackMatrices(int32_t n_threads);
   void ReleaseFilePages(const Tensor& t) const;
+  // Whether p is the start of one of shard_columns_.
+  bool InShardColumns(const void* p) const;
+  // fingerprint(): over the whole model's shape and bytes. REQUIRES: before ApplyShard.
+  uint64_t ComputeFingerprint() const;
   // Starts reading t's bytes from the model file (MappedFile::WillNeed).
   void PrefetchFilePages(const Tensor& t) const;
 
@@ -90,6 +104,8 @@ class Model {
   };
 
   HParams hparams_;
+  ModelShard shard_;
+  uint64_t fingerprint_ = 0;
   ModelWeights weights_;
   uint64_t n_params_ = 0;
   uint64_t file_bytes_ = 0;
@@ -99,6 +115,7 @@ class Model {
   std::unique_ptr<gguf::GgufFile> gguf_;     // owns the mapping weights_ points into
   std::unique_ptr<Llama2cFile> llama2c_;     // ditto, for .bin models
   std::vector<std::vector<float>> owned_;    // ToF32 conversions
+  std::vector<std::vector<uint8_t>> shard_columns_;  // ApplyShard's column slices (until packed)
   std::unique_ptr<void, FreeDeleter> packed_;  // PackMatrices' copies, 2 MiB aligned
 };
 

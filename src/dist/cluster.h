@@ -1,0 +1,96 @@
+// Cluster: this process's place in an MPI job (Open MPI), when `mpirun`
+// started it — its rank, the job's size and split, and the few collectives
+// the ranks exchange. A process not started by mpirun (no OMPI_COMM_WORLD_SIZE
+// or PMIX_RANK in its environment) never initializes MPI: the library is
+// linked but idle, and nothing changes for single-node use.
+//
+// Rank 0 owns tokenization, scheduling and sampling; every rank runs the
+// step plans rank 0 broadcasts (engine/rank_server.h). MPI is initialized
+// only by Join, which the CLI calls when Launched().
+//
+// Faults: MPI errors are returned (MPI_ERRORS_RETURN: kUnavailable, and
+// FinishRank, engine/rank_server.h, aborts the job). Every operation may wait
+// at most timeout_s: a watchdog thread ends a rank stuck past it (a rank
+// died or stopped answering) with one line on stderr naming the rank and
+// what it waited for, and exit code 1, upon which mpirun ends the job. A
+// rank that mpirun stops because another one died says so on stderr
+// (SIGTERM handler) and exits 1. (Operations are blocking MPI calls: Open
+// MPI's shared-memory collectives are several times faster than polled
+// non-blocking ones.)
+//
+// Accounting: bytes this rank sent (its payload: a broadcast's root counts
+// it once per receiver, an all-reduce its vector once) and seconds spent
+// inside collectives (waiting for slower ranks included).
+//
+// Thread-safety: one thread at a time (the step thread).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/model_shard.h"
+
+namespace strata {
+
+struct CommStats {
+  uint64_t bytes_sent = 0;
+  uint64_t operations = 0;
+  double seconds = 0;
+};
+
+class Cluster {
+ public:
+  // Whether mpirun started this process (its environment says so).
+  static bool Launched();
+  // Initializes MPI for this process (once; later calls return the same
+  // cluster). kUnavailable if MPI cannot start. timeout_s: how long any
+  // operation may wait for the other ranks.
+  [[nodiscard]] static Status Join(Split split, double timeout_s, Cluster** out);
+  // The joined cluster, or null (not under mpirun, or not joined).
+  static Cluster* World();
+
+  int32_t rank() const { return rank_; }
+  int32_t size() const { return size_; }
+  Split split() const { return split_; }
+  // The shard this rank holds (ModelLoadOptions::shard).
+  ModelShard shard() const { return ModelShard{split_, rank_, size_}; }
+
+  // Every rank passes its model fingerprint (and this build's plan format);
+  // kInvalidArgument on every rank, naming the ranks that differ from rank 0,
+  // if any does. Waits up to startup_timeout_s (ranks load at their own pace).
+  [[nodiscard]] Status Handshake(uint64_t model_fingerprint, double startup_timeout_s);
+  // Rank 0 sends *bytes to every rank; the others' *bytes become them.
+  // wait_s: the timeout for this call (a rank waiting for rank 0's next
+  // message may wait longer than for a collective inside a step); <= 0: timeout_s.
+  [[nodiscard]] Status Broadcast(std::vector<uint8_t>* bytes, double wait_s = 0);
+  // Element-wise sum of data F32 [n] over all ranks, into every rank's data.
+  [[nodiscard]] Status AllReduceSum(float* data, int64_t n);
+  [[nodiscard]] Status Send(int32_t to, const float* data, int64_t n);
+  [[nodiscard]] Status Recv(int32_t from, float* data, int64_t n);
+
+  // Ends MPI for this process: MPI_Finalize (every rank must call it), or,
+  // with abort or after a failed operation, MPI_Abort (the whole job ends).
+  void Finalize(bool abort);
+
+  // An operation failed or timed out: the ranks can no longer meet (the job must be aborted).
+  bool broken() const { return broken_; }
+  CommStats stats() const { return stats_; }
+  void ResetStats() { stats_ = CommStats{}; }
+  double timeout_s() const { return timeout_s_; }
+
+ private:
+  Cluster(int32_t rank, int32_t size, Split split, double timeout_s)
+      : rank_(rank), size_(size), split_(split), timeout_s_(timeout_s) {}
+  friend class ClusterOps;  // cluster.cc: MPI calls, timing and accounting
+
+  int32_t rank_, size_;
+  Split split_;
+  double timeout_s_;
+  CommStats stats_;
+  bool broken_ = false;  // an operation failed or timed out: the job is aborted at exit
+};
+
+}  // namespace strata

@@ -1,0 +1,57 @@
+#include "dist/rank_message.h"
+
+#include <cstring>
+#include <fmt/format.h>
+
+namespace strata {
+
+std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* open, const StepPlan* plan) {
+  std::vector<uint8_t> out(5);
+  std::memcpy(out.data(), &kRankMessageMagic, 4);
+  out[4] = static_cast<uint8_t>(kind);
+  if (kind == RankMessageKind::kOpen) {
+    const int32_t v[5] = {open->n_ctx, static_cast<int32_t>(open->kv_type), open->kv_block_tokens, open->n_blocks,
+                          open->n_threads};
+    out.resize(5 + sizeof v);
+    std::memcpy(out.data() + 5, v, sizeof v);
+  } else if (kind == RankMessageKind::kStep) {
+    const std::vector<uint8_t> p = EncodePlan(*plan);
+    out.insert(out.end(), p.begin(), p.end());
+  }
+  return out;
+}
+
+Status DecodeRankMessage(std::span<const uint8_t> bytes, RankMessage* out) {
+  uint32_t magic = 0;
+  if (bytes.size() < 5) return Status::Corrupt(fmt::format("rank message of {} bytes", bytes.size()));
+  std::memcpy(&magic, bytes.data(), 4);
+  if (magic != kRankMessageMagic) return Status::Corrupt("rank message: bad magic");
+  const std::span<const uint8_t> body = bytes.subspan(5);
+  RankMessage m;
+  switch (bytes[4]) {
+    case static_cast<uint8_t>(RankMessageKind::kOpen): {
+      int32_t v[5];
+      if (body.size() != sizeof v) return Status::Corrupt(fmt::format("rank message: open of {} bytes", body.size()));
+      std::memcpy(v, body.data(), sizeof v);
+      if (!GetDTypeInfo(static_cast<uint32_t>(v[1])) || v[0] < 2 || v[0] > (1 << 22) || v[2] < 1 || v[2] > 4096 ||
+          v[3] < 1 || v[3] > (1 << 24) || v[4] < 1 || v[4] > 1024)
+        return Status::Corrupt(fmt::format("rank message: open with n_ctx {}, kv type {}, block {}, {} blocks, {} threads",
+                                           v[0], v[1], v[2], v[3], v[4]));
+      m.open = RunnerShape{v[0], static_cast<DType>(v[1]), v[2], v[3], v[4]};
+      break;
+    }
+    case static_cast<uint8_t>(RankMessageKind::kStep):
+      STRATA_RETURN_IF_ERROR(DecodePlan(body, &m.plan));
+      break;
+    case static_cast<uint8_t>(RankMessageKind::kClose):
+    case static_cast<uint8_t>(RankMessageKind::kStop):
+      if (!body.empty()) return Status::Corrupt("rank message: bytes after a close or stop");
+      break;
+    default: return Status::Corrupt(fmt::format("rank message: unknown kind {}", bytes[4]));
+  }
+  m.kind = static_cast<RankMessageKind>(bytes[4]);
+  *out = std::move(m);
+  return Status::Ok();
+}
+
+}  // namespace strata

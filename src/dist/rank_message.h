@@ -1,0 +1,47 @@
+// RankMessage: what rank 0 broadcasts to the other ranks of an MPI job
+// (dist/cluster.h) — open a runner (the KV pool's shape), run a step plan
+// (kv/step_plan.h), close the runner, or stop.
+//
+// Bytes: u32 magic "SRNK", u8 kind, then for kOpen five i32 (n_ctx,
+// kv_type, kv_block_tokens, n_blocks, n_threads) and for kStep the plan's own
+// bytes (framed and checksummed: step_plan.h); nothing for kClose and kStop.
+// DecodeRankMessage is kCorrupt for anything else (what a rank receives is
+// checked before it is acted on; fuzz/plan_fuzz.cc).
+//
+// Thread-safety: plain data.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "kv/step_plan.h"
+
+namespace strata {
+
+enum class RankMessageKind : uint8_t { kOpen = 1, kStep = 2, kClose = 3, kStop = 4 };
+
+// The runner rank 0 opened: the other ranks build a block store and forward pass like it.
+struct RunnerShape {
+  int32_t n_ctx = 0;
+  DType kv_type = DType::kF32;
+  int32_t kv_block_tokens = 0;
+  int32_t n_blocks = 0;
+  int32_t n_threads = 0;  // rank 0's; each rank uses its own --threads
+};
+
+struct RankMessage {
+  RankMessageKind kind = RankMessageKind::kStop;
+  RunnerShape open;  // kOpen
+  StepPlan plan;     // kStep
+};
+
+inline constexpr uint32_t kRankMessageMagic = 0x4B4E5253;  // "SRNK"
+
+std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* open = nullptr,
+                                       const StepPlan* plan = nullptr);
+[[nodiscard]] Status DecodeRankMessage(std::span<const uint8_t> bytes, RankMessage* out);
+
+}  // namespace strata

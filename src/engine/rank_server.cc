@@ -1,0 +1,93 @@
+#include "engine/rank_server.h"
+
+#include <fmt/format.h>
+#include <thread>
+
+#include "dist/rank_message.h"
+#include "engine/attention_tuner.h"
+#include "engine/forward.h"
+#include "kernels/thread_pool.h"
+#include "kv/block_store.h"
+
+namespace strata {
+
+namespace {
+
+// Loading a big model or tuning attention on a busy machine can take a
+// while; the handshake waits this long for every rank to arrive.
+constexpr double kStartupTimeoutS = 600;
+// Between messages rank 0 works alone (tokenizing, sampling, a benchmark's
+// bandwidth probe), so the other ranks wait longer for its next message than
+// --mpi-timeout; inside a step every collective keeps to --mpi-timeout (a
+// rank 0 that dies is ended by mpirun at once, whatever it was doing).
+constexpr double kIdleTimeoutS = 120;
+
+}  // namespace
+
+Status LoadRankModel(Env* env, ModelLoadOptions options, std::unique_ptr<Model>* out) {
+  Cluster* cluster = Cluster::World();
+  if (cluster != nullptr) options.shard = cluster->shard();
+  std::unique_ptr<Model> model;
+  STRATA_RETURN_IF_ERROR(Model::Load(env, options, &model));
+  if (cluster != nullptr) STRATA_RETURN_IF_ERROR(cluster->Handshake(model->fingerprint(), kStartupTimeoutS));
+  *out = std::move(model);
+  return Status::Ok();
+}
+
+Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& params) {
+  Env* env = params.env != nullptr ? params.env : Env::Default();
+  int32_t n_threads = params.n_threads > 0 ? params.n_threads : static_cast<int32_t>(std::thread::hardware_concurrency());
+  n_threads = std::max(n_threads, 1);
+  // The runner rank 0 has open: this rank's block store and forward pass.
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<BlockStore> store;
+  std::unique_ptr<Forward> forward;
+  PlanLimits limits;
+  std::vector<float> logits;
+  for (;;) {
+    std::vector<uint8_t> bytes;
+    STRATA_RETURN_IF_ERROR(cluster.Broadcast(&bytes, forward ? kIdleTimeoutS : kStartupTimeoutS));
+    RankMessage m;
+    STRATA_RETURN_IF_ERROR(DecodeRankMessage(bytes, &m).WithContext("from rank 0"));
+    switch (m.kind) {
+      case RankMessageKind::kOpen: {
+        forward.reset();
+        store.reset();
+        KvLayout layout;
+        STRATA_RETURN_IF_ERROR(MakeKvLayout(model.hparams(), m.open.kv_type, m.open.kv_block_tokens, &layout));
+        STRATA_RETURN_IF_ERROR(BlockStore::Create(env, layout, KvTierConfig{}, m.open.n_blocks, &store));
+        if (!pool) pool = std::make_unique<ThreadPool>(n_threads);
+        const AttentionGrid grid =
+            SelectAttentionGrid(std::nullopt, env, params.tune_cache_path, layout, model.hparams().n_head, *pool);
+        forward = std::make_unique<Forward>(model, *store, *pool, m.open.n_ctx, grid, &cluster);
+        limits = PlanLimits{model.hparams().n_vocab, m.open.n_blocks, m.open.kv_block_tokens, m.open.n_ctx, 1 << 20};
+        break;
+      }
+      case RankMessageKind::kStep: {
+        if (!forward) return Status::Corrupt("from rank 0: a step before any runner was opened");
+        STRATA_RETURN_IF_ERROR(ValidatePlan(m.plan, limits).WithContext("from rank 0"));
+        for (const BlockCopy& c : m.plan.copies) STRATA_RETURN_IF_ERROR(store->CopyBlock(c.from, c.to));
+        STRATA_RETURN_IF_ERROR(forward->Run(m.plan, &logits));
+        break;
+      }
+      case RankMessageKind::kClose:
+        forward.reset();
+        store.reset();
+        break;
+      case RankMessageKind::kStop: return Status::Ok();
+    }
+  }
+}
+
+int FinishRank(int exit_code) {
+  Cluster* cluster = Cluster::World();
+  if (cluster == nullptr) return exit_code;
+  if (exit_code == 0 && !cluster->broken() && cluster->rank() == 0) {
+    std::vector<uint8_t> stop = EncodeRankMessage(RankMessageKind::kStop);
+    if (!cluster->Broadcast(&stop).ok()) exit_code = 1;
+  }
+  cluster->Finalize(exit_code != 0);
+  return exit_code;
+}
+
+}  // namespace strata

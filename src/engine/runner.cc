@@ -1,0 +1,84 @@
+#include "engine/runner.h"
+
+#include <fmt/format.h>
+#include <thread>
+
+#include "dist/rank_message.h"
+#include "engine/attention_tuner.h"
+
+namespace strata {
+
+Status Runner::Create(const Model& model, const RunnerParams& params, const KvSizing& sizing,
+                      std::unique_ptr<Runner>* out) {
+  const HParams& hp = model.hparams();
+  const int32_t n_ctx = params.n_ctx > 0 ? params.n_ctx : hp.n_ctx_train;
+  if (n_ctx < 2 || n_ctx > (1 << 22)) return Status::InvalidArgument(fmt::format("invalid context size {}", n_ctx));
+  if (params.attention_grid && !params.attention_grid->Valid())
+    return Status::InvalidArgument("invalid attention grid " + AttentionGridName(*params.attention_grid));
+  int32_t n_threads = params.n_threads > 0 ? params.n_threads : static_cast<int32_t>(std::thread::hardware_concurrency());
+  if (n_threads <= 0) n_threads = 1;
+  if (n_threads > 1024) return Status::InvalidArgument(fmt::format("invalid thread count {}", n_threads));
+
+  Cluster* cluster = model.shard().size > 1 ? Cluster::World() : nullptr;
+  if (model.shard().size > 1) {
+    if (cluster == nullptr) return Status::Internal("a model shard outside an MPI job");
+    if (cluster->rank() != 0) return Status::Internal("only rank 0 runs a Runner; the others serve its plans");
+    if (!params.kv_tiers.disk_dir.empty())
+      return Status::Unsupported("a KV disk tier under MPI (the other ranks hold their KV in RAM)");
+  }
+  KvCacheConfig kc;
+  STRATA_RETURN_IF_ERROR(MakeKvLayout(hp, params.kv_type.value_or(DefaultKvType(model)), params.kv_block_tokens, &kc.layout));
+  kc.tiers = params.kv_tiers;
+  kc.log = params.log;
+  STRATA_RETURN_IF_ERROR(sizing(kc.layout, n_ctx, &kc));
+  std::unique_ptr<KvCacheManager> kv;
+  STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
+  const int32_t n_blocks = kv->capacity_blocks();
+  const DType kv_type = kv->layout().type;
+  out->reset(new Runner(model, params, n_ctx, n_threads, std::move(kv), cluster));
+  if (cluster != nullptr) {
+    const RunnerShape shape{n_ctx, kv_type, kc.layout.block_tokens, n_blocks, n_threads};
+    std::vector<uint8_t> open = EncodeRankMessage(RankMessageKind::kOpen, &shape);
+    Status s = cluster->Broadcast(&open);
+    if (!s.ok()) {
+      out->reset();
+      return s;
+    }
+  }
+  return Status::Ok();
+}
+
+Runner::Runner(const Model& model, const RunnerParams& params, int32_t n_ctx, int32_t n_threads,
+               std::unique_ptr<KvCacheManager> kv, Cluster* cluster)
+    : model_(model),
+      cluster_(cluster),
+      n_ctx_(n_ctx),
+      pool_(n_threads),
+      kv_(std::move(kv)),
+      forward_(model, kv_->store(), pool_, n_ctx,
+               SelectAttentionGrid(params.attention_grid, params.env != nullptr ? params.env : Env::Default(),
+                                   params.tune_cache_path, kv_->layout(), model.hparams().n_head, pool_),
+               cluster) {}
+
+Runner::~Runner() {
+  if (cluster_ == nullptr || cluster_->broken()) return;
+  std::vector<uint8_t> close = EncodeRankMessage(RankMessageKind::kClose);
+  (void)cluster_->Broadcast(&close);  // a failure marks the cluster broken: the job ends aborted
+}
+
+Status Runner::Step(std::span<const KvCacheManager::Append> appends, StepPlan* plan, std::vector<float>* logits) {
+  STRATA_RETURN_IF_ERROR(kv_->Prepare(appends, plan));
+  Status s = Run(*plan, logits);
+  if (!s.ok()) kv_->Rollback(appends);
+  return s;
+}
+
+Status Runner::Run(const StepPlan& plan, std::vector<float>* logits) {
+  if (cluster_ != nullptr) {
+    std::vector<uint8_t> step = EncodeRankMessage(RankMessageKind::kStep, nullptr, &plan);
+    STRATA_RETURN_IF_ERROR(cluster_->Broadcast(&step));
+  }
+  return forward_.Run(plan, logits);
+}
+
+}  // namespace strata

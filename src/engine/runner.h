@@ -1,0 +1,91 @@
+// Runner: what executes forward passes for one model — the thread pool, the
+// paged KV cache, the attention grid and the forward pass — shared by its two
+// clients: Context (one sequence) and Engine (continuous batching). The
+// checks of the shared parameters (context size, threads, attention grid)
+// live here once; each client sizes the KV pool its own way.
+//
+// A step: Prepare (the KV cache manager's plan, kv/step_plan.h), then the
+// forward pass over that plan. When the model is a shard of an MPI job
+// (model/model_shard.h), the runner is rank 0's: it broadcasts its shape
+// when created, each plan before running it and its end when destroyed, and
+// the other ranks mirror them (engine/rank_server.h).
+//
+// Thread-safety: one thread at a time (the client's step thread).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/env.h"
+#include "core/status.h"
+#include "engine/attention_pass.h"
+#include "engine/forward.h"
+#include "kernels/thread_pool.h"
+#include "kv/kv_cache_manager.h"
+#include "model/model.h"
+
+namespace strata {
+
+// The parameters every runner client has (ContextParams and EngineParams carry them by these names).
+struct RunnerParams {
+  int32_t n_ctx = 0;        // positions per sequence; 0: the model's training context
+  int32_t n_threads = 0;    // 0: all cores
+  std::optional<DType> kv_type;  // nullopt: DefaultKvType(model)
+  int32_t kv_block_tokens = 32;
+  KvTierConfig kv_tiers;
+  Env* env = nullptr;       // for the disk tier and the tune cache; null: Env::Default()
+  // Attention grid: attention_grid if set; else tuned on this machine and
+  // cached in tune_cache_path if that is non-empty; else the defaults.
+  std::optional<AttentionGrid> attention_grid;
+  std::string tune_cache_path;
+  std::function<void(const std::string&)> log;  // KV disk tier warnings, one line each; null: stderr
+};
+
+// The client's KV pool sizing: given the layout and the checked context
+// size, fills the block count, prefix caching and RAM-only floor of *config
+// (tiers, layout and log are set already); an error refuses the runner.
+using KvSizing = std::function<Status(const KvLayout& layout, int32_t n_ctx, KvCacheConfig* config)>;
+
+class Runner {
+ public:
+  // kInvalidArgument for a context size outside [2, 2^22], a thread count
+  // above 1024, an invalid grid, or what sizing refuses; under MPI also a KV
+  // disk tier (not supported there yet) and any rank but 0.
+  [[nodiscard]] static Status Create(const Model& model, const RunnerParams& params, const KvSizing& sizing,
+                                     std::unique_ptr<Runner>* out);
+  ~Runner();
+
+  const Model& model() const { return model_; }
+  int32_t n_ctx() const { return n_ctx_; }
+  ThreadPool& pool() { return pool_; }
+  KvCacheManager& kv() { return *kv_; }
+  const KvCacheManager& kv() const { return *kv_; }
+  const AttentionGrid& attention_grid() const { return forward_.grid(); }
+
+  // Prepares the appends and runs their forward pass: *plan is the step
+  // (entries in append order), *logits F32 [n_vocab, plan->n_logit_rows()].
+  // On error nothing is prepared (rolled back); on success the caller
+  // commits each entry's tokens.
+  [[nodiscard]] Status Step(std::span<const KvCacheManager::Append> appends, StepPlan* plan, std::vector<float>* logits);
+  // The forward pass over a plan kv().Prepare made; the caller commits on
+  // success or rolls back on failure.
+  [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits);
+
+ private:
+  Runner(const Model& model, const RunnerParams& params, int32_t n_ctx, int32_t n_threads,
+         std::unique_ptr<KvCacheManager> kv, Cluster* cluster);
+
+  const Model& model_;
+  Cluster* cluster_;  // the MPI job this runner leads, or null
+  int32_t n_ctx_;
+  ThreadPool pool_;
+  std::unique_ptr<KvCacheManager> kv_;
+  Forward forward_;
+};
+
+}  // namespace strata

@@ -1,0 +1,77 @@
+// StepPlan: what one forward pass computes, as plain data — per entry the
+// tokens it appends, the position of the first, the sequence's block table
+// and which logits to return — plus the copy-on-write block copies that
+// preparing it made. KvCacheManager::Prepare produces it; the forward pass
+// reads only it (never the manager), so a plan made in one process runs in
+// another that holds the same block ids.
+//
+// Wire format (EncodePlan / DecodePlan), little-endian:
+//   header  u32 magic "SPLN", u16 version, u16 0, u32 payload bytes, u64 XXH3-64 of the payload
+//   payload u32 n_copies, n_copies x (i32 from, i32 to),
+//           u32 n_entries, per entry: i32 seq, i32 start, u8 logits,
+//           u32 n_tokens, n_tokens x i32, u32 n_blocks, n_blocks x i32
+// DecodePlan checks the framing (kCorrupt: bad magic, length, checksum,
+// counts past the payload); ValidatePlan checks the contents against what
+// the receiver holds (kCorrupt: a token, block or position out of range).
+//
+// Thread-safety: plain data.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/status.h"
+#include "kv/block_pool.h"
+
+namespace strata {
+
+using SeqId = int32_t;
+
+// Which logits an entry returns: none, its last token's, or every token's.
+enum class PlanLogits : uint8_t { kNone = 0, kLast = 1, kAll = 2 };
+
+struct PlanEntry {
+  SeqId seq = 0;                 // the owner's sequence (to commit); other ranks ignore it
+  int32_t start = 0;             // position of tokens[0]; positions [0, start) are cached
+  std::vector<int32_t> tokens;   // appended at positions start..
+  std::vector<BlockId> blocks;   // block table covering positions [0, start + tokens.size())
+  PlanLogits logits = PlanLogits::kLast;
+};
+
+struct BlockCopy {
+  BlockId from = 0;
+  BlockId to = 0;
+};
+
+struct StepPlan {
+  std::vector<BlockCopy> copies;  // made by Prepare before the step (every layer of `from` into `to`)
+  std::vector<PlanEntry> entries;
+
+  int32_t n_tokens() const;
+  // Logit rows the step returns: every token of kAll entries, the last of kLast ones.
+  int32_t n_logit_rows() const;
+};
+
+// What a receiver can run: token ids below n_vocab, block ids below n_blocks,
+// block tables of block_tokens positions, positions below max_positions.
+struct PlanLimits {
+  int32_t n_vocab = 0;
+  int32_t n_blocks = 0;
+  int32_t block_tokens = 0;
+  int32_t max_positions = 0;
+  int32_t max_tokens = 1 << 16;  // per plan
+};
+
+inline constexpr uint32_t kPlanMagic = 0x4E4C5053;  // "SPLN"
+inline constexpr uint16_t kPlanVersion = 1;
+inline constexpr size_t kPlanHeaderBytes = 20;
+inline constexpr uint32_t kPlanMaxPayload = 1u << 28;
+
+std::vector<uint8_t> EncodePlan(const StepPlan& plan);
+// kCorrupt (naming what is wrong) unless bytes is exactly one well-framed plan; *plan untouched then.
+[[nodiscard]] Status DecodePlan(std::span<const uint8_t> bytes, StepPlan* plan);
+// kCorrupt naming the first entry, token, block or copy out of limits; an empty plan too.
+[[nodiscard]] Status ValidatePlan(const StepPlan& plan, const PlanLimits& limits);
+
+}  // namespace strata

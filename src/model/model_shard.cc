@@ -1,0 +1,113 @@
+#include "model/model_shard.h"
+
+#include <algorithm>
+#include <cstring>
+#include <tuple>
+#include <fmt/format.h>
+
+namespace strata {
+
+const char* SplitName(Split split) {
+  switch (split) {
+    case Split::kNone: return "none";
+    case Split::kTensor: return "tensor";
+    case Split::kLayer: return "layer";
+  }
+  return "?";
+}
+
+Status ParseSplit(std::string_view name, Split* out) {
+  for (Split s : {Split::kNone, Split::kTensor, Split::kLayer})
+    if (name == SplitName(s)) {
+      *out = s;
+      return Status::Ok();
+    }
+  return Status::InvalidArgument(fmt::format("unknown split '{}' (none, tensor or layer)", name));
+}
+
+std::pair<int32_t, int32_t> LayerRange(int32_t n_layer, int32_t rank, int32_t size) {
+  const int32_t base = n_layer / size, extra = n_layer % size;
+  const int32_t first = rank * base + std::min(rank, extra);
+  return {first, first + base + (rank < extra ? 1 : 0)};
+}
+
+namespace {
+
+// Rows [first, first + n) of m (and of its F32 bias).
+Linear RowSlice(const Linear& m, int64_t first, int64_t n) {
+  Linear out;
+  out.w = m.w;
+  out.w.ne = {m.w.ne[0], n, 1, 1};
+  out.w.data = m.w.row(first);
+  if (m.b.data != nullptr) out.b = Tensor{DType::kF32, {n, 1, 1, 1}, static_cast<const float*>(m.b.data) + first};
+  return out;
+}
+
+// Input columns [first, first + n) of every row of m, copied into *owned; the bias stays whole.
+Status ColumnSlice(const Linear& m, const char* name, int64_t first, int64_t n, std::vector<std::vector<uint8_t>>* owned,
+                   Linear* out) {
+  const DTypeInfo& t = Info(m.w.type);
+  if (first % t.block_size != 0 || n % t.block_size != 0)
+    return Status::Unsupported(fmt::format("cannot split {} ({}) by columns at {} + {}: its blocks hold {} columns",
+                                           name, DTypeName(m.w.type), first, n, t.block_size));
+  const uint64_t offset = static_cast<uint64_t>(first / t.block_size) * t.type_size;
+  const uint64_t bytes = static_cast<uint64_t>(n / t.block_size) * t.type_size;
+  std::vector<uint8_t>& buf = owned->emplace_back(bytes * static_cast<uint64_t>(m.w.rows()));
+  for (int64_t r = 0; r < m.w.rows(); ++r) std::memcpy(buf.data() + r * bytes, m.w.row(r) + offset, bytes);
+  *out = m;
+  out->w.ne = {n, m.w.rows(), 1, 1};
+  out->w.data = buf.data();
+  return Status::Ok();
+}
+
+void Drop(Linear* m) {
+  m->w.data = nullptr;
+  m->b.data = nullptr;
+}
+
+}  // namespace
+
+Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w, std::vector<std::vector<uint8_t>>* owned) {
+  const int32_t N = shard->size, r = shard->rank;
+  shard->first_layer = 0;
+  shard->end_layer = hp->n_layer;
+  if (N == 1) return Status::Ok();
+  if (!shard->holds_output()) Drop(&w->output);
+  switch (shard->split) {
+    case Split::kNone:
+      return Status::Unsupported("--split none runs the whole model on rank 0 and needs --kv-nodes (not supported yet)");
+    case Split::kLayer: {
+      if (hp->n_layer < N)
+        return Status::Unsupported(fmt::format("--split layer: {} layers cannot be spread over {} ranks", hp->n_layer, N));
+      std::tie(shard->first_layer, shard->end_layer) = LayerRange(hp->n_layer, r, N);
+      for (int32_t il = 0; il < hp->n_layer; ++il) {
+        if (il >= shard->first_layer && il < shard->end_layer) continue;
+        LayerWeights& l = w->layers[static_cast<size_t>(il)];
+        for (Linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) Drop(m);
+      }
+      return Status::Ok();
+    }
+    case Split::kTensor: break;
+  }
+  if (hp->n_head_kv % N != 0 || hp->n_ff % N != 0)
+    return Status::Unsupported(fmt::format("--split tensor over {} ranks needs the KV heads ({}) and the FFN width ({}) "
+                                           "divisible by {}",
+                                           N, hp->n_head_kv, hp->n_ff, N));
+  const int64_t D = hp->head_dim;
+  const int64_t q_heads = hp->n_head / N, kv_heads = hp->n_head_kv / N, ff = hp->n_ff / N;
+  for (LayerWeights& l : w->layers) {
+    l.wq = RowSlice(l.wq, r * q_heads * D, q_heads * D);
+    l.wk = RowSlice(l.wk, r * kv_heads * D, kv_heads * D);
+    l.wv = RowSlice(l.wv, r * kv_heads * D, kv_heads * D);
+    l.ffn_gate = RowSlice(l.ffn_gate, r * ff, ff);
+    l.ffn_up = RowSlice(l.ffn_up, r * ff, ff);
+    STRATA_RETURN_IF_ERROR(ColumnSlice(l.wo, "attn_output", r * q_heads * D, q_heads * D, owned, &l.wo));
+    STRATA_RETURN_IF_ERROR(ColumnSlice(l.ffn_down, "ffn_down", r * ff, ff, owned, &l.ffn_down));
+  }
+  hp->n_head = static_cast<int32_t>(q_heads);
+  hp->n_head_kv = static_cast<int32_t>(kv_heads);
+  hp->n_ff = static_cast<int32_t>(ff);
+  return Status::Ok();
+}
+
+}  // namespace strata

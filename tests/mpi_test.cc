@@ -1,0 +1,255 @@
+// strata under mpirun (Open MPI, shared-memory transport on this machine):
+// greedy `strata run` under --split tensor (2 and 4 ranks) and --split layer
+// equals the single-process run — the same text and logits within 1e-4 (F32)
+// — on stories260K and a synthetic GQA model; ranks that loaded different
+// models refuse to start; a killed or stopped rank ends the job, non-zero,
+// with a clear message, within 10 s.
+//
+// Without mpirun these tests skip, unless STRATA_REQUIRE_MPI=1 (CI:
+// scripts/test.sh), where they fail.
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "model/synth.h"
+#include "test_util.h"
+
+extern char** environ;
+
+namespace strata {
+namespace {
+
+std::string FindMpirun() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && access((dir + "/mpirun").c_str(), X_OK) == 0) return dir + "/mpirun";
+  return "";
+}
+
+#define STRATA_REQUIRE_MPIRUN()                                                                        \
+  do {                                                                                                 \
+    if (FindMpirun().empty()) {                                                                        \
+      const char* req = std::getenv("STRATA_REQUIRE_MPI");                                             \
+      if (req != nullptr && std::string(req) == "1")                                                   \
+        FAIL() << "STRATA_REQUIRE_MPI=1 but mpirun is not on PATH: install openmpi-bin (scripts/setup.sh)"; \
+      GTEST_SKIP() << "mpirun is not on PATH (install openmpi-bin: scripts/setup.sh); MPI tests skipped";  \
+    }                                                                                                  \
+  } while (0)
+
+std::vector<std::string> Mpirun(int np) {
+  return {FindMpirun(), "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-np", std::to_string(np)};
+}
+
+std::vector<float> ReadFloats(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<float> out(bytes.size() / sizeof(float));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  return out;
+}
+
+struct RunOut {
+  testing::CommandResult result;
+  std::vector<float> logits;
+};
+
+// Greedy `strata run` of model, under mpirun -np np --split split when np > 0.
+RunOut RunStrata(const std::string& model, int np, const std::string& split, int n = 24) {
+  const std::string dir = testing::MakeTempDir();
+  std::vector<std::string> argv = np > 0 ? Mpirun(np) : std::vector<std::string>{};
+  for (const std::string& a : {testing::CliPath(), std::string("run"), std::string("-m"), model, std::string("-p"),
+                               std::string("Once upon a time"), std::string("-n"), std::to_string(n),
+                               std::string("--temp"), std::string("0"), std::string("-t"), std::string("1"),
+                               std::string("--no-tune"), std::string("--logits-out"), dir + "/logits"})
+    argv.push_back(a);
+  if (np > 0) argv.insert(argv.end(), {"--split", split});
+  RunOut r;
+  r.result = testing::RunCommand(argv, "", {.timeout_s = 240});
+  r.logits = ReadFloats(dir + "/logits");
+  return r;
+}
+
+void ExpectSameRun(const RunOut& one, const RunOut& many, const std::string& what) {
+  ASSERT_EQ(many.result.exit_code, 0) << what << ": " << many.result.err;
+  EXPECT_EQ(many.result.out, one.result.out) << what;
+  ASSERT_EQ(many.logits.size(), one.logits.size()) << what;
+  ASSERT_FALSE(one.logits.empty());
+  float worst = 0;
+  for (size_t i = 0; i < one.logits.size(); ++i) worst = std::max(worst, std::abs(one.logits[i] - many.logits[i]));
+  EXPECT_LE(worst, 1e-4f) << what;
+}
+
+std::string Stories() { return testing::SharedPath("models/stories260K.gguf"); }
+
+// A llama-shaped F32 model with grouped-query attention (8 query heads over 4 KV heads).
+std::string SynthGqa() {
+  static const std::string path = [] {
+    const std::string p = testing::MakeTempDir() + "/gqa.gguf";
+    SynthSpec spec;
+    spec.n_layer = 4;
+    spec.n_embd = 128;
+    spec.n_ff = 256;
+    spec.n_head = 8;
+    spec.n_head_kv = 4;
+    spec.n_vocab = 320;
+    spec.n_ctx = 256;
+    spec.seed = 11;
+    EXPECT_TRUE(SynthesizeModel(Env::Default(), spec, p, 2).ok());
+    return p;
+  }();
+  return path;
+}
+
+TEST(MpiTest, TensorSplitEqualsOneProcess) {
+  STRATA_REQUIRE_MPIRUN();
+  for (const std::string& model : {Stories(), SynthGqa()}) {
+    const RunOut one = RunStrata(model, 0, "");
+    ASSERT_EQ(one.result.exit_code, 0) << one.result.err;
+    for (int np : {2, 4}) {
+      const RunOut many = RunStrata(model, np, "tensor");
+      ExpectSameRun(one, many, model + " tensor np " + std::to_string(np));
+      EXPECT_NE(many.result.err.find(fmt::format("MPI rank 0 of {}, split tensor", np)), std::string::npos)
+          << many.result.err;
+    }
+  }
+}
+
+TEST(MpiTest, LayerSplitEqualsOneProcess) {
+  STRATA_REQUIRE_MPIRUN();
+  for (const std::string& model : {Stories(), SynthGqa()}) {
+    const RunOut one = RunStrata(model, 0, "");
+    ASSERT_EQ(one.result.exit_code, 0) << one.result.err;
+    for (int np : {2, 4}) ExpectSameRun(one, RunStrata(model, np, "layer"), model + " layer np " + std::to_string(np));
+  }
+}
+
+// Ranks that load different files (mpirun's MPMD form) refuse to start.
+TEST(MpiTest, DifferentModelsAreRefused) {
+  STRATA_REQUIRE_MPIRUN();
+  std::vector<std::string> argv = {FindMpirun(), "--oversubscribe", "--allow-run-as-root", "-np", "1"};
+  const std::vector<std::string> run = {testing::CliPath(), "run", "-p", "x", "-n", "2", "--no-tune", "--split", "tensor", "-m"};
+  argv.insert(argv.end(), run.begin(), run.end());
+  argv.insert(argv.end(), {Stories(), ":", "-np", "1"});
+  argv.insert(argv.end(), run.begin(), run.end());
+  argv.push_back(SynthGqa());
+  const testing::CommandResult r = testing::RunCommand(argv, "", {.timeout_s = 120});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("loaded a different model than rank 0"), std::string::npos) << r.err;
+}
+
+// The pid of the process of world rank `rank` among parent's children.
+pid_t RankPid(pid_t parent, int rank) {
+  DIR* d = opendir("/proc");
+  pid_t found = -1;
+  for (dirent* e; d != nullptr && (e = readdir(d)) != nullptr && found < 0;) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != parent) continue;
+    std::ifstream env("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
+    if (all.find("OMPI_COMM_WORLD_RANK=" + std::to_string(rank) + '\0') != std::string::npos) found = pid;
+  }
+  if (d != nullptr) closedir(d);
+  return found;
+}
+
+struct FaultResult {
+  int exit_code = -1;
+  double seconds_after_fault = 0;
+  std::string err;
+};
+
+// Starts a long generation under mpirun -np 2, sends `signal` to rank 1 once
+// rank 0 prints text, and waits (at most 60 s) for mpirun to end.
+FaultResult RunAndSignalRank1(int sig) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string out = dir + "/out", err = dir + "/err";
+  std::vector<std::string> args = Mpirun(2);
+  for (const char* a : {"run", "-n", "100000", "--temp", "0", "-t", "1", "--no-tune", "--split", "tensor", "-c", "100000",
+                        "-p", "Once", "--mpi-timeout", "5", "-m"})
+    args.push_back(a);
+  args.insert(args.begin() + 7, testing::CliPath());
+  args.push_back(SynthGqa());
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t mpirun = -1;
+  FaultResult r;
+  if (posix_spawn(&mpirun, argv[0], &fa, nullptr, argv.data(), environ) != 0) return r;
+  posix_spawn_file_actions_destroy(&fa);
+  auto size_of = [](const std::string& p) {
+    std::ifstream f(p, std::ios::ate | std::ios::binary);
+    return f ? static_cast<int64_t>(f.tellg()) : int64_t{0};
+  };
+  pid_t rank1 = -1;
+  for (int i = 0; i < 600 && (rank1 < 0 || size_of(out) < 16); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (rank1 < 0) rank1 = RankPid(mpirun, 1);
+  }
+  if (rank1 > 0) kill(rank1, sig);
+  const auto t0 = std::chrono::steady_clock::now();
+  int status = 0;
+  while (waitpid(mpirun, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(60)) {
+      kill(mpirun, SIGKILL);
+      waitpid(mpirun, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (rank1 > 0 && sig == SIGSTOP) kill(rank1, SIGKILL);
+  r.seconds_after_fault = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream e(err);
+  r.err.assign((std::istreambuf_iterator<char>(e)), std::istreambuf_iterator<char>());
+  EXPECT_GT(rank1, 0) << "rank 1 not found; stderr: " << r.err;
+  return r;
+}
+
+TEST(MpiTest, KilledRankEndsTheJobWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGKILL);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+  EXPECT_NE(r.err.find("strata: rank 0 of 2: stopped by mpirun"), std::string::npos) << r.err;
+}
+
+// A rank that stops answering (SIGSTOP) is noticed by the --mpi-timeout (5 s here).
+TEST(MpiTest, HungRankEndsTheJobWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGSTOP);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+  EXPECT_NE(r.err.find("no answer from the other ranks within 5 s"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace strata

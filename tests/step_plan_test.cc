@@ -1,0 +1,194 @@
+// Step plans: what Prepare returns, its byte form (round trip; every
+// truncation, corruption and out-of-range value is an error Status), and that
+// the forward pass over a decoded plan equals the one over the original.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <xxhash.h>
+
+#include <algorithm>
+
+#include "engine/forward.h"
+#include "kv/kv_cache_manager.h"
+#include "kv/step_plan.h"
+#include "test_util.h"
+
+namespace strata {
+namespace {
+
+StepPlan SamplePlan() {
+  StepPlan p;
+  p.copies = {{3, 7}, {0, 1}};
+  p.entries.push_back(PlanEntry{5, 0, {1, 2, 3, 4, 5}, {0, 2}, PlanLogits::kAll});
+  p.entries.push_back(PlanEntry{9, 6, {8}, {4, 6}, PlanLogits::kLast});
+  p.entries.push_back(PlanEntry{2, 3, {7, 7}, {1, 3}, PlanLogits::kNone});
+  return p;
+}
+
+void ExpectSame(const StepPlan& a, const StepPlan& b) {
+  ASSERT_EQ(a.copies.size(), b.copies.size());
+  for (size_t i = 0; i < a.copies.size(); ++i) {
+    EXPECT_EQ(a.copies[i].from, b.copies[i].from);
+    EXPECT_EQ(a.copies[i].to, b.copies[i].to);
+  }
+  ASSERT_EQ(a.entries.size(), b.entries.size());
+  for (size_t i = 0; i < a.entries.size(); ++i) {
+    EXPECT_EQ(a.entries[i].seq, b.entries[i].seq);
+    EXPECT_EQ(a.entries[i].start, b.entries[i].start);
+    EXPECT_EQ(a.entries[i].tokens, b.entries[i].tokens);
+    EXPECT_EQ(a.entries[i].blocks, b.entries[i].blocks);
+    EXPECT_EQ(a.entries[i].logits, b.entries[i].logits);
+  }
+}
+
+const PlanLimits kLimits{/*n_vocab=*/16, /*n_blocks=*/8, /*block_tokens=*/4, /*max_positions=*/32};
+
+TEST(StepPlanTest, RoundTrip) {
+  const StepPlan p = SamplePlan();
+  const std::vector<uint8_t> bytes = EncodePlan(p);
+  StepPlan q;
+  ASSERT_TRUE(DecodePlan(bytes, &q).ok());
+  ExpectSame(p, q);
+  EXPECT_TRUE(ValidatePlan(q, kLimits).ok());
+  EXPECT_EQ(q.n_tokens(), 8);
+  EXPECT_EQ(q.n_logit_rows(), 6);
+  EXPECT_EQ(EncodePlan(q), bytes);
+}
+
+TEST(StepPlanTest, EveryTruncationIsAnError) {
+  const std::vector<uint8_t> bytes = EncodePlan(SamplePlan());
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    StepPlan q = SamplePlan();
+    const Status s = DecodePlan(std::span(bytes.data(), n), &q);
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << n;
+    ExpectSame(q, SamplePlan());  // untouched
+  }
+  std::vector<uint8_t> longer = bytes;
+  longer.push_back(0);
+  StepPlan q;
+  EXPECT_EQ(DecodePlan(longer, &q).code(), StatusCode::kCorrupt);
+}
+
+// Any flipped bit fails the magic, version, length or checksum.
+TEST(StepPlanTest, EveryFlippedBitIsAnError) {
+  const std::vector<uint8_t> bytes = EncodePlan(SamplePlan());
+  for (size_t i = 0; i < bytes.size() * 8; ++i) {
+    std::vector<uint8_t> bad = bytes;
+    bad[i / 8] ^= static_cast<uint8_t>(1u << (i % 8));
+    StepPlan q;
+    EXPECT_EQ(DecodePlan(bad, &q).code(), StatusCode::kCorrupt) << "bit " << i;
+  }
+}
+
+// A well-framed payload whose counts lie (the checksum recomputed over them).
+TEST(StepPlanTest, LyingCountsAreErrors) {
+  const std::vector<uint8_t> bytes = EncodePlan(SamplePlan());
+  auto reframe = [](std::vector<uint8_t> b) {
+    // A valid header over the edited payload: what a sender with a bug would produce.
+    const uint32_t len = static_cast<uint32_t>(b.size() - kPlanHeaderBytes);
+    std::memcpy(b.data() + 8, &len, 4);
+    const uint64_t sum = XXH3_64bits(b.data() + kPlanHeaderBytes, len);
+    std::memcpy(b.data() + 12, &sum, 8);
+    return b;
+  };
+  for (uint32_t lie : {3u, 0xFFFFFFFFu, 0x10000000u}) {
+    std::vector<uint8_t> b = bytes;
+    std::memcpy(b.data() + kPlanHeaderBytes, &lie, 4);  // the copy count
+    StepPlan q;
+    EXPECT_EQ(DecodePlan(reframe(b), &q).code(), StatusCode::kCorrupt) << lie;
+  }
+  std::vector<uint8_t> b = bytes;
+  const size_t logits_at = kPlanHeaderBytes + 4 + 2 * 8 + 4 + 8;  // first entry's logits byte
+  b[logits_at] = 3;
+  StepPlan q;
+  EXPECT_EQ(DecodePlan(reframe(b), &q).code(), StatusCode::kCorrupt);
+}
+
+TEST(StepPlanTest, ContentsOutOfLimitsAreErrors) {
+  auto bad = [](auto edit) {
+    StepPlan p = SamplePlan();
+    edit(p);
+    return ValidatePlan(p, kLimits).code();
+  };
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries.clear(); }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[0].tokens[2] = 16; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[0].tokens[2] = -1; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[1].blocks[1] = 8; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[1].blocks.pop_back(); }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[1].start = -1; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[1].start = 40; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[2].tokens.clear(); }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.copies[0].to = -2; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.copies[0].to = p.copies[0].from; }), StatusCode::kCorrupt);
+}
+
+// Prepare's plan: each entry's start, tokens, block table and logits, and
+// the copy-on-write a fork's shared partial block needs.
+TEST(StepPlanTest, PrepareReturnsThePlan) {
+  KvCacheConfig c;
+  c.layout = KvLayout{2, 2, 8, 4, DType::kF32};
+  c.n_blocks = 16;
+  c.prefix_cache = false;
+  std::unique_ptr<KvCacheManager> kv;
+  ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv).ok());
+  const SeqId a = kv->NewSequence();
+  const std::vector<int32_t> six = {1, 2, 3, 4, 5, 6};
+  KvCacheManager::Append first{a, six, PlanLogits::kAll};
+  StepPlan plan;
+  ASSERT_TRUE(kv->Prepare(std::span(&first, 1), &plan).ok());
+  ASSERT_EQ(plan.entries.size(), 1u);
+  EXPECT_EQ(plan.entries[0].start, 0);
+  EXPECT_EQ(plan.entries[0].tokens, six);
+  EXPECT_EQ(plan.entries[0].blocks, kv->blocks(a));
+  EXPECT_EQ(plan.entries[0].blocks.size(), 2u);
+  EXPECT_TRUE(plan.copies.empty());
+  kv->Commit(a, six);
+  SeqId b = 0;
+  ASSERT_TRUE(kv->Fork(a, &b).ok());
+  const std::vector<int32_t> one = {9};
+  KvCacheManager::Append next[] = {{a, one, PlanLogits::kLast}, {b, one, PlanLogits::kNone}};
+  ASSERT_TRUE(kv->Prepare(next, &plan).ok());
+  ASSERT_EQ(plan.entries.size(), 2u);
+  EXPECT_EQ(plan.entries[0].start, 6);
+  EXPECT_EQ(plan.entries[1].logits, PlanLogits::kNone);
+  ASSERT_EQ(plan.copies.size(), 1u);  // a's shared second block, copied before a writes into it
+  EXPECT_EQ(plan.copies[0].to, kv->blocks(a)[1]);
+  EXPECT_EQ(plan.copies[0].from, kv->blocks(b)[1]);
+  EXPECT_EQ(plan.entries[0].blocks, kv->blocks(a));
+  EXPECT_TRUE(ValidatePlan(plan, PlanLimits{16, 16, 4, 64}).ok());
+}
+
+// The forward pass reads only the plan: a decoded copy gives the same logits
+// as the original, on a second store holding the same block contents.
+TEST(StepPlanTest, DecodedPlanRunsLikeTheOriginal) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Env::Default(), {testing::SharedPath("models/stories260K.gguf")}, &model).ok());
+  KvCacheConfig c;
+  ASSERT_TRUE(MakeKvLayout(model->hparams(), DType::kF32, 8, &c.layout).ok());
+  c.n_blocks = 32;
+  std::unique_ptr<KvCacheManager> kv;
+  ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv).ok());
+  std::unique_ptr<BlockStore> replica;
+  ASSERT_TRUE(BlockStore::Create(Env::Default(), c.layout, {}, c.n_blocks, &replica).ok());
+  ThreadPool pool(2);
+  Forward fwd(*model, kv->store(), pool, 256), fwd2(*model, *replica, pool, 256);
+  const SeqId s = kv->NewSequence();
+  const std::vector<int32_t> prompt = model->vocab().Encode("Once upon a time, there was", true, false);
+  std::vector<int32_t> toks = prompt;
+  for (int step = 0; step < 6; ++step) {
+    const std::vector<int32_t> feed = step == 0 ? prompt : std::vector<int32_t>{toks.back()};
+    KvCacheManager::Append a{s, feed, PlanLogits::kLast};
+    StepPlan plan, copy;
+    ASSERT_TRUE(kv->Prepare(std::span(&a, 1), &plan).ok());
+    ASSERT_TRUE(DecodePlan(EncodePlan(plan), &copy).ok());
+    std::vector<float> l1, l2;
+    ASSERT_TRUE(fwd.Run(plan, &l1).ok());
+    ASSERT_TRUE(fwd2.Run(copy, &l2).ok());
+    EXPECT_EQ(l1, l2) << step;
+    kv->Commit(s, feed);
+    toks.push_back(static_cast<int32_t>(std::max_element(l1.begin(), l1.end()) - l1.begin()));
+  }
+}
+
+}  // namespace
+}  // namespace strata
