@@ -59,6 +59,10 @@ struct SamplingFlags {
 // what: how the help text describes the settings' scope.
 void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags, const std::string& what);
 
+// The text of a regular file of 1 to max_bytes bytes (a FIFO or device is
+// refused, not read; an empty or larger file is kInvalidArgument naming it).
+Status ReadSmallFile(const std::string& path, uint64_t max_bytes, std::string* out);
+
 // True if stderr is a terminal (progress bars are drawn only then).
 bool StderrIsTty();
 

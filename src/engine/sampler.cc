@@ -1,6 +1,7 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <unordered_set>
 
@@ -8,15 +9,20 @@ namespace strata {
 
 Sampler::Sampler(const SamplerParams& params) : params_(params), rng_(params.seed) {}
 
-void Sampler::Accept(int32_t token) {
-  if (params_.repeat_last_n <= 0) return;
+bool Sampler::Accept(int32_t token) {
+  if (grammar_ != nullptr && !grammar_->Accept(token)) return false;
+  if (params_.repeat_last_n <= 0) return true;
   history_.push_back(token);
   while (history_.size() > static_cast<size_t>(params_.repeat_last_n)) history_.pop_front();
+  return true;
 }
 
 void Sampler::set_history(const std::vector<int32_t>& h) {
   history_.clear();
-  for (int32_t t : h) Accept(t);
+  for (int32_t t : h) {
+    history_.push_back(t);
+    if (history_.size() > static_cast<size_t>(std::max(params_.repeat_last_n, 0))) history_.pop_front();
+  }
 }
 
 // llama.cpp's rule: a positive logit is divided by the penalty, a negative one multiplied.
@@ -41,8 +47,22 @@ void Sampler::SoftmaxSorted(std::vector<Candidate>& c, float temperature) {
 }
 
 int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
-  cand_.resize(static_cast<size_t>(n_vocab));
-  for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {i, logits[i], 0.0f};
+  if (grammar_ != nullptr) {
+    // The allowed tokens only, in id order (so greedy ties still go to the lowest id).
+    const std::span<const uint64_t> allowed = grammar_->AllowedTokens();
+    if (grammar_->overflowed()) return -1;
+    cand_.clear();
+    for (size_t w = 0; w < allowed.size(); ++w) {
+      for (uint64_t bits = allowed[w]; bits != 0; bits &= bits - 1) {
+        const int32_t id = static_cast<int32_t>(w * 64 + static_cast<size_t>(std::countr_zero(bits)));
+        if (id < n_vocab) cand_.push_back({id, logits[id], 0.0f});
+      }
+    }
+    if (cand_.empty()) return -1;
+  } else {
+    cand_.resize(static_cast<size_t>(n_vocab));
+    for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {i, logits[i], 0.0f};
+  }
   ApplyPenalty(cand_);
 
   if (params_.temperature <= 0.0f) {
