@@ -9,6 +9,9 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
+#include "grammar/json_schema_gbnf.h"
+#include "grammar/regex_gbnf.h"
+
 namespace strata::server {
 namespace {
 
@@ -343,9 +346,80 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   STRATA_RETURN_IF_ERROR(f.Int("top_logprobs", 0, kMaxLogprobs, &top, &has_top));
   if (has_top && !logprobs) return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
   if (logprobs) out->logprobs = static_cast<int32_t>(top);
-  if (const json* fmt_field = f.Get("response_format")) {
-    const bool text = fmt_field->is_object() && fmt_field->value("type", json()) == "text";
-    if (!text) return f.Fail("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
+  return Status::Ok();
+}
+
+// response_format: text (nothing), json_object (optionally with llama.cpp's
+// "schema"), or json_schema {"json_schema": {"schema": ...}}.
+Status ParseResponseFormat(const Fields& f, const json& v, std::string* gbnf) {
+  const char* param = "response_format";
+  const auto type = v.is_object() ? v.find("type") : json::const_iterator();
+  if (!v.is_object() || type == v.end() || !type->is_string())
+    return f.Fail(param, "'response_format' must be an object with a string 'type'");
+  const json* schema = nullptr;
+  if (*type == "text") return Status::Ok();
+  if (*type == "json_object") {
+    if (const auto it = v.find("schema"); it != v.end() && !it->is_null()) schema = &*it;
+  } else if (*type == "json_schema") {
+    const auto js = v.find("json_schema");
+    if (js == v.end() || !js->is_object())
+      return f.Fail(param, "'response_format' of type json_schema needs a 'json_schema' object");
+    if (const auto it = js->find("schema"); it != js->end() && !it->is_null()) schema = &*it;
+  } else {
+    return f.Fail(param, fmt::format("'response_format' type '{}' is not supported (text, json_object, json_schema)",
+                                     type->get<std::string>()));
+  }
+  if (schema == nullptr) {
+    *gbnf = grammar::JsonObjectGrammar();
+    return Status::Ok();
+  }
+  if (Status s = grammar::JsonSchemaGrammar(*schema, gbnf); !s.ok())
+    return f.Fail(param, "the JSON schema " + s.message());
+  return Status::Ok();
+}
+
+// Structured output: one of grammar (GBNF), json_schema (llama.cpp's),
+// response_format (OpenAI's), guided_json / guided_regex / guided_choice (vLLM's).
+Status ParseStructuredOutput(const Fields& f, ApiRequest* out) {
+  for (const char* key : {"grammar", "json_schema", "response_format", "guided_json", "guided_regex", "guided_choice"}) {
+    const json* v = f.Get(key);
+    if (v == nullptr) continue;
+    std::string gbnf;
+    const std::string k = key;
+    if (k == "grammar") {
+      if (!v->is_string()) return f.Fail(key, "'grammar' must be a string (a GBNF grammar)");
+      gbnf = v->get<std::string>();
+      if (gbnf.empty()) continue;
+    } else if (k == "json_schema" || k == "guided_json") {
+      json schema = *v;
+      if (k == "guided_json" && v->is_string()) {  // vLLM takes the schema as JSON text too
+        try {
+          schema = json::parse(v->get<std::string>());
+        } catch (const json::exception&) {
+          return f.Fail(key, "'guided_json' as a string must hold a JSON schema");
+        }
+      }
+      if (Status s = grammar::JsonSchemaGrammar(schema, &gbnf); !s.ok())
+        return f.Fail(key, "the JSON schema " + s.message());
+    } else if (k == "response_format") {
+      STRATA_RETURN_IF_ERROR(ParseResponseFormat(f, *v, &gbnf));
+      if (gbnf.empty()) continue;
+    } else if (k == "guided_regex") {
+      if (!v->is_string()) return f.Fail(key, "'guided_regex' must be a string");
+      if (Status s = grammar::RegexGrammar(v->get<std::string>(), &gbnf); !s.ok()) return f.Fail(key, s.message());
+    } else {
+      std::vector<std::string> choices;
+      if (v->is_array())
+        for (const json& c : *v)
+          if (c.is_string()) choices.push_back(c.get<std::string>());
+      if (!v->is_array() || v->empty() || choices.size() != v->size())
+        return f.Fail(key, "'guided_choice' must be a non-empty array of strings");
+      gbnf = grammar::ChoiceGrammar(choices);
+    }
+    if (!out->grammar.empty())
+      return f.Fail(key, fmt::format("'{}' and '{}' both constrain the output; send one", out->grammar_param, key));
+    out->grammar = std::move(gbnf);
+    out->grammar_param = key;
   }
   return Status::Ok();
 }
@@ -409,6 +483,7 @@ Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLi
   out->endpoint = endpoint;
   const Fields f(doc, bad_param);
   STRATA_RETURN_IF_ERROR(ParseCommon(f, limits, out));
+  STRATA_RETURN_IF_ERROR(ParseStructuredOutput(f, out));
   STRATA_RETURN_IF_ERROR(endpoint == Endpoint::kCompletions ? ParseCompletionFields(f, out) : ParseChatFields(f, out));
   out->unknown_fields = f.Unread();
   return Status::Ok();

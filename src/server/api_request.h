@@ -10,6 +10,12 @@
 //          extensions top_k, min_p, repeat_penalty.
 //          presence_penalty / frequency_penalty / logit_bias are accepted only
 //          at their neutral values (0 / {}), since strata does not implement them.
+//          Structured output, at most one of: grammar (GBNF), json_schema
+//          (llama.cpp's), response_format (text, json_object [with llama.cpp's
+//          "schema"], json_schema {"json_schema": {"schema": ...}}), vLLM's
+//          guided_json (a schema, or its JSON text), guided_regex, guided_choice
+//          — each turned into GBNF here (grammar/json_schema_gbnf.h,
+//          grammar/regex_gbnf.h); the server parses it against the vocabulary.
 //   completions: prompt (a string, an array of token ids, or a batch: an
 //          array of strings or of token-id arrays), logprobs (0..kMaxLogprobs), echo,
 //          best_of (1 only), suffix (empty only).
@@ -79,6 +85,8 @@ struct ApiRequest {
                                       // logprobs, the prompt's tokens are scored too)
   // Top-level fields strata does not know (ignored, as OpenAI does; the server logs them).
   std::vector<std::string> unknown_fields;
+  std::string grammar;                // structured output as GBNF ("" none)
+  std::string grammar_param;          // the field it came from (for errors)
 };
 
 struct RequestLimits {

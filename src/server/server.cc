@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "core/utf8.h"
+#include "grammar/gbnf_parser.h"
+#include "grammar/vocab_gbnf_options.h"
 #include "server/generation_job.h"
 #include "server/prompt.h"
 #include "server/web_assets.h"
@@ -363,6 +365,16 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
 bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices,
                          ApiError* error) {
   const Vocab& vocab = engine_.model().vocab();
+  std::shared_ptr<const grammar::Grammar> structured;  // shared by every choice
+  if (!request.grammar.empty()) {
+    auto g = std::make_shared<grammar::Grammar>();
+    if (Status s = grammar::ParseGbnf(request.grammar, grammar::VocabGbnfOptions(vocab), g.get()); !s.ok()) {
+      const std::string what = request.grammar_param == "grammar" ? "grammar" : "the grammar of '" + request.grammar_param + "'";
+      *error = ApiError::InvalidRequest(what + ": " + s.message(), request.grammar_param);
+      return false;
+    }
+    structured = std::move(g);
+  }
   const ResponseIdentity identity{NextResponseId(request.endpoint), UnixSeconds(), options_.model_id};
   const size_t n_prompts = request.endpoint == Endpoint::kChat ? 1 : request.prompts.size();
   for (size_t p = 0; p < n_prompts; ++p) {
@@ -373,6 +385,7 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
     }
     GenerationRequest g;
     if (!PlanGeneration(request, std::move(prompt), &g, error)) return false;
+    g.grammar = structured;
     // Completions' text: the prompt as sent (or its ids' decoding), where
     // logprobs' text_offset starts and what echo repeats; chat has neither.
     std::string prompt_text;
