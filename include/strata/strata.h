@@ -141,10 +141,24 @@ typedef struct strata_sampler_params {
 strata_sampler_params strata_sampler_default_params(void);
 strata_status strata_sampler_init(const strata_sampler_params* params, strata_sampler** out);
 void strata_sampler_free(strata_sampler* sampler);
-/* Picks a token from logits F32 [n_vocab]. */
+/* Picks a token from logits F32 [n_vocab]. With a grammar, only a token it
+ * allows; -1 if it allows none (no token of the vocabulary continues it, or
+ * it is too ambiguous to follow). */
 strata_token strata_sampler_sample(strata_sampler* sampler, const float* logits, int32_t n_vocab);
-/* Records a token of the sequence for the repetition penalty. */
-void strata_sampler_accept(strata_sampler* sampler, strata_token token);
+/* Records a token of the sequence for the repetition penalty and, once a
+ * grammar is set, moves the grammar past it. false if the grammar refuses
+ * the token (nothing changes then). */
+bool strata_sampler_accept(strata_sampler* sampler, strata_token token);
+/* Structured output: tokens picked from now on follow the GBNF grammar
+ * gbnf[0..len) (llama.cpp's format; <text> token references resolved with
+ * model's vocabulary); the tokens accepted from now on are its text. An
+ * end-of-generation token is picked only where the grammar can end.
+ * STRATA_ERR_INVALID_ARGUMENT naming line and column if it does not parse.
+ * REQUIRES: model outlives the sampler. */
+strata_status strata_sampler_set_grammar(strata_sampler* sampler, const strata_model* model, const char* gbnf,
+                                         size_t len);
+/* true if the sampler has no grammar, or the text accepted so far completes it. */
+bool strata_sampler_grammar_can_end(const strata_sampler* sampler);
 
 /* ---- sessions: a sequence's tokens, KV cache and sampler state on disk ---- */
 

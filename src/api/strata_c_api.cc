@@ -2,6 +2,8 @@
 // every exception once, here.
 #include <cstring>
 #include <exception>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -10,6 +12,10 @@
 #include "engine/load_summary.h"
 #include "engine/rank_server.h"
 #include "engine/sampler.h"
+#include "grammar/gbnf_parser.h"
+#include "grammar/grammar_matcher.h"
+#include "grammar/token_trie.h"
+#include "grammar/vocab_gbnf_options.h"
 #include "kv/session_file.h"
 #include "model/model.h"
 #include "strata/strata.h"
@@ -17,6 +23,9 @@
 
 struct strata_model {
   std::unique_ptr<strata::Model> model;
+  // The vocabulary's token trie, built by the first strata_sampler_set_grammar.
+  mutable std::mutex trie_mu;
+  mutable std::shared_ptr<const strata::grammar::TokenTrie> trie;
 };
 struct strata_context {
   std::unique_ptr<strata::Context> ctx;
@@ -241,6 +250,33 @@ strata_token strata_sampler_sample(strata_sampler* sampler, const float* logits,
   return sampler->sampler.Sample(logits, n_vocab);
 }
 
-void strata_sampler_accept(strata_sampler* sampler, strata_token token) { sampler->sampler.Accept(token); }
+bool strata_sampler_accept(strata_sampler* sampler, strata_token token) { return sampler->sampler.Accept(token); }
+
+strata_status strata_sampler_set_grammar(strata_sampler* sampler, const strata_model* model, const char* gbnf,
+                                         size_t len) {
+  if (sampler == nullptr || model == nullptr || gbnf == nullptr) return NullArgument("sampler, model or gbnf");
+  return Guard([&] {
+    const strata::Vocab& vocab = model->model->vocab();
+    auto grammar = std::make_shared<strata::grammar::Grammar>();
+    STRATA_RETURN_IF_ERROR(strata::grammar::ParseGbnf(std::string_view(gbnf, len),
+                                                      strata::grammar::VocabGbnfOptions(vocab), grammar.get())
+                               .WithContext("grammar"));
+    std::shared_ptr<const strata::grammar::TokenTrie> trie;
+    {
+      std::lock_guard<std::mutex> l(model->trie_mu);
+      if (model->trie == nullptr) model->trie = strata::grammar::TokenTrie::Build(vocab);
+      trie = model->trie;
+    }
+    std::unique_ptr<strata::grammar::GrammarMatcher> matcher;
+    STRATA_RETURN_IF_ERROR(strata::grammar::GrammarMatcher::Create(std::move(grammar), std::move(trie), &matcher));
+    sampler->sampler.set_grammar(std::move(matcher));
+    return strata::Status::Ok();
+  });
+}
+
+bool strata_sampler_grammar_can_end(const strata_sampler* sampler) {
+  const strata::grammar::GrammarMatcher* g = sampler->sampler.grammar();
+  return g == nullptr || g->CanEnd();
+}
 
 }  // extern "C"

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cctype>
 #include <cstdlib>
+#include <memory>
 #include <string_view>
 
 #include "core/env.h"
@@ -146,6 +147,19 @@ std::string SessionPath(const std::string& dir, const std::string& name) {
     Fail("session", Status::InvalidArgument("invalid session name '" + name +
                                             "' (use letters, digits, '.', '_' and '-'; not starting with '.')"));
   return dir + "/" + name + ".session";
+}
+
+Status ReadSmallFile(const std::string& path, uint64_t max_bytes, std::string* out) {
+  Env* env = Env::Default();
+  uint64_t size = 0;
+  STRATA_RETURN_IF_ERROR(env->FileSize(path, &size));
+  std::unique_ptr<MappedFile> file;
+  if (size <= max_bytes) STRATA_RETURN_IF_ERROR(env->MapFile(path, &file));  // regular files only
+  if (size > max_bytes || file->size() > max_bytes)
+    return Status::InvalidArgument(path + " is larger than " + std::to_string(max_bytes) + " bytes");
+  if (file->size() == 0) return Status::InvalidArgument(path + " is empty");
+  out->assign(reinterpret_cast<const char*>(file->data()), file->size());
+  return Status::Ok();
 }
 
 bool StderrIsTty() { return ::isatty(STDERR_FILENO) == 1; }

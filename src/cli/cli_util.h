@@ -74,6 +74,9 @@ Cluster* JoinCluster(const MpiFlags& flags);
 // plans until it stops (engine/rank_server.h). Fails (cli::Fail) naming the rank.
 void ServeOtherRank(Cluster& cluster, const std::string& model, const std::string& tokenizer, int32_t threads,
                     const std::string& tune_cache);
+// The text of a regular file of 1 to max_bytes bytes (a FIFO or device is
+// refused, not read; an empty or larger file is kInvalidArgument naming it).
+Status ReadSmallFile(const std::string& path, uint64_t max_bytes, std::string* out);
 
 // True if stderr is a terminal (progress bars are drawn only then).
 bool StderrIsTty();

@@ -8,6 +8,9 @@
 // one "-p P -n 80" prints. The session is locked from before the model loads
 // until it is saved: a second run on the same session fails at once ("session
 // NAME is in use") instead of one of the two continuations being lost.
+//
+// With --grammar-file the completion follows a GBNF grammar (structured
+// output) and ends where the grammar is complete and the model stops.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -18,6 +21,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/env.h"
+#include "grammar/gbnf_parser.h"
 #include "strata/strata.h"
 
 namespace strata::cli {
@@ -43,6 +47,7 @@ struct RunOptions {
   TuneFlags tune;
   MpiFlags mpi;
   std::string logits_out;
+  std::string grammar_file;
   bool verbose = false;
 };
 
@@ -139,6 +144,8 @@ void Run(const RunOptions& o) {
   if (strata_detokenizer_init(model.get(), &raw_detok) != STRATA_OK) FailC("cannot create detokenizer");
   Handle<strata_detokenizer> detok(raw_detok, strata_detokenizer_free);
   if (o.verbose) std::fprintf(stderr, "strata: seed %llu\n", static_cast<unsigned long long>(sp.seed));
+  std::string gbnf;
+  if (!o.grammar_file.empty()) CheckOk("--grammar-file", ReadSmallFile(o.grammar_file, grammar::kMaxGbnfBytes, &gbnf));
 
   // A session's tokens (and its sampler state) are the prefix of this run.
   size_t n_cached = 0;
@@ -161,6 +168,9 @@ void Run(const RunOptions& o) {
 
   for (size_t i = n_cached > 0 && o.prompt.empty() ? tokens.size() : 0; i < tokens.size(); ++i)
     strata_sampler_accept(sampler.get(), tokens[i]);
+  // The grammar constrains this run's completion (set after the prompt, which it does not cover).
+  if (!gbnf.empty() && strata_sampler_set_grammar(sampler.get(), model.get(), gbnf.data(), gbnf.size()) != STRATA_OK)
+    FailC("--grammar-file " + o.grammar_file);
   const auto t0 = std::chrono::steady_clock::now();
   if (strata_decode(ctx.get(), tokens.data(), tokens.size(), false) != STRATA_OK) FailC("prompt");
   const auto t1 = std::chrono::steady_clock::now();
@@ -180,6 +190,11 @@ void Run(const RunOptions& o) {
                           static_cast<size_t>(n_vocab))
       Fail("--logits-out", Status::IOError(o.logits_out + ": write failed"));
     strata_token next = strata_sampler_sample(sampler.get(), logits, n_vocab);
+    if (next < 0) {  // the grammar allows no token
+      if (strata_sampler_grammar_can_end(sampler.get())) break;
+      std::fprintf(stderr, "\nstrata: no token of the vocabulary continues the grammar (or it is too ambiguous to follow)\n");
+      throw CLI::RuntimeError(1);
+    }
     if (strata_model_is_eog(model.get(), next)) break;
     strata_sampler_accept(sampler.get(), next);
     size_t len = 0;
@@ -232,6 +247,9 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--kv-ram", opts->kv_ram, "RAM budget for the KV cache, e.g. 256M (0: only what a step needs)");
   cmd->add_option("--kv-disk", opts->kv_disk, "Directory for KV blocks beyond the RAM budget")->check(NonEmpty());
   cmd->add_option("--kv-disk-max", opts->kv_disk_max, "Disk budget for the KV cache, e.g. 8G");
+  cmd->add_option("--grammar-file", opts->grammar_file,
+                  "GBNF grammar (llama.cpp's format) the completion must follow; it ends where the grammar can")
+      ->check(NonEmpty());
   AddTuneFlags(cmd, &opts->tune);
   AddMpiFlags(cmd, &opts->mpi);
   cmd->add_option("--logits-out", opts->logits_out,

@@ -119,21 +119,6 @@ ModelChatTemplates GgufChatTemplates(const std::string& path) {
 // Largest --chat-template-file accepted (real templates are under 64 KiB).
 constexpr uint64_t kMaxChatTemplateFileBytes = 1 << 20;
 
-// The text of a --chat-template-file: a regular file of at most
-// kMaxChatTemplateFileBytes (a FIFO or device is refused, not read).
-Status ReadChatTemplateFile(const std::string& path, std::string* out) {
-  Env* env = Env::Default();
-  uint64_t size = 0;
-  STRATA_RETURN_IF_ERROR(env->FileSize(path, &size));
-  std::unique_ptr<MappedFile> file;
-  if (size <= kMaxChatTemplateFileBytes) STRATA_RETURN_IF_ERROR(env->MapFile(path, &file));  // regular files only
-  if (size > kMaxChatTemplateFileBytes || file->size() > kMaxChatTemplateFileBytes)
-    return Status::InvalidArgument(fmt::format("{} is larger than {} bytes", path, kMaxChatTemplateFileBytes));
-  if (file->size() == 0) return Status::InvalidArgument(path + " is empty");
-  out->assign(reinterpret_cast<const char*>(file->data()), file->size());
-  return Status::Ok();
-}
-
 // --chat-template NAME, else --chat-template-file FILE, else the model's
 // Jinja template, else (a template the interpreter refuses) the built-in
 // renderer it is recognized as, else "plain".
@@ -147,7 +132,7 @@ server::ChatTemplate PickChatTemplate(const ServeOptions& o, const std::string& 
   }
   if (!o.chat_template_file.empty()) {
     std::string source;
-    CheckOk("--chat-template-file", ReadChatTemplateFile(o.chat_template_file, &source));
+    CheckOk("--chat-template-file", ReadSmallFile(o.chat_template_file, kMaxChatTemplateFileBytes, &source));
     CheckOk("--chat-template-file " + o.chat_template_file, server::ChatTemplate::FromJinja(source, "", bos, eos, &t));
     return t;
   }

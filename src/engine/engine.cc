@@ -140,6 +140,12 @@ Status Engine::Submit(GenerationRequest request, EventSink sink, uint64_t* id) {
                                           ctx_bound_by_kv_ ? " (all the KV cache budget holds)" : ""));
   for (int32_t t : request.prompt)
     if (t < 0 || t >= model_.hparams().n_vocab) return Status::InvalidArgument(fmt::format("token id {} out of range", t));
+  if (request.grammar != nullptr) {
+    for (const grammar::Element& e : request.grammar->elements)
+      if ((e.kind == grammar::ElementKind::kToken || e.kind == grammar::ElementKind::kNotToken) &&
+          e.value >= static_cast<uint32_t>(model_.vocab().n_tokens()))
+        return Status::InvalidArgument(fmt::format("the grammar names token {}, beyond the vocabulary", e.value));
+  }
   if (request.max_tokens < 0) return Status::InvalidArgument("max_tokens must be >= 0");
   std::lock_guard<std::mutex> l(mu_);
   if (static_cast<int32_t>(queue_.size()) >= params_.max_queue) {
@@ -216,8 +222,23 @@ void Engine::Admit() {
   cancelled.finished = true;
   cancelled.reason = FinishReason::kCancelled;
   for (Pending& p : dropped) p.sink(cancelled);
-  for (Pending& p : admitted)
+  for (Pending& p : admitted) {
+    std::unique_ptr<grammar::GrammarMatcher> matcher;
+    if (p.request.grammar != nullptr) {
+      if (token_trie_ == nullptr) token_trie_ = grammar::TokenTrie::Build(model_.vocab());
+      if (Status st = grammar::GrammarMatcher::Create(p.request.grammar, token_trie_, &matcher); !st.ok()) {
+        GenerationEvent e;
+        e.finished = true;
+        e.reason = FinishReason::kError;
+        e.error = st;
+        p.sink(e);
+        continue;
+      }
+    }
     slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink), model_.vocab()));
+    // Set after the prompt went into the sampler's history: the grammar constrains the completion only.
+    slots_.back()->sampler.set_grammar(std::move(matcher));
+  }
 }
 
 bool Engine::TruncateLost() {
@@ -427,11 +448,24 @@ void Engine::Step() {
           continue;
         }
         const int32_t next = s->sampler.Sample(logits, n_vocab);
+        if (next < 0) {  // the grammar allows no token
+          const grammar::GrammarMatcher& g = *s->sampler.grammar();
+          if (g.CanEnd() && !g.overflowed()) {  // complete, and the vocabulary has no end-of-generation token
+            Finish(s, e, FinishReason::kStop);
+            continue;
+          }
+          e.error = Status::InvalidArgument(
+              g.overflowed() ? fmt::format("the grammar is too ambiguous: matching it needs more than {} parse stacks",
+                                           grammar::kMaxStacks)
+                             : "no token of the vocabulary continues the grammar");
+          Finish(s, e, FinishReason::kError);
+          continue;
+        }
         if (vocab.IsEog(next)) {
           Finish(s, e, FinishReason::kStop);
           continue;
         }
-        s->sampler.Accept(next);
+        s->sampler.Accept(next);  // a sampled token is one the grammar allows
         ++s->n_generated;
         if (s->request.top_logprobs >= 0)
           s->held_logprobs.push_back(Logprobs(logits, n_vocab, next, s->request.top_logprobs, vocab));

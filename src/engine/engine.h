@@ -36,6 +36,8 @@
 #include "core/status.h"
 #include "engine/runner.h"
 #include "engine/sampler.h"
+#include "grammar/grammar.h"
+#include "grammar/token_trie.h"
 #include "kv/kv_cache_manager.h"
 #include "model/model.h"
 
@@ -55,6 +57,10 @@ struct GenerationRequest {
   // whole prompt is computed (no prefix-cache reuse). With max_tokens 0 this
   // is all the request does.
   bool prompt_logprobs = false;
+  // Structured output: the completion follows this grammar (engine/sampler.h);
+  // it ends when the grammar is complete and the model chooses to stop.
+  // Null: unconstrained. Its token ids must be in the vocabulary.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 struct TokenLogprob {
@@ -122,7 +128,8 @@ class Engine {
 
   // Queues a request. kResourceExhausted if the queue is full; kOutOfRange if
   // the prompt leaves no room in the context; kInvalidArgument for an empty
-  // prompt or bad values. On success *id identifies it for Cancel.
+  // prompt or bad values (a grammar naming a token the vocabulary lacks). On
+  // success *id identifies it for Cancel.
   [[nodiscard]] Status Submit(GenerationRequest request, EventSink sink, uint64_t* id);
   // Cancels a queued or running request; its sink gets a final kCancelled event.
   void Cancel(uint64_t id);
@@ -176,6 +183,7 @@ class Engine {
   std::unique_ptr<Runner> runner_;
   KvCacheManager* kv_;  // the runner's; step thread only (stats under mu_)
   std::vector<float> logits_;
+  std::shared_ptr<const grammar::TokenTrie> token_trie_;  // built at the first request with a grammar (step thread)
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

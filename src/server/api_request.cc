@@ -9,6 +9,9 @@
 #include <vector>
 #include <nlohmann/json.hpp>
 
+#include "grammar/json_schema_gbnf.h"
+#include "grammar/regex_gbnf.h"
+
 namespace strata::server {
 namespace {
 
@@ -288,8 +291,10 @@ Status ParseMessage(const Fields& f, const json& m, size_t i, json* out) {
 }
 
 // tools: OpenAI function tools, each {"type": "function", "function":
-// {"name": ..., ...}}; tool_choice "auto" (default) or "none".
-Status ParseTools(const Fields& f, ChatConversation* chat) {
+// {"name": ..., ...}}; tool_choice "auto" (default), "none", "required" or
+// {"type": "function", "function": {"name": ...}}; parallel_tool_calls.
+Status ParseTools(const Fields& f, ChatConversation* chat, ToolChoice* choice, std::string* tool_name,
+                  bool* parallel) {
   if (const json* v = f.Get("functions"); v != nullptr && !(v->is_array() && v->empty()))
     return f.Fail("functions", "'functions' (deprecated) is not supported; use 'tools'");
   const json* tools = f.Get("tools");
@@ -303,21 +308,42 @@ Status ParseTools(const Fields& f, ChatConversation* chat) {
       const auto fn = t.find("function");
       if (fn == t.end() || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string())
         return f.Fail(param + ".function", "a function tool needs a 'function' object with a string 'name'");
+      if (const auto p = fn->find("parameters"); p != fn->end() && !p->is_null() && !p->is_object() && !p->is_boolean())
+        return f.Fail(param + ".function.parameters", "'parameters' must be a JSON schema");
     }
     if (!tools->empty()) chat->tools = *tools;
   }
-  if (const json* choice = f.Get("tool_choice")) {
-    if (*choice == "none") {
-      chat->tools = nullptr;  // the model is not to call tools: it does not see them
-    } else if (*choice != "auto") {
-      return f.Fail("tool_choice", "only 'tool_choice' \"auto\" and \"none\" are supported");
+  *choice = ToolChoice::kAuto;
+  if (const json* c = f.Get("tool_choice")) {
+    if (*c == "none") {
+      *choice = ToolChoice::kNone;
+    } else if (*c == "required") {
+      *choice = ToolChoice::kRequired;
+    } else if (c->is_object()) {
+      const auto fn = c->find("function");
+      if (c->value("type", json()) != "function" || fn == c->end() || !fn->is_object() ||
+          !fn->contains("name") || !(*fn)["name"].is_string())
+        return f.Fail("tool_choice", "a named 'tool_choice' is {\"type\": \"function\", \"function\": {\"name\": ...}}");
+      *choice = ToolChoice::kFunction;
+      *tool_name = (*fn)["name"].get<std::string>();
+    } else if (*c != "auto") {
+      return f.Fail("tool_choice", "'tool_choice' is \"auto\", \"none\", \"required\" or a named function");
     }
   }
-  return f.Neutral("parallel_tool_calls", true, "true");
+  if (*choice == ToolChoice::kNone) chat->tools = nullptr;  // the model is not to call tools: it does not see them
+  if ((*choice == ToolChoice::kRequired || *choice == ToolChoice::kFunction) && chat->tools.is_null())
+    return f.Fail("tool_choice", "'tool_choice' asks for a tool call but the request has no 'tools'");
+  if (*choice == ToolChoice::kFunction) {
+    bool known = false;
+    for (const json& t : chat->tools) known |= t["function"]["name"] == *tool_name;
+    if (!known) return f.Fail("tool_choice", fmt::format("'tool_choice' names '{}', which is not in 'tools'", *tool_name));
+  }
+  return f.Bool("parallel_tool_calls", parallel);
 }
 
 // messages, tools, tool_choice, parallel_tool_calls, chat_template_kwargs.
-Status ParseConversation(const Fields& f, ChatConversation* out) {
+Status ParseConversation(const Fields& f, ChatConversation* out, ToolChoice* choice, std::string* tool_name,
+                         bool* parallel) {
   const json* messages = f.Get("messages");
   if (messages == nullptr) return f.Fail("messages", "'messages' is required");
   if (!messages->is_array() || messages->empty()) return f.Fail("messages", "'messages' must be a non-empty array");
@@ -326,7 +352,7 @@ Status ParseConversation(const Fields& f, ChatConversation* out) {
     STRATA_RETURN_IF_ERROR(ParseMessage(f, (*messages)[i], i, &m));
     out->messages.push_back(std::move(m));
   }
-  STRATA_RETURN_IF_ERROR(ParseTools(f, out));
+  STRATA_RETURN_IF_ERROR(ParseTools(f, out, choice, tool_name, parallel));
   if (const json* kwargs = f.Get("chat_template_kwargs")) {
     if (!kwargs->is_object()) return f.Fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
     out->variables = *kwargs;
@@ -335,7 +361,8 @@ Status ParseConversation(const Fields& f, ChatConversation* out) {
 }
 
 Status ParseChatFields(const Fields& f, ApiRequest* out) {
-  STRATA_RETURN_IF_ERROR(ParseConversation(f, &out->chat));
+  STRATA_RETURN_IF_ERROR(
+      ParseConversation(f, &out->chat, &out->tool_choice, &out->tool_name, &out->parallel_tool_calls));
   bool logprobs = false;
   STRATA_RETURN_IF_ERROR(f.Bool("logprobs", &logprobs));
   int64_t top = 0;
@@ -343,9 +370,80 @@ Status ParseChatFields(const Fields& f, ApiRequest* out) {
   STRATA_RETURN_IF_ERROR(f.Int("top_logprobs", 0, kMaxLogprobs, &top, &has_top));
   if (has_top && !logprobs) return f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
   if (logprobs) out->logprobs = static_cast<int32_t>(top);
-  if (const json* fmt_field = f.Get("response_format")) {
-    const bool text = fmt_field->is_object() && fmt_field->value("type", json()) == "text";
-    if (!text) return f.Fail("response_format", "only 'response_format': {\"type\": \"text\"} is supported");
+  return Status::Ok();
+}
+
+// response_format: text (nothing), json_object (optionally with llama.cpp's
+// "schema"), or json_schema {"json_schema": {"schema": ...}}.
+Status ParseResponseFormat(const Fields& f, const json& v, std::string* gbnf) {
+  const char* param = "response_format";
+  const auto type = v.is_object() ? v.find("type") : json::const_iterator();
+  if (!v.is_object() || type == v.end() || !type->is_string())
+    return f.Fail(param, "'response_format' must be an object with a string 'type'");
+  const json* schema = nullptr;
+  if (*type == "text") return Status::Ok();
+  if (*type == "json_object") {
+    if (const auto it = v.find("schema"); it != v.end() && !it->is_null()) schema = &*it;
+  } else if (*type == "json_schema") {
+    const auto js = v.find("json_schema");
+    if (js == v.end() || !js->is_object())
+      return f.Fail(param, "'response_format' of type json_schema needs a 'json_schema' object");
+    if (const auto it = js->find("schema"); it != js->end() && !it->is_null()) schema = &*it;
+  } else {
+    return f.Fail(param, fmt::format("'response_format' type '{}' is not supported (text, json_object, json_schema)",
+                                     type->get<std::string>()));
+  }
+  if (schema == nullptr) {
+    *gbnf = grammar::JsonObjectGrammar();
+    return Status::Ok();
+  }
+  if (Status s = grammar::JsonSchemaGrammar(*schema, gbnf); !s.ok())
+    return f.Fail(param, "the JSON schema " + s.message());
+  return Status::Ok();
+}
+
+// Structured output: one of grammar (GBNF), json_schema (llama.cpp's),
+// response_format (OpenAI's), guided_json / guided_regex / guided_choice (vLLM's).
+Status ParseStructuredOutput(const Fields& f, ApiRequest* out) {
+  for (const char* key : {"grammar", "json_schema", "response_format", "guided_json", "guided_regex", "guided_choice"}) {
+    const json* v = f.Get(key);
+    if (v == nullptr) continue;
+    std::string gbnf;
+    const std::string k = key;
+    if (k == "grammar") {
+      if (!v->is_string()) return f.Fail(key, "'grammar' must be a string (a GBNF grammar)");
+      gbnf = v->get<std::string>();
+      if (gbnf.empty()) continue;
+    } else if (k == "json_schema" || k == "guided_json") {
+      json schema = *v;
+      if (k == "guided_json" && v->is_string()) {  // vLLM takes the schema as JSON text too
+        try {
+          schema = json::parse(v->get<std::string>());
+        } catch (const json::exception&) {
+          return f.Fail(key, "'guided_json' as a string must hold a JSON schema");
+        }
+      }
+      if (Status s = grammar::JsonSchemaGrammar(schema, &gbnf); !s.ok())
+        return f.Fail(key, "the JSON schema " + s.message());
+    } else if (k == "response_format") {
+      STRATA_RETURN_IF_ERROR(ParseResponseFormat(f, *v, &gbnf));
+      if (gbnf.empty()) continue;
+    } else if (k == "guided_regex") {
+      if (!v->is_string()) return f.Fail(key, "'guided_regex' must be a string");
+      if (Status s = grammar::RegexGrammar(v->get<std::string>(), &gbnf); !s.ok()) return f.Fail(key, s.message());
+    } else {
+      std::vector<std::string> choices;
+      if (v->is_array())
+        for (const json& c : *v)
+          if (c.is_string()) choices.push_back(c.get<std::string>());
+      if (!v->is_array() || v->empty() || choices.size() != v->size())
+        return f.Fail(key, "'guided_choice' must be a non-empty array of strings");
+      gbnf = grammar::ChoiceGrammar(choices);
+    }
+    if (!out->grammar.empty())
+      return f.Fail(key, fmt::format("'{}' and '{}' both constrain the output; send one", out->grammar_param, key));
+    out->grammar = std::move(gbnf);
+    out->grammar_param = key;
   }
   return Status::Ok();
 }
@@ -394,7 +492,10 @@ Status ParseChatConversation(std::string_view body, ChatConversation* out, std::
   json doc;
   STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
   *out = ChatConversation();
-  return ParseConversation(Fields(doc, bad_param), out);
+  ToolChoice choice;
+  std::string name;
+  bool parallel = true;
+  return ParseConversation(Fields(doc, bad_param), out, &choice, &name, &parallel);
 }
 
 Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits, ApiRequest* out,
@@ -409,6 +510,7 @@ Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLi
   out->endpoint = endpoint;
   const Fields f(doc, bad_param);
   STRATA_RETURN_IF_ERROR(ParseCommon(f, limits, out));
+  STRATA_RETURN_IF_ERROR(ParseStructuredOutput(f, out));
   STRATA_RETURN_IF_ERROR(endpoint == Endpoint::kCompletions ? ParseCompletionFields(f, out) : ParseChatFields(f, out));
   out->unknown_fields = f.Unread();
   return Status::Ok();
