@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <tuple>
+
+#include "engine/sampler.h"
 
 #include "grammar_test_util.h"
 
@@ -148,6 +151,7 @@ TEST(GrammarMatcher, AllowedTokensAreExactlyWhatAcceptTakes) {
         for (int32_t t = 0; t < v.n_tokens(); ++t) {
           auto probe = MatcherFor(g);
           for (const int32_t h : history) ASSERT_TRUE(probe->Accept(h));
+          ASSERT_EQ(m->Allows(t), Allowed(mask, t)) << gbnf << " token " << t;
           const bool takes = probe->Accept(t);
           ASSERT_EQ(Allowed(mask, t), takes) << gbnf << " token " << t << " '" << v.TokenToPiece(t) << "' after "
                                              << history.size() << " tokens";
@@ -209,3 +213,53 @@ TEST(GrammarMatcher, AmbiguityBeyondTheStackBoundIsReported) {
 
 }  // namespace
 }  // namespace strata::grammar
+
+namespace strata {
+namespace {
+
+// Under a grammar the sampler draws from the allowed tokens only; whether it
+// finds the best ones by probing (a state met for the first time) or from
+// the state's mask, the same tokens come out for the same seed.
+TEST(GrammarSampling, ProbingAndMaskPickTheSameTokens) {
+  const Vocab& v = testing::Stories260K().vocab();
+  const auto g = testing::ParsedGrammar(R"(
+root   ::= "{" ws "\"a\":" ws ( [0-9]+ | "\"" [^"\\]{0,12} "\"" ) ( "," ws "\"b\":" ws ("true" | "false") )? ws "}"
+ws     ::= [ \n]{0,3}
+)");
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  for (const auto& [temperature, top_k, penalty] :
+       std::vector<std::tuple<float, int, float>>{{0.0f, 0, 1.0f}, {1.0f, 40, 1.0f}, {0.8f, 5, 1.3f}, {1.0f, 0, 1.0f}}) {
+    int probed = 0;  // steps where the probing sampler did without the mask
+    for (uint64_t seed = 0; seed < 6; ++seed) {
+      SamplerParams p;
+      p.temperature = temperature;
+      p.top_k = top_k;
+      p.repeat_penalty = penalty;
+      p.seed = seed;
+      Sampler probing(p), masked(p);
+      probing.set_grammar(testing::MatcherFor(g));
+      masked.set_grammar(testing::MatcherFor(g));
+      std::string text;
+      for (int step = 0; step < 80; ++step) {
+        std::vector<float> logits(static_cast<size_t>(v.n_tokens()));
+        for (float& x : logits) x = normal(rng);
+        masked.grammar()->AllowedTokens();  // the mask is known: Sample uses it
+        const int32_t a = probing.Sample(logits.data(), v.n_tokens());
+        probed += probing.grammar()->HasAllowedTokens() ? 0 : 1;
+        const int32_t b = masked.Sample(logits.data(), v.n_tokens());
+        ASSERT_EQ(a, b) << "step " << step << " seed " << seed << " after '" << text << "'";
+        ASSERT_GE(a, 0);
+        ASSERT_TRUE(testing::Allowed(masked.grammar()->AllowedTokens(), a));
+        if (v.IsEog(a)) break;
+        ASSERT_TRUE(probing.Accept(a));
+        ASSERT_TRUE(masked.Accept(a));
+        text += v.TokenToPiece(a);
+      }
+    }
+    if (temperature <= 0 || top_k > 0) EXPECT_GT(probed, 0) << "top_k " << top_k;
+  }
+}
+
+}  // namespace
+}  // namespace strata

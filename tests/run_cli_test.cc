@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "test_util.h"
@@ -152,6 +153,29 @@ TEST(RunCli, BadInputIsOneLineAndNonZero) {
     ASSERT_FALSE(r.err.empty());
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;  // exactly one line
   }
+}
+
+// --grammar-file: every seed's completion follows the grammar and ends where
+// it can; a grammar that does not parse is one line naming its place.
+TEST(RunCli, GrammarFileConstrainsTheCompletion) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string grammar = dir + "/list.gbnf";
+  std::ofstream(grammar) << "root ::= item{2,4}\nitem ::= \"- \" [a-z]{1,8} (\" \" [a-z]{1,8}){0,3} \"\\n\"\n";
+  for (const char* seed : {"1", "2", "3", "4"}) {
+    const auto r = RunCommand({testing::CliPath(), "run", "-p", "Once upon a time", "-n", "200", "--temp", "1",
+                               "--seed", seed, "--grammar-file", grammar});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::istringstream lines(r.out);
+    int items = 0;
+    for (std::string line; std::getline(lines, line); ++items)
+      EXPECT_TRUE(std::regex_match(line, std::regex("- [a-z]{1,8}( [a-z]{1,8}){0,3}"))) << r.out;
+    EXPECT_TRUE(items >= 2 && items <= 4) << r.out;
+    EXPECT_EQ(r.out.back(), '\n') << r.out;
+  }
+  std::ofstream(dir + "/bad.gbnf") << "root ::= item\n";
+  const auto bad = RunCommand({testing::CliPath(), "run", "-p", "x", "--grammar-file", dir + "/bad.gbnf"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("line 1, column 10: rule 'item' is used but never defined"), std::string::npos) << bad.err;
 }
 
 }  // namespace

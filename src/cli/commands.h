@@ -15,6 +15,7 @@ void AddSynthCommand(CLI::App& app);     // cmd_synth.cc
 void AddBenchCommand(CLI::App& app);     // cmd_bench.cc
 void AddSessionCommand(CLI::App& app);   // cmd_session.cc
 void AddBenchKvCommand(CLI::App& app);   // cmd_bench_kv.cc
+void AddBenchGrammarCommand(CLI::App& app);  // cmd_bench_grammar.cc
 void AddServeCommand(CLI::App& app);     // cmd_serve.cc
 void AddPerplexityCommand(CLI::App& app);  // cmd_perplexity.cc
 

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   strata::cli::AddBenchCommand(app);
   strata::cli::AddSessionCommand(app);
   strata::cli::AddBenchKvCommand(app);
+  strata::cli::AddBenchGrammarCommand(app);
   strata::cli::AddServeCommand(app);
   strata::cli::AddPerplexityCommand(app);
   try {

@@ -46,39 +46,76 @@ void Sampler::SoftmaxSorted(std::vector<Candidate>& c, float temperature) {
   for (Candidate& x : c) x.p = static_cast<float>(x.p / sum);
 }
 
-int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
-  if (grammar_ != nullptr) {
-    // The allowed tokens only, in id order (so greedy ties still go to the lowest id).
-    const std::span<const uint64_t> allowed = grammar_->AllowedTokens();
-    if (grammar_->overflowed()) return -1;
-    cand_.clear();
-    for (size_t w = 0; w < allowed.size(); ++w) {
-      for (uint64_t bits = allowed[w]; bits != 0; bits &= bits - 1) {
-        const int32_t id = static_cast<int32_t>(w * 64 + static_cast<size_t>(std::countr_zero(bits)));
-        if (id < n_vocab) cand_.push_back({id, logits[id], 0.0f});
+bool Sampler::ByLogit(const Candidate& a, const Candidate& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+}
+
+bool Sampler::BestAllowed(const float* logits, int32_t n_vocab, size_t k) {
+  cand_.resize(static_cast<size_t>(n_vocab));
+  for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {i, logits[i], 0.0f};
+  ApplyPenalty(cand_);
+  picked_.clear();
+  size_t ranked = 0, refused = 0;
+  while (picked_.size() < k && ranked < cand_.size()) {
+    // Rank the next slice (everything before it ranks above everything after).
+    const size_t end = std::min(cand_.size(), std::max(2 * ranked, k + 32));
+    std::partial_sort(cand_.begin() + static_cast<std::ptrdiff_t>(ranked),
+                      cand_.begin() + static_cast<std::ptrdiff_t>(end), cand_.end(), ByLogit);
+    for (; ranked < end && picked_.size() < k; ++ranked) {
+      if (grammar_->Allows(cand_[ranked].id)) {
+        picked_.push_back(cand_[ranked]);
+      } else if (++refused > kMaxRefusals || grammar_->overflowed()) {
+        return false;
       }
     }
-    if (cand_.empty()) return -1;
+  }
+  cand_.swap(picked_);
+  return true;
+}
+
+int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
+  const bool greedy = params_.temperature <= 0.0f;
+  // How many of the best candidates the chain keeps (0: all of them).
+  const size_t top_k = greedy ? 1 : params_.top_k > 0 ? static_cast<size_t>(params_.top_k) : 0;
+  bool ranked = false;  // cand_ holds the best top_k candidates the grammar allows, best first
+  if (grammar_ != nullptr) {
+    // Few candidates are kept and the state is new: probing the best tokens
+    // one by one is cheaper than its whole mask, and picks the same tokens.
+    // A state met again gets its mask (kept for the next time).
+    if (top_k > 0 && !grammar_->HasAllowedTokens() && !grammar_->Revisited())
+      ranked = BestAllowed(logits, n_vocab, top_k);
+    if (!ranked) {
+      // The allowed tokens only, in id order (so greedy ties still go to the lowest id).
+      const std::span<const uint64_t> allowed = grammar_->AllowedTokens();
+      cand_.clear();
+      for (size_t w = 0; w < allowed.size(); ++w) {
+        for (uint64_t bits = allowed[w]; bits != 0; bits &= bits - 1) {
+          const int32_t id = static_cast<int32_t>(w * 64 + static_cast<size_t>(std::countr_zero(bits)));
+          if (id < n_vocab) cand_.push_back({id, logits[id], 0.0f});
+        }
+      }
+      ApplyPenalty(cand_);
+    }
+    if (grammar_->overflowed() || cand_.empty()) return -1;
   } else {
     cand_.resize(static_cast<size_t>(n_vocab));
     for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {i, logits[i], 0.0f};
+    ApplyPenalty(cand_);
   }
-  ApplyPenalty(cand_);
 
-  if (params_.temperature <= 0.0f) {
+  if (greedy) {
+    if (ranked) return cand_.front().id;
     const Candidate* best = &cand_[0];
     for (const Candidate& x : cand_)
       if (x.logit > best->logit) best = &x;
     return best->id;
   }
 
-  auto by_logit = [](const Candidate& a, const Candidate& b) {
-    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-  };
-  size_t k = cand_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < k) k = static_cast<size_t>(params_.top_k);
-  std::partial_sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(k), cand_.end(), by_logit);
-  cand_.resize(k);
+  if (!ranked) {
+    const size_t k = top_k > 0 ? std::min(top_k, cand_.size()) : cand_.size();
+    std::partial_sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(k), cand_.end(), ByLogit);
+    cand_.resize(k);
+  }
 
   if (params_.top_p < 1.0f) {
     SoftmaxSorted(cand_, 1.0f);

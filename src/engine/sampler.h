@@ -7,7 +7,10 @@
 //
 // With a grammar (structured output), the chain runs over the tokens the
 // grammar allows next, and nothing else: the distribution is the model's
-// restricted to them, then filtered as above.
+// restricted to them, then filtered as above. With top-k (or greedy) in a
+// grammar state met for the first time, the best tokens are asked about one
+// by one instead of computing the state's whole mask (the same tokens come
+// out, cheaper).
 //
 // Thread-safety: not thread-safe; one sampler per sequence.
 #pragma once
@@ -65,14 +68,25 @@ class Sampler {
     float logit;
     float p;
   };
+  // Refusals BestAllowed takes before leaving the work to the grammar's mask.
+  static constexpr size_t kMaxRefusals = 256;
+
   void ApplyPenalty(std::vector<Candidate>& c) const;
   static void SoftmaxSorted(std::vector<Candidate>& c, float temperature);
+  // Logit descending, then id ascending.
+  static bool ByLogit(const Candidate& a, const Candidate& b);
+  // cand_ = the best k tokens (after the penalty) the grammar allows, best
+  // first (fewer if fewer are allowed), found by ranking the vocabulary a
+  // slice at a time and asking the grammar about each token. False (cand_
+  // then undefined) after kMaxRefusals refused tokens or an overflow.
+  bool BestAllowed(const float* logits, int32_t n_vocab, size_t k);
 
   SamplerParams params_;
   std::unique_ptr<grammar::GrammarMatcher> grammar_;
   Rng rng_;
   std::deque<int32_t> history_;  // last repeat_last_n accepted tokens
-  std::vector<Candidate> cand_;  // scratch [n_vocab]
+  std::vector<Candidate> cand_;    // scratch [n_vocab]
+  std::vector<Candidate> picked_;  // scratch of BestAllowed
 };
 
 }  // namespace strata

@@ -33,6 +33,7 @@ GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> grammar, std::shar
     ++a;
   }
   current_ = Intern(std::move(stacks), {});
+  states_[current_].visits = 1;
 }
 
 uint32_t GrammarMatcher::PushFrame(uint32_t parent, uint32_t pos) {
@@ -91,6 +92,10 @@ int32_t GrammarMatcher::Intern(std::vector<uint32_t> stacks, Partial partial) {
   if (inserted) {
     stack_entries_ += stacks.size();
     State s;
+    for (const uint32_t x : stacks) {
+      const ElementKind k = x == kEmptyStack ? ElementKind::kEnd : grammar_->elements[frames_[x].pos].kind;
+      s.token_tops |= k == ElementKind::kToken || k == ElementKind::kNotToken;
+    }
     s.stacks = std::move(stacks);
     s.partial = partial;
     states_.push_back(std::move(s));
@@ -169,7 +174,8 @@ int32_t GrammarMatcher::AfterCodePoint(int32_t s, uint32_t cp) {
 
 void GrammarMatcher::AfterTokenElement(int32_t s, int32_t token, std::vector<uint32_t>* out) {
   const Grammar& g = *grammar_;
-  if (states_[s].partial.remaining != 0) return;  // a token element starts on a character boundary
+  // A token element starts on a character boundary.
+  if (!states_[s].token_tops || states_[s].partial.remaining != 0) return;
   const std::vector<uint32_t> stacks = states_[s].stacks;
   for (const uint32_t x : stacks) {
     if (x == kEmptyStack) continue;
@@ -236,10 +242,7 @@ std::span<const uint64_t> GrammarMatcher::AllowedTokens() {
   return {masks_.data() + states_[current_].mask, words_};
 }
 
-bool GrammarMatcher::Accept(int32_t token) {
-  if (token < 0 || token >= trie_->n_vocab()) return false;
-  MaybeReset();
-  if (trie_->is_eog(token)) return CanEnd();
+int32_t GrammarMatcher::StateAfter(int32_t token) {
   int32_t s = kDead;
   const std::string& piece = trie_->piece(token);
   if (!piece.empty()) {
@@ -257,8 +260,23 @@ bool GrammarMatcher::Accept(int32_t token) {
     if (s != kDead) by_element.insert(by_element.end(), states_[s].stacks.begin(), states_[s].stacks.end());
     s = Intern(std::move(by_element), {});
   }
+  return s;
+}
+
+bool GrammarMatcher::Allows(int32_t token) {
+  if (token < 0 || token >= trie_->n_vocab()) return false;
+  if (trie_->is_eog(token)) return CanEnd();
+  return StateAfter(token) != kDead;
+}
+
+bool GrammarMatcher::Accept(int32_t token) {
+  if (token < 0 || token >= trie_->n_vocab()) return false;
+  MaybeReset();
+  if (trie_->is_eog(token)) return CanEnd();
+  const int32_t s = StateAfter(token);
   if (s == kDead) return false;
   current_ = s;
+  ++states_[s].visits;
   return true;
 }
 
@@ -289,6 +307,7 @@ void GrammarMatcher::MaybeReset() {
     ids.push_back(x);
   }
   current_ = Intern(std::move(ids), partial);
+  states_[current_].visits = 1;
 }
 
 }  // namespace strata::grammar

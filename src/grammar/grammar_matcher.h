@@ -50,6 +50,15 @@ class GrammarMatcher {
   // Bit t % 64 of word t / 64 is set iff token t may come next:
   // [ceil(n_vocab / 64)], valid until the next call.
   std::span<const uint64_t> AllowedTokens();
+  // Whether token may come next (what AllowedTokens says of it, without
+  // computing the rest of the mask).
+  bool Allows(int32_t token);
+  // AllowedTokens of the current state is computed already (a lookup).
+  bool HasAllowedTokens() const { return states_[current_].mask >= 0; }
+  // The current state was reached before in this generation: its mask is
+  // likely to be asked for again (every character inside a JSON string is
+  // one state), so computing it once pays.
+  bool Revisited() const { return states_[current_].visits > 1; }
   // Moves past token; false (and no change) if the grammar does not allow
   // it. An end-of-generation token is accepted iff the grammar can end.
   bool Accept(int32_t token);
@@ -82,6 +91,8 @@ class GrammarMatcher {
     Partial partial;
     int64_t next = -1;             // offset of its 256 successors in next_ (-1: none computed)
     int64_t mask = -1;             // offset of its allowed-token bits in masks_ (-1: not computed)
+    uint32_t visits = 0;           // times the generation has been in it
+    bool token_tops = false;       // some stack has a token element on top
   };
   static constexpr int32_t kDead = 0;      // the state with no stacks: nothing more matches
   static constexpr int32_t kUnknown = -1;  // a successor not computed yet
@@ -98,6 +109,8 @@ class GrammarMatcher {
   int32_t ComputeNext(int32_t s, uint8_t b);
   // The state after code point cp from the stacks of state s.
   int32_t AfterCodePoint(int32_t s, uint32_t cp);
+  // The state after token from the current state (kDead if refused). REQUIRES: token is no end of generation.
+  int32_t StateAfter(int32_t token);
   // Stacks of state s whose top is a token element matching token, advanced past it.
   void AfterTokenElement(int32_t s, int32_t token, std::vector<uint32_t>* out);
   void ComputeMask(int32_t s, uint64_t* mask);
