@@ -21,6 +21,12 @@
 //   generate -m MODEL -p PROMPT -n N [--threads N]
 //       Greedy generation (argmax): prints the N generated pieces as text,
 //       stopping early at an end-of-generation token.
+//   grammar -m MODEL -g GRAMMAR_FILE [-t ID,ID,...]
+//       llama.cpp's grammar sampler (llama_sampler_init_grammar, root "root")
+//       over the model's vocabulary: prints {"parsed": false} if the grammar
+//       is refused; else {"parsed": true}, then for each prefix of the tokens
+//       (the empty one first) a JSON array of the token ids the grammar
+//       allows next, accepting the next token only while it is allowed.
 //
 // --threads defaults to 1: the test models are tiny, and ggml's spinning
 // thread sync is slow on a machine whose cores are busy with other work.
@@ -70,7 +76,7 @@ static void load_backends(void) {
 }
 
 typedef struct {
-    const char *model, *tokens, *out, *text, *prompt, *output_type;
+    const char *model, *tokens, *out, *text, *prompt, *output_type, *grammar;
     const char *kv;
     int threads, n_ctx, chunks, n_gen;
 } options;
@@ -99,6 +105,7 @@ static void parse_options(int argc, char **argv, int first, options *o) {
         else if (!strcmp(a, "--threads")) o->threads = parse_int(v, "--threads");
         else if (!strcmp(a, "--kv")) o->kv = v;
         else if (!strcmp(a, "--output-type")) o->output_type = v;
+        else if (!strcmp(a, "-g")) o->grammar = v;
         else die("unknown option %s", a);
     }
 }
@@ -133,19 +140,27 @@ static struct llama_context *new_context(struct llama_model *m, const options *o
     return c;
 }
 
-static int cmd_logits(const options *o) {
-    if (!o->tokens || !o->out) die("logits needs -t TOKENS and -o OUT");
-    int cap = 16, n = 0;
+// The comma-separated token ids of list (NULL: none); *n receives the count.
+static llama_token *parse_token_list(const char *list, int *n) {
+    int cap = 16;
     llama_token *toks = malloc(sizeof(llama_token) * (size_t)cap);
-    for (const char *p = o->tokens; *p;) {
+    *n = 0;
+    for (const char *p = list ? list : ""; *p;) {
         char *end = NULL;
         long v = strtol(p, &end, 10);
-        if (end == p) die("invalid token list '%s'", o->tokens);
-        if (n == cap) toks = realloc(toks, sizeof(llama_token) * (size_t)(cap *= 2));
-        toks[n++] = (llama_token)v;
+        if (end == p) die("invalid token list '%s'", list);
+        if (*n == cap) toks = realloc(toks, sizeof(llama_token) * (size_t)(cap *= 2));
+        toks[(*n)++] = (llama_token)v;
         p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') die("invalid token list '%s'", o->tokens);
+        if (*end && *end != ',') die("invalid token list '%s'", list);
     }
+    return toks;
+}
+
+static int cmd_logits(const options *o) {
+    if (!o->tokens || !o->out) die("logits needs -t TOKENS and -o OUT");
+    int n = 0;
+    llama_token *toks = parse_token_list(o->tokens, &n);
     if (n == 0) die("no tokens");
     struct llama_model *m = load_model(o);
     const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
@@ -323,8 +338,47 @@ static int cmd_generate(const options *o) {
     return 0;
 }
 
+static int cmd_grammar(const options *o) {
+    if (!o->grammar) die("grammar needs -g GRAMMAR_FILE");
+    int n = 0;
+    llama_token *toks = parse_token_list(o->tokens, &n);
+    char *text = read_file(o->grammar);
+    struct llama_model *m = load_model(o);
+    const struct llama_vocab *v = llama_model_get_vocab(m);
+    const int n_vocab = llama_vocab_n_tokens(v);
+    struct llama_sampler *g = llama_sampler_init_grammar(v, text, "root");
+    if (!g) {
+        printf("{\"parsed\": false}\n");
+        return 0;
+    }
+    printf("{\"parsed\": true}\n");
+    llama_token_data *cand = malloc(sizeof(llama_token_data) * (size_t)n_vocab);
+    for (int step = 0; step <= n; ++step) {
+        for (int t = 0; t < n_vocab; ++t) cand[t] = (llama_token_data){t, 0.0f, 0.0f};
+        llama_token_data_array arr = {cand, (size_t)n_vocab, -1, false};
+        llama_sampler_apply(g, &arr);
+        int allowed_next = 0;
+        printf("[");
+        for (size_t i = 0, first = 1; i < arr.size; ++i) {
+            if (isinf(arr.data[i].logit)) continue;
+            printf(first ? "%d" : ",%d", arr.data[i].id);
+            first = 0;
+            if (step < n && arr.data[i].id == toks[step]) allowed_next = 1;
+        }
+        printf("]\n");
+        if (step == n || !allowed_next) break;
+        llama_sampler_accept(g, toks[step]);
+    }
+    llama_sampler_free(g);
+    llama_model_free(m);
+    free(cand);
+    free(text);
+    free(toks);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) die("usage: llamacpp_conformance logits|quantize|perplexity|generate ...");
+    if (argc < 2) die("usage: llamacpp_conformance logits|quantize|perplexity|generate|grammar ...");
     load_backends();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "quantize")) return cmd_quantize(argc, argv);
@@ -334,6 +388,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "logits")) return cmd_logits(&o);
     if (!strcmp(cmd, "perplexity")) return cmd_perplexity(&o);
     if (!strcmp(cmd, "generate")) return cmd_generate(&o);
+    if (!strcmp(cmd, "grammar")) return cmd_grammar(&o);
     die("unknown command '%s'", cmd);
     return 1;
 }

@@ -16,8 +16,10 @@ std::shared_ptr<const TokenTrie> TokenTrie::Build(const Vocab& vocab) {
       trie->is_eog_[static_cast<size_t>(id)] = true;
       continue;
     }
-    trie->pieces_[static_cast<size_t>(id)] = vocab.TokenToPiece(id);
-    if (!trie->pieces_[static_cast<size_t>(id)].empty()) text.push_back(id);
+    std::string piece = vocab.TokenToPiece(id);
+    if (piece.empty() || piece.find('\0') != std::string::npos) continue;
+    trie->pieces_[static_cast<size_t>(id)] = std::move(piece);
+    text.push_back(id);
   }
   const auto& pieces = trie->pieces_;
   std::sort(text.begin(), text.end(), [&](int32_t a, int32_t b) {

@@ -3,8 +3,9 @@
 // token a grammar state allows in one pass, skipping a whole subtree (every
 // token sharing a refused prefix) at once.
 //
-// Text tokens are those whose piece (Vocab::TokenToPiece) is non-empty and
-// that do not end generation; control tokens render as nothing and are
+// Text tokens are those whose piece (Vocab::TokenToPiece) is non-empty,
+// holds no NUL byte (llama.cpp refuses those too: no grammar writes a NUL)
+// and that do not end generation; control tokens render as nothing and are
 // reachable only through a grammar's token references (<[id]>), and
 // end-of-generation tokens are allowed exactly when the grammar can end.
 //
