@@ -1,5 +1,6 @@
 // `strata serve` through the official openai client: completions, chat,
-// streaming of both, usage, errors, and greedy equality with `strata run`.
+// streaming of both, usage, errors, greedy equality with `strata run`, and
+// structured output (response_format json_schema).
 // Started by run.sh, which provides:
 //   STRATA_E2E_BASE_URL  http://127.0.0.1:PORT/v1 of a running `strata serve`
 //   STRATA_E2E_API_KEY   the key it was started with
@@ -135,4 +136,66 @@ test('a wrong key is an AuthenticationError', async () => {
 test('an invalid parameter is a BadRequestError naming it', async () => {
   await assert.rejects(client.completions.create({ model: 'any', prompt: 'x', temperature: 7 }),
     (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'temperature');
+});
+
+// Structured output: what the client's response_format asks for.
+const PERSON = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 20 },
+    age: { type: 'integer', minimum: 0, maximum: 120 },
+    mood: { enum: ['happy', 'sad'] },
+    tags: { type: 'array', items: { type: 'string', maxLength: 8 }, maxItems: 3 },
+  },
+  required: ['name', 'age', 'mood'],
+  additionalProperties: false,
+};
+
+function assertPerson(text) {
+  const v = JSON.parse(text);
+  assert.deepEqual(Object.keys(v).filter((k) => !['name', 'age', 'mood', 'tags'].includes(k)), []);
+  assert.equal(typeof v.name, 'string');
+  assert.ok(v.name.length <= 20);
+  assert.ok(Number.isInteger(v.age) && v.age >= 0 && v.age <= 120, text);
+  assert.ok(['happy', 'sad'].includes(v.mood), text);
+  if (v.tags !== undefined) {
+    assert.ok(Array.isArray(v.tags) && v.tags.length <= 3, text);
+    for (const t of v.tags) assert.ok(typeof t === 'string' && t.length <= 8, text);
+  }
+}
+
+test('response_format json_schema: every sampled chat answer is a valid object', async () => {
+  let finished = 0;
+  for (let seed = 0; seed < 6; seed++) {
+    const r = await client.chat.completions.create({
+      model: 'any', messages: [{ role: 'user', content: 'Describe a person.' }], temperature: 1, seed, max_tokens: 300,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON, strict: true } },
+    });
+    if (r.choices[0].finish_reason !== 'stop') continue;
+    finished++;
+    assertPerson(r.choices[0].message.content);
+  }
+  assert.ok(finished >= 4, `${finished} of 6 finished`);
+});
+
+test('response_format json_schema streamed equals the whole answer', async () => {
+  const params = {
+    model: 'any', messages: [{ role: 'user', content: 'Hi' }], temperature: 1, seed: 3, max_tokens: 300,
+    response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON } },
+  };
+  const whole = await client.chat.completions.create(params);
+  let text = '';
+  for await (const chunk of await client.chat.completions.create({ ...params, stream: true })) {
+    text += chunk.choices[0]?.delta?.content ?? '';
+  }
+  assert.equal(text, whole.choices[0].message.content);
+  if (whole.choices[0].finish_reason === 'stop') assertPerson(text);
+});
+
+test('an unsupported schema keyword is a BadRequestError naming response_format', async () => {
+  await assert.rejects(client.chat.completions.create({
+    model: 'any', messages: [{ role: 'user', content: 'x' }],
+    response_format: { type: 'json_schema', json_schema: { name: 's', schema: { type: 'array', uniqueItems: true } } },
+  }), (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'response_format' &&
+    e.message.includes('uniqueItems'));
 });
