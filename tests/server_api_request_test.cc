@@ -252,8 +252,21 @@ TEST(ApiRequestTest, MalformedToolsAreRejected) {
   EXPECT_EQ(param, "tools[0].function");
   ParseError(Endpoint::kChat, "{" + user + R"(, "tool_choice": "required"})", &param);
   EXPECT_EQ(param, "tool_choice");
-  ParseError(Endpoint::kChat, "{" + user + R"(, "parallel_tool_calls": false})", &param);
+  ParseError(Endpoint::kChat, "{" + user + R"(, "parallel_tool_calls": "no"})", &param);
   EXPECT_EQ(param, "parallel_tool_calls");
+  const std::string tools = R"("tools": [{"type": "function", "function": {"name": "f"}}])";
+  EXPECT_EQ(ParseError(Endpoint::kChat, "{" + user + ", " + tools +
+                                            R"(, "tool_choice": {"type": "function", "function": {"name": "g"}}})",
+                       &param),
+            "'tool_choice' names 'g', which is not in 'tools'");
+  EXPECT_EQ(param, "tool_choice");
+  ParseError(Endpoint::kChat, "{" + user + ", " + tools + R"(, "tool_choice": {"type": "function"}})", &param);
+  EXPECT_EQ(param, "tool_choice");
+  ParseError(Endpoint::kChat, "{" + user + ", " + tools + R"(, "tool_choice": "sometimes"})", &param);
+  EXPECT_EQ(param, "tool_choice");
+  ParseError(Endpoint::kChat, "{" + user + R"(, "tools": [{"type": "function", "function": {"name": "f", "parameters": 3}}]})",
+             &param);
+  EXPECT_EQ(param, "tools[0].function.parameters");
   ParseError(Endpoint::kChat, "{" + user + R"(, "chat_template_kwargs": [1]})", &param);
   EXPECT_EQ(param, "chat_template_kwargs");
   ParseError(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x", "tool_calls": []}]})", &param);

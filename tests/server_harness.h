@@ -24,14 +24,17 @@ inline std::string StoriesModelPath() { return SharedPath("models/stories260K.gg
 
 class ServerHarness {
  public:
+  // chat_template: a built-in renderer's name; jinja_template: a Jinja
+  // template's source (wins if given); neither: the model's (plain).
   explicit ServerHarness(server::ServerOptions options = {}, EngineParams engine_params = DefaultEngineParams(),
-                         const std::string& chat_template = "") {
+                         const std::string& chat_template = "", const std::string& jinja_template = "") {
     ModelLoadOptions mo;
     mo.path = StoriesModelPath();
     Status s = Model::Load(Env::Default(), mo, &model_);
     if (s.ok()) s = Engine::Create(*model_, engine_params, &engine_);
     server::ChatTemplate tmpl;
     if (s.ok() && !chat_template.empty()) s = server::ChatTemplate::FromName(chat_template, "", "", &tmpl);
+    if (s.ok() && !jinja_template.empty()) s = server::ChatTemplate::FromJinja(jinja_template, "", "", "", &tmpl);
     options.host = "127.0.0.1";
     options.port = 0;
     if (s.ok()) s = server::Server::Create(engine_.get(), tmpl, options, &server_);

@@ -23,8 +23,8 @@ constexpr uint32_t kMaxCount = 2000;                    // GBNF's largest repeti
 constexpr int64_t kMaxInteger = 9999999999999999;       // 16 digits
 
 // Rules the schema's rules are built from (llama.cpp's primitives), added
-// with their dependencies on first use. Generated rules are named root-... or
-// ref-..., so they never collide with these.
+// with their dependencies on first use. Generated rules are named after the
+// caller's name (root-..., tool-...) or ref-..., never like these.
 struct Builtin {
   const char* name;
   const char* body;
@@ -128,15 +128,10 @@ struct KeyTrie {
 
 class Converter {
  public:
-  explicit Converter(const json& root) : root_(root) {}
+  Converter(const json& root, GbnfRules* rules) : root_(root), rules_(*rules) {}
 
-  Status Run(std::string* gbnf) {
-    std::string expr;
-    STRATA_RETURN_IF_ERROR(Visit(root_, "#", "root", 0, &expr));
-    if (expr != "root") rules_.Add("root", expr);
-    *gbnf = rules_.Text();
-    return Status::Ok();
-  }
+  // The expression for the whole schema; its rules are named name, name-...
+  Status Convert(const std::string& name, std::string* expr) { return Visit(root_, "#", name, 0, expr); }
 
  private:
   static Status Fail(const std::string& path, const std::string& what) {
@@ -144,6 +139,7 @@ class Converter {
   }
 
   // A built-in rule by name, added (with what it needs) on first use.
+ public:
   std::string Use(const std::string& name) {
     if (rules_.Has(name)) return name;
     for (const Builtin& b : kBuiltins) {
@@ -154,6 +150,7 @@ class Converter {
     return name;
   }
 
+ private:
   static const json* Get(const json& s, const char* key) {
     const auto it = s.find(key);
     return it == s.end() ? nullptr : &*it;
@@ -594,14 +591,30 @@ class Converter {
   }
 
   const json& root_;
-  GbnfRules rules_;
+  GbnfRules& rules_;
   std::map<std::string, std::string> refs_;  // $ref -> its rule
 };
 
 }  // namespace
 
 Status JsonSchemaGrammar(const nlohmann::ordered_json& schema, std::string* gbnf) {
-  return Converter(schema).Run(gbnf);
+  GbnfRules rules;
+  std::string expr;
+  STRATA_RETURN_IF_ERROR(Converter(schema, &rules).Convert("root", &expr));
+  if (expr != "root") rules.Add("root", expr);
+  *gbnf = rules.Text();
+  return Status::Ok();
+}
+
+Status JsonSchemaRules(const nlohmann::ordered_json& schema, const std::string& name, GbnfRules* rules,
+                       std::string* expr) {
+  return Converter(schema, rules).Convert(name, expr);
+}
+
+std::string JsonPrimitive(const std::string& name, GbnfRules* rules) {
+  json any = json::object();
+  Converter c(any, rules);
+  return c.Use(name);
 }
 
 std::string JsonObjectGrammar() {

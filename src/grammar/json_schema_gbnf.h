@@ -40,12 +40,25 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "grammar/gbnf_text.h"
 
 namespace strata::grammar {
 
 inline constexpr int kMaxSchemaDepth = 64;
 
 [[nodiscard]] Status JsonSchemaGrammar(const nlohmann::ordered_json& schema, std::string* gbnf);
+
+// The schema as rules added to *rules (named name, name-..., and the shared
+// primitives), for a grammar that embeds several schemas; *expr matches a
+// valid value. REQUIRES: name is none of the primitives' names (space,
+// value, string, ...) nor starts with "ref-".
+[[nodiscard]] Status JsonSchemaRules(const nlohmann::ordered_json& schema, const std::string& name, GbnfRules* rules,
+                                     std::string* expr);
+
+// Adds llama.cpp's primitive rule `name` (space, value, object, array,
+// string, char, number, integer, boolean, null) and what it needs to
+// *rules; returns name.
+std::string JsonPrimitive(const std::string& name, GbnfRules* rules);
 
 // Any JSON object (response_format {"type": "json_object"}).
 std::string JsonObjectGrammar();

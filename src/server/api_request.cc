@@ -291,8 +291,10 @@ Status ParseMessage(const Fields& f, const json& m, size_t i, json* out) {
 }
 
 // tools: OpenAI function tools, each {"type": "function", "function":
-// {"name": ..., ...}}; tool_choice "auto" (default) or "none".
-Status ParseTools(const Fields& f, ChatConversation* chat) {
+// {"name": ..., ...}}; tool_choice "auto" (default), "none", "required" or
+// {"type": "function", "function": {"name": ...}}; parallel_tool_calls.
+Status ParseTools(const Fields& f, ChatConversation* chat, ToolChoice* choice, std::string* tool_name,
+                  bool* parallel) {
   if (const json* v = f.Get("functions"); v != nullptr && !(v->is_array() && v->empty()))
     return f.Fail("functions", "'functions' (deprecated) is not supported; use 'tools'");
   const json* tools = f.Get("tools");
@@ -306,21 +308,42 @@ Status ParseTools(const Fields& f, ChatConversation* chat) {
       const auto fn = t.find("function");
       if (fn == t.end() || !fn->is_object() || !fn->contains("name") || !(*fn)["name"].is_string())
         return f.Fail(param + ".function", "a function tool needs a 'function' object with a string 'name'");
+      if (const auto p = fn->find("parameters"); p != fn->end() && !p->is_null() && !p->is_object() && !p->is_boolean())
+        return f.Fail(param + ".function.parameters", "'parameters' must be a JSON schema");
     }
     if (!tools->empty()) chat->tools = *tools;
   }
-  if (const json* choice = f.Get("tool_choice")) {
-    if (*choice == "none") {
-      chat->tools = nullptr;  // the model is not to call tools: it does not see them
-    } else if (*choice != "auto") {
-      return f.Fail("tool_choice", "only 'tool_choice' \"auto\" and \"none\" are supported");
+  *choice = ToolChoice::kAuto;
+  if (const json* c = f.Get("tool_choice")) {
+    if (*c == "none") {
+      *choice = ToolChoice::kNone;
+    } else if (*c == "required") {
+      *choice = ToolChoice::kRequired;
+    } else if (c->is_object()) {
+      const auto fn = c->find("function");
+      if (c->value("type", json()) != "function" || fn == c->end() || !fn->is_object() ||
+          !fn->contains("name") || !(*fn)["name"].is_string())
+        return f.Fail("tool_choice", "a named 'tool_choice' is {\"type\": \"function\", \"function\": {\"name\": ...}}");
+      *choice = ToolChoice::kFunction;
+      *tool_name = (*fn)["name"].get<std::string>();
+    } else if (*c != "auto") {
+      return f.Fail("tool_choice", "'tool_choice' is \"auto\", \"none\", \"required\" or a named function");
     }
   }
-  return f.Neutral("parallel_tool_calls", true, "true");
+  if (*choice == ToolChoice::kNone) chat->tools = nullptr;  // the model is not to call tools: it does not see them
+  if ((*choice == ToolChoice::kRequired || *choice == ToolChoice::kFunction) && chat->tools.is_null())
+    return f.Fail("tool_choice", "'tool_choice' asks for a tool call but the request has no 'tools'");
+  if (*choice == ToolChoice::kFunction) {
+    bool known = false;
+    for (const json& t : chat->tools) known |= t["function"]["name"] == *tool_name;
+    if (!known) return f.Fail("tool_choice", fmt::format("'tool_choice' names '{}', which is not in 'tools'", *tool_name));
+  }
+  return f.Bool("parallel_tool_calls", parallel);
 }
 
 // messages, tools, tool_choice, parallel_tool_calls, chat_template_kwargs.
-Status ParseConversation(const Fields& f, ChatConversation* out) {
+Status ParseConversation(const Fields& f, ChatConversation* out, ToolChoice* choice, std::string* tool_name,
+                         bool* parallel) {
   const json* messages = f.Get("messages");
   if (messages == nullptr) return f.Fail("messages", "'messages' is required");
   if (!messages->is_array() || messages->empty()) return f.Fail("messages", "'messages' must be a non-empty array");
@@ -329,7 +352,7 @@ Status ParseConversation(const Fields& f, ChatConversation* out) {
     STRATA_RETURN_IF_ERROR(ParseMessage(f, (*messages)[i], i, &m));
     out->messages.push_back(std::move(m));
   }
-  STRATA_RETURN_IF_ERROR(ParseTools(f, out));
+  STRATA_RETURN_IF_ERROR(ParseTools(f, out, choice, tool_name, parallel));
   if (const json* kwargs = f.Get("chat_template_kwargs")) {
     if (!kwargs->is_object()) return f.Fail("chat_template_kwargs", "'chat_template_kwargs' must be an object");
     out->variables = *kwargs;
@@ -338,7 +361,8 @@ Status ParseConversation(const Fields& f, ChatConversation* out) {
 }
 
 Status ParseChatFields(const Fields& f, ApiRequest* out) {
-  STRATA_RETURN_IF_ERROR(ParseConversation(f, &out->chat));
+  STRATA_RETURN_IF_ERROR(
+      ParseConversation(f, &out->chat, &out->tool_choice, &out->tool_name, &out->parallel_tool_calls));
   bool logprobs = false;
   STRATA_RETURN_IF_ERROR(f.Bool("logprobs", &logprobs));
   int64_t top = 0;
@@ -468,7 +492,10 @@ Status ParseChatConversation(std::string_view body, ChatConversation* out, std::
   json doc;
   STRATA_RETURN_IF_ERROR(ParseBody(body, &doc));
   *out = ChatConversation();
-  return ParseConversation(Fields(doc, bad_param), out);
+  ToolChoice choice;
+  std::string name;
+  bool parallel = true;
+  return ParseConversation(Fields(doc, bad_param), out, &choice, &name, &parallel);
 }
 
 Status ParseApiRequest(Endpoint endpoint, std::string_view body, const RequestLimits& limits, ApiRequest* out,

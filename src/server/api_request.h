@@ -24,13 +24,12 @@
 //          an assistant turn with tool_calls; other message fields such as
 //          tool_calls, tool_call_id and name are passed to the chat template
 //          as sent), tools (function tools, passed to the chat template),
-//          tool_choice ("auto", or "none" which withholds the tools),
-//          parallel_tool_calls (true only), chat_template_kwargs (extra
-//          template variables, as llama.cpp's server takes them),
-//          max_completion_tokens (wins over max_tokens), logprobs (bool),
-//          top_logprobs (0..kMaxLogprobs, requires logprobs). The model's
-//          tool calls come back as the text it writes: strata does not parse
-//          them into tool_calls.
+//          tool_choice ("auto", "none" which withholds the tools,
+//          "required", or a named function: the server then constrains the
+//          output to calls, server/tool_calls.h), parallel_tool_calls,
+//          chat_template_kwargs (extra template variables, as llama.cpp's
+//          server takes them), max_completion_tokens (wins over max_tokens),
+//          logprobs (bool), top_logprobs (0..kMaxLogprobs, requires logprobs).
 //
 // Thread-safety: pure functions of their arguments.
 #pragma once
@@ -60,6 +59,8 @@ struct PromptInput {
   std::vector<int32_t> ids;
 };
 
+enum class ToolChoice { kAuto, kNone, kRequired, kFunction };
+
 struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;                  // as sent; "" if absent
@@ -85,6 +86,9 @@ struct ApiRequest {
                                       // logprobs, the prompt's tokens are scored too)
   // Top-level fields strata does not know (ignored, as OpenAI does; the server logs them).
   std::vector<std::string> unknown_fields;
+  ToolChoice tool_choice = ToolChoice::kAuto;  // chat with tools
+  std::string tool_name;              // kFunction: the function to call
+  bool parallel_tool_calls = true;    // kRequired: more than one call may come
   std::string grammar;                // structured output as GBNF ("" none)
   std::string grammar_param;          // the field it came from (for errors)
 };

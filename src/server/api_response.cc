@@ -1,5 +1,7 @@
 #include "server/api_response.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <limits>
 
@@ -46,6 +48,20 @@ json ResponseBuilder::Choice(json body, const json& logprobs, const json& finish
   return body;
 }
 
+void ResponseBuilder::Tools(ToolCallFormat f) { tools_.emplace(f); }
+
+json ResponseBuilder::ToolCallsJson(const std::vector<ToolCall>& calls) const {
+  json a = json::array();
+  const std::string tail = identity_.id.substr(identity_.id.find('-') + 1);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    a.push_back({{"index", i},
+                 {"id", fmt::format("call_{}_{}_{}", tail, index_, i)},
+                 {"type", "function"},
+                 {"function", {{"name", calls[i].name}, {"arguments", calls[i].arguments}}}});
+  }
+  return a;
+}
+
 void ResponseBuilder::Echo(std::string prompt_text, int32_t first_token) {
   echo_ = true;
   echo_text_ = std::move(prompt_text);
@@ -88,6 +104,13 @@ json ResponseBuilder::WholeChoice(const std::string& text, const std::vector<Tok
   } else {
     lp = Logprobs(logprobs);
   }
+  std::string content;
+  std::vector<ToolCall> calls;
+  if (tools_ && reason == FinishReason::kStop && ParseToolCalls(tools_->format(), text, &content, &calls)) {
+    json message = {{"role", "assistant"}, {"content", content.empty() ? json(nullptr) : json(content)},
+                    {"tool_calls", ToolCallsJson(calls)}};
+    return Choice({{"message", std::move(message)}}, lp, "tool_calls");
+  }
   json body = endpoint_ == Endpoint::kCompletions
                   ? json{{"text", echo_ ? echo_text_ + text : text}}
                   : json{{"message", {{"role", "assistant"}, {"content", text}}}};
@@ -110,17 +133,45 @@ json ResponseBuilder::First() const {
 }
 
 json ResponseBuilder::Delta(const std::string& text, const std::vector<TokenLogprob>& logprobs) {
+  if (tools_) {
+    // Send only what certainly is no tool call; its logprobs go with it.
+    held_logprobs_.insert(held_logprobs_.end(), logprobs.begin(), logprobs.end());
+    const std::string sendable = tools_->Push(text);
+    if (sendable.empty()) return nullptr;
+    json j = Envelope(true);
+    j["choices"] = json::array({Choice({{"delta", {{"content", sendable}}}}, Logprobs(held_logprobs_), nullptr)});
+    held_logprobs_.clear();
+    return j;
+  }
   json j = Envelope(true);
   json body = endpoint_ == Endpoint::kCompletions ? json{{"text", text}} : json{{"delta", {{"content", text}}}};
   j["choices"] = json::array({Choice(std::move(body), Logprobs(logprobs), nullptr)});
   return j;
 }
 
-json ResponseBuilder::Finish(FinishReason reason) const {
-  json j = Envelope(true);
+std::vector<json> ResponseBuilder::Finish(FinishReason reason) {
+  std::vector<json> chunks;
+  auto chunk = [&](json body, json logprobs, json finish) {
+    json j = Envelope(true);
+    j["choices"] = json::array({Choice(std::move(body), logprobs, finish)});
+    chunks.push_back(std::move(j));
+  };
+  json finish = FinishReasonName(reason);
+  if (tools_) {
+    std::string content;
+    std::vector<ToolCall> calls;
+    if (reason == FinishReason::kStop && ParseToolCalls(tools_->format(), tools_->held(), &content, &calls)) {
+      if (!content.empty()) chunk({{"delta", {{"content", content}}}}, nullptr, nullptr);
+      chunk({{"delta", {{"tool_calls", ToolCallsJson(calls)}}}}, Logprobs(held_logprobs_), nullptr);
+      finish = "tool_calls";
+    } else if (!tools_->held().empty() || !held_logprobs_.empty()) {
+      chunk({{"delta", {{"content", tools_->held()}}}}, Logprobs(held_logprobs_), nullptr);
+    }
+    held_logprobs_.clear();
+  }
   json body = endpoint_ == Endpoint::kCompletions ? json{{"text", ""}} : json{{"delta", json::object()}};
-  j["choices"] = json::array({Choice(std::move(body), nullptr, FinishReasonName(reason))});
-  return j;
+  chunk(std::move(body), nullptr, finish);
+  return chunks;
 }
 
 json ResponseBuilder::UsageChunk(const Usage& usage) const {

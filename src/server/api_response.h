@@ -9,7 +9,10 @@
 //   chat:        "chat.completion" / "chat.completion.chunk" objects,
 //                choices[i].message / .delta, and with logprobs
 //                choices[i].logprobs.content[] = {token, logprob, bytes,
-//                top_logprobs[]}.
+//                top_logprobs[]}; with tools (Tools()), calls the model
+//                wrote become message.tool_calls (finish_reason
+//                "tool_calls") — streamed: content is sent until a call may
+//                begin, the calls come in one delta.tool_calls chunk at the end.
 // Token texts that are not valid UTF-8 on their own (a byte of a multi-byte
 // character) render as U+FFFD in "token"; chat's "bytes" keeps them exact.
 //
@@ -17,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +28,7 @@
 
 #include "engine/engine.h"
 #include "server/api_request.h"
+#include "server/tool_calls.h"
 #include "vocab/vocab.h"
 
 namespace strata::server {
@@ -46,6 +51,9 @@ class ResponseBuilder {
   ResponseBuilder(const ApiRequest& request, ResponseIdentity identity, const Vocab& vocab, size_t prompt_bytes,
                   int32_t index);
 
+  // Chat with tools: read calls out of the text in format f.
+  void Tools(ToolCallFormat f);
+
   // echo: true (completions). The response text starts with prompt_text;
   // with logprobs, the prompt's tokens come first: first_token (not scored:
   // null logprob) then the engine's prompt_logprobs.
@@ -61,12 +69,13 @@ class ResponseBuilder {
   nlohmann::json EchoDelta(const std::vector<TokenLogprob>& prompt_logprobs);
 
   // stream: true. First (chat only: the assistant role announcement; nothing
-  // for completions), then Delta per piece of text, then Finish, then — if
-  // the client asked for it — UsageChunk.
+  // for completions), then Delta per piece of text (null: nothing to send
+  // yet, the text may be a tool call), then the Finish chunks, then — if the
+  // client asked for it — UsageChunk.
   bool HasFirst() const;
   nlohmann::json First() const;
   nlohmann::json Delta(const std::string& text, const std::vector<TokenLogprob>& logprobs);
-  nlohmann::json Finish(FinishReason reason) const;
+  std::vector<nlohmann::json> Finish(FinishReason reason);
   nlohmann::json UsageChunk(const Usage& usage) const;
 
   // "data: <json>\n\n"; invalid UTF-8 is replaced.
@@ -82,6 +91,8 @@ class ResponseBuilder {
   nlohmann::json Logprobs(const std::vector<TokenLogprob>& logprobs);
   nlohmann::json CompletionLogprobs(const std::vector<TokenLogprob>& logprobs);
   nlohmann::json ChatLogprobs(const std::vector<TokenLogprob>& logprobs) const;
+  // The tool_calls array of calls.
+  nlohmann::json ToolCallsJson(const std::vector<ToolCall>& calls) const;
   // The echoed prompt's tokens, for CompletionLogprobs (offsets from 0).
   std::vector<TokenLogprob> EchoTokens(const std::vector<TokenLogprob>& prompt_logprobs) const;
 
@@ -95,6 +106,8 @@ class ResponseBuilder {
   std::string echo_text_;
   int32_t echo_first_ = -1;
   size_t text_offset_;
+  std::optional<ToolCallStream> tools_;  // chat with tools
+  std::vector<TokenLogprob> held_logprobs_;  // stream: of text the tool-call stream holds
 };
 
 }  // namespace strata::server

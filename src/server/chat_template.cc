@@ -140,6 +140,7 @@ Status ChatTemplate::FromJinja(std::string_view source, std::string_view tool_us
       return Status::InvalidArgument("tool-use chat template " + s.message());
     t.jinja_tool_use_ = std::move(parsed);
   }
+  t.tool_source_ = std::string(tool_use_source.empty() ? source : tool_use_source);
   *out = std::move(t);
   return Status::Ok();
 }

@@ -94,6 +94,9 @@ class ChatTemplate {
   Kind kind() const { return kind_; }
   // The built-in renderer's name, or "jinja".
   std::string_view name() const;
+  // The Jinja source a conversation with tools renders with (the tool-use
+  // variant if there is one); "" for built-in renderers.
+  const std::string& tool_source() const { return tool_source_; }
 
  private:
   ChatTemplate(Kind kind, std::string_view bos_text, std::string_view eos_text);
@@ -114,6 +117,7 @@ class ChatTemplate {
   std::string eos_ = "</s>";
   std::string model_bos_, model_eos_;  // for Jinja: "" if the vocabulary has none
   std::shared_ptr<const jinja::Template> jinja_, jinja_tool_use_;
+  std::string tool_source_;
 };
 
 }  // namespace strata::server

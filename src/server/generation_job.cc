@@ -100,9 +100,12 @@ void GenerationJob::Take(Track& t, const TimedEvent& e, std::string* out) {
       *out += ResponseBuilder::Sse(t.builder.EchoDelta(e.event.prompt_logprobs));
       t.echo_sent = true;
     }
-    if (!e.event.text.empty() || !e.event.logprobs.empty())
-      *out += ResponseBuilder::Sse(t.builder.Delta(e.event.text, e.event.logprobs));
-    if (e.event.finished && Succeeded(e.event.reason)) *out += ResponseBuilder::Sse(t.builder.Finish(e.event.reason));
+    if (!e.event.text.empty() || !e.event.logprobs.empty()) {
+      const nlohmann::json delta = t.builder.Delta(e.event.text, e.event.logprobs);
+      if (!delta.is_null()) *out += ResponseBuilder::Sse(delta);
+    }
+    if (e.event.finished && Succeeded(e.event.reason))
+      for (const nlohmann::json& chunk : t.builder.Finish(e.event.reason)) *out += ResponseBuilder::Sse(chunk);
   } else {
     t.text += e.event.text;
     t.prompt_logprobs.insert(t.prompt_logprobs.end(), e.event.prompt_logprobs.begin(), e.event.prompt_logprobs.end());

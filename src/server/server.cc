@@ -10,6 +10,7 @@
 #include "grammar/gbnf_parser.h"
 #include "grammar/vocab_gbnf_options.h"
 #include "server/generation_job.h"
+#include "server/tool_calls.h"
 #include "server/prompt.h"
 #include "server/web_assets.h"
 
@@ -365,12 +366,32 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
 bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices,
                          ApiError* error) {
   const Vocab& vocab = engine_.model().vocab();
+  // Tools: the calls the model writes are read back out of its text; a
+  // required or named call is also what the grammar lets it write.
+  const bool tools = request.endpoint == Endpoint::kChat && !request.chat.tools.is_null();
+  const ToolCallFormat tool_format = DetectToolCallFormat(chat_template_.tool_source());
+  std::string gbnf = request.grammar, gbnf_param = request.grammar_param;
+  if (tools && (request.tool_choice == ToolChoice::kRequired || request.tool_choice == ToolChoice::kFunction)) {
+    if (!gbnf.empty()) {
+      *error = ApiError::InvalidRequest(
+          fmt::format("'tool_choice' asks for a tool call and '{}' constrains the output too; send one", gbnf_param),
+          "tool_choice");
+      return false;
+    }
+    if (Status s = ToolCallGrammar(tool_format, request.chat.tools, request.tool_name, request.parallel_tool_calls,
+                                   &gbnf);
+        !s.ok()) {
+      *error = ApiError::InvalidRequest(s.message(), "tools");
+      return false;
+    }
+    gbnf_param = "tools";
+  }
   std::shared_ptr<const grammar::Grammar> structured;  // shared by every choice
-  if (!request.grammar.empty()) {
+  if (!gbnf.empty()) {
     auto g = std::make_shared<grammar::Grammar>();
-    if (Status s = grammar::ParseGbnf(request.grammar, grammar::VocabGbnfOptions(vocab), g.get()); !s.ok()) {
-      const std::string what = request.grammar_param == "grammar" ? "grammar" : "the grammar of '" + request.grammar_param + "'";
-      *error = ApiError::InvalidRequest(what + ": " + s.message(), request.grammar_param);
+    if (Status s = grammar::ParseGbnf(gbnf, grammar::VocabGbnfOptions(vocab), g.get()); !s.ok()) {
+      const std::string what = gbnf_param == "grammar" ? "grammar" : "the grammar of '" + gbnf_param + "'";
+      *error = ApiError::InvalidRequest(what + ": " + s.message(), gbnf_param);
       return false;
     }
     structured = std::move(g);
@@ -397,6 +418,7 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
       // The n samples of one prompt draw from distinct seeds (reproducible when the request sets one).
       c.request.sampling.seed += static_cast<uint64_t>(i);
       if (request.echo) c.builder.Echo(prompt_text, c.request.prompt.front());
+      if (tools) c.builder.Tools(tool_format);
       choices->push_back(std::move(c));
     }
   }
