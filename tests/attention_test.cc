@@ -18,6 +18,7 @@
 #include "engine/attention_pass.h"
 #include "engine/context.h"
 #include "engine/engine.h"
+#include "engine/output_processor.h"
 #include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
@@ -311,16 +312,14 @@ TEST_F(AttentionGridModelTest, EngineGivesSameTextOnEveryGrid) {
       req.max_tokens = 24;
       req.sampling.temperature = 0;
       uint64_t id = 0;
-      EXPECT_TRUE(engine
-                      ->Submit(std::move(req),
-                               [&, r](const GenerationEvent& e) {
-                                 texts[r] += e.text;
-                                 EXPECT_NE(e.reason, FinishReason::kError) << e.error.ToString();
-                                 if (e.finished) done[r] = true;
-                                 return true;
-                               },
-                               &id)
-                      .ok());
+      const int32_t last = req.prompt.back();
+      EventSink sink = [&, r](const GenerationEvent& e) {
+        texts[r] += e.text;
+        EXPECT_NE(e.reason, FinishReason::kError) << e.error.ToString();
+        if (e.finished) done[r] = true;
+        return true;
+      };
+      EXPECT_TRUE(engine->Submit(std::move(req), TextSink(model_->vocab(), last, {}, std::move(sink)), &id).ok());
     }
     while (!done[0] || !done[1] || !done[2]) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     return texts;

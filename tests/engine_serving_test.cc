@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "engine/context.h"
+#include "engine/output_processor.h"
 #include "fault_env.h"
 #include "kv/kv_layout.h"
 #include "test_util.h"
@@ -101,6 +102,11 @@ class EngineServingTest : public ::testing::Test {
     }
     return text + d.Flush();
   }
+  // Submits r with an OutputProcessor turning its tokens into c's text.
+  Status Submit(Engine& engine, GenerationRequest r, Collector& c, uint64_t* id, OutputParams o = {}) {
+    const int32_t last = r.prompt.empty() ? -1 : r.prompt.back();
+    return engine.Submit(std::move(r), TextSink(model_->vocab(), last, std::move(o), c.Sink()), id);
+  }
   std::unique_ptr<Model> model_;
 };
 
@@ -113,7 +119,7 @@ TEST_F(EngineServingTest, SixteenAtOnceEqualAlone) {
   for (int i = 0; i < 16; ++i) {
     cs.push_back(std::make_unique<Collector>());
     uint64_t id = 0;
-    ASSERT_TRUE(engine->Submit(Greedy(prompts[i % prompts.size()], 24 + i), cs.back()->Sink(), &id).ok());
+    ASSERT_TRUE(Submit(*engine, Greedy(prompts[i % prompts.size()], 24 + i), *cs.back(), &id).ok());
   }
   for (int i = 0; i < 16; ++i) {
     Result r = cs[i]->Wait();
@@ -141,7 +147,7 @@ TEST_F(EngineServingTest, PreemptionUnderTightKvGivesSameText) {
   for (int i = 0; i < 8; ++i) {
     cs.push_back(std::make_unique<Collector>());
     uint64_t id = 0;
-    ASSERT_TRUE(engine->Submit(Greedy(prompts[i % 4], 90), cs.back()->Sink(), &id).ok());
+    ASSERT_TRUE(Submit(*engine, Greedy(prompts[i % 4], 90), *cs.back(), &id).ok());
   }
   for (int i = 0; i < 8; ++i) EXPECT_EQ(cs[i]->Wait().text, Alone(prompts[i % 4], 90)) << i;
   EngineStats s = engine->Stats();
@@ -159,7 +165,7 @@ TEST_F(EngineServingTest, SharedPrefixIsServedFromCache) {
   for (const char* tail : {" she saw", " she found", " she met"}) {
     Collector c;
     uint64_t id = 0;
-    ASSERT_TRUE(engine->Submit(Greedy(prefix + tail, 20), c.Sink(), &id).ok());
+    ASSERT_TRUE(Submit(*engine, Greedy(prefix + tail, 20), c, &id).ok());
     EXPECT_EQ(c.Wait().text, Alone(prefix + tail, 20)) << tail;
   }
   EXPECT_GT(engine->Stats().prompt_tokens_cached, 40u);
@@ -180,7 +186,7 @@ TEST_F(EngineServingTest, ConcurrentSharedPrefixIsComputedOnce) {
   for (const std::string& tail : tails) {
     cs.push_back(std::make_unique<Collector>());
     uint64_t id = 0;
-    ASSERT_TRUE(engine->Submit(Greedy(prefix + tail, 20), cs.back()->Sink(), &id).ok());
+    ASSERT_TRUE(Submit(*engine, Greedy(prefix + tail, 20), *cs.back(), &id).ok());
   }
   for (size_t i = 0; i < tails.size(); ++i) EXPECT_EQ(cs[i]->Wait().text, Alone(prefix + tails[i], 20)) << i;
   // The prefix is ~30 tokens: at least one whole 16-token block, attached by each of the three later requests.
@@ -194,13 +200,41 @@ TEST_F(EngineServingTest, StopStringEndsGeneration) {
   const size_t cut = full.find("Lily");
   ASSERT_NE(cut, std::string::npos);
   GenerationRequest r = Greedy("Once upon a time", 60);
-  r.stop = {"Lily"};
   Collector c;
   uint64_t id = 0;
-  ASSERT_TRUE(engine->Submit(r, c.Sink(), &id).ok());
+  ASSERT_TRUE(Submit(*engine, r, c, &id, OutputParams{{"Lily"}}).ok());
   Result res = c.Wait();
   EXPECT_EQ(res.text, full.substr(0, cut));
   EXPECT_EQ(res.reason, FinishReason::kStop);
+  // The processor ended the request at the token completing "Lily": the
+  // engine counted exactly the tokens up to it and released its KV.
+  const std::vector<int32_t> prompt = model_->vocab().Encode("Once upon a time", true, false);
+  int32_t tokens_to_stop = 1;
+  while (Alone("Once upon a time", tokens_to_stop).find("Lily") == std::string::npos) ++tokens_to_stop;
+  EXPECT_EQ(res.completion_tokens, tokens_to_stop);
+  EXPECT_EQ(res.prompt_tokens, static_cast<int32_t>(prompt.size()));
+  for (int i = 0; i < 100 && engine->Stats().running > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const EngineStats st = engine->Stats();
+  EXPECT_EQ(st.running, 0);
+  EXPECT_EQ(st.kv.blocks_used, st.kv.blocks_cached);  // nothing held but the prefix cache
+}
+
+// A stop string completed by the request's last allowed token ends it as a stop.
+TEST_F(EngineServingTest, StopStringOnTheLastTokenIsAStop) {
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, EngineParams{2, 4, 8, 512}, &engine).ok());
+  const std::string full = Alone("Once upon a time", 60);
+  const size_t cut = full.find("Lily");
+  ASSERT_NE(cut, std::string::npos);
+  int32_t n = 1;
+  while (Alone("Once upon a time", n).find("Lily") == std::string::npos) ++n;
+  Collector c;
+  uint64_t id = 0;
+  ASSERT_TRUE(Submit(*engine, Greedy("Once upon a time", n), c, &id, OutputParams{{"Lily"}}).ok());
+  const Result res = c.Wait();
+  EXPECT_EQ(res.text, full.substr(0, cut));
+  EXPECT_EQ(res.reason, FinishReason::kStop);
+  EXPECT_EQ(res.completion_tokens, n);
 }
 
 TEST_F(EngineServingTest, LogprobsPerToken) {
@@ -210,7 +244,7 @@ TEST_F(EngineServingTest, LogprobsPerToken) {
   r.top_logprobs = 3;
   Collector c;
   uint64_t id = 0;
-  ASSERT_TRUE(engine->Submit(r, c.Sink(), &id).ok());
+  ASSERT_TRUE(Submit(*engine, r, c, &id).ok());
   Result res = c.Wait();
   EXPECT_EQ(res.n_logprobs, 10u);
 }
@@ -221,7 +255,7 @@ TEST_F(EngineServingTest, SinkReturningFalseCancels) {
   Collector c;
   c.StopAfterFirstEvent();
   uint64_t id = 0;
-  ASSERT_TRUE(engine->Submit(Greedy("Once upon a time", 200), c.Sink(), &id).ok());
+  ASSERT_TRUE(Submit(*engine, Greedy("Once upon a time", 200), c, &id).ok());
   Result res = c.Wait();
   EXPECT_EQ(res.reason, FinishReason::kCancelled);
   EXPECT_LT(res.completion_tokens, 200);
@@ -237,7 +271,7 @@ TEST_F(EngineServingTest, FullQueueRefuses) {
   for (int i = 0; i < 8; ++i) {
     cs.push_back(std::make_unique<Collector>());
     uint64_t id = 0;
-    Status s = engine->Submit(Greedy("Once upon a time", 100), cs.back()->Sink(), &id);
+    Status s = Submit(*engine, Greedy("Once upon a time", 100), *cs.back(), &id);
     if (s.code() == StatusCode::kResourceExhausted) {
       ++refused;
       cs.pop_back();
@@ -256,13 +290,13 @@ TEST_F(EngineServingTest, BadRequestsRejected) {
   Collector c;
   uint64_t id = 0;
   GenerationRequest empty;
-  EXPECT_EQ(engine->Submit(empty, c.Sink(), &id).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Submit(*engine, empty, c, &id).code(), StatusCode::kInvalidArgument);
   GenerationRequest big;
   big.prompt.assign(100, 5);  // longer than the 64-token context: can never fit
-  EXPECT_EQ(engine->Submit(big, c.Sink(), &id).code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(Submit(*engine, big, c, &id).code(), StatusCode::kOutOfRange);
   GenerationRequest bad_id;
   bad_id.prompt = {1, 99999};
-  EXPECT_EQ(engine->Submit(bad_id, c.Sink(), &id).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Submit(*engine, bad_id, c, &id).code(), StatusCode::kInvalidArgument);
 }
 
 // ---- KV budgets and disk tier faults ----
@@ -290,7 +324,7 @@ class EngineKvFaultTest : public EngineServingTest {
   Result Run(Engine& engine, const GenerationRequest& r) {
     Collector c;
     uint64_t id = 0;
-    Status s = engine.Submit(r, c.Sink(), &id);
+    Status s = Submit(engine, r, c, &id);
     EXPECT_TRUE(s.ok()) << s.ToString();
     if (!s.ok()) return Result{};
     return c.Wait();
@@ -319,7 +353,7 @@ TEST_F(EngineKvFaultTest, ContextIsBoundedByTheKvBudget) {
     big.prompt.assign(70, 5);
     Collector c;
     uint64_t id = 0;
-    const Status s = engine->Submit(big, c.Sink(), &id);
+    const Status s = Submit(*engine, big, c, &id);
     EXPECT_EQ(s.code(), StatusCode::kOutOfRange) << s.ToString();
     EXPECT_NE(s.message().find("KV cache budget"), std::string::npos) << s.message();
     const GenerationRequest r = Greedy("Once upon a time", 100);
@@ -396,7 +430,7 @@ TEST_F(EngineKvFaultTest, FullDiskServesFromRamAndRecovers) {
   for (const std::string& prompt : prompts) {
     cs.push_back(std::make_unique<Collector>());
     uint64_t id = 0;
-    ASSERT_TRUE(engine->Submit(Greedy(prompt, 60), cs.back()->Sink(), &id).ok());
+    ASSERT_TRUE(Submit(*engine, Greedy(prompt, 60), *cs.back(), &id).ok());
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
     const Result r = cs[i]->Wait();

@@ -31,8 +31,8 @@ struct Tracker {
   Clock::time_point last;
   Status error;
 
-  EventSink Sink(size_t i) {
-    return [this, i](const GenerationEvent& e) {
+  TokenSink Sink(size_t i) {
+    return [this, i](const TokenEvent& e) {
       std::lock_guard<std::mutex> l(mu);
       const auto now = Clock::now();
       if (first[i] == Clock::time_point{} && (e.completion_tokens > 0 || e.finished)) first[i] = now;
@@ -42,7 +42,7 @@ struct Tracker {
         last = now;
         if (--pending == 0) cv.notify_all();
       }
-      return true;
+      return SinkReply::kContinue;
     };
   }
   void Wait() {

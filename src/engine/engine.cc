@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include "engine/attention_tuner.h"
-#include "engine/stop_matcher.h"
 #include "vocab/vocab.h"
 
 namespace strata {
@@ -26,20 +25,17 @@ const char* FinishReasonName(FinishReason r) {
 struct Engine::Slot {
   uint64_t id;
   GenerationRequest request;
-  EventSink sink;
+  TokenSink sink;
   Sampler sampler;
-  StreamDecoder decoder;
-  StopMatcher stop;
   std::vector<int32_t> tokens;              // prompt + generated
-  std::vector<TokenLogprob> held_logprobs;  // tokens whose text the stop matcher still holds
   std::vector<TokenLogprob> prompt_logprobs;  // prompt_logprobs requests: scored so far, not yet sent
   bool prompt_scored = false;                 // prompt_logprobs sent
   std::optional<SeqId> seq;                 // nullopt while preempted
   int32_t n_generated = 0;
   bool done = false;
 
-  Slot(uint64_t id_, GenerationRequest r, EventSink s, const Vocab& vocab)
-      : id(id_), request(std::move(r)), sink(std::move(s)), sampler(request.sampling), decoder(vocab), stop(request.stop) {
+  Slot(uint64_t id_, GenerationRequest r, TokenSink s)
+      : id(id_), request(std::move(r)), sink(std::move(s)), sampler(request.sampling) {
     tokens = request.prompt;
     for (int32_t t : tokens) sampler.Accept(t);
   }
@@ -48,7 +44,7 @@ struct Engine::Slot {
 namespace {
 
 // log-softmax of logits F32 [n]: logprob of `id` and the `top` best (id, logprob).
-TokenLogprob Logprobs(const float* logits, int32_t n, int32_t id, int32_t top, const Vocab& vocab) {
+TokenLogprob Logprobs(const float* logits, int32_t n, int32_t id, int32_t top) {
   float max = logits[0];
   for (int32_t i = 1; i < n; ++i) max = std::max(max, logits[i]);
   double sum = 0;
@@ -56,7 +52,6 @@ TokenLogprob Logprobs(const float* logits, int32_t n, int32_t id, int32_t top, c
   const float log_z = max + static_cast<float>(std::log(sum));
   TokenLogprob lp;
   lp.id = id;
-  lp.text = vocab.TokenToPiece(id);
   lp.logprob = logits[id] - log_z;
   if (top > 0) {
     std::vector<int32_t> ids(static_cast<size_t>(n));
@@ -132,7 +127,7 @@ Engine::~Engine() {
   thread_.join();
 }
 
-Status Engine::Submit(GenerationRequest request, EventSink sink, uint64_t* id) {
+Status Engine::Submit(GenerationRequest request, TokenSink sink, uint64_t* id) {
   if (request.prompt.empty()) return Status::InvalidArgument("the prompt has no tokens");
   const int32_t n_prompt = static_cast<int32_t>(request.prompt.size());
   if (n_prompt >= n_ctx_)
@@ -181,7 +176,7 @@ void Engine::StepLoop() {
     Admit();
     Step();
   }
-  GenerationEvent bye;
+  TokenEvent bye;
   bye.finished = true;
   bye.reason = FinishReason::kCancelled;
   for (auto& s : slots_) {
@@ -218,7 +213,7 @@ void Engine::Admit() {
     stats_.queue_depth = static_cast<int32_t>(queue_.size());
     stats_.running = static_cast<int32_t>(slots_.size() + admitted.size());
   }
-  GenerationEvent cancelled;
+  TokenEvent cancelled;
   cancelled.finished = true;
   cancelled.reason = FinishReason::kCancelled;
   for (Pending& p : dropped) p.sink(cancelled);
@@ -227,7 +222,7 @@ void Engine::Admit() {
     if (p.request.grammar != nullptr) {
       if (token_trie_ == nullptr) token_trie_ = grammar::TokenTrie::Build(model_.vocab());
       if (Status st = grammar::GrammarMatcher::Create(p.request.grammar, token_trie_, &matcher); !st.ok()) {
-        GenerationEvent e;
+        TokenEvent e;
         e.finished = true;
         e.reason = FinishReason::kError;
         e.error = st;
@@ -235,7 +230,7 @@ void Engine::Admit() {
         continue;
       }
     }
-    slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink), model_.vocab()));
+    slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink)));
     // Set after the prompt went into the sampler's history: the grammar constrains the completion only.
     slots_.back()->sampler.set_grammar(std::move(matcher));
   }
@@ -314,7 +309,7 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
       // A copy-on-write read a block lost on the disk tier: recompute it. Anything else ends the batch.
       if (!TruncateLost()) {
         for (Slot* s : *order) {
-          GenerationEvent e;
+          TokenEvent e;
           e.error = st;
           Finish(s, e, FinishReason::kError);
         }
@@ -337,7 +332,7 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
     // It has the pool to itself, so its context fits in it unless the cache
     // serves from RAM only: try the disk again, else the client retries later.
     if (kv_->RetryDiskTier()) continue;
-    GenerationEvent e;
+    TokenEvent e;
     e.error = Status::Unavailable(
         kv_->ram_only() ? "the KV disk tier is failing and the KV cache's RAM budget cannot hold this request now"
                         : "the KV cache cannot hold this request now: " + st.message());
@@ -345,13 +340,9 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
   }
 }
 
-void Engine::Finish(Slot* slot, GenerationEvent& e, FinishReason reason) {
+void Engine::Finish(Slot* slot, TokenEvent& e, FinishReason reason) {
   e.finished = true;
   e.reason = reason;
-  if (reason == FinishReason::kLength || reason == FinishReason::kStop) {
-    e.text += slot->stop.Flush() + slot->decoder.Flush();
-    e.logprobs.insert(e.logprobs.end(), slot->held_logprobs.begin(), slot->held_logprobs.end());
-  }
   e.prompt_tokens = static_cast<int32_t>(slot->request.prompt.size());
   e.completion_tokens = slot->n_generated;
   if (slot->seq) kv_->FreeSequence(*slot->seq);
@@ -372,7 +363,7 @@ void Engine::ScorePrompt(Slot* slot, const float* logits, int32_t start, int32_t
   for (int32_t j = 0; j < n && start + j + 1 < static_cast<int32_t>(prompt.size()); ++j) {
     if (start + j < static_cast<int32_t>(slot->prompt_logprobs.size())) continue;
     slot->prompt_logprobs.push_back(
-        Logprobs(logits + static_cast<size_t>(j) * n_vocab, n_vocab, prompt[start + j + 1], top, model_.vocab()));
+        Logprobs(logits + static_cast<size_t>(j) * n_vocab, n_vocab, prompt[start + j + 1], top));
   }
 }
 
@@ -392,13 +383,13 @@ void Engine::Step() {
   }
   for (auto& s : slots_) {
     if (std::find(cancelled.begin(), cancelled.end(), s->id) == cancelled.end()) continue;
-    GenerationEvent e;
+    TokenEvent e;
     Finish(s.get(), e, FinishReason::kCancelled);
   }
   // max_tokens 0: nothing to generate, nothing to compute (unless the prompt is scored).
   for (auto& s : slots_) {
     if (!s->done && s->request.max_tokens == 0 && !s->request.prompt_logprobs) {
-      GenerationEvent e;
+      TokenEvent e;
       Finish(s.get(), e, FinishReason::kLength);
     }
   }
@@ -414,13 +405,13 @@ void Engine::Step() {
       // A KV block lost on the disk tier is recomputed in the next steps; other errors end the batch.
       if (!TruncateLost()) {
         for (Slot* s : order) {
-          GenerationEvent e;
+          TokenEvent e;
           e.error = st;
           Finish(s, e, FinishReason::kError);
         }
       }
     } else {
-      const Vocab& vocab = model_.vocab();
+      const Vocab& vocab = model_.vocab();  // for its end-of-generation tokens
       const int32_t n_vocab = model_.hparams().n_vocab;
       size_t row = 0;
       for (size_t i = 0; i < order.size(); ++i) {
@@ -438,7 +429,7 @@ void Engine::Step() {
           continue;
         }
         const float* logits = &logits_[row++ * static_cast<size_t>(n_vocab)];
-        GenerationEvent e;
+        TokenEvent e;
         if (s->request.prompt_logprobs && !s->prompt_scored) {
           e.prompt_logprobs.swap(s->prompt_logprobs);
           s->prompt_scored = true;
@@ -467,25 +458,19 @@ void Engine::Step() {
         }
         s->sampler.Accept(next);  // a sampled token is one the grammar allows
         ++s->n_generated;
-        if (s->request.top_logprobs >= 0)
-          s->held_logprobs.push_back(Logprobs(logits, n_vocab, next, s->request.top_logprobs, vocab));
-        const bool hit = s->stop.Push(s->decoder.Push(next, s->tokens.back()), &e.text);
+        if (s->request.top_logprobs >= 0) e.logprobs.push_back(Logprobs(logits, n_vocab, next, s->request.top_logprobs));
+        e.tokens.push_back(next);
         s->tokens.push_back(next);
-        if (!e.text.empty() || hit) {
-          e.logprobs.swap(s->held_logprobs);
-          s->held_logprobs.clear();
-        }
-        if (hit) {
-          Finish(s, e, FinishReason::kStop);
-        } else if (s->n_generated >= s->request.max_tokens || static_cast<int32_t>(s->tokens.size()) >= n_ctx_) {
+        if (s->n_generated >= s->request.max_tokens || static_cast<int32_t>(s->tokens.size()) >= n_ctx_) {
           Finish(s, e, FinishReason::kLength);
-        } else if (!e.text.empty() || !e.logprobs.empty() || !e.prompt_logprobs.empty()) {
-          e.prompt_tokens = static_cast<int32_t>(s->request.prompt.size());
-          e.completion_tokens = s->n_generated;
-          if (!s->sink(e)) {
-            GenerationEvent gone;
-            Finish(s, gone, FinishReason::kCancelled);  // the client went away
-          }
+          continue;
+        }
+        e.prompt_tokens = static_cast<int32_t>(s->request.prompt.size());
+        e.completion_tokens = s->n_generated;
+        const SinkReply reply = s->sink(e);
+        if (reply != SinkReply::kContinue) {
+          TokenEvent end;
+          Finish(s, end, reply == SinkReply::kStop ? FinishReason::kStop : FinishReason::kCancelled);
         }
       }
     }

@@ -7,7 +7,10 @@
 // a prompt that starts like an earlier one reuses its blocks. When KV blocks
 // run out, the youngest request is preempted (its blocks released to the
 // prefix cache, so resuming mostly re-attaches them) and resumed later.
-// Results stream back through a per-request sink.
+// Results stream back through a per-request sink as token ids (TokenEvent):
+// the step speaks only tokens. Turning them into text — detokenization, stop
+// strings — is the request's OutputProcessor's (engine/output_processor.h),
+// which runs in the sink and may end the request (SinkReply::kStop).
 //
 // A request's context is the smaller of n_ctx and what the KV pool holds.
 // Disk tier faults do not fail requests: KV blocks lost on disk are
@@ -50,7 +53,6 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;    // token ids, BOS included if wanted
   int32_t max_tokens = 16;        // completion tokens at most
   SamplerParams sampling;
-  std::vector<std::string> stop;  // generation ends before any of these strings
   int32_t top_logprobs = -1;      // -1: none; 0..20: the chosen token's logprob plus that many alternatives
   // Also score the prompt: the logprob (and top_logprobs alternatives, if >= 0)
   // of every prompt token after the first, under the tokens before it. The
@@ -65,26 +67,30 @@ struct GenerationRequest {
 
 struct TokenLogprob {
   int32_t id = 0;
-  std::string text;   // the token's bytes (may be partial UTF-8)
+  std::string text;   // the token's bytes (may be partial UTF-8); the engine leaves it empty, the OutputProcessor fills it
   float logprob = 0;  // natural log of its probability under the model (before sampling filters)
   std::vector<std::pair<int32_t, float>> top;  // [top_logprobs] most likely alternatives (id, logprob)
 };
 
-struct GenerationEvent {
-  std::string text;                     // new, complete UTF-8 text since the previous event
-  std::vector<TokenLogprob> logprobs;   // one per token behind `text` (when requested)
+// What the engine has for one request after a step: token ids only.
+struct TokenEvent {
+  std::vector<int32_t> tokens;          // generated since the previous event, in order (EOG never included)
+  std::vector<TokenLogprob> logprobs;   // one per token of `tokens` (when requested)
   // prompt_logprobs requests, in the first event only: [prompt.size() - 1]
   // logprobs of prompt tokens 1.. in order.
   std::vector<TokenLogprob> prompt_logprobs;
-  bool finished = false;
+  bool finished = false;                // the last event of the request
   FinishReason reason = FinishReason::kNone;
   int32_t prompt_tokens = 0;
-  int32_t completion_tokens = 0;
+  int32_t completion_tokens = 0;        // generated so far, `tokens` included
   Status error;                         // set when reason == kError
 };
 
-// Returns false to cancel the request (e.g. the client disconnected).
-using EventSink = std::function<bool(const GenerationEvent&)>;
+// The sink's answer to an unfinished event: go on, end the request as
+// finished normally (kStop: e.g. a stop string completed; its final event
+// follows), or cancel it (e.g. the client disconnected). Ignored for the final event.
+enum class SinkReply { kContinue, kStop, kCancel };
+using TokenSink = std::function<SinkReply(const TokenEvent&)>;
 
 // The RunnerParams fields (engine/runner.h) and the scheduler's.
 struct EngineParams {
@@ -129,8 +135,9 @@ class Engine {
   // Queues a request. kResourceExhausted if the queue is full; kOutOfRange if
   // the prompt leaves no room in the context; kInvalidArgument for an empty
   // prompt or bad values (a grammar naming a token the vocabulary lacks). On
-  // success *id identifies it for Cancel.
-  [[nodiscard]] Status Submit(GenerationRequest request, EventSink sink, uint64_t* id);
+  // success *id identifies it for Cancel. The sink gets an event per step
+  // that generated a token (and the prompt's logprobs), then a final one.
+  [[nodiscard]] Status Submit(GenerationRequest request, TokenSink sink, uint64_t* id);
   // Cancels a queued or running request; its sink gets a final kCancelled event.
   void Cancel(uint64_t id);
   EngineStats Stats() const;
@@ -145,7 +152,7 @@ class Engine {
   struct Pending {
     uint64_t id;
     GenerationRequest request;
-    EventSink sink;
+    TokenSink sink;
   };
 
   Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv,
@@ -170,7 +177,7 @@ class Engine {
   // Truncates every sequence holding a KV block lost on the disk tier to
   // before it (the next steps recompute the rest); false if there was none.
   bool TruncateLost();
-  void Finish(Slot* slot, GenerationEvent& e, FinishReason reason);
+  void Finish(Slot* slot, TokenEvent& e, FinishReason reason);
   void RecordFinish(const Slot& slot);
   // Appends the logprobs of the prompt tokens that logits F32 [n_vocab, n]
   // (the rows after positions start..start+n-1) predict.

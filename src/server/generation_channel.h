@@ -16,7 +16,7 @@
 #include <mutex>
 #include <vector>
 
-#include "engine/engine.h"
+#include "engine/output_processor.h"
 
 namespace strata::server {
 

@@ -39,9 +39,11 @@ Status GenerationJob::Start(std::vector<Choice> choices, std::shared_ptr<http::H
   for (size_t i = 0; i < choices.size(); ++i) {
     std::shared_ptr<GenerationChannel> channel = tracks_[i]->channel;
     uint64_t id = 0;
-    if (Status s = engine_.Submit(
-            std::move(choices[i].request), [channel](const GenerationEvent& e) { return channel->Push(e); }, &id);
-        !s.ok()) {
+    const std::vector<int32_t>& prompt = choices[i].request.prompt;  // empty: Submit refuses it
+    const int32_t last_prompt_token = prompt.empty() ? -1 : prompt.back();
+    TokenSink sink = TextSink(engine_.model().vocab(), last_prompt_token, std::move(choices[i].output),
+                              [channel](const GenerationEvent& e) { return channel->Push(e); });
+    if (Status s = engine_.Submit(std::move(choices[i].request), std::move(sink), &id); !s.ok()) {
       for (auto& t : tracks_) {
         t->channel->Abandon();
         engine_.Cancel(t->id);

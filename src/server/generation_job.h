@@ -22,6 +22,7 @@
 
 #include "core/status.h"
 #include "engine/engine.h"
+#include "engine/output_processor.h"
 #include "http/http_exchange.h"
 #include "server/api_error.h"
 #include "server/api_response.h"
@@ -40,9 +41,11 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     std::chrono::milliseconds heartbeat{0};  // stream: ": keep-alive" after this long without a token
   };
 
-  // One choice: its engine request and its response builder (which knows its index).
+  // One choice: its engine request, how its tokens become text, and its
+  // response builder (which knows its index).
   struct Choice {
     GenerationRequest request;
+    OutputParams output;
     ResponseBuilder builder;
     bool counts_prompt = true;  // usage.prompt_tokens counts its prompt (once per distinct prompt)
   };

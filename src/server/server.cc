@@ -328,7 +328,6 @@ bool Server::PlanGeneration(const ApiRequest& request, std::vector<int32_t> prom
   g->prompt = std::move(prompt);
   g->max_tokens = request.max_tokens.value_or(fallback);
   g->sampling = SamplingOf(request, options_.sampling);
-  g->stop = request.stop;
   g->top_logprobs = request.logprobs;
   g->prompt_logprobs = request.echo && request.logprobs >= 0;
   return true;
@@ -414,7 +413,8 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
       prompt_text = request.prompts[p].is_ids ? vocab.Decode(g.prompt) : request.prompts[p].text;
     for (int32_t i = 0; i < request.n; ++i) {
       const int32_t index = static_cast<int32_t>(p) * request.n + i;
-      GenerationJob::Choice c{g, ResponseBuilder(request, identity, vocab, prompt_text.size(), index), i == 0};
+      GenerationJob::Choice c{g, OutputParams{request.stop},
+                              ResponseBuilder(request, identity, vocab, prompt_text.size(), index), i == 0};
       // The n samples of one prompt draw from distinct seeds (reproducible when the request sets one).
       c.request.sampling.seed += static_cast<uint64_t>(i);
       if (request.echo) c.builder.Echo(prompt_text, c.request.prompt.front());
