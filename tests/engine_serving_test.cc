@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -235,6 +236,128 @@ TEST_F(EngineServingTest, StopStringOnTheLastTokenIsAStop) {
   EXPECT_EQ(res.text, full.substr(0, cut));
   EXPECT_EQ(res.reason, FinishReason::kStop);
   EXPECT_EQ(res.completion_tokens, n);
+}
+
+// Token-level endings. With EOS biased +100 the completion ends at once
+// (EOS is drawn first); min_tokens holds it back until then; ignore_eos bans
+// it, so the completion runs to max_tokens; a stop token id ends the text
+// where that token first comes (it is not part of it).
+TEST_F(EngineServingTest, IgnoreEosMinTokensAndStopTokenIds) {
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, EngineParams{2, 4, 8, 512}, &engine).ok());
+  const std::string prompt = "Once upon a time";
+  auto run = [&](const GenerationRequest& r, OutputParams o = {}) {
+    Collector c;
+    uint64_t id = 0;
+    EXPECT_TRUE(Submit(*engine, r, c, &id, std::move(o)).ok());
+    return c.Wait();
+  };
+  const int32_t eos = model_->vocab().eos();
+  ASSERT_GE(eos, 0);
+  GenerationRequest eager = Greedy(prompt, 40);
+  eager.sampling.logit_bias = {{eos, 100.0f}};
+  const Result at_once = run(eager);
+  EXPECT_EQ(at_once.reason, FinishReason::kStop);
+  EXPECT_EQ(at_once.completion_tokens, 0);
+  EXPECT_EQ(at_once.text, "");
+
+  GenerationRequest min = eager;
+  min.min_tokens = 7;
+  const Result seven = run(min);
+  EXPECT_EQ(seven.reason, FinishReason::kStop);
+  EXPECT_EQ(seven.completion_tokens, 7);
+  EXPECT_EQ(seven.text, Alone(prompt, 7));
+
+  GenerationRequest ignore = eager;
+  ignore.ignore_eos = true;
+  const Result past = run(ignore);
+  EXPECT_EQ(past.reason, FinishReason::kLength);
+  EXPECT_EQ(past.completion_tokens, 40);
+  EXPECT_EQ(past.text, Alone(prompt, 40));
+
+  // The 6th token of the story as a stop token: the text ends before its first occurrence.
+  const std::vector<int32_t> ids = model_->vocab().Encode(prompt, true, false);
+  const std::string five = run(Greedy(prompt, 5)).text;
+  int32_t sixth = -1;
+  {
+    std::unique_ptr<Context> ctx;
+    ASSERT_TRUE(Context::Create(*model_, ContextParams{512, 512, 1}, &ctx).ok());
+    std::vector<int32_t> toks = ids;
+    ASSERT_TRUE(ctx->Decode(toks, LogitsMode::kLast).ok());
+    for (int i = 0; i < 6; ++i) {
+      const float* l = ctx->logits();
+      int32_t best = 0;
+      for (int32_t j = 1; j < model_->hparams().n_vocab; ++j)
+        if (l[j] > l[best]) best = j;
+      sixth = best;
+      ASSERT_TRUE(ctx->Decode(std::span<const int32_t>(&best, 1), LogitsMode::kLast).ok());
+      if (i < 5) toks.push_back(best);
+    }
+    // The 6th must not also be among the first 5 for the cut below to be there.
+    ASSERT_EQ(std::find(toks.begin() + static_cast<std::ptrdiff_t>(ids.size()), toks.end(), sixth), toks.end());
+  }
+  GenerationRequest stop = Greedy(prompt, 50);
+  stop.stop_token_ids = {sixth};
+  const Result cut = run(stop);
+  EXPECT_EQ(cut.reason, FinishReason::kStop);
+  EXPECT_EQ(cut.completion_tokens, 5);
+  EXPECT_EQ(cut.text, five);
+  // min_tokens holds the stop token back too, and stop strings (OutputParams::min_tokens).
+  stop.min_tokens = 8;
+  const Result held = run(stop);
+  EXPECT_GE(held.completion_tokens, 8);
+  const std::string story = Alone(prompt, 30);
+  GenerationRequest no_early_stop = Greedy(prompt, 30);
+  no_early_stop.min_tokens = 30;
+  const std::string word = story.substr(0, story.find(' ', 3));  // the story's first word or two
+  const Result no_stop = run(no_early_stop, OutputParams{{word}, 30});
+  EXPECT_EQ(no_stop.reason, FinishReason::kLength);
+  EXPECT_EQ(no_stop.text, story);
+  EXPECT_EQ(run(Greedy(prompt, 30), OutputParams{{word}}).text, "");  // without min_tokens it stops at once
+}
+
+// logit_bias +100 on a token makes greedy (and sampling) pick it every time;
+// -100 on the greedy first token makes the first token another one.
+TEST_F(EngineServingTest, LogitBiasForcesAndBans) {
+  std::unique_ptr<Engine> engine;
+  ASSERT_TRUE(Engine::Create(*model_, EngineParams{2, 4, 8, 512}, &engine).ok());
+  const int32_t the = model_->vocab().Encode(" the", false, false).back();
+  for (float temperature : {0.0f, 1.0f}) {
+    GenerationRequest r = Greedy("Once upon a time", 6);
+    r.sampling.temperature = temperature;
+    r.sampling.seed = 3;
+    r.sampling.logit_bias = {{the, 100.0f}};
+    Collector c;
+    uint64_t id = 0;
+    ASSERT_TRUE(Submit(*engine, r, c, &id).ok());
+    std::string want;
+    for (int i = 0; i < 6; ++i) want += model_->vocab().TokenToPiece(the);
+    EXPECT_EQ(c.Wait().text, want) << temperature;
+  }
+  const std::vector<int32_t> prompt = model_->vocab().Encode("Once upon a time", true, false);
+  const std::string first = Alone("Once upon a time", 1);
+  int32_t greedy_first = -1;
+  for (int32_t t = 0; t < model_->vocab().n_tokens(); ++t)
+    if (model_->vocab().DecodePiece(t, prompt.back()) == first) greedy_first = t;
+  ASSERT_GE(greedy_first, 0);
+  GenerationRequest r = Greedy("Once upon a time", 1);
+  r.sampling.logit_bias = {{greedy_first, -100.0f}};
+  Collector c;
+  uint64_t id = 0;
+  ASSERT_TRUE(Submit(*engine, r, c, &id).ok());
+  const Result banned = c.Wait();
+  EXPECT_EQ(banned.completion_tokens, 1);
+  EXPECT_NE(banned.text, first);
+  // Bad values are refused at submission.
+  GenerationRequest bad = Greedy("Once upon a time", 1);
+  bad.sampling.logit_bias = {{model_->hparams().n_vocab, 1.0f}};
+  Collector d;
+  EXPECT_EQ(Submit(*engine, bad, d, &id).code(), StatusCode::kInvalidArgument);
+  bad.sampling.logit_bias = {{1, std::numeric_limits<float>::quiet_NaN()}};
+  EXPECT_EQ(Submit(*engine, bad, d, &id).code(), StatusCode::kInvalidArgument);
+  bad.sampling.logit_bias.clear();
+  bad.stop_token_ids = {-1};
+  EXPECT_EQ(Submit(*engine, bad, d, &id).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(EngineServingTest, LogprobsPerToken) {

@@ -2,6 +2,7 @@
 // sequences, copy-on-write, prefix reuse, disk tier equality, sessions, and
 // injected disk faults.
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -551,6 +552,65 @@ TEST(SessionTest, CorruptionAndCrashesAreDetected) {
   ASSERT_TRUE(ReadSessionInfo(mem.get(), "/s.session", &info, nullptr).ok());
   EXPECT_EQ(info.model_fingerprint, fp);
   EXPECT_EQ(info.n_tokens, static_cast<int32_t>(v1.size()));
+}
+
+// Version 2 stores the sampler's penalty counts; a version 1 file (no counts)
+// still loads, with none; another version is refused naming it.
+TEST(SessionTest, SamplerCountsPersistAndVersionOneStillLoads) {
+  auto model = LoadStories();
+  auto mem = NewMemEnv();
+  ContextParams p;
+  p.n_ctx = 128;
+  p.n_threads = 1;
+  auto ctx = MakeCtx(*model, p);
+  Greedy(*ctx, model->vocab().Encode("Once upon a time", true, false), 10);
+  SamplerParams sp;
+  sp.frequency_penalty = 0.5f;
+  sp.repeat_last_n = 3;
+  Sampler sampler(sp);
+  for (int32_t t : {7, 7, 9, 11}) sampler.Accept(t);
+  ASSERT_TRUE(ctx->SaveSession(mem.get(), "/s.session", sampler).ok());
+  {
+    auto fresh = MakeCtx(*model, p);
+    Sampler loaded(sp);
+    ASSERT_TRUE(fresh->LoadSession(mem.get(), "/s.session", &loaded).ok());
+    EXPECT_EQ(loaded.state().counts, (std::vector<std::pair<int32_t, int32_t>>{{7, 2}, {9, 1}, {11, 1}}));
+    EXPECT_EQ(loaded.state().history, (std::vector<int32_t>{7, 9, 11}));
+    EXPECT_EQ(loaded.state().rng, sampler.state().rng);
+  }
+  // The same session as version 1 wrote it: no n_counts field, no counts, the header checksum over the rest.
+  std::string v2;
+  ASSERT_TRUE(mem->ReadFile("/s.session", UINT64_MAX, &v2).ok());
+  uint32_t n_tokens = 0, n_history = 0, n_counts = 0;
+  std::memcpy(&n_tokens, v2.data() + 40, 4);
+  std::memcpy(&n_history, v2.data() + 44, 4);
+  std::memcpy(&n_counts, v2.data() + 80, 4);
+  ASSERT_EQ(n_counts, 3u);
+  const size_t var_v2 = 4ull * (n_tokens + n_history) + 8ull * n_counts;
+  std::string v1 = v2.substr(0, 80) + v2.substr(84, 4ull * (n_tokens + n_history));
+  const uint32_t one = 1;
+  std::memcpy(v1.data() + 8, &one, 4);
+  const uint64_t sum = XXH3_64bits(v1.data(), v1.size());
+  v1.append(reinterpret_cast<const char*>(&sum), 8);
+  v1 += v2.substr(84 + var_v2 + 8);
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/v1.session", v1).ok());
+  {
+    auto fresh = MakeCtx(*model, p);
+    Sampler loaded(sp);
+    ASSERT_TRUE(fresh->LoadSession(mem.get(), "/v1.session", &loaded).ok());
+    EXPECT_EQ(fresh->tokens(), ctx->tokens());
+    EXPECT_TRUE(loaded.state().counts.empty());
+    EXPECT_EQ(loaded.state().history, (std::vector<int32_t>{7, 9, 11}));
+  }
+  std::string v9 = v2;
+  const uint32_t nine = 9;
+  std::memcpy(v9.data() + 8, &nine, 4);
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/v9.session", v9).ok());
+  auto fresh = MakeCtx(*model, p);
+  Sampler loaded(sp);
+  const Status st = fresh->LoadSession(mem.get(), "/v9.session", &loaded);
+  EXPECT_EQ(st.code(), StatusCode::kUnsupported);
+  EXPECT_NE(st.message().find("version 9"), std::string::npos) << st.message();
 }
 
 TEST(SessionTest, RollbackFileKeepsPrefix) {

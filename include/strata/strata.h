@@ -145,10 +145,12 @@ void strata_sampler_free(strata_sampler* sampler);
  * allows; -1 if it allows none (no token of the vocabulary continues it, or
  * it is too ambiguous to follow). */
 strata_token strata_sampler_sample(strata_sampler* sampler, const float* logits, int32_t n_vocab);
-/* Records a token of the sequence for the repetition penalty and, once a
- * grammar is set, moves the grammar past it. false if the grammar refuses
- * the token (nothing changes then). */
+/* Records a generated token for the penalties and, once a grammar is set,
+ * moves the grammar past it. false if the grammar refuses the token (nothing
+ * changes then). */
 bool strata_sampler_accept(strata_sampler* sampler, strata_token token);
+/* Records a token of the prompt: the repetition penalty's window only. */
+void strata_sampler_accept_prompt(strata_sampler* sampler, strata_token token);
 /* Structured output: tokens picked from now on follow the GBNF grammar
  * gbnf[0..len) (llama.cpp's format; <text> token references resolved with
  * model's vocabulary); the tokens accepted from now on are its text. An

@@ -237,8 +237,14 @@ strata_sampler_params strata_sampler_default_params(void) {
 strata_status strata_sampler_init(const strata_sampler_params* params, strata_sampler** out) {
   if (params == nullptr || out == nullptr) return NullArgument("params or out");
   return Guard([&] {
-    strata::SamplerParams p{params->temperature, params->top_k,          params->top_p, params->min_p,
-                            params->repeat_penalty, params->repeat_last_n, params->seed};
+    strata::SamplerParams p;
+    p.temperature = params->temperature;
+    p.top_k = params->top_k;
+    p.top_p = params->top_p;
+    p.min_p = params->min_p;
+    p.repeat_penalty = params->repeat_penalty;
+    p.repeat_last_n = params->repeat_last_n;
+    p.seed = params->seed;
     *out = new strata_sampler{strata::Sampler(p)};
     return strata::Status::Ok();
   });
@@ -251,6 +257,8 @@ strata_token strata_sampler_sample(strata_sampler* sampler, const float* logits,
 }
 
 bool strata_sampler_accept(strata_sampler* sampler, strata_token token) { return sampler->sampler.Accept(token); }
+
+void strata_sampler_accept_prompt(strata_sampler* sampler, strata_token token) { sampler->sampler.AcceptPrompt(token); }
 
 strata_status strata_sampler_set_grammar(strata_sampler* sampler, const strata_model* model, const char* gbnf,
                                          size_t len) {

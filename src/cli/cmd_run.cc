@@ -167,7 +167,7 @@ void Run(const RunOptions& o) {
   if (n_cached > 0 && o.verbose) std::fprintf(stderr, "strata: session %s: %zu tokens restored\n", o.session.c_str(), n_cached);
 
   for (size_t i = n_cached > 0 && o.prompt.empty() ? tokens.size() : 0; i < tokens.size(); ++i)
-    strata_sampler_accept(sampler.get(), tokens[i]);
+    strata_sampler_accept_prompt(sampler.get(), tokens[i]);
   // The grammar constrains this run's completion (set after the prompt, which it does not cover).
   if (!gbnf.empty() && strata_sampler_set_grammar(sampler.get(), model.get(), gbnf.data(), gbnf.size()) != STRATA_OK)
     FailC("--grammar-file " + o.grammar_file);

@@ -38,9 +38,11 @@ Context::Context(const Model& model, int32_t n_batch, std::unique_ptr<Runner> ru
 Context::~Context() = default;
 
 Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sampler) {
+  const SamplerState sampler_state = sampler.state();
   SessionState st;
-  st.sampler_history = sampler.history();
-  st.rng = sampler.rng().state();
+  st.sampler_history = sampler_state.history;
+  st.rng = sampler_state.rng;
+  st.sampler_counts = sampler_state.counts;
   return strata::SaveSession(env, path, ModelFingerprint(model_), *kv_, seq_, st);
 }
 
@@ -63,8 +65,7 @@ Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler,
   }
   kv_->FreeSequence(seq_);
   seq_ = loaded;
-  sampler->rng().set_state(st.rng);
-  sampler->set_history(st.sampler_history);
+  sampler->set_state(SamplerState{st.rng, st.sampler_history, st.sampler_counts});
   return Status::Ok();
 }
 

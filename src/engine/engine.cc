@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <fmt/format.h>
 
 #include "engine/attention_tuner.h"
@@ -37,7 +38,7 @@ struct Engine::Slot {
   Slot(uint64_t id_, GenerationRequest r, TokenSink s)
       : id(id_), request(std::move(r)), sink(std::move(s)), sampler(request.sampling) {
     tokens = request.prompt;
-    for (int32_t t : tokens) sampler.Accept(t);
+    for (int32_t t : tokens) sampler.AcceptPrompt(t);
   }
 };
 
@@ -62,6 +63,13 @@ TokenLogprob Logprobs(const float* logits, int32_t n, int32_t id, int32_t top) {
     for (int32_t i = 0; i < k; ++i) lp.top.emplace_back(ids[i], logits[ids[i]] - log_z);
   }
   return lp;
+}
+
+std::vector<int32_t> EogTokens(const Vocab& vocab) {
+  std::vector<int32_t> eog;
+  for (int32_t t = 0; t < vocab.n_tokens(); ++t)
+    if (vocab.IsEog(t)) eog.push_back(t);
+  return eog;
 }
 
 int64_t BlocksFor(int64_t tokens, int32_t block_tokens) { return (tokens + block_tokens - 1) / block_tokens; }
@@ -116,6 +124,7 @@ Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bo
       ctx_bound_by_kv_(ctx_bound_by_kv),
       runner_(std::move(runner)),
       kv_(&runner_->kv()),
+      eog_tokens_(EogTokens(model.vocab())),
       thread_([this] { StepLoop(); }) {}
 
 Engine::~Engine() {
@@ -142,6 +151,16 @@ Status Engine::Submit(GenerationRequest request, TokenSink sink, uint64_t* id) {
         return Status::InvalidArgument(fmt::format("the grammar names token {}, beyond the vocabulary", e.value));
   }
   if (request.max_tokens < 0) return Status::InvalidArgument("max_tokens must be >= 0");
+  if (request.min_tokens < 0) return Status::InvalidArgument("min_tokens must be >= 0");
+  const int32_t n_vocab = model_.hparams().n_vocab;
+  for (int32_t t : request.stop_token_ids)
+    if (t < 0 || t >= n_vocab) return Status::InvalidArgument(fmt::format("stop token id {} out of range", t));
+  for (const LogitBias& b : request.sampling.logit_bias) {
+    if (b.token < 0 || b.token >= n_vocab)
+      return Status::InvalidArgument(fmt::format("logit bias for token id {}, out of range", b.token));
+    if (std::isnan(b.bias) || b.bias == std::numeric_limits<float>::infinity())
+      return Status::InvalidArgument(fmt::format("logit bias {} for token id {}: must be finite or -infinity", b.bias, b.token));
+  }
   std::lock_guard<std::mutex> l(mu_);
   if (static_cast<int32_t>(queue_.size()) >= params_.max_queue) {
     ++stats_.requests_rejected;
@@ -231,8 +250,8 @@ void Engine::Admit() {
       }
     }
     slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink)));
-    // Set after the prompt went into the sampler's history: the grammar constrains the completion only.
-    slots_.back()->sampler.set_grammar(std::move(matcher));
+    slots_.back()->sampler.set_grammar(std::move(matcher));  // it constrains the completion only
+    slots_.back()->sampler.set_banned(Banned(*slots_.back()));
   }
 }
 
@@ -353,6 +372,14 @@ void Engine::Finish(Slot* slot, TokenEvent& e, FinishReason reason) {
   slot->sink(e);
 }
 
+std::vector<int32_t> Engine::Banned(const Slot& slot) const {
+  const bool early = slot.n_generated < slot.request.min_tokens;
+  std::vector<int32_t> banned;
+  if (slot.request.ignore_eos || early) banned = eog_tokens_;
+  if (early) banned.insert(banned.end(), slot.request.stop_token_ids.begin(), slot.request.stop_token_ids.end());
+  return banned;
+}
+
 void Engine::ScorePrompt(Slot* slot, const float* logits, int32_t start, int32_t n) {
   const std::vector<int32_t>& prompt = slot->request.prompt;
   const int32_t n_vocab = model_.hparams().n_vocab;
@@ -439,25 +466,28 @@ void Engine::Step() {
           continue;
         }
         const int32_t next = s->sampler.Sample(logits, n_vocab);
-        if (next < 0) {  // the grammar allows no token
-          const grammar::GrammarMatcher& g = *s->sampler.grammar();
-          if (g.CanEnd() && !g.overflowed()) {  // complete, and the vocabulary has no end-of-generation token
+        if (next < 0) {  // no token is left to draw
+          const grammar::GrammarMatcher* g = s->sampler.grammar();
+          if (g != nullptr && g->CanEnd() && !g->overflowed()) {  // complete, and no end-of-generation token may follow
             Finish(s, e, FinishReason::kStop);
             continue;
           }
           e.error = Status::InvalidArgument(
-              g.overflowed() ? fmt::format("the grammar is too ambiguous: matching it needs more than {} parse stacks",
-                                           grammar::kMaxStacks)
-                             : "no token of the vocabulary continues the grammar");
+              g == nullptr ? "the logit biases and banned tokens leave no token to draw"
+              : g->overflowed()
+                  ? fmt::format("the grammar is too ambiguous: matching it needs more than {} parse stacks",
+                                grammar::kMaxStacks)
+                  : "no token of the vocabulary continues the grammar (with the logit biases and banned tokens)");
           Finish(s, e, FinishReason::kError);
           continue;
         }
-        if (vocab.IsEog(next)) {
+        if (vocab.IsEog(next) || std::find(s->request.stop_token_ids.begin(), s->request.stop_token_ids.end(), next) !=
+                                     s->request.stop_token_ids.end()) {
           Finish(s, e, FinishReason::kStop);
           continue;
         }
         s->sampler.Accept(next);  // a sampled token is one the grammar allows
-        ++s->n_generated;
+        if (++s->n_generated == s->request.min_tokens) s->sampler.set_banned(Banned(*s));
         if (s->request.top_logprobs >= 0) e.logprobs.push_back(Logprobs(logits, n_vocab, next, s->request.top_logprobs));
         e.tokens.push_back(next);
         s->tokens.push_back(next);

@@ -52,7 +52,16 @@ const char* FinishReasonName(FinishReason r);  // "stop", "length", "cancelled",
 struct GenerationRequest {
   std::vector<int32_t> prompt;    // token ids, BOS included if wanted
   int32_t max_tokens = 16;        // completion tokens at most
-  SamplerParams sampling;
+  SamplerParams sampling;         // logit_bias ids must be in the vocabulary
+  // Generation ends (kStop) at an end-of-generation token or at one of these;
+  // that token is neither part of the output nor counted.
+  std::vector<int32_t> stop_token_ids;
+  // End-of-generation tokens are never drawn (llama.cpp's ignore_eos): the
+  // completion ends at max_tokens, a stop token id or a stop string.
+  bool ignore_eos = false;
+  // Until this many tokens are generated, neither end-of-generation tokens
+  // nor stop_token_ids are drawn (stop strings: OutputParams::min_tokens).
+  int32_t min_tokens = 0;
   int32_t top_logprobs = -1;      // -1: none; 0..20: the chosen token's logprob plus that many alternatives
   // Also score the prompt: the logprob (and top_logprobs alternatives, if >= 0)
   // of every prompt token after the first, under the tokens before it. The
@@ -134,7 +143,8 @@ class Engine {
 
   // Queues a request. kResourceExhausted if the queue is full; kOutOfRange if
   // the prompt leaves no room in the context; kInvalidArgument for an empty
-  // prompt or bad values (a grammar naming a token the vocabulary lacks). On
+  // prompt or bad values (a grammar, logit bias or stop token id naming a
+  // token the vocabulary lacks, a bias that is NaN or +infinity). On
   // success *id identifies it for Cancel. The sink gets an event per step
   // that generated a token (and the prompt's logprobs), then a final one.
   [[nodiscard]] Status Submit(GenerationRequest request, TokenSink sink, uint64_t* id);
@@ -178,6 +188,8 @@ class Engine {
   // before it (the next steps recompute the rest); false if there was none.
   bool TruncateLost();
   void Finish(Slot* slot, TokenEvent& e, FinishReason reason);
+  // The tokens slot's sampler must not draw now (ignore_eos, min_tokens).
+  std::vector<int32_t> Banned(const Slot& slot) const;
   void RecordFinish(const Slot& slot);
   // Appends the logprobs of the prompt tokens that logits F32 [n_vocab, n]
   // (the rows after positions start..start+n-1) predict.
@@ -190,6 +202,7 @@ class Engine {
   std::unique_ptr<Runner> runner_;
   KvCacheManager* kv_;  // the runner's; step thread only (stats under mu_)
   std::vector<float> logits_;
+  std::vector<int32_t> eog_tokens_;  // the vocabulary's end-of-generation tokens (immutable)
   std::shared_ptr<const grammar::TokenTrie> token_trie_;  // built at the first request with a grammar (step thread)
 
   mutable std::mutex mu_;

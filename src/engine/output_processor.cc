@@ -9,6 +9,7 @@ OutputProcessor::OutputProcessor(const Vocab& vocab, int32_t last_prompt_token, 
       prev_(last_prompt_token),
       decoder_(vocab),
       stop_(std::move(params.stop)),
+      min_tokens_(params.min_tokens),
       sink_(std::move(sink)) {}
 
 bool OutputProcessor::Consume(const TokenEvent& e) {
@@ -23,8 +24,13 @@ bool OutputProcessor::Consume(const TokenEvent& e) {
       held_logprobs_.back().text = vocab_.TokenToPiece(t);
     }
     const size_t before = out_.text.size();
-    stopped_ = stop_.Push(decoder_.Push(t, prev_), &out_.text);
+    const std::string piece = decoder_.Push(t, prev_);
     prev_ = t;
+    if (++n_tokens_ <= min_tokens_) {
+      out_.text += piece;
+    } else {
+      stopped_ = stop_.Push(piece, &out_.text);
+    }
     if (out_.text.size() > before || stopped_) {
       out_.logprobs.insert(out_.logprobs.end(), held_logprobs_.begin(), held_logprobs_.end());
       held_logprobs_.clear();

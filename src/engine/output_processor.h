@@ -28,6 +28,10 @@ namespace strata {
 
 struct OutputParams {
   std::vector<std::string> stop;  // generation ends before any of these strings
+  // Stop strings are looked for only in the text of the tokens after the
+  // first min_tokens (as vLLM's min_tokens; GenerationRequest::min_tokens
+  // holds back end-of-generation tokens likewise).
+  int32_t min_tokens = 0;
 };
 
 // One request's progress as text.
@@ -66,6 +70,8 @@ class OutputProcessor {
   int32_t prev_;  // the token before the next one to decode
   StreamDecoder decoder_;
   StopMatcher stop_;
+  int32_t min_tokens_;
+  int32_t n_tokens_ = 0;  // tokens decoded so far
   EventSink sink_;
   GenerationEvent out_;                     // what goes out with the next event
   std::vector<TokenLogprob> held_logprobs_;  // tokens whose text the stop matcher still holds

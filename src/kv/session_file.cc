@@ -11,8 +11,11 @@ namespace {
 
 constexpr char kMagic[8] = {'S', 'T', 'R', 'A', 'T', 'A', 'S', 'S'};
 constexpr char kTrailer[8] = {'S', 'T', 'R', 'A', 'T', 'E', 'N', 'D'};
-constexpr uint32_t kVersion = 1;
-constexpr size_t kFixedHeader = 80;
+// Version 2 added the sampler's penalty counts (u32 n_counts after rng,
+// pairs after history); version 1 files are read with none.
+constexpr uint32_t kVersion = 2;
+constexpr size_t kFixedHeaderV1 = 80;
+constexpr size_t kFixedHeader = 84;
 constexpr uint32_t kMaxTokens = 1u << 24;
 constexpr uint32_t kMaxHistory = 1u << 20;
 
@@ -42,21 +45,33 @@ std::string EncodeHeader(const Header& h) {
   Put(&out, static_cast<uint32_t>(h.state.tokens.size()));
   Put(&out, static_cast<uint32_t>(h.state.sampler_history.size()));
   for (uint64_t r : h.state.rng) Put(&out, r);
+  Put(&out, static_cast<uint32_t>(h.state.sampler_counts.size()));
   for (int32_t t : h.state.tokens) Put(&out, t);
   for (int32_t t : h.state.sampler_history) Put(&out, t);
+  for (const auto& [token, n] : h.state.sampler_counts) {
+    Put(&out, token);
+    Put(&out, n);
+  }
   Put(&out, XXH3_64bits(out.data(), out.size()));
   return out;
 }
 
 // Reads and verifies the header at the start of file; *end = its size in bytes.
 Status ReadHeader(const RandomAccessFile& file, uint64_t file_size, const std::string& path, Header* h, uint64_t* end) {
-  if (file_size < kFixedHeader + 8) return Status::Corrupt(path + ": too short for a session file");
-  std::string buf(kFixedHeader, '\0');
-  STRATA_RETURN_IF_ERROR(file.Read(0, kFixedHeader, buf.data()));
+  if (file_size < kFixedHeaderV1 + 8) return Status::Corrupt(path + ": too short for a session file");
+  std::string buf(kFixedHeaderV1, '\0');
+  STRATA_RETURN_IF_ERROR(file.Read(0, kFixedHeaderV1, buf.data()));
   const auto* p = reinterpret_cast<const uint8_t*>(buf.data());
   if (std::memcmp(p, kMagic, sizeof kMagic) != 0) return Status::Corrupt(path + ": not a strata session file");
-  if (Get<uint32_t>(p + 8) != kVersion)
-    return Status::Unsupported(fmt::format("{}: session format version {} (expected {})", path, Get<uint32_t>(p + 8), kVersion));
+  const uint32_t version = Get<uint32_t>(p + 8);
+  if (version != 1 && version != kVersion)
+    return Status::Unsupported(
+        fmt::format("{}: session format version {} (this strata reads 1 to {})", path, version, kVersion));
+  const size_t fixed = version == 1 ? kFixedHeaderV1 : kFixedHeader;
+  if (file_size < fixed + 8) return Status::Corrupt(path + ": too short for a session file");
+  buf.resize(fixed);
+  STRATA_RETURN_IF_ERROR(file.Read(kFixedHeaderV1, fixed - kFixedHeaderV1, buf.data() + kFixedHeaderV1));
+  p = reinterpret_cast<const uint8_t*>(buf.data());
   h->fingerprint = Get<uint64_t>(p + 12);
   h->kv_type = Get<uint32_t>(p + 20);
   h->block_tokens = Get<uint32_t>(p + 24);
@@ -65,19 +80,28 @@ Status ReadHeader(const RandomAccessFile& file, uint64_t file_size, const std::s
   h->head_dim = Get<uint32_t>(p + 36);
   const uint32_t n_tokens = Get<uint32_t>(p + 40), n_history = Get<uint32_t>(p + 44);
   for (int i = 0; i < 4; ++i) h->state.rng[i] = Get<uint64_t>(p + 48 + 8 * i);
-  if (n_tokens > kMaxTokens || n_history > kMaxHistory) return Status::Corrupt(path + ": implausible token counts");
-  const uint64_t var = 4ull * (n_tokens + n_history);
-  if (kFixedHeader + var + 8 > file_size) return Status::Corrupt(path + ": truncated header");
-  buf.resize(kFixedHeader + var + 8);
-  STRATA_RETURN_IF_ERROR(file.Read(kFixedHeader, var + 8, buf.data() + kFixedHeader));
+  const uint32_t n_counts = version == 1 ? 0 : Get<uint32_t>(p + 80);
+  if (n_tokens > kMaxTokens || n_history > kMaxHistory || n_counts > kMaxTokens)
+    return Status::Corrupt(path + ": implausible token counts");
+  const uint64_t var = 4ull * (n_tokens + n_history) + 8ull * n_counts;
+  if (fixed + var + 8 > file_size) return Status::Corrupt(path + ": truncated header");
+  buf.resize(fixed + var + 8);
+  STRATA_RETURN_IF_ERROR(file.Read(fixed, var + 8, buf.data() + fixed));
   p = reinterpret_cast<const uint8_t*>(buf.data());
-  if (XXH3_64bits(p, kFixedHeader + var) != Get<uint64_t>(p + kFixedHeader + var))
+  if (XXH3_64bits(p, fixed + var) != Get<uint64_t>(p + fixed + var))
     return Status::Corrupt(path + ": header checksum mismatch");
   h->state.tokens.resize(n_tokens);
   h->state.sampler_history.resize(n_history);
-  std::memcpy(h->state.tokens.data(), p + kFixedHeader, 4ull * n_tokens);
-  std::memcpy(h->state.sampler_history.data(), p + kFixedHeader + 4ull * n_tokens, 4ull * n_history);
-  *end = kFixedHeader + var + 8;
+  std::memcpy(h->state.tokens.data(), p + fixed, 4ull * n_tokens);
+  std::memcpy(h->state.sampler_history.data(), p + fixed + 4ull * n_tokens, 4ull * n_history);
+  h->state.sampler_counts.resize(n_counts);
+  const uint8_t* counts = p + fixed + 4ull * (n_tokens + n_history);
+  for (uint32_t i = 0; i < n_counts; ++i) {
+    h->state.sampler_counts[i] = {Get<int32_t>(counts + 8ull * i), Get<int32_t>(counts + 8ull * i + 4)};
+    if (h->state.sampler_counts[i].first < 0 || h->state.sampler_counts[i].second < 1)
+      return Status::Corrupt(path + ": implausible sampler counts");
+  }
+  *end = fixed + var + 8;
   return Status::Ok();
 }
 

@@ -3,10 +3,12 @@
 // recomputing the prompt.
 //
 // Layout (little-endian):
-//   header  "STRATASS", u32 version, u64 model fingerprint, u32 kv type,
+//   header  "STRATASS", u32 version (2), u64 model fingerprint, u32 kv type,
 //           u32 block_tokens, u32 n_layer, u32 n_head_kv, u32 head_dim,
-//           u32 n_tokens, u32 n_history, u64 rng[4], i32 tokens[n_tokens],
-//           i32 history[n_history], u64 XXH3 of everything before it
+//           u32 n_tokens, u32 n_history, u64 rng[4], u32 n_counts,
+//           i32 tokens[n_tokens], i32 history[n_history],
+//           (i32 token, i32 count)[n_counts], u64 XXH3 of everything before it
+//           (version 1, still read: no n_counts and no counts)
 //   blocks  for each block (ceil(n_tokens / block_tokens)) and layer:
 //           slice bytes (KvLayout::slice_bytes) then u64 XXH3 of them
 //   trailer "STRATEND"
@@ -28,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/env.h"
@@ -41,6 +44,7 @@ struct SessionState {
   std::vector<int32_t> tokens;
   std::vector<int32_t> sampler_history;  // the sampler's recent tokens (repetition penalty)
   std::array<uint64_t, 4> rng{};         // the sampler's RNG state
+  std::vector<std::pair<int32_t, int32_t>> sampler_counts;  // (token, times generated): frequency/presence penalties
 };
 
 struct SessionInfo {
