@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <memory>
 
 #include "format/gguf.h"
@@ -200,13 +201,70 @@ TEST(ApiRequestTest, ErrorsNameTheField) {
   ParseError(Endpoint::kCompletions, R"({"prompt": "x", "stop": ["a","b","c","d","e","f","g","h","i","j","k",
                                        "l","m","n","o","p","q"]})", &param);
   EXPECT_EQ(param, "stop");
-  ParseError(Endpoint::kCompletions, R"({"prompt": "x", "logit_bias": {"1": 5}})", &param);
+  ParseError(Endpoint::kCompletions, R"({"prompt": "x", "logit_bias": {"1": 101}})", &param);
   EXPECT_EQ(param, "logit_bias");
   ParseError(Endpoint::kCompletions, R"({"prompt": []})", &param);
   EXPECT_EQ(param, "prompt");
   ParseError(Endpoint::kCompletions, R"({"prompt": [1, 4294967296]})", &param);
   EXPECT_EQ(param, "prompt");
   ParseError(Endpoint::kCompletions, R"({"prompt": "x", "temperature": 1e400})", &param);
+}
+
+TEST(ApiRequestTest, PenaltiesLogitBiasAndTokenEndings) {
+  const ApiRequest r = Parse(Endpoint::kCompletions, R"({"prompt": "x", "presence_penalty": 0.5,
+      "frequency_penalty": -1.25, "logit_bias": {"7": 100, "3": -100, "12": 0.5}, "stop_token_ids": [2, 9],
+      "ignore_eos": true, "min_tokens": 4, "max_tokens": 10})");
+  EXPECT_FLOAT_EQ(*r.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(*r.frequency_penalty, -1.25f);
+  EXPECT_EQ(r.logit_bias, (std::vector<std::pair<int32_t, float>>{{3, -100.0f}, {7, 100.0f}, {12, 0.5f}}));
+  EXPECT_EQ(r.stop_token_ids, (std::vector<int32_t>{2, 9}));
+  EXPECT_TRUE(r.ignore_eos);
+  EXPECT_EQ(r.min_tokens, 4);
+  EXPECT_TRUE(r.unknown_fields.empty());
+  // llama.cpp's array form; false bans; the last entry for an id wins.
+  const ApiRequest a = Parse(Endpoint::kChat, R"({"messages": [{"role": "user", "content": "x"}],
+      "logit_bias": [[5, 1.5], [8, false], [5, -2]]})");
+  ASSERT_EQ(a.logit_bias.size(), 2u);
+  EXPECT_EQ(a.logit_bias[0], (std::pair<int32_t, float>{5, -2.0f}));
+  EXPECT_EQ(a.logit_bias[1].first, 8);
+  EXPECT_EQ(a.logit_bias[1].second, -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(Parse(Endpoint::kCompletions, R"({"prompt": "x", "logit_bias": {}})").logit_bias.empty());
+}
+
+TEST(ApiRequestTest, BadPenaltiesBiasesAndEndingsNameTheField) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"("presence_penalty": 2.5)", "presence_penalty"},
+      {R"("frequency_penalty": "1")", "frequency_penalty"},
+      {R"("logit_bias": {"abc": 1})", "logit_bias"},
+      {R"("logit_bias": {"-1": 1})", "logit_bias"},
+      {R"("logit_bias": {"1": true})", "logit_bias"},
+      {R"("logit_bias": {"99999999999": 1})", "logit_bias"},
+      {R"("logit_bias": [[1, 2, 3]])", "logit_bias"},
+      {R"("logit_bias": [["hello", 2]])", "logit_bias"},
+      {R"("logit_bias": 5)", "logit_bias"},
+      {R"("stop_token_ids": [1, -2])", "stop_token_ids"},
+      {R"("stop_token_ids": "2")", "stop_token_ids"},
+      {R"("ignore_eos": 1)", "ignore_eos"},
+      {R"("min_tokens": -1)", "min_tokens"},
+      {R"("min_tokens": 9, "max_tokens": 8)", "min_tokens"},
+      {R"("n_predict": -2)", "n_predict"},
+  };
+  for (const auto& [field, param] : cases) {
+    std::string got;
+    const std::string m = ParseError(Endpoint::kCompletions, R"({"prompt": "x", )" + field + "}", &got);
+    EXPECT_EQ(got, param) << field << ": " << m;
+  }
+}
+
+// max_completion_tokens wins over max_tokens, which wins over n_predict (-1: unlimited).
+TEST(ApiRequestTest, MaxTokensAliases) {
+  for (Endpoint e : {Endpoint::kCompletions, Endpoint::kChat}) {
+    const std::string base = e == Endpoint::kChat ? R"("messages": [{"role": "user", "content": "x"}])" : R"("prompt": "x")";
+    EXPECT_EQ(Parse(e, "{" + base + R"(, "n_predict": 9})").max_tokens, 9);
+    EXPECT_FALSE(Parse(e, "{" + base + R"(, "n_predict": -1})").max_tokens.has_value());
+    EXPECT_EQ(Parse(e, "{" + base + R"(, "n_predict": 9, "max_tokens": 4})").max_tokens, 4);
+    EXPECT_EQ(Parse(e, "{" + base + R"(, "max_completion_tokens": 3, "max_tokens": 4, "n_predict": 5})").max_tokens, 3);
+  }
 }
 
 TEST(ApiRequestTest, ToolsAndToolMessagesReachTheTemplateAsSent) {

@@ -11,7 +11,9 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -278,6 +280,50 @@ TEST(ServerCliTest, PortInUseIsAStartupError) {
   Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", std::to_string(port)});
   EXPECT_EQ(serve.Wait(std::chrono::seconds(20)), 1);
   EXPECT_FALSE(serve.WaitForStderr(std::regex("cannot listen"), std::chrono::seconds(1)).empty()) << serve.err();
+}
+
+// --log-format json: one JSON object per answered request on stderr (the
+// notices stay text lines); a bad format is a startup error; --help shows the
+// sampling defaults requests fall back to.
+TEST(ServerCliTest, JsonAccessLogAndHelp) {
+  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
+               "--log-format", "json"});
+  const std::string port =
+      serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));
+  ASSERT_FALSE(port.empty()) << serve.err();
+  httplib::Client c("127.0.0.1", std::stoi(port));
+  auto r = c.Post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":5,"temperature":0})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(c.Get("/v1/models"));
+  serve.WaitForStderr(std::regex(R"("path":"/v1/models")"), std::chrono::seconds(10));
+  kill(serve.pid(), SIGTERM);
+  EXPECT_EQ(serve.Wait(std::chrono::seconds(10)), 0) << serve.err();
+  serve.WaitForStderr(std::regex("strata serve: stopped"), std::chrono::seconds(2));
+  std::vector<nlohmann::json> records;
+  std::istringstream lines(serve.err());
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] != '{') {
+      EXPECT_EQ(line.rfind("strata serve: ", 0), 0u) << line;
+      continue;
+    }
+    records.push_back(nlohmann::json::parse(line, nullptr, false));
+    EXPECT_FALSE(records.back().is_discarded()) << line;
+  }
+  ASSERT_EQ(records.size(), 2u) << serve.err();
+  EXPECT_EQ(records[0]["path"], "/v1/completions");
+  EXPECT_EQ(records[0]["status"], 200);
+  EXPECT_EQ(records[0]["prompt_tokens"], 5);
+  EXPECT_EQ(records[0]["completion_tokens"], 5);
+  EXPECT_EQ(records[1]["method"], "GET");
+
+  const CommandResult bad = RunCommand({CliPath(), "serve", "--port", "0", "--log-format", "xml"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--log-format"), std::string::npos) << bad.err;
+  const CommandResult help = RunCommand({CliPath(), "serve", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  for (const char* shown : {"--temp FLOAT:FLOAT in [0 - 100]=0.8", "=40\n", "=0.95\n", "=0.05\n", "> 0=1\n", "=text\n"})
+    EXPECT_NE(help.out.find(shown), std::string::npos) << shown << "\n" << help.out;
 }
 
 }  // namespace

@@ -79,11 +79,16 @@ void AddTuneFlags(CLI::App* cmd, TuneFlags* flags) {
 }
 
 void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags, const std::string& what) {
-  cmd->add_option("--temp", flags->temperature, "Temperature" + what + "; 0 = greedy")->check(CLI::Range(0.0f, 100.0f));
-  cmd->add_option("--top-k", flags->top_k, "Top-k sampling" + what + " (0 = off)")->check(CLI::Range(0, 1 << 24));
-  cmd->add_option("--top-p", flags->top_p, "Top-p sampling" + what + " (1 = off)")->check(CLI::Range(0.0f, 1.0f));
-  cmd->add_option("--min-p", flags->min_p, "Min-p sampling" + what + " (0 = off)")->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--temp", flags->temperature, "Temperature" + what + "; 0 = greedy")
+      ->capture_default_str()->check(CLI::Range(0.0f, 100.0f));
+  cmd->add_option("--top-k", flags->top_k, "Top-k sampling" + what + " (0 = off)")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--top-p", flags->top_p, "Top-p sampling" + what + " (1 = off)")
+      ->capture_default_str()->check(CLI::Range(0.0f, 1.0f));
+  cmd->add_option("--min-p", flags->min_p, "Min-p sampling" + what + " (0 = off)")
+      ->capture_default_str()->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--repeat-penalty", flags->repeat_penalty, "Repetition penalty" + what + " (1 = off)")
+      ->capture_default_str()
       ->check(CLI::Range(0.0f, 100.0f))
       ->check(CLI::Validator(
           [](const std::string& v) { return std::stof(v) > 0 ? std::string() : std::string("must be greater than 0"); },

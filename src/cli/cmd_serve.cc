@@ -50,6 +50,7 @@ struct ServeOptions {
   double shutdown_grace_s = 10;
   double head_timeout_s = 10;
   double body_timeout_s = 30;
+  std::string log_format = "text";  // the access log's: text or json
 };
 
 std::chrono::milliseconds Millis(double seconds) {
@@ -180,6 +181,10 @@ void Serve(ServeOptions& o) {
   o.server.sampling.top_p = o.sampling.top_p;
   o.server.sampling.min_p = o.sampling.min_p;
   o.server.sampling.repeat_penalty = o.sampling.repeat_penalty;
+  CheckOk("--log-format", server::ParseLogFormat(o.log_format, &o.server.log_format)
+                              ? Status::Ok()
+                              : Status::InvalidArgument("'" + o.log_format + "' is not a log format (text, json)"));
+  o.server.access_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   o.server.shutdown_grace = Millis(o.shutdown_grace_s);
   o.server.limits.head_timeout = Millis(o.head_timeout_s);
   o.server.limits.body_timeout = Millis(o.body_timeout_s);
@@ -269,6 +274,9 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--kv-disk", o->engine.kv_tiers.disk_dir, "Directory for KV blocks beyond the RAM budget");
   cmd->add_option("--kv-disk-max", o->kv_disk_max, "Disk budget for the KV cache, e.g. 20G");
   cmd->add_flag("!--no-prefix-cache", o->engine.prefix_cache, "Do not reuse cached prompt prefixes");
+  cmd->add_option("--log-format", o->log_format,
+                  "Access log (one line per request on stderr: method, path, status, tokens, ms): text or json")
+      ->capture_default_str()->check(CLI::IsMember({"text", "json"}));
   AddSamplingFlags(cmd, &o->sampling, " for requests that do not set it");
   AddTuneFlags(cmd, &o->tune);
   cmd->callback([o] { Serve(*o); });

@@ -4,6 +4,7 @@
 // Thread-safety: values; safe to copy and move between threads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -29,6 +30,7 @@ struct HttpRequestHead {
   int version = 11;     // 10 or 11
   std::vector<HttpHeader> headers;  // in arrival order
   bool has_body = false;            // Content-Length > 0 or chunked
+  std::chrono::steady_clock::time_point received{};  // when the head was complete (for access logs)
 
   // The first field named `name` (case-insensitive), if any.
   std::optional<std::string_view> Header(std::string_view name) const;

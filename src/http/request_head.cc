@@ -22,6 +22,7 @@ HttpRequestHead HeadOf(const RequestParser& parser) {
   head.version = static_cast<int>(msg.version());
   for (const auto& field : msg) head.headers.push_back({std::string(field.name_string()), std::string(field.value())});
   head.has_body = parser.chunked() || (parser.content_length() && *parser.content_length() > 0);
+  head.received = std::chrono::steady_clock::now();
   return head;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
 #include <vector>
 #include <nlohmann/json.hpp>
@@ -113,6 +114,106 @@ Status ParseRepeatPenalty(const Fields& f, ApiRequest* out) {
   return Status::Ok();
 }
 
+// Largest id a request may name (the vocabulary is checked later).
+constexpr int64_t kMaxTokenId = std::numeric_limits<int32_t>::max();
+
+// A token id: a non-negative integer, or (an object's key) its decimal text.
+bool TokenIdOf(const json& v, int32_t* id) {
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(kMaxTokenId) : v.get<int64_t>() < 0)
+      return false;
+    *id = static_cast<int32_t>(v.get<int64_t>());
+    return true;
+  }
+  if (!v.is_string()) return false;
+  const std::string& t = v.get_ref<const std::string&>();
+  if (t.empty() || t.size() > 10 || !std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return false;
+  const int64_t x = std::stoll(t);
+  if (x > kMaxTokenId) return false;
+  *id = static_cast<int32_t>(x);
+  return true;
+}
+
+// A bias: a number in [-100, 100], or false (llama.cpp: the token is banned).
+bool BiasOf(const json& v, float* bias) {
+  if (v.is_boolean() && !v.get<bool>()) {
+    *bias = -std::numeric_limits<float>::infinity();
+    return true;
+  }
+  if (!v.is_number()) return false;
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || d < -100 || d > 100) return false;
+  *bias = static_cast<float>(d);
+  return true;
+}
+
+// logit_bias: OpenAI's {"token id": bias}, or llama.cpp's [[id, bias], ...].
+Status ParseLogitBias(const Fields& f, ApiRequest* out) {
+  const json* v = f.Get("logit_bias");
+  if (v == nullptr) return Status::Ok();
+  std::map<int32_t, float> bias;  // the last entry for an id wins
+  auto add = [&](const json& id, const json& value) {
+    int32_t t = 0;
+    float b = 0;
+    if (!TokenIdOf(id, &t))
+      return f.Fail("logit_bias", fmt::format("'logit_bias' keys must be token ids (non-negative integers), not {}",
+                                              id.dump().substr(0, 40)));
+    if (!BiasOf(value, &b))
+      return f.Fail("logit_bias", fmt::format("'logit_bias' values must be numbers between -100 and 100 (or false), "
+                                              "not {}", value.dump().substr(0, 40)));
+    bias[t] = b;
+    return Status::Ok();
+  };
+  if (v->is_object()) {
+    for (const auto& [key, value] : v->items()) STRATA_RETURN_IF_ERROR(add(json(key), value));
+  } else if (v->is_array()) {
+    for (const json& pair : *v) {
+      if (!pair.is_array() || pair.size() != 2)
+        return f.Fail("logit_bias", "'logit_bias' as an array holds [token id, bias] pairs");
+      STRATA_RETURN_IF_ERROR(add(pair[0], pair[1]));
+    }
+  } else {
+    return f.Fail("logit_bias", "'logit_bias' must be an object {\"token id\": bias} or an array of [id, bias]");
+  }
+  out->logit_bias.assign(bias.begin(), bias.end());
+  return Status::Ok();
+}
+
+Status ParseStopTokenIds(const Fields& f, ApiRequest* out) {
+  const json* v = f.Get("stop_token_ids");
+  if (v == nullptr) return Status::Ok();
+  if (!v->is_array()) return f.Fail("stop_token_ids", "'stop_token_ids' must be an array of token ids");
+  if (v->size() > kMaxStopTokenIds)
+    return f.Fail("stop_token_ids", fmt::format("'stop_token_ids' holds at most {} ids", kMaxStopTokenIds));
+  for (const json& t : *v) {
+    int32_t id = 0;
+    if (!t.is_number_integer() || !TokenIdOf(t, &id))
+      return f.Fail("stop_token_ids", "'stop_token_ids' must hold non-negative integers");
+    out->stop_token_ids.push_back(id);
+  }
+  return Status::Ok();
+}
+
+// max_completion_tokens wins over max_tokens (OpenAI deprecated it), which
+// wins over llama.cpp's n_predict (-1: as many as the context holds).
+Status ParseMaxTokens(const Fields& f, const RequestLimits& limits, ApiRequest* out) {
+  int64_t n = 0;
+  bool present = false;
+  STRATA_RETURN_IF_ERROR(f.Int("n_predict", -1, limits.max_tokens_limit, &n, &present));
+  if (present && n >= 0) out->max_tokens = static_cast<int32_t>(n);
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    STRATA_RETURN_IF_ERROR(f.Int(key, 0, limits.max_tokens_limit, &n, &present));
+    if (present) out->max_tokens = static_cast<int32_t>(n);
+  }
+  STRATA_RETURN_IF_ERROR(f.Int("min_tokens", 0, limits.max_tokens_limit, &n, &present));
+  if (present) out->min_tokens = static_cast<int32_t>(n);
+  if (out->max_tokens && out->min_tokens > *out->max_tokens)
+    return f.Fail("min_tokens", fmt::format("'min_tokens' ({}) must not exceed the maximum of tokens ({})",
+                                            out->min_tokens, *out->max_tokens));
+  return f.Bool("ignore_eos", &out->ignore_eos);
+}
+
 Status ParseSeed(const Fields& f, ApiRequest* out) {
   const json* v = f.Get("seed");
   if (v == nullptr) return Status::Ok();
@@ -156,15 +257,7 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
     if (!model->is_string()) return f.Fail("model", "'model' must be a string");
     out->model = model->get<std::string>();
   }
-  // max_completion_tokens (chat) supersedes the deprecated max_tokens.
-  std::vector<const char*> keys = {"max_tokens"};
-  if (out->endpoint == Endpoint::kChat) keys.push_back("max_completion_tokens");
-  for (const char* key : keys) {
-    int64_t n = 0;
-    bool present = false;
-    STRATA_RETURN_IF_ERROR(f.Int(key, 0, limits.max_tokens_limit, &n, &present));
-    if (present) out->max_tokens = static_cast<int32_t>(n);
-  }
+  STRATA_RETURN_IF_ERROR(ParseMaxTokens(f, limits, out));
   STRATA_RETURN_IF_ERROR(f.Number("temperature", 0, 2, &out->temperature));
   STRATA_RETURN_IF_ERROR(f.Number("top_p", 0, 1, &out->top_p));
   STRATA_RETURN_IF_ERROR(f.Number("min_p", 0, 1, &out->min_p));
@@ -181,10 +274,10 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
   int64_t n = 1;
   STRATA_RETURN_IF_ERROR(f.Int("n", 1, kMaxChoices, &n));
   out->n = static_cast<int32_t>(n);
-  STRATA_RETURN_IF_ERROR(f.Neutral("presence_penalty", 0, "0"));
-  STRATA_RETURN_IF_ERROR(f.Neutral("frequency_penalty", 0, "0"));
-  STRATA_RETURN_IF_ERROR(f.Neutral("logit_bias", json::object(), "{}"));
-  return Status::Ok();
+  STRATA_RETURN_IF_ERROR(f.Number("frequency_penalty", -2, 2, &out->frequency_penalty));
+  STRATA_RETURN_IF_ERROR(f.Number("presence_penalty", -2, 2, &out->presence_penalty));
+  STRATA_RETURN_IF_ERROR(ParseLogitBias(f, out));
+  return ParseStopTokenIds(f, out);
 }
 
 // One prompt: text, or token ids (each in [0, 2^31)).

@@ -4,12 +4,15 @@
 // field is in range or names what is wrong.
 //
 // Accepted fields (others are ignored, as OpenAI-compatible servers do):
-//   both:  model, max_tokens, temperature [0,2], top_p [0,1], seed, stop
-//          (string or array of at most kMaxStops non-empty strings), stream,
-//          stream_options.include_usage, n (choices per prompt), user; llama.cpp's
-//          extensions top_k, min_p, repeat_penalty.
-//          presence_penalty / frequency_penalty / logit_bias are accepted only
-//          at their neutral values (0 / {}), since strata does not implement them.
+//   both:  model, max_tokens, max_completion_tokens (wins over max_tokens),
+//          temperature [0,2], top_p [0,1], seed, stop (string or array of at
+//          most kMaxStops non-empty strings), stream, stream_options.include_usage,
+//          n (choices per prompt), user, presence_penalty and frequency_penalty
+//          [-2,2], logit_bias (OpenAI's {"id": bias} with bias in [-100,100], or
+//          llama.cpp's [[id, bias], ...] where bias false bans the token);
+//          llama.cpp's extensions top_k, min_p, repeat_penalty, n_predict
+//          (max_tokens' alias, -1: unlimited; the other two win), ignore_eos;
+//          vLLM's min_tokens (<= max_tokens), stop_token_ids, repetition_penalty.
 //          Structured output, at most one of: grammar (GBNF), json_schema
 //          (llama.cpp's), response_format (text, json_object [with llama.cpp's
 //          "schema"], json_schema {"json_schema": {"schema": ...}}), vLLM's
@@ -28,8 +31,7 @@
 //          "required", or a named function: the server then constrains the
 //          output to calls, server/tool_calls.h), parallel_tool_calls,
 //          chat_template_kwargs (extra template variables, as llama.cpp's
-//          server takes them), max_completion_tokens (wins over max_tokens),
-//          logprobs (bool), top_logprobs (0..kMaxLogprobs, requires logprobs).
+//          server takes them), logprobs (bool), top_logprobs (0..kMaxLogprobs, requires logprobs).
 //
 // Thread-safety: pure functions of their arguments.
 #pragma once
@@ -38,6 +40,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/status.h"
@@ -49,6 +52,7 @@ enum class Endpoint { kCompletions, kChat };
 
 inline constexpr int32_t kMaxLogprobs = 20;
 inline constexpr size_t kMaxStops = 16;
+inline constexpr size_t kMaxStopTokenIds = 256;
 // Choices one request may ask for: prompts in the batch x n.
 inline constexpr int32_t kMaxChoices = 16;
 
@@ -77,6 +81,14 @@ struct ApiRequest {
   std::optional<int32_t> top_k;       // 0: off
   std::optional<float> min_p;         // [0, 1]; 0: off
   std::optional<float> repeat_penalty;  // > 0; 1: off ("repetition_penalty", vLLM's name, is the same)
+  std::optional<float> frequency_penalty;  // [-2, 2]; 0: off
+  std::optional<float> presence_penalty;   // [-2, 2]; 0: off
+  // (token id, bias), ids not yet checked against the vocabulary; one entry
+  // per id (the last given wins); -infinity: banned (llama.cpp's false).
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  std::vector<int32_t> stop_token_ids;  // ids not yet checked against the vocabulary
+  bool ignore_eos = false;
+  int32_t min_tokens = 0;
   std::optional<uint64_t> seed;       // absent: random
   std::vector<std::string> stop;
   bool stream = false;

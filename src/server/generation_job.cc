@@ -58,6 +58,7 @@ Status GenerationJob::Start(std::vector<Choice> choices, std::shared_ptr<http::H
   if (output_.stream) {
     http::HttpResponse head{200, output_.headers, ""};
     head.With("Content-Type", "text/event-stream").With("Cache-Control", "no-cache");
+    status_ = head.status;
     exchange_->StartStream(std::move(head), http::StreamOptions{output_.heartbeat, ": keep-alive\n\n"});
     std::string out;
     for (auto& t : tracks_) {
@@ -134,7 +135,9 @@ void GenerationJob::Drain() {
     exchange_->Write(out + StreamEnd());
     exchange_->End();
   } else {
-    exchange_->Respond(WholeResponse());
+    http::HttpResponse whole = WholeResponse();
+    status_ = whole.status;
+    exchange_->Respond(std::move(whole));
   }
   End();
 }

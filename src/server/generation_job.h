@@ -64,6 +64,12 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   // (503 or an error event). Idempotent.
   void Cancel();
 
+  // For the access log, once on_end ran: the response's status (a stream's
+  // is its head's, 200; 499 if the client left before a whole response was
+  // sent) and the tokens counted.
+  int status() const { return status_; }
+  Usage usage() const { return TotalUsage(); }
+
  private:
   // One choice's progress.
   struct Track {
@@ -108,6 +114,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   size_t n_finished_ = 0;
   bool failed_ = false;    // a choice failed: the others were cancelled
   bool ended_ = false;     // on_end ran
+  int status_ = 499;       // the response's, once sent
   std::vector<TimedEvent> batch_;  // scratch for channel takes
 };
 

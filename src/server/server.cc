@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <random>
 #include <thread>
 
@@ -66,12 +67,43 @@ SamplerParams SamplingOf(const ApiRequest& r, const SamplerParams& defaults) {
   p.top_p = r.top_p.value_or(defaults.top_p);
   p.min_p = r.min_p.value_or(defaults.min_p);
   p.repeat_penalty = r.repeat_penalty.value_or(defaults.repeat_penalty);
+  p.frequency_penalty = r.frequency_penalty.value_or(defaults.frequency_penalty);
+  p.presence_penalty = r.presence_penalty.value_or(defaults.presence_penalty);
+  p.logit_bias.clear();
+  for (const auto& [token, bias] : r.logit_bias) p.logit_bias.push_back(LogitBias{token, bias});
   p.seed = r.seed ? *r.seed : std::random_device{}();
   return p;
 }
 
 // Most distinct ignored field names logged (a client cannot grow the set).
 constexpr size_t kMaxUnknownFieldsNoted = 64;
+// Most names the X-Strata-Ignored-Fields header lists (then "...").
+constexpr size_t kMaxIgnoredFieldsHeader = 32;
+
+bool IsGeneration(const HttpRequestHead& head) {
+  const std::optional<Route> route = RouteOfPath(head.path);
+  return route == Route::kCompletions || route == Route::kChat;
+}
+
+// The X-Strata-Ignored-Fields value: the names, comma-separated, each byte
+// outside [A-Za-z0-9_.-] as %XX (a header value must not carry what a
+// client put in a JSON key).
+std::string IgnoredFieldsHeader(const std::vector<std::string>& fields) {
+  std::string out;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    if (i == kMaxIgnoredFieldsHeader) return out + ",...";
+    if (i > 0) out += ',';
+    for (const char c : fields[i].substr(0, 64)) {
+      const auto u = static_cast<unsigned char>(c);
+      if (std::isalnum(u) || c == '_' || c == '.' || c == '-') {
+        out += c;
+      } else {
+        out += fmt::format("%{:02X}", u);
+      }
+    }
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -172,7 +204,22 @@ HttpResponse Server::Error(int status, std::string_view message, const HttpReque
   return gate_.Reply(e, *head);
 }
 
-void Server::Responded(const HttpRequestHead* head, int status) { metrics_.CountRequest(EndpointLabel(head), status); }
+void Server::Responded(const HttpRequestHead* head, int status) {
+  metrics_.CountRequest(EndpointLabel(head), status);
+  // A generation's successful response is logged when it ends (with its tokens).
+  if (head != nullptr && status == 200 && IsGeneration(*head)) return;
+  LogAccess(head, status, Usage{});
+}
+
+void Server::LogAccess(const HttpRequestHead* head, int status, const Usage& usage) const {
+  if (!options_.access_log) return;
+  const double ms = head == nullptr ? 0.0
+                                    : std::chrono::duration<double, std::milli>(Clock::now() - head->received).count();
+  options_.access_log(AccessLine(AccessRecord{head ? std::string_view(head->method) : "-",
+                                              head ? std::string_view(head->path) : "-", status, usage.prompt_tokens,
+                                              usage.completion_tokens, ms},
+                                 options_.log_format));
+}
 
 HttpResponse Server::ReplyJson(std::string body, const HttpRequestHead& head) const {
   HttpResponse r{200, gate_.CorsHeaders(head), std::move(body)};
@@ -325,9 +372,29 @@ bool Server::PlanGeneration(const ApiRequest& request, std::vector<int32_t> prom
   // end of the context (or the server's limit).
   const int32_t fallback = request.endpoint == Endpoint::kChat ? std::min(n_ctx - n_prompt, limits_.max_tokens_limit)
                                                                : options_.default_max_tokens;
+  // Token ids the request names must be in the vocabulary.
+  const int32_t n_vocab = engine_.model().hparams().n_vocab;
+  for (const auto& [token, bias] : request.logit_bias) {
+    if (token >= n_vocab) {
+      *error = ApiError::InvalidRequest(
+          fmt::format("'logit_bias' names token {}; the vocabulary has {} tokens", token, n_vocab), "logit_bias");
+      return false;
+    }
+  }
+  for (int32_t token : request.stop_token_ids) {
+    if (token >= n_vocab) {
+      *error = ApiError::InvalidRequest(
+          fmt::format("'stop_token_ids' names token {}; the vocabulary has {} tokens", token, n_vocab),
+          "stop_token_ids");
+      return false;
+    }
+  }
   g->prompt = std::move(prompt);
   g->max_tokens = request.max_tokens.value_or(fallback);
   g->sampling = SamplingOf(request, options_.sampling);
+  g->stop_token_ids = request.stop_token_ids;
+  g->ignore_eos = request.ignore_eos;
+  g->min_tokens = request.min_tokens;
   g->top_logprobs = request.logprobs;
   g->prompt_logprobs = request.echo && request.logprobs >= 0;
   return true;
@@ -346,8 +413,11 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   ApiError error;
   if (!PlanChoices(request, &choices, &error)) return exchange->Respond(gate_.Reply(error, head));
 
+  std::vector<http::HttpHeader> headers = gate_.CorsHeaders(head);
+  if (!request.unknown_fields.empty())
+    headers.push_back({"X-Strata-Ignored-Fields", IgnoredFieldsHeader(request.unknown_fields)});
   GenerationJob::Output output{request.stream, request.stream && request.include_usage,
-                               choices.front().request.prompt_logprobs, gate_.CorsHeaders(head), options_.heartbeat};
+                               choices.front().request.prompt_logprobs, std::move(headers), options_.heartbeat};
   auto job = std::make_shared<GenerationJob>(engine_, metrics_, std::move(output), received);
   uint64_t key;
   {
@@ -356,7 +426,12 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   }
   if (!Register(key, job))
     return exchange->Respond(gate_.Reply(ApiError{503, "the server is shutting down", "server_error", "", "shutting_down"}, head));
-  if (Status s = job->Start(std::move(choices), exchange, [this, key] { Unregister(key); }); !s.ok()) {
+  // Logged at the end unless its response was an error, which Responded logs.
+  auto on_end = [this, key, job = job.get(), head] {
+    if (job->status() == 200 || job->status() == 499) LogAccess(&head, job->status(), job->usage());
+    Unregister(key);
+  };
+  if (Status s = job->Start(std::move(choices), exchange, std::move(on_end)); !s.ok()) {
     Unregister(key);
     return exchange->Respond(gate_.Reply(ApiError::FromStatus(s), head));
   }
@@ -413,7 +488,7 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
       prompt_text = request.prompts[p].is_ids ? vocab.Decode(g.prompt) : request.prompts[p].text;
     for (int32_t i = 0; i < request.n; ++i) {
       const int32_t index = static_cast<int32_t>(p) * request.n + i;
-      GenerationJob::Choice c{g, OutputParams{request.stop},
+      GenerationJob::Choice c{g, OutputParams{request.stop, request.min_tokens},
                               ResponseBuilder(request, identity, vocab, prompt_text.size(), index), i == 0};
       // The n samples of one prompt draw from distinct seeds (reproducible when the request sets one).
       c.request.sampling.seed += static_cast<uint64_t>(i);

@@ -37,6 +37,7 @@
 #include "http/http_server.h"
 #include "server/api_error.h"
 #include "server/api_request.h"
+#include "server/access_log.h"
 #include "server/chat_template.h"
 #include "server/generation_job.h"
 #include "server/metrics.h"
@@ -66,6 +67,9 @@ struct ServerOptions {
   // Sampling of requests that leave a setting out (strata run's defaults).
   SamplerParams sampling{.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .repeat_penalty = 1.0f};
   std::function<void(const std::string&)> log;  // notices, one line each; null: stderr
+  // One line per answered request (server/access_log.h), in log_format; null: no access log.
+  std::function<void(const std::string&)> access_log;
+  LogFormat log_format = LogFormat::kText;
 };
 
 class Server : private http::HttpHandler {
@@ -105,6 +109,8 @@ class Server : private http::HttpHandler {
   http::HttpResponse HandleDetokenize(const http::HttpRequest& request) const;
   // Logs request fields strata ignores, each name once per server (bounded).
   void NoteUnknownFields(const std::vector<std::string>& fields);
+  // Writes the access log line of a response (head null: the head could not be read).
+  void LogAccess(const http::HttpRequestHead* head, int status, const Usage& usage) const;
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
