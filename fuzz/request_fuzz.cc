@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,16 @@ void CheckAccepted(const ApiRequest& r, const strata::server::RequestLimits& lim
   Check(r.logprobs >= -1 && r.logprobs <= strata::server::kMaxLogprobs, "logprobs in range");
   Check(r.stop.size() <= strata::server::kMaxStops, "at most kMaxStops stops");
   for (const std::string& s : r.stop) Check(!s.empty(), "stop strings non-empty");
+  for (const auto* pen : {&r.frequency_penalty, &r.presence_penalty})
+    Check(!*pen || (**pen >= -2 && **pen <= 2), "penalties in [-2, 2]");
+  for (size_t i = 0; i < r.logit_bias.size(); ++i) {
+    const auto& [id, bias] = r.logit_bias[i];
+    Check(id >= 0 && (i == 0 || r.logit_bias[i - 1].first < id), "logit_bias ids non-negative, one entry each");
+    Check(bias == -std::numeric_limits<float>::infinity() || (bias >= -100 && bias <= 100), "biases in range");
+  }
+  Check(r.stop_token_ids.size() <= strata::server::kMaxStopTokenIds, "stop token ids bounded");
+  for (int32_t id : r.stop_token_ids) Check(id >= 0, "stop token ids non-negative");
+  Check(r.min_tokens >= 0 && (!r.max_tokens || r.min_tokens <= *r.max_tokens), "min_tokens in range");
   if (r.endpoint == Endpoint::kCompletions) {
     Check(r.chat.messages.empty(), "completions have no messages");
     Check(!r.prompts.empty(), "completions have a prompt");
