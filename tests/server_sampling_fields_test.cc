@@ -282,5 +282,26 @@ TEST_F(AccessLogTest, TextLines) {
       << lines[0];
 }
 
+// A client gone before its whole response: logged once, as 499, with the tokens generated until then.
+TEST_F(AccessLogTest, ClientGoneIs499) {
+  ServerHarness h(Options(server::LogFormat::kJson, &mu_, &lines_));
+  {
+    const std::string body = R"({"prompt":"Once","max_tokens":2000,"temperature":0})";
+    RawConnection c(h.port());
+    ASSERT_TRUE(c.Send("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body));
+    while (h.engine().Stats().running == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const std::vector<std::string> lines = Lines(1);
+  ASSERT_EQ(lines.size(), 1u);
+  const json j = json::parse(lines[0]);
+  EXPECT_EQ(j["status"], 499);
+  EXPECT_EQ(j["path"], "/v1/completions");
+  EXPECT_LT(j["completion_tokens"].get<int>(), 2000);
+  ASSERT_TRUE(h.WaitIdle());
+  std::lock_guard<std::mutex> l(mu_);
+  EXPECT_EQ(lines_.size(), 1u);  // nothing else logged for it
+}
+
 }  // namespace
 }  // namespace strata::testing
