@@ -237,6 +237,15 @@ TEST(ChatCli, SessionErrorsAreClearAndTheChatGoesOn) {
   }
 }
 
+// A message past ChatInput::kMaxMessageBytes (16 MiB) is dropped with a
+// note; the chat answers the next one.
+TEST(ChatCli, OversizedMessageIsDroppedAndTheChatGoesOn) {
+  const CommandResult c = Chat(kGreedy, std::string((size_t{16} << 20) + 1, 'a') + "\nHello\n");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_THAT(c.err, HasSubstr("message longer than 16777216 bytes dropped"));
+  EXPECT_EQ(c.out, RunReply("User: Hello\nAssistant:") + "\n");
+}
+
 // ---- the terminal, in tmux ----
 
 // tmux on PATH ("" if none).
