@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "core/env.h"
+#include "format/gguf.h"
+#include "format/gguf_writer.h"
 #include "kv/session_file.h"
 #include "test_util.h"
 
@@ -40,21 +42,24 @@ std::string TrimLeft(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b);
 }
 
-// The reply `strata run` gives to prompt: its completion without the leading
-// whitespace (the chat drops it: templates separate a reply themselves).
+// The reply `strata run` gives to prompt (stories260K unless extra names a
+// model): its completion without the leading whitespace (the chat drops it:
+// templates separate a reply themselves).
 std::string RunReply(const std::string& prompt, int n = 24, const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> a = {CliPath(), "run", "-m", Stories(), "--temp", "0", "-n", std::to_string(n), "-t", "1",
-                                "-p", prompt};
+  std::vector<std::string> a = {CliPath(), "run", "--temp", "0", "-n", std::to_string(n), "-t", "1", "-p", prompt};
   a.insert(a.end(), extra.begin(), extra.end());
+  if (std::find(extra.begin(), extra.end(), "-m") == extra.end()) a.insert(a.end(), {"-m", Stories()});
   const CommandResult r = RunCommand(a);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return TrimLeft(r.out);
 }
 
-// strata chat with messages on standard input (a pipe: one reply per message).
+// strata chat with messages on standard input (a pipe: one reply per message);
+// stories260K unless args name a model.
 CommandResult Chat(const std::vector<std::string>& args, const std::string& input) {
-  std::vector<std::string> a = {CliPath(), "chat", "-m", Stories(), "-t", "1"};
+  std::vector<std::string> a = {CliPath(), "chat", "-t", "1"};
   a.insert(a.end(), args.begin(), args.end());
+  if (std::find(args.begin(), args.end(), "-m") == args.end()) a.insert(a.end(), {"-m", Stories()});
   return RunCommand(a, input, {120, false});
 }
 
@@ -103,6 +108,29 @@ TEST(ChatCli, RepliesEqualRunOfTheRenderedConversation) {
                                      "{% if add_generation_prompt %}bot:{% endif %}";
   const CommandResult jinja = Chat({"--temp", "0", "-n", "24", "--chat-template-file", dir + "/t.jinja"}, "Hello\n");
   EXPECT_EQ(jinja.out, RunReply("user said: Hello\nbot:") + "\n") << jinja.err;
+}
+
+// A model's own template (tokenizer.chat_template in its GGUF) is the default.
+TEST(ChatCli, UsesTheModelsOwnTemplate) {
+  const std::string dir = testing::MakeTempDir();
+  std::unique_ptr<gguf::GgufFile> f;
+  ASSERT_TRUE(gguf::GgufFile::Open(Env::Default(), Stories(), &f).ok());
+  gguf::GgufWriter w;
+  for (const gguf::KeyValue& kv : f->metadata()) w.SetValue(kv.key, kv.value);
+  w.SetString("tokenizer.chat_template",
+              "{% for m in messages %}{{ m.role }} says: {{ m.content }}\n{% endfor %}"
+              "{% if add_generation_prompt %}assistant says:{% endif %}");
+  for (const gguf::TensorInfo& t : f->tensors())
+    ASSERT_TRUE(w.AddTensor(t.name, t.tensor.type, {t.tensor.ne.begin(), t.tensor.ne.begin() + t.n_dims}, t.tensor.data).ok());
+  const std::string model = dir + "/templated.gguf";
+  ASSERT_TRUE(w.Write(Env::Default(), model).ok());
+  auto run = [&](const std::string& prompt) { return RunReply(prompt, 24, {"-m", model}); };
+  const std::string r1 = run("user says: Hello\nassistant says:");
+  const std::string r2 = run("user says: Hello\nassistant says: " + r1 + "\nuser says: How are you?\nassistant says:");
+  const CommandResult c = Chat({"-m", model, "--temp", "0", "-n", "24"}, "Hello\nHow are you?\n");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_THAT(c.err, HasSubstr("chat template jinja"));
+  EXPECT_EQ(c.out, r1 + "\n" + r2 + "\n");
 }
 
 // Each turn reuses the KV of the conversation so far: only the new message is decoded.
