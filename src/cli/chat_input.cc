@@ -46,15 +46,20 @@ bool ChatInput::Fill(bool* interrupted) {
 }
 
 ChatInput::Line ChatInput::ReadLine(std::string* line, bool* too_long) {
+  size_t scan = taken_;  // no line break before it
   while (true) {
-    const size_t nl = buffer_.find('\n');
+    const size_t nl = buffer_.find('\n', scan);
     if (nl != std::string::npos) {
-      line->assign(buffer_, 0, nl);
-      buffer_.erase(0, nl + 1);
+      line->assign(buffer_, taken_, nl - taken_);
+      taken_ = nl + 1;
       break;
     }
+    buffer_.erase(0, taken_);  // once per read, not per line
+    taken_ = 0;
+    scan = buffer_.size();
     if (buffer_.size() > kMaxMessageBytes) {
       buffer_.clear();
+      scan = 0;
       *too_long = true;
     }
     bool interrupted = false;

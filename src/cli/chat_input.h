@@ -48,7 +48,8 @@ class ChatInput {
   int fd_;
   bool interactive_;
   bool eof_ = false;
-  std::string buffer_;  // bytes read, not yet taken
+  std::string buffer_;  // bytes read; those from taken_ on are not yet taken
+  size_t taken_ = 0;
 };
 
 }  // namespace strata::cli
