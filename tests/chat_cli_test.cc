@@ -8,7 +8,10 @@
 // fallback (server/chat_template.h): "System: s\nUser: u\nAssistant: a\n...Assistant:".
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -272,6 +275,60 @@ TEST(ChatCli, OversizedMessageIsDroppedAndTheChatGoesOn) {
   ASSERT_EQ(c.exit_code, 0) << c.err;
   EXPECT_THAT(c.err, HasSubstr("message longer than 16777216 bytes dropped"));
   EXPECT_EQ(c.out, RunReply("User: Hello\nAssistant:") + "\n");
+}
+
+// SIGINT (Ctrl-C) while a long message is being decoded drops that message;
+// the chat then answers the next one as if it had never been sent.
+TEST(ChatCli, InterruptDuringThePromptDropsTheMessage) {
+  // About 10,000 tokens decoded one per forward pass (-b 1): many seconds of work.
+  std::string long_message;
+  while (long_message.size() < 30000) long_message += "Once upon a time there was a little cat who liked the sun. ";
+  int in[2], out[2], err[2];
+  ASSERT_EQ(::pipe(in) | ::pipe(out) | ::pipe(err), 0);
+  const std::string cli = CliPath(), model = Stories();
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]}) ::close(fd);
+    ::execl(cli.c_str(), cli.c_str(), "chat", "-m", model.c_str(), "--temp", "0", "-n", "24", "-t", "1", "-b", "1",
+            "-c", "100000", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int fd : {in[0], out[1], err[1]}) ::close(fd);
+  auto write_all = [&](const std::string& text) {
+    for (size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(in[1], text.data() + done, text.size() - done);
+      ASSERT_GT(n, 0);
+      done += static_cast<size_t>(n);
+    }
+  };
+  // Once the chat is ready (its banner, after the model and context), it
+  // reads and tokenizes the message in milliseconds; decoding it takes seconds.
+  std::string stderr_text;
+  for (char c; !stderr_text.ends_with("Ctrl-D quits\n") && ::read(err[0], &c, 1) == 1;) stderr_text += c;
+  ASSERT_THAT(stderr_text, HasSubstr("Ctrl-D quits"));
+  write_all(long_message + "\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::kill(pid, SIGINT);
+  write_all("Hello\n");
+  ::close(in[1]);
+  auto read_all = [](int fd) {
+    std::string text;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    return text;
+  };
+  const std::string stdout_text = read_all(out[0]);
+  stderr_text += read_all(err[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_THAT(stderr_text, HasSubstr("[stopped before the reply; the message was dropped]"));
+  EXPECT_EQ(stdout_text, RunReply("User: Hello\nAssistant:") + "\n");
 }
 
 // ---- the terminal, in tmux ----
