@@ -278,7 +278,6 @@ class ChatLoop {
 };
 
 void RunChat(const ChatOptions& o) {
-  CheckOk("chat", InstallInterruptHandler());
   // A session is locked first: a second chat on it fails before any work.
   std::unique_ptr<FileLock> session_lock;
   if (!o.session.empty()) {
@@ -318,12 +317,15 @@ void RunChat(const ChatOptions& o) {
   Sampler sampler(sp);
   if (o.verbose) Note("strata chat: seed %llu\n", static_cast<unsigned long long>(sp.seed));
 
-  Note("strata chat: chat template %s; /help lists the commands, Ctrl-C stops a reply, Ctrl-D quits\n",
-       std::string(chat_template.name()).c_str());
+  const std::string template_name(chat_template.name());
   Chat chat(ctx.get(), &sampler, std::move(chat_template), o.batch);
   chat.Reset(o.system);
   ChatLoop loop(o, &chat);
   if (session_lock) loop.Attach(o.session, std::move(session_lock));
+  // From here on Ctrl-C stops a reply instead of the process (loading is still interrupted by it).
+  CheckOk("chat", InstallInterruptHandler());
+  Note("strata chat: chat template %s; /help lists the commands, Ctrl-C stops a reply, Ctrl-D quits\n",
+       template_name.c_str());
   loop.Run();
 }
 
