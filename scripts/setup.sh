@@ -20,6 +20,7 @@ PACKAGES=(
   python3-jinja2        # tests only: Python's jinja2, the reference for the Jinja interpreter
   openmpi-bin libopenmpi-dev  # MPI: one model over many processes/machines (mpirun -np N strata run --split ...)
   python3-jsonschema    # tests only: validates structured output against its JSON Schema
+  tmux                  # tests only: drives strata chat in a terminal (send-keys / capture-pane)
 )
 # Node.js >= 20 and npm run the end-to-end tests with the official openai client
 # and the llama.cpp peer install; Debian's packages are used only if none is present.

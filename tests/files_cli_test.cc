@@ -73,6 +73,7 @@ TEST_F(FilesCliTest, SpecialFilesAreRefusedByTypeAtOnce) {
   // -m / MODEL
   for (const auto& [path, msg] : {std::pair{fifo_, fifo_msg}, {"/dev/zero", zero_msg}, {dir_, dir_msg}}) {
     ExpectClearError({"run", "-m", path, "-p", "x"}, msg);
+    ExpectClearError({"chat", "-m", path}, msg);
     ExpectClearError({"inspect", path}, msg);
     ExpectClearError({"tokenize", "-m", path}, msg);
     ExpectClearError({"session", "--session-dir", dir_, "info", "x", "-m", path}, msg);
@@ -80,6 +81,9 @@ TEST_F(FilesCliTest, SpecialFilesAreRefusedByTypeAtOnce) {
     // --tokenizer (a llama2.c model needs one)
     ExpectClearError({"run", "-m", bin, "--tokenizer", path, "-p", "x"}, msg);
     ExpectClearError({"tokenize", "--tokenizer", path}, msg);
+    // the prompt file; a chat template file
+    ExpectClearError({"run", "-f", path}, msg);
+    ExpectClearError({"chat", "--chat-template-file", path}, msg);
     // --tune-cache (run, bench; serve takes the same flag)
     ExpectClearError({"run", "--tune-cache", path, "-p", "x"}, msg);
     ExpectClearError({"bench", "--tune-cache", path, "-p", "8", "-n", "8", "-r", "1"}, msg);

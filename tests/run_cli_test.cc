@@ -1,6 +1,7 @@
 // `strata run` end to end against llama2.c's reference outputs.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -120,6 +121,55 @@ TEST(RunCli, SessionContinuesAcrossProcesses) {
     EXPECT_EQ(RunCommand({testing::CliPath(), "session", "--session-dir", dir, "rollback", "s", "5"}).exit_code, 0);
     EXPECT_EQ(RunCommand({testing::CliPath(), "session", "--session-dir", dir, "rm", "s"}).exit_code, 0);
     EXPECT_NE(RunCommand({testing::CliPath(), "session", "--session-dir", dir, "info", "s"}).exit_code, 0);
+  }
+}
+
+// Without -p the prompt is the text of -f FILE, else standard input (not a
+// terminal here); one final newline is dropped. -p wins over standard input.
+TEST(RunCli, PromptFromStandardInputOrFile) {
+  const std::string dir = testing::MakeTempDir();
+  auto run = [](const std::vector<std::string>& extra, const std::string& in = "") {
+    std::vector<std::string> a = {testing::CliPath(), "run", "--temp", "0", "-n", "30", "-t", "1"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return RunCommand(a, in);
+  };
+  const auto want = run({"-p", "Once upon a time"});
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  ASSERT_FALSE(want.out.empty());
+  for (const char* in : {"Once upon a time", "Once upon a time\n", "Once upon a time\r\n"}) {
+    const auto r = run({}, in);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, want.out) << in;
+    const std::string file = dir + "/prompt.txt";
+    std::ofstream(file, std::ios::binary) << in;
+    EXPECT_EQ(run({"-f", file}, "Lily").out, want.out) << in;
+  }
+  EXPECT_EQ(run({"-p", "Once upon a time"}, "Lily").out, want.out);
+  EXPECT_NE(run({}, "Once upon a time\n\n").out, want.out);  // only one newline is dropped
+  EXPECT_EQ(run({}, "").out, run({"-p", ""}).out);
+}
+
+TEST(RunCli, PromptFileErrorsAreOneLine) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string big = dir + "/big.txt";
+  std::ofstream(big) << "x";
+  std::filesystem::resize_file(big, (uint64_t{64} << 20) + 1);  // sparse
+  std::ofstream(dir + "/empty.txt");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"-f", dir + "/missing.txt"}, dir + "/missing.txt: no such file"},
+      {{"-f", dir}, dir + ": is a directory"},
+      {{"-f", dir + "/empty.txt"}, dir + "/empty.txt is empty"},
+      {{"-f", big}, big + " is larger than 67108864 bytes"},
+      {{"-f", big, "-p", "x"}, "excludes"},
+  };
+  for (const auto& [args, want] : cases) {
+    std::vector<std::string> a = {testing::CliPath(), "run", "-n", "4"};
+    a.insert(a.end(), args.begin(), args.end());
+    const auto r = RunCommand(a);
+    EXPECT_NE(r.exit_code, 0) << want;
+    EXPECT_TRUE(r.out.empty());
+    EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;  // exactly one line
   }
 }
 

@@ -156,6 +156,7 @@ std::string SessionPath(const std::string& dir, const std::string& name) {
 
 Status ReadSmallFile(const std::string& path, uint64_t max_bytes, std::string* out) {
   Env* env = Env::Default();
+  STRATA_RETURN_IF_ERROR(env->CheckRegularFile(path));  // "PATH: no such file", "is a directory", ...
   uint64_t size = 0;
   STRATA_RETURN_IF_ERROR(env->FileSize(path, &size));
   std::unique_ptr<MappedFile> file;

@@ -11,6 +11,13 @@
 //
 // With --grammar-file the completion follows a GBNF grammar (structured
 // output) and ends where the grammar is complete and the model stops.
+//
+// The prompt is -p TEXT, else the text of -f FILE, else standard input when it
+// is not a terminal (`echo hi | strata run`), else empty. A file's or standard
+// input's one trailing newline is dropped (as llama.cpp's -f does), so
+// `echo hi` prompts with "hi".
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -27,10 +34,16 @@
 namespace strata::cli {
 namespace {
 
+// Largest prompt read from -f FILE or standard input: more text than the
+// largest context (-c at most 4M tokens) can hold.
+constexpr uint64_t kMaxPromptBytes = uint64_t{64} << 20;
+
 struct RunOptions {
   std::string model;
   std::string tokenizer;
   std::string prompt;
+  bool prompt_given = false;  // -p was on the command line (even empty)
+  std::string prompt_file;
   int32_t n_predict = 128;
   SamplingFlags sampling;
   int64_t seed = -1;
@@ -92,7 +105,29 @@ Handle<strata_session_lock> LockSession(const RunOptions& o, std::string* path) 
   return Handle<strata_session_lock>(lock, strata_session_lock_free);
 }
 
-void Run(const RunOptions& o) {
+// Drops one trailing newline ("\n" or "\r\n"): what `echo` and editors end text with.
+void DropFinalNewline(std::string* text) {
+  if (text->ends_with("\r\n")) {
+    text->resize(text->size() - 2);
+  } else if (text->ends_with('\n')) {
+    text->pop_back();
+  }
+}
+
+// The prompt: -p, else -f FILE, else standard input unless it is a terminal, else "".
+std::string ReadPrompt(const RunOptions& o) {
+  if (o.prompt_given) return o.prompt;
+  std::string text;
+  if (!o.prompt_file.empty()) {
+    CheckOk("-f", ReadSmallFile(o.prompt_file, kMaxPromptBytes, &text));
+  } else if (!::isatty(STDIN_FILENO)) {
+    CheckOk("prompt", Env::Default()->ReadStdin(kMaxPromptBytes, &text));
+  }
+  DropFinalNewline(&text);
+  return text;
+}
+
+void Run(RunOptions o) {
   // Under mpirun rank 0 runs the command; the others serve its plans.
   Cluster* cluster = JoinCluster(o.mpi);
   const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
@@ -102,6 +137,8 @@ void Run(const RunOptions& o) {
     ServeOtherRank(*cluster, model_path, o.tokenizer, o.threads, TuneCachePath(o.tune));
     return;
   }
+  // Read before the session is locked: standard input may take its time.
+  o.prompt = ReadPrompt(o);
   // A session is locked first: a concurrent run on it fails before any work.
   std::string session_path;
   Handle<strata_session_lock> session_lock(nullptr, strata_session_lock_free);
@@ -231,7 +268,11 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("-m,--model", opts->model, "Model file (.gguf or llama2.c .bin); default: the bundled stories260K")
       ->check(NonEmpty());
   cmd->add_option("--tokenizer", opts->tokenizer, "llama2.c tokenizer.bin (for .bin models)")->check(NonEmpty());
-  cmd->add_option("-p,--prompt", opts->prompt, "Prompt text");
+  CLI::Option* prompt = cmd->add_option("-p,--prompt", opts->prompt,
+                                        "Prompt text (default: -f, else standard input unless it is a terminal)");
+  cmd->add_option("-f,--file", opts->prompt_file, "Read the prompt from this file (one final newline dropped)")
+      ->check(NonEmpty())
+      ->excludes(prompt);
   cmd->add_option("-n,--n-predict", opts->n_predict, "Number of tokens to generate")->check(CLI::Range(0, 1 << 24));
   AddSamplingFlags(cmd, &opts->sampling, "");
   cmd->add_option("-s,--seed", opts->seed, "RNG seed (default: random)")->check(CLI::Range(int64_t{-1}, INT64_MAX));
@@ -256,7 +297,10 @@ void AddRunCommand(CLI::App& app) {
                   "Write the logits each token is sampled from to this file (F32 [n_vocab] per token, comparing runs)")
       ->check(NonEmpty());
   cmd->add_flag("-v,--verbose", opts->verbose, "Log more to stderr");
-  cmd->callback([opts] { Run(*opts); });
+  cmd->callback([opts, prompt] {
+    opts->prompt_given = prompt->count() > 0;
+    Run(*opts);
+  });
 }
 
 }  // namespace strata::cli

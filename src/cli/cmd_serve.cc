@@ -18,12 +18,12 @@
 #include <thread>
 #include <tuple>
 
+#include "cli/chat_template_flags.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/env.h"
 #include "engine/engine.h"
 #include "engine/load_summary.h"
-#include "format/gguf.h"
 #include "model/model.h"
 #include "server/chat_template.h"
 #include "server/server.h"
@@ -38,8 +38,7 @@ constexpr uint64_t kReservedFds = 64;
 struct ServeOptions {
   std::string model;
   std::string tokenizer;
-  std::string chat_template;       // a built-in renderer's name; empty: the model's template
-  std::string chat_template_file;  // a Jinja template file; empty: the model's template
+  ChatTemplateFlags chat_template;
   EngineParams engine;
   server::ServerOptions server;
   std::string kv_type;      // empty: the model's default
@@ -98,56 +97,6 @@ void ApplyKvOptions(ServeOptions& o) {
   }
 }
 
-// The chat templates a GGUF model carries: tokenizer.chat_template and its
-// tool-use variant tokenizer.chat_template.tool_use ("" for other formats or
-// none). (Model does not expose its metadata yet, so the file is mapped once
-// more.)
-struct ModelChatTemplates {
-  std::string main, tool_use;
-};
-
-ModelChatTemplates GgufChatTemplates(const std::string& path) {
-  std::unique_ptr<RandomAccessFile> f;
-  uint32_t magic = 0;
-  if (!Env::Default()->NewRandomAccessFile(path, &f).ok() || !f->Read(0, 4, &magic).ok() || magic != gguf::kMagic)
-    return {};
-  std::unique_ptr<gguf::GgufFile> file;
-  CheckOk("cannot read " + path, gguf::GgufFile::Open(Env::Default(), path, &file));
-  return {file->GetString("tokenizer.chat_template").value_or(""),
-          file->GetString("tokenizer.chat_template.tool_use").value_or("")};
-}
-
-// Largest --chat-template-file accepted (real templates are under 64 KiB).
-constexpr uint64_t kMaxChatTemplateFileBytes = 1 << 20;
-
-// --chat-template NAME, else --chat-template-file FILE, else the model's
-// Jinja template, else (a template the interpreter refuses) the built-in
-// renderer it is recognized as, else "plain".
-server::ChatTemplate PickChatTemplate(const ServeOptions& o, const std::string& model_path, const Vocab& vocab) {
-  const std::string bos = vocab.bos() >= 0 ? vocab.token_text(vocab.bos()) : "";
-  const std::string eos = vocab.eos() >= 0 ? vocab.token_text(vocab.eos()) : "";
-  server::ChatTemplate t;
-  if (!o.chat_template.empty()) {
-    CheckOk("--chat-template", server::ChatTemplate::FromName(o.chat_template, bos, eos, &t));
-    return t;
-  }
-  if (!o.chat_template_file.empty()) {
-    std::string source;
-    CheckOk("--chat-template-file", ReadSmallFile(o.chat_template_file, kMaxChatTemplateFileBytes, &source));
-    CheckOk("--chat-template-file " + o.chat_template_file, server::ChatTemplate::FromJinja(source, "", bos, eos, &t));
-    return t;
-  }
-  const ModelChatTemplates jinja = GgufChatTemplates(model_path);
-  if (jinja.main.empty()) return t;
-  const Status parsed = server::ChatTemplate::FromJinja(jinja.main, jinja.tool_use, bos, eos, &t);
-  if (parsed.ok()) return t;
-  std::optional<server::ChatTemplate> detected = server::ChatTemplate::Detect(jinja.main, bos, eos);
-  std::fprintf(stderr, "strata serve: warning: the model's chat template cannot be used (%s); using '%s' "
-               "(pick one with --chat-template or --chat-template-file)\n",
-               parsed.message().c_str(), detected ? std::string(detected->name()).c_str() : "plain");
-  return detected ? *detected : t;
-}
-
 // SIGINT/SIGTERM, blocked in every thread and taken by sigwait in one.
 sigset_t StopSignals() {
   sigset_t set;
@@ -171,7 +120,7 @@ void Serve(ServeOptions& o) {
   mo.tokenizer_path = o.tokenizer;
   std::unique_ptr<Model> model;
   CheckOk("cannot load model " + mo.path, Model::Load(Env::Default(), mo, &model));
-  const server::ChatTemplate chat_template = PickChatTemplate(o, mo.path, model->vocab());
+  const server::ChatTemplate chat_template = PickChatTemplate(o.chat_template, mo.path, model->vocab(), "strata serve");
 
   ApplyKvOptions(o);
   std::unique_ptr<Engine> engine;
@@ -232,17 +181,7 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->engine.n_ctx, "Context per request (0: the model's)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("-t,--threads", o->engine.n_threads, "Compute threads (0: all cores)")->check(CLI::Range(0, 1024));
-  CLI::Option* by_name = cmd->add_option(
-      "--chat-template", o->chat_template,
-      "Built-in chat template instead of the model's Jinja template (default: the model's, else 'plain'); one of " +
-          [] {
-            std::string names;
-            for (const std::string& n : server::ChatTemplate::Names()) names += (names.empty() ? "" : ", ") + n;
-            return names;
-          }());
-  cmd->add_option("--chat-template-file", o->chat_template_file,
-                  "Jinja chat template file to use instead of the model's (as transformers renders it)")
-      ->excludes(by_name);
+  AddChatTemplateFlags(cmd, &o->chat_template);
   cmd->add_option("--max-body", o->server.limits.max_body_bytes,
                   "Largest request body in bytes, as sent and after decompression (413 beyond)")
       ->capture_default_str()->check(CLI::Range(size_t{1}, size_t{1} << 30));

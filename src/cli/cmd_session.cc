@@ -1,12 +1,15 @@
 // strata session ls|info|rm|fork|rollback: manage saved conversations (the
-// files `strata run --session NAME` reads and writes). rm, fork and rollback
-// lock the sessions they touch (LockSession), as `run --session` does.
+// files `strata run --session NAME` and `strata chat` read and write). rm,
+// fork and rollback lock the sessions they touch (LockSession), as `run
+// --session` does, and treat a chat's transcript (cli/chat_transcript.h) with
+// its session: removed, copied, cut to the turns the kept tokens hold.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cli/chat_transcript.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/env.h"
@@ -43,6 +46,15 @@ void RequireSession(const std::string& what, const std::string& name, const std:
   if (!Env::Default()->FileExists(path)) Fail(what, Status::NotFound("session " + name + " does not exist"));
 }
 
+// Reads the chat transcript beside the session at path into *out; false if
+// there is none (a session of `strata run`). Fails (cli::Fail) if it is damaged.
+bool ReadOptionalTranscript(const std::string& what, const std::string& path, ChatTranscript* out) {
+  const Status s = ReadChatTranscript(Env::Default(), ChatTranscriptPath(path), out);
+  if (s.code() == StatusCode::kNotFound) return false;
+  CheckOk(what, s);
+  return true;
+}
+
 void List(const SessionOptions& o) {
   Env* env = Env::Default();
   const std::string dir = SessionDir(o.dir);
@@ -77,6 +89,9 @@ void Info(const SessionOptions& o) {
               "fingerprint: %016llx\n",
               o.name.c_str(), path.c_str(), static_cast<unsigned long long>(info.file_bytes), info.n_tokens,
               DTypeName(info.kv_type), info.block_tokens, static_cast<unsigned long long>(info.model_fingerprint));
+  ChatTranscript chat;
+  if (ReadOptionalTranscript("info", path, &chat))
+    std::printf("chat:        %zu messages, %zu turns\n", chat.messages.size(), chat.turns.size());
   if (o.model.empty()) return;
   ModelLoadOptions mo;
   mo.path = o.model;
@@ -91,6 +106,8 @@ void Remove(const SessionOptions& o) {
   RequireSession("rm", o.name, path);
   const std::unique_ptr<FileLock> lock = Lock("rm", o.name, path);
   CheckOk("rm", RemoveSession(Env::Default(), path));
+  const std::string transcript = ChatTranscriptPath(path);
+  if (Env::Default()->FileExists(transcript)) CheckOk("rm", Env::Default()->RemoveFile(transcript));
 }
 
 void Fork(const SessionOptions& o) {
@@ -100,14 +117,21 @@ void Fork(const SessionOptions& o) {
   if (src == dst) Fail("fork", Status::InvalidArgument("source and destination are the same session"));
   if (Env::Default()->FileExists(dst)) Fail("fork", Status::InvalidArgument("session " + o.dst + " already exists"));
   const std::unique_ptr<FileLock> src_lock = Lock("fork", o.name, src), dst_lock = Lock("fork", o.dst, dst);
+  ChatTranscript chat;
+  const bool has_chat = ReadOptionalTranscript("fork", src, &chat);
   CheckOk("fork", CopySessionFile(Env::Default(), src, dst));
+  if (has_chat) CheckOk("fork", WriteChatTranscript(Env::Default(), ChatTranscriptPath(dst), chat));
 }
 
 void Rollback(const SessionOptions& o) {
   const std::string path = SessionPath(SessionDir(o.dir), o.name);
   RequireSession("rollback", o.name, path);
   const std::unique_ptr<FileLock> lock = Lock("rollback", o.name, path);
+  ChatTranscript chat;
+  const bool has_chat = ReadOptionalTranscript("rollback", path, &chat);
   CheckOk("rollback", TruncateSessionFile(Env::Default(), path, o.keep));
+  if (has_chat)
+    CheckOk("rollback", WriteChatTranscript(Env::Default(), ChatTranscriptPath(path), TruncateChatTranscript(chat, o.keep)));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 namespace strata::cli {
 
 void AddRunCommand(CLI::App& app);       // cmd_run.cc
+void AddChatCommand(CLI::App& app);      // cmd_chat.cc
 void AddTokenizeCommand(CLI::App& app);  // cmd_tokenize.cc
 void AddInspectCommand(CLI::App& app);   // cmd_inspect.cc
 void AddQuantizeCommand(CLI::App& app);  // cmd_quantize.cc

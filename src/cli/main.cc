@@ -1,6 +1,7 @@
 // strata: command-line entry point. Subcommands live in cmd_*.cc.
 #include <CLI/CLI.hpp>
 #include <string>
+#include <string_view>
 
 #include "cli/commands.h"
 #include "engine/rank_server.h"
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   });
   app.set_version_flag("--version", "strata 0.1.0");
   strata::cli::AddRunCommand(app);
+  strata::cli::AddChatCommand(app);
   strata::cli::AddTokenizeCommand(app);
   strata::cli::AddInspectCommand(app);
   strata::cli::AddQuantizeCommand(app);
@@ -24,6 +26,12 @@ int main(int argc, char** argv) {
   strata::cli::AddBenchGrammarCommand(app);
   strata::cli::AddServeCommand(app);
   strata::cli::AddPerplexityCommand(app);
+  // llama.cpp spells chat's system prompt -sys; CLI11 takes one-letter short
+  // options only, so that spelling is passed on as --sys.
+  static char kSys[] = "--sys";
+  if (argc > 1 && std::string_view(argv[1]) == "chat")
+    for (int i = 2; i < argc; ++i)
+      if (std::string_view(argv[i]) == "-sys") argv[i] = kSys;
   int code = 0;
   try {
     app.parse(argc, argv);
