@@ -36,7 +36,7 @@ void Chat::Reset(const std::string& system) {
   TrimCache();
 }
 
-ChatMark Chat::Mark() const { return {messages_.size(), ctx_->n_past(), sampler_->rng().state()}; }
+ChatMark Chat::Mark() const { return {messages_.size(), ctx_->n_past(), sampler_->state().rng}; }
 
 Status Chat::Render(bool add_generation_prompt, std::vector<int32_t>* out) const {
   server::ApiRequest request;
@@ -59,7 +59,9 @@ void Chat::Rewind(const ChatMark& mark) {
   messages_.resize(mark.n_messages);
   std::erase_if(turns_, [&](const ChatMark& t) { return t.n_messages >= mark.n_messages; });
   std::erase_if(stack_, [&](const ChatMark& t) { return t.n_messages > mark.n_messages; });
-  sampler_->rng().set_state(mark.rng);
+  SamplerState state = sampler_->state();
+  state.rng = mark.rng;
+  sampler_->set_state(state);
   TrimCache();
 }
 
@@ -95,9 +97,13 @@ Status Chat::Ask(const std::string& text, int32_t n_predict, const std::function
     return s;
   }
   turns_.push_back(mark);
-  // The penalty's history is the context's tail, as for `strata run` of the rendered conversation.
+  // The penalties start as for `strata run` of the rendered conversation: the
+  // repetition window is the context's tail, and no reply token is counted yet.
   const size_t n_hist = std::min(prompt.size(), static_cast<size_t>(std::max(sampler_->params().repeat_last_n, 0)));
-  sampler_->set_history(std::vector<int32_t>(prompt.end() - static_cast<std::ptrdiff_t>(n_hist), prompt.end()));
+  SamplerState state = sampler_->state();
+  state.history.assign(prompt.end() - static_cast<std::ptrdiff_t>(n_hist), prompt.end());
+  state.counts.clear();
+  sampler_->set_state(state);
   const auto t1 = std::chrono::steady_clock::now();
 
   const Vocab& vocab = ctx_->model().vocab();
