@@ -98,9 +98,12 @@ Status Speculator::Next(Sampler* sampler, int32_t max_tokens, std::vector<int32_
   const int32_t k_max = std::min({params_.draft_max, max_tokens - 1, target_->n_ctx() - start - 1});
   // A plain round now and then measures what drafting is compared with.
   const bool measure_plain = rounds_since_plain_ >= (pass_seconds_[1] == 0 ? kFirstPlainRound : kPlainRoundEvery);
-  const int32_t k = k_max < params_.draft_min || measure_plain
-                        ? 0
-                        : std::min(k_max, length_.Choose([this](int32_t k) { return RoundCost(k); }));
+  int32_t k = 0;
+  if (!params_.adapt) {
+    k = k_max;
+  } else if (k_max >= params_.draft_min && !measure_plain) {
+    k = std::min(k_max, length_.Choose([this](int32_t k) { return RoundCost(k); }));
+  }
   rounds_since_plain_ = k == 0 ? 0 : rounds_since_plain_ + 1;
   Draft draft;
   if (k > 0) STRATA_RETURN_IF_ERROR(MakeDraft(last, k, *sampler, &draft));

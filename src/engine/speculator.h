@@ -44,6 +44,8 @@ struct SpecParams {
   int32_t draft_min = 1;  // the range the draft length adapts in (engine/draft_length.h)
   int32_t draft_max = 8;
   NgramParams ngram;      // prompt lookup (without a draft model)
+  // false: every round drafts draft_max tokens (benchmarks of fixed lengths).
+  bool adapt = true;
 };
 
 // kInvalidArgument naming the field unless 1 <= draft_min <= draft_max <= 64
