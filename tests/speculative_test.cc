@@ -14,6 +14,7 @@
 #include "engine/context.h"
 #include "engine/draft_length.h"
 #include "engine/ngram_drafter.h"
+#include "engine/pass_times.h"
 #include "engine/sampler.h"
 #include "engine/spec_verifier.h"
 #include "engine/speculator.h"
@@ -162,7 +163,8 @@ TEST(NgramDraftTest, ContinuesTheLatestLongestMatch) {
 // ---- draft length ----
 
 TEST(DraftLengthTest, FollowsAcceptanceAndCost) {
-  const auto cheap = [](int32_t k) { return 1.0 + 0.05 * k; };
+  // Rates as one sequence's: tokens per unit of time, a round drafting k costing 1 + c k.
+  const auto cheap = [](int32_t k, double tokens) { return tokens / (1.0 + 0.05 * k); };
   DraftLength good(1, 8);
   for (int i = 0; i < 20; ++i) good.Record(8, 8);
   EXPECT_GT(good.acceptance(), 0.95);
@@ -172,19 +174,33 @@ TEST(DraftLengthTest, FollowsAcceptanceAndCost) {
   for (int i = 0; i < 20; ++i) poor.Record(4, 0);
   EXPECT_LT(poor.acceptance(), 0.2);  // (0 + 1) / (0 + ~5 decayed rejections + 2)
   // Costly drafts that are rejected: plain decoding, with a probe every kProbeEvery rounds.
-  const auto costly = [](int32_t k) { return 1.0 + 0.4 * k; };
+  const auto costly = [](int32_t k, double tokens) { return tokens / (1.0 + 0.4 * k); };
   int zeros = 0;
   for (int i = 0; i < DraftLength::kProbeEvery; ++i) zeros += poor.Choose(costly) == 0;
   EXPECT_EQ(zeros, DraftLength::kProbeEvery - 1);
   // Middling acceptance: a middling length (E(k) saturates at 1 / (1 - a)).
   DraftLength mid(1, 16);
   for (int i = 0; i < 30; ++i) mid.Record(4, 2);
-  const int32_t k = mid.Choose([](int32_t k) { return 1.0 + 0.1 * k; });
+  const int32_t k = mid.Choose([](int32_t k, double tokens) { return tokens / (1.0 + 0.1 * k); });
   EXPECT_GE(k, 1);
   EXPECT_LE(k, 6);
   // It recovers when the acceptance does.
   for (int i = 0; i < 30; ++i) poor.Record(8, 8);
   EXPECT_EQ(poor.Choose(cheap), 8);
+}
+
+TEST(PassTimesTest, InterpolatesAndAverages) {
+  PassTimes t;
+  EXPECT_EQ(t.Seconds(3), 0);
+  t.Record(1, 0.010);
+  t.Record(5, 0.030);
+  EXPECT_DOUBLE_EQ(t.Seconds(1), 0.010);
+  EXPECT_DOUBLE_EQ(t.Seconds(3), 0.020);  // between the measured ones
+  EXPECT_DOUBLE_EQ(t.Seconds(9), 0.030);  // beyond: the nearest
+  EXPECT_TRUE(t.measured(5));
+  EXPECT_FALSE(t.measured(3));
+  t.Record(5, 0.050);  // moving average
+  EXPECT_DOUBLE_EQ(t.Seconds(5), 0.030 + PassTimes::kWeight * 0.020);
 }
 
 // ---- the verifier's statistics ----

@@ -9,11 +9,11 @@ double DraftLength::ExpectedTokens(int32_t k) const {
   return (1.0 - std::pow(a, k + 1)) / (1.0 - a);
 }
 
-int32_t DraftLength::Choose(const std::function<double(int32_t k)>& cost) {
+int32_t DraftLength::Choose(const std::function<double(int32_t k, double expected_tokens)>& rate_of) {
   int32_t best = 0;
-  double best_rate = 1.0;  // plain decoding: one token per unit of cost
+  double best_rate = rate_of(0, 1.0);
   for (int32_t k = min_; k <= max_; ++k) {
-    const double rate = ExpectedTokens(k) / cost(k);
+    const double rate = rate_of(k, ExpectedTokens(k));
     if (rate > best_rate) {
       best = k;
       best_rate = rate;

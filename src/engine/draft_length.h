@@ -7,9 +7,11 @@
 // after them). a is estimated from the sequence's own rounds, forgetting
 // old ones (each round weighs kDecay of the one after it): accepted tokens /
 // (accepted tokens + rounds that ended in a rejection), starting from a
-// prior of one of each (a = 0.5). The owner gives the cost of a round
-// drafting k tokens relative to a plain decode step (cost(0) = 1); the
-// length maximizing E(k) / cost(k) over {0} and [min, max] is chosen. Zero
+// prior of one of each (a = 0.5). The owner rates a round drafting k tokens
+// that yields E(k) of this sequence's tokens (tokens per second: for one
+// sequence E(k) over the time of its pass and drafts; in a batch, everyone's
+// tokens over the step's time), and the length with the best rate over {0}
+// and [min, max] is chosen (0, drafting nothing, is rated with E = 1). Zero
 // means "decode without drafting"; after kProbeEvery such rounds the
 // sequence drafts min tokens once, so a sequence whose text turns
 // repetitive starts speculating again.
@@ -30,9 +32,10 @@ class DraftLength {
   // REQUIRES: 1 <= min <= max.
   DraftLength(int32_t min, int32_t max) : min_(min), max_(max) {}
 
-  // The draft length for the next round. cost(k): relative cost of a round
-  // drafting k tokens (k in [min, max]).
-  int32_t Choose(const std::function<double(int32_t k)>& cost);
+  // The draft length for the next round. rate(k, expected_tokens): how good a
+  // round drafting k tokens (k = 0 or in [min, max]) that yields
+  // expected_tokens of this sequence's tokens is (higher is better).
+  int32_t Choose(const std::function<double(int32_t k, double expected_tokens)>& rate);
   // A round drafted `drafted` tokens and `accepted` of them were kept.
   void Record(int32_t drafted, int32_t accepted);
   // The estimated probability that a drafted token is accepted.

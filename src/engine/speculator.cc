@@ -17,7 +17,7 @@ constexpr double kTimingWeight = 0.25;
 constexpr int32_t kPlainRoundEvery = 64;
 // The first plain round comes after this many speculative ones (so that a
 // short generation speculates from the start); until then a one-token pass
-// is taken to cost what the shortest measured pass costs.
+// is taken to cost what the shortest measured pass costs (PassTimes).
 constexpr int32_t kFirstPlainRound = 4;
 
 // Differs from the target sampler's seed, so the draft's draws and the
@@ -58,23 +58,12 @@ Speculator::Speculator(Context* target, Context* draft, const SpecParams& params
     : target_(target),
       draft_(draft),
       params_(params),
-      length_(params.draft_min, params.draft_max),
-      pass_seconds_(static_cast<size_t>(params.draft_max) + 2, 0.0) {}
+      length_(params.draft_min, params.draft_max) {}
 
 bool Speculator::IsEog(int32_t token) const { return target_->model().vocab().IsEog(token); }
 
-double Speculator::PassSeconds(int32_t n) const {
-  for (int32_t m = n; m >= 1; --m)
-    if (pass_seconds_[m] > 0) return pass_seconds_[m];
-  for (size_t m = static_cast<size_t>(n) + 1; m < pass_seconds_.size(); ++m)
-    if (pass_seconds_[m] > 0) return pass_seconds_[m];
-  return 0;
-}
-
-double Speculator::RoundCost(int32_t k) const {
-  const double one = PassSeconds(1);
-  if (one == 0) return 1.0;  // nothing measured yet: drafting looks free until it is
-  return (PassSeconds(k + 1) + k * draft_pass_seconds_) / one;
+double Speculator::RoundSeconds(int32_t k) const {
+  return pass_times_.Seconds(k + 1) + k * draft_pass_seconds_;
 }
 
 Status Speculator::Next(Sampler* sampler, int32_t max_tokens, std::vector<int32_t>* out) {
@@ -97,12 +86,16 @@ Status Speculator::Next(Sampler* sampler, int32_t max_tokens, std::vector<int32_
   // Room for the last token and k drafts in the context, and at most max_tokens out.
   const int32_t k_max = std::min({params_.draft_max, max_tokens - 1, target_->n_ctx() - start - 1});
   // A plain round now and then measures what drafting is compared with.
-  const bool measure_plain = rounds_since_plain_ >= (pass_seconds_[1] == 0 ? kFirstPlainRound : kPlainRoundEvery);
+  const bool measure_plain =
+      rounds_since_plain_ >= (pass_times_.measured(1) ? kPlainRoundEvery : kFirstPlainRound);
   int32_t k = 0;
   if (!params_.adapt) {
     k = k_max;
   } else if (k_max >= params_.draft_min && !measure_plain) {
-    k = std::min(k_max, length_.Choose([this](int32_t k) { return RoundCost(k); }));
+    // Tokens per second of a round; before anything is measured drafting looks free.
+    k = std::min(k_max, length_.Choose([this](int32_t k, double tokens) {
+      return pass_times_.empty() ? tokens : tokens / RoundSeconds(k);
+    }));
   }
   rounds_since_plain_ = k == 0 ? 0 : rounds_since_plain_ + 1;
   Draft draft;
@@ -111,7 +104,7 @@ Status Speculator::Next(Sampler* sampler, int32_t max_tokens, std::vector<int32_
   run.insert(run.end(), draft.tokens.begin(), draft.tokens.end());
   const auto t0 = std::chrono::steady_clock::now();
   STRATA_RETURN_IF_ERROR(target_->Decode(run, draft.tokens.empty() ? LogitsMode::kLast : LogitsMode::kAll));
-  Average(&pass_seconds_[run.size()], Since(t0));
+  pass_times_.Record(static_cast<int32_t>(run.size()), Since(t0));
   if (draft.tokens.empty()) {
     emit_next(sampler->Sample(target_->logits(0), n_vocab));
     return Status::Ok();

@@ -35,6 +35,7 @@
 #include "engine/context.h"
 #include "engine/draft_length.h"
 #include "engine/ngram_drafter.h"
+#include "engine/pass_times.h"
 #include "engine/sampler.h"
 #include "engine/spec_verifier.h"
 
@@ -90,11 +91,8 @@ class Speculator {
   // Drafts up to k tokens to follow the sequence and `last` (into *draft).
   Status MakeDraft(int32_t last, int32_t k, const Sampler& sampler, Draft* draft);
   Status DraftWithModel(int32_t last, int32_t k, const Sampler& sampler, Draft* draft);
-  // Relative cost of a round drafting k tokens: (pass of k + 1 tokens + k draft passes) / pass of 1.
-  double RoundCost(int32_t k) const;
-  // Measured seconds of a model pass over n tokens (EMA); unmeasured n take
-  // the nearest measured below, else above; 0 if none is measured.
-  double PassSeconds(int32_t n) const;
+  // Seconds of a round drafting k tokens: the model's pass over k + 1 and k draft model passes.
+  double RoundSeconds(int32_t k) const;
   bool IsEog(int32_t token) const;
 
   Context* target_;
@@ -104,7 +102,7 @@ class Speculator {
   SpecVerifier verifier_;
   std::unique_ptr<Sampler> draft_sampler_;  // draft model: made at the first round from the sampler's settings
   std::optional<int32_t> pending_;          // generated, not yet run through the model
-  std::vector<double> pass_seconds_;        // [draft_max + 2] by token count; 0: unmeasured
+  PassTimes pass_times_;                    // the model's passes
   double draft_pass_seconds_ = 0;           // one-token draft model pass; 0: unmeasured
   int32_t rounds_since_plain_ = 0;          // speculative rounds since the last plain one
   SpecStats stats_;
