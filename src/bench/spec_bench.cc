@@ -34,7 +34,7 @@ Status Generate(const SpecBenchConfig& c, Context* ctx, Context* dctx, const Spe
   STRATA_RETURN_IF_ERROR(ctx->Decode(c.prompt, LogitsMode::kLast));
   if (dctx != nullptr && spec != nullptr) STRATA_RETURN_IF_ERROR(dctx->Decode(c.prompt, LogitsMode::kLast));
   Sampler sampler(c.sampling);
-  for (int32_t t : c.prompt) sampler.Accept(t);
+  for (int32_t t : c.prompt) sampler.AcceptPrompt(t);
   const int32_t n_vocab = c.target->hparams().n_vocab;
   const auto t0 = Clock::now();
   if (spec == nullptr) {
