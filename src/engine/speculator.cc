@@ -148,7 +148,8 @@ Status Speculator::MakeDraft(int32_t last, int32_t k, const Sampler& sampler, Dr
 Status Speculator::DraftWithModel(int32_t last, int32_t k, const Sampler& sampler, Draft* draft) {
   if (draft_sampler_ == nullptr) {
     SamplerParams p = sampler.params();
-    p.repeat_penalty = 1.0f;
+    p.repeat_penalty = 1.0f;  // the penalties need the history, which a draft sampler does not keep
+    p.frequency_penalty = p.presence_penalty = 0.0f;
     p.seed ^= kDraftSeedSalt;
     draft_sampler_ = std::make_unique<Sampler>(p);
   }

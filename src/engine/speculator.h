@@ -18,8 +18,8 @@
 // a round that drafts nothing after the first 4 rounds, and every 64 after).
 //
 // The draft model samples from its own filtered distribution q with the
-// sampler's settings (temperature, top-k, top-p, min-p; no repetition
-// penalty, which q does not need: any q keeps the output's distribution,
+// sampler's settings (temperature, top-k, top-p, min-p, logit biases; no
+// penalties, which need the history: any q keeps the output's distribution,
 // a closer one is accepted more often) and its own RNG seeded from the
 // sampler's seed.
 //
