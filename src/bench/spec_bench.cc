@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <fmt/format.h>
 #include <memory>
 
@@ -144,6 +146,96 @@ Status RunSpecBench(const SpecBenchConfig& c, SpecBenchResult* out) {
       r.acceptance.push_back(g.stats.drafted > 0 ? static_cast<double>(g.stats.accepted) / g.stats.drafted : 0);
       r.tokens_per_pass.push_back(static_cast<double>(g.tokens.size() - 1) / std::max<int64_t>(g.passes, 1));
       if (greedy && g.tokens != plain.tokens) out->texts_differ.push_back(r.name);
+    }
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// One serving run: S requests at once; tokens per second of the generation phase.
+Status ServeOnce(const ServingSpecConfig& c, int32_t seqs, bool speculate, double* tokens_per_s, EngineStats* stats) {
+  EngineParams p;
+  p.n_threads = c.threads;
+  p.parallel = seqs;
+  p.max_queue = seqs;
+  std::vector<std::vector<int32_t>> prompts;
+  size_t longest = 0;
+  for (int32_t i = 0; i < seqs; ++i) {
+    prompts.push_back(c.target->vocab().Encode(c.prompt + " " + std::to_string(i), true, false));
+    longest = std::max(longest, prompts.back().size());
+  }
+  p.n_ctx = static_cast<int32_t>(longest) + c.n_gen + c.spec.draft_max + 2;
+  p.max_batch_tokens = std::max(512, seqs * (c.spec.draft_max + 1));
+  if (speculate) {
+    p.spec = c.spec;
+    p.spec.method = c.draft != nullptr ? SpecMethod::kDraftModel : SpecMethod::kNgram;
+    p.spec.draft_model = c.draft;
+  }
+  std::unique_ptr<Engine> engine;
+  STRATA_RETURN_IF_ERROR(Engine::Create(*c.target, p, &engine));
+  std::mutex mu;
+  std::condition_variable cv;
+  int32_t pending = seqs;
+  int64_t tokens = 0;
+  std::vector<Clock::time_point> first(static_cast<size_t>(seqs));
+  Clock::time_point last;
+  Status error;
+  for (int32_t i = 0; i < seqs; ++i) {
+    GenerationRequest r;
+    r.prompt = prompts[static_cast<size_t>(i)];
+    r.max_tokens = c.n_gen;
+    r.sampling = c.sampling;
+    r.sampling.seed = c.sampling.seed + static_cast<uint64_t>(i);
+    uint64_t id = 0;
+    STRATA_RETURN_IF_ERROR(engine->Submit(std::move(r), [&, i](const TokenEvent& e) {
+      std::lock_guard<std::mutex> l(mu);
+      const auto now = Clock::now();
+      if (first[static_cast<size_t>(i)] == Clock::time_point{}) first[static_cast<size_t>(i)] = now;
+      if (e.finished) {
+        tokens += e.completion_tokens;
+        if (e.reason == FinishReason::kError) error = e.error;
+        last = now;
+        if (--pending == 0) cv.notify_all();
+      }
+      return SinkReply::kContinue;
+    }, &id));
+  }
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return pending == 0; });
+  }
+  STRATA_RETURN_IF_ERROR(error);
+  const Clock::time_point start = *std::max_element(first.begin(), first.end());
+  // Every request's first token (an event of its own) came by `start`; count the rest.
+  *stats = engine->Stats();
+  *tokens_per_s = static_cast<double>(tokens - seqs) / std::max(Seconds(start, last), 1e-9);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunServingSpecBench(const ServingSpecConfig& c, std::vector<ServingSpecRow>* out) {
+  if (c.target == nullptr || c.prompt.empty() || c.n_gen < 2 || c.reps < 1)
+    return Status::InvalidArgument("the serving benchmark needs a model, a prompt, at least 2 tokens and 1 repetition");
+  out->clear();
+  for (int32_t s : c.concurrency) out->push_back(ServingSpecRow{s, {}, {}, {}, {}, {}});
+  for (int rep = 0; rep < c.reps; ++rep) {
+    for (ServingSpecRow& row : *out) {
+      double plain = 0, spec = 0;
+      EngineStats st;
+      for (int order = 0; order < 2; ++order) {
+        const bool speculate = (order == 0) == (rep % 2 == 1);  // alternate which runs first
+        EngineStats s;
+        STRATA_RETURN_IF_ERROR(ServeOnce(c, row.concurrent, speculate, speculate ? &spec : &plain, &s));
+        if (speculate) st = s;
+      }
+      row.plain_tokens_per_s.push_back(plain);
+      row.spec_tokens_per_s.push_back(spec);
+      row.ratio.push_back(spec / plain);
+      row.acceptance.push_back(st.spec_drafted > 0 ? static_cast<double>(st.spec_accepted) / st.spec_drafted : 0);
+      row.drafted_per_token.push_back(static_cast<double>(st.spec_drafted) /
+                                      std::max<uint64_t>(st.completion_tokens_total, 1));
     }
   }
   return Status::Ok();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/engine.h"
 #include "engine/sampler.h"
 #include "model/model.h"
 
@@ -46,5 +47,33 @@ struct SpecBenchResult {
 };
 
 [[nodiscard]] Status RunSpecBench(const SpecBenchConfig& config, SpecBenchResult* out);
+
+// Serving: aggregate generation throughput of the engine with S concurrent
+// requests, without and with speculation (the engine's adaptive draft
+// lengths and batch limit), the two runs alternating in order repetition by
+// repetition. Request i's prompt is the prompt followed by " i" (distinct
+// continuations; the shared part comes from the prefix cache). Throughput
+// counts the tokens generated from the moment every request has its first
+// token until the last finishes (prefill excluded, as AggregateThroughput).
+struct ServingSpecConfig {
+  const Model* target = nullptr;
+  const Model* draft = nullptr;  // null: prompt lookup
+  std::string prompt;
+  int32_t n_gen = 128;
+  int32_t threads = 2;
+  int32_t reps = 3;
+  std::vector<int32_t> concurrency = {1, 4, 16};
+  EngineSpecParams spec;  // method and draft_model are set from draft
+  SamplerParams sampling;
+};
+
+struct ServingSpecRow {
+  int32_t concurrent = 0;
+  std::vector<double> plain_tokens_per_s, spec_tokens_per_s, ratio;  // per repetition
+  std::vector<double> acceptance;      // accepted / drafted per repetition (0 if nothing was drafted)
+  std::vector<double> drafted_per_token;  // drafted tokens per generated token, per repetition
+};
+
+[[nodiscard]] Status RunServingSpecBench(const ServingSpecConfig& config, std::vector<ServingSpecRow>* out);
 
 }  // namespace strata::bench

@@ -1,6 +1,8 @@
-// strata bench-spec: speculative decoding for one stream (bench/spec_bench.h)
-// — plain decoding against a draft model (--draft-model) or prompt lookup
-// (--spec ngram) at fixed draft lengths and adaptive, repetitions alternated.
+// strata bench-spec: speculative decoding (bench/spec_bench.h) — for one
+// stream, plain decoding against a draft model (--draft-model) or prompt
+// lookup (--spec ngram) at fixed draft lengths and adaptive; with
+// --concurrent, the serving engine's aggregate throughput without and with
+// speculation. Repetitions alternated.
 #include <algorithm>
 #include <cstdio>
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/env.h"
+#include "engine/engine.h"
 #include "model/model.h"
 
 namespace strata::cli {
@@ -27,6 +30,8 @@ struct BenchSpecOptions {
   int32_t threads = 2;
   int32_t reps = 3;
   std::vector<int32_t> lengths = {2, 4, 8};
+  std::vector<int32_t> concurrent;  // serving mode: these concurrencies
+  int32_t spec_max_batch = EngineSpecParams{}.max_batch;
   float temperature = 0;
   uint64_t seed = 1;
   bool json = false;
@@ -35,6 +40,53 @@ struct BenchSpecOptions {
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
+}
+
+void BenchServing(const BenchSpecOptions& o, const Model& model, const Model* draft, const std::string& prompt,
+                  const std::string& method) {
+  bench::ServingSpecConfig c;
+  c.target = &model;
+  c.draft = draft;
+  c.prompt = prompt;
+  c.n_gen = o.n_gen;
+  c.threads = o.threads;
+  c.reps = o.reps;
+  c.concurrency = o.concurrent;
+  c.spec.draft_min = o.spec.draft_min;
+  c.spec.draft_max = o.spec.draft_max;
+  c.spec.max_batch = o.spec_max_batch;
+  c.sampling.temperature = o.temperature;
+  c.sampling.seed = o.seed;
+  std::vector<bench::ServingSpecRow> rows;
+  CheckOk("bench-spec", bench::RunServingSpecBench(c, &rows));
+  if (o.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const bench::ServingSpecRow& r : rows)
+      out.push_back({{"concurrent", r.concurrent},
+                     {"plain_tokens_per_s", r.plain_tokens_per_s},
+                     {"spec_tokens_per_s", r.spec_tokens_per_s},
+                     {"ratio", r.ratio},
+                     {"acceptance", r.acceptance},
+                     {"drafted_per_token", r.drafted_per_token},
+                     {"median_ratio", Median(r.ratio)}});
+    std::printf("%s\n", nlohmann::json{{"model", o.model}, {"draft", method == "draft" ? o.spec.draft_model : "ngram"},
+                                       {"n_gen", o.n_gen}, {"threads", o.threads}, {"spec_max_batch", o.spec_max_batch},
+                                       {"rows", out}}
+                            .dump()
+                            .c_str());
+    return;
+  }
+  std::printf("serving with speculative decoding (drafts from %s, draft length %d-%d adaptive, up to %d generating "
+              "requests): %d tokens per request, %d threads, %d reps\n\n",
+              method == "draft" ? o.spec.draft_model.c_str() : "prompt lookup", o.spec.draft_min, o.spec.draft_max,
+              o.spec_max_batch, o.n_gen, o.threads, o.reps);
+  std::printf("| concurrent | plain t/s (median) | speculative t/s | median ratio (min-max) | acceptance | drafted per "
+              "token |\n|---|---|---|---|---|---|\n");
+  for (const bench::ServingSpecRow& r : rows)
+    std::printf("| %d | %.2f | %.2f | %.2fx (%.2f-%.2f) | %.1f%% | %.2f |\n", r.concurrent, Median(r.plain_tokens_per_s),
+                Median(r.spec_tokens_per_s), Median(r.ratio), *std::min_element(r.ratio.begin(), r.ratio.end()),
+                *std::max_element(r.ratio.begin(), r.ratio.end()), 100 * Median(r.acceptance),
+                Median(r.drafted_per_token));
 }
 
 void BenchSpec(const BenchSpecOptions& o) {
@@ -51,6 +103,10 @@ void BenchSpec(const BenchSpecOptions& o) {
   }
   std::string prompt = o.prompt;
   if (!o.prompt_file.empty()) CheckOk("--prompt-file", ReadSmallFile(o.prompt_file, 1 << 20, &prompt));
+  if (!o.concurrent.empty()) {
+    BenchServing(o, *model, draft.get(), prompt, method);
+    return;
+  }
   bench::SpecBenchConfig c;
   c.target = model.get();
   c.draft = draft.get();
@@ -110,6 +166,15 @@ void AddBenchSpecCommand(CLI::App& app) {
   cmd->add_option("-r,--reps", o->reps, "Repetitions (each runs plain, every length and adaptive)")
       ->check(CLI::Range(1, 1000));
   cmd->add_option("-k,--lengths", o->lengths, "Fixed draft lengths to measure")->delimiter(',')->check(CLI::Range(1, 64));
+  cmd->add_option("--concurrent", o->concurrent,
+                  "Serving mode: aggregate throughput of the engine at these concurrencies, without and with "
+                  "speculation (adaptive)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--spec-max-batch", o->spec_max_batch,
+                  "Serving mode: steps with more generating requests than this do not draft")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
   cmd->add_option("--temp", o->temperature, "Temperature (0: greedy, texts checked equal to plain)")
       ->check(CLI::Range(0.0f, 100.0f));
   cmd->add_option("-s,--seed", o->seed, "Sampling seed");
