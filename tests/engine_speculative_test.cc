@@ -14,6 +14,8 @@
 #include "engine/context.h"
 #include "engine/engine.h"
 #include "engine/output_processor.h"
+#include "grammar/gbnf_parser.h"
+#include "grammar/vocab_gbnf_options.h"
 #include "model/quantize.h"
 #include "test_util.h"
 
@@ -236,6 +238,38 @@ TEST_F(EngineSpeculativeTest, StopStringInsideDrafts) {
   EXPECT_EQ(text(SpecMethod::kNgram, stop, &spec_end), plain);
   EXPECT_EQ(spec_end.reason, FinishReason::kStop);
   EXPECT_EQ(spec_end.completion_tokens, plain_end.completion_tokens);
+}
+
+// A grammar constrains the drafts through the verifier: greedy grammar
+// requests give their plain tokens, with and without speculation.
+TEST_F(EngineSpeculativeTest, GrammarRequestsEqualPlain) {
+  auto g = std::make_shared<grammar::Grammar>();
+  ASSERT_TRUE(grammar::ParseGbnf("root ::= item{2,6}\nitem ::= \"- \" [a-z]{1,8} (\" \" [a-z]{1,8}){0,3} \"\\n\"\n",
+                                 grammar::VocabGbnfOptions(stories_->vocab()), g.get())
+                  .ok());
+  const std::string prompt = "- lily had a ball\n- lily had a ball\n- lily had";
+  // Reference: plain decoding through the grammar (an engine without speculation).
+  auto generate = [&](SpecMethod method) {
+    std::unique_ptr<Engine> engine;
+    EXPECT_TRUE(Engine::Create(*stories_, SpecEngine(method, method == SpecMethod::kDraftModel ? stories_q4_.get() : nullptr, 4),
+                               &engine)
+                    .ok());
+    GenerationRequest r = Request(*stories_, prompt, 120, 0.0f, 1);
+    r.grammar = g;
+    Tokens t;
+    uint64_t id = 0;
+    EXPECT_TRUE(engine->Submit(r, t.Sink(), &id).ok());
+    std::vector<int32_t> out = t.Wait();
+    EXPECT_EQ(t.reason(), FinishReason::kStop);
+    return std::pair(out, engine->Stats().spec_accepted);
+  };
+  const auto plain = generate(SpecMethod::kNone);
+  const auto ngram = generate(SpecMethod::kNgram);
+  const auto draft = generate(SpecMethod::kDraftModel);
+  EXPECT_EQ(ngram.first, plain.first);
+  EXPECT_EQ(draft.first, plain.first);
+  EXPECT_GT(ngram.second, 0u);
+  EXPECT_GT(draft.second, 0u);
 }
 
 TEST_F(EngineSpeculativeTest, BadParamsAreRefused) {
