@@ -28,6 +28,13 @@ class DraftLength {
  public:
   static constexpr double kDecay = 0.8;
   static constexpr int32_t kProbeEvery = 16;
+  // Before its costs are measured, a drafted token is taken to cost this
+  // fraction of a plain step: a start at short drafts, lengthened as the
+  // measurements come in (unmeasured longer passes look as cheap as the
+  // longest measured one).
+  static constexpr double kPriorDraftCost = 0.25;
+  // The rate of a round drafting k tokens yielding `tokens` under that prior.
+  static double PriorRate(int32_t k, double tokens) { return tokens / (1.0 + kPriorDraftCost * k); }
 
   // REQUIRES: 1 <= min <= max.
   DraftLength(int32_t min, int32_t max) : min_(min), max_(max) {}

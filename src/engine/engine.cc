@@ -533,8 +533,10 @@ void Engine::ProposeDrafts() {
                                    params_.max_batch_tokens - step_tokens, before_unban});
     if (room < params_.spec.draft_min) continue;
     const int32_t k = !params_.spec.adapt ? room : std::min(room, s->length.Choose([&](int32_t k, double tokens) {
-      if (pass_times_.empty()) return tokens;  // nothing measured yet: drafting looks free
-      const double seconds = pass_times_.Seconds(step_tokens + k) + draft_pass * std::max(0, k - draft_passes);
+      if (pass_times_.empty()) return DraftLength::PriorRate(k, tokens);
+      const double plain = pass_times_.Seconds(step_tokens);
+      const double per_draft = drafter_->uses_model() && draft_pass == 0 ? DraftLength::kPriorDraftCost * plain : draft_pass;
+      const double seconds = pass_times_.Seconds(step_tokens + k) + per_draft * std::max(0, k - draft_passes);
       return (step_expected - 1 + tokens) / seconds;
     }));
     if (k == 0) continue;

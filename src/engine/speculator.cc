@@ -63,7 +63,10 @@ Speculator::Speculator(Context* target, Context* draft, const SpecParams& params
 bool Speculator::IsEog(int32_t token) const { return target_->model().vocab().IsEog(token); }
 
 double Speculator::RoundSeconds(int32_t k) const {
-  return pass_times_.Seconds(k + 1) + k * draft_pass_seconds_;
+  const double draft = draft_ != nullptr && draft_pass_seconds_ == 0
+                           ? DraftLength::kPriorDraftCost * pass_times_.Seconds(1)  // not measured yet
+                           : draft_pass_seconds_;
+  return pass_times_.Seconds(k + 1) + k * draft;
 }
 
 Status Speculator::Next(Sampler* sampler, int32_t max_tokens, std::vector<int32_t>* out) {
@@ -92,9 +95,9 @@ Status Speculator::Next(Sampler* sampler, int32_t max_tokens, std::vector<int32_
   if (!params_.adapt) {
     k = k_max;
   } else if (k_max >= params_.draft_min && !measure_plain) {
-    // Tokens per second of a round; before anything is measured drafting looks free.
+    // Tokens per second of a round (DraftLength's prior before anything is measured).
     k = std::min(k_max, length_.Choose([this](int32_t k, double tokens) {
-      return pass_times_.empty() ? tokens : tokens / RoundSeconds(k);
+      return pass_times_.empty() ? DraftLength::PriorRate(k, tokens) : tokens / RoundSeconds(k);
     }));
   }
   rounds_since_plain_ = k == 0 ? 0 : rounds_since_plain_ + 1;
