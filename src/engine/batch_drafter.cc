@@ -115,14 +115,12 @@ void BatchDrafter::ProposeWithModel(std::span<const DraftRequest> requests, std:
     appends.push_back({ds.seq, r.tokens.subspan(start, n), active[i] ? PlanLogits::kLast : PlanLogits::kNone});
     who.push_back(i);
   }
-  for (int32_t pass = 0; !appends.empty(); ++pass) {
+  while (!appends.empty()) {
     StepPlan plan;
     const auto t0 = std::chrono::steady_clock::now();
     if (!runner_->Step(appends, &plan, &logits_).ok()) return;  // no more drafts this step (rolled back)
-    if (pass > 0) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      pass_seconds_ = pass_seconds_ == 0 ? s : pass_seconds_ + kTimingWeight * (s - pass_seconds_);
-    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    pass_seconds_ = pass_seconds_ == 0 ? s : pass_seconds_ + kTimingWeight * (s - pass_seconds_);
     size_t row = 0;
     std::vector<KvCacheManager::Append> next;
     std::vector<size_t> next_who;

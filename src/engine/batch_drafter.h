@@ -58,8 +58,9 @@ class BatchDrafter {
   void Propose(std::span<const DraftRequest> requests, std::vector<Draft>* drafts);
   // Releases the request's draft sequence (finished or preempted).
   void Forget(uint64_t key);
-  // Seconds of one batched draft model pass after the first (moving
-  // average); 0 before one is measured, or for prompt lookup.
+  // Seconds of one batched draft model pass (moving average; the first pass
+  // of a step, which also catches up, included); 0 before one is measured,
+  // or for prompt lookup.
   double pass_seconds() const { return pass_seconds_; }
 
  private:

@@ -165,7 +165,9 @@ Status Speculator::DraftWithModel(int32_t last, int32_t k, const Sampler& sample
                   have.begin();
   common = std::min(common, history.size() - 1);  // at least the last token runs: its logits draft the first
   draft_->Truncate(static_cast<int32_t>(common));
+  auto t0 = std::chrono::steady_clock::now();
   STRATA_RETURN_IF_ERROR(draft_->Decode(std::span(history).subspan(common), LogitsMode::kLast));
+  Average(&draft_pass_seconds_, Since(t0));  // a pass, catching up included: what each round pays
   const int32_t n_vocab_target = target_->model().hparams().n_vocab;
   const int32_t n_vocab = draft_->model().hparams().n_vocab;
   // Room in the draft context for the drafts it runs (all but the last).
@@ -178,7 +180,7 @@ Status Speculator::DraftWithModel(int32_t last, int32_t k, const Sampler& sample
     draft->tokens.push_back(x);
     draft->q.push_back(std::move(q));
     if (IsEog(x) || i + 1 == k) break;
-    const auto t0 = std::chrono::steady_clock::now();
+    t0 = std::chrono::steady_clock::now();
     STRATA_RETURN_IF_ERROR(draft_->Decode(std::span<const int32_t>(&x, 1), LogitsMode::kLast));
     Average(&draft_pass_seconds_, Since(t0));
   }
