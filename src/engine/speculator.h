@@ -14,7 +14,7 @@
 //
 // k adapts per round (engine/draft_length.h) to the measured acceptance and
 // to the measured cost: the time of the model's passes by token count and of
-// the draft model's one-token passes, relative to a one-token pass (timed by
+// the draft model's passes, relative to a one-token pass (timed by
 // a round that drafts nothing after the first 4 rounds, and every 64 after).
 //
 // The draft model samples from its own filtered distribution q with the
