@@ -19,7 +19,8 @@ double Seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::d
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
+  if (v.empty()) return 0;
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 // One generation of n tokens after the prompt; spec null: plain decoding.

@@ -39,7 +39,8 @@ struct BenchSpecOptions {
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
+  if (v.empty()) return 0;
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 void BenchServing(const BenchSpecOptions& o, const Model& model, const Model* draft, const std::string& prompt,

@@ -12,7 +12,6 @@ namespace {
 // Differs from the request's seed, so the draft's draws and the verifier's
 // uniforms are independent streams.
 constexpr uint64_t kDraftSeedSalt = 0x5eed0d7af7ull;
-constexpr double kTimingWeight = 0.25;  // of a new timing in the moving average
 
 int64_t BlocksFor(int64_t tokens, int32_t block_tokens) { return (tokens + block_tokens - 1) / block_tokens; }
 
@@ -119,8 +118,7 @@ void BatchDrafter::ProposeWithModel(std::span<const DraftRequest> requests, std:
     StepPlan plan;
     const auto t0 = std::chrono::steady_clock::now();
     if (!runner_->Step(appends, &plan, &logits_).ok()) return;  // no more drafts this step (rolled back)
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    pass_seconds_ = pass_seconds_ == 0 ? s : pass_seconds_ + kTimingWeight * (s - pass_seconds_);
+    pass_times_.Record(plan.n_tokens(), std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     size_t row = 0;
     std::vector<KvCacheManager::Append> next;
     std::vector<size_t> next_who;

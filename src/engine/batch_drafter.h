@@ -24,6 +24,7 @@
 
 #include "core/status.h"
 #include "engine/ngram_drafter.h"
+#include "engine/pass_times.h"
 #include "engine/runner.h"
 #include "engine/sampler.h"
 #include "engine/spec_verifier.h"
@@ -58,10 +59,10 @@ class BatchDrafter {
   void Propose(std::span<const DraftRequest> requests, std::vector<Draft>* drafts);
   // Releases the request's draft sequence (finished or preempted).
   void Forget(uint64_t key);
-  // Seconds of one batched draft model pass (moving average; the first pass
-  // of a step, which also catches up, included); 0 before one is measured,
-  // or for prompt lookup.
-  double pass_seconds() const { return pass_seconds_; }
+  // The draft model's passes by token count (measured; the first pass of a
+  // step also catches up, a long one after a prompt or a pause); empty for
+  // prompt lookup.
+  const PassTimes& pass_times() const { return pass_times_; }
 
  private:
   struct DraftSeq {
@@ -79,7 +80,7 @@ class BatchDrafter {
   int32_t max_batch_tokens_;
   std::unordered_map<uint64_t, DraftSeq> seqs_;
   std::vector<float> logits_;
-  double pass_seconds_ = 0;
+  PassTimes pass_times_;
 };
 
 }  // namespace strata

@@ -519,7 +519,6 @@ void Engine::ProposeDrafts() {
   int32_t step_tokens = static_cast<int32_t>(generating.size());
   double step_expected = step_tokens;
   int32_t draft_passes = 0;
-  const double draft_pass = drafter_->pass_seconds();
   std::vector<DraftRequest> requests;
   std::vector<Slot*> who;
   for (Slot* s : generating) {
@@ -535,7 +534,11 @@ void Engine::ProposeDrafts() {
     const int32_t k = !params_.spec.adapt ? room : std::min(room, s->length.Choose([&](int32_t k, double tokens) {
       if (pass_times_.empty()) return DraftLength::PriorRate(k, tokens);
       const double plain = pass_times_.Seconds(step_tokens);
-      const double per_draft = drafter_->uses_model() && draft_pass == 0 ? DraftLength::kPriorDraftCost * plain : draft_pass;
+      // A draft pass runs one token for each request drafting so far and this one.
+      const PassTimes& draft_times = drafter_->pass_times();
+      const double per_draft = !drafter_->uses_model() ? 0
+                               : draft_times.empty()   ? DraftLength::kPriorDraftCost * plain
+                                                       : draft_times.Seconds(static_cast<int32_t>(requests.size()) + 1);
       const double seconds = pass_times_.Seconds(step_tokens + k) + per_draft * std::max(0, k - draft_passes);
       return (step_expected - 1 + tokens) / seconds;
     }));

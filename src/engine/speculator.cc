@@ -10,8 +10,6 @@
 namespace strata {
 namespace {
 
-// Weight of a new timing in the moving averages.
-constexpr double kTimingWeight = 0.25;
 // Speculative rounds between plain ones (which time a one-token pass again:
 // the machine's memory bandwidth drifts).
 constexpr int32_t kPlainRoundEvery = 64;
@@ -28,7 +26,6 @@ double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void Average(double* avg, double sample) { *avg = *avg == 0 ? sample : *avg + kTimingWeight * (sample - *avg); }
 
 }  // namespace
 
@@ -63,9 +60,10 @@ Speculator::Speculator(Context* target, Context* draft, const SpecParams& params
 bool Speculator::IsEog(int32_t token) const { return target_->model().vocab().IsEog(token); }
 
 double Speculator::RoundSeconds(int32_t k) const {
-  const double draft = draft_ != nullptr && draft_pass_seconds_ == 0
-                           ? DraftLength::kPriorDraftCost * pass_times_.Seconds(1)  // not measured yet
-                           : draft_pass_seconds_;
+  // A round's draft passes run one token each, but the first (which catches up on 1-2).
+  const double draft = draft_ == nullptr     ? 0
+                       : draft_times_.empty() ? DraftLength::kPriorDraftCost * pass_times_.Seconds(1)  // not measured yet
+                                              : draft_times_.Seconds(1);
   return pass_times_.Seconds(k + 1) + k * draft;
 }
 
@@ -165,9 +163,10 @@ Status Speculator::DraftWithModel(int32_t last, int32_t k, const Sampler& sample
                   have.begin();
   common = std::min(common, history.size() - 1);  // at least the last token runs: its logits draft the first
   draft_->Truncate(static_cast<int32_t>(common));
+  const std::span<const int32_t> behind = std::span(history).subspan(common);
   auto t0 = std::chrono::steady_clock::now();
-  STRATA_RETURN_IF_ERROR(draft_->Decode(std::span(history).subspan(common), LogitsMode::kLast));
-  Average(&draft_pass_seconds_, Since(t0));  // a pass, catching up included: what each round pays
+  STRATA_RETURN_IF_ERROR(draft_->Decode(behind, LogitsMode::kLast));
+  draft_times_.Record(static_cast<int32_t>(behind.size()), Since(t0));
   const int32_t n_vocab_target = target_->model().hparams().n_vocab;
   const int32_t n_vocab = draft_->model().hparams().n_vocab;
   // Room in the draft context for the drafts it runs (all but the last).
@@ -182,7 +181,7 @@ Status Speculator::DraftWithModel(int32_t last, int32_t k, const Sampler& sample
     if (IsEog(x) || i + 1 == k) break;
     t0 = std::chrono::steady_clock::now();
     STRATA_RETURN_IF_ERROR(draft_->Decode(std::span<const int32_t>(&x, 1), LogitsMode::kLast));
-    Average(&draft_pass_seconds_, Since(t0));
+    draft_times_.Record(1, Since(t0));
   }
   return Status::Ok();
 }

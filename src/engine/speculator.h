@@ -103,7 +103,7 @@ class Speculator {
   std::unique_ptr<Sampler> draft_sampler_;  // draft model: made at the first round from the sampler's settings
   std::optional<int32_t> pending_;          // generated, not yet run through the model
   PassTimes pass_times_;                    // the model's passes
-  double draft_pass_seconds_ = 0;           // a draft model pass (catching up included); 0: unmeasured
+  PassTimes draft_times_;                   // the draft model's passes (catching up on a prompt is a long one)
   int32_t rounds_since_plain_ = 0;          // speculative rounds since the last plain one
   SpecStats stats_;
 };
