@@ -199,6 +199,10 @@ TEST(PassTimesTest, InterpolatesAndAverages) {
   EXPECT_DOUBLE_EQ(t.Seconds(9), 0.030);  // beyond: the nearest
   EXPECT_TRUE(t.measured(5));
   EXPECT_FALSE(t.measured(3));
+  EXPECT_TRUE(t.measured_up_to(1));
+  PassTimes long_only;
+  long_only.Record(20, 0.1);
+  EXPECT_FALSE(long_only.measured_up_to(2));
   t.Record(5, 0.050);  // moving average
   EXPECT_DOUBLE_EQ(t.Seconds(5), 0.030 + PassTimes::kWeight * 0.020);
 }

@@ -536,9 +536,11 @@ void Engine::ProposeDrafts() {
       const double plain = pass_times_.Seconds(step_tokens);
       // A draft pass runs one token for each request drafting so far and this one.
       const PassTimes& draft_times = drafter_->pass_times();
+      // (Until such short passes are measured, the prior: the passes seen may be long catch-ups.)
+      const int32_t draft_tokens = static_cast<int32_t>(requests.size()) + 1;
       const double per_draft = !drafter_->uses_model() ? 0
-                               : draft_times.empty()   ? DraftLength::kPriorDraftCost * plain
-                                                       : draft_times.Seconds(static_cast<int32_t>(requests.size()) + 1);
+                               : !draft_times.measured_up_to(2 * draft_tokens) ? DraftLength::kPriorDraftCost * plain
+                                                                               : draft_times.Seconds(draft_tokens);
       const double seconds = pass_times_.Seconds(step_tokens + k) + per_draft * std::max(0, k - draft_passes);
       return (step_expected - 1 + tokens) / seconds;
     }));

@@ -24,6 +24,9 @@ class PassTimes {
   // cannot be found too slow); 0 if nothing is measured.
   double Seconds(int32_t tokens) const;
   bool measured(int32_t tokens) const { return seconds_.count(tokens) != 0; }
+  // Whether a pass over at most `tokens` tokens was measured (Seconds of a
+  // smaller count is an extrapolation from above otherwise).
+  bool measured_up_to(int32_t tokens) const { return !seconds_.empty() && seconds_.begin()->first <= tokens; }
   bool empty() const { return seconds_.empty(); }
 
  private:

@@ -61,9 +61,10 @@ bool Speculator::IsEog(int32_t token) const { return target_->model().vocab().Is
 
 double Speculator::RoundSeconds(int32_t k) const {
   // A round's draft passes run one token each, but the first (which catches up on 1-2).
-  const double draft = draft_ == nullptr     ? 0
-                       : draft_times_.empty() ? DraftLength::kPriorDraftCost * pass_times_.Seconds(1)  // not measured yet
-                                              : draft_times_.Seconds(1);
+  // (The prior until a short pass is measured: the first one catches up on the prompt.)
+  const double draft = draft_ == nullptr                   ? 0
+                       : !draft_times_.measured_up_to(2) ? DraftLength::kPriorDraftCost * pass_times_.Seconds(1)
+                                                           : draft_times_.Seconds(1);
   return pass_times_.Seconds(k + 1) + k * draft;
 }
 
