@@ -128,7 +128,7 @@ struct EngineSpecParams {
   int32_t draft_min = 1;
   int32_t draft_max = 8;
   NgramParams ngram;
-  int32_t max_batch = 2;
+  int32_t max_batch = 1;
   // false: every speculating request drafts draft_max tokens (within its
   // limits) in every step that speculates (tests, benchmarks of fixed lengths).
   bool adapt = true;
