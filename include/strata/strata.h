@@ -48,6 +48,7 @@ typedef struct strata_context strata_context;
 typedef struct strata_sampler strata_sampler;
 typedef struct strata_detokenizer strata_detokenizer;
 typedef struct strata_session_lock strata_session_lock;
+typedef struct strata_speculator strata_speculator;
 
 /* Message of the last failed call on this thread ("" if none). */
 const char* strata_last_error(void);
@@ -161,6 +162,42 @@ strata_status strata_sampler_set_grammar(strata_sampler* sampler, const strata_m
                                          size_t len);
 /* true if the sampler has no grammar, or the text accepted so far completes it. */
 bool strata_sampler_grammar_can_end(const strata_sampler* sampler);
+
+/* ---- speculative decoding: several tokens per pass over the model ---- */
+
+typedef struct strata_speculator_params {
+  int32_t draft_min; /* the draft length adapts to the measured acceptance within [draft_min, draft_max]; default 1 */
+  int32_t draft_max; /* default 8; both in [1, 64] */
+  int32_t ngram_min; /* prompt lookup: the shortest suffix looked up; default 1 */
+  int32_t ngram_max; /* the longest, tried first; default 4 */
+} strata_speculator_params;
+
+strata_speculator_params strata_speculator_default_params(void);
+/* Speculative decoding for ctx: each round drafts tokens — with draft_ctx's
+ * model (a smaller model with the same vocabulary, in a context of its own
+ * at least as long as ctx's), or by prompt lookup (continuations of earlier
+ * occurrences of the last tokens) if draft_ctx is NULL — and verifies them
+ * in one pass over ctx's model. Greedy output is exactly the output of
+ * sampling token by token; sampled output has exactly its distribution.
+ * STRATA_ERR_INVALID_ARGUMENT if the vocabularies differ (naming the first
+ * difference). REQUIRES: ctx's last strata_decode kept only the last logits
+ * (they predict the first token); from now on ctx and draft_ctx are used
+ * only through the speculator until strata_speculator_flush; both outlive it. */
+strata_status strata_speculator_init(strata_context* ctx, strata_context* draft_ctx,
+                                     const strata_speculator_params* params, strata_speculator** out);
+void strata_speculator_free(strata_speculator* spec);
+/* Generates 1..n_max tokens into tokens[0..*n_out), each accepted into
+ * sampler (the same sampler every call), except a final end-of-generation
+ * token or -1 (the sampler's grammar allows no token), which end the
+ * generation. On error nothing was generated. */
+strata_status strata_speculator_next(strata_speculator* spec, strata_sampler* sampler, strata_token* tokens,
+                                     size_t n_max, size_t* n_out);
+/* Runs the last generated token through ctx's model, so ctx holds every
+ * generated token and its last logits predict the next (as after
+ * strata_decode): needed only to keep ctx (sessions). */
+strata_status strata_speculator_flush(strata_speculator* spec);
+/* Multi-token verification passes, tokens drafted in them, and drafted tokens kept. */
+void strata_speculator_stats(const strata_speculator* spec, uint64_t* rounds, uint64_t* drafted, uint64_t* accepted);
 
 /* ---- sessions: a sequence's tokens, KV cache and sampler state on disk ---- */
 

@@ -1,5 +1,6 @@
 // The C API: thin wrappers that translate Status to strata_status and catch
 // every exception once, here.
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "engine/load_summary.h"
 #include "engine/rank_server.h"
 #include "engine/sampler.h"
+#include "engine/speculator.h"
 #include "grammar/gbnf_parser.h"
 #include "grammar/grammar_matcher.h"
 #include "grammar/token_trie.h"
@@ -37,6 +39,10 @@ struct strata_sampler {
 struct strata_detokenizer {
   strata::StreamDecoder decoder;
   std::string out;
+};
+struct strata_speculator {
+  std::unique_ptr<strata::Speculator> spec;
+  std::vector<int32_t> out;  // scratch of strata_speculator_next
 };
 struct strata_session_lock {
   std::unique_ptr<strata::FileLock> lock;
@@ -285,6 +291,57 @@ strata_status strata_sampler_set_grammar(strata_sampler* sampler, const strata_m
 bool strata_sampler_grammar_can_end(const strata_sampler* sampler) {
   const strata::grammar::GrammarMatcher* g = sampler->sampler.grammar();
   return g == nullptr || g->CanEnd();
+}
+
+strata_speculator_params strata_speculator_default_params(void) {
+  const strata::SpecParams d;
+  return {d.draft_min, d.draft_max, d.ngram.ngram_min, d.ngram.ngram_max};
+}
+
+strata_status strata_speculator_init(strata_context* ctx, strata_context* draft_ctx,
+                                     const strata_speculator_params* params, strata_speculator** out) {
+  if (ctx == nullptr || params == nullptr || out == nullptr) return NullArgument("ctx, params or out");
+  *out = nullptr;
+  return Guard([&] {
+    strata::SpecParams p;
+    p.draft_min = params->draft_min;
+    p.draft_max = params->draft_max;
+    p.ngram.ngram_min = params->ngram_min;
+    p.ngram.ngram_max = params->ngram_max;
+    auto s = std::make_unique<strata_speculator>();
+    STRATA_RETURN_IF_ERROR(
+        strata::Speculator::Create(ctx->ctx.get(), draft_ctx != nullptr ? draft_ctx->ctx.get() : nullptr, p, &s->spec));
+    *out = s.release();
+    return strata::Status::Ok();
+  });
+}
+
+void strata_speculator_free(strata_speculator* spec) { delete spec; }
+
+strata_status strata_speculator_next(strata_speculator* spec, strata_sampler* sampler, strata_token* tokens,
+                                     size_t n_max, size_t* n_out) {
+  if (spec == nullptr || sampler == nullptr || tokens == nullptr || n_out == nullptr)
+    return NullArgument("spec, sampler, tokens or n_out");
+  *n_out = 0;
+  return Guard([&] {
+    const int32_t max_tokens = static_cast<int32_t>(std::min<size_t>(n_max, 1 << 30));
+    STRATA_RETURN_IF_ERROR(spec->spec->Next(&sampler->sampler, max_tokens, &spec->out));
+    std::memcpy(tokens, spec->out.data(), spec->out.size() * sizeof(strata_token));
+    *n_out = spec->out.size();
+    return strata::Status::Ok();
+  });
+}
+
+strata_status strata_speculator_flush(strata_speculator* spec) {
+  if (spec == nullptr) return NullArgument("spec");
+  return Guard([&] { return spec->spec->Flush(); });
+}
+
+void strata_speculator_stats(const strata_speculator* spec, uint64_t* rounds, uint64_t* drafted, uint64_t* accepted) {
+  const strata::SpecStats& s = spec->spec->stats();
+  if (rounds != nullptr) *rounds = s.rounds;
+  if (drafted != nullptr) *drafted = s.drafted;
+  if (accepted != nullptr) *accepted = s.accepted;
 }
 
 }  // extern "C"

@@ -95,6 +95,31 @@ void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags, const std::string& wh
           "> 0"));
 }
 
+void AddSpecFlags(CLI::App* cmd, SpecFlags* flags) {
+  cmd->add_option("--spec", flags->spec,
+                  "Speculative decoding: ngram (prompt lookup: continuations seen earlier in the text) or draft "
+                  "(a draft model, --draft-model)")
+      ->check(CLI::IsMember({"ngram", "draft"}));
+  cmd->add_option("--draft-model", flags->draft_model,
+                  "Speculative decoding with this smaller model (same vocabulary) drafting tokens for the model")
+      ->check(NonEmpty());
+  cmd->add_option("--draft-min", flags->draft_min, "Speculative decoding: fewest tokens drafted per round (1-64)")
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--draft-max", flags->draft_max,
+                  "Speculative decoding: most tokens drafted per round (1-64); the length adapts to the measured "
+                  "acceptance in between")
+      ->check(CLI::Range(1, 64));
+}
+
+std::string SpecFlags::Method() const {
+  if (spec == "draft" && draft_model.empty()) Fail("--spec draft", Status::InvalidArgument("needs --draft-model"));
+  if (spec == "ngram" && !draft_model.empty())
+    Fail("--spec ngram", Status::InvalidArgument("drafts without a model; --draft-model is for --spec draft"));
+  if (draft_min > draft_max)
+    Fail("--draft-min", Status::InvalidArgument(fmt::format("{} is above --draft-max {}", draft_min, draft_max)));
+  return draft_model.empty() ? spec : "draft";
+}
+
 void AddMpiFlags(CLI::App* cmd, MpiFlags* flags) {
   cmd->add_option("--split", flags->split,
                   "Under mpirun: how the ranks share the model: tensor (heads and FFN columns), layer (layer ranges) "

@@ -60,6 +60,20 @@ struct SamplingFlags {
 // what: how the help text describes the settings' scope.
 void AddSamplingFlags(CLI::App* cmd, SamplingFlags* flags, const std::string& what);
 
+// Speculative decoding, as run and serve take it: --spec ngram|draft,
+// --draft-model PATH (implies draft), --draft-min, --draft-max.
+struct SpecFlags {
+  std::string spec;         // "", "ngram" or "draft"
+  std::string draft_model;
+  int32_t draft_min = 1;
+  int32_t draft_max = 8;
+  // The method after the flags' consistency is checked: "", "ngram" or "draft"
+  // (fails naming the flags: --spec draft without --draft-model, or
+  // --spec ngram with one).
+  std::string Method() const;
+};
+void AddSpecFlags(CLI::App* cmd, SpecFlags* flags);
+
 // --split and --mpi-timeout, as the commands that run under mpirun take them.
 struct MpiFlags {
   std::string split = "none";

@@ -16,8 +16,13 @@
 // is not a terminal (`echo hi | strata run`), else empty. A file's or standard
 // input's one trailing newline is dropped (as llama.cpp's -f does), so
 // `echo hi` prompts with "hi".
+//
+// With --draft-model or --spec ngram it decodes speculatively
+// (engine/speculator.h): the same text greedy, the same distribution sampled,
+// several tokens per pass over the model when the drafts are accepted.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -61,6 +66,7 @@ struct RunOptions {
   MpiFlags mpi;
   std::string logits_out;
   std::string grammar_file;
+  SpecFlags spec;
   bool verbose = false;
 };
 
@@ -139,6 +145,11 @@ void Run(RunOptions o) {
   }
   // Read before the session is locked: standard input may take its time.
   o.prompt = ReadPrompt(o);
+  const std::string spec_method = o.spec.Method();
+  if (!spec_method.empty() && cluster != nullptr)
+    Fail("--spec", Status::Unsupported("speculative decoding under mpirun"));
+  if (!spec_method.empty() && !o.logits_out.empty())
+    Fail("--logits-out", Status::InvalidArgument("not with speculative decoding (tokens come several per pass)"));
   // A session is locked first: a concurrent run on it fails before any work.
   std::string session_path;
   Handle<strata_session_lock> session_lock(nullptr, strata_session_lock_free);
@@ -162,10 +173,32 @@ void Run(RunOptions o) {
   cp.kv_disk_max = SizeOption(o.kv_disk_max, "--kv-disk-max");
   const std::string tune_cache = TuneCachePath(o.tune);
   cp.tune_cache = tune_cache.empty() ? nullptr : tune_cache.c_str();
+  const int32_t n_ctx = cp.n_ctx > 0 ? cp.n_ctx : strata_model_n_ctx_train(model.get());
   strata_context* raw_ctx = nullptr;
   if (strata_context_init(model.get(), &cp, &raw_ctx) != STRATA_OK) FailC("cannot create context");
   Handle<strata_context> ctx(raw_ctx, strata_context_free);
   std::fprintf(stderr, "strata: %s\n", strata_context_load_summary(ctx.get()));
+
+  // Speculative decoding: the draft model gets a context of its own, as long as the model's.
+  Handle<strata_model> draft_model(nullptr, strata_model_free);
+  Handle<strata_context> draft_ctx(nullptr, strata_context_free);
+  if (spec_method == "draft") {
+    strata_model_params dmp = strata_model_default_params();
+    dmp.path = o.spec.draft_model.c_str();
+    strata_model* raw = nullptr;
+    if (strata_model_load(&dmp, &raw) != STRATA_OK) FailC("cannot load draft model " + o.spec.draft_model);
+    draft_model.reset(raw);
+    strata_context_params dcp = cp;
+    dcp.n_ctx = n_ctx;
+    dcp.kv_type = nullptr;  // the draft model's default
+    dcp.kv_ram = UINT64_MAX;
+    dcp.kv_disk = nullptr;  // a small model's KV stays in RAM
+    strata_context* raw_dctx = nullptr;
+    if (strata_context_init(draft_model.get(), &dcp, &raw_dctx) != STRATA_OK)
+      FailC("cannot create the draft model's context");
+    draft_ctx.reset(raw_dctx);
+    std::fprintf(stderr, "strata: draft: %s\n", strata_context_load_summary(draft_ctx.get()));
+  }
 
   strata_sampler_params sp = strata_sampler_default_params();
   sp.temperature = o.sampling.temperature;
@@ -213,7 +246,6 @@ void Run(RunOptions o) {
   const auto t1 = std::chrono::steady_clock::now();
 
   const int32_t n_vocab = strata_model_n_vocab(model.get());
-  const int32_t n_ctx = cp.n_ctx > 0 ? cp.n_ctx : strata_model_n_ctx_train(model.get());
   strata_token prev = tokens.back();
   int32_t n_gen = 0;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> logits_out(nullptr, std::fclose);
@@ -221,29 +253,68 @@ void Run(RunOptions o) {
     logits_out.reset(std::fopen(o.logits_out.c_str(), "wb"));
     if (!logits_out) Fail("--logits-out", Status::IOError(o.logits_out + ": cannot create"));
   }
-  while (n_gen < o.n_predict) {
-    const float* logits = strata_get_logits(ctx.get(), 0);
-    if (logits_out && std::fwrite(logits, sizeof(float), static_cast<size_t>(n_vocab), logits_out.get()) !=
-                          static_cast<size_t>(n_vocab))
-      Fail("--logits-out", Status::IOError(o.logits_out + ": write failed"));
-    strata_token next = strata_sampler_sample(sampler.get(), logits, n_vocab);
-    if (next < 0) {  // the grammar allows no token
-      if (strata_sampler_grammar_can_end(sampler.get())) break;
-      std::fprintf(stderr, "\nstrata: no token of the vocabulary continues the grammar (or it is too ambiguous to follow)\n");
-      throw CLI::RuntimeError(1);
-    }
-    if (strata_model_is_eog(model.get(), next)) break;
-    strata_sampler_accept(sampler.get(), next);
+  // Writes a generated token's text.
+  auto emit = [&](strata_token next) {
     size_t len = 0;
     const char* text = strata_detokenizer_push(detok.get(), next, prev, &len);
     std::fwrite(text, 1, len, stdout);
     std::fflush(stdout);
     prev = next;
     ++n_gen;
-    if (strata_context_n_past(ctx.get()) >= n_ctx) {
-      std::fprintf(stderr, "strata: context full after %d tokens; stopping\n", n_ctx);
-      break;
+  };
+  // After a generated token: false if the context has no room left to run it.
+  auto room = [&]() {
+    if (strata_context_n_past(ctx.get()) < n_ctx) return true;
+    std::fprintf(stderr, "strata: context full after %d tokens; stopping\n", n_ctx);
+    return false;
+  };
+  // A token below 0: the grammar allows none. True if that ends the text (it is complete).
+  auto grammar_ends = [&]() {
+    if (strata_sampler_grammar_can_end(sampler.get())) return true;
+    std::fprintf(stderr, "\nstrata: no token of the vocabulary continues the grammar (or it is too ambiguous to follow)\n");
+    throw CLI::RuntimeError(1);
+  };
+  Handle<strata_speculator> spec(nullptr, strata_speculator_free);
+  if (!spec_method.empty()) {
+    strata_speculator_params spp = strata_speculator_default_params();
+    spp.draft_min = o.spec.draft_min;
+    spp.draft_max = o.spec.draft_max;
+    strata_speculator* raw_spec = nullptr;
+    if (strata_speculator_init(ctx.get(), draft_ctx.get(), &spp, &raw_spec) != STRATA_OK)
+      FailC(spec_method == "draft" ? "--draft-model " + o.spec.draft_model : "--spec ngram");
+    spec.reset(raw_spec);
+    std::vector<strata_token> out(static_cast<size_t>(o.spec.draft_max) + 1);
+    bool ended = false, full = false;  // by the model or grammar; by the context
+    while (n_gen < o.n_predict && !ended && !full) {
+      size_t n = 0;
+      const size_t want = std::min(out.size(), static_cast<size_t>(o.n_predict - n_gen));
+      if (strata_speculator_next(spec.get(), sampler.get(), out.data(), want, &n) != STRATA_OK) FailC("generation");
+      for (size_t i = 0; i < n && !ended; ++i) {
+        if (out[i] < 0) {
+          ended = grammar_ends();
+        } else if (strata_model_is_eog(model.get(), out[i])) {
+          ended = true;
+        } else {
+          emit(out[i]);  // accepted into the sampler by the speculator
+        }
+      }
+      // The context holds all but the last generated token.
+      full = !ended && !room();
     }
+    // A session keeps every generated token: the last one runs through the model too.
+    if (!session_path.empty() && !ended && !full && strata_speculator_flush(spec.get()) != STRATA_OK) FailC("generation");
+  }
+  while (spec == nullptr && n_gen < o.n_predict) {
+    const float* logits = strata_get_logits(ctx.get(), 0);
+    if (logits_out && std::fwrite(logits, sizeof(float), static_cast<size_t>(n_vocab), logits_out.get()) !=
+                          static_cast<size_t>(n_vocab))
+      Fail("--logits-out", Status::IOError(o.logits_out + ": write failed"));
+    strata_token next = strata_sampler_sample(sampler.get(), logits, n_vocab);
+    if (next < 0 && grammar_ends()) break;
+    if (strata_model_is_eog(model.get(), next)) break;
+    strata_sampler_accept(sampler.get(), next);
+    emit(next);
+    if (!room()) break;
     // The last token needs no forward pass unless a session keeps it.
     if (n_gen == o.n_predict && session_path.empty()) break;
     if (strata_decode(ctx.get(), &next, 1, false) != STRATA_OK) FailC("generation");
@@ -258,6 +329,13 @@ void Run(RunOptions o) {
   const double pp = Seconds(t0, t1), tg = Seconds(t1, t2);
   std::fprintf(stderr, "\nstrata: prompt %zu tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s)\n",
                tokens.size(), pp, tokens.size() / (pp > 0 ? pp : 1e-9), n_gen, tg, n_gen / (tg > 0 ? tg : 1e-9));
+  if (spec != nullptr) {
+    uint64_t rounds = 0, drafted = 0, accepted = 0;
+    strata_speculator_stats(spec.get(), &rounds, &drafted, &accepted);
+    std::fprintf(stderr, "strata: speculative (%s): %llu rounds, %llu tokens drafted, %llu accepted (%.1f%%)\n",
+                 spec_method.c_str(), static_cast<unsigned long long>(rounds), static_cast<unsigned long long>(drafted),
+                 static_cast<unsigned long long>(accepted), drafted > 0 ? 100.0 * accepted / drafted : 0.0);
+  }
 }
 
 }  // namespace
@@ -291,6 +369,7 @@ void AddRunCommand(CLI::App& app) {
   cmd->add_option("--grammar-file", opts->grammar_file,
                   "GBNF grammar (llama.cpp's format) the completion must follow; it ends where the grammar can")
       ->check(NonEmpty());
+  AddSpecFlags(cmd, &opts->spec);
   AddTuneFlags(cmd, &opts->tune);
   AddMpiFlags(cmd, &opts->mpi);
   cmd->add_option("--logits-out", opts->logits_out,

@@ -45,6 +45,7 @@ struct ServeOptions {
   std::string kv_ram;       // sizes with K/M/G suffixes; empty: unlimited
   std::string kv_disk_max;
   TuneFlags tune;
+  SpecFlags spec;
   SamplingFlags sampling;  // for requests that leave a setting out
   double shutdown_grace_s = 10;
   double head_timeout_s = 10;
@@ -115,16 +116,28 @@ void Serve(ServeOptions& o) {
   if (const char* env = std::getenv("STRATA_API_KEY"); env != nullptr && *env == '\0' && o.server.api_key.empty())
     Fail("--api-key", Status::InvalidArgument("STRATA_API_KEY is set but empty (unset it, or set a key)"));
 
+  const std::string spec = o.spec.Method();
   ModelLoadOptions mo;
   mo.path = o.model.empty() ? DefaultModelPath() : o.model;
   mo.tokenizer_path = o.tokenizer;
   std::unique_ptr<Model> model;
   CheckOk("cannot load model " + mo.path, Model::Load(Env::Default(), mo, &model));
   const server::ChatTemplate chat_template = PickChatTemplate(o.chat_template, mo.path, model->vocab(), "strata serve");
+  // Speculative decoding: the draft model outlives the engine.
+  std::unique_ptr<Model> draft;
+  if (spec == "draft") {
+    ModelLoadOptions dmo;
+    dmo.path = o.spec.draft_model;
+    CheckOk("cannot load draft model " + dmo.path, Model::Load(Env::Default(), dmo, &draft));
+  }
+  o.engine.spec.method = spec == "draft" ? SpecMethod::kDraftModel : spec == "ngram" ? SpecMethod::kNgram : SpecMethod::kNone;
+  o.engine.spec.draft_model = draft.get();
+  o.engine.spec.draft_min = o.spec.draft_min;
+  o.engine.spec.draft_max = o.spec.draft_max;
 
   ApplyKvOptions(o);
   std::unique_ptr<Engine> engine;
-  CheckOk("engine", Engine::Create(*model, o.engine, &engine));
+  CheckOk(spec == "draft" ? "--draft-model " + o.spec.draft_model : "engine", Engine::Create(*model, o.engine, &engine));
   o.server.sampling.temperature = o.sampling.temperature;
   o.server.sampling.top_k = o.sampling.top_k;
   o.server.sampling.top_p = o.sampling.top_p;
@@ -147,6 +160,10 @@ void Serve(ServeOptions& o) {
                std::string(chat_template.name()).c_str(),
                o.server.api_key.empty() ? "no API key: anyone who can connect may use it" : "API key required");
   std::fprintf(stderr, "strata serve: %s\n", LoadSummary(*model, engine->n_ctx(), engine->kv_layout()).c_str());
+  if (!spec.empty())
+    std::fprintf(stderr, "strata serve: speculative decoding: %s, %d-%d drafted tokens, up to %d generating requests\n",
+                 spec == "draft" ? ("draft model " + draft->name()).c_str() : "prompt lookup", o.spec.draft_min,
+                 o.spec.draft_max, o.engine.spec.max_batch);
 
   std::thread signals([&] {
     int sig = 0;
@@ -218,6 +235,11 @@ void AddServeCommand(CLI::App& app) {
       ->capture_default_str()->check(CLI::IsMember({"text", "json"}));
   AddSamplingFlags(cmd, &o->sampling, " for requests that do not set it");
   AddTuneFlags(cmd, &o->tune);
+  AddSpecFlags(cmd, &o->spec);
+  cmd->add_option("--spec-max-batch", o->engine.spec.max_batch,
+                  "Speculative decoding: steps with more generating requests than this do not draft")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 4096));
   cmd->callback([o] { Serve(*o); });
 }
 

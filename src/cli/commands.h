@@ -17,6 +17,7 @@ void AddBenchCommand(CLI::App& app);     // cmd_bench.cc
 void AddSessionCommand(CLI::App& app);   // cmd_session.cc
 void AddBenchKvCommand(CLI::App& app);   // cmd_bench_kv.cc
 void AddBenchGrammarCommand(CLI::App& app);  // cmd_bench_grammar.cc
+void AddBenchSpecCommand(CLI::App& app);  // cmd_bench_spec.cc
 void AddServeCommand(CLI::App& app);     // cmd_serve.cc
 void AddPerplexityCommand(CLI::App& app);  // cmd_perplexity.cc
 

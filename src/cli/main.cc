@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   strata::cli::AddSessionCommand(app);
   strata::cli::AddBenchKvCommand(app);
   strata::cli::AddBenchGrammarCommand(app);
+  strata::cli::AddBenchSpecCommand(app);
   strata::cli::AddServeCommand(app);
   strata::cli::AddPerplexityCommand(app);
   // llama.cpp spells chat's system prompt -sys; CLI11 takes one-letter short

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <fmt/format.h>
@@ -34,9 +35,18 @@ struct Engine::Slot {
   std::optional<SeqId> seq;                 // nullopt while preempted
   int32_t n_generated = 0;
   bool done = false;
+  // Speculative decoding: this step's drafts, and what the step runs for
+  // them: the last token, then the drafts (empty: no drafts this step).
+  DraftLength length;
+  Draft draft;
+  std::vector<int32_t> run;
 
-  Slot(uint64_t id_, GenerationRequest r, TokenSink s)
-      : id(id_), request(std::move(r)), sink(std::move(s)), sampler(request.sampling) {
+  Slot(uint64_t id_, GenerationRequest r, TokenSink s, const EngineSpecParams& spec)
+      : id(id_),
+        request(std::move(r)),
+        sink(std::move(s)),
+        sampler(request.sampling),
+        length(spec.draft_min, spec.draft_max) {
     tokens = request.prompt;
     for (int32_t t : tokens) sampler.AcceptPrompt(t);
   }
@@ -107,17 +117,33 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
     kc->ram_only_min_blocks = 0;  // a request RAM cannot hold while the disk tier fails is told to retry later
     return Status::Ok();
   };
+  const EngineSpecParams& spec = params.spec;
+  if (spec.draft_min < 1 || spec.draft_max < spec.draft_min || spec.draft_max > 64)
+    return Status::InvalidArgument("the draft lengths must satisfy 1 <= draft_min <= draft_max <= 64");
+  if (spec.ngram.ngram_min < 1 || spec.ngram.ngram_max < spec.ngram.ngram_min || spec.ngram.ngram_max > 64)
+    return Status::InvalidArgument("the n-gram lengths must satisfy 1 <= ngram_min <= ngram_max <= 64");
+  if (spec.max_batch < 0) return Status::InvalidArgument("the speculation batch limit must be >= 0");
+  if ((spec.method == SpecMethod::kDraftModel) != (spec.draft_model != nullptr))
+    return Status::InvalidArgument("a draft model is given exactly for the draft model method");
   std::unique_ptr<Runner> runner;
   STRATA_RETURN_IF_ERROR(Runner::Create(model, rp, sizing, &runner));
+  std::unique_ptr<BatchDrafter> drafter;
+  if (spec.method == SpecMethod::kNgram) drafter = BatchDrafter::Ngram(model, spec.ngram);
+  if (spec.method == SpecMethod::kDraftModel) {
+    RunnerParams drp = rp;
+    drp.n_ctx = runner->n_ctx();
+    STRATA_RETURN_IF_ERROR(
+        BatchDrafter::WithModel(model, *spec.draft_model, drp, params.parallel, params.max_batch_tokens, &drafter));
+  }
   const int64_t kv_positions = static_cast<int64_t>(runner->kv().capacity_blocks()) * runner->kv().layout().block_tokens;
   const int32_t n_ctx = runner->n_ctx();
   out->reset(new Engine(model, params, static_cast<int32_t>(std::min<int64_t>(n_ctx, kv_positions)), kv_positions < n_ctx,
-                        std::move(runner)));
+                        std::move(runner), std::move(drafter)));
   return Status::Ok();
 }
 
 Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv,
-               std::unique_ptr<Runner> runner)
+               std::unique_ptr<Runner> runner, std::unique_ptr<BatchDrafter> drafter)
     : model_(model),
       params_(params),
       n_ctx_(n_ctx),
@@ -125,6 +151,7 @@ Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bo
       runner_(std::move(runner)),
       kv_(&runner_->kv()),
       eog_tokens_(EogTokens(model.vocab())),
+      drafter_(std::move(drafter)),
       thread_([this] { StepLoop(); }) {}
 
 Engine::~Engine() {
@@ -249,7 +276,7 @@ void Engine::Admit() {
         continue;
       }
     }
-    slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink)));
+    slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink), params_.spec));
     slots_.back()->sampler.set_grammar(std::move(matcher));  // it constrains the completion only
     slots_.back()->sampler.set_banned(Banned(*slots_.back()));
   }
@@ -264,6 +291,8 @@ bool Engine::TruncateLost() {
 void Engine::Preempt(Slot* slot) {
   kv_->FreeSequence(*slot->seq);  // full blocks stay in the prefix cache for the resume
   slot->seq.reset();
+  slot->run.clear();
+  if (drafter_ != nullptr) drafter_->Forget(slot->id);
   std::lock_guard<std::mutex> l(mu_);
   ++stats_.preemptions;
 }
@@ -310,6 +339,15 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
         const int32_t len = kv_->length(*s->seq);
         const int32_t rest = static_cast<int32_t>(s->tokens.size()) - len;
         if ((pass == 0) != (rest == 1)) continue;
+        if (pass == 0 && !s->run.empty() && static_cast<int32_t>(s->run.size()) <= budget) {
+          // The last token and its drafts: logits of every position, for the verifier.
+          budget -= static_cast<int32_t>(s->run.size());
+          appends->push_back({*s->seq, std::span<const int32_t>(s->run), PlanLogits::kAll});
+          order->push_back(s);
+          to_end->push_back(true);
+          continue;
+        }
+        s->run.clear();
         const int32_t n = std::min(rest, budget);
         budget -= n;
         const bool end = len + n == static_cast<int32_t>(s->tokens.size());
@@ -335,7 +373,14 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
       }
       continue;
     }
-    // Out of KV blocks: preempt the youngest request holding any and try again.
+    // Out of KV blocks: drop this step's drafts first, then preempt the
+    // youngest request holding any and try again.
+    bool drafts = false;
+    for (auto& up : slots_) {
+      drafts = drafts || !up->run.empty();
+      up->run.clear();
+    }
+    if (drafts) continue;
     Slot* victim = nullptr;
     int holders = 0;
     for (auto& up : slots_) {
@@ -367,6 +412,7 @@ void Engine::Finish(Slot* slot, TokenEvent& e, FinishReason reason) {
   if (slot->seq) kv_->FreeSequence(*slot->seq);
   slot->seq.reset();
   slot->done = true;
+  if (drafter_ != nullptr) drafter_->Forget(slot->id);
   RecordFinish(*slot);
   // Last: a client woken by its final event sees the stats without it.
   slot->sink(e);
@@ -402,6 +448,146 @@ void Engine::RecordFinish(const Slot& slot) {
   stats_.kv = kv_->stats();
 }
 
+void Engine::TakeSampled(Slot* s, int32_t next, const float* logits, TokenEvent& e) {
+  if (next < 0) {  // no token is left to draw
+    const grammar::GrammarMatcher* g = s->sampler.grammar();
+    if (g != nullptr && g->CanEnd() && !g->overflowed()) {  // complete, and no end-of-generation token may follow
+      Finish(s, e, FinishReason::kStop);
+      return;
+    }
+    e.error = Status::InvalidArgument(
+        g == nullptr ? "the logit biases and banned tokens leave no token to draw"
+        : g->overflowed()
+            ? fmt::format("the grammar is too ambiguous: matching it needs more than {} parse stacks",
+                          grammar::kMaxStacks)
+            : "no token of the vocabulary continues the grammar (with the logit biases and banned tokens)");
+    Finish(s, e, FinishReason::kError);
+    return;
+  }
+  if (EndsGeneration(*s, next)) {
+    Finish(s, e, FinishReason::kStop);
+    return;
+  }
+  s->sampler.Accept(next);  // a sampled token is one the grammar allows
+  EmitToken(s, next, logits, e);
+}
+
+bool Engine::EndsGeneration(const Slot& s, int32_t token) const {
+  return model_.vocab().IsEog(token) ||
+         std::find(s.request.stop_token_ids.begin(), s.request.stop_token_ids.end(), token) !=
+             s.request.stop_token_ids.end();
+}
+
+bool Engine::EmitToken(Slot* s, int32_t token, const float* logits, TokenEvent& e) {
+  if (++s->n_generated == s->request.min_tokens) s->sampler.set_banned(Banned(*s));
+  if (s->request.top_logprobs >= 0)
+    e.logprobs.push_back(Logprobs(logits, model_.hparams().n_vocab, token, s->request.top_logprobs));
+  e.tokens.push_back(token);
+  s->tokens.push_back(token);
+  if (s->n_generated >= s->request.max_tokens || static_cast<int32_t>(s->tokens.size()) >= n_ctx_) {
+    Finish(s, e, FinishReason::kLength);
+    return false;
+  }
+  e.prompt_tokens = static_cast<int32_t>(s->request.prompt.size());
+  e.completion_tokens = s->n_generated;
+  const SinkReply reply = s->sink(e);
+  if (reply != SinkReply::kContinue) {
+    TokenEvent end;
+    Finish(s, end, reply == SinkReply::kStop ? FinishReason::kStop : FinishReason::kCancelled);
+    return false;
+  }
+  return true;
+}
+
+void Engine::ProposeDrafts() {
+  for (auto& up : slots_) up->run.clear();
+  if (drafter_ == nullptr) return;
+  // The step's generating requests: their KV holds all their tokens but the last.
+  std::vector<Slot*> generating;
+  for (auto& up : slots_) {
+    Slot* s = up.get();
+    if (s->done) continue;
+    if (!s->seq || kv_->length(*s->seq) + 1 != static_cast<int32_t>(s->tokens.size()))
+      return;  // a prompt to compute: the step is large already
+    generating.push_back(s);
+  }
+  if (generating.empty() || static_cast<int32_t>(generating.size()) > params_.spec.max_batch) return;
+  // Each request's length is chosen for the step's tokens per second, with
+  // the drafts chosen before it: its own expected tokens plus one for each
+  // other request (and those others' expected extras), over the time of the
+  // step's pass and of the draft passes.
+  int32_t step_tokens = static_cast<int32_t>(generating.size());
+  double step_expected = step_tokens;
+  int32_t draft_passes = 0;
+  std::vector<DraftRequest> requests;
+  std::vector<Slot*> who;
+  for (Slot* s : generating) {
+    if (!s->request.speculate || (s->request.prompt_logprobs && !s->prompt_scored)) continue;
+    // Every position of a draft is verified under the bans of now: a draft
+    // ends before min_tokens lifts them.
+    const int32_t before_unban =
+        s->n_generated < s->request.min_tokens ? s->request.min_tokens - s->n_generated - 1 : params_.spec.draft_max;
+    const int32_t room = std::min({params_.spec.draft_max, s->request.max_tokens - s->n_generated - 1,
+                                   n_ctx_ - static_cast<int32_t>(s->tokens.size()) - 1,
+                                   params_.max_batch_tokens - step_tokens, before_unban});
+    if (room < params_.spec.draft_min) continue;
+    const int32_t k = !params_.spec.adapt ? room : std::min(room, s->length.Choose([&](int32_t k, double tokens) {
+      if (pass_times_.empty()) return DraftLength::PriorRate(k, tokens);
+      const double plain = pass_times_.Seconds(step_tokens);
+      // A draft pass runs one token for each request drafting so far and this one.
+      const PassTimes& draft_times = drafter_->pass_times();
+      // (Until such short passes are measured, the prior: the passes seen may be long catch-ups.)
+      const int32_t draft_tokens = static_cast<int32_t>(requests.size()) + 1;
+      const double per_draft = !drafter_->uses_model() ? 0
+                               : !draft_times.measured_up_to(2 * draft_tokens) ? DraftLength::kPriorDraftCost * plain
+                                                                               : draft_times.Seconds(draft_tokens);
+      const double seconds = pass_times_.Seconds(step_tokens + k) + per_draft * std::max(0, k - draft_passes);
+      return (step_expected - 1 + tokens) / seconds;
+    }));
+    if (k == 0) continue;
+    step_tokens += k;
+    step_expected += s->length.ExpectedTokens(k) - 1;
+    draft_passes = std::max(draft_passes, k);
+    requests.push_back({s->id, s->tokens, k, &s->request.sampling});
+    who.push_back(s);
+  }
+  if (requests.empty()) return;
+  std::vector<Draft> drafts;
+  drafter_->Propose(requests, &drafts);
+  for (size_t i = 0; i < who.size(); ++i) {
+    if (drafts[i].tokens.empty()) continue;
+    Slot* s = who[i];
+    s->draft = std::move(drafts[i]);
+    s->run.assign(1, s->tokens.back());
+    s->run.insert(s->run.end(), s->draft.tokens.begin(), s->draft.tokens.end());
+  }
+}
+
+void Engine::VerifyDrafts(Slot* s, const KvCacheManager::Append& entry, const float* logits) {
+  const int32_t n_vocab = model_.hparams().n_vocab;
+  const Verdict v =
+      verifier_.Verify(s->sampler, logits, n_vocab, s->draft, [&](int32_t t) { return EndsGeneration(*s, t); });
+  // Keep the last token and the accepted drafts; the blocks only rejected ones used go back to the pool.
+  kv_->Commit(*s->seq, entry.tokens.first(static_cast<size_t>(1 + v.n_accepted)));
+  kv_->Rollback(std::span(&entry, 1));
+  const int32_t drafted = static_cast<int32_t>(s->draft.tokens.size());
+  s->length.Record(drafted, v.n_accepted);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.spec_verifications;
+    stats_.spec_drafted += static_cast<uint64_t>(drafted);
+    stats_.spec_accepted += static_cast<uint64_t>(v.n_accepted);
+  }
+  const std::vector<int32_t> kept(s->draft.tokens.begin(), s->draft.tokens.begin() + v.n_accepted);
+  s->run.clear();
+  for (int32_t j = 0; j < v.n_accepted; ++j) {  // each in its own event, as if sampled one by one
+    TokenEvent e;
+    if (!EmitToken(s, kept[j], logits + static_cast<size_t>(j) * n_vocab, e)) return;
+  }
+  TokenEvent e;
+  TakeSampled(s, v.next, logits + static_cast<size_t>(v.n_accepted) * n_vocab, e);
+}
+
 void Engine::Step() {
   std::vector<uint64_t> cancelled;
   {
@@ -421,12 +607,21 @@ void Engine::Step() {
     }
   }
 
+  ProposeDrafts();
   std::vector<KvCacheManager::Append> appends;
   StepPlan plan;
   std::vector<Slot*> order;
   std::vector<bool> to_end;
   if (Schedule(&appends, &plan, &order, &to_end)) {
+    const auto t0 = std::chrono::steady_clock::now();
     Status st = runner_->Run(plan, &logits_);
+    // Steps that only generate time the speculation's cost model.
+    if (st.ok() && std::all_of(to_end.begin(), to_end.end(), [](bool e) { return e; }) &&
+        std::all_of(appends.begin(), appends.end(),
+                    [](const auto& a) { return a.tokens.size() == 1 || a.logits == PlanLogits::kAll; }) &&
+        std::none_of(order.begin(), order.end(), [](Slot* s) { return s->request.prompt_logprobs && !s->prompt_scored; }))
+      pass_times_.Record(plan.n_tokens(),
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (!st.ok()) {
       kv_->Rollback(appends);
       // A KV block lost on the disk tier is recomputed in the next steps; other errors end the batch.
@@ -438,12 +633,16 @@ void Engine::Step() {
         }
       }
     } else {
-      const Vocab& vocab = model_.vocab();  // for its end-of-generation tokens
       const int32_t n_vocab = model_.hparams().n_vocab;
       size_t row = 0;
       for (size_t i = 0; i < order.size(); ++i) {
         Slot* s = order[i];
         const KvCacheManager::Append& entry = appends[i];
+        if (!s->run.empty() && entry.tokens.data() == s->run.data()) {  // speculative: k + 1 rows
+          VerifyDrafts(s, entry, &logits_[row * static_cast<size_t>(n_vocab)]);
+          row += entry.tokens.size();
+          continue;
+        }
         const bool all = entry.logits == PlanLogits::kAll;
         const int32_t start = kv_->length(*s->seq);
         kv_->Commit(*s->seq, entry.tokens);
@@ -465,43 +664,7 @@ void Engine::Step() {
           Finish(s, e, FinishReason::kLength);
           continue;
         }
-        const int32_t next = s->sampler.Sample(logits, n_vocab);
-        if (next < 0) {  // no token is left to draw
-          const grammar::GrammarMatcher* g = s->sampler.grammar();
-          if (g != nullptr && g->CanEnd() && !g->overflowed()) {  // complete, and no end-of-generation token may follow
-            Finish(s, e, FinishReason::kStop);
-            continue;
-          }
-          e.error = Status::InvalidArgument(
-              g == nullptr ? "the logit biases and banned tokens leave no token to draw"
-              : g->overflowed()
-                  ? fmt::format("the grammar is too ambiguous: matching it needs more than {} parse stacks",
-                                grammar::kMaxStacks)
-                  : "no token of the vocabulary continues the grammar (with the logit biases and banned tokens)");
-          Finish(s, e, FinishReason::kError);
-          continue;
-        }
-        if (vocab.IsEog(next) || std::find(s->request.stop_token_ids.begin(), s->request.stop_token_ids.end(), next) !=
-                                     s->request.stop_token_ids.end()) {
-          Finish(s, e, FinishReason::kStop);
-          continue;
-        }
-        s->sampler.Accept(next);  // a sampled token is one the grammar allows
-        if (++s->n_generated == s->request.min_tokens) s->sampler.set_banned(Banned(*s));
-        if (s->request.top_logprobs >= 0) e.logprobs.push_back(Logprobs(logits, n_vocab, next, s->request.top_logprobs));
-        e.tokens.push_back(next);
-        s->tokens.push_back(next);
-        if (s->n_generated >= s->request.max_tokens || static_cast<int32_t>(s->tokens.size()) >= n_ctx_) {
-          Finish(s, e, FinishReason::kLength);
-          continue;
-        }
-        e.prompt_tokens = static_cast<int32_t>(s->request.prompt.size());
-        e.completion_tokens = s->n_generated;
-        const SinkReply reply = s->sink(e);
-        if (reply != SinkReply::kContinue) {
-          TokenEvent end;
-          Finish(s, end, reply == SinkReply::kStop ? FinishReason::kStop : FinishReason::kCancelled);
-        }
+        TakeSampled(s, s->sampler.Sample(logits, n_vocab), logits, e);
       }
     }
   }

@@ -37,8 +37,13 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/batch_drafter.h"
+#include "engine/draft_length.h"
+#include "engine/ngram_drafter.h"
+#include "engine/pass_times.h"
 #include "engine/runner.h"
 #include "engine/sampler.h"
+#include "engine/spec_verifier.h"
 #include "grammar/grammar.h"
 #include "grammar/token_trie.h"
 #include "kv/kv_cache_manager.h"
@@ -72,6 +77,10 @@ struct GenerationRequest {
   // it ends when the grammar is complete and the model chooses to stop.
   // Null: unconstrained. Its token ids must be in the vocabulary.
   std::shared_ptr<const grammar::Grammar> grammar;
+  // When the engine speculates (EngineSpecParams): false keeps this request
+  // to plain decoding. The output is the same either way (greedy: the same
+  // tokens; sampled: the same distribution).
+  bool speculate = true;
 };
 
 struct TokenLogprob {
@@ -101,6 +110,30 @@ struct TokenEvent {
 enum class SinkReply { kContinue, kStop, kCancel };
 using TokenSink = std::function<SinkReply(const TokenEvent&)>;
 
+enum class SpecMethod { kNone, kNgram, kDraftModel };
+
+// Speculative decoding in the batch: per step, each generating request that
+// speculates gets up to draft_max drafted tokens (prompt lookup, or a draft
+// model running all of them as one batch per position) and runs them with
+// its last token as one multi-token entry of the step; the verifier keeps
+// what the model would have produced (engine/spec_verifier.h) and the rest
+// is rolled back from the KV cache. Each request's draft length adapts to
+// its measured acceptance and to the measured pass times (the step's tokens
+// per second, everyone's counted). Steps with more than max_batch
+// generating requests do not speculate: the weights are read once for many
+// tokens already (measured: docs/BENCHMARKS.md).
+struct EngineSpecParams {
+  SpecMethod method = SpecMethod::kNone;
+  const Model* draft_model = nullptr;  // kDraftModel: same vocabulary; must outlive the engine
+  int32_t draft_min = 1;
+  int32_t draft_max = 8;
+  NgramParams ngram;
+  int32_t max_batch = 1;
+  // false: every speculating request drafts draft_max tokens (within its
+  // limits) in every step that speculates (tests, benchmarks of fixed lengths).
+  bool adapt = true;
+};
+
 // The RunnerParams fields (engine/runner.h) and the scheduler's.
 struct EngineParams {
   int32_t n_threads = 0;           // 0: all cores
@@ -120,6 +153,7 @@ struct EngineParams {
   std::string tune_cache_path;
   // Warnings (KV disk tier faults), one line each, called on the step thread; null: stderr.
   std::function<void(const std::string&)> log;
+  EngineSpecParams spec;
 };
 
 struct EngineStats {
@@ -132,6 +166,9 @@ struct EngineStats {
   uint64_t steps = 0;              // forward passes
   uint64_t preemptions = 0;
   uint64_t prompt_tokens_cached = 0;  // prompt tokens served from the prefix cache
+  uint64_t spec_verifications = 0;    // speculative entries verified (a request's drafts in one step)
+  uint64_t spec_drafted = 0;          // tokens drafted in them
+  uint64_t spec_accepted = 0;         // drafted tokens kept
   KvCacheStats kv;                 // blocks in use / cached, slices per tier, prefix hits, disk tier faults
 };
 
@@ -166,7 +203,7 @@ class Engine {
   };
 
   Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv,
-         std::unique_ptr<Runner> runner);
+         std::unique_ptr<Runner> runner, std::unique_ptr<BatchDrafter> drafter);
   void StepLoop();
   // Moves queued requests into slots while KV blocks and --parallel allow.
   void Admit();
@@ -191,6 +228,21 @@ class Engine {
   // The tokens slot's sampler must not draw now (ignore_eos, min_tokens).
   std::vector<int32_t> Banned(const Slot& slot) const;
   void RecordFinish(const Slot& slot);
+  // Drafts for this step's speculating requests (Slot::run), unless the step
+  // has too many generating requests; each request's length is chosen for
+  // the step's tokens per second.
+  void ProposeDrafts();
+  // Verifies a speculative entry (logits F32 [n_vocab, k + 1]): commits the
+  // kept tokens and rolls back the rest, then emits them.
+  void VerifyDrafts(Slot* s, const KvCacheManager::Append& entry, const float* logits);
+  // A token sampled from logits (-1: the grammar allows none): ends the
+  // request (end of generation, grammar) or is Accept()ed and emitted.
+  void TakeSampled(Slot* s, int32_t next, const float* logits, TokenEvent& e);
+  // Whether token ends the request's generation (end of generation, or one of its stop_token_ids).
+  bool EndsGeneration(const Slot& s, int32_t token) const;
+  // Emits a generated token (sampled from logits, Accept()ed already) with
+  // e; false if that finished the request.
+  bool EmitToken(Slot* s, int32_t token, const float* logits, TokenEvent& e);
   // Appends the logprobs of the prompt tokens that logits F32 [n_vocab, n]
   // (the rows after positions start..start+n-1) predict.
   void ScorePrompt(Slot* slot, const float* logits, int32_t start, int32_t n);
@@ -204,6 +256,9 @@ class Engine {
   std::vector<float> logits_;
   std::vector<int32_t> eog_tokens_;  // the vocabulary's end-of-generation tokens (immutable)
   std::shared_ptr<const grammar::TokenTrie> token_trie_;  // built at the first request with a grammar (step thread)
+  std::unique_ptr<BatchDrafter> drafter_;  // speculative decoding's drafts; null: none (step thread)
+  SpecVerifier verifier_;
+  PassTimes pass_times_;  // of steps that generate only (no prompt chunk), by tokens
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

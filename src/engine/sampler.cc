@@ -208,6 +208,15 @@ int32_t Sampler::Sample(const float* logits, int32_t n_vocab) {
   return cand_.back().id;
 }
 
+int32_t Sampler::Draw(std::span<const std::pair<int32_t, float>> dist, float r) {
+  float cum = 0;
+  for (const auto& [id, p] : dist) {
+    cum += p;
+    if (r < cum) return id;
+  }
+  return dist.back().first;
+}
+
 std::vector<std::pair<int32_t, float>> Sampler::Distribution(const float* logits, int32_t n_vocab) {
   std::vector<std::pair<int32_t, float>> d;
   if (!Chain(logits, n_vocab)) return d;

@@ -31,6 +31,7 @@
 #include <map>
 #include <utility>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/rng.h"
@@ -88,6 +89,13 @@ class Sampler {
   // chain keeps, most likely first (greedy: the best token, probability 1);
   // empty when Sample would return -1. Draws nothing (the RNG is untouched).
   std::vector<std::pair<int32_t, float>> Distribution(const float* logits, int32_t n_vocab);
+  // The token of dist (a Distribution) that uniform r in [0, 1) selects:
+  // cumulative, in order, the last one if rounding leaves r beyond the sum —
+  // as Sample draws. REQUIRES: dist non-empty.
+  static int32_t Draw(std::span<const std::pair<int32_t, float>> dist, float r);
+  // A uniform in [0, 1) from the sampler's RNG (speculative decoding's
+  // acceptance tests and corrections, engine/spec_verifier.h).
+  float NextUniform() { return rng_.NextFloat(); }
   // Records a generated token: for the penalties, and moves the grammar past
   // it. False if the grammar refuses it (nothing changes then).
   bool Accept(int32_t token);

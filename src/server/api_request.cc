@@ -269,6 +269,7 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
   STRATA_RETURN_IF_ERROR(ParseSeed(f, out));
   STRATA_RETURN_IF_ERROR(ParseStop(f, out));
   STRATA_RETURN_IF_ERROR(ParseStream(f, out));
+  STRATA_RETURN_IF_ERROR(f.Bool("speculative", &out->speculative));
   if (const json* user = f.Get("user"); user != nullptr && !user->is_string())
     return f.Fail("user", "'user' must be a string");
   int64_t n = 1;

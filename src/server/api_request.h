@@ -12,7 +12,10 @@
 //          llama.cpp's [[id, bias], ...] where bias false bans the token);
 //          llama.cpp's extensions top_k, min_p, repeat_penalty, n_predict
 //          (max_tokens' alias, -1: unlimited; the other two win), ignore_eos;
-//          vLLM's min_tokens (<= max_tokens), stop_token_ids, repetition_penalty.
+//          vLLM's min_tokens (<= max_tokens), stop_token_ids, repetition_penalty;
+//          strata's speculative (bool, default true: false keeps the request to
+//          plain decoding when the server speculates; the output is the same
+//          either way).
 //          Structured output, at most one of: grammar (GBNF), json_schema
 //          (llama.cpp's), response_format (text, json_object [with llama.cpp's
 //          "schema"], json_schema {"json_schema": {"schema": ...}}), vLLM's
@@ -92,6 +95,7 @@ struct ApiRequest {
   std::optional<uint64_t> seed;       // absent: random
   std::vector<std::string> stop;
   bool stream = false;
+  bool speculative = true;            // false: no speculative decoding for this request
   bool include_usage = false;         // stream_options.include_usage
   int32_t logprobs = -1;              // -1: none; else alternatives per token (0..kMaxLogprobs)
   bool echo = false;                  // completions: the response text starts with the prompt (and, with

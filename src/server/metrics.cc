@@ -89,6 +89,12 @@ std::string Metrics::Render(const EngineStats& stats) const {
   Scalar("strata_engine_steps_total", "counter", "Forward passes of the engine.", stats.steps, &out);
   Scalar("strata_engine_preemptions_total", "counter", "Running requests preempted to free KV blocks.",
          stats.preemptions, &out);
+  Scalar("strata_spec_verifications_total", "counter",
+         "Speculative decoding: a request's drafted tokens verified in one step.", stats.spec_verifications, &out);
+  Scalar("strata_spec_drafted_tokens_total", "counter", "Speculative decoding: tokens drafted.", stats.spec_drafted,
+         &out);
+  Scalar("strata_spec_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model kept.",
+         stats.spec_accepted, &out);
   RenderKv(stats.kv, &out);
   Scalar("strata_requests_queued", "gauge", "Requests waiting for a slot.", static_cast<uint64_t>(stats.queue_depth),
          &out);

@@ -397,6 +397,7 @@ bool Server::PlanGeneration(const ApiRequest& request, std::vector<int32_t> prom
   g->min_tokens = request.min_tokens;
   g->top_logprobs = request.logprobs;
   g->prompt_logprobs = request.echo && request.logprobs >= 0;
+  g->speculate = request.speculative;
   return true;
 }
 
