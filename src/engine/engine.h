@@ -72,6 +72,8 @@ struct GenerationRequest {
   // it ends when the grammar is complete and the model chooses to stop.
   // Null: unconstrained. Its token ids must be in the vocabulary.
   std::shared_ptr<const grammar::Grammar> grammar;
+  // The adapter set the request runs with: 0 the base model, k EngineParams::adapters[k - 1].
+  int32_t adapter = 0;
 };
 
 struct TokenLogprob {
@@ -120,6 +122,9 @@ struct EngineParams {
   std::string tune_cache_path;
   // Warnings (KV disk tier faults), one line each, called on the step thread; null: stderr.
   std::function<void(const std::string&)> log;
+  // LoRA adapter sets requests may choose (GenerationRequest::adapter); requests
+  // of different sets share a batch. REQUIRES: the adapters outlive the engine.
+  std::vector<LoraSet> adapters;
 };
 
 struct EngineStats {
@@ -144,14 +149,17 @@ class Engine {
   // Queues a request. kResourceExhausted if the queue is full; kOutOfRange if
   // the prompt leaves no room in the context; kInvalidArgument for an empty
   // prompt or bad values (a grammar, logit bias or stop token id naming a
-  // token the vocabulary lacks, a bias that is NaN or +infinity). On
-  // success *id identifies it for Cancel. The sink gets an event per step
-  // that generated a token (and the prompt's logprobs), then a final one.
+  // token the vocabulary lacks, a bias that is NaN or +infinity, an adapter
+  // set beyond EngineParams::adapters). On success *id identifies it for
+  // Cancel. The sink gets an event per step that generated a token (and the
+  // prompt's logprobs), then a final one.
   [[nodiscard]] Status Submit(GenerationRequest request, TokenSink sink, uint64_t* id);
   // Cancels a queued or running request; its sink gets a final kCancelled event.
   void Cancel(uint64_t id);
   EngineStats Stats() const;
   const Model& model() const { return model_; }
+  // LoRA adapter sets requests may choose (EngineParams::adapters).
+  int32_t n_adapters() const { return static_cast<int32_t>(params_.adapters.size()); }
   // Positions per request: n_ctx, or fewer if the KV budgets hold fewer.
   int32_t n_ctx() const { return n_ctx_; }
   // The KV cache's layout (immutable).

@@ -2,14 +2,21 @@
 // through — y = x · Wᵀ + b for a model/weights.h Linear. Adapters (LoRA) and
 // tensor-parallel sharding plug in here, without touching the layer builders.
 //
+// LoRA: the base product runs once for the whole batch; then each group of
+// rows that runs with an adapter set (model/lora_adapter.h) adds, per
+// adapter of the set that adapts the Linear, scale · factor · (x·Aᵀ)·Bᵀ over
+// its rows only.
+//
 // Thread-safety: as kernels::MatMul (one call at a time per pool).
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
+#include "model/lora_adapter.h"
 #include "model/weights.h"
 
 namespace strata {
@@ -20,11 +27,32 @@ struct LinearOut {
   float* y;
 };
 
+// Rows of a batch (token indices, ascending) that run with one adapter set.
+struct LoraGroup {
+  const LoraSet* set = nullptr;
+  std::vector<int32_t> rows;
+};
+
+// A batch's adapter groups (rows in none run the base model alone) and the
+// buffers their low-rank products use (kernels' pool scratch is MatMul's).
+struct LoraBatch {
+  std::vector<LoraGroup> groups;
+  std::vector<float> xg;  // F32 [n_in, rows]: a group's rows of x, gathered
+  std::vector<float> t;   // F32 [r, rows]: x·Aᵀ
+  std::vector<float> u;   // F32 [n_out, rows]: (x·Aᵀ)·Bᵀ
+};
+
 // Applies several Linears to the same x: F32 [n_in, n_tok] in one parallel
 // pass (kernels::MatMulShared: x is quantized once); a single one runs as
-// kernels::MatMul. Results equal MatMul's, plus the bias where there is one.
+// kernels::MatMul. Results equal MatMul's, plus the bias where there is one,
+// plus lora's low-rank products where it has groups.
 // REQUIRES: outs non-empty; every linear takes n_in inputs; no y aliases x;
-// biases are F32.
-void ApplyLinear(std::span<const LinearOut> outs, const float* x, int64_t n_tok, ThreadPool& pool);
+// biases are F32; lora's rows are below n_tok.
+void ApplyLinear(std::span<const LinearOut> outs, const float* x, int64_t n_tok, ThreadPool& pool,
+                 LoraBatch* lora = nullptr);
+
+// Adds the token embedding's low-rank products to x: F32 [n_embd, n_tok],
+// the embeddings of tokens[0..n_tok), for lora's groups.
+void ApplyLoraEmbedding(const int32_t* tokens, float* x, int64_t n_embd, LoraBatch& lora, ThreadPool& pool);
 
 }  // namespace strata
