@@ -1,0 +1,83 @@
+// libFuzzer target for the LoRA adapter loader: LoraAdapter::Bind over any
+// bytes GgufFile::Parse accepts, against two small synthetic base models (a
+// llama one, and a phi3 one whose fused attn_qkv and ffn_up feed several
+// Linears each; the first input byte picks). Bind must refuse cleanly, and
+// whatever it accepts must be safe for the forward pass to multiply by: for
+// every adapted Linear, lora_a [n_in, r] and lora_b [r, n_out] inside the
+// file's bytes; the token embedding's pair [r, n_vocab] and [r, n_embd].
+// Aborts on a broken property.
+//   ./build-fuzz/lora_fuzz -max_total_time=60
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "core/env.h"
+#include "format/gguf.h"
+#include "model/lora_adapter.h"
+#include "model/model.h"
+#include "model/synth.h"
+
+namespace {
+
+void Check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "lora_fuzz: property violated: %s\n", what);
+    std::abort();
+  }
+}
+
+// A synthetic F32 model of arch, loaded from an in-memory file once.
+const strata::Model& Base(strata::Arch arch) {
+  static strata::Env* env = strata::NewMemEnv().release();
+  static std::unique_ptr<strata::Model> models[2];
+  std::unique_ptr<strata::Model>& m = models[arch == strata::Arch::kPhi3 ? 1 : 0];
+  if (!m) {
+    strata::SynthSpec s;
+    s.arch = arch;
+    s.n_layer = 2;
+    s.n_embd = 32;
+    s.n_ff = 64;
+    s.n_head = 2;
+    s.n_head_kv = 2;
+    s.n_vocab = 260;
+    s.n_ctx = 64;
+    const std::string path = std::string("/") + strata::ArchName(arch) + ".gguf";
+    Check(strata::SynthesizeModel(env, s, path, 1).ok(), "the base model synthesizes");
+    strata::ModelLoadOptions o;
+    o.path = path;
+    o.pack_weights = false;
+    Check(strata::Model::Load(env, o, &m).ok(), "the base model loads");
+  }
+  return *m;
+}
+
+bool Inside(const strata::Tensor& t, const uint8_t* begin, size_t size) {
+  const auto* p = static_cast<const uint8_t*>(t.data);
+  return p >= begin && t.nbytes() <= size && p - begin <= static_cast<ptrdiff_t>(size - t.nbytes());
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const strata::Model& base = Base((data[0] & 1) != 0 ? strata::Arch::kPhi3 : strata::Arch::kLlama);
+  std::unique_ptr<strata::gguf::GgufFile> file;
+  if (!strata::gguf::GgufFile::Parse(data + 1, size - 1, &file).ok()) return 0;
+  std::unique_ptr<strata::LoraAdapter> adapter;
+  if (!strata::LoraAdapter::Bind(std::move(file), base.hparams(), base.weights(), &adapter).ok()) return 0;
+  const strata::ModelWeights& w = base.weights();
+  for (size_t slot = 0; slot < w.linear_sources.size(); ++slot) {
+    const strata::LoraPair* p = adapter->pair(static_cast<int32_t>(slot));
+    if (p == nullptr) continue;
+    const strata::LinearSource& src = w.linear_sources[slot];
+    Check(p->a.cols() == src.n_in && p->b.rows() == src.rows && p->a.rows() == p->b.cols(), "pair shapes");
+    Check(Inside(p->a, data + 1, size - 1) && Inside(p->b, data + 1, size - 1), "pair bytes inside the file");
+  }
+  if (const strata::LoraPair* e = adapter->token_embd()) {
+    Check(e->a.rows() == base.hparams().n_vocab && e->b.rows() == base.hparams().n_embd && e->a.cols() == e->b.cols(),
+          "token_embd pair shapes");
+    Check(Inside(e->a, data + 1, size - 1) && Inside(e->b, data + 1, size - 1), "token_embd bytes inside the file");
+  }
+  return 0;
+}
