@@ -268,7 +268,7 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
     if (!lora_.groups.empty()) {
       std::vector<int32_t> tokens;
       for (const PlanEntry& e : plan.entries) tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
-      ApplyLoraEmbedding(tokens.data(), x_.data(), E, lora_, pool_);
+      ApplyLoraEmbedding(tokens.data(), x_.data(), lora_, pool_);
     }
     if (hp.embd_scale != 1.0f)
       for (int64_t j = 0; j < int64_t{n} * E; ++j) x_[j] *= hp.embd_scale;

@@ -5,45 +5,97 @@
 namespace strata {
 namespace {
 
-// y rows [n_out, rows] += s · u for group g's rows.
-void ScatterAdd(const LoraGroup& g, const float* u, int64_t n_out, float s, float* y) {
-  for (size_t j = 0; j < g.rows.size(); ++j) {
-    float* yr = y + static_cast<int64_t>(g.rows[j]) * n_out;
-    const float* ur = u + static_cast<int64_t>(j) * n_out;
-    for (int64_t i = 0; i < n_out; ++i) yr[i] += s * ur[i];
+// Columns of y per item of the Bᵀ pass: a rank x 256 slice of Bᵀ stays in L1.
+constexpr int64_t kColumns = 256;
+// Batch rows per item of the x·Aᵀ pass.
+constexpr int64_t kRows = 4;
+
+// The x·Aᵀ pass: lora.t for every product that owns its t, a few rows at a time.
+void DownPass(const float* x, ThreadPool& pool, LoraBatch& lora) {
+  struct Item {
+    const LoraBatch::Product* p;
+    int64_t j0, j1;  // the group's rows [j0, j1)
+  };
+  std::vector<Item> items;
+  for (const LoraBatch::Product& p : lora.products) {
+    const int64_t n = static_cast<int64_t>(p.group->rows.size());
+    if (p.owns_t)
+      for (int64_t j = 0; j < n; j += kRows) items.push_back({&p, j, std::min(j + kRows, n)});
   }
+  pool.ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const Item& it = items[static_cast<size_t>(i)];
+      const LoraPair& pr = *it.p->pair;
+      for (int64_t j = it.j0; j < it.j1; ++j) {
+        float* tj = lora.t.data() + it.p->t + j * pr.rank;
+        std::fill_n(tj, pr.rank, 0.0f);
+        const float* xj = x + static_cast<int64_t>(it.p->group->rows[static_cast<size_t>(j)]) * pr.n_in;
+        kernels::AxpyRowsF32(xj, pr.at, pr.n_in, pr.rank, tj, pr.rank);
+      }
+    }
+  });
 }
 
-// Group g's rows of x: F32 [n_in, n_tok], contiguous in place or gathered into lora.xg.
-const float* GroupRows(const LoraGroup& g, const float* x, int64_t n_in, LoraBatch& lora) {
-  const int32_t first = g.rows.front();
-  if (g.rows.back() - first + 1 == static_cast<int32_t>(g.rows.size())) return x + static_cast<int64_t>(first) * n_in;
-  lora.xg.resize(static_cast<size_t>(n_in) * g.rows.size());
-  for (size_t j = 0; j < g.rows.size(); ++j)
-    std::copy_n(x + static_cast<int64_t>(g.rows[j]) * n_in, n_in, lora.xg.data() + static_cast<int64_t>(j) * n_in);
-  return lora.xg.data();
+// The Bᵀ pass: y rows of each product's group += scale · Σ_k t_k · bt_k, by
+// column ranges; the products of one (group, output) share an item (they
+// add into the same rows).
+void UpPass(ThreadPool& pool, LoraBatch& lora) {
+  struct Item {
+    size_t first, end;  // products [first, end): one group and output
+    int64_t c0, c1;
+  };
+  std::vector<Item> items;
+  const std::vector<LoraBatch::Product>& ps = lora.products;
+  for (size_t i = 0; i < ps.size();) {
+    size_t e = i + 1;
+    while (e < ps.size() && ps[e].group == ps[i].group && ps[e].y == ps[i].y) ++e;
+    for (int64_t c = 0; c < ps[i].pair->n_out; c += kColumns)
+      items.push_back({i, e, c, std::min(c + kColumns, ps[i].pair->n_out)});
+    i = e;
+  }
+  pool.ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> coef;
+    for (int64_t i = begin; i < end; ++i) {
+      const Item& it = items[static_cast<size_t>(i)];
+      for (size_t q = it.first; q < it.end; ++q) {
+        const LoraBatch::Product& p = ps[q];
+        const LoraPair& pr = *p.pair;
+        coef.resize(static_cast<size_t>(pr.rank));
+        const std::vector<int32_t>& rows = p.group->rows;
+        for (size_t j = 0; j < rows.size(); ++j) {
+          const float* tj = lora.t.data() + p.t + static_cast<int64_t>(j) * pr.rank;
+          for (int64_t k = 0; k < pr.rank; ++k) coef[static_cast<size_t>(k)] = p.scale * tj[k];
+          kernels::AxpyRowsF32(coef.data(), pr.bt + it.c0, pr.rank, pr.bt_stride,
+                               p.y + static_cast<int64_t>(rows[j]) * pr.n_out + it.c0, it.c1 - it.c0);
+        }
+      }
+    }
+  });
 }
 
-void ApplyLora(std::span<const LinearOut> outs, const float* x, ThreadPool& pool, LoraBatch& lora) {
-  const int64_t n_in = outs[0].linear->w.cols();
+// Lists the call's products (outs' Linears the groups' adapters adapt) and
+// where each one's x·Aᵀ goes; Linears cut from one fused matrix share it.
+void ListProducts(std::span<const LinearOut> outs, LoraBatch& lora) {
+  lora.products.clear();
+  size_t t_size = 0;
   for (const LoraGroup& g : lora.groups) {
     if (g.rows.empty()) continue;
-    const int64_t n = static_cast<int64_t>(g.rows.size());
-    const float* xg = nullptr;  // gathered on the first pair that needs it
-    for (const LinearOut& o : outs) {
+    const size_t first = lora.products.size();
+    for (const LinearOut& o : outs)
       for (const LoraUse& use : *g.set) {
         const LoraPair* p = use.adapter->pair(o.linear->slot);
         if (p == nullptr) continue;
-        if (xg == nullptr) xg = GroupRows(g, x, n_in, lora);
-        const int64_t r = p->a.rows(), n_out = p->b.rows();
-        lora.t.resize(static_cast<size_t>(r * n));
-        lora.u.resize(static_cast<size_t>(n_out * n));
-        kernels::MatMul(p->a, xg, n, lora.t.data(), pool);
-        kernels::MatMul(p->b, lora.t.data(), n, lora.u.data(), pool);
-        ScatterAdd(g, lora.u.data(), n_out, use.scale * p->factor, o.y);
+        LoraBatch::Product prod{&g, p, use.scale * p->factor, o.y, t_size, true};
+        for (size_t q = first; q < lora.products.size(); ++q)
+          if (lora.products[q].pair->at == p->at && lora.products[q].owns_t) {
+            prod.t = lora.products[q].t;
+            prod.owns_t = false;
+          }
+        if (prod.owns_t) t_size += static_cast<size_t>(p->rank) * g.rows.size();
+        lora.products.push_back(prod);
       }
-    }
   }
+  lora.t.resize(t_size);
 }
 
 }  // namespace
@@ -62,7 +114,13 @@ void ApplyLinear(std::span<const LinearOut> outs, const float* x, int64_t n_tok,
     for (size_t i = 0; i < outs.size(); ++i) p[i] = {&outs[i].linear->w, outs[i].y};
     kernels::MatMulShared(std::span<const kernels::MatMulOut>(p, outs.size()), x, n_tok, pool);
   }
-  if (lora != nullptr) ApplyLora(outs, x, pool, *lora);
+  if (lora != nullptr && !lora->groups.empty()) {
+    ListProducts(outs, *lora);
+    if (!lora->products.empty()) {
+      DownPass(x, pool, *lora);
+      UpPass(pool, *lora);
+    }
+  }
   for (const LinearOut& o : outs) {
     const Tensor& b = o.linear->b;
     if (b.data == nullptr) continue;
@@ -73,23 +131,26 @@ void ApplyLinear(std::span<const LinearOut> outs, const float* x, int64_t n_tok,
   }
 }
 
-void ApplyLoraEmbedding(const int32_t* tokens, float* x, int64_t n_embd, LoraBatch& lora, ThreadPool& pool) {
+void ApplyLoraEmbedding(const int32_t* tokens, float* x, LoraBatch& lora, ThreadPool& pool) {
+  // x·Aᵀ of an embedding is row tokens[j] of A: the Bᵀ pass reads it from t.
+  lora.products.clear();
+  size_t t_size = 0;
   for (const LoraGroup& g : lora.groups) {
     if (g.rows.empty()) continue;
-    const int64_t n = static_cast<int64_t>(g.rows.size());
     for (const LoraUse& use : *g.set) {
       const LoraPair* p = use.adapter->token_embd();
       if (p == nullptr) continue;
-      // Row tokens[j] of A (r values) for each row j of the group, then B times them.
-      const int64_t r = p->a.cols();
-      lora.t.resize(static_cast<size_t>(r * n));
-      for (int64_t j = 0; j < n; ++j)
-        kernels::DequantizeRow(p->a.type, p->a.row(tokens[g.rows[static_cast<size_t>(j)]]), lora.t.data() + j * r, r);
-      lora.u.resize(static_cast<size_t>(n_embd * n));
-      kernels::MatMul(p->b, lora.t.data(), n, lora.u.data(), pool);
-      ScatterAdd(g, lora.u.data(), n_embd, use.scale * p->factor, x);
+      lora.products.push_back({&g, p, use.scale * p->factor, x, t_size, true});
+      t_size += static_cast<size_t>(p->rank) * g.rows.size();
     }
   }
+  if (lora.products.empty()) return;
+  lora.t.resize(t_size);
+  for (const LoraBatch::Product& p : lora.products)
+    for (size_t j = 0; j < p.group->rows.size(); ++j)
+      std::copy_n(p.pair->at + static_cast<int64_t>(tokens[p.group->rows[j]]) * p.pair->rank, p.pair->rank,
+                  lora.t.data() + p.t + j * static_cast<size_t>(p.pair->rank));
+  UpPass(pool, lora);
 }
 
 }  // namespace strata

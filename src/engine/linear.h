@@ -5,7 +5,9 @@
 // LoRA: the base product runs once for the whole batch; then each group of
 // rows that runs with an adapter set (model/lora_adapter.h) adds, per
 // adapter of the set that adapts the Linear, scale · factor · (x·Aᵀ)·Bᵀ over
-// its rows only.
+// its rows only: in two parallel passes per call, whatever the number of
+// groups and adapters (x·Aᵀ for every group, adapter and distinct A, then
+// the Bᵀ products by column ranges), as these products are small.
 //
 // Thread-safety: as kernels::MatMul (one call at a time per pool).
 #pragma once
@@ -37,9 +39,18 @@ struct LoraGroup {
 // buffers their low-rank products use (kernels' pool scratch is MatMul's).
 struct LoraBatch {
   std::vector<LoraGroup> groups;
-  std::vector<float> xg;  // F32 [n_in, rows]: a group's rows of x, gathered
-  std::vector<float> t;   // F32 [r, rows]: x·Aᵀ
-  std::vector<float> u;   // F32 [n_out, rows]: (x·Aᵀ)·Bᵀ
+  // x·Aᵀ of one call: per (group, adapter, distinct A) F32 [rank, rows] (row j's rank values together).
+  std::vector<float> t;
+  // The call's products: each (group, use, output) with the offset of its x·Aᵀ in t.
+  struct Product {
+    const LoraGroup* group;
+    const LoraPair* pair;
+    float scale;  // the use's scale times the pair's factor
+    float* y;     // F32 [pair->n_out, n_tok]
+    size_t t;
+    bool owns_t;  // the first product of its (group, adapter, A): computes t
+  };
+  std::vector<Product> products;
 };
 
 // Applies several Linears to the same x: F32 [n_in, n_tok] in one parallel
@@ -52,7 +63,7 @@ void ApplyLinear(std::span<const LinearOut> outs, const float* x, int64_t n_tok,
                  LoraBatch* lora = nullptr);
 
 // Adds the token embedding's low-rank products to x: F32 [n_embd, n_tok],
-// the embeddings of tokens[0..n_tok), for lora's groups.
-void ApplyLoraEmbedding(const int32_t* tokens, float* x, int64_t n_embd, LoraBatch& lora, ThreadPool& pool);
+// the embeddings of tokens[0..n_tok), for lora's groups (scale · B·A[token]).
+void ApplyLoraEmbedding(const int32_t* tokens, float* x, LoraBatch& lora, ThreadPool& pool);
 
 }  // namespace strata

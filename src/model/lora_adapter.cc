@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "format/gguf.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
 
 namespace strata {
@@ -30,12 +31,21 @@ Status CheckTensor(const gguf::TensorInfo& t) {
   return Status::Ok();
 }
 
-// Rows [first, first + n) of matrix m, as a matrix of its own.
-Tensor RowRange(const Tensor& m, int64_t first, int64_t n) {
-  Tensor t = m;
-  t.ne[1] = n;
-  t.data = m.row(first);
-  return t;
+// m's rows as F32, row after row.
+std::vector<float> Rows(const Tensor& m) {
+  std::vector<float> out(static_cast<size_t>(m.elements()));
+  for (int64_t r = 0; r < m.rows(); ++r) kernels::DequantizeRow(m.type, m.row(r), &out[r * m.cols()], m.cols());
+  return out;
+}
+
+// m's rows as F32, transposed: m.cols() rows of m.rows().
+std::vector<float> Transposed(const Tensor& m) {
+  const std::vector<float> rows = Rows(m);
+  const int64_t R = m.rows(), C = m.cols();
+  std::vector<float> out(rows.size());
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t c = 0; c < C; ++c) out[c * R + r] = rows[r * C + c];
+  return out;
 }
 
 // The metadata checks: general.type, adapter.type, the architecture, no aLoRA; *alpha.
@@ -88,8 +98,8 @@ Status PairTensors(const gguf::GgufFile& f, std::map<std::string, FilePair>* pai
   return Status::Ok();
 }
 
-// The pair of token_embd.weight [n_embd, n_vocab]: lora_a [r, n_vocab], lora_b [r, n_embd].
-Status BindTokenEmbd(const FilePair& p, const HParams& hp, const ModelWeights& w, float alpha, LoraPair* out) {
+// Checks the pair of token_embd.weight [n_embd, n_vocab]: lora_a [r, n_vocab], lora_b [r, n_embd].
+Status CheckTokenEmbd(const FilePair& p, const HParams& hp, const ModelWeights& w) {
   if (w.output.slot < 0)
     return Status::Unsupported(
         "tensor token_embd.weight.lora_a: this model's output reuses token_embd (tied), where llama.cpp would apply "
@@ -100,7 +110,6 @@ Status BindTokenEmbd(const FilePair& p, const HParams& hp, const ModelWeights& w
         "tensors token_embd.weight.lora_a {} and .lora_b {} do not fit token_embd.weight [{}, {}]: expected "
         "[r, {}] and [r, {}] (wrong base model?)",
         Shape(a), Shape(b), hp.n_embd, hp.n_vocab, hp.n_vocab, hp.n_embd));
-  *out = LoraPair{a, b, alpha != 0.0f ? alpha / static_cast<float>(b.ne[0]) : 1.0f};
   return Status::Ok();
 }
 
@@ -111,16 +120,16 @@ LoraAdapter::~LoraAdapter() = default;
 Status LoraAdapter::Load(Env* env, const std::string& path, const Model& model, std::unique_ptr<LoraAdapter>* out) {
   std::unique_ptr<gguf::GgufFile> file;
   Status s = gguf::GgufFile::Open(env, path, &file);
-  if (s.ok()) s = Bind(std::move(file), model.hparams(), model.weights(), out);
+  if (s.ok()) s = Bind(*file, model.hparams(), model.weights(), out);
   return s.WithContext(fmt::format("LoRA adapter {}", path));
 }
 
-Status LoraAdapter::Bind(std::unique_ptr<gguf::GgufFile> file, const HParams& hp, const ModelWeights& w,
+Status LoraAdapter::Bind(const gguf::GgufFile& file, const HParams& hp, const ModelWeights& w,
                          std::unique_ptr<LoraAdapter>* out) {
   std::unique_ptr<LoraAdapter> ad(new LoraAdapter());
-  STRATA_RETURN_IF_ERROR(CheckMetadata(*file, hp, &ad->alpha_));
+  STRATA_RETURN_IF_ERROR(CheckMetadata(file, hp, &ad->alpha_));
   std::map<std::string, FilePair> pairs;
-  STRATA_RETURN_IF_ERROR(PairTensors(*file, &pairs));
+  STRATA_RETURN_IF_ERROR(PairTensors(file, &pairs));
   if (pairs.empty()) return Status::InvalidArgument("the adapter has no tensors");
 
   // The base file's matrices by name: the slots each one feeds.
@@ -130,10 +139,15 @@ Status LoraAdapter::Bind(std::unique_ptr<gguf::GgufFile> file, const HParams& hp
   ad->pairs_.resize(w.linear_sources.size());
   for (const auto& [base, p] : pairs) {
     const Tensor &a = p.a->tensor, &b = p.b->tensor;
-    ad->max_rank_ = std::max<int32_t>(ad->max_rank_, static_cast<int32_t>(b.ne[0]));
+    const int64_t rank = b.ne[0];
+    const float factor = ad->alpha_ != 0.0f ? ad->alpha_ / static_cast<float>(rank) : 1.0f;
+    ad->max_rank_ = std::max<int32_t>(ad->max_rank_, static_cast<int32_t>(rank));
     ++ad->n_matrices_;
     if (base == "token_embd.weight") {
-      STRATA_RETURN_IF_ERROR(BindTokenEmbd(p, hp, w, ad->alpha_, &ad->token_embd_));
+      STRATA_RETURN_IF_ERROR(CheckTokenEmbd(p, hp, w));
+      const float* fa = ad->owned_.emplace_back(Rows(a)).data();
+      const float* fbt = ad->owned_.emplace_back(Transposed(b)).data();
+      ad->token_embd_ = LoraPair{hp.n_vocab, rank, hp.n_embd, fa, fbt, hp.n_embd, factor};
       continue;
     }
     const auto it = slots_of.find(base);
@@ -142,17 +156,17 @@ Status LoraAdapter::Bind(std::unique_ptr<gguf::GgufFile> file, const HParams& hp
           "tensor {}: the base model has no matrix {} to adapt (wrong base model?)", p.a->name, base));
     const LinearSource& src = w.linear_sources[static_cast<size_t>(it->second.front())];
     const int64_t cols = src.n_in;
-    if (a.ne[0] != cols || b.ne[1] != src.file_rows || a.ne[1] != b.ne[0])
+    if (a.ne[0] != cols || b.ne[1] != src.file_rows || a.ne[1] != rank)
       return Status::InvalidArgument(fmt::format(
           "tensors {} {} and {} {} do not fit {} [{}, {}]: expected [{}, r] and [r, {}] (wrong base model?)",
           p.a->name, Shape(a), p.b->name, Shape(b), base, cols, src.file_rows, cols, src.file_rows));
-    const float factor = ad->alpha_ != 0.0f ? ad->alpha_ / static_cast<float>(b.ne[0]) : 1.0f;
+    const float* fat = ad->owned_.emplace_back(Transposed(a)).data();
+    const float* fbt = ad->owned_.emplace_back(Transposed(b)).data();
     for (int32_t slot : it->second) {
       const LinearSource& s = w.linear_sources[static_cast<size_t>(slot)];
-      ad->pairs_[static_cast<size_t>(slot)] = LoraPair{a, RowRange(b, s.first_row, s.rows), factor};
+      ad->pairs_[static_cast<size_t>(slot)] = LoraPair{cols, rank, s.rows, fat, fbt + s.first_row, src.file_rows, factor};
     }
   }
-  ad->file_ = std::move(file);
   ad->base_ = &w;
   *out = std::move(ad);
   return Status::Ok();

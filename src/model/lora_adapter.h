@@ -16,7 +16,8 @@
 //             lora_b [r, n_embd], and the embedding of token t gains s·B·A[t]
 //             (A[t] = row t of lora_a).
 //   s = scale · alpha / r when alpha != 0, else scale; r is lora_b's ne[0];
-//   scale is the user's, per use of the adapter (LoraUse).
+//   scale is the user's, per use of the adapter (LoraUse). The pairs may be
+//   of any type strata reads; they are held as F32 (LoraPair).
 // A matrix the base file fuses (phi3's attn_qkv and ffn_up) is adapted
 // whole: each Linear cut from it takes its rows of lora_b.
 //
@@ -41,7 +42,6 @@
 
 #include "core/env.h"
 #include "core/status.h"
-#include "core/tensor.h"
 #include "model/hparams.h"
 #include "model/weights.h"
 
@@ -49,11 +49,20 @@ namespace strata {
 namespace gguf { class GgufFile; }
 class Model;
 
-// One adapted product: y += scale · factor · (x·aᵀ)·bᵀ.
+// One adapted product, held as F32 copies (dequantized at load: the
+// low-rank products are small, and F32 keeps them exact), both transposed so
+// that each product is a weighted sum of rows (kernels::AxpyRowsF32):
+// t = Σ_i x_i · at_i (t = x·Aᵀ, rank values), y += scale · factor · Σ_k t_k · bt_k.
 struct LoraPair {
-  Tensor a;            // [n_in, r]; token_embd: [r, n_vocab]
-  Tensor b;            // [r, n_out], the Linear's rows of the file's lora_b; token_embd: [r, n_embd]
-  float factor = 1.0f; // alpha / r, or 1 when alpha is 0
+  int64_t n_in = 0, rank = 0, n_out = 0;  // token_embd: n_in is n_vocab
+  // lora_a transposed: n_in rows of rank (token_embd: row t is A[t], as stored).
+  const float* at = nullptr;
+  // lora_b transposed: rank rows of n_out, each starting bt_stride floats
+  // after the previous (a Linear cut from a fused matrix reads its columns
+  // of the whole matrix's rows).
+  const float* bt = nullptr;
+  int64_t bt_stride = 0;
+  float factor = 1.0f;  // alpha / rank, or 1 when alpha is 0
 };
 
 class LoraAdapter {
@@ -62,19 +71,20 @@ class LoraAdapter {
   [[nodiscard]] static Status Load(Env* env, const std::string& path, const Model& model,
                                    std::unique_ptr<LoraAdapter>* out);
   // Binds a parsed file to a base model of hyper-parameters hp and weights w
-  // (as BindWeights made them). REQUIRES: w outlives the adapter.
-  [[nodiscard]] static Status Bind(std::unique_ptr<gguf::GgufFile> file, const HParams& hp, const ModelWeights& w,
+  // (as BindWeights made them), copying the pairs out of it.
+  // REQUIRES: w outlives the adapter.
+  [[nodiscard]] static Status Bind(const gguf::GgufFile& file, const HParams& hp, const ModelWeights& w,
                                    std::unique_ptr<LoraAdapter>* out);
   ~LoraAdapter();
 
   // The pair of Linear slot `slot` (model/weights.h), or null when the adapter leaves it alone.
   const LoraPair* pair(int32_t slot) const {
-    return slot >= 0 && static_cast<size_t>(slot) < pairs_.size() && pairs_[static_cast<size_t>(slot)].a.data != nullptr
+    return slot >= 0 && static_cast<size_t>(slot) < pairs_.size() && pairs_[static_cast<size_t>(slot)].at != nullptr
                ? &pairs_[static_cast<size_t>(slot)]
                : nullptr;
   }
   // The token embedding's pair, or null.
-  const LoraPair* token_embd() const { return token_embd_.a.data != nullptr ? &token_embd_ : nullptr; }
+  const LoraPair* token_embd() const { return token_embd_.at != nullptr ? &token_embd_ : nullptr; }
   // The weights it was bound to (a runner accepts only adapters of its model).
   const ModelWeights* base() const { return base_; }
   float alpha() const { return alpha_; }
@@ -85,9 +95,9 @@ class LoraAdapter {
  private:
   LoraAdapter() = default;
 
-  std::unique_ptr<gguf::GgufFile> file_;  // owns the bytes the pairs point into
   const ModelWeights* base_ = nullptr;
-  std::vector<LoraPair> pairs_;  // [linear slot]; a.data == nullptr: not adapted
+  std::vector<std::vector<float>> owned_;  // the pairs' F32 copies
+  std::vector<LoraPair> pairs_;  // [linear slot]; at == nullptr: not adapted
   LoraPair token_embd_;
   float alpha_ = 0.0f;
   int32_t n_matrices_ = 0;
