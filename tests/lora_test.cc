@@ -458,6 +458,44 @@ TEST_F(LoraServerTest, UnknownAdaptersAreErrors) {
   EXPECT_EQ(e4["error"]["param"], "lora");
 }
 
+// ---- the CLI: synth --lora, run --lora, serve --lora ----
+
+TEST(LoraCliTest, SynthRunAndServe) {
+  const std::string model = testing::SharedPath("models/stories260K.gguf");
+  const std::string adapter = Dir() + "/cli-lora.gguf";
+  testing::CommandResult r = testing::RunCommand(
+      {testing::CliPath(), "synth", adapter, "--lora", model, "--rank", "4", "--alpha", "8", "--seed", "9"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> a = {testing::CliPath(), "run", "-m", model, "--temp", "0", "-n", "24", "-t", "2", "-p",
+                                  "Once upon a time"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return testing::RunCommand(a);
+  };
+  const testing::CommandResult base = run({}), adapted = run({"--lora", adapter}), zero = run({"--lora", adapter + ":0"});
+  ASSERT_EQ(base.exit_code, 0) << base.err;
+  ASSERT_EQ(adapted.exit_code, 0) << adapted.err;
+  ASSERT_EQ(zero.exit_code, 0) << zero.err;
+  EXPECT_NE(adapted.out, base.out);
+  EXPECT_EQ(zero.out, base.out);  // scale 0 adds nothing
+  // The same adapter twice at half scale is the adapter once (within rounding: greedy text).
+  EXPECT_EQ(run({"--lora", adapter + ":0.5", "--lora", adapter + ":0.5"}).out, adapted.out);
+
+  // Errors: one line, exit 1.
+  for (const auto& [args, part] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--lora", model}, "this is not an adapter file"},
+           {{"--lora", Dir() + "/missing.gguf"}, "no such file"},
+           {{"--lora", adapter, "--session", "s"}, "--lora with --session"}}) {
+    const testing::CommandResult e = run(args);
+    EXPECT_EQ(e.exit_code, 1) << part;
+    EXPECT_NE(e.err.find(part), std::string::npos) << e.err;
+  }
+  const testing::CommandResult e = testing::RunCommand(
+      {testing::CliPath(), "serve", "-m", model, "--port", "0", "--lora", "x=" + model, "--no-tune"});
+  EXPECT_EQ(e.exit_code, 1);
+  EXPECT_NE(e.err.find("--lora: LoRA adapter " + model + ": general.type"), std::string::npos) << e.err;
+}
+
 // ---- bad adapters: one-line errors ----
 
 // A GGUF's metadata and tensors as editable data, and written back.
