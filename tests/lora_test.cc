@@ -444,6 +444,16 @@ TEST_F(LoraServerTest, AdaptersAreModelsOfTheirOwn) {
   EXPECT_NE(base["choices"][0]["text"], by_model["choices"][0]["text"]);
 }
 
+TEST_F(LoraServerTest, AdapterIdsAreUniqueAndOnePerSet) {
+  for (const std::vector<std::string>& ids : std::vector<std::vector<std::string>>{
+           {"a", "a", "c"}, {model_->name(), "b", "c"}, {"a", "", "c"}, {"a", "b"}}) {
+    server::ServerOptions o;
+    o.adapter_ids = ids;
+    std::unique_ptr<server::Server> s;
+    EXPECT_EQ(server::Server::Create(engine_.get(), server::ChatTemplate(), o, &s).code(), StatusCode::kInvalidArgument);
+  }
+}
+
 TEST_F(LoraServerTest, UnknownAdaptersAreErrors) {
   const auto [s1, e1] = Complete({{"model", "nope"}});
   EXPECT_EQ(s1, 404);

@@ -143,9 +143,12 @@ Status Server::Create(Engine* engine, ChatTemplate chat_template, ServerOptions 
                                                options.adapter_ids.size(), engine->n_adapters()));
   for (size_t i = 0; i < options.adapter_ids.size(); ++i) {
     const std::string& id = options.adapter_ids[i];
-    if (id.empty() || id == options.model_id ||
-        std::find(options.adapter_ids.begin(), options.adapter_ids.begin() + i, id) != options.adapter_ids.begin() + i)
-      return Status::InvalidArgument(fmt::format("LoRA adapter id '{}' is empty, the model's or another adapter's", id));
+    if (id.empty()) return Status::InvalidArgument("a LoRA adapter's id is empty");
+    if (id == options.model_id)
+      return Status::InvalidArgument(fmt::format("LoRA adapter id '{}' is the model's id (name it: --lora NAME=FILE)", id));
+    if (std::find(options.adapter_ids.begin(), options.adapter_ids.begin() + static_cast<std::ptrdiff_t>(i), id) !=
+        options.adapter_ids.begin() + static_cast<std::ptrdiff_t>(i))
+      return Status::InvalidArgument(fmt::format("two LoRA adapters have the id '{}' (name them: --lora NAME=FILE)", id));
   }
   out->reset(new Server(engine, std::move(chat_template), std::move(options)));
   return Status::Ok();
