@@ -5,97 +5,72 @@
 namespace strata {
 namespace {
 
-// Columns of y per item of the Bᵀ pass: a rank x 256 slice of Bᵀ stays in L1.
-constexpr int64_t kColumns = 256;
-// Batch rows per item of the x·Aᵀ pass.
-constexpr int64_t kRows = 4;
+// Rows of the batch per item: small enough that 2 items per thread remain in
+// a decode step, large enough that a pair's Aᵀ and Bᵀ are read from cache for
+// several rows.
+constexpr int64_t kMaxRowsPerItem = 8;
 
-// The x·Aᵀ pass: lora.t for every product that owns its t, a few rows at a time.
-void DownPass(const float* x, ThreadPool& pool, LoraBatch& lora) {
+// One parallel pass over the rows of every group: for each row, each
+// product's t = x·Aᵀ (shared by the products of one fused matrix), then
+// y += scale · t·Bᵀ. Rows are independent, so there is no barrier between the
+// two halves. x: F32 [n_in, n_tok] (null for embeddings, whose t is A's row
+// of the row's token: tokens).
+void LowRankPass(const float* x, const int32_t* tokens, ThreadPool& pool, LoraBatch& lora) {
   struct Item {
-    const LoraBatch::Product* p;
-    int64_t j0, j1;  // the group's rows [j0, j1)
+    size_t first, end;  // products [first, end): one group's
+    int64_t j0, j1;     // its rows [j0, j1)
   };
   std::vector<Item> items;
-  for (const LoraBatch::Product& p : lora.products) {
-    const int64_t n = static_cast<int64_t>(p.group->rows.size());
-    if (p.owns_t)
-      for (int64_t j = 0; j < n; j += kRows) items.push_back({&p, j, std::min(j + kRows, n)});
-  }
-  pool.ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const Item& it = items[static_cast<size_t>(i)];
-      const LoraPair& pr = *it.p->pair;
-      for (int64_t j = it.j0; j < it.j1; ++j) {
-        float* tj = lora.t.data() + it.p->t + j * pr.rank;
-        std::fill_n(tj, pr.rank, 0.0f);
-        const float* xj = x + static_cast<int64_t>(it.p->group->rows[static_cast<size_t>(j)]) * pr.n_in;
-        kernels::AxpyRowsF32(xj, pr.at, pr.n_in, pr.rank, tj, pr.rank);
-      }
-    }
-  });
-}
-
-// The Bᵀ pass: y rows of each product's group += scale · Σ_k t_k · bt_k, by
-// column ranges; the products of one (group, output) share an item (they
-// add into the same rows).
-void UpPass(ThreadPool& pool, LoraBatch& lora) {
-  struct Item {
-    size_t first, end;  // products [first, end): one group and output
-    int64_t c0, c1;
-  };
-  std::vector<Item> items;
+  int64_t total_rows = 0;
+  for (const LoraGroup& g : lora.groups) total_rows += static_cast<int64_t>(g.rows.size());
+  const int64_t per_item =
+      std::clamp<int64_t>((total_rows + 2 * pool.n_threads() - 1) / (2 * pool.n_threads()), 1, kMaxRowsPerItem);
   const std::vector<LoraBatch::Product>& ps = lora.products;
   for (size_t i = 0; i < ps.size();) {
     size_t e = i + 1;
-    while (e < ps.size() && ps[e].group == ps[i].group && ps[e].y == ps[i].y) ++e;
-    for (int64_t c = 0; c < ps[i].pair->n_out; c += kColumns)
-      items.push_back({i, e, c, std::min(c + kColumns, ps[i].pair->n_out)});
+    while (e < ps.size() && ps[e].group == ps[i].group) ++e;
+    const int64_t n = static_cast<int64_t>(ps[i].group->rows.size());
+    for (int64_t j = 0; j < n; j += per_item) items.push_back({i, e, j, std::min(j + per_item, n)});
     i = e;
   }
   pool.ParallelFor(static_cast<int64_t>(items.size()), 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> coef;
+    std::vector<float> t(lora.t_row), coef;
     for (int64_t i = begin; i < end; ++i) {
       const Item& it = items[static_cast<size_t>(i)];
-      for (size_t q = it.first; q < it.end; ++q) {
-        const LoraBatch::Product& p = ps[q];
-        const LoraPair& pr = *p.pair;
-        coef.resize(static_cast<size_t>(pr.rank));
-        const std::vector<int32_t>& rows = p.group->rows;
-        for (size_t j = 0; j < rows.size(); ++j) {
-          const float* tj = lora.t.data() + p.t + static_cast<int64_t>(j) * pr.rank;
-          for (int64_t k = 0; k < pr.rank; ++k) coef[static_cast<size_t>(k)] = p.scale * tj[k];
-          kernels::AxpyRowsF32(coef.data(), pr.bt + it.c0, pr.rank, pr.bt_stride,
-                               p.y + static_cast<int64_t>(rows[j]) * pr.n_out + it.c0, it.c1 - it.c0);
+      for (int64_t j = it.j0; j < it.j1; ++j) {
+        const int32_t row = ps[it.first].group->rows[static_cast<size_t>(j)];
+        for (size_t q = it.first; q < it.end; ++q) {
+          const LoraBatch::Product& p = ps[q];
+          const LoraPair& pr = *p.pair;
+          float* tq = t.data() + p.t;
+          if (p.owns_t && x != nullptr) {
+            std::fill_n(tq, pr.rank, 0.0f);
+            kernels::AxpyRowsF32(x + static_cast<int64_t>(row) * pr.n_in, pr.at, pr.n_in, pr.rank, tq, pr.rank);
+          } else if (p.owns_t) {
+            std::copy_n(pr.at + static_cast<int64_t>(tokens[row]) * pr.rank, pr.rank, tq);
+          }
+          coef.resize(static_cast<size_t>(pr.rank));
+          for (int64_t k = 0; k < pr.rank; ++k) coef[static_cast<size_t>(k)] = p.scale * tq[k];
+          kernels::AxpyRowsF32(coef.data(), pr.bt, pr.rank, pr.bt_stride, p.y + static_cast<int64_t>(row) * pr.n_out,
+                               pr.n_out);
         }
       }
     }
   });
 }
 
-// Lists the call's products (outs' Linears the groups' adapters adapt) and
-// where each one's x·Aᵀ goes; Linears cut from one fused matrix share it.
-void ListProducts(std::span<const LinearOut> outs, LoraBatch& lora) {
-  lora.products.clear();
-  size_t t_size = 0;
-  for (const LoraGroup& g : lora.groups) {
-    if (g.rows.empty()) continue;
-    const size_t first = lora.products.size();
-    for (const LinearOut& o : outs)
-      for (const LoraUse& use : *g.set) {
-        const LoraPair* p = use.adapter->pair(o.linear->slot);
-        if (p == nullptr) continue;
-        LoraBatch::Product prod{&g, p, use.scale * p->factor, o.y, t_size, true};
-        for (size_t q = first; q < lora.products.size(); ++q)
-          if (lora.products[q].pair->at == p->at && lora.products[q].owns_t) {
-            prod.t = lora.products[q].t;
-            prod.owns_t = false;
-          }
-        if (prod.owns_t) t_size += static_cast<size_t>(p->rank) * g.rows.size();
-        lora.products.push_back(prod);
-      }
-  }
-  lora.t.resize(t_size);
+// Appends a product of group g to lora.products, its t after the group's
+// others unless an earlier product of g has the same A.
+void AddProduct(const LoraGroup& g, const LoraPair* p, float scale, float* y, size_t group_first, size_t* t_row,
+                LoraBatch& lora) {
+  LoraBatch::Product prod{&g, p, scale * p->factor, y, *t_row, true};
+  for (size_t q = group_first; q < lora.products.size(); ++q)
+    if (lora.products[q].pair->at == p->at && lora.products[q].owns_t) {
+      prod.t = lora.products[q].t;
+      prod.owns_t = false;
+    }
+  if (prod.owns_t) *t_row += static_cast<size_t>(p->rank);
+  lora.products.push_back(prod);
 }
 
 }  // namespace
@@ -115,11 +90,19 @@ void ApplyLinear(std::span<const LinearOut> outs, const float* x, int64_t n_tok,
     kernels::MatMulShared(std::span<const kernels::MatMulOut>(p, outs.size()), x, n_tok, pool);
   }
   if (lora != nullptr && !lora->groups.empty()) {
-    ListProducts(outs, *lora);
-    if (!lora->products.empty()) {
-      DownPass(x, pool, *lora);
-      UpPass(pool, *lora);
+    // Products of outs' Linears the groups' adapters adapt, by group.
+    lora->products.clear();
+    lora->t_row = 0;
+    for (const LoraGroup& g : lora->groups) {
+      if (g.rows.empty()) continue;
+      const size_t first = lora->products.size();
+      size_t t_row = 0;
+      for (const LinearOut& o : outs)
+        for (const LoraUse& use : *g.set)
+          if (const LoraPair* p = use.adapter->pair(o.linear->slot)) AddProduct(g, p, use.scale, o.y, first, &t_row, *lora);
+      lora->t_row = std::max(lora->t_row, t_row);
     }
+    if (!lora->products.empty()) LowRankPass(x, nullptr, pool, *lora);
   }
   for (const LinearOut& o : outs) {
     const Tensor& b = o.linear->b;
@@ -132,25 +115,17 @@ void ApplyLinear(std::span<const LinearOut> outs, const float* x, int64_t n_tok,
 }
 
 void ApplyLoraEmbedding(const int32_t* tokens, float* x, LoraBatch& lora, ThreadPool& pool) {
-  // x·Aᵀ of an embedding is row tokens[j] of A: the Bᵀ pass reads it from t.
   lora.products.clear();
-  size_t t_size = 0;
+  lora.t_row = 0;
   for (const LoraGroup& g : lora.groups) {
     if (g.rows.empty()) continue;
-    for (const LoraUse& use : *g.set) {
-      const LoraPair* p = use.adapter->token_embd();
-      if (p == nullptr) continue;
-      lora.products.push_back({&g, p, use.scale * p->factor, x, t_size, true});
-      t_size += static_cast<size_t>(p->rank) * g.rows.size();
-    }
+    const size_t first = lora.products.size();
+    size_t t_row = 0;
+    for (const LoraUse& use : *g.set)
+      if (const LoraPair* p = use.adapter->token_embd()) AddProduct(g, p, use.scale, x, first, &t_row, lora);
+    lora.t_row = std::max(lora.t_row, t_row);
   }
-  if (lora.products.empty()) return;
-  lora.t.resize(t_size);
-  for (const LoraBatch::Product& p : lora.products)
-    for (size_t j = 0; j < p.group->rows.size(); ++j)
-      std::copy_n(p.pair->at + static_cast<int64_t>(tokens[p.group->rows[j]]) * p.pair->rank, p.pair->rank,
-                  lora.t.data() + p.t + j * static_cast<size_t>(p.pair->rank));
-  UpPass(pool, lora);
+  if (!lora.products.empty()) LowRankPass(nullptr, tokens, pool, lora);
 }
 
 }  // namespace strata

@@ -5,9 +5,10 @@
 // LoRA: the base product runs once for the whole batch; then each group of
 // rows that runs with an adapter set (model/lora_adapter.h) adds, per
 // adapter of the set that adapts the Linear, scale · factor · (x·Aᵀ)·Bᵀ over
-// its rows only: in two parallel passes per call, whatever the number of
-// groups and adapters (x·Aᵀ for every group, adapter and distinct A, then
-// the Bᵀ products by column ranges), as these products are small.
+// its rows only: in one parallel pass per call over the groups' rows,
+// whatever the number of groups and adapters (each row's x·Aᵀ, then its
+// ·Bᵀ: rows are independent, so no barrier in between), as these products
+// are small and a barrier costs more.
 //
 // Thread-safety: as kernels::MatMul (one call at a time per pool).
 #pragma once
@@ -39,18 +40,18 @@ struct LoraGroup {
 // buffers their low-rank products use (kernels' pool scratch is MatMul's).
 struct LoraBatch {
   std::vector<LoraGroup> groups;
-  // x·Aᵀ of one call: per (group, adapter, distinct A) F32 [rank, rows] (row j's rank values together).
-  std::vector<float> t;
-  // The call's products: each (group, use, output) with the offset of its x·Aᵀ in t.
+  // One call's products, group by group: each (group, use, output), with
+  // where its x·Aᵀ (rank values per row) lies among its group's.
   struct Product {
     const LoraGroup* group;
     const LoraPair* pair;
     float scale;  // the use's scale times the pair's factor
     float* y;     // F32 [pair->n_out, n_tok]
-    size_t t;
-    bool owns_t;  // the first product of its (group, adapter, A): computes t
+    size_t t;     // offset of its x·Aᵀ in a row's scratch
+    bool owns_t;  // the first product of its group with this A computes it (fused matrices share one)
   };
   std::vector<Product> products;
+  size_t t_row = 0;  // a row's scratch: the most any group needs
 };
 
 // Applies several Linears to the same x: F32 [n_in, n_tok] in one parallel
