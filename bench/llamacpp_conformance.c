@@ -3,10 +3,12 @@
 // through their public C API (built by bench/install_llamacpp.sh, like the
 // bench harness).
 //
-//   logits -m MODEL -t ID,ID,... -o OUT [--kv f32|f16] [--threads N]
+//   logits -m MODEL -t ID,ID,... -o OUT [--kv f32|f16] [--threads N] [--lora FILE[:SCALE]]...
 //       Decodes the tokens as one sequence in one batch (no BOS added) and
 //       writes every position's logits to OUT: F32 [n_vocab, n_tokens], row
-//       after row. Prints {"n_vocab": V, "n_tokens": N} on stdout.
+//       after row. Prints {"n_vocab": V, "n_tokens": N} on stdout. With
+//       --lora (up to 8) the context runs with those LoRA adapters
+//       (llama_adapter_lora_init, llama_set_adapters_lora; scale default 1).
 //   quantize IN OUT FTYPE [--output-type TYPE] [--threads N]
 //       llama_model_quantize with llama.cpp's defaults for FTYPE (q8_0, q4_0,
 //       q4_1, q5_0, q5_1, q4_k_m, q5_k_m, q6_k, f16); --output-type overrides
@@ -79,6 +81,8 @@ typedef struct {
     const char *model, *tokens, *out, *text, *prompt, *output_type, *grammar;
     const char *kv;
     int threads, n_ctx, chunks, n_gen;
+    const char *loras[8];
+    int n_loras;
 } options;
 
 static int parse_int(const char *s, const char *what) {
@@ -106,6 +110,10 @@ static void parse_options(int argc, char **argv, int first, options *o) {
         else if (!strcmp(a, "--kv")) o->kv = v;
         else if (!strcmp(a, "--output-type")) o->output_type = v;
         else if (!strcmp(a, "-g")) o->grammar = v;
+        else if (!strcmp(a, "--lora")) {
+            if (o->n_loras == (int)(sizeof o->loras / sizeof o->loras[0])) die("too many --lora");
+            o->loras[o->n_loras++] = v;
+        }
         else die("unknown option %s", a);
     }
 }
@@ -157,6 +165,30 @@ static llama_token *parse_token_list(const char *list, int *n) {
     return toks;
 }
 
+// Loads o's --lora FILE[:SCALE] adapters for m and sets them on c.
+static void set_loras(struct llama_model *m, struct llama_context *c, const options *o) {
+    if (o->n_loras == 0) return;
+    struct llama_adapter_lora *adapters[8];
+    float scales[8];
+    for (int i = 0; i < o->n_loras; ++i) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s", o->loras[i]);
+        scales[i] = 1.0f;
+        char *colon = strrchr(path, ':');
+        if (colon) {
+            char *end = NULL;
+            const float v = strtof(colon + 1, &end);
+            if (end != colon + 1 && *end == '\0') {
+                scales[i] = v;
+                *colon = '\0';
+            }
+        }
+        adapters[i] = llama_adapter_lora_init(m, path);
+        if (!adapters[i]) die("llama.cpp cannot load the LoRA adapter %s", path);
+    }
+    if (llama_set_adapters_lora(c, adapters, (size_t)o->n_loras, scales) != 0) die("llama_set_adapters_lora failed");
+}
+
 static int cmd_logits(const options *o) {
     if (!o->tokens || !o->out) die("logits needs -t TOKENS and -o OUT");
     int n = 0;
@@ -167,6 +199,7 @@ static int cmd_logits(const options *o) {
     for (int i = 0; i < n; ++i)
         if (toks[i] < 0 || toks[i] >= n_vocab) die("token %d out of range", toks[i]);
     struct llama_context *c = new_context(m, o, n, n);
+    set_loras(m, c, o);
     struct llama_batch b = llama_batch_init(n, 0, 1);
     for (int i = 0; i < n; ++i) {
         b.token[i] = toks[i];

@@ -3,7 +3,7 @@
 // DecodeRankMessage and DecodePlan must reject any input cleanly; whatever
 // they accept re-encodes to the same bytes; whatever ValidatePlan then
 // accepts is safe for the forward pass to walk (every position's block index
-// inside the entry's table, every block and token id inside the limits).
+// inside the entry's table, every block, token and adapter set id inside the limits).
 // Aborts on a broken property.
 // The first input byte picks the framing: bit 0 set, the rest is a plan
 // payload given a correct header (so the fuzzer reaches the payload parser
@@ -68,7 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   Check(strata::EncodePlan(plan) == bytes, "an accepted plan re-encodes to its bytes");
-  const strata::PlanLimits limits{/*n_vocab=*/512, /*n_blocks=*/64, /*block_tokens=*/4, /*max_positions=*/256};
+  const strata::PlanLimits limits{/*n_vocab=*/512, /*n_blocks=*/64, /*block_tokens=*/4, /*max_positions=*/256,
+                                  /*max_tokens=*/1 << 16, /*n_adapters=*/3};
   if (!strata::ValidatePlan(plan, limits).ok()) return 0;
   for (const strata::BlockCopy& c : plan.copies)
     Check(c.from >= 0 && c.from < limits.n_blocks && c.to >= 0 && c.to < limits.n_blocks, "copy ids in range");
@@ -81,6 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Check(e.tokens[t] >= 0 && e.tokens[t] < limits.n_vocab, "token ids in range");
     }
     for (strata::BlockId b : e.blocks) Check(b >= 0 && b < limits.n_blocks, "block ids in range");
+    Check(e.adapter >= 0 && e.adapter <= limits.n_adapters, "adapter sets in range");
     total += static_cast<int64_t>(e.tokens.size());
   }
   Check(total == plan.n_tokens() && total <= limits.max_tokens, "token count");

@@ -10,7 +10,8 @@
 // distinctive feature switched off (Model::Mutate) must fail that check, so
 // the check is known to catch such bugs. stories260K quantized by llama.cpp
 // gives llama.cpp's greedy text, and `strata perplexity` llama-perplexity's
-// figure.
+// figure. A LoRA adapter strata writes (strata synth --lora) loaded by both
+// engines gives the same logits.
 //
 // Without the peer the tests skip, unless STRATA_REQUIRE_PEER=1 (CI), where
 // they fail.
@@ -31,8 +32,10 @@
 #include "core/env.h"
 #include "core/rng.h"
 #include "engine/context.h"
+#include "model/lora_adapter.h"
 #include "model/model.h"
 #include "model/synth.h"
+#include "model/synth_lora.h"
 #include "test_util.h"
 
 namespace strata {
@@ -183,11 +186,15 @@ std::vector<int32_t> TestTokens(int n_vocab) {
 }
 
 // llama.cpp's logits F32 [n_vocab, n_tokens] for tokens decoded as one batch.
-std::vector<float> PeerLogits(const std::string& model, const std::vector<int32_t>& tokens, const std::string& kv) {
+// loras: LoRA adapters as FILE:SCALE.
+std::vector<float> PeerLogits(const std::string& model, const std::vector<int32_t>& tokens, const std::string& kv,
+                              const std::vector<std::string>& loras = {}) {
   std::string list;
   for (int32_t t : tokens) list += (list.empty() ? "" : ",") + std::to_string(t);
   const std::string out = Dir() + "/logits.f32";
-  const testing::CommandResult r = Peer({"logits", "-m", model, "-t", list, "-o", out, "--kv", kv});
+  std::vector<std::string> args = {"logits", "-m", model, "-t", list, "-o", out, "--kv", kv};
+  for (const std::string& l : loras) args.insert(args.end(), {"--lora", l});
+  const testing::CommandResult r = Peer(args);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::ifstream f(out, std::ios::binary);
   std::vector<float> logits;
@@ -205,8 +212,9 @@ std::unique_ptr<Model> LoadModel(const std::string& path) {
   return m;
 }
 
-// strata's logits of every position, the tokens decoded as one batch.
-std::vector<float> StrataLogits(const Model& m, const std::vector<int32_t>& tokens, DType kv) {
+// strata's logits of every position, the tokens decoded as one batch (with the adapters).
+std::vector<float> StrataLogits(const Model& m, const std::vector<int32_t>& tokens, DType kv,
+                                const LoraSet& adapters = {}) {
   ContextParams p;
   p.n_ctx = kContext;
   p.n_batch = kContext;
@@ -215,6 +223,7 @@ std::vector<float> StrataLogits(const Model& m, const std::vector<int32_t>& toke
   std::unique_ptr<Context> ctx;
   EXPECT_TRUE(Context::Create(m, p, &ctx).ok());
   if (!ctx) return {};
+  EXPECT_TRUE(ctx->SetAdapters(adapters).ok());
   const Status s = ctx->Decode(tokens, LogitsMode::kAll);
   EXPECT_TRUE(s.ok()) << s.ToString();
   const int32_t V = m.hparams().n_vocab;
@@ -538,6 +547,76 @@ TEST_P(PerplexityConformanceTest, MatchesLlamaPerplexity) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, PerplexityConformanceTest, ::testing::ValuesIn(TypeNames()));
+
+// ---- LoRA adapters: llama.cpp loads strata's adapter file and agrees ----
+
+struct LoraCase {
+  std::string name;
+  std::string variant;
+  DType type = DType::kF32;                // of lora_a / lora_b
+  std::vector<std::string> targets;        // empty: every layer matrix
+  std::vector<float> scales = {0.8f};      // one adapter per scale (seeds and ranks differ)
+  int rank = 8;                            // of the first adapter; the i-th has (i + 1) x rank
+};
+
+class LoraConformanceTest : public ::testing::TestWithParam<LoraCase> {};
+
+// Within the bounds of llama.cpp (F32, or quantized for a quantized pair), while llama.cpp's own logits with and
+// without the adapters are far outside them (the peer applies them too).
+TEST_P(LoraConformanceTest, AgreesWithLlamaCpp) {
+  REQUIRE_PEER();
+  const LoraCase& c = GetParam();
+  const std::string base = F32Model(FindVariant(c.variant));
+  ModelLoadOptions o;
+  o.path = base;
+  o.pack_weights = false;
+  std::unique_ptr<Model> unpacked;
+  ASSERT_TRUE(Model::Load(Env::Default(), o, &unpacked).ok());
+  std::unique_ptr<Model> m = LoadModel(base);
+  ASSERT_TRUE(m);
+  std::vector<std::string> peer_loras;
+  std::vector<std::unique_ptr<LoraAdapter>> owned;
+  LoraSet set;
+  for (size_t i = 0; i < c.scales.size(); ++i) {
+    SynthLoraSpec ls;
+    ls.rank = c.rank * static_cast<int>(i + 1);
+    ls.alpha = 16;
+    ls.type = c.type;
+    ls.seed = 21 + i;
+    ls.strength = 0.3f;
+    ls.targets = c.targets;
+    const std::string path = Dir() + "/lora-" + c.name + "-" + std::to_string(i) + ".gguf";
+    const Status s = SynthesizeLora(Env::Default(), unpacked->hparams(), unpacked->weights(), ls, path);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_TRUE(LoraAdapter::Load(Env::Default(), path, *m, &owned.emplace_back()).ok());
+    set.push_back({owned.back().get(), c.scales[i]});
+    peer_loras.push_back(fmt::format("{}:{}", path, c.scales[i]));
+  }
+  const std::vector<int32_t> tokens = TestTokens(m->hparams().n_vocab);
+  const std::vector<float> ref = PeerLogits(base, tokens, "f32", peer_loras);
+  const Agreement a = Compare(StrataLogits(*m, tokens, DType::kF32, set), ref, tokens, m->hparams().n_vocab);
+  const Agreement effect = Compare(PeerLogits(base, tokens, "f32"), ref, tokens, m->hparams().n_vocab);
+  std::cout << "[conformance] LoRA " << c.name << ": " << a.ToString() << " (llama.cpp without the adapters: "
+            << effect.ToString() << ")\n";
+  // strata multiplies by the pairs' values in F32; llama.cpp quantizes the
+  // activations for a quantized pair, as for quantized weights: their bound.
+  const double bound = Info(c.type).quantized ? kMaxDeltaQuant : kMaxDeltaFloat;
+  EXPECT_TRUE(a.Within(bound)) << a.ToString() << " (bound " << bound << ")";
+  EXPECT_GT(effect.mean_delta, 10 * kMaxDeltaFloat) << effect.ToString();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Adapters, LoraConformanceTest,
+    ::testing::Values(
+        LoraCase{"llama", "llama", DType::kF32, {}, {0.8f}, 8},
+        LoraCase{"llama_all_f16", "llama", DType::kF16,
+                 {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down", "output", "token_embd"},
+                 {0.8f}, 8},
+        LoraCase{"llama_two_q8_0", "llama", DType::kQ8_0, {}, {0.5f, -1.0f}, 32},
+        LoraCase{"qwen2", "qwen2", DType::kF32, {}, {0.8f}, 8}, LoraCase{"phi3", "phi3", DType::kBF16, {}, {0.8f}, 8},
+        LoraCase{"gemma2", "gemma2", DType::kF32, {}, {0.8f}, 8},
+        LoraCase{"gemma3", "gemma3", DType::kF16, {}, {0.8f}, 8}),
+    [](const ::testing::TestParamInfo<LoraCase>& i) { return i.param.name; });
 
 }  // namespace
 }  // namespace strata

@@ -690,6 +690,21 @@ TEST(KernelOps, RowOpsMatchFormulas) {
       std::vector<float> y = wt;
       AxpyF32(0.75f, x.data(), y.data(), n, path);
       for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(y[i], wt[i] + 0.75 * x[i], 1e-6 * (std::fabs(wt[i]) + std::fabs(x[i]))) << i;
+
+      // AxpyRows: y plus a weighted sum of rows (n of them, each of n columns out of a stride of n + 3).
+      const int64_t stride = n + 3;
+      std::vector<float> rows(static_cast<size_t>(n * stride));
+      for (size_t i = 0; i < rows.size(); ++i) rows[i] = x[i % static_cast<size_t>(n)] * (1.0f + 0.01f * static_cast<float>(i % 7));
+      y = wt;
+      AxpyRowsF32(x.data(), rows.data(), n, stride, y.data(), n, path);
+      for (int64_t i = 0; i < n; ++i) {
+        double want = wt[i], mag = std::fabs(wt[i]);
+        for (int64_t r = 0; r < n; ++r) {
+          want += static_cast<double>(x[r]) * rows[r * stride + i];
+          mag += std::fabs(static_cast<double>(x[r]) * rows[r * stride + i]);
+        }
+        EXPECT_NEAR(y[i], want, 1e-6 * mag + 1e-7) << i;
+      }
     }
   }
 }
@@ -726,6 +741,11 @@ TEST(KernelOps, DefaultPathOverloadsMatchBestPath) {
   b = w;
   AxpyF32(2.0f, x.data(), a.data(), 100);
   AxpyF32(2.0f, x.data(), b.data(), 100, BestPath());
+  EXPECT_EQ(a, b);
+  a = w;
+  b = w;
+  AxpyRowsF32(x.data(), w.data(), 10, 10, a.data(), 10);
+  AxpyRowsF32(x.data(), w.data(), 10, 10, b.data(), 10, BestPath());
   EXPECT_EQ(a, b);
 }
 

@@ -21,7 +21,7 @@ StepPlan SamplePlan() {
   p.copies = {{3, 7}, {0, 1}};
   p.entries.push_back(PlanEntry{5, 0, {1, 2, 3, 4, 5}, {0, 2}, PlanLogits::kAll});
   p.entries.push_back(PlanEntry{9, 6, {8}, {4, 6}, PlanLogits::kLast});
-  p.entries.push_back(PlanEntry{2, 3, {7, 7}, {1, 3}, PlanLogits::kNone});
+  p.entries.push_back(PlanEntry{2, 3, {7, 7}, {1, 3}, PlanLogits::kNone, 2});
   return p;
 }
 
@@ -38,10 +38,12 @@ void ExpectSame(const StepPlan& a, const StepPlan& b) {
     EXPECT_EQ(a.entries[i].tokens, b.entries[i].tokens);
     EXPECT_EQ(a.entries[i].blocks, b.entries[i].blocks);
     EXPECT_EQ(a.entries[i].logits, b.entries[i].logits);
+    EXPECT_EQ(a.entries[i].adapter, b.entries[i].adapter);
   }
 }
 
-const PlanLimits kLimits{/*n_vocab=*/16, /*n_blocks=*/8, /*block_tokens=*/4, /*max_positions=*/32};
+const PlanLimits kLimits{/*n_vocab=*/16, /*n_blocks=*/8, /*block_tokens=*/4, /*max_positions=*/32,
+                         /*max_tokens=*/1 << 16, /*n_adapters=*/2};
 
 TEST(StepPlanTest, RoundTrip) {
   const StepPlan p = SamplePlan();
@@ -120,6 +122,9 @@ TEST(StepPlanTest, ContentsOutOfLimitsAreErrors) {
   EXPECT_EQ(bad([](StepPlan& p) { p.entries[2].tokens.clear(); }), StatusCode::kCorrupt);
   EXPECT_EQ(bad([](StepPlan& p) { p.copies[0].to = -2; }), StatusCode::kCorrupt);
   EXPECT_EQ(bad([](StepPlan& p) { p.copies[0].to = p.copies[0].from; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[1].adapter = 3; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[1].adapter = -1; }), StatusCode::kCorrupt);
+  EXPECT_EQ(bad([](StepPlan& p) { p.entries[1].adapter = 2; }), StatusCode::kOk);
 }
 
 // Prepare's plan: each entry's start, tokens, block table and logits, and

@@ -49,6 +49,7 @@ typedef struct strata_sampler strata_sampler;
 typedef struct strata_detokenizer strata_detokenizer;
 typedef struct strata_session_lock strata_session_lock;
 typedef struct strata_speculator strata_speculator;
+typedef struct strata_lora strata_lora;
 
 /* Message of the last failed call on this thread ("" if none). */
 const char* strata_last_error(void);
@@ -126,6 +127,20 @@ strata_status strata_context_truncate(strata_context* ctx, int32_t n_keep);
 /* Copies the sequence's tokens into tokens[0..n_max); *n_out receives the
  * count (STRATA_ERR_RESOURCE_EXHAUSTED if n_max is too small). */
 strata_status strata_context_tokens(const strata_context* ctx, strata_token* tokens, size_t n_max, size_t* n_out);
+
+/* ---- LoRA adapters ---- */
+
+/* Loads a LoRA adapter in llama.cpp's GGUF adapter format for model, every
+ * tensor checked against the model's (wrong shapes, missing or extra tensors,
+ * another architecture: an error naming it). REQUIRES: model outlives it. */
+strata_status strata_lora_load(const strata_model* model, const char* path, strata_lora** out);
+void strata_lora_free(strata_lora* lora);
+/* ctx runs with these n adapters (their products summed, loras[i] scaled by
+ * scales[i]; n = 0: none), as llama.cpp applies a context's adapters. Only
+ * before the first token: STRATA_ERR_INVALID_ARGUMENT once ctx has tokens.
+ * Sessions do not record adapters: with any set, strata_session_save and
+ * _load are STRATA_ERR_UNSUPPORTED. REQUIRES: the adapters outlive ctx. */
+strata_status strata_context_set_loras(strata_context* ctx, strata_lora* const* loras, const float* scales, size_t n);
 
 /* ---- sampler ---- */
 

@@ -19,6 +19,7 @@
 #include "grammar/token_trie.h"
 #include "grammar/vocab_gbnf_options.h"
 #include "kv/session_file.h"
+#include "model/lora_adapter.h"
 #include "model/model.h"
 #include "strata/strata.h"
 #include "vocab/vocab.h"
@@ -35,6 +36,9 @@ struct strata_context {
 };
 struct strata_sampler {
   strata::Sampler sampler;
+};
+struct strata_lora {
+  std::unique_ptr<strata::LoraAdapter> adapter;
 };
 struct strata_detokenizer {
   strata::StreamDecoder decoder;
@@ -210,6 +214,31 @@ strata_status strata_context_tokens(const strata_context* ctx, strata_token* tok
   if (t.size() > n_max) return Report(strata::Status::ResourceExhausted("token buffer too small"));
   if (!t.empty()) std::memcpy(tokens, t.data(), t.size() * sizeof(strata_token));
   return STRATA_OK;
+}
+
+strata_status strata_lora_load(const strata_model* model, const char* path, strata_lora** out) {
+  if (model == nullptr || path == nullptr || out == nullptr) return NullArgument("model, path or out");
+  *out = nullptr;
+  return Guard([&] {
+    auto l = std::make_unique<strata_lora>();
+    STRATA_RETURN_IF_ERROR(strata::LoraAdapter::Load(strata::Env::Default(), path, *model->model, &l->adapter));
+    *out = l.release();
+    return strata::Status::Ok();
+  });
+}
+
+void strata_lora_free(strata_lora* lora) { delete lora; }
+
+strata_status strata_context_set_loras(strata_context* ctx, strata_lora* const* loras, const float* scales, size_t n) {
+  if (ctx == nullptr || (n > 0 && (loras == nullptr || scales == nullptr))) return NullArgument("ctx, loras or scales");
+  return Guard([&] {
+    strata::LoraSet set;
+    for (size_t i = 0; i < n; ++i) {
+      if (loras[i] == nullptr) return strata::Status::InvalidArgument("a LoRA adapter is NULL");
+      set.push_back({loras[i]->adapter.get(), scales[i]});
+    }
+    return ctx->ctx->SetAdapters(std::move(set));
+  });
 }
 
 strata_status strata_session_save(strata_context* ctx, const strata_sampler* sampler, const char* path) {

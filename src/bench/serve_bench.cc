@@ -62,13 +62,17 @@ GenerationRequest Greedy(std::vector<int32_t> prompt, int32_t n) {
 }  // namespace
 
 Status AggregateThroughput(const Model& model, int32_t seqs, int32_t prompt_tokens, int32_t n_gen, int32_t threads,
-                           uint64_t seed, ThroughputResult* out) {
+                           uint64_t seed, ThroughputResult* out, const std::vector<LoraSet>& adapters,
+                           int32_t active) {
+  if (active < 0 || active > static_cast<int32_t>(adapters.size()))
+    return Status::InvalidArgument(fmt::format("{} active adapter sets of {}", active, adapters.size()));
   EngineParams p;
   p.n_threads = threads;
   p.parallel = seqs;
   p.max_queue = seqs;
   p.n_ctx = prompt_tokens + n_gen + 1;
   p.max_batch_tokens = std::max(512, seqs);
+  p.adapters = adapters;
   std::unique_ptr<Engine> engine;
   STRATA_RETURN_IF_ERROR(Engine::Create(model, p, &engine));
   std::mt19937_64 rng(seed);
@@ -77,8 +81,9 @@ Status AggregateThroughput(const Model& model, int32_t seqs, int32_t prompt_toke
   t.pending = seqs;
   for (int32_t i = 0; i < seqs; ++i) {
     uint64_t id = 0;
-    STRATA_RETURN_IF_ERROR(engine->Submit(Greedy(RandomTokens(rng, prompt_tokens, model.hparams().n_vocab), n_gen),
-                                          t.Sink(static_cast<size_t>(i)), &id));
+    GenerationRequest r = Greedy(RandomTokens(rng, prompt_tokens, model.hparams().n_vocab), n_gen);
+    r.adapter = active == 0 ? 0 : 1 + i % active;
+    STRATA_RETURN_IF_ERROR(engine->Submit(std::move(r), t.Sink(static_cast<size_t>(i)), &id));
   }
   t.Wait();
   STRATA_RETURN_IF_ERROR(t.error);

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <string_view>
@@ -35,6 +36,38 @@ std::string DefaultModelPath() {
   const char* env = std::getenv("STRATA_DEFAULT_MODEL");
   if (env != nullptr && *env != '\0') return env;
   return STRATA_BUNDLED_MODEL;
+}
+
+Status ParseLoraFlag(const std::string& text, LoraFlag* out) {
+  LoraFlag f;
+  std::string rest = text;
+  const size_t eq = rest.find('=');
+  if (eq != std::string::npos && rest.substr(0, eq).find('/') == std::string::npos) {
+    f.name = rest.substr(0, eq);
+    rest = rest.substr(eq + 1);
+    if (f.name.empty()) return Status::InvalidArgument(fmt::format("--lora '{}': empty name before '='", text));
+  }
+  const size_t colon = rest.rfind(':');
+  if (colon != std::string::npos) {
+    const std::string num = rest.substr(colon + 1);
+    char* end = nullptr;
+    const float v = std::strtof(num.c_str(), &end);
+    if (!num.empty() && end == num.c_str() + num.size()) {
+      if (!std::isfinite(v)) return Status::InvalidArgument(fmt::format("--lora '{}': scale is not finite", text));
+      f.scale = v;
+      rest = rest.substr(0, colon);
+    }
+  }
+  if (rest.empty()) return Status::InvalidArgument(fmt::format("--lora '{}': no file", text));
+  f.path = rest;
+  if (f.name.empty()) {
+    const size_t slash = rest.rfind('/');
+    f.name = slash == std::string::npos ? rest : rest.substr(slash + 1);
+    const size_t dot = f.name.rfind('.');
+    if (dot != std::string::npos && dot > 0) f.name.resize(dot);
+  }
+  *out = std::move(f);
+  return Status::Ok();
 }
 
 std::optional<uint64_t> ParseSize(const std::string& text) {

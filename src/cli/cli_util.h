@@ -28,6 +28,19 @@ std::string DefaultModelPath();
 // 1024, case-insensitive, optional trailing "B"). nullopt if malformed or overflowing.
 std::optional<uint64_t> ParseSize(const std::string& text);
 
+// --lora [NAME=]FILE[:SCALE], as run and serve take it (several times).
+// NAME defaults to FILE's base name without its extension (serve lists the
+// adapter as that model id); SCALE to 1. A prefix before '=' holding a '/'
+// belongs to the path, and so does a suffix after the last ':' that is not a
+// number.
+struct LoraFlag {
+  std::string name;
+  std::string path;
+  float scale = 1.0f;
+};
+// kInvalidArgument naming the flag's text for an empty path or name or a non-finite scale.
+[[nodiscard]] Status ParseLoraFlag(const std::string& text, LoraFlag* out);
+
 // Where named sessions live: --session-dir, else $STRATA_SESSION_DIR, else
 // $HOME/.cache/strata/sessions (./.strata-sessions without HOME).
 std::string SessionDir(const std::string& flag);

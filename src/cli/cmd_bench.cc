@@ -3,7 +3,8 @@
 // both see the same machine state. Markdown by default, --json for scripts
 // (row schema: bench/report.h). After a tg test's timed repetitions each
 // engine runs it once more with a memory read before every token: the paired
-// roofline (roofline.h).
+// roofline (roofline.h). With --lora, instead: serving throughput with LoRA
+// adapters active in the batch against the base model alone (BenchLora).
 #include <algorithm>
 #include <chrono>
 #include <fmt/format.h>
@@ -24,6 +25,7 @@
 #include "engine/context.h"
 #include "engine/rank_server.h"
 #include "kernels/kernels.h"
+#include "model/lora_adapter.h"
 #include "model/model.h"
 
 namespace strata::cli {
@@ -44,6 +46,8 @@ struct BenchOptions {
   int32_t prefix_ttft = 0;          // cached-prefix TTFT test
   TuneFlags tune;
   MpiFlags mpi;
+  std::vector<std::string> loras;  // --lora FILE[:SCALE]: the LoRA serving test
+  int32_t lora_seqs = 16;
 };
 
 // This process's peak resident set (VmHWM), bytes; 0 if unknown. Not
@@ -69,6 +73,60 @@ bool ResetPeakRss() {
   return std::fclose(f) == 0 && ok;
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Aggregate generation throughput of --lora-seqs concurrent requests (16
+// prompt tokens, -n tokens each) in four configurations, run in turn within
+// each repetition (the machine's state is shared): the base model with no
+// adapter loaded; every adapter loaded but every request on the base model;
+// every request on the first adapter; the requests spread over all of them.
+// Prints median tok/s, min/max, and the median of each repetition's ratio to
+// the base model alone.
+void BenchLora(const BenchOptions& o, const Model& model) {
+  std::vector<std::unique_ptr<LoraAdapter>> owned;
+  std::vector<LoraSet> sets;
+  for (const std::string& text : o.loras) {
+    LoraFlag f;
+    CheckOk("--lora", ParseLoraFlag(text, &f));
+    CheckOk("--lora", LoraAdapter::Load(Env::Default(), f.path, model, &owned.emplace_back()));
+    sets.push_back(LoraSet{{owned.back().get(), f.scale}});
+  }
+  const int32_t n = static_cast<int32_t>(sets.size());
+  struct Config {
+    std::string name;
+    bool loaded;
+    int32_t active;
+  };
+  std::vector<Config> configs = {{"base model, no adapter loaded", false, 0},
+                                 {fmt::format("{} loaded, 0 active", n), true, 0},
+                                 {"1 active", true, 1}};
+  if (n > 1) configs.push_back({fmt::format("{} active", n), true, n});
+  std::vector<std::vector<double>> tps(configs.size()), ratio(configs.size());
+  const int32_t n_gen = std::max(o.n_gen, 1);
+  for (int r = 0; r < o.reps; ++r) {
+    for (size_t c = 0; c < configs.size(); ++c) {
+      bench::ThroughputResult res;
+      CheckOk("LoRA serving", bench::AggregateThroughput(model, o.lora_seqs, 16, n_gen, o.threads,
+                                                         static_cast<uint64_t>(r) + 1, &res,
+                                                         configs[c].loaded ? sets : std::vector<LoraSet>{},
+                                                         configs[c].active));
+      tps[c].push_back(res.tokens_per_s);
+      ratio[c].push_back(res.tokens_per_s / tps[0].back());
+    }
+  }
+  std::printf("LoRA serving: %s, %d concurrent requests of 16 prompt tokens and %d generated, %d threads, "
+              "%d repetitions (configurations in turn within each)\n\n",
+              model.name().c_str(), o.lora_seqs, n_gen, o.threads, o.reps);
+  std::printf("| adapters | tok/s (median) | min | max | vs base (median of paired ratios) |\n|---|---|---|---|---|\n");
+  for (size_t c = 0; c < configs.size(); ++c)
+    std::printf("| %s | %.1f | %.1f | %.1f | %.3f |\n", configs[c].name.c_str(), Median(tps[c]),
+                *std::min_element(tps[c].begin(), tps[c].end()), *std::max_element(tps[c].begin(), tps[c].end()),
+                Median(ratio[c]));
+}
+
 void Bench(const BenchOptions& o) {
   if (!o.peer.empty() && o.peer != "llamacpp") Fail("bench", Status::InvalidArgument("--peer must be 'llamacpp'"));
   ModelLoadOptions mo;
@@ -76,8 +134,8 @@ void Bench(const BenchOptions& o) {
   mo.tokenizer_path = o.tokenizer;
   // Under mpirun rank 0 runs the benchmark; the others serve its plans.
   Cluster* cluster = JoinCluster(o.mpi);
-  if (cluster != nullptr && (!o.peer.empty() || !o.batch_seqs.empty() || o.prefix_ttft > 0))
-    Fail("bench", Status::Unsupported("under mpirun: --peer, --batch-seqs and --prefix-ttft"));
+  if (cluster != nullptr && (!o.peer.empty() || !o.batch_seqs.empty() || o.prefix_ttft > 0 || !o.loras.empty()))
+    Fail("bench", Status::Unsupported("under mpirun: --peer, --batch-seqs, --prefix-ttft and --lora"));
   if (cluster != nullptr && cluster->rank() != 0) {
     ServeOtherRank(*cluster, mo.path, mo.tokenizer_path, o.threads, TuneCachePath(o.tune));
     return;
@@ -86,6 +144,7 @@ void Bench(const BenchOptions& o) {
   const auto load_t0 = std::chrono::steady_clock::now();
   CheckOk("cannot load model " + mo.path, LoadRankModel(Env::Default(), mo, &model));
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_t0).count();
+  if (!o.loras.empty()) return BenchLora(o, *model);
   std::vector<bench::TestSpec> tests;
   if (o.n_prompt > 0) tests.push_back({bench::TestSpec::Kind::kPrompt, o.n_prompt});
   if (o.n_gen > 0) tests.push_back({bench::TestSpec::Kind::kGenerate, o.n_gen});
@@ -219,6 +278,12 @@ void AddBenchCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--prefix-ttft", o->prefix_ttft, "Time to first token with an N-token prefix, uncached vs cached")
       ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--lora", o->loras,
+                  "Instead of the other tests: serving throughput with these LoRA adapters ([NAME=]FILE[:SCALE], "
+                  "repeatable) active in the batch, against the base model alone")
+      ->check(NonEmpty());
+  cmd->add_option("--lora-seqs", o->lora_seqs, "--lora: concurrent requests")->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   AddTuneFlags(cmd, &o->tune);
   AddMpiFlags(cmd, &o->mpi);
   cmd->callback([o] { Bench(*o); });

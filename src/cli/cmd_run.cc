@@ -9,6 +9,9 @@
 // until it is saved: a second run on the same session fails at once ("session
 // NAME is in use") instead of one of the two continuations being lost.
 //
+// With --lora FILE[:SCALE] (several) the model runs with those LoRA adapters,
+// their products summed, as llama.cpp's --lora applies them.
+//
 // With --grammar-file the completion follows a GBNF grammar (structured
 // output) and ends where the grammar is complete and the model stops.
 //
@@ -67,6 +70,7 @@ struct RunOptions {
   std::string logits_out;
   std::string grammar_file;
   SpecFlags spec;
+  std::vector<std::string> loras;
   bool verbose = false;
 };
 
@@ -139,6 +143,10 @@ void Run(RunOptions o) {
   const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
   if (cluster != nullptr && !o.session.empty())
     Fail("run", Status::Unsupported("--session under mpirun (sessions hold one process's KV)"));
+  if (!o.loras.empty() && !o.session.empty())
+    Fail("run", Status::Unsupported("--lora with --session (session files do not record adapters)"));
+  std::vector<LoraFlag> lora_flags(o.loras.size());
+  for (size_t i = 0; i < o.loras.size(); ++i) CheckOk("--lora", ParseLoraFlag(o.loras[i], &lora_flags[i]));
   if (cluster != nullptr && cluster->rank() != 0) {
     ServeOtherRank(*cluster, model_path, o.tokenizer, o.threads, TuneCachePath(o.tune));
     return;
@@ -178,6 +186,20 @@ void Run(RunOptions o) {
   if (strata_context_init(model.get(), &cp, &raw_ctx) != STRATA_OK) FailC("cannot create context");
   Handle<strata_context> ctx(raw_ctx, strata_context_free);
   std::fprintf(stderr, "strata: %s\n", strata_context_load_summary(ctx.get()));
+  std::vector<Handle<strata_lora>> loras;
+  std::vector<strata_lora*> lora_ptrs;
+  std::vector<float> lora_scales;
+  for (const LoraFlag& f : lora_flags) {
+    strata_lora* raw = nullptr;
+    if (strata_lora_load(model.get(), f.path.c_str(), &raw) != STRATA_OK) FailC("--lora");
+    loras.emplace_back(raw, strata_lora_free);
+    lora_ptrs.push_back(raw);
+    lora_scales.push_back(f.scale);
+    std::fprintf(stderr, "strata: LoRA adapter %s (scale %g)\n", f.path.c_str(), static_cast<double>(f.scale));
+  }
+  if (!loras.empty() && strata_context_set_loras(ctx.get(), lora_ptrs.data(), lora_scales.data(), lora_ptrs.size()) !=
+                            STRATA_OK)
+    FailC("--lora");
 
   // Speculative decoding: the draft model gets a context of its own, as long as the model's.
   Handle<strata_model> draft_model(nullptr, strata_model_free);
@@ -370,6 +392,9 @@ void AddRunCommand(CLI::App& app) {
                   "GBNF grammar (llama.cpp's format) the completion must follow; it ends where the grammar can")
       ->check(NonEmpty());
   AddSpecFlags(cmd, &opts->spec);
+  cmd->add_option("--lora", opts->loras,
+                  "LoRA adapter (llama.cpp's GGUF format) as FILE[:SCALE] (repeatable; several are summed)")
+      ->check(NonEmpty());
   AddTuneFlags(cmd, &opts->tune);
   AddMpiFlags(cmd, &opts->mpi);
   cmd->add_option("--logits-out", opts->logits_out,

@@ -24,6 +24,7 @@
 #include "core/env.h"
 #include "engine/engine.h"
 #include "engine/load_summary.h"
+#include "model/lora_adapter.h"
 #include "model/model.h"
 #include "server/chat_template.h"
 #include "server/server.h"
@@ -51,6 +52,7 @@ struct ServeOptions {
   double head_timeout_s = 10;
   double body_timeout_s = 30;
   std::string log_format = "text";  // the access log's: text or json
+  std::vector<std::string> loras;  // --lora [NAME=]FILE[:SCALE]
 };
 
 std::chrono::milliseconds Millis(double seconds) {
@@ -135,6 +137,17 @@ void Serve(ServeOptions& o) {
   o.engine.spec.draft_min = o.spec.draft_min;
   o.engine.spec.draft_max = o.spec.draft_max;
 
+  // Each adapter is a model id of its own (its own adapter set).
+  std::vector<std::unique_ptr<LoraAdapter>> adapters;
+  for (const std::string& text : o.loras) {
+    LoraFlag f;
+    CheckOk("--lora", ParseLoraFlag(text, &f));
+    CheckOk("--lora", LoraAdapter::Load(Env::Default(), f.path, *model, &adapters.emplace_back()));
+    o.engine.adapters.push_back(LoraSet{{adapters.back().get(), f.scale}});
+    o.server.adapter_ids.push_back(f.name);
+    std::fprintf(stderr, "strata serve: LoRA adapter %s from %s (scale %g, %d matrices, rank %d)\n", f.name.c_str(),
+                 f.path.c_str(), static_cast<double>(f.scale), adapters.back()->n_matrices(), adapters.back()->max_rank());
+  }
   ApplyKvOptions(o);
   std::unique_ptr<Engine> engine;
   CheckOk(spec == "draft" ? "--draft-model " + o.spec.draft_model : "engine", Engine::Create(*model, o.engine, &engine));
@@ -233,6 +246,10 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--log-format", o->log_format,
                   "Access log (one line per request on stderr: method, path, status, tokens, ms): text or json")
       ->capture_default_str()->check(CLI::IsMember({"text", "json"}));
+  cmd->add_option("--lora", o->loras,
+                  "LoRA adapter (llama.cpp's GGUF format) as [NAME=]FILE[:SCALE], listed on /v1/models as NAME "
+                  "(default: the file's name) and chosen by a request's model or lora field (repeatable)")
+      ->check(NonEmpty());
   AddSamplingFlags(cmd, &o->sampling, " for requests that do not set it");
   AddTuneFlags(cmd, &o->tune);
   AddSpecFlags(cmd, &o->spec);

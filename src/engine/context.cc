@@ -37,7 +37,17 @@ Context::Context(const Model& model, int32_t n_batch, std::unique_ptr<Runner> ru
 
 Context::~Context() = default;
 
+Status Context::SetAdapters(LoraSet set) {
+  if (n_past() > 0) return Status::InvalidArgument("adapters are set before the sequence's first token");
+  const bool none = set.empty();
+  STRATA_RETURN_IF_ERROR(runner_->SetAdapters(none ? std::vector<LoraSet>{} : std::vector<LoraSet>{std::move(set)}));
+  kv_->FreeSequence(seq_);
+  seq_ = kv_->NewSequence(none ? 0 : 1);
+  return Status::Ok();
+}
+
 Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sampler) {
+  if (runner_->n_adapters() > 0) return Status::Unsupported("sessions of a context with LoRA adapters");
   const SamplerState sampler_state = sampler.state();
   SessionState st;
   st.sampler_history = sampler_state.history;
@@ -48,6 +58,7 @@ Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sa
 
 Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache) {
   if (!kv_->tokens(seq_).empty()) return Status::InvalidArgument("load a session into a fresh context");
+  if (runner_->n_adapters() > 0) return Status::Unsupported("sessions of a context with LoRA adapters");
   // Checked before any KV block is taken: a session longer than the context
   // would otherwise fail half-loaded, for want of a free block.
   SessionInfo info;

@@ -73,13 +73,22 @@ class Context {
   // F32 [n_vocab] logits of the i-th token of the last Decode (with kLast, i = 0 is the last token).
   const float* logits(int32_t i = 0) const { return &logits_[static_cast<size_t>(i) * model_.hparams().n_vocab]; }
 
+  // Runs the sequence with these adapters (summed, each with its scale; empty:
+  // none), as llama.cpp applies a context's adapter set. kInvalidArgument once
+  // the sequence has tokens (its KV was computed without them) or for an
+  // adapter of another model.
+  // REQUIRES: the adapters outlive the context (or the next call).
+  [[nodiscard]] Status SetAdapters(LoraSet set);
+
   // Forgets positions >= n. REQUIRES: 0 <= n <= n_past().
   void Truncate(int32_t n) { kv_->Truncate(seq_, n); }
 
   // The KV cache and this context's sequence in it (sessions save and restore through these).
   KvCacheManager& kv() { return *kv_; }
   SeqId seq() const { return seq_; }
-  // Saves the sequence (tokens, KV) and the sampler's state to path, atomically.
+  // Saves the sequence (tokens, KV) and the sampler's state to path,
+  // atomically. Session files do not record adapters: with adapters set,
+  // both calls are kUnsupported.
   [[nodiscard]] Status SaveSession(Env* env, const std::string& path, const Sampler& sampler);
   // Replaces the sequence with the one saved at path and restores the
   // sampler's RNG and history. On error nothing changes; a session longer

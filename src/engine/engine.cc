@@ -135,6 +135,7 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
     STRATA_RETURN_IF_ERROR(
         BatchDrafter::WithModel(model, *spec.draft_model, drp, params.parallel, params.max_batch_tokens, &drafter));
   }
+  STRATA_RETURN_IF_ERROR(runner->SetAdapters(params.adapters));
   const int64_t kv_positions = static_cast<int64_t>(runner->kv().capacity_blocks()) * runner->kv().layout().block_tokens;
   const int32_t n_ctx = runner->n_ctx();
   out->reset(new Engine(model, params, static_cast<int32_t>(std::min<int64_t>(n_ctx, kv_positions)), kv_positions < n_ctx,
@@ -188,6 +189,9 @@ Status Engine::Submit(GenerationRequest request, TokenSink sink, uint64_t* id) {
     if (std::isnan(b.bias) || b.bias == std::numeric_limits<float>::infinity())
       return Status::InvalidArgument(fmt::format("logit bias {} for token id {}: must be finite or -infinity", b.bias, b.token));
   }
+  if (request.adapter < 0 || request.adapter > static_cast<int32_t>(params_.adapters.size()))
+    return Status::InvalidArgument(fmt::format("adapter set {} does not exist (the engine has {})", request.adapter,
+                                               params_.adapters.size()));
   std::lock_guard<std::mutex> l(mu_);
   if (static_cast<int32_t>(queue_.size()) >= params_.max_queue) {
     ++stats_.requests_rejected;
@@ -302,7 +306,7 @@ bool Engine::WaitsForSibling(const Slot& s) const {
   const int32_t bt = kv_->layout().block_tokens;
   for (const auto& up : slots_) {
     const Slot& o = *up;
-    if (&o == &s || o.done || !o.seq) continue;
+    if (&o == &s || o.done || !o.seq || o.request.adapter != s.request.adapter) continue;
     // Whole blocks both start with (leaving s at least one token to compute).
     const size_t limit = std::min(s.tokens.size() - 1, o.tokens.size());
     const size_t common = std::mismatch(s.tokens.begin(), s.tokens.begin() + limit, o.tokens.begin()).first -
@@ -330,7 +334,7 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
           if (pass == 0 || preempted || WaitsForSibling(*s)) continue;
           const int64_t need = BlocksFor(static_cast<int64_t>(s->tokens.size()) + 1, kv_->layout().block_tokens);
           if (need > kv_->n_available_blocks() && !order->empty()) continue;  // stays preempted for now
-          s->seq = kv_->NewSequence();
+          s->seq = kv_->NewSequence(s->request.adapter);
           // A scored prompt is computed whole: cached positions have no logits.
           const int32_t cached = s->request.prompt_logprobs ? 0 : kv_->AttachCachedPrefix(*s->seq, s->tokens);
           std::lock_guard<std::mutex> l(mu_);

@@ -81,6 +81,8 @@ struct GenerationRequest {
   // to plain decoding. The output is the same either way (greedy: the same
   // tokens; sampled: the same distribution).
   bool speculate = true;
+  // The adapter set the request runs with: 0 the base model, k EngineParams::adapters[k - 1].
+  int32_t adapter = 0;
 };
 
 struct TokenLogprob {
@@ -154,6 +156,9 @@ struct EngineParams {
   // Warnings (KV disk tier faults), one line each, called on the step thread; null: stderr.
   std::function<void(const std::string&)> log;
   EngineSpecParams spec;
+  // LoRA adapter sets requests may choose (GenerationRequest::adapter); requests
+  // of different sets share a batch. REQUIRES: the adapters outlive the engine.
+  std::vector<LoraSet> adapters;
 };
 
 struct EngineStats {
@@ -181,14 +186,17 @@ class Engine {
   // Queues a request. kResourceExhausted if the queue is full; kOutOfRange if
   // the prompt leaves no room in the context; kInvalidArgument for an empty
   // prompt or bad values (a grammar, logit bias or stop token id naming a
-  // token the vocabulary lacks, a bias that is NaN or +infinity). On
-  // success *id identifies it for Cancel. The sink gets an event per step
-  // that generated a token (and the prompt's logprobs), then a final one.
+  // token the vocabulary lacks, a bias that is NaN or +infinity, an adapter
+  // set beyond EngineParams::adapters). On success *id identifies it for
+  // Cancel. The sink gets an event per step that generated a token (and the
+  // prompt's logprobs), then a final one.
   [[nodiscard]] Status Submit(GenerationRequest request, TokenSink sink, uint64_t* id);
   // Cancels a queued or running request; its sink gets a final kCancelled event.
   void Cancel(uint64_t id);
   EngineStats Stats() const;
   const Model& model() const { return model_; }
+  // LoRA adapter sets requests may choose (EngineParams::adapters).
+  int32_t n_adapters() const { return static_cast<int32_t>(params_.adapters.size()); }
   // Positions per request: n_ctx, or fewer if the KV budgets hold fewer.
   int32_t n_ctx() const { return n_ctx_; }
   // The KV cache's layout (immutable).

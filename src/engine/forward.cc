@@ -1,5 +1,7 @@
 #include "engine/forward.h"
 
+#include <fmt/format.h>
+
 #include "engine/linear.h"
 #include "engine/rope.h"
 #include "kernels/kernels.h"
@@ -34,6 +36,33 @@ Forward::LayerBuilder Forward::BuilderFor(Arch arch) {
     case Arch::kGemma3: return &Forward::SandwichNormLayer;
   }
   return &Forward::PreNormLayer;
+}
+
+Status Forward::GroupByAdapter(const StepPlan& plan) {
+  lora_.groups.clear();
+  lora_logits_.groups.clear();
+  int32_t row = 0, logit_row = 0;
+  for (const PlanEntry& e : plan.entries) {
+    if (e.adapter < 0 || e.adapter > n_adapters())
+      return Status::InvalidArgument(fmt::format("plan entry of sequence {} names adapter set {}; there are {}", e.seq,
+                                                 e.adapter, n_adapters()));
+    const int32_t len = static_cast<int32_t>(e.tokens.size());
+    const int32_t n_logits = e.logits == PlanLogits::kAll ? len : e.logits == PlanLogits::kLast ? 1 : 0;
+    if (e.adapter > 0) {
+      const LoraSet* set = &adapters_[static_cast<size_t>(e.adapter - 1)];
+      for (LoraBatch* b : {&lora_, &lora_logits_}) {
+        if (b->groups.size() < adapters_.size()) b->groups.resize(adapters_.size());
+        b->groups[static_cast<size_t>(e.adapter - 1)].set = set;
+      }
+      std::vector<int32_t>& rows = lora_.groups[static_cast<size_t>(e.adapter - 1)].rows;
+      for (int32_t k = 0; k < len; ++k) rows.push_back(row + k);
+      std::vector<int32_t>& lrows = lora_logits_.groups[static_cast<size_t>(e.adapter - 1)].rows;
+      for (int32_t k = 0; k < n_logits; ++k) lrows.push_back(logit_row + k);
+    }
+    row += len;
+    logit_row += n_logits;
+  }
+  return Status::Ok();
 }
 
 void Forward::Resize(int32_t n) {
@@ -148,7 +177,7 @@ Status Forward::SelfAttention(const StepPlan& plan, int32_t il) {
   const HParams& hp = model_.hparams();
   const LayerWeights& l = model_.weights().layers[static_cast<size_t>(il)];
   const LinearOut qkv[] = {{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}};
-  ApplyLinear(qkv, xb_.data(), n_, pool_);
+  ApplyLinear(qkv, xb_.data(), n_, pool_, &lora_);
   if (l.attn_q_norm.data != nullptr) {
     // RMS norm over each head's head_dim, before RoPE (qwen3, gemma3).
     const int32_t D = hp.head_dim;
@@ -173,7 +202,7 @@ Status Forward::SelfAttention(const StepPlan& plan, int32_t il) {
 Status Forward::ApplyRowParallel(const Linear& linear, const float* x, float* y) {
   if (cluster_ == nullptr || cluster_->split() != Split::kTensor) {
     const LinearOut out[] = {{&linear, y}};
-    ApplyLinear(out, x, n_, pool_);
+    ApplyLinear(out, x, n_, pool_, &lora_);
     return Status::Ok();
   }
   // Each rank multiplies its input columns: partial sums, added up over the
@@ -194,7 +223,7 @@ Status Forward::ApplyRowParallel(const Linear& linear, const float* x, float* y)
 Status Forward::GatedFfn(const LayerWeights& l) {
   const int64_t n_ff = model_.hparams().n_ff;
   const LinearOut gate_up[] = {{&l.ffn_gate, gate_.data()}, {&l.ffn_up, up_.data()}};
-  ApplyLinear(gate_up, xb_.data(), n_, pool_);
+  ApplyLinear(gate_up, xb_.data(), n_, pool_, &lora_);
   switch (model_.hparams().ffn_act) {
     case FfnAct::kSilu: kernels::SwiGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
     case FfnAct::kGeluTanh: kernels::GeGLU(gate_.data(), up_.data(), gate_.data(), n_ * n_ff); break;
@@ -215,6 +244,7 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
   if (n == 0) return Status::InvalidArgument("empty batch");
   Resize(n);
   n_ = n;
+  STRATA_RETURN_IF_ERROR(GroupByAdapter(plan));
   refs_.clear();
   for (size_t e = 0; e < plan.entries.size(); ++e) {
     const int32_t pos0 = plan.entries[e].start;
@@ -235,6 +265,11 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
     int32_t i = 0;
     for (const PlanEntry& e : plan.entries)
       for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
+    if (!lora_.groups.empty()) {
+      std::vector<int32_t> tokens;
+      for (const PlanEntry& e : plan.entries) tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+      ApplyLoraEmbedding(tokens.data(), x_.data(), lora_, pool_);
+    }
     if (hp.embd_scale != 1.0f)
       for (int64_t j = 0; j < int64_t{n} * E; ++j) x_[j] *= hp.embd_scale;
   } else {
@@ -264,7 +299,7 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
   logits->resize(static_cast<size_t>(rows) * hp.n_vocab);
   if (rows > 0) {
     const LinearOut out[] = {{&w.output, logits->data()}};
-    ApplyLinear(out, xb_.data(), rows, pool_);
+    ApplyLinear(out, xb_.data(), rows, pool_, &lora_logits_);
     if (hp.final_softcap > 0.0f) kernels::SoftCap(logits->data(), static_cast<int64_t>(rows) * hp.n_vocab, hp.final_softcap);
   }
   return Status::Ok();

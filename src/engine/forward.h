@@ -11,6 +11,10 @@
 // heads x block ranges; engine/attention_pass.h). RoPE is applied to K as it
 // is written into its KV slice.
 //
+// Each entry runs with the adapter set its plan entry names (0: none; k: the
+// k-th of SetAdapters'): the Linear seam adds the sets' low-rank products
+// over their entries' rows only (engine/linear.h).
+//
 // Under MPI (dist/cluster.h) the forward pass runs the model's shard
 // (model/model_shard.h) on every rank: --split tensor sums the partial
 // outputs of wo and ffn_down over the ranks (an all-reduce each, F32);
@@ -27,6 +31,7 @@
 #include "core/status.h"
 #include "dist/cluster.h"
 #include "engine/attention_pass.h"
+#include "engine/linear.h"
 #include "engine/rope.h"
 #include "kernels/thread_pool.h"
 #include "kv/block_store.h"
@@ -47,13 +52,20 @@ class Forward {
   // depend on it beyond float rounding.
   const AttentionGrid& grid() const { return grid_; }
 
+  // The adapter sets plan entries name (entry.adapter = k runs with
+  // sets[k - 1]). REQUIRES: every adapter is bound to this model and outlives
+  // the Forward (or the next SetAdapters); not under MPI.
+  void SetAdapters(std::vector<LoraSet> sets) { adapters_ = std::move(sets); }
+  int32_t n_adapters() const { return static_cast<int32_t>(adapters_.size()); }
+
   // Computes the plan. REQUIRES: it passes ValidatePlan for this store, its
   // copies are made, and no two entries write one block. Does not Commit:
   // the caller commits on success or rolls back on failure (an I/O error
   // from the disk tier).
   // logits: F32 [n_vocab, plan.n_logit_rows()]: in entry order, every token
   // of kAll entries or the last token of kLast entries (ranks other than 0: none).
-  // An MPI failure or timeout is kUnavailable.
+  // An MPI failure or timeout is kUnavailable; an entry naming an adapter set
+  // beyond n_adapters() kInvalidArgument.
   [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits);
 
  private:
@@ -81,6 +93,8 @@ class Forward {
   void AddResidual();
 
   void Resize(int32_t n_tokens);
+  // lora_ and lora_logits_ from the plan's entries (rows by adapter set).
+  [[nodiscard]] Status GroupByAdapter(const StepPlan& plan);
   // Pins every slice of layer il the batch reads; *slices[e][b] -> bytes of block b of entry e.
   [[nodiscard]] Status PinLayer(const StepPlan& plan, int32_t il, std::vector<std::vector<uint8_t*>>* slices);
   void UnpinLayer(const StepPlan& plan, int32_t il);
@@ -101,6 +115,9 @@ class Forward {
   // RoPE of the full-attention layers, then of the sliding-window layers
   // (when the model has any and they rotate differently).
   std::vector<RopeSpec> ropes_;
+  std::vector<LoraSet> adapters_;
+  LoraBatch lora_;         // the batch's rows by adapter set
+  LoraBatch lora_logits_;  // the same over the logit rows (the output matrix's batch)
   int32_t n_ = 0;                     // tokens of the current batch
   std::vector<float> rope_cos_[2];    // per RopeSpec: F32 [n_rot / 2, n_tokens], the angles of each token
   std::vector<float> rope_sin_[2];    // F32 [n_rot / 2, n_tokens]

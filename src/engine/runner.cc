@@ -66,6 +66,16 @@ Runner::~Runner() {
   (void)cluster_->Broadcast(&close);  // a failure marks the cluster broken: the job ends aborted
 }
 
+Status Runner::SetAdapters(std::vector<LoraSet> sets) {
+  if (cluster_ != nullptr && !sets.empty()) return Status::Unsupported("LoRA adapters under MPI");
+  for (const LoraSet& set : sets)
+    for (const LoraUse& use : set)
+      if (use.adapter == nullptr || use.adapter->base() != &model_.weights())
+        return Status::InvalidArgument("a LoRA adapter bound to another model");
+  forward_.SetAdapters(std::move(sets));
+  return Status::Ok();
+}
+
 Status Runner::Step(std::span<const KvCacheManager::Append> appends, StepPlan* plan, std::vector<float>* logits) {
   STRATA_RETURN_IF_ERROR(kv_->Prepare(appends, plan));
   Status s = Run(*plan, logits);

@@ -67,6 +67,13 @@ class Runner {
   const KvCacheManager& kv() const { return *kv_; }
   const AttentionGrid& attention_grid() const { return forward_.grid(); }
 
+  // The adapter sets sequences may run with (KvCacheManager::NewSequence's
+  // adapter k is sets[k - 1]); replaces the previous ones. kInvalidArgument
+  // for an adapter bound to another model or a null one; kUnsupported under MPI.
+  // REQUIRES: the adapters outlive the runner (or the next call).
+  [[nodiscard]] Status SetAdapters(std::vector<LoraSet> sets);
+  int32_t n_adapters() const { return forward_.n_adapters(); }
+
   // Prepares the appends and runs their forward pass: *plan is the step
   // (entries in append order), *logits F32 [n_vocab, plan->n_logit_rows()].
   // On error nothing is prepared (rolled back); on success the caller

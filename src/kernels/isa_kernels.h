@@ -44,6 +44,8 @@ float DotF32Avx2(const float* a, const float* b, int64_t n);
 float DotF32Avx512(const float* a, const float* b, int64_t n);
 void AxpyF32Avx2(float a, const float* x, float* y, int64_t n);
 void AxpyF32Avx512(float a, const float* x, float* y, int64_t n);
+void AxpyRowsF32Avx2(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n);
+void AxpyRowsF32Avx512(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n);
 
 // AttendRows without the scratch row (rows are widened in registers).
 // REQUIRES D <= kMaxHeadDimAvx512.

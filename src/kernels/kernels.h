@@ -129,6 +129,11 @@ void SoftCap(float* x, int64_t n, float cap);
 float DotF32(const float* a, const float* b, int64_t n);
 // y[i] += a * x[i];  F32 [n].
 void AxpyF32(float a, const float* x, float* y, int64_t n);
+// y[i] += Σ_r a[r] · rows[r · stride + i] for i < n, r < n_rows: y plus a
+// weighted sum of rows (F32 a [n_rows], y [n]); a vector-matrix product
+// accumulated into y, for the small products of LoRA adapters.
+// REQUIRES: stride >= n; y does not alias rows.
+void AxpyRowsF32(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n);
 
 // The row operations above on an explicit path (capped like MatMul's); the
 // overloads without one use BestPath(). Results match the scalar path within
@@ -139,5 +144,6 @@ void SwiGLU(const float* gate, const float* up, float* out, int64_t n, Path path
 void GeGLU(const float* gate, const float* up, float* out, int64_t n, Path path);
 float DotF32(const float* a, const float* b, int64_t n, Path path);
 void AxpyF32(float a, const float* x, float* y, int64_t n, Path path);
+void AxpyRowsF32(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n, Path path);
 
 }  // namespace strata::kernels

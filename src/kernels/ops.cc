@@ -51,6 +51,11 @@ float DotF32Scalar(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
+void AxpyRowsF32Scalar(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n) {
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t i = 0; i < n; ++i) y[i] += a[r] * rows[r * stride + i];
+}
+
 void AxpyF32Scalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
@@ -156,5 +161,18 @@ void SwiGLU(const float* gate, const float* up, float* out, int64_t n) { SwiGLU(
 void GeGLU(const float* gate, const float* up, float* out, int64_t n) { GeGLU(gate, up, out, n, BestPath()); }
 float DotF32(const float* a, const float* b, int64_t n) { return DotF32(a, b, n, BestPath()); }
 void AxpyF32(float a, const float* x, float* y, int64_t n) { AxpyF32(a, x, y, n, BestPath()); }
+
+void AxpyRowsF32(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n, Path path) {
+  switch (internal::ClampToAvailable(path)) {
+    case Path::kScalar: return AxpyRowsF32Scalar(a, rows, n_rows, stride, y, n);
+    case Path::kAvx2: return internal::AxpyRowsF32Avx2(a, rows, n_rows, stride, y, n);
+    case Path::kAvx512:
+    case Path::kAmx: return internal::AxpyRowsF32Avx512(a, rows, n_rows, stride, y, n);
+  }
+}
+
+void AxpyRowsF32(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n) {
+  AxpyRowsF32(a, rows, n_rows, stride, y, n, BestPath());
+}
 
 }  // namespace strata::kernels

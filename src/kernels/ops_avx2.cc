@@ -146,4 +146,31 @@ void AxpyF32Avx2(float a, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+// Four column vectors at a time, each its own accumulator; the remaining
+// whole vectors one at a time over four row accumulators, then scalar.
+void AxpyRowsF32Avx2(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+    __m256 acc[4];
+    for (int v = 0; v < 4; ++v) acc[v] = _mm256_loadu_ps(y + i + v * kLanes);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const __m256 ar = _mm256_set1_ps(a[r]);
+      const float* row = rows + r * stride + i;
+      for (int v = 0; v < 4; ++v) acc[v] = _mm256_fmadd_ps(ar, _mm256_loadu_ps(row + v * kLanes), acc[v]);
+    }
+    for (int v = 0; v < 4; ++v) _mm256_storeu_ps(y + i + v * kLanes, acc[v]);
+  }
+  for (; i + kLanes <= n; i += kLanes) {
+    __m256 acc[4] = {_mm256_loadu_ps(y + i), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4)
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm256_fmadd_ps(_mm256_set1_ps(a[r + u]), _mm256_loadu_ps(rows + (r + u) * stride + i), acc[u]);
+    for (; r < n_rows; ++r) acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(a[r]), _mm256_loadu_ps(rows + r * stride + i), acc[0]);
+    _mm256_storeu_ps(y + i, _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  }
+  for (; i < n; ++i)
+    for (int64_t r = 0; r < n_rows; ++r) y[i] += a[r] * rows[r * stride + i];
+}
+
 }  // namespace strata::kernels::internal

@@ -110,4 +110,31 @@ void AxpyF32Avx512(float a, const float* x, float* y, int64_t n) {
   }
 }
 
+// Four column vectors at a time, each its own accumulator; a last partial
+// block of one vector sums its rows in four accumulators (a rank-wide y,
+// e.g. 16 columns over 4096 rows, would otherwise wait on one FMA chain).
+void AxpyRowsF32Avx512(const float* a, const float* rows, int64_t n_rows, int64_t stride, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 * kLanes <= n; i += 4 * kLanes) {
+    __m512 acc[4];
+    for (int v = 0; v < 4; ++v) acc[v] = _mm512_loadu_ps(y + i + v * kLanes);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const __m512 ar = _mm512_set1_ps(a[r]);
+      const float* row = rows + r * stride + i;
+      for (int v = 0; v < 4; ++v) acc[v] = _mm512_fmadd_ps(ar, _mm512_loadu_ps(row + v * kLanes), acc[v]);
+    }
+    for (int v = 0; v < 4; ++v) _mm512_storeu_ps(y + i + v * kLanes, acc[v]);
+  }
+  for (; i < n; i += kLanes) {
+    const __mmask16 m = TailMask(n - i);
+    __m512 acc[4] = {_mm512_maskz_loadu_ps(m, y + i), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4)
+      for (int u = 0; u < 4; ++u)
+        acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(a[r + u]), _mm512_maskz_loadu_ps(m, rows + (r + u) * stride + i), acc[u]);
+    for (; r < n_rows; ++r) acc[0] = _mm512_fmadd_ps(_mm512_set1_ps(a[r]), _mm512_maskz_loadu_ps(m, rows + r * stride + i), acc[0]);
+    _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  }
+}
+
 }  // namespace strata::kernels::internal

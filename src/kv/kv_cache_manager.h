@@ -3,7 +3,9 @@
 // bytes live in a BlockStore (RAM, then disk). Sequences can be forked in
 // O(blocks) (blocks shared, copied on write), truncated (rolled back), and a
 // new sequence can attach the cached blocks of an identical earlier prefix
-// (hash chain over full blocks) instead of recomputing them.
+// (hash chain over full blocks) instead of recomputing them. A sequence runs
+// with one adapter set (kv/step_plan.h PlanEntry::adapter), which changes its
+// keys and values: prefixes are shared only between sequences of one set.
 //
 // Appends follow prepare/commit: Prepare reserves every block a batch will
 // write (or fails with kResourceExhausted and changes nothing) and returns
@@ -76,7 +78,8 @@ class KvCacheManager {
   const KvLayout& layout() const { return store_->layout(); }
   BlockStore& store() { return *store_; }
 
-  SeqId NewSequence();
+  // A sequence that runs with adapter set `adapter` (0: none), for good.
+  SeqId NewSequence(int32_t adapter = 0);
   // Releases every block of seq. REQUIRES: seq exists.
   void FreeSequence(SeqId seq);
   // A new sequence sharing all of src's blocks.
@@ -87,10 +90,12 @@ class KvCacheManager {
   int32_t length(SeqId seq) const { return static_cast<int32_t>(seqs_.at(seq).tokens.size()); }
   const std::vector<int32_t>& tokens(SeqId seq) const { return seqs_.at(seq).tokens; }
   const std::vector<BlockId>& blocks(SeqId seq) const { return seqs_.at(seq).blocks; }
+  int32_t adapter(SeqId seq) const { return seqs_.at(seq).adapter; }
   bool exists(SeqId seq) const { return seqs_.count(seq) != 0; }
 
   // For an empty seq: attaches cached blocks holding the longest whole-block
-  // prefix of tokens, leaving at least the last token to compute. Returns the
+  // prefix of tokens computed with seq's adapter set, leaving at least the
+  // last token to compute. Returns the
   // number of positions attached (a multiple of block_tokens).
   int32_t AttachCachedPrefix(SeqId seq, std::span<const int32_t> tokens);
 
@@ -148,15 +153,20 @@ class KvCacheManager {
     std::vector<int32_t> tokens;
     std::vector<BlockId> blocks;        // [ceil(len / block_tokens)] (more while prepared)
     std::vector<uint64_t> full_hashes;  // chain hash of each full block registered so far
+    int32_t adapter = 0;                // the adapter set its KV was computed with
   };
   struct CachedBlock {
     BlockId id;
     std::vector<int32_t> tokens;  // [block_tokens] exact tokens, to rule out hash collisions
+    int32_t adapter = 0;          // and the adapter set
     std::list<uint64_t>::iterator lru_it;
   };
 
   KvCacheManager(const KvCacheConfig& config, std::unique_ptr<BlockStore> store, int32_t n_blocks);
   uint64_t ChainHash(uint64_t prev, std::span<const int32_t> block_tokens) const;
+  // The chain's start for a sequence of adapter set `adapter`: 0 for none, so
+  // that the base model's hashes do not depend on adapters existing.
+  static uint64_t ChainRoot(int32_t adapter);
   bool EvictOneCached();
   void RegisterFullBlocks(Sequence& s);
   void Log(const std::string& line) const;

@@ -70,7 +70,7 @@ class Reader {
 
 // Fixed-size parts of the records, the least bytes each count can stand for.
 constexpr size_t kCopyBytes = 8;
-constexpr size_t kMinEntryBytes = 4 + 4 + 1 + 4 + 4;
+constexpr size_t kMinEntryBytes = 4 + 4 + 1 + 4 + 4 + 4;
 
 }  // namespace
 
@@ -88,6 +88,7 @@ std::vector<uint8_t> EncodePlan(const StepPlan& plan) {
     Put<uint8_t>(&out, static_cast<uint8_t>(e.logits));
     PutArray(&out, e.tokens);
     PutArray(&out, e.blocks);
+    Put<int32_t>(&out, e.adapter);
   }
   const std::span<const uint8_t> payload(out.data() + kPlanHeaderBytes, out.size() - kPlanHeaderBytes);
   const uint32_t magic = kPlanMagic, length = static_cast<uint32_t>(payload.size());
@@ -144,6 +145,7 @@ Status DecodePlan(std::span<const uint8_t> bytes, StepPlan* plan) {
     e.logits = static_cast<PlanLogits>(logits);
     STRATA_RETURN_IF_ERROR(r.GetArray("tokens", &e.tokens));
     STRATA_RETURN_IF_ERROR(r.GetArray("blocks", &e.blocks));
+    STRATA_RETURN_IF_ERROR(r.Get("entry adapter", &e.adapter));
   }
   if (r.left() != 0) return Status::Corrupt(fmt::format("step plan: {} bytes after the last entry", r.left()));
   *plan = std::move(p);
@@ -174,6 +176,8 @@ Status ValidatePlan(const StepPlan& plan, const PlanLimits& lim) {
       if (t < 0 || t >= lim.n_vocab) return Status::Corrupt(fmt::format("step plan: entry {} token {} out of range", i, t));
     for (BlockId b : e.blocks)
       if (!block_ok(b)) return Status::Corrupt(fmt::format("step plan: entry {} block {} out of range", i, b));
+    if (e.adapter < 0 || e.adapter > lim.n_adapters)
+      return Status::Corrupt(fmt::format("step plan: entry {} names adapter set {} of {}", i, e.adapter, lim.n_adapters));
   }
   return Status::Ok();
 }

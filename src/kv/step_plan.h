@@ -1,6 +1,6 @@
 // StepPlan: what one forward pass computes, as plain data — per entry the
-// tokens it appends, the position of the first, the sequence's block table
-// and which logits to return — plus the copy-on-write block copies that
+// tokens it appends, the position of the first, the sequence's block table,
+// which logits to return and the adapter set it runs with — plus the copy-on-write block copies that
 // preparing it made. KvCacheManager::Prepare produces it; the forward pass
 // reads only it (never the manager), so a plan made in one process runs in
 // another that holds the same block ids.
@@ -9,10 +9,10 @@
 //   header  u32 magic "SPLN", u16 version, u16 0, u32 payload bytes, u64 XXH3-64 of the payload
 //   payload u32 n_copies, n_copies x (i32 from, i32 to),
 //           u32 n_entries, per entry: i32 seq, i32 start, u8 logits,
-//           u32 n_tokens, n_tokens x i32, u32 n_blocks, n_blocks x i32
+//           u32 n_tokens, n_tokens x i32, u32 n_blocks, n_blocks x i32, i32 adapter
 // DecodePlan checks the framing (kCorrupt: bad magic, length, checksum,
 // counts past the payload); ValidatePlan checks the contents against what
-// the receiver holds (kCorrupt: a token, block or position out of range).
+// the receiver holds (kCorrupt: a token, block, position or adapter set out of range).
 //
 // Thread-safety: plain data.
 #pragma once
@@ -37,6 +37,8 @@ struct PlanEntry {
   std::vector<int32_t> tokens;   // appended at positions start..
   std::vector<BlockId> blocks;   // block table covering positions [0, start + tokens.size())
   PlanLogits logits = PlanLogits::kLast;
+  // The adapter set the entry runs with: 0 none, k the runner's k-th (engine/forward.h).
+  int32_t adapter = 0;
 };
 
 struct BlockCopy {
@@ -61,17 +63,18 @@ struct PlanLimits {
   int32_t block_tokens = 0;
   int32_t max_positions = 0;
   int32_t max_tokens = 1 << 16;  // per plan
+  int32_t n_adapters = 0;        // adapter sets: entries name 0..n_adapters
 };
 
 inline constexpr uint32_t kPlanMagic = 0x4E4C5053;  // "SPLN"
-inline constexpr uint16_t kPlanVersion = 1;
+inline constexpr uint16_t kPlanVersion = 2;
 inline constexpr size_t kPlanHeaderBytes = 20;
 inline constexpr uint32_t kPlanMaxPayload = 1u << 28;
 
 std::vector<uint8_t> EncodePlan(const StepPlan& plan);
 // kCorrupt (naming what is wrong) unless bytes is exactly one well-framed plan; *plan untouched then.
 [[nodiscard]] Status DecodePlan(std::span<const uint8_t> bytes, StepPlan* plan);
-// kCorrupt naming the first entry, token, block or copy out of limits; an empty plan too.
+// kCorrupt naming the first entry, token, block, adapter set or copy out of limits; an empty plan too.
 [[nodiscard]] Status ValidatePlan(const StepPlan& plan, const PlanLimits& limits);
 
 }  // namespace strata

@@ -12,7 +12,7 @@ bool Contains(const std::string& s, const char* part) { return s.find(part) != s
 // which names were bound.
 class Binder {
  public:
-  explicit Binder(const TensorLookup& lookup) : lookup_(lookup) {}
+  Binder(const TensorLookup& lookup, std::vector<LinearSource>* sources) : lookup_(lookup), sources_(sources) {}
 
   // A tensor of exactly [ne0, ne1] (ne1 = 1: a vector).
   Status Required(const std::string& name, int64_t ne0, int64_t ne1, Tensor* out) {
@@ -29,6 +29,11 @@ class Binder {
   }
   bool Has(const std::string& name) const { return lookup_(name).data != nullptr; }
   bool Used(const std::string& name) const { return used_.count(name) > 0; }
+  // Gives *l the next slot: rows [first_row, first_row + l->w.rows()) of file tensor name [.., file_rows].
+  void Source(const std::string& name, int64_t first_row, int64_t file_rows, Linear* l) {
+    l->slot = static_cast<int32_t>(sources_->size());
+    sources_->push_back(LinearSource{name, l->w.cols(), first_row, l->w.rows(), file_rows});
+  }
 
   static Status Check(const std::string& name, const Tensor& t, int64_t ne0, int64_t ne1) {
     if (!Info(t.type).supported)
@@ -42,6 +47,7 @@ class Binder {
 
  private:
   const TensorLookup& lookup_;
+  std::vector<LinearSource>* sources_;
   std::set<std::string> used_;
 };
 
@@ -54,15 +60,18 @@ Tensor RowRange(const Tensor& m, int64_t first, int64_t n) {
 }
 
 // A matrix prefix.weight [n_in, n_out] with an optional prefix.bias [n_out].
-Status BindLinear(Binder& b, const std::string& prefix, int64_t n_in, int64_t n_out, Linear* out) {
+// A fused one (split by SplitLinear) gets no slot of its own: its parts do.
+Status BindLinear(Binder& b, const std::string& prefix, int64_t n_in, int64_t n_out, Linear* out, bool fused = false) {
   STRATA_RETURN_IF_ERROR(b.Required(prefix + ".weight", n_in, n_out, &out->w));
+  if (!fused) b.Source(prefix + ".weight", 0, n_out, out);
   return b.Optional(prefix + ".bias", n_out, 1, &out->b);
 }
 
 // Rows [first, first + n) of a fused Linear (and of its bias, which must be F32), as a Linear of their own.
-Status SplitLinear(const Linear& fused, const std::string& name, int64_t first, int64_t n, Linear* out) {
+Status SplitLinear(Binder& b, const Linear& fused, const std::string& name, int64_t first, int64_t n, Linear* out) {
   out->w = RowRange(fused.w, first, n);
   out->b = Tensor{};
+  b.Source(name + ".weight", first, fused.w.rows(), out);
   if (fused.b.data == nullptr) return Status::Ok();
   if (fused.b.type != DType::kF32)
     return Status::Unsupported(fmt::format("tensor {}.bias must be f32, is {}", name, DTypeName(fused.b.type)));
@@ -82,10 +91,10 @@ Status BindQkv(Binder& b, const HParams& hp, const std::string& p, LayerWeights*
     return BindLinear(b, p + "attn_v", e, kv, &l->wv);
   }
   Linear qkv;
-  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_qkv", e, q + 2 * kv, &qkv));
-  STRATA_RETURN_IF_ERROR(SplitLinear(qkv, p + "attn_qkv", 0, q, &l->wq));
-  STRATA_RETURN_IF_ERROR(SplitLinear(qkv, p + "attn_qkv", q, kv, &l->wk));
-  STRATA_RETURN_IF_ERROR(SplitLinear(qkv, p + "attn_qkv", q + kv, kv, &l->wv));
+  STRATA_RETURN_IF_ERROR(BindLinear(b, p + "attn_qkv", e, q + 2 * kv, &qkv, true));
+  STRATA_RETURN_IF_ERROR(SplitLinear(b, qkv, p + "attn_qkv", 0, q, &l->wq));
+  STRATA_RETURN_IF_ERROR(SplitLinear(b, qkv, p + "attn_qkv", q, kv, &l->wk));
+  STRATA_RETURN_IF_ERROR(SplitLinear(b, qkv, p + "attn_qkv", q + kv, kv, &l->wv));
   if (qkv.b.data != nullptr) return Status::Ok();
   STRATA_RETURN_IF_ERROR(b.Optional(p + "attn_q.bias", q, 1, &l->wq.b));
   STRATA_RETURN_IF_ERROR(b.Optional(p + "attn_k.bias", kv, 1, &l->wk.b));
@@ -109,9 +118,9 @@ Status BindLayer(Binder& b, const HParams& hp, int il, LayerWeights* l) {
   STRATA_RETURN_IF_ERROR(b.Required(p + "ffn_norm.weight", e, 1, &l->ffn_norm));
   if (Traits(hp.arch).fused_gate_up) {
     Linear gate_up;
-    STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_up", e, 2 * ff, &gate_up));
-    STRATA_RETURN_IF_ERROR(SplitLinear(gate_up, p + "ffn_up", 0, ff, &l->ffn_gate));
-    STRATA_RETURN_IF_ERROR(SplitLinear(gate_up, p + "ffn_up", ff, ff, &l->ffn_up));
+    STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_up", e, 2 * ff, &gate_up, true));
+    STRATA_RETURN_IF_ERROR(SplitLinear(b, gate_up, p + "ffn_up", 0, ff, &l->ffn_gate));
+    STRATA_RETURN_IF_ERROR(SplitLinear(b, gate_up, p + "ffn_up", ff, ff, &l->ffn_up));
   } else {
     STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_gate", e, ff, &l->ffn_gate));
     STRATA_RETURN_IF_ERROR(BindLinear(b, p + "ffn_up", e, ff, &l->ffn_up));
@@ -151,13 +160,14 @@ uint64_t StreamedWeightBytes(const ModelWeights& w) {
 
 Status BindWeights(const HParams& hp, const std::vector<std::string>& names, const TensorLookup& lookup,
                    ModelWeights* out) {
-  Binder b(lookup);
   ModelWeights w;
+  Binder b(lookup, &w.linear_sources);
   const int64_t e = hp.n_embd, v = hp.n_vocab;
   STRATA_RETURN_IF_ERROR(b.Required("token_embd.weight", e, v, &w.token_embd));
   STRATA_RETURN_IF_ERROR(b.Required("output_norm.weight", e, 1, &w.output_norm));
   if (!Traits(hp.arch).tied_output) {
     STRATA_RETURN_IF_ERROR(b.Optional("output.weight", e, v, &w.output.w));
+    if (w.output.w.data != nullptr) b.Source("output.weight", 0, v, &w.output);
     STRATA_RETURN_IF_ERROR(b.Optional("output.bias", v, 1, &w.output.b));
   }
   if (w.output.w.data == nullptr) w.output.w = w.token_embd;  // tied classifier

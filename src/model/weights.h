@@ -26,6 +26,20 @@ namespace strata {
 struct Linear {
   Tensor w;  // [n_in, n_out]
   Tensor b;  // F32 [n_out], or data == nullptr: no bias
+  // Index of this product in ModelWeights::linear_sources, by which an adapter
+  // (model/lora_adapter.h) finds its low-rank pair; -1: not adaptable.
+  int32_t slot = -1;
+};
+
+// The file tensor a Linear's matrix comes from: rows [first_row, first_row +
+// rows) of tensor `name` [n_in, file_rows] (a fused attn_qkv or phi3 ffn_up
+// feeds several Linears; every other matrix is whole).
+struct LinearSource {
+  std::string name;  // e.g. "blk.3.attn_q.weight"
+  int64_t n_in = 0;
+  int64_t first_row = 0;
+  int64_t rows = 0;
+  int64_t file_rows = 0;
 };
 
 struct LayerWeights {
@@ -55,6 +69,9 @@ struct ModelWeights {
   Tensor rope_factors_long;
   Tensor rope_factors_short;
   std::vector<LayerWeights> layers;  // [n_layer]
+  // Per Linear slot: where its matrix comes from (every bound matrix of the
+  // file but a tied output, which reads token_embd).
+  std::vector<LinearSource> linear_sources;
 };
 
 // Every matrix a forward pass multiplies by (the output matrix, then each

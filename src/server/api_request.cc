@@ -257,6 +257,10 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
     if (!model->is_string()) return f.Fail("model", "'model' must be a string");
     out->model = model->get<std::string>();
   }
+  if (const json* lora = f.Get("lora")) {
+    if (!lora->is_string()) return f.Fail("lora", "'lora' must be a string: the id of a LoRA adapter (GET /v1/models)");
+    out->lora = lora->get<std::string>();
+  }
   STRATA_RETURN_IF_ERROR(ParseMaxTokens(f, limits, out));
   STRATA_RETURN_IF_ERROR(f.Number("temperature", 0, 2, &out->temperature));
   STRATA_RETURN_IF_ERROR(f.Number("top_p", 0, 1, &out->top_p));

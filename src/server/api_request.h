@@ -4,8 +4,9 @@
 // field is in range or names what is wrong.
 //
 // Accepted fields (others are ignored, as OpenAI-compatible servers do):
-//   both:  model, max_tokens, max_completion_tokens (wins over max_tokens),
-//          temperature [0,2], top_p [0,1], seed, stop (string or array of at
+//   both:  model (an adapter's id picks that LoRA adapter, as in vLLM), lora
+//          (a LoRA adapter's id, the same choice by name), max_tokens,
+//          max_completion_tokens (wins over max_tokens), temperature [0,2], top_p [0,1], seed, stop (string or array of at
 //          most kMaxStops non-empty strings), stream, stream_options.include_usage,
 //          n (choices per prompt), user, presence_penalty and frequency_penalty
 //          [-2,2], logit_bias (OpenAI's {"id": bias} with bias in [-100,100], or
@@ -71,6 +72,7 @@ enum class ToolChoice { kAuto, kNone, kRequired, kFunction };
 struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;                  // as sent; "" if absent
+  std::string lora;                   // as sent; "" if absent
   // Completions: one or more prompts (a batch), each answered by n choices
   // (choice index = prompt index * n + sample); prompts.size() * n <= kMaxChoices.
   std::vector<PromptInput> prompts;

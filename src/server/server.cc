@@ -59,6 +59,14 @@ json ModelJson(const std::string& id, int64_t created) {
   return {{"id", id}, {"object", "model"}, {"created", created}, {"owned_by", "strata"}};
 }
 
+// A LoRA adapter's entry: its base model is its parent (vLLM's fields).
+json AdapterJson(const std::string& id, const std::string& base, int64_t created) {
+  json j = ModelJson(id, created);
+  j["parent"] = base;
+  j["root"] = base;
+  return j;
+}
+
 // The request's sampling, the server's defaults where it sets nothing.
 SamplerParams SamplingOf(const ApiRequest& r, const SamplerParams& defaults) {
   SamplerParams p = defaults;
@@ -130,6 +138,18 @@ Status Server::Create(Engine* engine, ChatTemplate chat_template, ServerOptions 
   if (options.io_threads < 1) return Status::InvalidArgument("io_threads must be >= 1");
   if (options.shutdown_grace.count() < 0) return Status::InvalidArgument("shutdown_grace must be >= 0");
   if (options.model_id.empty()) options.model_id = engine->model().name();
+  if (static_cast<int32_t>(options.adapter_ids.size()) != engine->n_adapters())
+    return Status::InvalidArgument(fmt::format("{} adapter ids for the engine's {} adapter sets",
+                                               options.adapter_ids.size(), engine->n_adapters()));
+  for (size_t i = 0; i < options.adapter_ids.size(); ++i) {
+    const std::string& id = options.adapter_ids[i];
+    if (id.empty()) return Status::InvalidArgument("a LoRA adapter's id is empty");
+    if (id == options.model_id)
+      return Status::InvalidArgument(fmt::format("LoRA adapter id '{}' is the model's id (name it: --lora NAME=FILE)", id));
+    if (std::find(options.adapter_ids.begin(), options.adapter_ids.begin() + static_cast<std::ptrdiff_t>(i), id) !=
+        options.adapter_ids.begin() + static_cast<std::ptrdiff_t>(i))
+      return Status::InvalidArgument(fmt::format("two LoRA adapters have the id '{}' (name them: --lora NAME=FILE)", id));
+  }
   out->reset(new Server(engine, std::move(chat_template), std::move(options)));
   return Status::Ok();
 }
@@ -247,7 +267,9 @@ void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchang
       return exchange->Respond(r.With("Content-Type", "text/plain; version=0.0.4; charset=utf-8"));
     }
     case Route::kModels: {
-      const json body = {{"object", "list"}, {"data", json::array({ModelJson(options_.model_id, created_)})}};
+      json data = json::array({ModelJson(options_.model_id, created_)});
+      for (const std::string& id : options_.adapter_ids) data.push_back(AdapterJson(id, options_.model_id, created_));
+      const json body = {{"object", "list"}, {"data", data}};
       return exchange->Respond(ReplyJson(ResponseBuilder::Dump(body), head));
     }
     case Route::kModel:
@@ -266,6 +288,8 @@ void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchang
 HttpResponse Server::HandleModel(const HttpRequestHead& head) const {
   constexpr std::string_view kModels = "models/";  // the id follows /v1/models/ or /models/
   const std::string id = head.path.substr(head.path.find(kModels) + kModels.size());
+  for (const std::string& a : options_.adapter_ids)
+    if (id == a) return ReplyJson(ResponseBuilder::Dump(AdapterJson(a, options_.model_id, created_)), head);
   if (id != options_.model_id) {
     return gate_.Reply(ApiError{404, fmt::format("no model '{}' (this server has '{}')", id, options_.model_id),
                           "invalid_request_error", "model", "model_not_found"},
@@ -356,6 +380,39 @@ std::string Server::NextResponseId(Endpoint endpoint) {
   std::lock_guard<std::mutex> l(mu_);
   return fmt::format("{}-{:08x}{:08x}", endpoint == Endpoint::kChat ? "chatcmpl" : "cmpl",
                      static_cast<uint32_t>(instance_), ++next_response_);
+}
+
+bool Server::ChooseAdapter(const ApiRequest& request, int32_t* adapter, std::string* model_id, ApiError* error) const {
+  const std::vector<std::string>& ids = options_.adapter_ids;
+  const auto index = [&](const std::string& id) -> int32_t {
+    const auto it = std::find(ids.begin(), ids.end(), id);
+    return it == ids.end() ? 0 : static_cast<int32_t>(it - ids.begin()) + 1;
+  };
+  *adapter = 0;
+  *model_id = options_.model_id;
+  if (!request.lora.empty()) {
+    *adapter = index(request.lora);
+    if (*adapter == 0) {
+      const std::string have = ids.empty() ? "none" : fmt::format("{}", fmt::join(ids, ", "));
+      *error = ApiError::InvalidRequest(fmt::format("no LoRA adapter '{}' (this server has: {})", request.lora, have),
+                                        "lora");
+      return false;
+    }
+    if (const int32_t by_model = index(request.model); by_model != 0 && by_model != *adapter) {
+      *error = ApiError::InvalidRequest("'model' and 'lora' name different LoRA adapters", "lora");
+      return false;
+    }
+  } else if (!ids.empty() && !request.model.empty() && request.model != options_.model_id) {
+    *adapter = index(request.model);
+    if (*adapter == 0) {
+      *error = ApiError{404, fmt::format("no model '{}' (this server has '{}' and its LoRA adapters {})", request.model,
+                                         options_.model_id, fmt::join(ids, ", ")),
+                        "invalid_request_error", "model", "model_not_found"};
+      return false;
+    }
+  }
+  if (*adapter > 0) *model_id = ids[static_cast<size_t>(*adapter - 1)];
+  return true;
 }
 
 bool Server::PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
@@ -471,7 +528,10 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
     }
     structured = std::move(g);
   }
-  const ResponseIdentity identity{NextResponseId(request.endpoint), UnixSeconds(), options_.model_id};
+  int32_t adapter = 0;
+  std::string model_id;
+  if (!ChooseAdapter(request, &adapter, &model_id, error)) return false;
+  const ResponseIdentity identity{NextResponseId(request.endpoint), UnixSeconds(), model_id};
   const size_t n_prompts = request.endpoint == Endpoint::kChat ? 1 : request.prompts.size();
   for (size_t p = 0; p < n_prompts; ++p) {
     std::vector<int32_t> prompt;
@@ -482,6 +542,7 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
     GenerationRequest g;
     if (!PlanGeneration(request, std::move(prompt), &g, error)) return false;
     g.grammar = structured;
+    g.adapter = adapter;
     // Completions' text: the prompt as sent (or its ids' decoding), where
     // logprobs' text_offset starts and what echo repeats; chat has neither.
     std::string prompt_text;

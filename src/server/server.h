@@ -56,6 +56,10 @@ struct ServerOptions {
   std::chrono::milliseconds heartbeat{1000};  // SSE keep-alive interval while no token arrives
   std::chrono::milliseconds shutdown_grace{10'000};  // running generations may finish this long after Shutdown
   std::string model_id;              // the id /v1/models reports and responses carry
+  // The ids of the engine's LoRA adapter sets (EngineParams::adapters, in
+  // order), each listed on /v1/models as a model of its own: a request whose
+  // `model` or `lora` names one runs with it. Unique, non-empty, not model_id.
+  std::vector<std::string> adapter_ids;
   // Host header values accepted besides the bound address (and, on a loopback
   // bind, localhost/127.0.0.1/::1); "*" accepts any. A wildcard bind
   // (0.0.0.0, ::) with none of these accepts any host.
@@ -111,6 +115,10 @@ class Server : private http::HttpHandler {
   void NoteUnknownFields(const std::vector<std::string>& fields);
   // Writes the access log line of a response (head null: the head could not be read).
   void LogAccess(const http::HttpRequestHead* head, int status, const Usage& usage) const;
+  // The adapter set a request runs with (0: none) and the model id its
+  // responses carry: `lora`, else `model` when it names an adapter; with
+  // adapters loaded, a `model` naming nothing served is a 404.
+  bool ChooseAdapter(const ApiRequest& request, int32_t* adapter, std::string* model_id, ApiError* error) const;
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
