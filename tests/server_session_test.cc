@@ -439,6 +439,23 @@ TEST(ServerSessionTest, DamagedAndMissingFilesGetClearErrors) {
   EXPECT_EQ(Send(*c, "POST", "/v1/completions", {{"prompt", ""}, {"max_tokens", 4}, {"session", "good"}}).status, 200);
 }
 
+TEST(ServerSessionTest, SessionOfAnotherKvLayoutIsIncompatible) {
+  const std::string dir = MakeTempDir();
+  {
+    ServerHarness h(SessionOptions(dir));
+    auto c = h.Client();
+    Complete(*c, {{"prompt", "Once"}, {"max_tokens", 4}, {"session", "k"}});
+  }
+  EngineParams ep = ServerHarness::DefaultEngineParams();
+  ep.kv_block_tokens = 16;
+  ServerHarness h(SessionOptions(dir), ep);
+  auto c = h.Client();
+  const Reply r = Send(*c, "POST", "/v1/completions", {{"prompt", ""}, {"max_tokens", 4}, {"session", "k"}});
+  EXPECT_EQ(r.status, 409);
+  EXPECT_EQ(r.body["error"]["code"], "session_incompatible");
+  EXPECT_NE(r.body["error"]["message"].get<std::string>().find("block size 32"), std::string::npos) << r.body.dump();
+}
+
 TEST(ServerSessionTest, HostileIdsAndBadRequests) {
   const std::string dir = MakeTempDir();
   ServerHarness h(SessionOptions(dir));

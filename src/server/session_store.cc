@@ -190,9 +190,9 @@ Status SessionStore::Read(const Lease& lease, Loaded* out) {
   STRATA_RETURN_IF_ERROR(Sanitize(ReadSessionInfo(env_, path, &info, &out->state), lease.ns(), id));
   const KvLayout& L = engine_.kv_layout();
   if (info.model_fingerprint != fingerprint_)
-    return Status::InvalidArgument(fmt::format("session '{}' belongs to another model", id));
+    return Status::Unsupported(fmt::format("session '{}' belongs to another model", id));
   if (info.kv_type != L.type || info.block_tokens != L.block_tokens)
-    return Status::InvalidArgument(fmt::format("session '{}' was saved with KV type {} and block size {}; this "
+    return Status::Unsupported(fmt::format("session '{}' was saved with KV type {} and block size {}; this "
                                                "server uses {} and {}",
                                                id, DTypeName(info.kv_type), info.block_tokens, DTypeName(L.type),
                                                L.block_tokens));
