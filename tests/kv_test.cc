@@ -2,6 +2,7 @@
 // sequences, copy-on-write, prefix reuse, disk tier equality, sessions, and
 // injected disk faults.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -711,6 +712,43 @@ TEST(SessionTest, PendingTokensAreComputedAndMetaIsKept) {
   ASSERT_TRUE(ReadSessionInfo(Env::Default(), path, &info, &back).ok());
   EXPECT_EQ(back.meta, st.meta);
   EXPECT_EQ(back.n_kv, static_cast<int32_t>(tokens.size()));
+}
+
+// A fork is a second name for the file (no bytes copied); the two part when
+// either is rewritten.
+TEST(SessionTest, ForkIsALinkUntilEitherChanges) {
+  auto model = LoadStories();
+  ContextParams p;
+  p.n_ctx = 256;
+  p.n_threads = 1;
+  auto ctx = MakeCtx(*model, p);
+  Greedy(*ctx, model->vocab().Encode("Once upon a time", true, false), 30);
+  Sampler sampler(SamplerParams{});
+  const std::string dir = testing::MakeTempDir();
+  ASSERT_TRUE(ctx->SaveSession(Env::Default(), dir + "/a.session", sampler).ok());
+  ASSERT_TRUE(CopySessionFile(Env::Default(), dir + "/a.session", dir + "/b.session").ok());
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/b.session").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+  EXPECT_EQ(CopySessionFile(Env::Default(), dir + "/a.session", dir + "/b.session").code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(TruncateSessionFile(Env::Default(), dir + "/a.session", 5).ok());
+  SessionInfo a, b;
+  ASSERT_TRUE(ReadSessionInfo(Env::Default(), dir + "/a.session", &a, nullptr).ok());
+  ASSERT_TRUE(ReadSessionInfo(Env::Default(), dir + "/b.session", &b, nullptr).ok());
+  EXPECT_EQ(a.n_tokens, 5);
+  EXPECT_EQ(b.n_tokens, static_cast<int32_t>(ctx->tokens().size()));
+  auto fresh = MakeCtx(*model, p);
+  ASSERT_TRUE(fresh->LoadSession(Env::Default(), dir + "/b.session", &sampler).ok());
+  EXPECT_EQ(fresh->tokens(), ctx->tokens());
+  // In memory too.
+  auto mem = NewMemEnv();
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/x", "data").ok());
+  ASSERT_TRUE(mem->LinkFile("/x", "/y").ok());
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/x", "new").ok());
+  std::string y;
+  ASSERT_TRUE(mem->ReadFile("/y", 100, &y).ok());
+  EXPECT_EQ(y, "data");
 }
 
 TEST(SessionTest, RollbackFileKeepsPrefix) {

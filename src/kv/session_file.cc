@@ -355,6 +355,13 @@ Status CopySessionFile(Env* env, const std::string& src, const std::string& dst)
   uint64_t off = 0;
   STRATA_RETURN_IF_ERROR(ReadHeader(*file, size, src, &h, &off));  // verified before anything is copied
   if (env->FileExists(dst)) return Status::InvalidArgument(dst + " already exists");
+  // A second name for the same file: it is only ever replaced whole, so the
+  // two sessions part as soon as either is written. Copied where links are not possible.
+  const Status linked = env->LinkFile(src, dst);
+  if (linked.code() != StatusCode::kUnsupported) {
+    if (linked.ok()) STRATA_RETURN_IF_ERROR(env->SyncDir(DirName(dst)));
+    return linked;
+  }
   AtomicFileWriter w(env, dst);
   STRATA_RETURN_IF_ERROR(w.Open());
   STRATA_RETURN_IF_ERROR(CopyBytes(*file, 0, size, &w));

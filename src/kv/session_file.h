@@ -141,7 +141,8 @@ struct SessionEdit {
                                          const SessionEdit* edit = nullptr);
 
 // Copies the session at src to the new session dst (its header verified
-// first); kInvalidArgument if dst exists. REQUIRES: both locked (LockSession).
+// first): a hard link (O(1); the files part when either is next written),
+// else a copy; kInvalidArgument if dst exists. REQUIRES: both locked (LockSession).
 [[nodiscard]] Status CopySessionFile(Env* env, const std::string& src, const std::string& dst);
 
 // Locks the session at path (Env::LockFile of path + ".lock", created if
