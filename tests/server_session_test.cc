@@ -551,6 +551,21 @@ TEST(ServerSessionTest, IdleSessionsAreEvictedFromTheKvCacheNotLost) {
                              "strata_session_file_bytes", "strata_session_evictions_total", "strata_session_loads_total",
                              "strata_session_resumes_total", "strata_session_saves_total"})
     EXPECT_NE(m->body.find(std::string("\n") + series + " "), std::string::npos) << series;
+  // Debian's prometheus package brings promtool; the exposition must pass it when present.
+  const char* path = std::getenv("PATH");
+  std::string promtool;
+  for (std::string dirs = path != nullptr ? path : ""; !dirs.empty();) {
+    const size_t colon = dirs.find(':');
+    const std::string candidate = dirs.substr(0, colon) + "/promtool";
+    if (::access(candidate.c_str(), X_OK) == 0) {
+      promtool = candidate;
+      break;
+    }
+    dirs = colon == std::string::npos ? "" : dirs.substr(colon + 1);
+  }
+  if (promtool.empty()) GTEST_SKIP() << "promtool not installed";
+  const CommandResult check = RunCommand({promtool, "check", "metrics"}, m->body);
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
 }
 
 }  // namespace
