@@ -511,6 +511,19 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
                                  "sessions_disabled"),
         head));
   }
+  // A session's KV is the base model's: a turn under a LoRA adapter would mix
+  // the two (resumed, the KV of one set would run under the other).
+  int32_t adapter = 0;
+  std::string model_id;
+  ApiError error;
+  if (!ChooseAdapter(request, &adapter, &model_id, &error)) return exchange->Respond(gate_.Reply(error, head));
+  if (adapter != 0) {
+    return exchange->Respond(gate_.Reply(
+        ApiError::InvalidRequest(fmt::format("a session runs with the base model '{}', not a LoRA adapter ('{}')",
+                                             options_.model_id, model_id),
+                                 request.lora.empty() ? "model" : "lora", "session_with_adapter"),
+        head));
+  }
   // The session is read and its KV attached off this thread; the job starts back on it.
   auto shared_head = std::make_shared<HttpRequestHead>(head);
   sessions_->BeginTurn(
