@@ -111,6 +111,42 @@ TEST(ServerSessionTest, CompletionContinuedAfterRestartEqualsOneRequest) {
   }
 }
 
+// Speculative decoding leaves a session as plain decoding would: rejected
+// drafts' KV is not recorded, and a continuation after a restart (speculating
+// again) equals one plain request.
+TEST(ServerSessionTest, SpeculationLeavesTheSessionAsPlainDecoding) {
+  EngineParams spec = ServerHarness::DefaultEngineParams();
+  spec.spec.method = SpecMethod::kNgram;
+  spec.spec.draft_max = 4;
+  spec.spec.adapt = false;  // drafts in every step, so some are rejected
+  // Repeats itself, so prompt lookup has drafts to offer.
+  const std::string kPrompt = "Lily went to the park. Lily went to the park. Lily went to the";
+  const std::string dir = MakeTempDir();
+  const json greedy = {{"max_tokens", 32}, {"temperature", 0}, {"session", "s"}};
+  std::string first, second;
+  int32_t tokens = 0;
+  {
+    ServerHarness h(SessionOptions(dir), spec);
+    auto c = h.Client();
+    first = Complete(*c, With({{"prompt", kPrompt}}, greedy));
+    tokens = SessionTokens(*c, "s");
+    const EngineStats st = h.engine().Stats();
+    EXPECT_GT(st.spec_drafted, st.spec_accepted);
+    EXPECT_GT(st.spec_accepted, 0u);
+  }
+  {
+    ServerHarness h(SessionOptions(dir), spec);
+    auto c = h.Client();
+    second = Complete(*c, With({{"prompt", ""}}, greedy));
+  }
+  ServerHarness plain;
+  auto c = plain.Client();
+  const Reply r = Send(*c, "POST", "/v1/completions", {{"prompt", kPrompt}, {"max_tokens", 64}, {"temperature", 0}});
+  EXPECT_EQ(first + second, Text(r));
+  const std::vector<int32_t> prompt = plain.model().vocab().Encode(kPrompt, true, false);
+  EXPECT_EQ(tokens, static_cast<int32_t>(prompt.size()) + 32);
+}
+
 TEST(ServerSessionTest, CompletionAppendsItsPromptLikeStrataRun) {
   const std::string dir = MakeTempDir();
   ServerHarness h(SessionOptions(dir));
