@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "kv/session_file.h"
 #include "server/api_error.h"
 #include "server/api_request.h"
 #include "server/chat_template.h"
@@ -50,6 +51,7 @@ void CheckAccepted(const ApiRequest& r, const strata::server::RequestLimits& lim
   Check(r.stop_token_ids.size() <= strata::server::kMaxStopTokenIds, "stop token ids bounded");
   for (int32_t id : r.stop_token_ids) Check(id >= 0, "stop token ids non-negative");
   Check(r.min_tokens >= 0 && (!r.max_tokens || r.min_tokens <= *r.max_tokens), "min_tokens in range");
+  Check(r.session.empty() || strata::IsValidSessionName(r.session), "a session id names no path");
   if (r.endpoint == Endpoint::kCompletions) {
     Check(r.chat.messages.empty(), "completions have no messages");
     Check(!r.prompts.empty(), "completions have a prompt");

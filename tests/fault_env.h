@@ -61,6 +61,10 @@ class FaultInjectionEnv final : public Env {
     if (f_->crash_after.load() <= 0) return Status::IOError("process killed before rename");
     return base_->RenameFile(from, to);
   }
+  Status LinkFile(const std::string& from, const std::string& to) override {
+    if (f_->crash_after.load() <= 0) return Status::IOError("process killed before link");
+    return base_->LinkFile(from, to);
+  }
   Status RemoveFile(const std::string& path) override {
     if (f_->crash_after.load() <= 0) return Status::IOError("process killed");
     return base_->RemoveFile(path);

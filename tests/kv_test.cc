@@ -2,6 +2,7 @@
 // sequences, copy-on-write, prefix reuse, disk tier equality, sessions, and
 // injected disk faults.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -174,6 +175,62 @@ TEST(KvCacheManagerTest, NoFreeBlockIsANormalResultAndChangesNothing) {
   StepPlan plan;
   EXPECT_EQ(kv->Prepare(std::span(&big, 1), &plan).code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(kv->blocks(a), blocks);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+// Parked sequences stay until blocks run short, then go least recently parked
+// first (after unused prefix blocks), and n_available_blocks counts what
+// evicting them frees.
+TEST(KvCacheManagerTest, ParkedSequencesAreEvictedOnlyWhenBlocksRunShort) {
+  auto kv = MakeManager(8, true);
+  SeqId a = kv->NewSequence(), b = kv->NewSequence();
+  ASSERT_TRUE(Append(*kv, a, {1, 2, 3, 4, 5, 6}).ok());  // 2 blocks, the first full (cached too)
+  ASSERT_TRUE(Append(*kv, b, {7, 8, 9, 10, 11}).ok());   // 2 blocks
+  kv->Park(a);
+  kv->Park(b);
+  EXPECT_EQ(kv->stats().parked_sequences, 2);
+  EXPECT_EQ(kv->stats().parked_blocks, 4);
+  EXPECT_EQ(kv->n_available_blocks(), 8);  // everything is evictable
+  // A sequence that fits in the free blocks evicts nothing.
+  SeqId c = kv->NewSequence();
+  ASSERT_TRUE(Append(*kv, c, {20, 21, 22, 23, 24, 25, 26, 27}).ok());  // 2 blocks
+  EXPECT_TRUE(kv->exists(a) && kv->exists(b));
+  // One that needs more evicts a (parked first), not b.
+  ASSERT_TRUE(Append(*kv, c, {28, 29, 30, 31, 32, 33, 34, 35, 36}).ok());  // 3 more blocks: 1 short
+  EXPECT_FALSE(kv->exists(a));
+  EXPECT_TRUE(kv->exists(b));
+  EXPECT_EQ(kv->stats().parked_evictions, 1u);
+  EXPECT_FALSE(kv->Unpark(a));
+  ASSERT_TRUE(kv->Unpark(b));  // taken back: no longer evictable
+  ExpectContent(*kv, b);
+  ExpectContent(*kv, c);
+  EXPECT_LE(kv->n_available_blocks(), 1);
+  // Truncating and freeing parked sequences keeps the accounting right.
+  kv->Park(b);
+  kv->Truncate(b, 2);
+  EXPECT_EQ(kv->stats().parked_blocks, 1);
+  kv->FreeSequence(b);
+  EXPECT_EQ(kv->stats().parked_sequences, 0);
+  EXPECT_EQ(kv->stats().parked_blocks, 0);
+  EXPECT_TRUE(kv->CheckInvariants().ok());
+}
+
+// A fork of a parked sequence shares its blocks: evicting one frees only what the other does not hold.
+TEST(KvCacheManagerTest, ParkedForksShareBlocks) {
+  auto kv = MakeManager(6, false);
+  SeqId a = kv->NewSequence();
+  ASSERT_TRUE(Append(*kv, a, {1, 2, 3, 4, 5, 6, 7, 8, 9}).ok());  // 3 blocks
+  SeqId b = 0;
+  ASSERT_TRUE(kv->Fork(a, &b).ok());
+  kv->Park(a);
+  EXPECT_EQ(kv->n_available_blocks(), 3);  // a's blocks are b's too
+  kv->Park(b);
+  EXPECT_EQ(kv->n_available_blocks(), 6);
+  EXPECT_EQ(kv->stats().parked_blocks, 3);
+  ASSERT_TRUE(kv->Unpark(b));
+  ASSERT_TRUE(Append(*kv, b, {10}).ok());  // copy on write of the shared partial block
+  ExpectContent(*kv, a);
+  ExpectContent(*kv, b);
   EXPECT_TRUE(kv->CheckInvariants().ok());
 }
 
@@ -554,8 +611,8 @@ TEST(SessionTest, CorruptionAndCrashesAreDetected) {
   EXPECT_EQ(info.n_tokens, static_cast<int32_t>(v1.size()));
 }
 
-// Version 2 stores the sampler's penalty counts; a version 1 file (no counts)
-// still loads, with none; another version is refused naming it.
+// The sampler's penalty counts persist; version 1 (no counts) and 2 files
+// still load; another version is refused naming it.
 TEST(SessionTest, SamplerCountsPersistAndVersionOneStillLoads) {
   auto model = LoadStories();
   auto mem = NewMemEnv();
@@ -578,31 +635,37 @@ TEST(SessionTest, SamplerCountsPersistAndVersionOneStillLoads) {
     EXPECT_EQ(loaded.state().history, (std::vector<int32_t>{7, 9, 11}));
     EXPECT_EQ(loaded.state().rng, sampler.state().rng);
   }
-  // The same session as version 1 wrote it: no n_counts field, no counts, the header checksum over the rest.
-  std::string v2;
-  ASSERT_TRUE(mem->ReadFile("/s.session", UINT64_MAX, &v2).ok());
-  uint32_t n_tokens = 0, n_history = 0, n_counts = 0;
-  std::memcpy(&n_tokens, v2.data() + 40, 4);
-  std::memcpy(&n_history, v2.data() + 44, 4);
-  std::memcpy(&n_counts, v2.data() + 80, 4);
+  // The same session as versions 1 and 2 wrote it: version 1 without
+  // n_counts, n_kv, n_meta and the counts; version 2 without n_kv and n_meta;
+  // each with its header checksum over the rest.
+  std::string v3;
+  ASSERT_TRUE(mem->ReadFile("/s.session", UINT64_MAX, &v3).ok());
+  uint32_t n_tokens = 0, n_history = 0, n_counts = 0, n_meta = 0;
+  std::memcpy(&n_tokens, v3.data() + 40, 4);
+  std::memcpy(&n_history, v3.data() + 44, 4);
+  std::memcpy(&n_counts, v3.data() + 80, 4);
+  std::memcpy(&n_meta, v3.data() + 88, 4);
   ASSERT_EQ(n_counts, 3u);
-  const size_t var_v2 = 4ull * (n_tokens + n_history) + 8ull * n_counts;
-  std::string v1 = v2.substr(0, 80) + v2.substr(84, 4ull * (n_tokens + n_history));
-  const uint32_t one = 1;
-  std::memcpy(v1.data() + 8, &one, 4);
-  const uint64_t sum = XXH3_64bits(v1.data(), v1.size());
-  v1.append(reinterpret_cast<const char*>(&sum), 8);
-  v1 += v2.substr(84 + var_v2 + 8);
-  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/v1.session", v1).ok());
+  const size_t var_v3 = 4ull * (n_tokens + n_history) + 8ull * n_counts + n_meta;
+  const std::string blocks = v3.substr(92 + var_v3 + 8);
+  auto older = [&](uint32_t version, size_t fixed, size_t var) {
+    std::string v = v3.substr(0, fixed) + v3.substr(92, var);
+    std::memcpy(v.data() + 8, &version, 4);
+    const uint64_t sum = XXH3_64bits(v.data(), v.size());
+    v.append(reinterpret_cast<const char*>(&sum), 8);
+    return v + blocks;
+  };
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/v1.session", older(1, 80, 4ull * (n_tokens + n_history))).ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(mem.get(), "/v2.session", older(2, 84, 4ull * (n_tokens + n_history) + 8ull * n_counts)).ok());
   {
     auto fresh = MakeCtx(*model, p);
     Sampler loaded(sp);
-    ASSERT_TRUE(fresh->LoadSession(mem.get(), "/v1.session", &loaded).ok());
+    ASSERT_TRUE(fresh->LoadSession(mem.get(), "/v2.session", &loaded).ok());
     EXPECT_EQ(fresh->tokens(), ctx->tokens());
-    EXPECT_TRUE(loaded.state().counts.empty());
-    EXPECT_EQ(loaded.state().history, (std::vector<int32_t>{7, 9, 11}));
+    EXPECT_EQ(loaded.state().counts, (std::vector<std::pair<int32_t, int32_t>>{{7, 2}, {9, 1}, {11, 1}}));
   }
-  std::string v9 = v2;
+  std::string v9 = v3;
   const uint32_t nine = 9;
   std::memcpy(v9.data() + 8, &nine, 4);
   ASSERT_TRUE(WriteFileAtomic(mem.get(), "/v9.session", v9).ok());
@@ -611,6 +674,81 @@ TEST(SessionTest, SamplerCountsPersistAndVersionOneStillLoads) {
   const Status st = fresh->LoadSession(mem.get(), "/v9.session", &loaded);
   EXPECT_EQ(st.code(), StatusCode::kUnsupported);
   EXPECT_NE(st.message().find("version 9"), std::string::npos) << st.message();
+}
+
+// A session whose last token has no KV (as the server saves one) loads with
+// that token computed; its meta survives a load and save by `strata run`.
+TEST(SessionTest, PendingTokensAreComputedAndMetaIsKept) {
+  auto model = LoadStories();
+  ContextParams p;
+  p.n_ctx = 256;
+  p.n_threads = 1;
+  const std::vector<int32_t> prompt = model->vocab().Encode("Once upon a time", true, false);
+  auto ctx = MakeCtx(*model, p);
+  const std::vector<int32_t> gen = Greedy(*ctx, prompt, 20);
+  // Saved as the server does: every token, KV for all but the last.
+  std::vector<int32_t> tokens = ctx->tokens();
+  const int32_t last = tokens.back();
+  ctx->Truncate(ctx->n_past() - 1);
+  SessionState st;
+  st.tokens = tokens;
+  st.n_kv = ctx->n_past();
+  st.meta = R"({"kind":"completion","tokens":1})";
+  const std::string path = testing::MakeTempDir() + "/p.session";
+  ASSERT_TRUE(WriteSession(Env::Default(), path, ModelFingerprint(*model), ctx->kv().store(), ctx->kv().blocks(ctx->seq()),
+                           st).ok());
+  SessionInfo info;
+  ASSERT_TRUE(ReadSessionInfo(Env::Default(), path, &info, nullptr).ok());
+  EXPECT_EQ(info.n_tokens, static_cast<int32_t>(tokens.size()));
+  EXPECT_EQ(info.n_kv, static_cast<int32_t>(tokens.size()) - 1);
+  auto fresh = MakeCtx(*model, p);
+  Sampler sampler(SamplerParams{});
+  ASSERT_TRUE(fresh->LoadSession(Env::Default(), path, &sampler).ok());
+  EXPECT_EQ(fresh->tokens(), tokens);
+  ASSERT_TRUE(ctx->Decode(std::span<const int32_t>(&last, 1), LogitsMode::kLast).ok());
+  for (int i = 0; i < model->hparams().n_vocab; ++i) ASSERT_EQ(ctx->logits()[i], fresh->logits()[i]);
+  ASSERT_TRUE(fresh->SaveSession(Env::Default(), path, sampler).ok());
+  SessionState back;
+  ASSERT_TRUE(ReadSessionInfo(Env::Default(), path, &info, &back).ok());
+  EXPECT_EQ(back.meta, st.meta);
+  EXPECT_EQ(back.n_kv, static_cast<int32_t>(tokens.size()));
+}
+
+// A fork is a second name for the file (no bytes copied); the two part when
+// either is rewritten.
+TEST(SessionTest, ForkIsALinkUntilEitherChanges) {
+  auto model = LoadStories();
+  ContextParams p;
+  p.n_ctx = 256;
+  p.n_threads = 1;
+  auto ctx = MakeCtx(*model, p);
+  Greedy(*ctx, model->vocab().Encode("Once upon a time", true, false), 30);
+  Sampler sampler(SamplerParams{});
+  const std::string dir = testing::MakeTempDir();
+  ASSERT_TRUE(ctx->SaveSession(Env::Default(), dir + "/a.session", sampler).ok());
+  ASSERT_TRUE(CopySessionFile(Env::Default(), dir + "/a.session", dir + "/b.session").ok());
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/b.session").c_str(), &st), 0);
+  EXPECT_EQ(st.st_nlink, 2u);
+  EXPECT_EQ(CopySessionFile(Env::Default(), dir + "/a.session", dir + "/b.session").code(),
+            StatusCode::kInvalidArgument);
+  ASSERT_TRUE(TruncateSessionFile(Env::Default(), dir + "/a.session", 5).ok());
+  SessionInfo a, b;
+  ASSERT_TRUE(ReadSessionInfo(Env::Default(), dir + "/a.session", &a, nullptr).ok());
+  ASSERT_TRUE(ReadSessionInfo(Env::Default(), dir + "/b.session", &b, nullptr).ok());
+  EXPECT_EQ(a.n_tokens, 5);
+  EXPECT_EQ(b.n_tokens, static_cast<int32_t>(ctx->tokens().size()));
+  auto fresh = MakeCtx(*model, p);
+  ASSERT_TRUE(fresh->LoadSession(Env::Default(), dir + "/b.session", &sampler).ok());
+  EXPECT_EQ(fresh->tokens(), ctx->tokens());
+  // In memory too.
+  auto mem = NewMemEnv();
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/x", "data").ok());
+  ASSERT_TRUE(mem->LinkFile("/x", "/y").ok());
+  ASSERT_TRUE(WriteFileAtomic(mem.get(), "/x", "new").ok());
+  std::string y;
+  ASSERT_TRUE(mem->ReadFile("/y", 100, &y).ok());
+  EXPECT_EQ(y, "data");
 }
 
 TEST(SessionTest, RollbackFileKeepsPrefix) {

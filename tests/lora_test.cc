@@ -387,6 +387,7 @@ class LoraServerTest : public LoraEngineTest {
     o.host = "127.0.0.1";
     o.port = 0;
     o.adapter_ids = {"a", "b", "c"};
+    o.sessions.dir = testing::MakeTempDir();
     ASSERT_TRUE(server::Server::Create(engine_.get(), server::ChatTemplate(), o, &server_).ok());
     ASSERT_TRUE(server_->Bind(&port_).ok());
     thread_ = std::thread([this] { (void)server_->Serve(); });
@@ -466,6 +467,22 @@ TEST_F(LoraServerTest, UnknownAdaptersAreErrors) {
   const auto [s4, e4] = Complete({{"lora", 3}});
   EXPECT_EQ(s4, 400);
   EXPECT_EQ(e4["error"]["param"], "lora");
+}
+
+// A session's KV is the base model's: a turn under an adapter is refused
+// before the session is read, and the session stays usable with the base model.
+TEST_F(LoraServerTest, SessionsRunWithTheBaseModel) {
+  const auto [s_lora, e_lora] = Complete({{"lora", "b"}, {"session", "s1"}});
+  EXPECT_EQ(s_lora, 400);
+  EXPECT_EQ(e_lora["error"]["code"], "session_with_adapter");
+  EXPECT_EQ(e_lora["error"]["param"], "lora");
+  const auto [s_model, e_model] = Complete({{"model", "a"}, {"session", "s1"}});
+  EXPECT_EQ(s_model, 400);
+  EXPECT_EQ(e_model["error"]["param"], "model");
+  const auto [s_base, base] = Complete({{"session", "s1"}});
+  ASSERT_EQ(s_base, 200) << base.dump();
+  GenerationRequest g = Greedy(*model_, "Once upon a time", 16, 0);
+  EXPECT_EQ(base["choices"][0]["text"], Alone(g));
 }
 
 // ---- the CLI: synth --lora, run --lora, serve --lora ----

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "core/env.h"
+#include "format/gguf.h"
+#include "format/gguf_writer.h"
 #include "engine/context.h"
 #include "kernels/kernels.h"
 #include "model/synth.h"
@@ -101,6 +103,39 @@ TEST_P(ModelPackTest, PackedWeightsGiveIdenticalLogits) {
 INSTANTIATE_TEST_SUITE_P(Types, ModelPackTest,
                          ::testing::Values(DType::kQ8_0, DType::kQ4_0, DType::kF16, DType::kBF16, DType::kF32),
                          [](const auto& info) { return std::string(DTypeName(info.param)); });
+
+// A file written with general.alignment 1 whose tensors land off a 4-byte
+// boundary is refused with a clear error (the kernels read its data in place).
+TEST(ModelTest, MisalignedTensorDataIsRefused) {
+  std::unique_ptr<gguf::GgufFile> in;
+  ASSERT_TRUE(gguf::GgufFile::Open(Env::Default(), SynthModel(DType::kF32), &in).ok());
+  const std::string dir = testing::MakeTempDir();
+  for (const std::string& pad : {"", "x", "xx", "xxx"}) {  // one of these moves the data off 4 bytes
+    gguf::GgufWriter w(1);
+    for (const gguf::KeyValue& kv : in->metadata())
+      if (kv.key != "general.alignment") w.SetValue(kv.key, kv.value);
+    w.SetString("strata.test.pad", pad);
+    for (const gguf::TensorInfo& t : in->tensors()) {
+      ASSERT_TRUE(w.AddTensor(t.name, t.tensor.type,
+                              std::vector<int64_t>(t.tensor.ne.begin(), t.tensor.ne.begin() + t.n_dims), t.tensor.data)
+                      .ok());
+    }
+    const std::string path = dir + "/a1-" + std::to_string(pad.size()) + ".gguf";
+    ASSERT_TRUE(w.Write(Env::Default(), path).ok());
+    std::unique_ptr<gguf::GgufFile> out;
+    ASSERT_TRUE(gguf::GgufFile::Open(Env::Default(), path, &out).ok());
+    ModelLoadOptions o;
+    o.path = path;
+    std::unique_ptr<Model> m;
+    const Status s = Model::Load(Env::Default(), o, &m);
+    if (out->data_offset() % 4 == 0) {
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    } else {
+      EXPECT_EQ(s.code(), StatusCode::kCorrupt) << pad.size();
+      EXPECT_NE(s.message().find("not 4-byte aligned"), std::string::npos) << s.message();
+    }
+  }
+}
 
 }  // namespace
 }  // namespace strata

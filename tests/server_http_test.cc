@@ -181,6 +181,36 @@ TEST(ServerHttpTest, StreamingTextEqualsNonStreaming) {
   EXPECT_EQ(chat_streamed.finish_reason, "length");
 }
 
+// A stream whose first token comes after many keep-alive comments (here:
+// queued behind another request, a keep-alive every millisecond) is not
+// mistaken for a client that stopped reading: the keep-alives' bytes were
+// once subtracted from the bytes queued for the client without having been
+// added, so the first chunk after a dozen of them looked like megabytes
+// queued and the connection was dropped.
+TEST(ServerHttpTest, StreamAfterManyKeepAlivesIsDelivered) {
+  server::ServerOptions o;
+  o.heartbeat = std::chrono::milliseconds(1);
+  EngineParams ep = ServerHarness::DefaultEngineParams();
+  ep.parallel = 1;
+  ServerHarness h(o, ep);
+  std::thread first([&] {
+    auto c = h.Client();
+    Completion(*c, {{"prompt", "Once upon a time"}, {"max_tokens", 2000}, {"temperature", 0}});
+  });
+  while (h.engine().Stats().running == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto c = h.Client();
+  auto r = c->Post("/v1/completions", json{{"prompt", "The dog"}, {"max_tokens", 8}, {"temperature", 0},
+                                          {"stream", true}}.dump(), "application/json");
+  first.join();
+  ASSERT_TRUE(r);
+  size_t keep_alives = 0;
+  for (size_t at = 0; (at = r->body.find(": keep-alive", at)) != std::string::npos; ++at) ++keep_alives;
+  EXPECT_GT(keep_alives, 50u) << "the first token must come after many keep-alives";
+  const Streamed s = ReadStream(r->body, false);
+  EXPECT_EQ(s.finish_reason, "length");
+  EXPECT_FALSE(s.text.empty());
+}
+
 TEST(ServerHttpTest, StreamingUsageChunkWhenAsked) {
   ServerHarness h;
   auto c = h.Client();

@@ -48,6 +48,8 @@ struct ServeOptions {
   TuneFlags tune;
   SpecFlags spec;
   SamplingFlags sampling;  // for requests that leave a setting out
+  std::vector<std::string> api_keys;  // --api-key, repeatable
+  std::string session_disk_max = "16G";
   double shutdown_grace_s = 10;
   double head_timeout_s = 10;
   double body_timeout_s = 30;
@@ -115,8 +117,17 @@ void Serve(ServeOptions& o) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // CLI11 takes an empty variable for an absent one; auth must not turn off silently.
-  if (const char* env = std::getenv("STRATA_API_KEY"); env != nullptr && *env == '\0' && o.server.api_key.empty())
+  if (const char* env = std::getenv("STRATA_API_KEY"); env != nullptr && *env == '\0' && o.api_keys.empty())
     Fail("--api-key", Status::InvalidArgument("STRATA_API_KEY is set but empty (unset it, or set a key)"));
+  if (!o.api_keys.empty()) {
+    o.server.api_key = o.api_keys.front();
+    o.server.more_api_keys.assign(o.api_keys.begin() + 1, o.api_keys.end());
+  }
+  if (!o.server.sessions.dir.empty()) {
+    std::optional<uint64_t> v = ParseSize(o.session_disk_max);
+    if (!v) Fail("--session-disk-max", Status::InvalidArgument("'" + o.session_disk_max + "' is not a size (e.g. 16G)"));
+    o.server.sessions.disk_max = *v;
+  }
 
   const std::string spec = o.spec.Method();
   ModelLoadOptions mo;
@@ -177,6 +188,9 @@ void Serve(ServeOptions& o) {
     std::fprintf(stderr, "strata serve: speculative decoding: %s, %d-%d drafted tokens, up to %d generating requests\n",
                  spec == "draft" ? ("draft model " + draft->name()).c_str() : "prompt lookup", o.spec.draft_min,
                  o.spec.draft_max, o.engine.spec.max_batch);
+  if (!o.server.sessions.dir.empty())
+    std::fprintf(stderr, "strata serve: sessions in %s (at most %d per key, %s on disk)\n",
+                 o.server.sessions.dir.c_str(), o.server.sessions.max_sessions, o.session_disk_max.c_str());
 
   std::thread signals([&] {
     int sig = 0;
@@ -201,7 +215,8 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin (for .bin models)");
   cmd->add_option("--host", o->server.host, "Address to bind")->capture_default_str();
   cmd->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
-  cmd->add_option("--api-key", o->server.api_key, "Require 'Authorization: Bearer KEY' (all but /health)")
+  cmd->add_option("--api-key", o->api_keys,
+                  "Require 'Authorization: Bearer KEY' (all but /health); repeatable: each key has its own sessions")
       ->envname("STRATA_API_KEY")
       ->check([](const std::string& key) { return key.empty() ? std::string("the API key must not be empty") : ""; });
   cmd->add_option("--parallel", o->engine.parallel, "Requests generated at once")
@@ -250,6 +265,14 @@ void AddServeCommand(CLI::App& app) {
                   "LoRA adapter (llama.cpp's GGUF format) as [NAME=]FILE[:SCALE], listed on /v1/models as NAME "
                   "(default: the file's name) and chosen by a request's model or lora field (repeatable)")
       ->check(NonEmpty());
+  cmd->add_option("--session-dir", o->server.sessions.dir,
+                  "Keep sessions (the 'session' request field, /v1/sessions) in this directory: the files `strata "
+                  "session` and `strata run --session` use")
+      ->check(NonEmpty());
+  cmd->add_option("--max-sessions", o->server.sessions.max_sessions, "Sessions per API key at most (with --session-dir)")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 24));
+  cmd->add_option("--session-disk-max", o->session_disk_max, "Disk space for all session files (with --session-dir)")
+      ->capture_default_str();
   AddSamplingFlags(cmd, &o->sampling, " for requests that do not set it");
   AddTuneFlags(cmd, &o->tune);
   AddSpecFlags(cmd, &o->spec);

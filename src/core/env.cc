@@ -257,6 +257,14 @@ class MemEnv final : public Env {
     files_[to] = b;
     return Status::Ok();
   }
+  Status LinkFile(const std::string& from, const std::string& to) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = files_.find(from);
+    if (it == files_.end()) return NoSuchFile(from);
+    if (files_.count(to) != 0) return Status::InvalidArgument(to + " already exists");
+    files_[to] = it->second;  // one content, two names
+    return Status::Ok();
+  }
   Status RemoveFile(const std::string& path) override {
     std::lock_guard<std::mutex> l(mu_);
     if (files_.erase(path) == 0) return Status::NotFound("remove " + path);

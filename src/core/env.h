@@ -123,6 +123,12 @@ class Env {
   // is allowed: no two holders can result.
   [[nodiscard]] virtual Status LockFile(const std::string& path, std::unique_ptr<FileLock>* lock) = 0;
   [[nodiscard]] virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
+  // Makes `to` a second name of the regular file `from` (a hard link): O(1),
+  // no bytes copied. kInvalidArgument if `to` exists; kUnsupported where the
+  // file system has no hard links between them (the caller copies then).
+  // Safe for files only ever replaced whole (AtomicFileWriter renames a new
+  // file over one name; the other keeps the old content).
+  [[nodiscard]] virtual Status LinkFile(const std::string& from, const std::string& to) = 0;
   [[nodiscard]] virtual Status RemoveFile(const std::string& path) = 0;
   // mkdir -p; OK if it exists.
   [[nodiscard]] virtual Status CreateDirs(const std::string& path) = 0;

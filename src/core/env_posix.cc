@@ -362,6 +362,16 @@ class PosixEnv final : public Env {
     return Status::Ok();
   }
 
+  Status LinkFile(const std::string& from, const std::string& to) override {
+    STRATA_RETURN_IF_ERROR(CheckRegularFile(from));
+    if (::link(from.c_str(), to.c_str()) == 0) return Status::Ok();
+    const int err = errno;
+    if (err == EEXIST) return Status::InvalidArgument(to + " already exists");
+    if (err == EXDEV || err == EPERM || err == EMLINK || err == ENOTSUP || err == EOPNOTSUPP)
+      return Status::Unsupported("link " + from + " -> " + to + ": " + std::strerror(err));
+    return PosixError("link " + from + " -> " + to, err);
+  }
+
   Status RemoveFile(const std::string& path) override {
     if (::unlink(path.c_str()) != 0) return PosixError("remove " + path, errno);
     return Status::Ok();

@@ -53,6 +53,7 @@ Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sa
   st.sampler_history = sampler_state.history;
   st.rng = sampler_state.rng;
   st.sampler_counts = sampler_state.counts;
+  st.meta = session_meta_;
   return strata::SaveSession(env, path, ModelFingerprint(model_), *kv_, seq_, st);
 }
 
@@ -74,9 +75,21 @@ Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler,
     return Status::InvalidArgument(fmt::format("{}: the session holds {} tokens; the context size is {}", path,
                                                st.tokens.size(), n_ctx()));
   }
-  kv_->FreeSequence(seq_);
+  const SeqId before = seq_;
   seq_ = loaded;
+  // Tokens saved without KV (a server's session ends with the last sampled
+  // token pending) are computed now, so the sequence holds them all.
+  if (st.n_kv < static_cast<int32_t>(st.tokens.size())) {
+    const std::span<const int32_t> pending(st.tokens.data() + st.n_kv, st.tokens.size() - st.n_kv);
+    if (Status s = Decode(pending, LogitsMode::kLast); !s.ok()) {
+      kv_->FreeSequence(loaded);
+      seq_ = before;
+      return s;
+    }
+  }
+  kv_->FreeSequence(before);
   sampler->set_state(SamplerState{st.rng, st.sampler_history, st.sampler_counts});
+  session_meta_ = std::move(st.meta);
   return Status::Ok();
 }
 

@@ -87,11 +87,13 @@ class Context {
   KvCacheManager& kv() { return *kv_; }
   SeqId seq() const { return seq_; }
   // Saves the sequence (tokens, KV) and the sampler's state to path,
-  // atomically. Session files do not record adapters: with adapters set,
-  // both calls are kUnsupported.
+  // atomically, with the server's record of the conversation the session was
+  // loaded with (kv/session_file.h: meta), if any. Session files do not
+  // record adapters: with adapters set, both calls are kUnsupported.
   [[nodiscard]] Status SaveSession(Env* env, const std::string& path, const Sampler& sampler);
   // Replaces the sequence with the one saved at path and restores the
-  // sampler's RNG and history. On error nothing changes; a session longer
+  // sampler's RNG and history; tokens the file holds without KV are computed.
+  // On error nothing changes; a session longer
   // than the context is kInvalidArgument naming both sizes. drop_cache: read
   // the file cold (benchmarks).
   [[nodiscard]] Status LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache = false);
@@ -107,6 +109,7 @@ class Context {
   KvCacheManager* kv_;  // the runner's
   SeqId seq_;
   std::vector<float> logits_;  // F32 [n_vocab, n_rows] of the last Decode
+  std::string session_meta_;   // of the session loaded last, saved with it
   std::vector<float> chunk_logits_;
 };
 

@@ -33,7 +33,9 @@ struct Engine::Slot {
   std::vector<TokenLogprob> prompt_logprobs;  // prompt_logprobs requests: scored so far, not yet sent
   bool prompt_scored = false;                 // prompt_logprobs sent
   std::optional<SeqId> seq;                 // nullopt while preempted
+  std::optional<SeqId> resume;              // the request's resume sequence until it is taken (or freed)
   int32_t n_generated = 0;
+  int32_t cached = -1;  // prompt tokens whose KV was reused when it first started (-1: not started)
   bool done = false;
   // Speculative decoding: this step's drafts, and what the step runs for
   // them: the last token, then the drafts (empty: no drafts this step).
@@ -49,6 +51,14 @@ struct Engine::Slot {
         length(spec.draft_min, spec.draft_max) {
     tokens = request.prompt;
     for (int32_t t : tokens) sampler.AcceptPrompt(t);
+    if (request.sampler_state) {  // a session's RNG and penalty counts continue; the history is the prompt's tail
+      SamplerState st = sampler.state();
+      st.rng = request.sampler_state->rng;
+      st.counts = request.sampler_state->counts;
+      sampler.set_state(st);
+    }
+    resume = request.resume;
+    request.resume.reset();
   }
 };
 
@@ -216,13 +226,52 @@ EngineStats Engine::Stats() const {
   return stats_;
 }
 
+void Engine::RunOnStepThread(std::function<void(KvCacheManager&)> task) {
+  std::lock_guard<std::mutex> l(mu_);
+  tasks_.push_back(std::move(task));
+  cv_.notify_all();
+}
+
+void Engine::RunTasks() {
+  for (;;) {
+    std::function<void(KvCacheManager&)> task;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (tasks_.empty()) return;
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task(*kv_);
+  }
+}
+
+void Engine::FreeResume(std::optional<SeqId>& resume) {
+  if (resume && kv_->exists(*resume)) kv_->FreeSequence(*resume);
+  resume.reset();
+}
+
+bool Engine::ResumeFits(const Slot& s) const {
+  if (!s.resume || !kv_->exists(*s.resume) || kv_->adapter(*s.resume) != s.request.adapter) return false;
+  const std::vector<int32_t>& have = kv_->tokens(*s.resume);
+  return have.size() < s.tokens.size() && std::equal(have.begin(), have.end(), s.tokens.begin());
+}
+
+int64_t Engine::BlocksToStart(const std::vector<int32_t>& tokens, const std::optional<SeqId>& resume) const {
+  const int64_t need = BlocksFor(static_cast<int64_t>(tokens.size()) + 1, kv_->layout().block_tokens);
+  const int64_t own = resume && kv_->exists(*resume) ? static_cast<int64_t>(kv_->blocks(*resume).size()) : 0;
+  return std::max<int64_t>(0, need - own);
+}
+
 void Engine::StepLoop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty() || !slots_.empty() || !cancelled_.empty(); });
+      cv_.wait(lock, [&] {
+        return stop_ || !queue_.empty() || !slots_.empty() || !cancelled_.empty() || !tasks_.empty();
+      });
       if (stop_) break;
     }
+    RunTasks();
     Admit();
     Step();
   }
@@ -231,10 +280,19 @@ void Engine::StepLoop() {
   bye.reason = FinishReason::kCancelled;
   for (auto& s : slots_) {
     if (s->seq) kv_->FreeSequence(*s->seq);
+    FreeResume(s->resume);
     s->sink(bye);
   }
-  std::lock_guard<std::mutex> l(mu_);
-  for (auto& p : queue_) p.sink(bye);
+  std::deque<Pending> queued;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    queued.swap(queue_);
+  }
+  for (auto& p : queued) {
+    FreeResume(p.request.resume);
+    p.sink(bye);
+  }
+  RunTasks();
 }
 
 void Engine::Admit() {
@@ -253,8 +311,7 @@ void Engine::Admit() {
     // (an idle engine always takes one; Schedule reports it if it can never fit).
     int64_t available = kv_->n_available_blocks();
     while (!queue_.empty() && slots_.size() + admitted.size() < static_cast<size_t>(params_.parallel)) {
-      const int64_t need = BlocksFor(static_cast<int64_t>(queue_.front().request.prompt.size()) + 1,
-                                     kv_->layout().block_tokens);
+      const int64_t need = BlocksToStart(queue_.front().request.prompt, queue_.front().request.resume);
       if (need > available && !(slots_.empty() && admitted.empty())) break;
       available -= need;
       admitted.push_back(std::move(queue_.front()));
@@ -266,7 +323,10 @@ void Engine::Admit() {
   TokenEvent cancelled;
   cancelled.finished = true;
   cancelled.reason = FinishReason::kCancelled;
-  for (Pending& p : dropped) p.sink(cancelled);
+  for (Pending& p : dropped) {
+    FreeResume(p.request.resume);
+    p.sink(cancelled);
+  }
   for (Pending& p : admitted) {
     std::unique_ptr<grammar::GrammarMatcher> matcher;
     if (p.request.grammar != nullptr) {
@@ -276,6 +336,7 @@ void Engine::Admit() {
         e.finished = true;
         e.reason = FinishReason::kError;
         e.error = st;
+        FreeResume(p.request.resume);
         p.sink(e);
         continue;
       }
@@ -332,11 +393,20 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
         if (s->done || budget == 0) continue;
         if (!s->seq) {
           if (pass == 0 || preempted || WaitsForSibling(*s)) continue;
-          const int64_t need = BlocksFor(static_cast<int64_t>(s->tokens.size()) + 1, kv_->layout().block_tokens);
+          const int64_t need = BlocksToStart(s->tokens, s->resume);
           if (need > kv_->n_available_blocks() && !order->empty()) continue;  // stays preempted for now
-          s->seq = kv_->NewSequence(s->request.adapter);
-          // A scored prompt is computed whole: cached positions have no logits.
-          const int32_t cached = s->request.prompt_logprobs ? 0 : kv_->AttachCachedPrefix(*s->seq, s->tokens);
+          int32_t cached = 0;
+          if (ResumeFits(*s)) {
+            s->seq = s->resume;  // a session's KV: only the rest of the prompt is computed
+            s->resume.reset();
+            cached = kv_->length(*s->seq);
+          } else {
+            FreeResume(s->resume);
+            s->seq = kv_->NewSequence(s->request.adapter);
+            // A scored prompt is computed whole: cached positions have no logits.
+            cached = s->request.prompt_logprobs ? 0 : kv_->AttachCachedPrefix(*s->seq, s->tokens);
+          }
+          if (s->cached < 0) s->cached = cached;
           std::lock_guard<std::mutex> l(mu_);
           stats_.prompt_tokens_cached += static_cast<uint64_t>(cached);
         }
@@ -413,7 +483,22 @@ void Engine::Finish(Slot* slot, TokenEvent& e, FinishReason reason) {
   e.reason = reason;
   e.prompt_tokens = static_cast<int32_t>(slot->request.prompt.size());
   e.completion_tokens = slot->n_generated;
-  if (slot->seq) kv_->FreeSequence(*slot->seq);
+  e.cached_tokens = std::max(slot->cached, 0);
+  if (slot->request.retain && (reason == FinishReason::kLength || reason == FinishReason::kStop)) {
+    // The sequence goes to the sink (a request that computed nothing hands over its resume sequence, or a new one).
+    if (!slot->seq) slot->seq = ResumeFits(*slot) ? *slot->resume : kv_->NewSequence(slot->request.adapter);
+    if (slot->resume == slot->seq) slot->resume.reset();
+    auto r = std::make_shared<RetainedSequence>();
+    r->seq = *slot->seq;
+    r->tokens = slot->tokens;
+    r->n_kv = kv_->length(*slot->seq);
+    r->blocks = kv_->blocks(*slot->seq);
+    r->sampler = slot->sampler.state();
+    e.retained = std::move(r);
+  } else if (slot->seq) {
+    kv_->FreeSequence(*slot->seq);
+  }
+  FreeResume(slot->resume);
   slot->seq.reset();
   slot->done = true;
   if (drafter_ != nullptr) drafter_->Forget(slot->id);

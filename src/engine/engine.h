@@ -20,10 +20,18 @@
 // fit kOutOfRange; one that RAM alone cannot hold while the disk tier is
 // failing kUnavailable.
 //
-// Thread-safety: Submit, Cancel and Stats may be called from any thread. Sinks
-// are called on the step thread and must not block for long.
+// Sessions (server/session_store.h) keep a request's sequence beyond it: a
+// request may start from a sequence an earlier one left (`resume`: only the
+// rest of its prompt is computed) and leave its own (`retain`: the final
+// event hands it over). Between requests the owner parks such sequences in
+// the KV cache (kv_cache_manager.h), through RunOnStepThread.
+//
+// Thread-safety: Submit, Cancel, Stats, RunOnStepThread and kv_store may be
+// called from any thread. Sinks are called on the step thread and must not
+// block for long.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -83,6 +91,30 @@ struct GenerationRequest {
   bool speculate = true;
   // The adapter set the request runs with: 0 the base model, k EngineParams::adapters[k - 1].
   int32_t adapter = 0;
+  // Sessions. resume: a sequence of the engine's KV cache (an earlier
+  // request's `retained`, unparked) whose tokens are a prefix of prompt,
+  // shorter than it; its KV is used as it is and only the rest of prompt is
+  // computed (if it no longer fits the prompt, it is freed and the prompt
+  // computed as usual). Submit takes it over when it succeeds: it is freed
+  // if the request ends without retaining it.
+  std::optional<SeqId> resume;
+  // The sampler's RNG and penalty counts start as in this state (its RNG
+  // instead of sampling.seed); the repetition history is the prompt's tail.
+  std::optional<SamplerState> sampler_state;
+  // Keep the sequence when the request succeeds: its final event carries it.
+  bool retain = false;
+};
+
+// A retain request's sequence, handed to the sink with the final event of a
+// request that succeeded (stop or length). The receiver owns seq: it must
+// free or park it (RunOnStepThread). blocks can be read through kv_store()
+// while it is held and not appended to.
+struct RetainedSequence {
+  SeqId seq = 0;
+  std::vector<int32_t> tokens;        // prompt + generated (EOG excluded)
+  int32_t n_kv = 0;                   // tokens[0, n_kv) have KV in seq (the last sampled one does not)
+  std::vector<BlockId> blocks;        // seq's block table: ceil(n_kv / block_tokens) blocks
+  SamplerState sampler;               // after the last draw
 };
 
 struct TokenLogprob {
@@ -103,7 +135,9 @@ struct TokenEvent {
   FinishReason reason = FinishReason::kNone;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;        // generated so far, `tokens` included
+  int32_t cached_tokens = 0;            // final event: prompt tokens whose KV was reused (session or prefix cache)
   Status error;                         // set when reason == kError
+  std::shared_ptr<RetainedSequence> retained;  // retain requests' successful final event (see above)
 };
 
 // The sink's answer to an unfinished event: go on, end the request as
@@ -193,6 +227,14 @@ class Engine {
   [[nodiscard]] Status Submit(GenerationRequest request, TokenSink sink, uint64_t* id);
   // Cancels a queued or running request; its sink gets a final kCancelled event.
   void Cancel(uint64_t id);
+  // Runs task on the step thread between steps, with the KV cache (sessions:
+  // park, unpark, fork, truncate, free sequences, allocate blocks). It must
+  // be quick: no file I/O. Tasks run in order; those queued when the engine
+  // stops run before it is gone. REQUIRES: the engine is not being destroyed.
+  void RunOnStepThread(std::function<void(KvCacheManager&)> task);
+  // The KV blocks' bytes (thread-safe): read or fill the slices of blocks a
+  // caller holds (sessions save from and load into them off the step thread).
+  BlockStore& kv_store() const { return kv_->store(); }
   EngineStats Stats() const;
   const Model& model() const { return model_; }
   // LoRA adapter sets requests may choose (EngineParams::adapters).
@@ -235,6 +277,14 @@ class Engine {
   void Finish(Slot* slot, TokenEvent& e, FinishReason reason);
   // The tokens slot's sampler must not draw now (ignore_eos, min_tokens).
   std::vector<int32_t> Banned(const Slot& slot) const;
+  // KV blocks a request still has to take before it can start (its resume
+  // sequence's blocks are its own already).
+  int64_t BlocksToStart(const std::vector<int32_t>& tokens, const std::optional<SeqId>& resume) const;
+  // The slot's resume sequence exists and its tokens are a prefix of the slot's, shorter.
+  bool ResumeFits(const Slot& slot) const;
+  // Frees a request's resume sequence if it still exists.
+  void FreeResume(std::optional<SeqId>& resume);
+  void RunTasks();
   void RecordFinish(const Slot& slot);
   // Drafts for this step's speculating requests (Slot::run), unless the step
   // has too many generating requests; each request's length is chosen for
@@ -272,6 +322,7 @@ class Engine {
   std::condition_variable cv_;
   std::deque<Pending> queue_;
   std::vector<uint64_t> cancelled_;
+  std::deque<std::function<void(KvCacheManager&)>> tasks_;
   std::vector<std::unique_ptr<Slot>> slots_;  // running or preempted requests, oldest first (step thread only)
   EngineStats stats_;
   uint64_t next_id_ = 1;

@@ -49,6 +49,8 @@ SinkReply OutputProcessor::OnTokens(const TokenEvent& e) {
     // A stop string completed by the last token ends the request as a stop, not at its length.
     out_.reason = hit && e.reason == FinishReason::kLength ? FinishReason::kStop : e.reason;
     out_.error = e.error;
+    out_.cached_tokens = e.cached_tokens;
+    out_.retained = e.retained;
     if ((out_.reason == FinishReason::kLength || out_.reason == FinishReason::kStop) && !stopped_) {
       out_.text += stop_.Flush() + decoder_.Flush();
       out_.logprobs.insert(out_.logprobs.end(), held_logprobs_.begin(), held_logprobs_.end());

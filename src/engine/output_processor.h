@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -45,7 +46,9 @@ struct GenerationEvent {
   FinishReason reason = FinishReason::kNone;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
+  int32_t cached_tokens = 0;            // final event: as TokenEvent's
   Status error;                         // set when reason == kError
+  std::shared_ptr<RetainedSequence> retained;  // final event: as TokenEvent's (sessions)
 };
 
 // Returns false to cancel the request (e.g. the client disconnected).

@@ -271,7 +271,11 @@ asio::awaitable<bool> Connection::WriteResponse(const HttpRequestHead& head) {
         wake_.expires_at(asio::steady_timer::time_point::max());
       }
       co_await wake_.async_wait(redirect_error(use_awaitable, ec));
-      if (!ec && beat && outbox_.empty() && !gone_) outbox_.push_back(Out{Out::Kind::kData, {}, stream_.heartbeat_bytes, {}});
+      if (!ec && beat && outbox_.empty() && !gone_) {
+        // Counted like any queued bytes: they are subtracted when written.
+        outbox_bytes_ += stream_.heartbeat_bytes.size();
+        outbox_.push_back(Out{Out::Kind::kData, {}, stream_.heartbeat_bytes, {}});
+      }
     }
     if (gone_) co_return false;
     Out out = std::move(outbox_.front());

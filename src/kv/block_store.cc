@@ -318,4 +318,17 @@ BlockStoreStats BlockStore::stats() const {
   return s;
 }
 
+BlockStore::SliceTiers BlockStore::CountSliceTiers(std::span<const BlockId> blocks) const {
+  std::lock_guard<std::mutex> l(mu_);
+  SliceTiers t;
+  for (BlockId b : blocks) {
+    for (int32_t il = 0; il < layout_.n_layer; ++il) {
+      const Slice& x = slices_[Index(b, il)];
+      t.ram += x.frame != nullptr;
+      t.disk += x.disk_slot >= 0;
+    }
+  }
+  return t;
+}
+
 }  // namespace strata

@@ -25,6 +25,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -103,6 +104,12 @@ class BlockStore {
   // Drops the OS page cache of the disk tier file (cold-cache benchmarks).
   void DropCache();
   BlockStoreStats stats() const;
+  // How many slices of these blocks are resident in RAM, and how many have a
+  // copy on disk (a slice may be both), now.
+  struct SliceTiers {
+    uint64_t ram = 0, disk = 0;
+  };
+  SliceTiers CountSliceTiers(std::span<const BlockId> blocks) const;
 
  private:
   struct Slice {

@@ -56,8 +56,42 @@ void KvCacheManager::ReleaseBlock(BlockId id) {
 
 void KvCacheManager::FreeSequence(SeqId seq) {
   auto it = seqs_.find(seq);
+  if (auto p = parked_at_.find(seq); p != parked_at_.end()) {
+    CountParkedHolds(it->second, -1);
+    parked_.erase(p->second);
+    parked_at_.erase(p);
+  }
   for (BlockId b : it->second.blocks) ReleaseBlock(b);
   seqs_.erase(it);
+}
+
+void KvCacheManager::CountParkedHolds(const Sequence& s, int32_t delta) {
+  for (BlockId b : s.blocks) {
+    auto [it, fresh] = parked_holds_.try_emplace(b, 0);
+    it->second += delta;
+    if (it->second == 0) parked_holds_.erase(it);
+  }
+}
+
+void KvCacheManager::Park(SeqId seq) {
+  CountParkedHolds(seqs_.at(seq), +1);
+  parked_at_[seq] = parked_.insert(parked_.end(), seq);
+}
+
+bool KvCacheManager::Unpark(SeqId seq) {
+  auto p = parked_at_.find(seq);
+  if (p == parked_at_.end()) return seqs_.count(seq) != 0;
+  CountParkedHolds(seqs_.at(seq), -1);
+  parked_.erase(p->second);
+  parked_at_.erase(p);
+  return true;
+}
+
+bool KvCacheManager::EvictOneParked() {
+  if (parked_.empty()) return false;
+  FreeSequence(parked_.front());
+  ++parked_evictions_;
+  return true;
 }
 
 Status KvCacheManager::Fork(SeqId src, SeqId* dst) {
@@ -70,6 +104,8 @@ Status KvCacheManager::Fork(SeqId src, SeqId* dst) {
 
 void KvCacheManager::Truncate(SeqId seq, int32_t n_keep) {
   Sequence& s = seqs_.at(seq);
+  const bool parked = parked_at_.count(seq) != 0;
+  if (parked) CountParkedHolds(s, -1);
   const int32_t B = layout().block_tokens;
   const size_t keep_blocks = static_cast<size_t>((n_keep + B - 1) / B);
   while (s.blocks.size() > keep_blocks) {
@@ -78,6 +114,7 @@ void KvCacheManager::Truncate(SeqId seq, int32_t n_keep) {
   }
   s.tokens.resize(static_cast<size_t>(n_keep));
   s.full_hashes.resize(std::min(s.full_hashes.size(), static_cast<size_t>(n_keep / B)));
+  if (parked) CountParkedHolds(s, +1);
 }
 
 int32_t KvCacheManager::AttachCachedPrefix(SeqId seq, std::span<const int32_t> tokens) {
@@ -116,18 +153,30 @@ bool KvCacheManager::EvictOneCached() {
 }
 
 int32_t KvCacheManager::n_available_blocks() const {
+  // A block is freed by evictions if only the cache and parked sequences hold it.
+  auto parked_holders = [&](BlockId b) {
+    auto it = parked_holds_.find(b);
+    return it == parked_holds_.end() ? 0 : it->second;
+  };
   int32_t evictable = 0;
-  for (const auto& [h, c] : cache_) evictable += pool_.refcount(c.id) == 1;
+  std::unordered_map<BlockId, bool> cached;
+  for (const auto& [h, c] : cache_) {
+    evictable += pool_.refcount(c.id) == 1 + parked_holders(c.id);
+    if (!parked_holds_.empty()) cached[c.id] = true;
+  }
+  for (const auto& [b, n] : parked_holds_) evictable += cached.count(b) == 0 && pool_.refcount(b) == n;
   // Over the RAM-only limit, evictions first bring the use down to it.
   return std::max(0, std::min(pool_.n_free(), block_limit_ - pool_.n_used()) + evictable);
 }
 
 Status KvCacheManager::AllocateBlock(BlockId* id) {
-  while (pool_.n_used() >= block_limit_ && EvictOneCached()) {
+  while (pool_.n_used() >= block_limit_ && (EvictOneCached() || EvictOneParked())) {
   }
   std::optional<BlockId> b;
   if (pool_.n_used() < block_limit_) b = pool_.Allocate();
-  while (!b && pool_.n_used() < block_limit_ && EvictOneCached()) b = pool_.Allocate();
+  while (!b && (EvictOneCached() || EvictOneParked())) {
+    if (pool_.n_used() < block_limit_) b = pool_.Allocate();
+  }
   if (!b) return Status::ResourceExhausted("no free KV block");
   *id = *b;
   return Status::Ok();
@@ -339,6 +388,16 @@ KvCacheStats KvCacheManager::stats() const {
   st.blocks_lost = blocks_lost_;
   st.ram_only = ram_only_;
   st.ram_only_fallbacks = ram_only_fallbacks_;
+  st.parked_sequences = static_cast<int32_t>(parked_.size());
+  st.parked_blocks = static_cast<int32_t>(parked_holds_.size());
+  st.parked_evictions = parked_evictions_;
+  if (!parked_holds_.empty()) {
+    std::vector<BlockId> blocks;
+    for (const auto& [b, n] : parked_holds_) blocks.push_back(b);
+    const BlockStore::SliceTiers tiers = store_->CountSliceTiers(blocks);
+    st.parked_slices_ram = tiers.ram;
+    st.parked_slices_disk = tiers.disk;
+  }
   st.store = store_->stats();
   return st;
 }

@@ -13,6 +13,12 @@
 // the tokens once the forward pass succeeded; Rollback undoes a Prepare whose
 // forward pass failed.
 //
+// Parked sequences (a server's sessions between requests) stay until their
+// blocks are needed: when blocks run short, unused prefix-cache blocks are
+// evicted first, then parked sequences, least recently parked first (freed:
+// the session file holds their KV; their full blocks stay in the prefix
+// cache until evicted in turn).
+//
 // Disk tier faults (the owner calls DropLostBlocks and MaintainDiskTier after
 // every forward pass):
 // - A block with a slice lost on disk (block_store.h) leaves the prefix cache;
@@ -67,6 +73,11 @@ struct KvCacheStats {
   uint64_t blocks_lost = 0;     // blocks dropped because a slice was lost on disk (recomputed by their owners)
   bool ram_only = false;        // the disk tier failed: serving from RAM only
   uint64_t ram_only_fallbacks = 0;  // times the disk tier failed and RAM-only began
+  int32_t parked_sequences = 0;
+  int32_t parked_blocks = 0;        // distinct blocks parked sequences hold
+  uint64_t parked_slices_ram = 0;   // their slices resident in RAM now
+  uint64_t parked_slices_disk = 0;  // their slices with a copy on the disk tier now
+  uint64_t parked_evictions = 0;    // parked sequences freed to make room
   BlockStoreStats store;
 };
 
@@ -80,12 +91,20 @@ class KvCacheManager {
 
   // A sequence that runs with adapter set `adapter` (0: none), for good.
   SeqId NewSequence(int32_t adapter = 0);
-  // Releases every block of seq. REQUIRES: seq exists.
+  // Releases every block of seq (parked or not). REQUIRES: seq exists.
   void FreeSequence(SeqId seq);
   // A new sequence sharing all of src's blocks.
   [[nodiscard]] Status Fork(SeqId src, SeqId* dst);
   // Keeps the first n_keep positions. REQUIRES: 0 <= n_keep <= length(seq).
   void Truncate(SeqId seq, int32_t n_keep);
+
+  // Parks seq: it stays as it is, and is freed if its blocks are needed (see
+  // the header comment). REQUIRES: seq exists, is not parked, and is not
+  // being appended to.
+  void Park(SeqId seq);
+  // Takes seq out of parking: true if it still exists (it is then as parked,
+  // unless DropLostBlocks reported it), false if it was evicted.
+  bool Unpark(SeqId seq);
 
   int32_t length(SeqId seq) const { return static_cast<int32_t>(seqs_.at(seq).tokens.size()); }
   const std::vector<int32_t>& tokens(SeqId seq) const { return seqs_.at(seq).tokens; }
@@ -114,8 +133,9 @@ class KvCacheManager {
   // Releases blocks a failed Prepare'd batch allocated beyond each sequence's length.
   void Rollback(std::span<const Append> appends);
 
-  // Blocks that Prepare could use now: free plus evictable cached ones (in
-  // RAM-only fallback, within its block limit).
+  // Blocks that Prepare could use now: free plus those evicting unused
+  // cached blocks and parked sequences would free (in RAM-only fallback,
+  // within its block limit).
   int32_t n_available_blocks() const;
   // The most blocks one sequence can ever hold: the pool (RAM-only fallback
   // may allow fewer for a while).
@@ -168,6 +188,10 @@ class KvCacheManager {
   // that the base model's hashes do not depend on adapters existing.
   static uint64_t ChainRoot(int32_t adapter);
   bool EvictOneCached();
+  // Frees the least recently parked sequence; false if none is parked.
+  bool EvictOneParked();
+  // Adds (+1) or removes (-1) seq's blocks from parked_holds_.
+  void CountParkedHolds(const Sequence& s, int32_t delta);
   void RegisterFullBlocks(Sequence& s);
   void Log(const std::string& line) const;
   // Log rate limit per kind of event: one logged less than kLogQuietSteps steps ago is only counted.
@@ -189,6 +213,10 @@ class KvCacheManager {
   std::unordered_map<uint64_t, CachedBlock> cache_;  // chain hash -> block
   std::list<uint64_t> cache_lru_;                     // least recently used first
   uint64_t prefix_hits_ = 0, prefix_lookups_ = 0;
+  std::list<SeqId> parked_;                                     // least recently parked first
+  std::unordered_map<SeqId, std::list<SeqId>::iterator> parked_at_;
+  std::unordered_map<BlockId, int32_t> parked_holds_;           // block -> parked sequences holding it
+  uint64_t parked_evictions_ = 0;
 
   // Disk tier health (see the header comment).
   static constexpr int32_t kLostEventsForRamOnly = 3;

@@ -2,16 +2,22 @@
 // saved so a later process continues exactly where this one stopped without
 // recomputing the prompt.
 //
-// Layout (little-endian):
-//   header  "STRATASS", u32 version (2), u64 model fingerprint, u32 kv type,
+// Layout (little-endian), version 3:
+//   header  "STRATASS", u32 version, u64 model fingerprint, u32 kv type,
 //           u32 block_tokens, u32 n_layer, u32 n_head_kv, u32 head_dim,
-//           u32 n_tokens, u32 n_history, u64 rng[4], u32 n_counts,
-//           i32 tokens[n_tokens], i32 history[n_history],
-//           (i32 token, i32 count)[n_counts], u64 XXH3 of everything before it
-//           (version 1, still read: no n_counts and no counts)
-//   blocks  for each block (ceil(n_tokens / block_tokens)) and layer:
+//           u32 n_tokens, u32 n_history, u64 rng[4], u32 n_counts, u32 n_kv,
+//           u32 n_meta, i32 tokens[n_tokens], i32 history[n_history],
+//           (i32 token, i32 count)[n_counts], meta[n_meta],
+//           u64 XXH3 of everything before it
+//   blocks  for each block (ceil(n_kv / block_tokens)) and layer:
 //           slice bytes (KvLayout::slice_bytes) then u64 XXH3 of them
 //   trailer "STRATEND"
+// The first n_kv tokens have KV in the file; the rest (at most a few: the
+// last token a generation sampled) are computed when the session continues.
+// meta is the server's record of the conversation (messages, turns, the
+// context stack: server/session_record.h), opaque here; "" for sessions of
+// `strata run`. Versions 1 (no counts, n_kv, meta: n_kv = n_tokens) and 2
+// (no n_kv, meta) are read too.
 // Writes are atomic (AtomicFileWriter: a temp file of the writer, fsync,
 // rename): a crash mid-save leaves the previous version valid, and its temp
 // file is removed by the next save. Every checksum is verified on load.
@@ -29,6 +35,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,27 +49,74 @@ namespace strata {
 
 struct SessionState {
   std::vector<int32_t> tokens;
+  int32_t n_kv = 0;                      // tokens[0, n_kv) have KV blocks; <= tokens.size()
   std::vector<int32_t> sampler_history;  // the sampler's recent tokens (repetition penalty)
   std::array<uint64_t, 4> rng{};         // the sampler's RNG state
   std::vector<std::pair<int32_t, int32_t>> sampler_counts;  // (token, times generated): frequency/presence penalties
+  std::string meta;                      // opaque to this layer (see the header comment); at most kMaxSessionMeta bytes
 };
+
+inline constexpr uint32_t kMaxSessionMeta = 16u << 20;
 
 struct SessionInfo {
   uint64_t model_fingerprint = 0;
   DType kv_type = DType::kF32;
   int32_t block_tokens = 0;
   int32_t n_tokens = 0;
+  int32_t n_kv = 0;
   uint64_t file_bytes = 0;
+  uint64_t header_checksum = 0;  // identifies this version of the file (the header's XXH3)
 };
 
 // Identifies the model a session's KV belongs to (shapes and a sample of weights).
 uint64_t ModelFingerprint(const Model& model);
 
-// Writes seq of kv (tokens and blocks) plus state's sampler fields to path atomically.
+// Writes seq of kv (tokens and blocks) plus state's sampler fields and meta to path atomically.
 [[nodiscard]] Status SaveSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv,
                                  SeqId seq, const SessionState& state);
 
-// Reads path into a new sequence of kv; *state gets tokens and sampler fields.
+// Writes state (all of it: tokens, n_kv, sampler, meta) and the KV of its
+// first n_kv tokens, read from blocks of store (ceil(n_kv / block_tokens) of
+// them, holding those positions), to path atomically. Thread-safe as
+// BlockStore is: the caller keeps the blocks referenced and unwritten meanwhile.
+// *info (optional) describes the file written.
+[[nodiscard]] Status WriteSession(Env* env, const std::string& path, uint64_t fingerprint, BlockStore& store,
+                                  std::span<const BlockId> blocks, const SessionState& state,
+                                  SessionInfo* info = nullptr);
+
+// The size of the file WriteSession writes for state.
+uint64_t SessionFileBytes(const KvLayout& layout, const SessionState& state);
+
+// A session file opened for reading: its header verified (Open), its blocks
+// read on demand into blocks the caller allocated. The file stays open, so
+// the blocks come from the version whose header was read even if the file
+// is replaced meanwhile. Thread-safety: one thread at a time.
+class SessionReader {
+ public:
+  // kInvalidArgument if it belongs to another model or KV layout, kCorrupt on
+  // a format or checksum error, kNotFound if there is none. drop_cache:
+  // evict the file from the OS page cache first (cold-start benchmarks).
+  [[nodiscard]] static Status Open(Env* env, const std::string& path, uint64_t fingerprint, const KvLayout& layout,
+                                   std::unique_ptr<SessionReader>* out, bool drop_cache = false);
+  const SessionState& state() const { return state_; }
+  const SessionInfo& info() const { return info_; }
+  // Fills blocks[i] (allocated by the caller, all layers) with the file's
+  // block i, verifying each slice's checksum (and the trailer once the last
+  // block is read). blocks.size() <= ceil(n_kv / block_tokens): a prefix of
+  // the session's KV may be read. kCorrupt names the block on a mismatch.
+  [[nodiscard]] Status ReadBlocks(BlockStore& store, std::span<const BlockId> blocks) const;
+
+ private:
+  SessionReader() = default;
+  std::string path_;
+  std::unique_ptr<RandomAccessFile> file_;
+  KvLayout layout_;
+  SessionState state_;
+  SessionInfo info_;
+  uint64_t blocks_offset_ = 0;
+};
+
+// Reads path into a new sequence of kv holding its first n_kv tokens; *state gets everything else.
 // kInvalidArgument if it belongs to another model or KV layout; kCorrupt on any
 // checksum or format error (kv is then unchanged). drop_cache: evict the file
 // from the OS page cache first (cold-start benchmarks).
@@ -72,12 +126,23 @@ uint64_t ModelFingerprint(const Model& model);
 // Header fields only, verified.
 [[nodiscard]] Status ReadSessionInfo(Env* env, const std::string& path, SessionInfo* info, SessionState* state);
 
-// Rewrites path keeping the first n_keep tokens (roll back), atomically.
-// REQUIRES: the session is locked (LockSession).
-[[nodiscard]] Status TruncateSessionFile(Env* env, const std::string& path, int32_t n_keep);
+// What a rewrite replaces besides the tokens (TruncateSessionFile).
+struct SessionEdit {
+  std::string meta;
+  std::array<uint64_t, 4> rng{};
+  std::vector<std::pair<int32_t, int32_t>> sampler_counts;
+  int32_t max_kv = INT32_MAX;  // keep KV for at most this many tokens
+};
+
+// Rewrites path keeping the first n_keep tokens (roll back), atomically; the
+// sampler's history becomes the last tokens kept (as many as it held). With
+// edit, its meta, RNG and penalty counts replace the file's. REQUIRES: the session is locked (LockSession).
+[[nodiscard]] Status TruncateSessionFile(Env* env, const std::string& path, int32_t n_keep,
+                                         const SessionEdit* edit = nullptr);
 
 // Copies the session at src to the new session dst (its header verified
-// first); kInvalidArgument if dst exists. REQUIRES: both locked (LockSession).
+// first): a hard link (O(1); the files part when either is next written),
+// else a copy; kInvalidArgument if dst exists. REQUIRES: both locked (LockSession).
 [[nodiscard]] Status CopySessionFile(Env* env, const std::string& src, const std::string& dst);
 
 // Locks the session at path (Env::LockFile of path + ".lock", created if

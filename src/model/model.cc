@@ -154,6 +154,12 @@ Status Model::LoadGguf(Env* env, const ModelLoadOptions& options) {
   std::vector<std::string> names;
   std::vector<Tensor> tensors;
   for (const gguf::TensorInfo& t : f.tensors()) {
+    // Kernels read F32 data and blocks' F16 scales in place: a file whose
+    // general.alignment leaves a tensor off a 4-byte boundary is refused.
+    if (reinterpret_cast<uintptr_t>(t.tensor.data) % 4 != 0)
+      return Status::Corrupt(fmt::format("tensor {}'s data is not 4-byte aligned (general.alignment {}; strata "
+                                         "needs a multiple of 4)",
+                                         t.name, f.alignment()));
     names.push_back(t.name);
     tensors.push_back(t.tensor);
   }

@@ -12,6 +12,7 @@
 
 #include "grammar/json_schema_gbnf.h"
 #include "grammar/regex_gbnf.h"
+#include "kv/session_file.h"
 
 namespace strata::server {
 namespace {
@@ -282,7 +283,14 @@ Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out
   STRATA_RETURN_IF_ERROR(f.Number("frequency_penalty", -2, 2, &out->frequency_penalty));
   STRATA_RETURN_IF_ERROR(f.Number("presence_penalty", -2, 2, &out->presence_penalty));
   STRATA_RETURN_IF_ERROR(ParseLogitBias(f, out));
-  return ParseStopTokenIds(f, out);
+  STRATA_RETURN_IF_ERROR(ParseStopTokenIds(f, out));
+  if (const json* s = f.Get("session")) {
+    if (!s->is_string() || !IsValidSessionName(s->get<std::string>()))
+      return f.Fail("session", "'session' must be a session id: 1 to 128 letters, digits, '.', '_' or '-', not "
+                               "starting with '.'");
+    out->session = s->get<std::string>();
+  }
+  return Status::Ok();
 }
 
 // One prompt: text, or token ids (each in [0, 2^31)).

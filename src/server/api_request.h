@@ -16,7 +16,8 @@
 //          vLLM's min_tokens (<= max_tokens), stop_token_ids, repetition_penalty;
 //          strata's speculative (bool, default true: false keeps the request to
 //          plain decoding when the server speculates; the output is the same
-//          either way).
+//          either way); strata's session (a session id: [A-Za-z0-9._-]{1,128}, not starting
+//          with '.').
 //          Structured output, at most one of: grammar (GBNF), json_schema
 //          (llama.cpp's), response_format (text, json_object [with llama.cpp's
 //          "schema"], json_schema {"json_schema": {"schema": ...}}), vLLM's
@@ -107,6 +108,7 @@ struct ApiRequest {
   ToolChoice tool_choice = ToolChoice::kAuto;  // chat with tools
   std::string tool_name;              // kFunction: the function to call
   bool parallel_tool_calls = true;    // kRequired: more than one call may come
+  std::string session;                // "" none; else the session this request continues (server/session_api.h)
   std::string grammar;                // structured output as GBNF ("" none)
   std::string grammar_param;          // the field it came from (for errors)
 };

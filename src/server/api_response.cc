@@ -20,9 +20,11 @@ ResponseBuilder::ResponseBuilder(const ApiRequest& request, ResponseIdentity ide
       text_offset_(prompt_bytes) {}
 
 json ResponseBuilder::UsageJson(const Usage& usage) {
-  return {{"prompt_tokens", usage.prompt_tokens},
-          {"completion_tokens", usage.completion_tokens},
-          {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
+  json j = {{"prompt_tokens", usage.prompt_tokens},
+            {"completion_tokens", usage.completion_tokens},
+            {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
+  if (usage.cached_tokens) j["prompt_tokens_details"] = {{"cached_tokens", *usage.cached_tokens}};
+  return j;
 }
 
 std::string ResponseBuilder::Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }

@@ -36,6 +36,7 @@ namespace strata::server {
 struct Usage {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
+  std::optional<int32_t> cached_tokens;  // set: usage.prompt_tokens_details.cached_tokens (session requests)
 };
 
 struct ResponseIdentity {

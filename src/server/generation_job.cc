@@ -41,8 +41,9 @@ Status GenerationJob::Start(std::vector<Choice> choices, std::shared_ptr<http::H
     uint64_t id = 0;
     const std::vector<int32_t>& prompt = choices[i].request.prompt;  // empty: Submit refuses it
     const int32_t last_prompt_token = prompt.empty() ? -1 : prompt.back();
+    EventSink text_sink = [channel](const GenerationEvent& e) { return channel->Push(e); };
     TokenSink sink = TextSink(engine_.model().vocab(), last_prompt_token, std::move(choices[i].output),
-                              [channel](const GenerationEvent& e) { return channel->Push(e); });
+                              choices[i].wrap_sink ? choices[i].wrap_sink(std::move(text_sink)) : std::move(text_sink));
     if (Status s = engine_.Submit(std::move(choices[i].request), std::move(sink), &id); !s.ok()) {
       for (auto& t : tracks_) {
         t->channel->Abandon();
@@ -157,6 +158,10 @@ Usage GenerationJob::TotalUsage() const {
   Usage u;
   u.prompt_tokens = prompt_tokens_;
   for (const auto& t : tracks_) u.completion_tokens += std::max(t->tokens_seen, t->last.completion_tokens);
+  if (output_.cached_usage) {
+    u.cached_tokens = 0;
+    for (const auto& t : tracks_) *u.cached_tokens += t->last.cached_tokens;
+  }
   return u;
 }
 

@@ -39,6 +39,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     bool scored_echo = false;                // echo with logprobs: the prompt's logprobs come with the first event
     std::vector<http::HttpHeader> headers;   // added to the response (e.g. CORS)
     std::chrono::milliseconds heartbeat{0};  // stream: ": keep-alive" after this long without a token
+    bool cached_usage = false;               // usage reports prompt_tokens_details.cached_tokens
   };
 
   // One choice: its engine request, how its tokens become text, and its
@@ -48,6 +49,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     OutputParams output;
     ResponseBuilder builder;
     bool counts_prompt = true;  // usage.prompt_tokens counts its prompt (once per distinct prompt)
+    // Wraps the sink the engine gets (sessions hold the final event until the session is saved).
+    std::function<EventSink(EventSink)> wrap_sink;
   };
 
   // REQUIRES: engine and metrics outlive the job.

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <initializer_list>
 
 namespace strata::server {
@@ -52,6 +53,33 @@ void RenderKv(const KvCacheStats& kv, std::string* out) {
          "Times the disk tier failed and the KV cache fell back to RAM only.", kv.ram_only_fallbacks, out);
 }
 
+// Sessions (with --session-dir): how many, where their KV is, what moved.
+void RenderSessions(const SessionStoreStats& s, const KvCacheStats& kv, std::string* out) {
+  const uint64_t idle = static_cast<uint64_t>(s.sessions > s.busy ? s.sessions - s.busy : 0);
+  const uint64_t parked = static_cast<uint64_t>(kv.parked_sequences);
+  Labeled("strata_sessions", "gauge",
+          "Sessions: in use by a request; idle with KV parked in the KV cache; idle with KV in their file only.",
+          "state",
+          {{"busy", static_cast<uint64_t>(s.busy)},
+           {"resident", std::min(parked, idle)},
+           {"stored", idle - std::min(parked, idle)}},
+          out);
+  Labeled("strata_session_kv_slices", "gauge",
+          "KV block slices of idle sessions parked in the KV cache, per tier (a slice may be in both).", "tier",
+          {{"ram", kv.parked_slices_ram}, {"disk", kv.parked_slices_disk}}, out);
+  Scalar("strata_session_kv_blocks", "gauge", "KV blocks held by idle sessions parked in the KV cache.",
+         static_cast<uint64_t>(kv.parked_blocks), out);
+  Scalar("strata_session_file_bytes", "gauge", "Bytes of session files (every session's tokens and KV).",
+         s.file_bytes, out);
+  Scalar("strata_session_evictions_total", "counter",
+         "Idle sessions whose parked KV was freed for other requests (their file keeps it).", kv.parked_evictions, out);
+  Scalar("strata_session_loads_total", "counter", "Requests whose session KV was read from its file.", s.loads, out);
+  Scalar("strata_session_resumes_total", "counter", "Requests that resumed a session's parked KV.", s.resumes, out);
+  Scalar("strata_session_saves_total", "counter", "Sessions saved after a request.", s.saves, out);
+  Scalar("strata_session_resumed_tokens_total", "counter",
+         "Prompt tokens whose KV came from their session instead of being computed.", s.resumed_tokens, out);
+}
+
 }  // namespace
 
 Metrics::Metrics()
@@ -66,7 +94,7 @@ void Metrics::CountRequest(const std::string& endpoint, int http_status) {
 void Metrics::ObserveTimeToFirstToken(double seconds) { time_to_first_token_.Observe(seconds); }
 void Metrics::ObserveInterTokenLatency(double seconds) { inter_token_latency_.Observe(seconds); }
 
-std::string Metrics::Render(const EngineStats& stats) const {
+std::string Metrics::Render(const EngineStats& stats, const SessionStoreStats* sessions) const {
   std::string out =
       "# HELP strata_http_requests_total HTTP requests answered, by endpoint and status.\n"
       "# TYPE strata_http_requests_total counter\n";
@@ -96,6 +124,7 @@ std::string Metrics::Render(const EngineStats& stats) const {
   Scalar("strata_spec_accepted_tokens_total", "counter", "Speculative decoding: drafted tokens the model kept.",
          stats.spec_accepted, &out);
   RenderKv(stats.kv, &out);
+  if (sessions != nullptr) RenderSessions(*sessions, stats.kv, &out);
   Scalar("strata_requests_queued", "gauge", "Requests waiting for a slot.", static_cast<uint64_t>(stats.queue_depth),
          &out);
   Scalar("strata_requests_running", "gauge", "Requests being generated.", static_cast<uint64_t>(stats.running), &out);

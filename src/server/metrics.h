@@ -17,6 +17,11 @@
 //   kv_disk_ram_only_fallbacks_total       counters
 //   kv_disk_ram_only                       gauge (1: the disk tier failed, serving from RAM only)
 //   requests_queued, requests_running      gauges
+//   with sessions (--session-dir): sessions{state=busy|resident|stored},
+//   session_kv_slices{tier=ram|disk}, session_kv_blocks, session_file_bytes
+//   gauges; session_evictions_total, session_loads_total,
+//   session_resumes_total, session_saves_total,
+//   session_resumed_tokens_total counters
 //   time_to_first_token_seconds            histogram (request received -> first token)
 //   inter_token_latency_seconds            histogram (between consecutive tokens)
 //
@@ -31,6 +36,7 @@
 
 #include "engine/engine.h"
 #include "server/histogram.h"
+#include "server/session_store.h"
 
 namespace strata::server {
 
@@ -43,7 +49,8 @@ class Metrics {
   void ObserveTimeToFirstToken(double seconds);
   void ObserveInterTokenLatency(double seconds);
 
-  std::string Render(const EngineStats& stats) const;
+  // sessions: the session store's, if the server has one.
+  std::string Render(const EngineStats& stats, const SessionStoreStats* sessions = nullptr) const;
 
  private:
   mutable std::mutex mu_;

@@ -62,9 +62,34 @@ std::string MediaType(std::string_view content_type) {
 
 struct RouteInfo {
   Route route;
-  const char* method;  // the one method it takes
+  const char* methods;  // the methods it takes, ", "-separated
   bool json_body;
 };
+
+bool TakesMethod(const RouteInfo& r, std::string_view method) {
+  std::string_view list = r.methods;
+  while (!list.empty()) {
+    const size_t comma = list.find(", ");
+    if (list.substr(0, comma) == method) return true;
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 2);
+  }
+  return false;
+}
+
+// POST /v1/sessions/{id}/ACTION or GET/DELETE /v1/sessions/{id}; the id is judged later.
+std::optional<RouteInfo> SessionRoute(const std::string& path) {
+  constexpr std::string_view kPrefix = "/v1/sessions";
+  if (path == kPrefix) return RouteInfo{Route::kSessions, "GET", false};
+  if (!path.starts_with("/v1/sessions/")) return std::nullopt;
+  const std::string_view rest = std::string_view(path).substr(kPrefix.size() + 1);
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return RouteInfo{Route::kSession, "GET, DELETE", false};
+  const std::string_view action = rest.substr(slash + 1);
+  if (action == "fork" || action == "rollback" || action == "push" || action == "pop")
+    return RouteInfo{Route::kSessionAction, "POST", true};
+  return std::nullopt;
+}
+
 
 std::optional<RouteInfo> FindRoute(const std::string& path) {
   if (path == "/v1/completions" || path == "/completions") return RouteInfo{Route::kCompletions, "POST", true};
@@ -76,6 +101,7 @@ std::optional<RouteInfo> FindRoute(const std::string& path) {
   if (path.starts_with("/v1/models/") || path.starts_with("/models/")) return RouteInfo{Route::kModel, "GET", false};
   if (path == "/health") return RouteInfo{Route::kHealth, "GET", false};
   if (path == "/metrics") return RouteInfo{Route::kMetrics, "GET", false};
+  if (std::optional<RouteInfo> session = SessionRoute(path)) return session;
   if (path.starts_with('/') && path.find('/', 1) == std::string::npos) return RouteInfo{Route::kWebAsset, "GET", false};
   return std::nullopt;
 }
@@ -139,8 +165,17 @@ std::vector<http::HttpHeader> RequestGate::CorsHeaders(const HttpRequestHead& he
 }
 
 bool RequestGate::Authorized(const HttpRequestHead& head) const {
-  if (options_.api_key.empty()) return true;
-  return ConstantTimeEquals(head.Header("Authorization").value_or(""), "Bearer " + options_.api_key);
+  return options_.api_key.empty() || !KeyOf(head).empty();
+}
+
+std::string RequestGate::KeyOf(const HttpRequestHead& head) const {
+  const std::string_view sent = head.Header("Authorization").value_or("");
+  std::string found;
+  // Every key is compared (in constant time), so the time taken does not tell which matched.
+  if (!options_.api_key.empty() && ConstantTimeEquals(sent, "Bearer " + options_.api_key)) found = options_.api_key;
+  for (const std::string& key : options_.more_api_keys)
+    if (ConstantTimeEquals(sent, "Bearer " + key)) found = key;
+  return found;
 }
 
 HttpResponse RequestGate::Reply(const ApiError& error, const HttpRequestHead& head) const {
@@ -158,14 +193,14 @@ RequestGate::Verdict RequestGate::Judge(const HttpRequestHead& head) const {
   if (!route) return {std::nullopt, Reply(ApiError::ForHttpStatus(404, head.method, head.path), head)};
   if (head.method == "OPTIONS") {  // a CORS preflight (CheckOrigin let its Origin through)
     HttpResponse r{204, CorsHeaders(head), ""};
-    r.With("Access-Control-Allow-Methods", fmt::format("{}, OPTIONS", route->method))
+    r.With("Access-Control-Allow-Methods", fmt::format("{}, OPTIONS", route->methods))
         .With("Access-Control-Allow-Headers", "Authorization, Content-Type")
         .With("Access-Control-Max-Age", "600");
     return {std::nullopt, std::move(r)};
   }
-  if (head.method != route->method) {
+  if (!TakesMethod(*route, head.method)) {
     return {std::nullopt,
-            Reply(ApiError::ForHttpStatus(405, head.method, head.path), head).With("Allow", route->method)};
+            Reply(ApiError::ForHttpStatus(405, head.method, head.path), head).With("Allow", route->methods)};
   }
   const bool public_route = route->route == Route::kHealth || route->route == Route::kWebAsset;
   if (!public_route && !Authorized(head)) {
@@ -173,7 +208,7 @@ RequestGate::Verdict RequestGate::Judge(const HttpRequestHead& head) const {
                                          "invalid_request_error", "", "invalid_api_key"},
                                 head)};
   }
-  if (route->json_body) {
+  if (route->json_body && (route->route != Route::kSessionAction || head.has_body)) {
     const std::string type = MediaType(head.Header("Content-Type").value_or(""));
     if (type != "application/json" && type != "application/x-www-form-urlencoded") {
       return {std::nullopt, Reply(ApiError{415, "send the body as JSON with 'Content-Type: application/json'",

@@ -25,6 +25,9 @@ namespace strata::server {
 // kApplyTemplate: llama-server's POST /apply-template ({messages, tools} -> {prompt}).
 // kTokenize, kDetokenize: llama-server's POST /tokenize and /detokenize.
 // The OpenAI routes also answer without the /v1 prefix (as llama-server's do).
+// Sessions (strata's, /v1 only): kSessions GET /v1/sessions; kSession GET or
+// DELETE /v1/sessions/{id}; kSessionAction POST /v1/sessions/{id}/{fork,
+// rollback, push, pop} (a JSON body if any).
 enum class Route {
   kCompletions,
   kChat,
@@ -35,7 +38,10 @@ enum class Route {
   kModel,
   kHealth,
   kMetrics,
-  kWebAsset
+  kWebAsset,
+  kSessions,
+  kSession,
+  kSessionAction
 };
 
 // The route a path names, if any (the method is not checked).
@@ -46,6 +52,7 @@ struct GateOptions {
   std::vector<std::string> allowed_hosts;  // more Host values; "*": any
   std::vector<std::string> cors_origins;   // origins allowed cross-site; "*": any
   std::string api_key;                     // "" : no key needed
+  std::vector<std::string> more_api_keys;  // further keys accepted (each its own session namespace)
 };
 
 class RequestGate {
@@ -60,6 +67,8 @@ class RequestGate {
 
   // The CORS headers a response to head carries (none without an allowed Origin).
   std::vector<http::HttpHeader> CorsHeaders(const http::HttpRequestHead& head) const;
+  // The API key head authorizes with ("" without keys); REQUIRES: Judge let it through.
+  std::string KeyOf(const http::HttpRequestHead& head) const;
   // An error response to head, with its CORS headers.
   http::HttpResponse Reply(const ApiError& error, const http::HttpRequestHead& head) const;
 

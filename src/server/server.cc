@@ -50,6 +50,9 @@ std::string EndpointLabel(const HttpRequestHead* head) {
     case Route::kModel: return "/v1/models/{id}";
     case Route::kHealth: return "/health";
     case Route::kMetrics: return "/metrics";
+    case Route::kSessions: return "/v1/sessions";
+    case Route::kSession: return "/v1/sessions/{id}";
+    case Route::kSessionAction: return "/v1/sessions/{id}/{action}";
     case Route::kWebAsset: return head->path == "/" ? "/" : "other";
   }
   return "other";
@@ -122,7 +125,8 @@ Server::Server(Engine* engine, ChatTemplate chat_template, ServerOptions options
       limits_{options_.max_tokens_limit > 0 ? options_.max_tokens_limit : engine->n_ctx()},
       created_(UnixSeconds()),
       instance_(std::random_device{}()),
-      gate_(GateOptions{options_.host, options_.allowed_hosts, options_.cors_origins, options_.api_key}),
+      gate_(GateOptions{options_.host, options_.allowed_hosts, options_.cors_origins, options_.api_key,
+                        options_.more_api_keys}),
       http_(std::make_unique<http::HttpServer>(static_cast<http::HttpHandler*>(this), options_.limits,
                                              options_.io_threads)) {}
 
@@ -150,7 +154,16 @@ Status Server::Create(Engine* engine, ChatTemplate chat_template, ServerOptions 
         options.adapter_ids.begin() + static_cast<std::ptrdiff_t>(i))
       return Status::InvalidArgument(fmt::format("two LoRA adapters have the id '{}' (name them: --lora NAME=FILE)", id));
   }
-  out->reset(new Server(engine, std::move(chat_template), std::move(options)));
+  std::unique_ptr<SessionStore> store;
+  if (!options.sessions.dir.empty())
+    STRATA_RETURN_IF_ERROR(SessionStore::Create(engine, options.sessions, &store));
+  std::unique_ptr<Server> server(new Server(engine, std::move(chat_template), std::move(options)));
+  if (store) {
+    server->sessions_ = std::make_unique<SessionApi>(store.get(), engine->model().vocab(), server->chat_template_,
+                                                     engine->n_ctx());
+    server->session_store_ = std::move(store);
+  }
+  *out = std::move(server);
   return Status::Ok();
 }
 
@@ -159,6 +172,10 @@ Status Server::Bind(int* port) { return http_->Bind(options_.host, options_.port
 Status Server::Serve() {
   http_->Run();
   return Status::Ok();
+}
+
+std::optional<SessionStoreStats> Server::session_stats() const {
+  return session_store_ ? std::optional(session_store_->stats()) : std::nullopt;
 }
 
 bool Server::shutting_down() const {
@@ -263,7 +280,8 @@ void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchang
       return exchange->Respond(r.With("Content-Type", "application/json"));
     }
     case Route::kMetrics: {
-      HttpResponse r{200, gate_.CorsHeaders(head), metrics_.Render(engine_.Stats())};
+      const std::optional<SessionStoreStats> sessions = session_stats();
+      HttpResponse r{200, gate_.CorsHeaders(head), metrics_.Render(engine_.Stats(), sessions ? &*sessions : nullptr)};
       return exchange->Respond(r.With("Content-Type", "text/plain; version=0.0.4; charset=utf-8"));
     }
     case Route::kModels: {
@@ -282,7 +300,26 @@ void Server::Handle(http::HttpRequest request, std::shared_ptr<http::HttpExchang
       return exchange->Respond(HandleTokenize(request));
     case Route::kDetokenize:
       return exchange->Respond(HandleDetokenize(request));
+    case Route::kSessions:
+    case Route::kSession:
+    case Route::kSessionAction:
+      return HandleSession(*route, request, std::move(exchange));
   }
+}
+
+void Server::HandleSession(Route route, const http::HttpRequest& request, std::shared_ptr<http::HttpExchange> exchange) {
+  const HttpRequestHead& head = request.head;
+  if (!sessions_) {
+    return exchange->Respond(gate_.Reply(ApiError{404, "sessions are not enabled on this server (start it with "
+                                                       "--session-dir)",
+                                                  "invalid_request_error", "", "sessions_disabled"},
+                                         head));
+  }
+  auto shared_head = std::make_shared<HttpRequestHead>(head);
+  sessions_->Handle(
+      route, request, SessionStore::NamespaceOf(gate_.KeyOf(head)),
+      [this, shared_head, exchange](std::string body) { exchange->Respond(ReplyJson(std::move(body), *shared_head)); },
+      [this, shared_head, exchange](const ApiError& e) { exchange->Respond(gate_.Reply(e, *shared_head)); });
 }
 
 HttpResponse Server::HandleModel(const HttpRequestHead& head) const {
@@ -467,15 +504,56 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   if (Status s = ParseApiRequest(endpoint, req.body, limits_, &request, &param); !s.ok())
     return exchange->Respond(gate_.Reply(ApiError::InvalidRequest(s.message(), param), head));
   if (!request.unknown_fields.empty()) NoteUnknownFields(request.unknown_fields);
+  if (request.session.empty()) return StartGeneration(request, received, head, std::move(exchange), nullptr);
+  if (!sessions_) {
+    return exchange->Respond(gate_.Reply(
+        ApiError::InvalidRequest("sessions are not enabled on this server (start it with --session-dir)", "session",
+                                 "sessions_disabled"),
+        head));
+  }
+  // A session's KV is the base model's: a turn under a LoRA adapter would mix
+  // the two (resumed, the KV of one set would run under the other).
+  int32_t adapter = 0;
+  std::string model_id;
+  ApiError error;
+  if (!ChooseAdapter(request, &adapter, &model_id, &error)) return exchange->Respond(gate_.Reply(error, head));
+  if (adapter != 0) {
+    return exchange->Respond(gate_.Reply(
+        ApiError::InvalidRequest(fmt::format("a session runs with the base model '{}', not a LoRA adapter ('{}')",
+                                             options_.model_id, model_id),
+                                 request.lora.empty() ? "model" : "lora", "session_with_adapter"),
+        head));
+  }
+  // The session is read and its KV attached off this thread; the job starts back on it.
+  auto shared_head = std::make_shared<HttpRequestHead>(head);
+  sessions_->BeginTurn(
+      std::move(request), SessionStore::NamespaceOf(gate_.KeyOf(head)),
+      [exchange](std::function<void()> fn) { exchange->Post(std::move(fn)); },
+      [this, received, shared_head, exchange](ApiRequest r, std::shared_ptr<SessionTurn> turn) {
+        StartGeneration(r, received, *shared_head, exchange, std::move(turn));
+      },
+      [this, shared_head, exchange](const ApiError& e) { exchange->Respond(gate_.Reply(e, *shared_head)); });
+}
+
+void Server::StartGeneration(const ApiRequest& request, Clock::time_point received, const HttpRequestHead& head,
+                             std::shared_ptr<http::HttpExchange> exchange, std::shared_ptr<SessionTurn> turn) {
   std::vector<GenerationJob::Choice> choices;
   ApiError error;
-  if (!PlanChoices(request, &choices, &error)) return exchange->Respond(gate_.Reply(error, head));
+  if (!PlanChoices(request, &choices, &error, turn ? &turn->prompt() : nullptr)) {
+    turn.reset();  // a session's lease is released before the reply
+    return exchange->Respond(gate_.Reply(error, head));
+  }
+  if (turn) {
+    turn->Prepare(&choices.front().request, request.seed.has_value());
+    choices.front().wrap_sink = [turn](EventSink next) { return turn->Wrap(std::move(next)); };
+  }
 
   std::vector<http::HttpHeader> headers = gate_.CorsHeaders(head);
   if (!request.unknown_fields.empty())
     headers.push_back({"X-Strata-Ignored-Fields", IgnoredFieldsHeader(request.unknown_fields)});
   GenerationJob::Output output{request.stream, request.stream && request.include_usage,
-                               choices.front().request.prompt_logprobs, std::move(headers), options_.heartbeat};
+                               choices.front().request.prompt_logprobs, std::move(headers), options_.heartbeat,
+                               turn != nullptr};
   auto job = std::make_shared<GenerationJob>(engine_, metrics_, std::move(output), received);
   uint64_t key;
   {
@@ -491,12 +569,14 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   };
   if (Status s = job->Start(std::move(choices), exchange, std::move(on_end)); !s.ok()) {
     Unregister(key);
+    turn.reset();
     return exchange->Respond(gate_.Reply(ApiError::FromStatus(s), head));
   }
+  if (turn) turn->Submitted();
 }
 
-bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices,
-                         ApiError* error) {
+bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices, ApiError* error,
+                         const std::vector<int32_t>* session_prompt) {
   const Vocab& vocab = engine_.model().vocab();
   // Tools: the calls the model writes are read back out of its text; a
   // required or named call is also what the grammar lets it write.
@@ -535,7 +615,9 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
   const size_t n_prompts = request.endpoint == Endpoint::kChat ? 1 : request.prompts.size();
   for (size_t p = 0; p < n_prompts; ++p) {
     std::vector<int32_t> prompt;
-    if (Status s = BuildPrompt(request, p, vocab, chat_template_, &prompt); !s.ok()) {
+    if (session_prompt != nullptr) {
+      prompt = *session_prompt;
+    } else if (Status s = BuildPrompt(request, p, vocab, chat_template_, &prompt); !s.ok()) {
       *error = ApiError::InvalidRequest(s.message(), request.endpoint == Endpoint::kChat ? "messages" : "prompt");
       return false;
     }
@@ -551,7 +633,7 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
     for (int32_t i = 0; i < request.n; ++i) {
       const int32_t index = static_cast<int32_t>(p) * request.n + i;
       GenerationJob::Choice c{g, OutputParams{request.stop, request.min_tokens},
-                              ResponseBuilder(request, identity, vocab, prompt_text.size(), index), i == 0};
+                              ResponseBuilder(request, identity, vocab, prompt_text.size(), index), i == 0, {}};
       // The n samples of one prompt draw from distinct seeds (reproducible when the request sets one).
       c.request.sampling.seed += static_cast<uint64_t>(i);
       if (request.echo) c.builder.Echo(prompt_text, c.request.prompt.front());

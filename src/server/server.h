@@ -6,6 +6,7 @@
 //   GET  /health     (never needs the API key)
 //   GET  /metrics    (Prometheus text format; see metrics.h)
 //   GET  /, /<file>  the web chat page (web_assets.h; never needs the API key)
+//   /v1/sessions...  durable conversations, with --session-dir (session_api.h)
 //
 // Every request is judged from its head before its body is read
 // (server/request_gate.h): Host (DNS rebinding), Origin (CORS), route and
@@ -42,6 +43,8 @@
 #include "server/generation_job.h"
 #include "server/metrics.h"
 #include "server/request_gate.h"
+#include "server/session_api.h"
+#include "server/session_store.h"
 
 namespace strata::server {
 
@@ -50,6 +53,7 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                   // 0: any free port (Bind reports it)
   std::string api_key;               // non-empty: every endpoint but /health needs "Authorization: Bearer <key>"
+  std::vector<std::string> more_api_keys;  // further keys accepted; with keys, each key has its own sessions
   int32_t max_tokens_limit = 0;      // largest max_tokens accepted; 0: the engine's context size
   int32_t default_max_tokens = 16;   // completions without max_tokens (OpenAI's default); chat runs to the context end
   int io_threads = 2;                // threads serving connections (all connections share them)
@@ -74,6 +78,9 @@ struct ServerOptions {
   // One line per answered request (server/access_log.h), in log_format; null: no access log.
   std::function<void(const std::string&)> access_log;
   LogFormat log_format = LogFormat::kText;
+  // Sessions (session_store.h); dir "" turns them off: a request naming a
+  // session gets 400, the session routes 404.
+  SessionStoreOptions sessions;
 };
 
 class Server : private http::HttpHandler {
@@ -93,6 +100,8 @@ class Server : private http::HttpHandler {
   // (streams end with an error event, waiting requests get 503); returns when
   // every response is over. Idempotent.
   void Shutdown();
+  // The session store's counters; nullopt without sessions.
+  std::optional<SessionStoreStats> session_stats() const;
 
  private:
   Server(Engine* engine, ChatTemplate chat_template, ServerOptions options);
@@ -106,6 +115,11 @@ class Server : private http::HttpHandler {
   http::HttpResponse ReplyJson(std::string body, const http::HttpRequestHead& head) const;
 
   void HandleGeneration(Route route, http::HttpRequest request, std::shared_ptr<http::HttpExchange> exchange);
+  // Plans and starts the job of a parsed request (turn: its session's, or null).
+  void StartGeneration(const ApiRequest& request, std::chrono::steady_clock::time_point received,
+                       const http::HttpRequestHead& head, std::shared_ptr<http::HttpExchange> exchange,
+                       std::shared_ptr<SessionTurn> turn);
+  void HandleSession(Route route, const http::HttpRequest& request, std::shared_ptr<http::HttpExchange> exchange);
   http::HttpResponse HandleModel(const http::HttpRequestHead& head) const;
   http::HttpResponse HandleWebAsset(const http::HttpRequestHead& head) const;
   http::HttpResponse HandleApplyTemplate(const http::HttpRequest& request) const;
@@ -123,7 +137,9 @@ class Server : private http::HttpHandler {
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
   // One choice per prompt and sample (index = prompt * n + sample); 400 if a prompt cannot run.
-  bool PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices, ApiError* error);
+  // session_prompt: the whole prompt of a request on a session (instead of building it).
+  bool PlanChoices(const ApiRequest& request, std::vector<GenerationJob::Choice>* choices, ApiError* error,
+                   const std::vector<int32_t>* session_prompt = nullptr);
   std::string NextResponseId(Endpoint endpoint);
   // Registry of running jobs, so that Shutdown can wait for and cancel them.
   bool Register(uint64_t key, std::shared_ptr<GenerationJob> job);
@@ -146,6 +162,10 @@ class Server : private http::HttpHandler {
   uint64_t next_response_ = 0;
   uint64_t next_job_ = 0;
   std::set<std::string, std::less<>> unknown_fields_noted_;
+  // Sessions (null without --session-dir). The store is destroyed first: it
+  // finishes the work posted to it, which may use the API object.
+  std::unique_ptr<SessionApi> sessions_;
+  std::unique_ptr<SessionStore> session_store_;
 };
 
 }  // namespace strata::server

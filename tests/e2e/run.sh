@@ -16,12 +16,13 @@ key="e2e-$RANDOM$RANDOM"
 (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 
 log="$(mktemp)"
-"$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 2>"$log" &
+sessions="$(mktemp -d)"
+"$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --session-dir "$sessions" 2>"$log" &
 pid=$!
 cleanup() {
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  rm -f "$log"
+  rm -rf "$log" "$sessions"
 }
 trap cleanup EXIT
 
@@ -55,5 +56,5 @@ if [ "$status" -ne 0 ]; then
   rm -f "$log"
   exit 1
 fi
-rm -f "$log"
+rm -rf "$log" "$sessions"
 echo "e2e: all passed"
