@@ -21,6 +21,8 @@ PACKAGES=(
   openmpi-bin libopenmpi-dev  # MPI: one model over many processes/machines (mpirun -np N strata run --split ...)
   python3-jsonschema    # tests only: validates structured output against its JSON Schema
   tmux                  # tests only: drives strata chat in a terminal (send-keys / capture-pane)
+  iproute2 iputils-ping # tests only: tests/netns, MPI across network namespaces (ip netns, veth, bridge; RTT by ping)
+  iptables python3      # tests only: tests/netns's packet delay where the kernel has no netem (NFQUEUE + delay.py)
 )
 # Node.js >= 20 and npm run the end-to-end tests with the official openai client
 # and the llama.cpp peer install; Debian's packages are used only if none is present.

@@ -30,6 +30,9 @@ export STRATA_REQUIRE_TMUX=1
 # End to end: strata serve driven by the official openai npm client.
 tests/e2e/run.sh build/strata
 
+# MPI split runs across network namespaces over TCP with delayed links (needs root: must run, not skip).
+STRATA_REQUIRE_NETNS=1 timeout 300 tests/netns/run.sh build/strata
+
 # The web chat page in headless chromium (playwright-core); bounded in case the browser hangs.
 timeout 600 tests/web/run.sh build/strata
 
