@@ -2,8 +2,10 @@
 // greedy `strata run` under --split tensor (2 and 4 ranks) and --split layer
 // equals the single-process run — the same text and logits within 1e-4 (F32)
 // — on stories260K and a synthetic GQA model; ranks that loaded different
-// models refuse to start; a killed or stopped rank ends the job, non-zero,
-// with a clear message, within 10 s.
+// models refuse to start; serve refuses sessions, speculation and the KV
+// disk tier; a killed or stopped rank ends the job, non-zero, with a clear
+// message, within 10 s. (serve under mpirun end to end: tests/e2e/run.sh
+// with STRATA_E2E_MPI.)
 //
 // Without mpirun these tests skip, unless STRATA_REQUIRE_MPI=1 (CI:
 // scripts/test.sh), where they fail.
@@ -150,6 +152,26 @@ TEST(MpiTest, DifferentModelsAreRefused) {
   const testing::CommandResult r = testing::RunCommand(argv, "", {.timeout_s = 120});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("loaded a different model than rank 0"), std::string::npos) << r.err;
+}
+
+// What holds one process's state is refused by serve under mpirun, on every
+// rank, before anything is loaded or bound.
+TEST(MpiTest, ServeRefusesWhatHoldsOneProcessState) {
+  STRATA_REQUIRE_MPIRUN();
+  const std::string dir = testing::MakeTempDir();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--session-dir", dir}, "--session-dir under mpirun"},
+      {{"--spec", "ngram"}, "speculative decoding under mpirun"},
+      {{"--kv-disk", dir}, "a KV disk tier under mpirun"},
+  };
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> argv = Mpirun(2);
+    argv.insert(argv.end(), {testing::CliPath(), "serve", "-m", Stories(), "--port", "0", "--split", "tensor"});
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    const testing::CommandResult r = testing::RunCommand(argv, "", {.timeout_s = 120});
+    EXPECT_NE(r.exit_code, 0) << flags[0];
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
 }
 
 // The pid of the process of world rank `rank` among parent's children.
