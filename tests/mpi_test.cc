@@ -205,15 +205,24 @@ struct FaultResult {
   std::string err;
 };
 
-// Starts a long generation under mpirun -np 2, sends `signal` to rank 1 once
-// rank 0 prints text, and waits (at most 60 s) for mpirun to end.
-FaultResult RunAndSignalRank1(int sig) {
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Under mpirun -np 2: a long generation (serve: an idle server), sends
+// `signal` to rank 1 once rank 0 prints text (serve: listens), and waits (at
+// most 60 s) for mpirun to end.
+FaultResult RunAndSignalRank1(int sig, bool serve = false) {
   const std::string dir = testing::MakeTempDir();
   const std::string out = dir + "/out", err = dir + "/err";
   std::vector<std::string> args = Mpirun(2);
-  for (const char* a : {"run", "-n", "100000", "--temp", "0", "-t", "1", "--no-tune", "--split", "tensor", "-c", "100000",
-                        "-p", "Once", "--mpi-timeout", "5", "-m"})
-    args.push_back(a);
+  const std::vector<const char*> command =
+      serve ? std::vector<const char*>{"serve", "--port", "0", "-t", "1", "--no-tune", "--split", "tensor",
+                                       "--mpi-keepalive", "0.5", "--mpi-timeout", "5", "-m"}
+            : std::vector<const char*>{"run", "-n", "100000", "--temp", "0", "-t", "1", "--no-tune", "--split", "tensor",
+                                       "-c", "100000", "-p", "Once", "--mpi-timeout", "5", "-m"};
+  for (const char* a : command) args.push_back(a);
   args.insert(args.begin() + 7, testing::CliPath());
   args.push_back(SynthGqa());
   posix_spawn_file_actions_t fa;
@@ -232,7 +241,8 @@ FaultResult RunAndSignalRank1(int sig) {
     return f ? static_cast<int64_t>(f.tellg()) : int64_t{0};
   };
   pid_t rank1 = -1;
-  for (int i = 0; i < 600 && (rank1 < 0 || size_of(out) < 16); ++i) {
+  auto ready = [&] { return serve ? ReadAll(err).find("listening on") != std::string::npos : size_of(out) >= 16; };
+  for (int i = 0; i < 600 && (rank1 < 0 || !ready()); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (rank1 < 0) rank1 = RankPid(mpirun, 1);
   }
@@ -250,8 +260,7 @@ FaultResult RunAndSignalRank1(int sig) {
   if (rank1 > 0 && sig == SIGSTOP) kill(rank1, SIGKILL);
   r.seconds_after_fault = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream e(err);
-  r.err.assign((std::istreambuf_iterator<char>(e)), std::istreambuf_iterator<char>());
+  r.err = ReadAll(err);
   EXPECT_GT(rank1, 0) << "rank 1 not found; stderr: " << r.err;
   return r;
 }
@@ -268,6 +277,22 @@ TEST(MpiTest, KilledRankEndsTheJobWithin10s) {
 TEST(MpiTest, HungRankEndsTheJobWithin10s) {
   STRATA_REQUIRE_MPIRUN();
   const FaultResult r = RunAndSignalRank1(SIGSTOP);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+  EXPECT_NE(r.err.find("no answer from the other ranks within 5 s"), std::string::npos) << r.err;
+}
+
+// An idle server notices a dead or hung rank by its pings' answers.
+TEST(MpiTest, IdleServerEndsWithAKilledRankWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGKILL, /*serve=*/true);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+}
+
+TEST(MpiTest, IdleServerEndsWithAHungRankWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGSTOP, /*serve=*/true);
   EXPECT_NE(r.exit_code, 0) << r.err;
   EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
   EXPECT_NE(r.err.find("no answer from the other ranks within 5 s"), std::string::npos) << r.err;

@@ -1,7 +1,8 @@
 // RankMessage: what rank 0 broadcasts to the other ranks of an MPI job
 // (dist/cluster.h) — open a runner (the KV pool's shape), run a step plan
 // (kv/step_plan.h), close the runner, stop, or only say it is alive (an idle
-// server pings so the other ranks can tell idleness from a hung rank 0).
+// server pings so the other ranks can tell idleness from a hung rank 0; they
+// answer with a one-float sum, so rank 0 notices a hung rank too).
 //
 // Bytes: u32 magic "SRNK", u8 kind, then for kOpen six i32 (n_ctx,
 // kv_type, kv_block_tokens, n_blocks, n_threads, keepalive_ms) and for kStep

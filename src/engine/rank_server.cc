@@ -79,7 +79,11 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
         forward.reset();
         store.reset();
         break;
-      case RankMessageKind::kPing: break;
+      case RankMessageKind::kPing: {
+        float alive = 1;  // the answer Runner::KeepAlive waits for
+        STRATA_RETURN_IF_ERROR(cluster.AllReduceSum(&alive, 1));
+        break;
+      }
       case RankMessageKind::kStop: return Status::Ok();
     }
   }

@@ -83,7 +83,11 @@ Status Runner::SetAdapters(std::vector<LoraSet> sets) {
 Status Runner::KeepAlive() {
   if (cluster_ == nullptr) return Status::Ok();
   std::vector<uint8_t> ping = EncodeRankMessage(RankMessageKind::kPing);
-  return cluster_->Broadcast(&ping);
+  STRATA_RETURN_IF_ERROR(cluster_->Broadcast(&ping));
+  // The answer: a broadcast may complete without its receivers (buffered),
+  // the sum cannot, so a hung rank is noticed within --mpi-timeout.
+  float alive = 1;
+  return cluster_->AllReduceSum(&alive, 1);
 }
 
 Status Runner::Step(std::span<const KvCacheManager::Append> appends, StepPlan* plan, std::vector<float>* logits) {

@@ -74,7 +74,8 @@ class Runner {
   // Whether this runner leads an MPI job (its steps run on other ranks too).
   bool distributed() const { return cluster_ != nullptr; }
   // Under MPI: tells the other ranks rank 0 is alive while it has no step to
-  // run (RunnerParams::keepalive_s); outside MPI: nothing.
+  // run (RunnerParams::keepalive_s) and waits for their answer (at most
+  // --mpi-timeout: a hung rank is an error); outside MPI: nothing.
   [[nodiscard]] Status KeepAlive();
 
   // The adapter sets sequences may run with (KvCacheManager::NewSequence's
