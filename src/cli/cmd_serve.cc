@@ -134,20 +134,22 @@ void CheckMpiOptions(const ServeOptions& o) {
 }
 
 void Serve(ServeOptions& o) {
+  // Before any thread starts (MPI's too), so that every thread inherits the mask.
+  const sigset_t stop_signals = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   // Under mpirun rank 0 serves HTTP; the others run its plans.
   Cluster* cluster = JoinCluster(o.mpi);
   const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
   if (cluster != nullptr) {
     CheckMpiOptions(o);
     if (cluster->rank() != 0) {
+      // mpirun's SIGTERM ends this rank (dist/cluster.h's handler, on this thread).
+      pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
       ServeOtherRank(*cluster, model_path, o.tokenizer, o.engine.n_threads, TuneCachePath(o.tune));
       return;
     }
   }
   o.engine.keepalive_s = o.mpi_keepalive_s;
-  // Before any thread starts, so that every thread inherits the mask.
-  const sigset_t stop_signals = StopSignals();
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   // CLI11 takes an empty variable for an absent one; auth must not turn off silently.
   if (const char* env = std::getenv("STRATA_API_KEY"); env != nullptr && *env == '\0' && o.api_keys.empty())
