@@ -2,8 +2,10 @@
 // greedy `strata run` under --split tensor (2 and 4 ranks) and --split layer
 // equals the single-process run — the same text and logits within 1e-4 (F32)
 // — on stories260K and a synthetic GQA model; ranks that loaded different
-// models refuse to start; a killed or stopped rank ends the job, non-zero,
-// with a clear message, within 10 s.
+// models refuse to start; serve refuses sessions, speculation and the KV
+// disk tier; a killed or stopped rank ends the job, non-zero, with a clear
+// message, within 10 s. (serve under mpirun end to end: tests/e2e/run.sh
+// with STRATA_E2E_MPI.)
 //
 // Without mpirun these tests skip, unless STRATA_REQUIRE_MPI=1 (CI:
 // scripts/test.sh), where they fail.
@@ -152,6 +154,26 @@ TEST(MpiTest, DifferentModelsAreRefused) {
   EXPECT_NE(r.err.find("loaded a different model than rank 0"), std::string::npos) << r.err;
 }
 
+// What holds one process's state is refused by serve under mpirun, on every
+// rank, before anything is loaded or bound.
+TEST(MpiTest, ServeRefusesWhatHoldsOneProcessState) {
+  STRATA_REQUIRE_MPIRUN();
+  const std::string dir = testing::MakeTempDir();
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--session-dir", dir}, "--session-dir under mpirun"},
+      {{"--spec", "ngram"}, "speculative decoding under mpirun"},
+      {{"--kv-disk", dir}, "a KV disk tier under mpirun"},
+  };
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> argv = Mpirun(2);
+    argv.insert(argv.end(), {testing::CliPath(), "serve", "-m", Stories(), "--port", "0", "--split", "tensor"});
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    const testing::CommandResult r = testing::RunCommand(argv, "", {.timeout_s = 120});
+    EXPECT_NE(r.exit_code, 0) << flags[0];
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+}
+
 // The pid of the process of world rank `rank` among parent's children.
 pid_t RankPid(pid_t parent, int rank) {
   DIR* d = opendir("/proc");
@@ -183,15 +205,24 @@ struct FaultResult {
   std::string err;
 };
 
-// Starts a long generation under mpirun -np 2, sends `signal` to rank 1 once
-// rank 0 prints text, and waits (at most 60 s) for mpirun to end.
-FaultResult RunAndSignalRank1(int sig) {
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Under mpirun -np 2: a long generation (serve: an idle server), sends
+// `signal` to rank 1 once rank 0 prints text (serve: listens), and waits (at
+// most 60 s) for mpirun to end.
+FaultResult RunAndSignalRank1(int sig, bool serve = false) {
   const std::string dir = testing::MakeTempDir();
   const std::string out = dir + "/out", err = dir + "/err";
   std::vector<std::string> args = Mpirun(2);
-  for (const char* a : {"run", "-n", "100000", "--temp", "0", "-t", "1", "--no-tune", "--split", "tensor", "-c", "100000",
-                        "-p", "Once", "--mpi-timeout", "5", "-m"})
-    args.push_back(a);
+  const std::vector<const char*> command =
+      serve ? std::vector<const char*>{"serve", "--port", "0", "-t", "1", "--no-tune", "--split", "tensor",
+                                       "--mpi-keepalive", "0.5", "--mpi-timeout", "5", "-m"}
+            : std::vector<const char*>{"run", "-n", "100000", "--temp", "0", "-t", "1", "--no-tune", "--split", "tensor",
+                                       "-c", "100000", "-p", "Once", "--mpi-timeout", "5", "-m"};
+  for (const char* a : command) args.push_back(a);
   args.insert(args.begin() + 7, testing::CliPath());
   args.push_back(SynthGqa());
   posix_spawn_file_actions_t fa;
@@ -210,7 +241,8 @@ FaultResult RunAndSignalRank1(int sig) {
     return f ? static_cast<int64_t>(f.tellg()) : int64_t{0};
   };
   pid_t rank1 = -1;
-  for (int i = 0; i < 600 && (rank1 < 0 || size_of(out) < 16); ++i) {
+  auto ready = [&] { return serve ? ReadAll(err).find("listening on") != std::string::npos : size_of(out) >= 16; };
+  for (int i = 0; i < 600 && (rank1 < 0 || !ready()); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     if (rank1 < 0) rank1 = RankPid(mpirun, 1);
   }
@@ -228,8 +260,7 @@ FaultResult RunAndSignalRank1(int sig) {
   if (rank1 > 0 && sig == SIGSTOP) kill(rank1, SIGKILL);
   r.seconds_after_fault = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  std::ifstream e(err);
-  r.err.assign((std::istreambuf_iterator<char>(e)), std::istreambuf_iterator<char>());
+  r.err = ReadAll(err);
   EXPECT_GT(rank1, 0) << "rank 1 not found; stderr: " << r.err;
   return r;
 }
@@ -246,6 +277,22 @@ TEST(MpiTest, KilledRankEndsTheJobWithin10s) {
 TEST(MpiTest, HungRankEndsTheJobWithin10s) {
   STRATA_REQUIRE_MPIRUN();
   const FaultResult r = RunAndSignalRank1(SIGSTOP);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+  EXPECT_NE(r.err.find("no answer from the other ranks within 5 s"), std::string::npos) << r.err;
+}
+
+// An idle server notices a dead or hung rank by its pings' answers.
+TEST(MpiTest, IdleServerEndsWithAKilledRankWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGKILL, /*serve=*/true);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+}
+
+TEST(MpiTest, IdleServerEndsWithAHungRankWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGSTOP, /*serve=*/true);
   EXPECT_NE(r.exit_code, 0) << r.err;
   EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
   EXPECT_NE(r.err.find("no answer from the other ranks within 5 s"), std::string::npos) << r.err;

@@ -3,6 +3,13 @@
 // on and whether an API key is required. SIGINT/SIGTERM stop it gracefully
 // (exit 0): no new connections, idle ones closed, running generations given
 // --shutdown-grace to finish.
+//
+// Under mpirun (`mpirun -np N strata serve --split tensor|layer`), rank 0
+// loads its shard and serves HTTP; the other ranks load theirs and run rank
+// 0's step plans (engine/rank_server.h). An idle rank 0 pings them every
+// --mpi-keepalive seconds; a rank that dies or stops answering ends the job
+// (dist/cluster.h). Sessions, speculation, LoRA adapters and the KV disk tier
+// hold one process's state and are refused there.
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -24,6 +31,7 @@
 #include "core/env.h"
 #include "engine/engine.h"
 #include "engine/load_summary.h"
+#include "engine/rank_server.h"
 #include "model/lora_adapter.h"
 #include "model/model.h"
 #include "server/chat_template.h"
@@ -55,6 +63,8 @@ struct ServeOptions {
   double body_timeout_s = 30;
   std::string log_format = "text";  // the access log's: text or json
   std::vector<std::string> loras;  // --lora [NAME=]FILE[:SCALE]
+  MpiFlags mpi;
+  double mpi_keepalive_s = 30;
 };
 
 std::chrono::milliseconds Millis(double seconds) {
@@ -111,10 +121,35 @@ sigset_t StopSignals() {
   return set;
 }
 
+// What a server under mpirun cannot do: its state lives in rank 0's process.
+void CheckMpiOptions(const ServeOptions& o) {
+  const std::pair<bool, const char*> refused[] = {
+      {!o.server.sessions.dir.empty(), "--session-dir under mpirun (sessions hold one process's KV)"},
+      {!o.spec.spec.empty() || !o.spec.draft_model.empty(), "speculative decoding under mpirun"},
+      {!o.loras.empty(), "LoRA adapters under mpirun"},
+      {!o.engine.kv_tiers.disk_dir.empty(), "a KV disk tier under mpirun (the other ranks hold their KV in RAM)"},
+  };
+  for (const auto& [given, what] : refused)
+    if (given) Fail("serve", Status::Unsupported(what));
+}
+
 void Serve(ServeOptions& o) {
-  // Before any thread starts, so that every thread inherits the mask.
+  // Before any thread starts (MPI's too), so that every thread inherits the mask.
   const sigset_t stop_signals = StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Under mpirun rank 0 serves HTTP; the others run its plans.
+  Cluster* cluster = JoinCluster(o.mpi);
+  const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
+  if (cluster != nullptr) {
+    CheckMpiOptions(o);
+    if (cluster->rank() != 0) {
+      // mpirun's SIGTERM ends this rank (dist/cluster.h's handler, on this thread).
+      pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
+      ServeOtherRank(*cluster, model_path, o.tokenizer, o.engine.n_threads, TuneCachePath(o.tune));
+      return;
+    }
+  }
+  o.engine.keepalive_s = o.mpi_keepalive_s;
 
   // CLI11 takes an empty variable for an absent one; auth must not turn off silently.
   if (const char* env = std::getenv("STRATA_API_KEY"); env != nullptr && *env == '\0' && o.api_keys.empty())
@@ -131,10 +166,10 @@ void Serve(ServeOptions& o) {
 
   const std::string spec = o.spec.Method();
   ModelLoadOptions mo;
-  mo.path = o.model.empty() ? DefaultModelPath() : o.model;
+  mo.path = model_path;
   mo.tokenizer_path = o.tokenizer;
   std::unique_ptr<Model> model;
-  CheckOk("cannot load model " + mo.path, Model::Load(Env::Default(), mo, &model));
+  CheckOk("cannot load model " + mo.path, LoadRankModel(Env::Default(), mo, &model));
   const server::ChatTemplate chat_template = PickChatTemplate(o.chat_template, mo.path, model->vocab(), "strata serve");
   // Speculative decoding: the draft model outlives the engine.
   std::unique_ptr<Model> draft;
@@ -280,6 +315,12 @@ void AddServeCommand(CLI::App& app) {
                   "Speculative decoding: steps with more generating requests than this do not draft")
       ->capture_default_str()
       ->check(CLI::Range(0, 4096));
+  AddMpiFlags(cmd, &o->mpi);
+  cmd->add_option("--mpi-keepalive", o->mpi_keepalive_s,
+                  "Under mpirun: seconds between rank 0's pings while idle; the other ranks end the job after 4 "
+                  "missed ones")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
   cmd->callback([o] { Serve(*o); });
 }
 

@@ -10,8 +10,8 @@ std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* 
   std::memcpy(out.data(), &kRankMessageMagic, 4);
   out[4] = static_cast<uint8_t>(kind);
   if (kind == RankMessageKind::kOpen) {
-    const int32_t v[5] = {open->n_ctx, static_cast<int32_t>(open->kv_type), open->kv_block_tokens, open->n_blocks,
-                          open->n_threads};
+    const int32_t v[6] = {open->n_ctx,    static_cast<int32_t>(open->kv_type), open->kv_block_tokens, open->n_blocks,
+                          open->n_threads, open->keepalive_ms};
     out.resize(5 + sizeof v);
     std::memcpy(out.data() + 5, v, sizeof v);
   } else if (kind == RankMessageKind::kStep) {
@@ -30,14 +30,15 @@ Status DecodeRankMessage(std::span<const uint8_t> bytes, RankMessage* out) {
   RankMessage m;
   switch (bytes[4]) {
     case static_cast<uint8_t>(RankMessageKind::kOpen): {
-      int32_t v[5];
+      int32_t v[6];
       if (body.size() != sizeof v) return Status::Corrupt(fmt::format("rank message: open of {} bytes", body.size()));
       std::memcpy(v, body.data(), sizeof v);
       if (!GetDTypeInfo(static_cast<uint32_t>(v[1])) || v[0] < 2 || v[0] > (1 << 22) || v[2] < 1 || v[2] > 4096 ||
-          v[3] < 1 || v[3] > (1 << 24) || v[4] < 1 || v[4] > 1024)
-        return Status::Corrupt(fmt::format("rank message: open with n_ctx {}, kv type {}, block {}, {} blocks, {} threads",
-                                           v[0], v[1], v[2], v[3], v[4]));
-      m.open = RunnerShape{v[0], static_cast<DType>(v[1]), v[2], v[3], v[4]};
+          v[3] < 1 || v[3] > (1 << 24) || v[4] < 1 || v[4] > 1024 || v[5] < 0 || v[5] > 86400000)
+        return Status::Corrupt(
+            fmt::format("rank message: open with n_ctx {}, kv type {}, block {}, {} blocks, {} threads, keepalive {} ms",
+                        v[0], v[1], v[2], v[3], v[4], v[5]));
+      m.open = RunnerShape{v[0], static_cast<DType>(v[1]), v[2], v[3], v[4], v[5]};
       break;
     }
     case static_cast<uint8_t>(RankMessageKind::kStep):
@@ -45,7 +46,8 @@ Status DecodeRankMessage(std::span<const uint8_t> bytes, RankMessage* out) {
       break;
     case static_cast<uint8_t>(RankMessageKind::kClose):
     case static_cast<uint8_t>(RankMessageKind::kStop):
-      if (!body.empty()) return Status::Corrupt("rank message: bytes after a close or stop");
+    case static_cast<uint8_t>(RankMessageKind::kPing):
+      if (!body.empty()) return Status::Corrupt("rank message: bytes after a close, stop or ping");
       break;
     default: return Status::Corrupt(fmt::format("rank message: unknown kind {}", bytes[4]));
   }

@@ -1,10 +1,13 @@
 // RankMessage: what rank 0 broadcasts to the other ranks of an MPI job
 // (dist/cluster.h) — open a runner (the KV pool's shape), run a step plan
-// (kv/step_plan.h), close the runner, or stop.
+// (kv/step_plan.h), close the runner, stop, or only say it is alive (an idle
+// server pings so the other ranks can tell idleness from a hung rank 0; they
+// answer with a one-float sum, so rank 0 notices a hung rank too).
 //
-// Bytes: u32 magic "SRNK", u8 kind, then for kOpen five i32 (n_ctx,
-// kv_type, kv_block_tokens, n_blocks, n_threads) and for kStep the plan's own
-// bytes (framed and checksummed: step_plan.h); nothing for kClose and kStop.
+// Bytes: u32 magic "SRNK", u8 kind, then for kOpen six i32 (n_ctx,
+// kv_type, kv_block_tokens, n_blocks, n_threads, keepalive_ms) and for kStep
+// the plan's own bytes (framed and checksummed: step_plan.h); nothing for
+// kClose, kStop and kPing.
 // DecodeRankMessage is kCorrupt for anything else (what a rank receives is
 // checked before it is acted on; fuzz/plan_fuzz.cc).
 //
@@ -21,7 +24,7 @@
 
 namespace strata {
 
-enum class RankMessageKind : uint8_t { kOpen = 1, kStep = 2, kClose = 3, kStop = 4 };
+enum class RankMessageKind : uint8_t { kOpen = 1, kStep = 2, kClose = 3, kStop = 4, kPing = 5 };
 
 // The runner rank 0 opened: the other ranks build a block store and forward pass like it.
 struct RunnerShape {
@@ -30,6 +33,9 @@ struct RunnerShape {
   int32_t kv_block_tokens = 0;
   int32_t n_blocks = 0;
   int32_t n_threads = 0;  // rank 0's; each rank uses its own --threads
+  // Rank 0 sends a message (kPing when idle) at least this often, in ms, in
+  // [0, 86400000]; 0: no promise (the other ranks wait their default).
+  int32_t keepalive_ms = 0;
 };
 
 struct RankMessage {

@@ -101,8 +101,9 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
   if (params.max_queue < 0) return Status::InvalidArgument("max_queue must be >= 0");
   if (params.max_batch_tokens < 1 || params.max_batch_tokens > 65536)
     return Status::InvalidArgument("max_batch_tokens must be in [1, 65536]");
-  const RunnerParams rp{params.n_ctx,    params.n_threads, params.kv_type,         params.kv_block_tokens, params.kv_tiers,
-                        params.env,      params.attention_grid, params.tune_cache_path, params.log};
+  const RunnerParams rp{params.n_ctx,    params.n_threads,      params.kv_type,         params.kv_block_tokens,
+                        params.kv_tiers, params.env,            params.attention_grid,  params.tune_cache_path,
+                        params.log,      params.keepalive_s};
   // Room for every running sequence at full context, plus as much again for
   // the prefix cache; tier budgets, when given, bound it. A request's KV can
   // never outgrow the pool: that bounds its context (below).
@@ -266,9 +267,15 @@ void Engine::StepLoop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        return stop_ || !queue_.empty() || !slots_.empty() || !cancelled_.empty() || !tasks_.empty();
-      });
+      auto ready = [&] { return stop_ || !queue_.empty() || !slots_.empty() || !cancelled_.empty() || !tasks_.empty(); };
+      if (!runner_->distributed() || params_.keepalive_s <= 0) {
+        cv_.wait(lock, ready);
+      } else if (!cv_.wait_for(lock, std::chrono::duration<double>(params_.keepalive_s), ready)) {
+        lock.unlock();
+        // A failed ping leaves the cluster broken: the next step fails its requests and the job ends aborted.
+        (void)runner_->KeepAlive();
+        continue;
+      }
       if (stop_) break;
     }
     RunTasks();

@@ -193,6 +193,9 @@ struct EngineParams {
   // LoRA adapter sets requests may choose (GenerationRequest::adapter); requests
   // of different sets share a batch. REQUIRES: the adapters outlive the engine.
   std::vector<LoraSet> adapters;
+  // Under MPI: an idle step thread pings the other ranks this often (seconds,
+  // RunnerParams::keepalive_s), so they can tell an idle server from a hung rank 0.
+  double keepalive_s = 30;
 };
 
 struct EngineStats {

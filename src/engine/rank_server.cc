@@ -21,6 +21,9 @@ constexpr double kStartupTimeoutS = 600;
 // --mpi-timeout; inside a step every collective keeps to --mpi-timeout (a
 // rank 0 that dies is ended by mpirun at once, whatever it was doing).
 constexpr double kIdleTimeoutS = 120;
+// A runner that promises a message every keepalive period (an idle server
+// pings) is given this many periods before it counts as hung.
+constexpr double kKeepaliveMisses = 4;
 
 }  // namespace
 
@@ -44,9 +47,10 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
   std::unique_ptr<Forward> forward;
   PlanLimits limits;
   std::vector<float> logits;
+  double idle_wait_s = kIdleTimeoutS;  // the open runner's wait for rank 0's next message
   for (;;) {
     std::vector<uint8_t> bytes;
-    STRATA_RETURN_IF_ERROR(cluster.Broadcast(&bytes, forward ? kIdleTimeoutS : kStartupTimeoutS));
+    STRATA_RETURN_IF_ERROR(cluster.Broadcast(&bytes, forward ? idle_wait_s : kStartupTimeoutS));
     RankMessage m;
     STRATA_RETURN_IF_ERROR(DecodeRankMessage(bytes, &m).WithContext("from rank 0"));
     switch (m.kind) {
@@ -61,6 +65,7 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
             SelectAttentionGrid(std::nullopt, env, params.tune_cache_path, layout, model.hparams().n_head, *pool);
         forward = std::make_unique<Forward>(model, *store, *pool, m.open.n_ctx, grid, &cluster);
         limits = PlanLimits{model.hparams().n_vocab, m.open.n_blocks, m.open.kv_block_tokens, m.open.n_ctx, 1 << 20};
+        idle_wait_s = m.open.keepalive_ms > 0 ? kKeepaliveMisses * m.open.keepalive_ms / 1000.0 : kIdleTimeoutS;
         break;
       }
       case RankMessageKind::kStep: {
@@ -74,6 +79,11 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
         forward.reset();
         store.reset();
         break;
+      case RankMessageKind::kPing: {
+        float alive = 1;  // the answer Runner::KeepAlive waits for
+        STRATA_RETURN_IF_ERROR(cluster.AllReduceSum(&alive, 1));
+        break;
+      }
       case RankMessageKind::kStop: return Status::Ok();
     }
   }

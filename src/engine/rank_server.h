@@ -3,7 +3,8 @@
 // ranks (dist/rank_message.h), and ending the job.
 //
 // Rank 0's Runner (engine/runner.h) broadcasts kOpen when it is created,
-// kStep with each plan it runs, and kClose when it goes; ServeRank mirrors
+// kStep with each plan it runs, kPing when idle (engine/engine.h's
+// keepalive), and kClose when it goes; ServeRank mirrors
 // each with a block store of the same block ids (this rank's KV heads or
 // layers) and a forward pass over its shard, so the collectives inside the
 // forward pass meet. FinishRank broadcasts kStop.

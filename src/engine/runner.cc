@@ -1,5 +1,6 @@
 #include "engine/runner.h"
 
+#include <cmath>
 #include <fmt/format.h>
 #include <thread>
 
@@ -25,6 +26,8 @@ Status Runner::Create(const Model& model, const RunnerParams& params, const KvSi
     if (cluster->rank() != 0) return Status::Internal("only rank 0 runs a Runner; the others serve its plans");
     if (!params.kv_tiers.disk_dir.empty())
       return Status::Unsupported("a KV disk tier under MPI (the other ranks hold their KV in RAM)");
+    if (!(params.keepalive_s >= 0 && params.keepalive_s <= 3600))
+      return Status::InvalidArgument(fmt::format("invalid keepalive period {} s", params.keepalive_s));
   }
   KvCacheConfig kc;
   STRATA_RETURN_IF_ERROR(MakeKvLayout(hp, params.kv_type.value_or(DefaultKvType(model)), params.kv_block_tokens, &kc.layout));
@@ -37,7 +40,8 @@ Status Runner::Create(const Model& model, const RunnerParams& params, const KvSi
   const DType kv_type = kv->layout().type;
   out->reset(new Runner(model, params, n_ctx, n_threads, std::move(kv), cluster));
   if (cluster != nullptr) {
-    const RunnerShape shape{n_ctx, kv_type, kc.layout.block_tokens, n_blocks, n_threads};
+    const RunnerShape shape{n_ctx,     kv_type, kc.layout.block_tokens, n_blocks,
+                            n_threads, static_cast<int32_t>(std::lround(params.keepalive_s * 1000))};
     std::vector<uint8_t> open = EncodeRankMessage(RankMessageKind::kOpen, &shape);
     Status s = cluster->Broadcast(&open);
     if (!s.ok()) {
@@ -74,6 +78,16 @@ Status Runner::SetAdapters(std::vector<LoraSet> sets) {
         return Status::InvalidArgument("a LoRA adapter bound to another model");
   forward_.SetAdapters(std::move(sets));
   return Status::Ok();
+}
+
+Status Runner::KeepAlive() {
+  if (cluster_ == nullptr) return Status::Ok();
+  std::vector<uint8_t> ping = EncodeRankMessage(RankMessageKind::kPing);
+  STRATA_RETURN_IF_ERROR(cluster_->Broadcast(&ping));
+  // The answer: a broadcast may complete without its receivers (buffered),
+  // the sum cannot, so a hung rank is noticed within --mpi-timeout.
+  float alive = 1;
+  return cluster_->AllReduceSum(&alive, 1);
 }
 
 Status Runner::Step(std::span<const KvCacheManager::Append> appends, StepPlan* plan, std::vector<float>* logits) {

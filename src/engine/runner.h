@@ -44,6 +44,10 @@ struct RunnerParams {
   std::optional<AttentionGrid> attention_grid;
   std::string tune_cache_path;
   std::function<void(const std::string&)> log;  // KV disk tier warnings, one line each; null: stderr
+  // Under MPI: the client promises to call Step, Run or KeepAlive at least
+  // this often (seconds, [0, 3600]); the other ranks count a longer silence
+  // as a hung rank 0. 0: no promise (they wait their default, minutes).
+  double keepalive_s = 0;
 };
 
 // The client's KV pool sizing: given the layout and the checked context
@@ -55,7 +59,8 @@ class Runner {
  public:
   // kInvalidArgument for a context size outside [2, 2^22], a thread count
   // above 1024, an invalid grid, or what sizing refuses; under MPI also a KV
-  // disk tier (not supported there yet) and any rank but 0.
+  // disk tier (not supported there yet), a keepalive outside [0, 3600] s
+  // and any rank but 0.
   [[nodiscard]] static Status Create(const Model& model, const RunnerParams& params, const KvSizing& sizing,
                                      std::unique_ptr<Runner>* out);
   ~Runner();
@@ -66,6 +71,12 @@ class Runner {
   KvCacheManager& kv() { return *kv_; }
   const KvCacheManager& kv() const { return *kv_; }
   const AttentionGrid& attention_grid() const { return forward_.grid(); }
+  // Whether this runner leads an MPI job (its steps run on other ranks too).
+  bool distributed() const { return cluster_ != nullptr; }
+  // Under MPI: tells the other ranks rank 0 is alive while it has no step to
+  // run (RunnerParams::keepalive_s) and waits for their answer (at most
+  // --mpi-timeout: a hung rank is an error); outside MPI: nothing.
+  [[nodiscard]] Status KeepAlive();
 
   // The adapter sets sequences may run with (KvCacheManager::NewSequence's
   // adapter k is sets[k - 1]); replaces the previous ones. kInvalidArgument

@@ -5,7 +5,10 @@
 # stops the server with SIGTERM and requires a clean exit (0).
 # Usage: tests/e2e/run.sh [path/to/strata]     (default: $STRATA_CLI, else build/strata)
 #   STRATA_E2E_MODEL   model to serve (default: models/stories260K.gguf)
-# Needs node >= 20 and npm (Debian: nodejs, npm).
+#   STRATA_E2E_MPI=N   serve under `mpirun -np N` (--split tensor, a 0.5 s
+#                      keepalive), without sessions (refused under mpirun);
+#                      the job must end with exit 0 after SIGTERM to rank 0
+# Needs node >= 20 and npm (Debian: nodejs, npm); with STRATA_E2E_MPI, Open MPI.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -17,8 +20,30 @@ key="e2e-$RANDOM$RANDOM"
 
 log="$(mktemp)"
 sessions="$(mktemp -d)"
-"$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --session-dir "$sessions" 2>"$log" &
+ranks="${STRATA_E2E_MPI:-}"
+tests=()
+for t in "$here"/*.test.mjs; do
+  [ -n "$ranks" ] && [ "$(basename "$t")" = sessions.test.mjs ] && continue
+  tests+=("$t")
+done
+if [ -n "$ranks" ]; then
+  mpirun --oversubscribe --allow-run-as-root -np "$ranks" \
+    "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --split tensor --mpi-keepalive 0.5 2>"$log" &
+else
+  "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --session-dir "$sessions" 2>"$log" &
+fi
 pid=$!
+# The process that serves HTTP: strata itself, or under mpirun its rank 0.
+server_pid() {
+  [ -z "$ranks" ] && { echo "$pid"; return; }
+  local child
+  for child in $(pgrep -P "$pid"); do
+    if tr '\0' '\n' <"/proc/$child/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=0; then
+      echo "$child"
+      return
+    fi
+  done
+}
 cleanup() {
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
@@ -43,10 +68,16 @@ if [ -z "$port" ]; then
   exit 1
 fi
 
-STRATA_E2E_BASE_URL="http://127.0.0.1:$port/v1" STRATA_E2E_API_KEY="$key" STRATA_CLI="$cli" \
-  STRATA_E2E_MODEL="$model" node --test "$here"/*.test.mjs
+if [ -n "$ranks" ] && ! grep -q "MPI rank 0 of $ranks, split tensor" "$log"; then
+  echo "e2e: the load summary does not name the MPI job:" >&2
+  cat "$log" >&2
+  exit 1
+fi
 
-kill -TERM "$pid"
+STRATA_E2E_BASE_URL="http://127.0.0.1:$port/v1" STRATA_E2E_API_KEY="$key" STRATA_CLI="$cli" \
+  STRATA_E2E_MODEL="$model" STRATA_E2E_MPI="$ranks" node --test "${tests[@]}"
+
+kill -TERM "$(server_pid)"
 status=0
 wait "$pid" || status=$?
 trap - EXIT
