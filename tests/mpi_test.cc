@@ -3,7 +3,7 @@
 // equals the single-process run — the same text and logits within 1e-4 (F32)
 // — on stories260K and a synthetic GQA model; ranks that loaded different
 // models refuse to start; a session saved under N ranks continues under 1
-// and vice versa; serve refuses sessions, speculation and the KV
+// and vice versa; serve refuses speculation and the KV
 // disk tier; a killed or stopped rank ends the job, non-zero, with a clear
 // message, within 10 s. (serve under mpirun end to end: tests/e2e/run.sh
 // with STRATA_E2E_MPI.)
@@ -203,7 +203,6 @@ TEST(MpiTest, ServeRefusesWhatHoldsOneProcessState) {
   STRATA_REQUIRE_MPIRUN();
   const std::string dir = testing::MakeTempDir();
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--session-dir", dir}, "--session-dir under mpirun"},
       {{"--spec", "ngram"}, "speculative decoding under mpirun"},
       {{"--kv-disk", dir}, "a KV disk tier under mpirun"},
   };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fmt/format.h>
 
+#include "kv/kv_shard.h"
 #include "kv/session_file.h"
 
 namespace strata {
@@ -62,17 +63,9 @@ Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sa
   const std::vector<BlockId>& blocks = kv_->blocks(seq_);
   std::unique_ptr<BlockStore> whole;
   std::vector<BlockId> ids;
-  STRATA_RETURN_IF_ERROR(WholeKvStore(env, static_cast<int32_t>(blocks.size()), &whole, &ids));
+  STRATA_RETURN_IF_ERROR(NewWholeKvStore(env, runner_->whole_kv_layout(), static_cast<int32_t>(blocks.size()), &whole, &ids));
   STRATA_RETURN_IF_ERROR(runner_->GatherKv(blocks, *whole, ids));
   return WriteSession(env, path, ModelFingerprint(model_), *whole, ids, st);
-}
-
-Status Context::WholeKvStore(Env* env, int32_t n_blocks, std::unique_ptr<BlockStore>* out,
-                             std::vector<BlockId>* ids) const {
-  STRATA_RETURN_IF_ERROR(BlockStore::Create(env, runner_->whole_kv_layout(), KvTierConfig{}, std::max(n_blocks, 1), out));
-  ids->resize(static_cast<size_t>(n_blocks));
-  for (int32_t i = 0; i < n_blocks; ++i) (*ids)[static_cast<size_t>(i)] = i;
-  return Status::Ok();
 }
 
 Status Context::LoadDistributedSession(Env* env, const std::string& path, bool drop_cache, SeqId* seq,
@@ -85,7 +78,7 @@ Status Context::LoadDistributedSession(Env* env, const std::string& path, bool d
   const int32_t n_blocks = (st.n_kv + block_tokens - 1) / block_tokens;
   std::unique_ptr<BlockStore> whole;
   std::vector<BlockId> ids;
-  STRATA_RETURN_IF_ERROR(WholeKvStore(env, n_blocks, &whole, &ids));
+  STRATA_RETURN_IF_ERROR(NewWholeKvStore(env, runner_->whole_kv_layout(), n_blocks, &whole, &ids));
   STRATA_RETURN_IF_ERROR(reader->ReadBlocks(*whole, ids));
   std::vector<BlockId> blocks;
   Status s;

@@ -105,9 +105,6 @@ class Context {
   Context(const Model& model, int32_t n_batch, std::unique_ptr<Runner> runner);
   // Decode's forward passes, n_batch tokens at a time; on error the sequence is as it was.
   Status DecodeChunks(std::span<const int32_t> tokens, LogitsMode mode);
-  // Under MPI: a RAM block store of the whole model's KV layout with n_blocks
-  // blocks (*ids: 0..n_blocks-1), what session files are written from and read into.
-  Status WholeKvStore(Env* env, int32_t n_blocks, std::unique_ptr<BlockStore>* out, std::vector<BlockId>* ids) const;
   // Under MPI: LoadSession's read of the file into a new sequence, each rank
   // given its part of the KV (Runner::ScatterKv).
   Status LoadDistributedSession(Env* env, const std::string& path, bool drop_cache, SeqId* seq, SessionState* state);

@@ -1,5 +1,6 @@
 #include "kv/kv_shard.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace strata {
@@ -69,6 +70,14 @@ Status WriteKvPart(BlockStore& store, BlockId id, std::pair<int32_t, int32_t> la
     std::memcpy(data, bytes.data() + slice * static_cast<uint64_t>(il - layers.first), slice);
     store.Unpin(id, il, true);
   }
+  return Status::Ok();
+}
+
+Status NewWholeKvStore(Env* env, const KvLayout& layout, int32_t n_blocks, std::unique_ptr<BlockStore>* out,
+                       std::vector<BlockId>* ids) {
+  STRATA_RETURN_IF_ERROR(BlockStore::Create(env, layout, KvTierConfig{}, std::max(n_blocks, 1), out));
+  ids->resize(static_cast<size_t>(n_blocks));
+  for (int32_t i = 0; i < n_blocks; ++i) (*ids)[static_cast<size_t>(i)] = i;
   return Status::Ok();
 }
 
