@@ -55,7 +55,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if ((data[0] & 2) != 0) {
     strata::RankMessage raw;
     if (strata::DecodeRankMessage(std::span(data + 1, size - 1), &raw).ok()) {
-      const std::vector<uint8_t> again = strata::EncodeRankMessage(raw.kind, &raw.open, &raw.plan);
+      const std::vector<uint8_t> again = strata::EncodeRankMessage(raw.kind, &raw.open, &raw.plan, &raw.blocks);
       Check(again == std::vector<uint8_t>(data + 1, data + size), "an accepted rank message re-encodes to its bytes");
     }
     std::vector<uint8_t> step = {0x53, 0x52, 0x4E, 0x4B, static_cast<uint8_t>(strata::RankMessageKind::kStep)};

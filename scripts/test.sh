@@ -29,7 +29,7 @@ export STRATA_REQUIRE_TMUX=1
 
 # End to end: strata serve driven by the official openai npm client.
 tests/e2e/run.sh build/strata
-# ... and against `mpirun -np 2 strata serve --split tensor` (sessions excluded: refused under mpirun).
+# ... and against `mpirun -np 2 strata serve --split tensor`.
 STRATA_E2E_MPI=2 tests/e2e/run.sh build/strata
 
 # MPI split runs across network namespaces over TCP with delayed links (needs root: must run, not skip).

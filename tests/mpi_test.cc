@@ -2,7 +2,8 @@
 // greedy `strata run` under --split tensor (2 and 4 ranks) and --split layer
 // equals the single-process run — the same text and logits within 1e-4 (F32)
 // — on stories260K and a synthetic GQA model; ranks that loaded different
-// models refuse to start; serve refuses sessions, speculation and the KV
+// models refuse to start; a session saved under N ranks continues under 1
+// and vice versa; serve refuses speculation and the KV
 // disk tier; a killed or stopped rank ends the job, non-zero, with a clear
 // message, within 10 s. (serve under mpirun end to end: tests/e2e/run.sh
 // with STRATA_E2E_MPI.)
@@ -140,6 +141,48 @@ TEST(MpiTest, LayerSplitEqualsOneProcess) {
   }
 }
 
+// One turn of a greedy session (`strata run --session`), under mpirun -np np
+// --split split when np > 0; the continuation's logits in *logits.
+std::string SessionTurn(const std::string& model, const std::string& dir, const std::string& name, int np,
+                        const std::string& split, const std::string& prompt, std::vector<float>* logits) {
+  std::vector<std::string> argv = np > 0 ? Mpirun(np) : std::vector<std::string>{};
+  for (const std::string& a : {testing::CliPath(), std::string("run"), std::string("-m"), model, std::string("-p"), prompt,
+                               std::string("-n"), std::string("12"), std::string("--temp"), std::string("0"),
+                               std::string("-t"), std::string("1"), std::string("--no-tune"), std::string("--session-dir"),
+                               dir, std::string("--session"), name, std::string("--logits-out"), dir + "/logits"})
+    argv.push_back(a);
+  if (np > 0) argv.insert(argv.end(), {"--split", split});
+  const testing::CommandResult r = testing::RunCommand(argv, "", {.timeout_s = 240});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  *logits = ReadFloats(dir + "/logits");
+  return r.out;
+}
+
+// A session saved under N ranks continues under 1 and vice versa exactly as
+// one process continues its own: the file holds every rank's part of the KV.
+TEST(MpiTest, SessionsMoveBetweenRankCounts) {
+  STRATA_REQUIRE_MPIRUN();
+  for (const std::string& model : {Stories(), SynthGqa()}) {
+    const std::string dir = testing::MakeTempDir();
+    std::vector<float> ref_logits, logits, unused;
+    const std::string ref = SessionTurn(model, dir, "ref", 0, "", "Once upon a time", &unused) +
+                            SessionTurn(model, dir, "ref", 0, "", "", &ref_logits);
+    for (const auto& [np, split] : {std::pair{2, "tensor"}, std::pair{4, "tensor"}, std::pair{2, "layer"}}) {
+      for (const bool from_many : {true, false}) {
+        const std::string name = fmt::format("s{}{}{}", np, split, from_many ? "a" : "b");
+        const std::string what = fmt::format("{} {} np {} {}", model, split, np, from_many ? "N to 1" : "1 to N");
+        const std::string text = SessionTurn(model, dir, name, from_many ? np : 0, split, "Once upon a time", &unused) +
+                                 SessionTurn(model, dir, name, from_many ? 0 : np, split, "", &logits);
+        EXPECT_EQ(text, ref) << what;
+        ASSERT_EQ(logits.size(), ref_logits.size()) << what;
+        float worst = 0;
+        for (size_t i = 0; i < logits.size(); ++i) worst = std::max(worst, std::abs(logits[i] - ref_logits[i]));
+        EXPECT_LE(worst, 1e-4f) << what;
+      }
+    }
+  }
+}
+
 // Ranks that load different files (mpirun's MPMD form) refuse to start.
 TEST(MpiTest, DifferentModelsAreRefused) {
   STRATA_REQUIRE_MPIRUN();
@@ -160,7 +203,6 @@ TEST(MpiTest, ServeRefusesWhatHoldsOneProcessState) {
   STRATA_REQUIRE_MPIRUN();
   const std::string dir = testing::MakeTempDir();
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--session-dir", dir}, "--session-dir under mpirun"},
       {{"--spec", "ngram"}, "speculative decoding under mpirun"},
       {{"--kv-disk", dir}, "a KV disk tier under mpirun"},
   };

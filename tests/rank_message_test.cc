@@ -1,6 +1,7 @@
 // Rank messages (dist/rank_message.h): every kind round-trips, and what a rank
 // must not act on — a truncated or padded message, an unknown kind, a runner
-// shape out of range — is a kCorrupt Status, not a crash.
+// shape out of range, a lying block count or negative block id — is a
+// kCorrupt Status, not a crash.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -33,6 +34,23 @@ TEST(RankMessageTest, BodilessKindsRoundTrip) {
   }
 }
 
+TEST(RankMessageTest, KvTransfersRoundTripWithTheirBlocks) {
+  const std::vector<BlockId> blocks = {4, 0, 17};
+  for (RankMessageKind kind : {RankMessageKind::kGetKv, RankMessageKind::kPutKv}) {
+    RankMessage m;
+    ASSERT_TRUE(DecodeRankMessage(EncodeRankMessage(kind, nullptr, nullptr, &blocks), &m).ok());
+    EXPECT_EQ(m.kind, kind);
+    EXPECT_EQ(m.blocks, blocks);
+  }
+  const std::vector<BlockId> negative = {3, -1};
+  std::vector<uint8_t> bytes = EncodeRankMessage(RankMessageKind::kGetKv, nullptr, nullptr, &negative);
+  RankMessage m;
+  EXPECT_EQ(DecodeRankMessage(bytes, &m).code(), StatusCode::kCorrupt);
+  bytes = EncodeRankMessage(RankMessageKind::kPutKv, nullptr, nullptr, &blocks);
+  bytes[5] = 4;  // claims 4 blocks, holds 3
+  EXPECT_EQ(DecodeRankMessage(bytes, &m).code(), StatusCode::kCorrupt);
+}
+
 TEST(RankMessageTest, TruncatedOrPaddedMessagesAreCorrupt) {
   const RunnerShape shape = SampleShape();
   const std::vector<uint8_t> open = EncodeRankMessage(RankMessageKind::kOpen, &shape);
@@ -43,7 +61,7 @@ TEST(RankMessageTest, TruncatedOrPaddedMessagesAreCorrupt) {
   ping.push_back(0);
   EXPECT_EQ(DecodeRankMessage(ping, &m).code(), StatusCode::kCorrupt);
   std::vector<uint8_t> unknown = EncodeRankMessage(RankMessageKind::kPing);
-  unknown[4] = 6;  // no such kind
+  unknown[4] = 8;  // no such kind
   EXPECT_EQ(DecodeRankMessage(unknown, &m).code(), StatusCode::kCorrupt);
 }
 

@@ -141,8 +141,6 @@ void Run(RunOptions o) {
   // Under mpirun rank 0 runs the command; the others serve its plans.
   Cluster* cluster = JoinCluster(o.mpi);
   const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
-  if (cluster != nullptr && !o.session.empty())
-    Fail("run", Status::Unsupported("--session under mpirun (sessions hold one process's KV)"));
   if (!o.loras.empty() && !o.session.empty())
     Fail("run", Status::Unsupported("--lora with --session (session files do not record adapters)"));
   std::vector<LoraFlag> lora_flags(o.loras.size());

@@ -8,8 +8,9 @@
 // loads its shard and serves HTTP; the other ranks load theirs and run rank
 // 0's step plans (engine/rank_server.h). An idle rank 0 pings them every
 // --mpi-keepalive seconds; a rank that dies or stops answering ends the job
-// (dist/cluster.h). Sessions, speculation, LoRA adapters and the KV disk tier
-// hold one process's state and are refused there.
+// (dist/cluster.h). Sessions are saved whole (every rank's part of the KV).
+// Speculation, LoRA adapters and the KV disk tier hold one process's state
+// and are refused there.
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -124,7 +125,6 @@ sigset_t StopSignals() {
 // What a server under mpirun cannot do: its state lives in rank 0's process.
 void CheckMpiOptions(const ServeOptions& o) {
   const std::pair<bool, const char*> refused[] = {
-      {!o.server.sessions.dir.empty(), "--session-dir under mpirun (sessions hold one process's KV)"},
       {!o.spec.spec.empty() || !o.spec.draft_model.empty(), "speculative decoding under mpirun"},
       {!o.loras.empty(), "LoRA adapters under mpirun"},
       {!o.engine.kv_tiers.disk_dir.empty(), "a KV disk tier under mpirun (the other ranks hold their KV in RAM)"},

@@ -191,4 +191,15 @@ Status Cluster::Recv(int32_t from, float* data, int64_t n) {
   return op.Check(MPI_Recv(data, static_cast<int>(n), MPI_FLOAT, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
 }
 
+Status Cluster::SendBytes(int32_t to, const uint8_t* data, int64_t n) {
+  ClusterOps op(*this, fmt::format("send to rank {}", to), 0);
+  op.Sent(static_cast<uint64_t>(n));
+  return op.Check(MPI_Send(data, static_cast<int>(n), MPI_BYTE, to, 0, MPI_COMM_WORLD));
+}
+
+Status Cluster::RecvBytes(int32_t from, uint8_t* data, int64_t n) {
+  ClusterOps op(*this, fmt::format("receive from rank {}", from), 0);
+  return op.Check(MPI_Recv(data, static_cast<int>(n), MPI_BYTE, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+}
+
 }  // namespace strata

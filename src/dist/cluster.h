@@ -70,6 +70,9 @@ class Cluster {
   [[nodiscard]] Status AllReduceSum(float* data, int64_t n);
   [[nodiscard]] Status Send(int32_t to, const float* data, int64_t n);
   [[nodiscard]] Status Recv(int32_t from, float* data, int64_t n);
+  // Bytes, n < 2^31 (KV slices for sessions).
+  [[nodiscard]] Status SendBytes(int32_t to, const uint8_t* data, int64_t n);
+  [[nodiscard]] Status RecvBytes(int32_t from, uint8_t* data, int64_t n);
 
   // Ends MPI for this process: MPI_Finalize (every rank must call it), or,
   // with abort or after a failed operation, MPI_Abort (the whole job ends).

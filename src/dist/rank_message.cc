@@ -5,7 +5,14 @@
 
 namespace strata {
 
-std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* open, const StepPlan* plan) {
+namespace {
+
+constexpr uint32_t kMaxBlocksPerMessage = 1u << 24;
+
+}  // namespace
+
+std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* open, const StepPlan* plan,
+                                       const std::vector<BlockId>* blocks) {
   std::vector<uint8_t> out(5);
   std::memcpy(out.data(), &kRankMessageMagic, 4);
   out[4] = static_cast<uint8_t>(kind);
@@ -17,6 +24,11 @@ std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* 
   } else if (kind == RankMessageKind::kStep) {
     const std::vector<uint8_t> p = EncodePlan(*plan);
     out.insert(out.end(), p.begin(), p.end());
+  } else if (kind == RankMessageKind::kGetKv || kind == RankMessageKind::kPutKv) {
+    const auto n = static_cast<uint32_t>(blocks->size());
+    out.resize(5 + 4 + 4 * static_cast<size_t>(n));
+    std::memcpy(out.data() + 5, &n, 4);
+    if (n > 0) std::memcpy(out.data() + 9, blocks->data(), 4 * static_cast<size_t>(n));
   }
   return out;
 }
@@ -44,6 +56,19 @@ Status DecodeRankMessage(std::span<const uint8_t> bytes, RankMessage* out) {
     case static_cast<uint8_t>(RankMessageKind::kStep):
       STRATA_RETURN_IF_ERROR(DecodePlan(body, &m.plan));
       break;
+    case static_cast<uint8_t>(RankMessageKind::kGetKv):
+    case static_cast<uint8_t>(RankMessageKind::kPutKv): {
+      uint32_t n = 0;
+      if (body.size() < 4) return Status::Corrupt("rank message: a KV transfer without its block count");
+      std::memcpy(&n, body.data(), 4);
+      if (n > kMaxBlocksPerMessage || body.size() != 4 + 4 * static_cast<uint64_t>(n))
+        return Status::Corrupt(fmt::format("rank message: {} KV blocks in {} bytes", n, body.size()));
+      m.blocks.resize(n);
+      if (n > 0) std::memcpy(m.blocks.data(), body.data() + 4, 4 * static_cast<size_t>(n));
+      for (BlockId id : m.blocks)
+        if (id < 0) return Status::Corrupt(fmt::format("rank message: KV block id {}", id));
+      break;
+    }
     case static_cast<uint8_t>(RankMessageKind::kClose):
     case static_cast<uint8_t>(RankMessageKind::kStop):
     case static_cast<uint8_t>(RankMessageKind::kPing):

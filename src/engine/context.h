@@ -26,6 +26,7 @@
 #include "engine/runner.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache_manager.h"
+#include "kv/session_file.h"
 #include "model/model.h"
 
 namespace strata {
@@ -89,7 +90,9 @@ class Context {
   // Saves the sequence (tokens, KV) and the sampler's state to path,
   // atomically, with the server's record of the conversation the session was
   // loaded with (kv/session_file.h: meta), if any. Session files do not
-  // record adapters: with adapters set, both calls are kUnsupported.
+  // record adapters: with adapters set, both calls are kUnsupported. Under
+  // MPI the file holds every rank's part of the KV (Runner::GatherKv): it
+  // continues under any number of ranks and split.
   [[nodiscard]] Status SaveSession(Env* env, const std::string& path, const Sampler& sampler);
   // Replaces the sequence with the one saved at path and restores the
   // sampler's RNG and history; tokens the file holds without KV are computed.
@@ -102,6 +105,9 @@ class Context {
   Context(const Model& model, int32_t n_batch, std::unique_ptr<Runner> runner);
   // Decode's forward passes, n_batch tokens at a time; on error the sequence is as it was.
   Status DecodeChunks(std::span<const int32_t> tokens, LogitsMode mode);
+  // Under MPI: LoadSession's read of the file into a new sequence, each rank
+  // given its part of the KV (Runner::ScatterKv).
+  Status LoadDistributedSession(Env* env, const std::string& path, bool drop_cache, SeqId* seq, SessionState* state);
 
   const Model& model_;
   int32_t n_batch_;

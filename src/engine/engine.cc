@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <future>
 #include <limits>
 #include <fmt/format.h>
 
@@ -225,6 +226,18 @@ void Engine::Cancel(uint64_t id) {
 EngineStats Engine::Stats() const {
   std::lock_guard<std::mutex> l(mu_);
   return stats_;
+}
+
+Status Engine::GatherKv(std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> into) {
+  std::promise<Status> done;
+  RunOnStepThread([&](KvCacheManager&) { done.set_value(runner_->GatherKv(blocks, whole, into)); });
+  return done.get_future().get();
+}
+
+Status Engine::ScatterKv(BlockStore& whole, std::span<const BlockId> from, std::span<const BlockId> blocks) {
+  std::promise<Status> done;
+  RunOnStepThread([&](KvCacheManager&) { done.set_value(runner_->ScatterKv(whole, from, blocks)); });
+  return done.get_future().get();
 }
 
 void Engine::RunOnStepThread(std::function<void(KvCacheManager&)> task) {

@@ -246,6 +246,17 @@ class Engine {
   int32_t n_ctx() const { return n_ctx_; }
   // The KV cache's layout (immutable).
   const KvLayout& kv_layout() const { return kv_->layout(); }
+  // Under MPI the KV is spread over the ranks (Runner::whole_kv_layout):
+  // session files hold the whole model's layout, and a session's blocks are
+  // copied to or from a whole-layout store through the step thread (the
+  // other ranks send or receive their parts). Outside MPI whole_kv_layout()
+  // is kv_layout() and kv_store() serves directly.
+  bool distributed() const { return runner_->distributed(); }
+  KvLayout whole_kv_layout() const { return runner_->whole_kv_layout(); }
+  // Runs Runner::GatherKv / ScatterKv on the step thread and waits for it.
+  // REQUIRES: not on the step thread; the caller holds the blocks.
+  [[nodiscard]] Status GatherKv(std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> into);
+  [[nodiscard]] Status ScatterKv(BlockStore& whole, std::span<const BlockId> from, std::span<const BlockId> blocks);
 
  private:
   struct Slot;

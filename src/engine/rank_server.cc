@@ -8,6 +8,7 @@
 #include "engine/forward.h"
 #include "kernels/thread_pool.h"
 #include "kv/block_store.h"
+#include "kv/kv_shard.h"
 
 namespace strata {
 
@@ -24,6 +25,25 @@ constexpr double kIdleTimeoutS = 120;
 // A runner that promises a message every keepalive period (an idle server
 // pings) is given this many periods before it counts as hung.
 constexpr double kKeepaliveMisses = 4;
+
+// kGetKv: sends rank 0 this rank's part of each block (kv/kv_shard.h), one
+// message per block; kPutKv: receives and stores it.
+Status TransferKv(const RankMessage& m, const Model& model, BlockStore& store, int32_t n_blocks, Cluster& cluster) {
+  const KvLayout whole = WholeKvLayout(store.layout(), model.shard());
+  const std::pair<int32_t, int32_t> layers = KvLayersOfRank(whole, model.shard(), cluster.rank());
+  std::vector<uint8_t> part(store.layout().slice_bytes() * static_cast<uint64_t>(layers.second - layers.first));
+  for (BlockId id : m.blocks) {
+    if (id >= n_blocks) return Status::Corrupt(fmt::format("from rank 0: KV block {} of {}", id, n_blocks));
+    if (m.kind == RankMessageKind::kGetKv) {
+      STRATA_RETURN_IF_ERROR(ReadKvPart(store, id, layers, &part));
+      STRATA_RETURN_IF_ERROR(cluster.SendBytes(0, part.data(), static_cast<int64_t>(part.size())));
+    } else {
+      STRATA_RETURN_IF_ERROR(cluster.RecvBytes(0, part.data(), static_cast<int64_t>(part.size())));
+      STRATA_RETURN_IF_ERROR(WriteKvPart(store, id, layers, part));
+    }
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -84,6 +104,11 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
         STRATA_RETURN_IF_ERROR(cluster.AllReduceSum(&alive, 1));
         break;
       }
+      case RankMessageKind::kGetKv:
+      case RankMessageKind::kPutKv:
+        if (!forward) return Status::Corrupt("from rank 0: a KV transfer before any runner was opened");
+        STRATA_RETURN_IF_ERROR(TransferKv(m, model, *store, limits.n_blocks, cluster));
+        break;
       case RankMessageKind::kStop: return Status::Ok();
     }
   }

@@ -6,6 +6,7 @@
 
 #include "dist/rank_message.h"
 #include "engine/attention_tuner.h"
+#include "kv/kv_shard.h"
 
 namespace strata {
 
@@ -88,6 +89,53 @@ Status Runner::KeepAlive() {
   // the sum cannot, so a hung rank is noticed within --mpi-timeout.
   float alive = 1;
   return cluster_->AllReduceSum(&alive, 1);
+}
+
+KvLayout Runner::whole_kv_layout() const { return WholeKvLayout(kv_->layout(), model_.shard()); }
+
+Status Runner::GatherKv(std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> into) {
+  return MoveKv(/*gather=*/true, blocks, whole, into);
+}
+
+Status Runner::ScatterKv(BlockStore& whole, std::span<const BlockId> from, std::span<const BlockId> blocks) {
+  return MoveKv(/*gather=*/false, blocks, whole, from);
+}
+
+Status Runner::MoveKv(bool gather, std::span<const BlockId> blocks, BlockStore& whole,
+                      std::span<const BlockId> whole_ids) {
+  const ModelShard& shard = model_.shard();
+  const KvLayout W = whole_kv_layout();
+  const int32_t n_ranks = cluster_ != nullptr ? cluster_->size() : 1;
+  if (cluster_ != nullptr) {
+    const std::vector<BlockId> ids(blocks.begin(), blocks.end());
+    std::vector<uint8_t> m =
+        EncodeRankMessage(gather ? RankMessageKind::kGetKv : RankMessageKind::kPutKv, nullptr, nullptr, &ids);
+    STRATA_RETURN_IF_ERROR(cluster_->Broadcast(&m));
+  }
+  const uint64_t part_slice = KvSliceBytesOfRank(W, shard);
+  std::vector<uint8_t> part;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    for (int32_t r = 0; r < n_ranks; ++r) {
+      const std::pair<int32_t, int32_t> layers = KvLayersOfRank(W, shard, r);
+      part.resize(part_slice * static_cast<uint64_t>(layers.second - layers.first));
+      if (gather && r == 0) STRATA_RETURN_IF_ERROR(ReadKvPart(kv_->store(), blocks[i], layers, &part));
+      if (gather && r > 0) STRATA_RETURN_IF_ERROR(cluster_->RecvBytes(r, part.data(), static_cast<int64_t>(part.size())));
+      for (int32_t il = layers.first; il < layers.second; ++il) {
+        uint8_t* data = nullptr;
+        STRATA_RETURN_IF_ERROR(whole.Pin(whole_ids[i], il, &data));
+        uint8_t* p = part.data() + part_slice * static_cast<uint64_t>(il - layers.first);
+        if (gather) {
+          CopyKvPartToWhole(W, shard, r, p, data);
+        } else {
+          CopyKvPartFromWhole(W, shard, r, data, p);
+        }
+        whole.Unpin(whole_ids[i], il, gather);
+      }
+      if (!gather && r == 0) STRATA_RETURN_IF_ERROR(WriteKvPart(kv_->store(), blocks[i], layers, part));
+      if (!gather && r > 0) STRATA_RETURN_IF_ERROR(cluster_->SendBytes(r, part.data(), static_cast<int64_t>(part.size())));
+    }
+  }
+  return Status::Ok();
 }
 
 Status Runner::Step(std::span<const KvCacheManager::Append> appends, StepPlan* plan, std::vector<float>* logits) {

@@ -85,6 +85,16 @@ class Runner {
   [[nodiscard]] Status SetAdapters(std::vector<LoraSet> sets);
   int32_t n_adapters() const { return forward_.n_adapters(); }
 
+  // The whole model's KV layout (kv/kv_shard.h): kv()'s, or under MPI the
+  // one of all ranks' parts together (what session files hold).
+  KvLayout whole_kv_layout() const;
+  // Copies the KV of blocks (kv()'s, every rank's part) into blocks `into`
+  // of whole (whole_kv_layout(), in RAM), or back (ScatterKv). Under MPI the
+  // other ranks send or receive their parts (kGetKv, kPutKv).
+  // REQUIRES: into.size() == blocks.size(); whole.layout() is whole_kv_layout().
+  [[nodiscard]] Status GatherKv(std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> into);
+  [[nodiscard]] Status ScatterKv(BlockStore& whole, std::span<const BlockId> from, std::span<const BlockId> blocks);
+
   // Prepares the appends and runs their forward pass: *plan is the step
   // (entries in append order), *logits F32 [n_vocab, plan->n_logit_rows()].
   // On error nothing is prepared (rolled back); on success the caller
@@ -97,6 +107,9 @@ class Runner {
  private:
   Runner(const Model& model, const RunnerParams& params, int32_t n_ctx, int32_t n_threads,
          std::unique_ptr<KvCacheManager> kv, Cluster* cluster);
+  // GatherKv (gather) or ScatterKv: blocks of kv() <-> whole_ids of whole, rank by rank.
+  [[nodiscard]] Status MoveKv(bool gather, std::span<const BlockId> blocks, BlockStore& whole,
+                              std::span<const BlockId> whole_ids);
 
   const Model& model_;
   Cluster* cluster_;  // the MPI job this runner leads, or null

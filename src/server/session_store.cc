@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <future>
 
+#include "kv/kv_shard.h"
+
 namespace strata::server {
 namespace {
 
@@ -188,7 +190,7 @@ Status SessionStore::Read(const Lease& lease, Loaded* out) {
   }
   SessionInfo info;
   STRATA_RETURN_IF_ERROR(Sanitize(ReadSessionInfo(env_, path, &info, &out->state), lease.ns(), id));
-  const KvLayout& L = engine_.kv_layout();
+  const KvLayout L = engine_.whole_kv_layout();
   if (info.model_fingerprint != fingerprint_)
     return Status::Unsupported(fmt::format("session '{}' belongs to another model", id));
   if (info.kv_type != L.type || info.block_tokens != L.block_tokens)
@@ -212,7 +214,7 @@ Status SessionStore::CheckRoom(const Lease& lease, const Loaded& loaded, int64_t
   estimate.tokens.resize(static_cast<size_t>(tokens));
   estimate.n_kv = static_cast<int32_t>(tokens);
   estimate.meta = loaded.state.meta;
-  const uint64_t bytes = SessionFileBytes(engine_.kv_layout(), estimate);
+  const uint64_t bytes = SessionFileBytes(engine_.whole_kv_layout(), estimate);
   std::lock_guard<std::mutex> l(mu_);
   if (!loaded.exists) {
     int32_t count = 0;
@@ -265,7 +267,7 @@ Status SessionStore::Attach(const Lease& lease, const Loaded& loaded, int32_t ke
   const std::string path = Path(lease.ns(), lease.id());
   std::unique_ptr<SessionReader> reader;
   STRATA_RETURN_IF_ERROR(
-      Sanitize(SessionReader::Open(env_, path, fingerprint_, engine_.kv_layout(), &reader), lease.ns(), lease.id()));
+      Sanitize(SessionReader::Open(env_, path, fingerprint_, engine_.whole_kv_layout(), &reader), lease.ns(), lease.id()));
   if (reader->info().header_checksum != loaded.checksum || keep > reader->state().n_kv)
     return Status::Unavailable(fmt::format("session '{}' changed while it was being loaded", lease.id()));
   const int32_t B = engine_.kv_layout().block_tokens;
@@ -285,8 +287,9 @@ Status SessionStore::Attach(const Lease& lease, const Loaded& loaded, int32_t ke
     return Status::Ok();
   });
   STRATA_RETURN_IF_ERROR(allocated);
-  // The blocks are this thread's alone until adopted: filled here, off the step thread.
-  const Status read = Sanitize(reader->ReadBlocks(engine_.kv_store(), blocks), lease.ns(), lease.id());
+  // The blocks are this thread's alone until adopted: filled here, off the
+  // step thread (under MPI: read whole here, handed to the ranks on it).
+  const Status read = Sanitize(ReadSessionBlocks(*reader, blocks), lease.ns(), lease.id());
   const std::vector<int32_t> tokens(loaded.state.tokens.begin(), loaded.state.tokens.begin() + keep);
   *seq = OnStep([&](KvCacheManager& kv) -> std::optional<SeqId> {
     if (!read.ok()) {
@@ -303,6 +306,27 @@ Status SessionStore::Attach(const Lease& lease, const Loaded& loaded, int32_t ke
   return Status::Ok();
 }
 
+Status SessionStore::ReadSessionBlocks(const SessionReader& reader, std::span<const BlockId> blocks) {
+  if (!engine_.distributed()) return reader.ReadBlocks(engine_.kv_store(), blocks);
+  std::unique_ptr<BlockStore> whole;
+  std::vector<BlockId> ids;
+  STRATA_RETURN_IF_ERROR(
+      NewWholeKvStore(env_, engine_.whole_kv_layout(), static_cast<int32_t>(blocks.size()), &whole, &ids));
+  STRATA_RETURN_IF_ERROR(reader.ReadBlocks(*whole, ids));
+  return engine_.ScatterKv(*whole, ids, blocks);
+}
+
+Status SessionStore::WriteSessionFile(const std::string& path, std::span<const BlockId> blocks,
+                                      const SessionState& state, SessionInfo* info) {
+  if (!engine_.distributed()) return WriteSession(env_, path, fingerprint_, engine_.kv_store(), blocks, state, info);
+  std::unique_ptr<BlockStore> whole;
+  std::vector<BlockId> ids;
+  STRATA_RETURN_IF_ERROR(
+      NewWholeKvStore(env_, engine_.whole_kv_layout(), static_cast<int32_t>(blocks.size()), &whole, &ids));
+  STRATA_RETURN_IF_ERROR(engine_.GatherKv(blocks, *whole, ids));
+  return WriteSession(env_, path, fingerprint_, *whole, ids, state, info);
+}
+
 Status SessionStore::Save(const Lease& lease, const RetainedSequence& r, std::string meta) {
   SessionState state;
   state.tokens = r.tokens;
@@ -311,7 +335,7 @@ Status SessionStore::Save(const Lease& lease, const RetainedSequence& r, std::st
   state.rng = r.sampler.rng;
   state.sampler_counts = r.sampler.counts;
   state.meta = std::move(meta);
-  const uint64_t bytes = SessionFileBytes(engine_.kv_layout(), state);
+  const uint64_t bytes = SessionFileBytes(engine_.whole_kv_layout(), state);
   Status s;
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -324,8 +348,7 @@ Status SessionStore::Save(const Lease& lease, const RetainedSequence& r, std::st
   }
   SessionInfo info;
   if (s.ok())
-    s = Sanitize(WriteSession(env_, Path(lease.ns(), lease.id()), fingerprint_, engine_.kv_store(), r.blocks, state, &info),
-                 lease.ns(), lease.id());
+    s = Sanitize(WriteSessionFile(Path(lease.ns(), lease.id()), r.blocks, state, &info), lease.ns(), lease.id());
   if (!s.ok()) {
     FreeSequence(r.seq);
     return s;

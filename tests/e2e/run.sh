@@ -6,8 +6,8 @@
 # Usage: tests/e2e/run.sh [path/to/strata]     (default: $STRATA_CLI, else build/strata)
 #   STRATA_E2E_MODEL   model to serve (default: models/stories260K.gguf)
 #   STRATA_E2E_MPI=N   serve under `mpirun -np N` (--split tensor, a 0.5 s
-#                      keepalive), without sessions (refused under mpirun);
-#                      the job must end with exit 0 after SIGTERM to rank 0
+#                      keepalive); the job must end with exit 0 after
+#                      SIGTERM to rank 0
 # Needs node >= 20 and npm (Debian: nodejs, npm); with STRATA_E2E_MPI, Open MPI.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,14 +21,9 @@ key="e2e-$RANDOM$RANDOM"
 log="$(mktemp)"
 sessions="$(mktemp -d)"
 ranks="${STRATA_E2E_MPI:-}"
-tests=()
-for t in "$here"/*.test.mjs; do
-  [ -n "$ranks" ] && [ "$(basename "$t")" = sessions.test.mjs ] && continue
-  tests+=("$t")
-done
 if [ -n "$ranks" ]; then
-  mpirun --oversubscribe --allow-run-as-root -np "$ranks" \
-    "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --split tensor --mpi-keepalive 0.5 2>"$log" &
+  mpirun --oversubscribe --allow-run-as-root -np "$ranks" "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 \
+    --session-dir "$sessions" --split tensor --mpi-keepalive 0.5 2>"$log" &
 else
   "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --session-dir "$sessions" 2>"$log" &
 fi
@@ -75,7 +70,7 @@ if [ -n "$ranks" ] && ! grep -q "MPI rank 0 of $ranks, split tensor" "$log"; the
 fi
 
 STRATA_E2E_BASE_URL="http://127.0.0.1:$port/v1" STRATA_E2E_API_KEY="$key" STRATA_CLI="$cli" \
-  STRATA_E2E_MODEL="$model" STRATA_E2E_MPI="$ranks" node --test "${tests[@]}"
+  STRATA_E2E_MODEL="$model" STRATA_E2E_MPI="$ranks" STRATA_E2E_SESSION_DIR="$sessions" node --test "$here"/*.test.mjs
 
 kill -TERM "$(server_pid)"
 status=0
