@@ -135,7 +135,8 @@ Status Model::Load(Env* env, const ModelLoadOptions& options, std::unique_ptr<Mo
   model->NormsAndBiasesToF32();
   model->fingerprint_ = model->ComputeFingerprint();
   model->shard_ = options.shard;
-  STRATA_RETURN_IF_ERROR(ApplyShard(&model->shard_, &model->hparams_, &model->weights_, &model->shard_columns_));
+  STRATA_RETURN_IF_ERROR(ApplyShard(&model->shard_, &model->hparams_, &model->weights_, &model->shard_columns_,
+                                    [&model](const Tensor& whole) { model->ReleaseFilePages(whole); }));
   if (options.pack_weights) model->PackMatrices(options.pack_threads);
   if (model->packed_) model->shard_columns_.clear();  // every matrix now reads its packed copy
   STRATA_RETURN_IF_ERROR(model->CheckRopeFactors());

@@ -67,7 +67,8 @@ void Drop(Linear* m) {
 
 }  // namespace
 
-Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w, std::vector<std::vector<uint8_t>>* owned) {
+Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w, std::vector<std::vector<uint8_t>>* owned,
+                  const std::function<void(const Tensor&)>& release) {
   const int32_t N = shard->size, r = shard->rank;
   shard->first_layer = 0;
   shard->end_layer = hp->n_layer;
@@ -101,8 +102,13 @@ Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w, std::vector<s
     l.wv = RowSlice(l.wv, r * kv_heads * D, kv_heads * D);
     l.ffn_gate = RowSlice(l.ffn_gate, r * ff, ff);
     l.ffn_up = RowSlice(l.ffn_up, r * ff, ff);
-    STRATA_RETURN_IF_ERROR(ColumnSlice(l.wo, "attn_output", r * q_heads * D, q_heads * D, owned, &l.wo));
-    STRATA_RETURN_IF_ERROR(ColumnSlice(l.ffn_down, "ffn_down", r * ff, ff, owned, &l.ffn_down));
+    const Linear wo = l.wo, ffn_down = l.ffn_down;
+    STRATA_RETURN_IF_ERROR(ColumnSlice(wo, "attn_output", r * q_heads * D, q_heads * D, owned, &l.wo));
+    STRATA_RETURN_IF_ERROR(ColumnSlice(ffn_down, "ffn_down", r * ff, ff, owned, &l.ffn_down));
+    if (release) {
+      release(wo.w);
+      release(ffn_down.w);
+    }
   }
   hp->n_head = static_cast<int32_t>(q_heads);
   hp->n_head_kv = static_cast<int32_t>(kv_heads);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -47,9 +48,12 @@ std::pair<int32_t, int32_t> LayerRange(int32_t n_layer, int32_t rank, int32_t si
 // Cuts hp and w down to rank's part. kTensor needs n_head_kv and n_ff
 // divisible by size and every column slice aligned to its type's blocks
 // (kUnsupported naming the tensor otherwise); kLayer needs n_layer >= size.
-// Column slices are copied into *owned (w points into it). REQUIRES: w's
-// biases are F32; shard.rank < shard.size.
+// Column slices are copied into *owned (w points into it); release, if set,
+// is then called with the whole matrix each was copied from (the loader drops
+// its file pages, so the whole matrices are never all resident at once).
+// REQUIRES: w's biases are F32; shard.rank < shard.size.
 [[nodiscard]] Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w,
-                                std::vector<std::vector<uint8_t>>* owned);
+                                std::vector<std::vector<uint8_t>>* owned,
+                                const std::function<void(const Tensor&)>& release = nullptr);
 
 }  // namespace strata
