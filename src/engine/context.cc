@@ -1,9 +1,9 @@
 #include "engine/context.h"
 
 #include <algorithm>
+#include <optional>
 #include <fmt/format.h>
 
-#include "kv/kv_shard.h"
 #include "kv/session_file.h"
 
 namespace strata {
@@ -55,46 +55,20 @@ Status Context::SaveSession(Env* env, const std::string& path, const Sampler& sa
   st.rng = sampler_state.rng;
   st.sampler_counts = sampler_state.counts;
   st.meta = session_meta_;
-  if (!runner_->distributed()) return strata::SaveSession(env, path, ModelFingerprint(model_), *kv_, seq_, st);
-  // Under MPI the file holds every rank's part of the KV, as one process's
-  // would (a session moves between any numbers of ranks).
-  st.tokens = kv_->tokens(seq_);
-  st.n_kv = static_cast<int32_t>(st.tokens.size());
-  const std::vector<BlockId>& blocks = kv_->blocks(seq_);
-  std::unique_ptr<BlockStore> whole;
-  std::vector<BlockId> ids;
-  STRATA_RETURN_IF_ERROR(NewWholeKvStore(env, runner_->whole_kv_layout(), static_cast<int32_t>(blocks.size()), &whole, &ids));
-  STRATA_RETURN_IF_ERROR(runner_->GatherKv(blocks, *whole, ids));
-  return WriteSession(env, path, ModelFingerprint(model_), *whole, ids, st);
+  const std::optional<KvRelay> relay = Relay();
+  return strata::SaveSession(env, path, ModelFingerprint(model_), *kv_, seq_, st, relay ? &*relay : nullptr);
 }
 
-Status Context::LoadDistributedSession(Env* env, const std::string& path, bool drop_cache, SeqId* seq,
-                                       SessionState* state) {
-  std::unique_ptr<SessionReader> reader;
-  STRATA_RETURN_IF_ERROR(
-      SessionReader::Open(env, path, ModelFingerprint(model_), runner_->whole_kv_layout(), &reader, drop_cache));
-  const SessionState& st = reader->state();
-  const int32_t block_tokens = kv_->layout().block_tokens;
-  const int32_t n_blocks = (st.n_kv + block_tokens - 1) / block_tokens;
-  std::unique_ptr<BlockStore> whole;
-  std::vector<BlockId> ids;
-  STRATA_RETURN_IF_ERROR(NewWholeKvStore(env, runner_->whole_kv_layout(), n_blocks, &whole, &ids));
-  STRATA_RETURN_IF_ERROR(reader->ReadBlocks(*whole, ids));
-  std::vector<BlockId> blocks;
-  Status s;
-  for (int32_t b = 0; b < n_blocks && s.ok(); ++b) {
-    BlockId id = 0;
-    s = kv_->AllocateBlock(&id);
-    if (s.ok()) blocks.push_back(id);
-  }
-  if (s.ok()) s = runner_->ScatterKv(*whole, ids, blocks);
-  if (!s.ok()) {
-    for (BlockId b : blocks) kv_->ReleaseBlock(b);
-    return s;
-  }
-  *state = st;
-  *seq = kv_->AdoptSequence(std::vector<int32_t>(st.tokens.begin(), st.tokens.begin() + st.n_kv), std::move(blocks));
-  return Status::Ok();
+std::optional<KvRelay> Context::Relay() const {
+  if (!runner_->distributed()) return std::nullopt;
+  Runner* runner = runner_.get();
+  return KvRelay{runner->whole_kv_layout(),
+                 [runner](std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> ids) {
+                   return runner->GatherKv(blocks, whole, ids);
+                 },
+                 [runner](BlockStore& whole, std::span<const BlockId> ids, std::span<const BlockId> blocks) {
+                   return runner->ScatterKv(whole, ids, blocks);
+                 }};
 }
 
 Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler, bool drop_cache) {
@@ -109,9 +83,9 @@ Status Context::LoadSession(Env* env, const std::string& path, Sampler* sampler,
                                                info.n_tokens, n_ctx()));
   SessionState st;
   SeqId loaded = 0;
-  STRATA_RETURN_IF_ERROR(runner_->distributed()
-                             ? LoadDistributedSession(env, path, drop_cache, &loaded, &st)
-                             : strata::LoadSession(env, path, ModelFingerprint(model_), *kv_, &loaded, &st, drop_cache));
+  const std::optional<KvRelay> relay = Relay();
+  STRATA_RETURN_IF_ERROR(strata::LoadSession(env, path, ModelFingerprint(model_), *kv_, &loaded, &st, drop_cache,
+                                             relay ? &*relay : nullptr));
   if (kv_->length(loaded) > n_ctx()) {  // the file was replaced since: checked again
     kv_->FreeSequence(loaded);
     return Status::InvalidArgument(fmt::format("{}: the session holds {} tokens; the context size is {}", path,

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -105,9 +106,9 @@ class Context {
   Context(const Model& model, int32_t n_batch, std::unique_ptr<Runner> runner);
   // Decode's forward passes, n_batch tokens at a time; on error the sequence is as it was.
   Status DecodeChunks(std::span<const int32_t> tokens, LogitsMode mode);
-  // Under MPI: LoadSession's read of the file into a new sequence, each rank
-  // given its part of the KV (Runner::ScatterKv).
-  Status LoadDistributedSession(Env* env, const std::string& path, bool drop_cache, SeqId* seq, SessionState* state);
+  // Under MPI: how session files reach every rank's part of the KV
+  // (Runner::GatherKv, ScatterKv); nullopt outside MPI.
+  std::optional<KvRelay> Relay() const;
 
   const Model& model_;
   int32_t n_batch_;

@@ -1,6 +1,5 @@
 #include "kv/kv_shard.h"
 
-#include <algorithm>
 #include <cstring>
 
 namespace strata {
@@ -26,26 +25,36 @@ uint64_t KvSliceBytesOfRank(const KvLayout& whole, const ModelShard& shard) {
   return ByHeads(shard) ? whole.slice_bytes() / static_cast<uint64_t>(shard.size) : whole.slice_bytes();
 }
 
+namespace {
+
+// Copies between rank's part of a slice and its place in the whole slice.
+void CopyKvPart(const KvLayout& whole, const ModelShard& shard, int32_t rank, uint8_t* part, uint8_t* whole_slice,
+                bool to_whole) {
+  auto copy = [to_whole](uint8_t* in_part, uint8_t* in_whole, uint64_t n) {
+    if (to_whole) {
+      std::memcpy(in_whole, in_part, n);
+    } else {
+      std::memcpy(in_part, in_whole, n);
+    }
+  };
+  if (!ByHeads(shard)) return copy(part, whole_slice, whole.slice_bytes());
+  // Rank r's K rows, then its V rows: one run each in the whole slice's K and V halves.
+  const uint64_t half = whole.half_bytes() / static_cast<uint64_t>(shard.size);
+  const uint64_t at = static_cast<uint64_t>(rank) * half;
+  copy(part, whole_slice + at, half);
+  copy(part + half, whole_slice + whole.half_bytes() + at, half);
+}
+
+}  // namespace
+
 void CopyKvPartToWhole(const KvLayout& whole, const ModelShard& shard, int32_t rank, const uint8_t* part,
                        uint8_t* whole_slice) {
-  if (!ByHeads(shard)) {
-    std::memcpy(whole_slice, part, whole.slice_bytes());
-    return;
-  }
-  const uint64_t half = whole.half_bytes() / static_cast<uint64_t>(shard.size);
-  std::memcpy(whole_slice + static_cast<uint64_t>(rank) * half, part, half);
-  std::memcpy(whole_slice + whole.half_bytes() + static_cast<uint64_t>(rank) * half, part + half, half);
+  CopyKvPart(whole, shard, rank, const_cast<uint8_t*>(part), whole_slice, /*to_whole=*/true);
 }
 
 void CopyKvPartFromWhole(const KvLayout& whole, const ModelShard& shard, int32_t rank, const uint8_t* whole_slice,
                          uint8_t* part) {
-  if (!ByHeads(shard)) {
-    std::memcpy(part, whole_slice, whole.slice_bytes());
-    return;
-  }
-  const uint64_t half = whole.half_bytes() / static_cast<uint64_t>(shard.size);
-  std::memcpy(part, whole_slice + static_cast<uint64_t>(rank) * half, half);
-  std::memcpy(part + half, whole_slice + whole.half_bytes() + static_cast<uint64_t>(rank) * half, half);
+  CopyKvPart(whole, shard, rank, part, const_cast<uint8_t*>(whole_slice), /*to_whole=*/false);
 }
 
 Status ReadKvPart(BlockStore& store, BlockId id, std::pair<int32_t, int32_t> layers, std::vector<uint8_t>* out) {
@@ -70,14 +79,6 @@ Status WriteKvPart(BlockStore& store, BlockId id, std::pair<int32_t, int32_t> la
     std::memcpy(data, bytes.data() + slice * static_cast<uint64_t>(il - layers.first), slice);
     store.Unpin(id, il, true);
   }
-  return Status::Ok();
-}
-
-Status NewWholeKvStore(Env* env, const KvLayout& layout, int32_t n_blocks, std::unique_ptr<BlockStore>* out,
-                       std::vector<BlockId>* ids) {
-  STRATA_RETURN_IF_ERROR(BlockStore::Create(env, layout, KvTierConfig{}, std::max(n_blocks, 1), out));
-  ids->resize(static_cast<size_t>(n_blocks));
-  for (int32_t i = 0; i < n_blocks; ++i) (*ids)[static_cast<size_t>(i)] = i;
   return Status::Ok();
 }
 

@@ -13,7 +13,6 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <utility>
 
 #include <span>
@@ -46,11 +45,5 @@ void CopyKvPartFromWhole(const KvLayout& whole, const ModelShard& shard, int32_t
                                 std::vector<uint8_t>* out);
 [[nodiscard]] Status WriteKvPart(BlockStore& store, BlockId id, std::pair<int32_t, int32_t> layers,
                                  std::span<const uint8_t> bytes);
-
-// A block store in RAM of layout with n_blocks blocks, *ids their ids in order
-// (0 .. n_blocks - 1): where a session's whole KV is assembled from the ranks'
-// parts before it is written, or read into before it is handed out.
-[[nodiscard]] Status NewWholeKvStore(Env* env, const KvLayout& layout, int32_t n_blocks,
-                                     std::unique_ptr<BlockStore>* out, std::vector<BlockId>* ids);
 
 }  // namespace strata

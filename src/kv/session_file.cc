@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
 #include <fmt/format.h>
 
 namespace strata {
@@ -205,11 +206,43 @@ Status WriteSession(Env* env, const std::string& path, uint64_t fingerprint, Blo
 }
 
 Status SaveSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv, SeqId seq,
-                   const SessionState& state) {
+                   const SessionState& state, const KvRelay* relay) {
   SessionState s = state;
   s.tokens = kv.tokens(seq);
   s.n_kv = static_cast<int32_t>(s.tokens.size());
-  return WriteSession(env, path, fingerprint, kv.store(), kv.blocks(seq), s);
+  return relay != nullptr ? WriteSession(env, path, fingerprint, *relay, kv.blocks(seq), s)
+                          : WriteSession(env, path, fingerprint, kv.store(), kv.blocks(seq), s);
+}
+
+namespace {
+
+// A block store in RAM of layout with n_blocks blocks, *ids their ids in order.
+Status NewRamStore(Env* env, const KvLayout& layout, size_t n_blocks, std::unique_ptr<BlockStore>* out,
+                   std::vector<BlockId>* ids) {
+  STRATA_RETURN_IF_ERROR(
+      BlockStore::Create(env, layout, KvTierConfig{}, std::max<int32_t>(static_cast<int32_t>(n_blocks), 1), out));
+  ids->resize(n_blocks);
+  std::iota(ids->begin(), ids->end(), BlockId{0});
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteSession(Env* env, const std::string& path, uint64_t fingerprint, const KvRelay& relay,
+                    std::span<const BlockId> blocks, const SessionState& state, SessionInfo* info) {
+  std::unique_ptr<BlockStore> whole;
+  std::vector<BlockId> ids;
+  STRATA_RETURN_IF_ERROR(NewRamStore(env, relay.whole, blocks.size(), &whole, &ids));
+  STRATA_RETURN_IF_ERROR(relay.gather(blocks, *whole, ids));
+  return WriteSession(env, path, fingerprint, *whole, ids, state, info);
+}
+
+Status SessionReader::ReadBlocks(Env* env, const KvRelay& relay, std::span<const BlockId> blocks) const {
+  std::unique_ptr<BlockStore> whole;
+  std::vector<BlockId> ids;
+  STRATA_RETURN_IF_ERROR(NewRamStore(env, relay.whole, blocks.size(), &whole, &ids));
+  STRATA_RETURN_IF_ERROR(ReadBlocks(*whole, ids));
+  return relay.scatter(*whole, ids, blocks);
 }
 
 Status SessionReader::Open(Env* env, const std::string& path, uint64_t fingerprint, const KvLayout& layout,
@@ -273,9 +306,10 @@ Status SessionReader::ReadBlocks(BlockStore& store, std::span<const BlockId> blo
 }
 
 Status LoadSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv, SeqId* seq,
-                   SessionState* state, bool drop_cache) {
+                   SessionState* state, bool drop_cache, const KvRelay* relay) {
   std::unique_ptr<SessionReader> reader;
-  STRATA_RETURN_IF_ERROR(SessionReader::Open(env, path, fingerprint, kv.layout(), &reader, drop_cache));
+  STRATA_RETURN_IF_ERROR(
+      SessionReader::Open(env, path, fingerprint, relay != nullptr ? relay->whole : kv.layout(), &reader, drop_cache));
   const SessionState& st = reader->state();
   const uint64_t n_blocks = BlockCount(static_cast<uint64_t>(st.n_kv), static_cast<uint32_t>(kv.layout().block_tokens));
   std::vector<BlockId> blocks;
@@ -288,7 +322,9 @@ Status LoadSession(Env* env, const std::string& path, uint64_t fingerprint, KvCa
     if (Status s = kv.AllocateBlock(&id); !s.ok()) return fail(s);
     blocks.push_back(id);
   }
-  if (Status s = reader->ReadBlocks(kv.store(), blocks); !s.ok()) return fail(s);
+  if (Status s = relay != nullptr ? reader->ReadBlocks(env, *relay, blocks) : reader->ReadBlocks(kv.store(), blocks);
+      !s.ok())
+    return fail(s);
   *state = st;
   *seq = kv.AdoptSequence(std::vector<int32_t>(st.tokens.begin(), st.tokens.begin() + st.n_kv), std::move(blocks));
   return Status::Ok();

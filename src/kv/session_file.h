@@ -34,6 +34,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -71,9 +72,22 @@ struct SessionInfo {
 // Identifies the model a session's KV belongs to (shapes and a sample of weights).
 uint64_t ModelFingerprint(const Model& model);
 
-// Writes seq of kv (tokens and blocks) plus state's sampler fields and meta to path atomically.
+// Under MPI a sequence's KV is spread over the ranks (kv/kv_shard.h), while a
+// session file holds the whole model's layout: blocks then move between the
+// KV cache and a whole-layout store in RAM by these two (each rank sends or
+// receives its part). Without one, the KV cache's store holds it all.
+struct KvRelay {
+  KvLayout whole;  // the file's layout
+  // Copies the KV cache's blocks into blocks ids of whole.
+  std::function<Status(std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> ids)> gather;
+  // Copies blocks ids of whole into the KV cache's blocks.
+  std::function<Status(BlockStore& whole, std::span<const BlockId> ids, std::span<const BlockId> blocks)> scatter;
+};
+
+// Writes seq of kv (tokens and blocks) plus state's sampler fields and meta to
+// path atomically; with relay, the KV through it.
 [[nodiscard]] Status SaveSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv,
-                                 SeqId seq, const SessionState& state);
+                                 SeqId seq, const SessionState& state, const KvRelay* relay = nullptr);
 
 // Writes state (all of it: tokens, n_kv, sampler, meta) and the KV of its
 // first n_kv tokens, read from blocks of store (ceil(n_kv / block_tokens) of
@@ -81,6 +95,10 @@ uint64_t ModelFingerprint(const Model& model);
 // BlockStore is: the caller keeps the blocks referenced and unwritten meanwhile.
 // *info (optional) describes the file written.
 [[nodiscard]] Status WriteSession(Env* env, const std::string& path, uint64_t fingerprint, BlockStore& store,
+                                  std::span<const BlockId> blocks, const SessionState& state,
+                                  SessionInfo* info = nullptr);
+// The same with the KV of blocks (the KV cache's) through relay.gather.
+[[nodiscard]] Status WriteSession(Env* env, const std::string& path, uint64_t fingerprint, const KvRelay& relay,
                                   std::span<const BlockId> blocks, const SessionState& state,
                                   SessionInfo* info = nullptr);
 
@@ -105,6 +123,9 @@ class SessionReader {
   // block is read). blocks.size() <= ceil(n_kv / block_tokens): a prefix of
   // the session's KV may be read. kCorrupt names the block on a mismatch.
   [[nodiscard]] Status ReadBlocks(BlockStore& store, std::span<const BlockId> blocks) const;
+  // The same into the KV cache's blocks through relay.scatter (the reader
+  // was opened with relay.whole).
+  [[nodiscard]] Status ReadBlocks(Env* env, const KvRelay& relay, std::span<const BlockId> blocks) const;
 
  private:
   SessionReader() = default;
@@ -119,9 +140,11 @@ class SessionReader {
 // Reads path into a new sequence of kv holding its first n_kv tokens; *state gets everything else.
 // kInvalidArgument if it belongs to another model or KV layout; kCorrupt on any
 // checksum or format error (kv is then unchanged). drop_cache: evict the file
-// from the OS page cache first (cold-start benchmarks).
+// from the OS page cache first (cold-start benchmarks). With relay, the KV
+// goes through it.
 [[nodiscard]] Status LoadSession(Env* env, const std::string& path, uint64_t fingerprint, KvCacheManager& kv,
-                                 SeqId* seq, SessionState* state, bool drop_cache = false);
+                                 SeqId* seq, SessionState* state, bool drop_cache = false,
+                                 const KvRelay* relay = nullptr);
 
 // Header fields only, verified.
 [[nodiscard]] Status ReadSessionInfo(Env* env, const std::string& path, SessionInfo* info, SessionState* state);

@@ -6,8 +6,6 @@
 #include <algorithm>
 #include <future>
 
-#include "kv/kv_shard.h"
-
 namespace strata::server {
 namespace {
 
@@ -26,7 +24,17 @@ SessionStore::SessionStore(Engine* engine, SessionStoreOptions options)
     : engine_(*engine),
       options_(std::move(options)),
       env_(options_.env != nullptr ? options_.env : Env::Default()),
-      fingerprint_(ModelFingerprint(engine->model())) {}
+      fingerprint_(ModelFingerprint(engine->model())) {
+  if (!engine_.distributed()) return;
+  Engine* e = engine;
+  relay_ = KvRelay{e->whole_kv_layout(),
+                   [e](std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> ids) {
+                     return e->GatherKv(blocks, whole, ids);
+                   },
+                   [e](BlockStore& whole, std::span<const BlockId> ids, std::span<const BlockId> blocks) {
+                     return e->ScatterKv(whole, ids, blocks);
+                   }};
+}
 
 Status SessionStore::Create(Engine* engine, SessionStoreOptions options, std::unique_ptr<SessionStore>* out) {
   if (options.dir.empty()) return Status::InvalidArgument("the session directory must not be empty");
@@ -289,7 +297,9 @@ Status SessionStore::Attach(const Lease& lease, const Loaded& loaded, int32_t ke
   STRATA_RETURN_IF_ERROR(allocated);
   // The blocks are this thread's alone until adopted: filled here, off the
   // step thread (under MPI: read whole here, handed to the ranks on it).
-  const Status read = Sanitize(ReadSessionBlocks(*reader, blocks), lease.ns(), lease.id());
+  const Status read =
+      Sanitize(relay_ ? reader->ReadBlocks(env_, *relay_, blocks) : reader->ReadBlocks(engine_.kv_store(), blocks),
+               lease.ns(), lease.id());
   const std::vector<int32_t> tokens(loaded.state.tokens.begin(), loaded.state.tokens.begin() + keep);
   *seq = OnStep([&](KvCacheManager& kv) -> std::optional<SeqId> {
     if (!read.ok()) {
@@ -304,27 +314,6 @@ Status SessionStore::Attach(const Lease& lease, const Loaded& loaded, int32_t ke
   ++counters_.loads;
   counters_.resumed_tokens += static_cast<uint64_t>(keep);
   return Status::Ok();
-}
-
-Status SessionStore::ReadSessionBlocks(const SessionReader& reader, std::span<const BlockId> blocks) {
-  if (!engine_.distributed()) return reader.ReadBlocks(engine_.kv_store(), blocks);
-  std::unique_ptr<BlockStore> whole;
-  std::vector<BlockId> ids;
-  STRATA_RETURN_IF_ERROR(
-      NewWholeKvStore(env_, engine_.whole_kv_layout(), static_cast<int32_t>(blocks.size()), &whole, &ids));
-  STRATA_RETURN_IF_ERROR(reader.ReadBlocks(*whole, ids));
-  return engine_.ScatterKv(*whole, ids, blocks);
-}
-
-Status SessionStore::WriteSessionFile(const std::string& path, std::span<const BlockId> blocks,
-                                      const SessionState& state, SessionInfo* info) {
-  if (!engine_.distributed()) return WriteSession(env_, path, fingerprint_, engine_.kv_store(), blocks, state, info);
-  std::unique_ptr<BlockStore> whole;
-  std::vector<BlockId> ids;
-  STRATA_RETURN_IF_ERROR(
-      NewWholeKvStore(env_, engine_.whole_kv_layout(), static_cast<int32_t>(blocks.size()), &whole, &ids));
-  STRATA_RETURN_IF_ERROR(engine_.GatherKv(blocks, *whole, ids));
-  return WriteSession(env_, path, fingerprint_, *whole, ids, state, info);
 }
 
 Status SessionStore::Save(const Lease& lease, const RetainedSequence& r, std::string meta) {
@@ -348,7 +337,10 @@ Status SessionStore::Save(const Lease& lease, const RetainedSequence& r, std::st
   }
   SessionInfo info;
   if (s.ok())
-    s = Sanitize(WriteSessionFile(Path(lease.ns(), lease.id()), r.blocks, state, &info), lease.ns(), lease.id());
+    s = Sanitize(relay_ ? WriteSession(env_, Path(lease.ns(), lease.id()), fingerprint_, *relay_, r.blocks, state, &info)
+                        : WriteSession(env_, Path(lease.ns(), lease.id()), fingerprint_, engine_.kv_store(), r.blocks,
+                                       state, &info),
+                 lease.ns(), lease.id());
   if (!s.ok()) {
     FreeSequence(r.seq);
     return s;

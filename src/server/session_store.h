@@ -39,7 +39,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -182,12 +181,6 @@ class SessionStore {
   auto OnStep(F f);
   // The status a file operation gave, naming the session instead of the path.
   Status Sanitize(const Status& s, const std::string& ns, const std::string& id) const;
-  // A session file's blocks into blocks of the engine's KV cache, and the
-  // KV of blocks into a session file; under MPI through a whole-layout store
-  // in RAM and the ranks (Engine::ScatterKv, GatherKv).
-  Status ReadSessionBlocks(const SessionReader& reader, std::span<const BlockId> blocks);
-  Status WriteSessionFile(const std::string& path, std::span<const BlockId> blocks, const SessionState& state,
-                          SessionInfo* info);
   void Index(const std::string& ns);
   void WorkerLoop();
 
@@ -195,6 +188,9 @@ class SessionStore {
   const SessionStoreOptions options_;
   Env* env_;
   const uint64_t fingerprint_;
+  // Under MPI: session files reach the ranks' KV through the step thread
+  // (Engine::GatherKv, ScatterKv); otherwise unset and kv_store() serves.
+  std::optional<KvRelay> relay_;
 
   mutable std::mutex mu_;
   std::map<std::string, Entry> entries_;  // by Key(ns, id)
