@@ -9,7 +9,8 @@
 // payload given a correct header (so the fuzzer reaches the payload parser
 // past the checksum), else the rest is the whole plan; bit 1 set, that plan
 // is wrapped as a step message, and the rest as it is is also decoded as a
-// rank message.
+// rank message (a step's KV node part, kv/kv_node_step.h, included: it decodes
+// cleanly or not at all, and what ValidateKvNodeStep accepts is in range).
 //   ./build-fuzz/plan_fuzz -max_total_time=60
 #include <xxhash.h>
 
@@ -55,8 +56,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if ((data[0] & 2) != 0) {
     strata::RankMessage raw;
     if (strata::DecodeRankMessage(std::span(data + 1, size - 1), &raw).ok()) {
+      // A step re-encodes with or without its KV node part (an empty one is 12 bytes or none).
+      const std::vector<uint8_t> input(data + 1, data + size);
       const std::vector<uint8_t> again = strata::EncodeRankMessage(raw.kind, &raw.open, &raw.plan, &raw.blocks);
-      Check(again == std::vector<uint8_t>(data + 1, data + size), "an accepted rank message re-encodes to its bytes");
+      const std::vector<uint8_t> with_nodes =
+          strata::EncodeRankMessage(raw.kind, &raw.open, &raw.plan, &raw.blocks, &raw.nodes);
+      Check(again == input || with_nodes == input, "an accepted rank message re-encodes to its bytes");
+      if (strata::ValidateKvNodeStep(raw.nodes, /*n_blocks=*/64, /*n_ranks=*/4).ok()) {
+        for (const strata::KvNodeBlock& b : raw.nodes.remote)
+          Check(b.block >= 0 && b.block < 64 && b.rank >= 1 && b.rank < 4, "remote blocks and ranks in range");
+        for (const strata::KvNodeMove& m : raw.nodes.moves)
+          Check(m.block >= 0 && m.block < 64 && (m.from == 0) != (m.to == 0), "moves between rank 0 and a node");
+      }
     }
     std::vector<uint8_t> step = {0x53, 0x52, 0x4E, 0x4B, static_cast<uint8_t>(strata::RankMessageKind::kStep)};
     step.insert(step.end(), bytes.begin(), bytes.end());

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -225,6 +226,50 @@ TEST(AttentionPassTest, EveryGridMatchesDirectSoftmax) {
       for (int32_t n_kv : {2, 3}) {
         check(type, threads, n_kv, mixed);
         check(type, threads, n_kv, decode);
+      }
+    }
+  }
+}
+
+// Partial mode (KV blocks spread over ranks): each part's softmax state over
+// its blocks only (the others null), merged by log-sum-exp and normalized,
+// equals attention over all blocks — for blocks split by parity, into a
+// first and a second half, and all on one side (the other sees none).
+TEST(AttentionPassTest, PartialStatesMergeToTheWhole) {
+  const std::vector<int32_t> lengths = {21, 41, 25};
+  std::vector<AttentionQuery> queries;
+  for (int32_t p = 0; p < 21; ++p) queries.push_back({0, p});
+  queries.push_back({1, 40});
+  for (int32_t p = 15; p < 25; ++p) queries.push_back({2, p});
+  const int32_t n_head = 4, D = 32, B = 8, n_kv = 2;
+  const size_t E = static_cast<size_t>(n_head) * D, row = D + 2;
+  const KvLayout layout{1, n_kv, D, B, DType::kF16};
+  PagedKv kv(layout, lengths);
+  const std::vector<float> q = Random(E * queries.size(), 7, 3.0f);
+  ThreadPool pool(2);
+  AttentionPass pass(layout, n_head, pool);
+  const AttentionMath math{{1.0f / std::sqrt(static_cast<float>(D))}, 0};
+  std::vector<float> whole(q.size());
+  pass.Run(AttentionGrid{4, 1}, math, queries, q.data(), kv.slices, whole.data());
+  const std::vector<std::function<bool(int32_t)>> splits = {
+      [](int32_t b) { return b % 2 == 0; }, [](int32_t b) { return b < 3; }, [](int32_t) { return true; }};
+  for (size_t si = 0; si < splits.size(); ++si) {
+    for (const AttentionGrid& grid : {AttentionGrid{1, 0}, AttentionGrid{8, 1}}) {
+      SCOPED_TRACE("split " + std::to_string(si) + " " + AttentionGridName(grid));
+      std::vector<std::vector<uint8_t*>> mine = kv.slices, theirs = kv.slices;
+      for (size_t s = 0; s < kv.slices.size(); ++s)
+        for (size_t b = 0; b < kv.slices[s].size(); ++b)
+          (splits[si](static_cast<int32_t>(b)) ? theirs : mine)[s][b] = nullptr;
+      std::vector<float> a(queries.size() * n_head * row), c(a.size());
+      pass.Run(grid, math, queries, q.data(), mine, nullptr, a.data());
+      pass.Run(grid, math, queries, q.data(), theirs, nullptr, c.data());
+      for (size_t x = 0; x < queries.size() * n_head; ++x) {
+        kernels::SoftmaxPartial st{a[x * row + D], a[x * row + D + 1]};
+        kernels::MergePartial(&st, &a[x * row], kernels::SoftmaxPartial{c[x * row + D], c[x * row + D + 1]},
+                              &c[x * row], D);
+        ASSERT_GT(st.l, 0.0f);
+        for (int32_t d = 0; d < D; ++d)
+          ASSERT_NEAR(a[x * row + d] / st.l, whole[x * D + d], 1e-5f) << "row " << x << " d " << d;
       }
     }
   }

@@ -5,8 +5,11 @@
 // models refuse to start; a session saved under N ranks continues under 1
 // and vice versa; serve refuses speculation and the KV
 // disk tier; a killed or stopped rank ends the job, non-zero, with a clear
-// message, within 10 s. (serve under mpirun end to end: tests/e2e/run.sh
-// with STRATA_E2E_MPI.)
+// message, within 10 s. --split none --kv-nodes: with a rank-0 --kv-ram that
+// forces blocks onto the other ranks (2 and 4 ranks; reading them by moving
+// the computation, the data, or as measured), the text equals one process's
+// and logits are within 1e-4, also for a context one rank's budget cannot
+// hold. (serve under mpirun end to end: tests/e2e/run.sh with STRATA_E2E_MPI.)
 //
 // Without mpirun these tests skip, unless STRATA_REQUIRE_MPI=1 (CI:
 // scripts/test.sh), where they fail.
@@ -19,7 +22,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -183,6 +189,106 @@ TEST(MpiTest, SessionsMoveBetweenRankCounts) {
   }
 }
 
+// Greedy `strata run` under mpirun --split none --kv-nodes: rank 0 with
+// --kv-ram rank0_ram, the np - 1 KV nodes with node_ram each (mpirun's MPMD
+// form); the other flags as RunStrata, plus extra.
+RunOut RunKvNodes(const std::string& model, int np, const std::string& rank0_ram, const std::string& node_ram,
+                  const std::vector<std::string>& extra, int n) {
+  const std::string dir = testing::MakeTempDir();
+  std::vector<std::string> common = {testing::CliPath(), "run", "-m", model, "-p", "Once upon a time", "-n",
+                                     std::to_string(n), "--temp", "0", "-t", "1", "--no-tune", "--split", "none",
+                                     "--kv-nodes"};
+  common.insert(common.end(), extra.begin(), extra.end());
+  std::vector<std::string> argv = {FindMpirun(), "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-np", "1"};
+  argv.insert(argv.end(), common.begin(), common.end());
+  argv.insert(argv.end(), {"--kv-ram", rank0_ram, "--logits-out", dir + "/logits", ":", "-np", std::to_string(np - 1)});
+  argv.insert(argv.end(), common.begin(), common.end());
+  argv.insert(argv.end(), {"--kv-ram", node_ram});
+  RunOut r;
+  r.result = testing::RunCommand(argv, "", {.timeout_s = 240});
+  r.logits = ReadFloats(dir + "/logits");
+  return r;
+}
+
+// "strata: N blocks on KV nodes; ... reads: A by computation, B by data": {N, A, B}.
+std::array<long, 3> KvNodeCounts(const std::string& err) {
+  std::array<long, 3> v{-1, -1, -1};
+  const size_t at = err.find("blocks on KV nodes");
+  if (at == std::string::npos) return v;
+  const size_t line = err.rfind("strata: ", at);
+  long moved_out = 0, back = 0;
+  std::sscanf(err.c_str() + line,
+              "strata: %ld blocks on KV nodes; moved out %ld, back %ld; remote block reads: %ld by computation, %ld by data",
+              &v[0], &moved_out, &back, &v[1], &v[2]);
+  return v;
+}
+
+// Blocks past rank 0's budget live on the other ranks; attention over them
+// (the computation sent there, or their data fetched) merges exactly.
+TEST(MpiTest, KvNodesEqualOneProcess) {
+  STRATA_REQUIRE_MPIRUN();
+  // stories260K: F32 KV blocks of 40 KiB; the GQA model's of 64 KiB. Rank 0 keeps 2 blocks (64 positions) of 200.
+  const std::vector<std::pair<std::string, std::string>> models = {{Stories(), "100K"}, {SynthGqa(), "150K"}};
+  for (const auto& [model, rank0_ram] : models) {
+    const RunOut one = RunStrata(model, 0, "", 200);
+    ASSERT_EQ(one.result.exit_code, 0) << one.result.err;
+    for (int np : {2, 4}) {
+      for (const std::string mode : {"compute", "data", "auto"}) {
+        const std::string what = fmt::format("{} np {} --kv-remote {}", model, np, mode);
+        const RunOut many = RunKvNodes(model, np, rank0_ram, "2M", {"-c", "256", "--kv-remote", mode}, 200);
+        ExpectSameRun(one, many, what);
+        EXPECT_NE(many.result.err.find(fmt::format("MPI rank 0 of {}, split none", np)), std::string::npos) << what;
+        const std::array<long, 3> c = KvNodeCounts(many.result.err);
+        EXPECT_GE(c[0], 4) << what << ": " << many.result.err;  // 200 positions, 2 blocks at rank 0
+        if (mode == std::string("compute")) EXPECT_TRUE(c[1] > 0 && c[2] == 0) << what << ": " << many.result.err;
+        if (mode == std::string("data")) EXPECT_TRUE(c[1] == 0 && c[2] > 0) << what << ": " << many.result.err;
+      }
+    }
+  }
+}
+
+// A context no single rank's --kv-ram holds (and no disk tier) runs across
+// the ranks and equals the all-local run.
+TEST(MpiTest, KvNodesHoldAContextNoRankHolds) {
+  STRATA_REQUIRE_MPIRUN();
+  const RunOut one = RunStrata(Stories(), 0, "", 300);
+  ASSERT_EQ(one.result.exit_code, 0) << one.result.err;
+  // 320 positions = 10 blocks of 40 KiB: rank 0 takes 3, each of 3 nodes 3.
+  const testing::CommandResult alone =
+      testing::RunCommand({testing::CliPath(), "run", "-m", Stories(), "-p", "Once", "-n", "8", "-c", "320", "--kv-ram",
+                           "130K", "--no-tune"},
+                          "", {.timeout_s = 60});
+  EXPECT_NE(alone.exit_code, 0);
+  EXPECT_NE(alone.err.find("needs 0 MiB of KV; the RAM budget is 0 MiB and there is no disk tier"), std::string::npos)
+      << alone.err;
+  const RunOut many = RunKvNodes(Stories(), 4, "130K", "130K", {"-c", "320"}, 300);
+  ExpectSameRun(one, many, "stories260K, 4 ranks of 3 blocks each");
+  EXPECT_GE(KvNodeCounts(many.result.err)[0], 7) << many.result.err;
+}
+
+// --kv-nodes needs mpirun and --split none; --split none under mpirun needs --kv-nodes.
+TEST(MpiTest, KvNodesFlagsAreChecked) {
+  STRATA_REQUIRE_MPIRUN();
+  const std::vector<std::string> run = {testing::CliPath(), "run", "-m", Stories(), "-p", "x", "-n", "2", "--no-tune"};
+  std::vector<std::string> alone = run;
+  alone.push_back("--kv-nodes");
+  testing::CommandResult r = testing::RunCommand(alone, "", {.timeout_s = 60});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--kv-nodes: needs mpirun"), std::string::npos) << r.err;
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--split", "none"}, "pass --kv-nodes"},
+      {{"--split", "tensor", "--kv-nodes"}, "needs --split none, not --split tensor"},
+  };
+  for (const auto& [flags, message] : cases) {
+    std::vector<std::string> argv = Mpirun(2);
+    argv.insert(argv.end(), run.begin(), run.end());
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    r = testing::RunCommand(argv, "", {.timeout_s = 120});
+    EXPECT_NE(r.exit_code, 0) << flags[1];
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+}
+
 // Ranks that load different files (mpirun's MPMD form) refuse to start.
 TEST(MpiTest, DifferentModelsAreRefused) {
   STRATA_REQUIRE_MPIRUN();
@@ -255,7 +361,9 @@ std::string ReadAll(const std::string& path) {
 // Under mpirun -np 2: a long generation (serve: an idle server), sends
 // `signal` to rank 1 once rank 0 prints text (serve: listens), and waits (at
 // most 60 s) for mpirun to end.
-FaultResult RunAndSignalRank1(int sig, bool serve = false) {
+// kv_nodes: --split none --kv-nodes with a rank-0 budget of one block, so
+// that rank 1 holds most of the KV; else --split tensor.
+FaultResult RunAndSignalRank1(int sig, bool serve = false, bool kv_nodes = false) {
   const std::string dir = testing::MakeTempDir();
   const std::string out = dir + "/out", err = dir + "/err";
   std::vector<std::string> args = Mpirun(2);
@@ -267,6 +375,14 @@ FaultResult RunAndSignalRank1(int sig, bool serve = false) {
   for (const char* a : command) args.push_back(a);
   args.insert(args.begin() + 7, testing::CliPath());
   args.push_back(SynthGqa());
+  if (kv_nodes) {  // mpirun -np 1 <rank 0, --kv-ram 64K> : -np 1 <rank 1, unbounded>
+    *std::find(args.begin(), args.end(), "tensor") = "none";
+    args.push_back("--kv-nodes");
+    const std::vector<std::string> command(args.begin() + 7, args.end());
+    args[6] = "1";
+    args.insert(args.end(), {"--kv-ram", "64K", ":", "-np", "1"});
+    args.insert(args.end(), command.begin(), command.end());
+  }
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -313,6 +429,22 @@ TEST(MpiTest, KilledRankEndsTheJobWithin10s) {
   EXPECT_NE(r.exit_code, 0) << r.err;
   EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
   EXPECT_NE(r.err.find("strata: rank 0 of 2: stopped by mpirun"), std::string::npos) << r.err;
+}
+
+TEST(MpiTest, KilledKvNodeEndsTheJobWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGKILL, /*serve=*/false, /*kv_nodes=*/true);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+  EXPECT_NE(r.err.find("strata: rank 0 of 2: stopped by mpirun"), std::string::npos) << r.err;
+}
+
+TEST(MpiTest, HungKvNodeEndsTheJobWithin10s) {
+  STRATA_REQUIRE_MPIRUN();
+  const FaultResult r = RunAndSignalRank1(SIGSTOP, /*serve=*/false, /*kv_nodes=*/true);
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(r.seconds_after_fault, 10.0) << r.err;
+  EXPECT_NE(r.err.find("no answer from the other ranks within 5 s"), std::string::npos) << r.err;
 }
 
 // A rank that stops answering (SIGSTOP) is noticed by the --mpi-timeout (5 s here).

@@ -115,6 +115,9 @@ void strata_context_free(strata_context* ctx);
 /* One line describing the loaded model and this context: architecture, name,
  * parameters, tensor types, file size, context and KV type and size. Owned by ctx. */
 const char* strata_context_load_summary(const strata_context* ctx);
+/* Under mpirun --kv-nodes: one line on where the KV blocks live and how
+ * remote ones were read so far; "" otherwise. Owned by ctx, valid until the next call. */
+const char* strata_context_kv_nodes_summary(strata_context* ctx);
 
 /* Appends n tokens to the sequence and runs the forward pass. On error the
  * sequence is unchanged. all_logits: keep logits of every token, else of the last. */

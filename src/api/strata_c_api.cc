@@ -33,6 +33,7 @@ struct strata_model {
 struct strata_context {
   std::unique_ptr<strata::Context> ctx;
   std::string load_summary;  // strata::LoadSummary at init
+  std::string kv_nodes_summary;  // the last strata_context_kv_nodes_summary
 };
 struct strata_sampler {
   strata::Sampler sampler;
@@ -156,6 +157,13 @@ strata_context_params strata_context_default_params(void) {
 
 const char* strata_context_load_summary(const strata_context* ctx) {
   return ctx != nullptr ? ctx->load_summary.c_str() : "";
+}
+
+const char* strata_context_kv_nodes_summary(strata_context* ctx) {
+  if (ctx == nullptr) return "";
+  const strata::KvNodes* nodes = ctx->ctx->kv_nodes();
+  ctx->kv_nodes_summary = nodes != nullptr ? strata::KvNodesSummary(nodes->stats()) : "";
+  return ctx->kv_nodes_summary.c_str();
 }
 
 strata_status strata_context_init(const strata_model* model, const strata_context_params* params,

@@ -161,20 +161,46 @@ void AddMpiFlags(CLI::App* cmd, MpiFlags* flags) {
   cmd->add_option("--mpi-timeout", flags->timeout_s,
                   "Under mpirun: seconds a rank waits for the others before ending the job")
       ->check(CLI::Range(0.1, 86400.0));
+  cmd->add_flag("--kv-nodes", flags->kv_nodes,
+                "Under mpirun with --split none: rank 0 runs the whole model and the other ranks hold KV blocks that "
+                "do not fit rank 0's --kv-ram, each in its own --kv-ram");
+  cmd->add_option("--kv-remote", flags->kv_remote,
+                  "--kv-nodes: read remote blocks by moving the computation (compute), the data (data), or the cheaper "
+                  "by measured cost (auto)")
+      ->check(CLI::IsMember({"auto", "compute", "data"}));
 }
 
 Cluster* JoinCluster(const MpiFlags& flags) {
-  if (!Cluster::Launched()) return nullptr;
   Split split = Split::kNone;
   CheckOk("--split", ParseSplit(flags.split, &split));
+  KvNodePolicy policy = KvNodePolicy::kAuto;
+  CheckOk("--kv-remote", ParseKvNodePolicy(flags.kv_remote, &policy));
+  if (!Cluster::Launched()) {
+    if (flags.kv_nodes) Fail("--kv-nodes", Status::InvalidArgument("needs mpirun (KV nodes are the other ranks)"));
+    return nullptr;
+  }
+  if (flags.kv_nodes && split != Split::kNone)
+    Fail("--kv-nodes", Status::InvalidArgument(fmt::format("needs --split none, not --split {}", flags.split)));
   Cluster* cluster = nullptr;
   CheckOk("mpi", Cluster::Join(split, flags.timeout_s, &cluster));
+  if (cluster->size() > 1 && split == Split::kNone && !flags.kv_nodes)
+    Fail("--split", Status::InvalidArgument("none under mpirun makes the other ranks KV nodes: pass --kv-nodes (or "
+                                            "--split tensor or layer to share the model)"));
+  cluster->set_kv_node_policy(policy);
   return cluster;
 }
 
+uint64_t SizeOption(const std::string& text, const char* flag) {
+  if (text.empty()) return UINT64_MAX;
+  std::optional<uint64_t> v = ParseSize(text);
+  if (!v) Fail(flag, Status::InvalidArgument("'" + text + "' is not a size (e.g. 512M, 4G)"));
+  return *v;
+}
+
 void ServeOtherRank(Cluster& cluster, const std::string& model, const std::string& tokenizer, int32_t threads,
-                    const std::string& tune_cache) {
+                    const std::string& tune_cache, uint64_t kv_ram) {
   const std::string what = fmt::format("rank {} of {}", cluster.rank(), cluster.size());
+  cluster.set_kv_budget(kv_ram);
   ModelLoadOptions options;
   options.path = model;
   options.tokenizer_path = tokenizer;

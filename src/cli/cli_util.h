@@ -87,20 +87,26 @@ struct SpecFlags {
 };
 void AddSpecFlags(CLI::App* cmd, SpecFlags* flags);
 
-// --split and --mpi-timeout, as the commands that run under mpirun take them.
+// --split, --mpi-timeout, --kv-nodes and --kv-remote, as the commands that run under mpirun take them.
 struct MpiFlags {
   std::string split = "none";
   double timeout_s = 10;
+  bool kv_nodes = false;          // --split none: the other ranks lend RAM for KV blocks
+  std::string kv_remote = "auto"; // how remote blocks are read (kv/kv_node_step.h KvNodePolicy)
 };
 void AddMpiFlags(CLI::App* cmd, MpiFlags* flags);
 // Joins the MPI job when mpirun started this process (dist/cluster.h) and
 // returns it; null otherwise (MPI stays uninitialized). Fails (cli::Fail) on
-// a bad --split or if MPI cannot start.
+// a bad --split, --kv-nodes without mpirun or with a split other than none,
+// --split none under mpirun without --kv-nodes, or if MPI cannot start.
 Cluster* JoinCluster(const MpiFlags& flags);
 // Ranks other than 0: loads this rank's shard of the model and runs rank 0's
 // plans until it stops (engine/rank_server.h). Fails (cli::Fail) naming the rank.
+// kv_ram: the RAM this rank lends as a KV node (its --kv-ram; UINT64_MAX: unbounded).
 void ServeOtherRank(Cluster& cluster, const std::string& model, const std::string& tokenizer, int32_t threads,
-                    const std::string& tune_cache);
+                    const std::string& tune_cache, uint64_t kv_ram);
+// A size flag's value (K/M/G suffixes); UINT64_MAX if text is empty. Fails (cli::Fail) naming flag otherwise.
+uint64_t SizeOption(const std::string& text, const char* flag);
 // The text of a regular file of 1 to max_bytes bytes (a FIFO or device is
 // refused, not read; an empty or larger file is kInvalidArgument naming it).
 Status ReadSmallFile(const std::string& path, uint64_t max_bytes, std::string* out);

@@ -86,13 +86,6 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
-uint64_t SizeOption(const std::string& text, const char* flag) {
-  if (text.empty()) return UINT64_MAX;
-  std::optional<uint64_t> v = ParseSize(text);
-  if (!v) Fail(flag, Status::InvalidArgument("'" + text + "' is not a size (e.g. 512M, 4G)"));
-  return *v;
-}
-
 std::vector<strata_token> Tokenize(strata_model* model, const std::string& text, bool add_special) {
   size_t n = 0;
   std::vector<strata_token> tokens(text.size() + 8);
@@ -145,8 +138,10 @@ void Run(RunOptions o) {
     Fail("run", Status::Unsupported("--lora with --session (session files do not record adapters)"));
   std::vector<LoraFlag> lora_flags(o.loras.size());
   for (size_t i = 0; i < o.loras.size(); ++i) CheckOk("--lora", ParseLoraFlag(o.loras[i], &lora_flags[i]));
+  if (cluster != nullptr && cluster->kv_nodes() && !o.session.empty())
+    Fail("--session", Status::Unsupported("sessions under --kv-nodes (blocks on KV nodes are not gathered)"));
   if (cluster != nullptr && cluster->rank() != 0) {
-    ServeOtherRank(*cluster, model_path, o.tokenizer, o.threads, TuneCachePath(o.tune));
+    ServeOtherRank(*cluster, model_path, o.tokenizer, o.threads, TuneCachePath(o.tune), SizeOption(o.kv_ram, "--kv-ram"));
     return;
   }
   // Read before the session is locked: standard input may take its time.
@@ -349,6 +344,8 @@ void Run(RunOptions o) {
   const double pp = Seconds(t0, t1), tg = Seconds(t1, t2);
   std::fprintf(stderr, "\nstrata: prompt %zu tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s)\n",
                tokens.size(), pp, tokens.size() / (pp > 0 ? pp : 1e-9), n_gen, tg, n_gen / (tg > 0 ? tg : 1e-9));
+  if (const char* nodes = strata_context_kv_nodes_summary(ctx.get()); *nodes != '\0')
+    std::fprintf(stderr, "strata: %s\n", nodes);
   if (spec != nullptr) {
     uint64_t rounds = 0, drafted = 0, accepted = 0;
     strata_speculator_stats(spec.get(), &rounds, &drafted, &accepted);

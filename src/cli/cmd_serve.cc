@@ -128,6 +128,8 @@ void CheckMpiOptions(const ServeOptions& o) {
       {!o.spec.spec.empty() || !o.spec.draft_model.empty(), "speculative decoding under mpirun"},
       {!o.loras.empty(), "LoRA adapters under mpirun"},
       {!o.engine.kv_tiers.disk_dir.empty(), "a KV disk tier under mpirun (the other ranks hold their KV in RAM)"},
+      {o.mpi.kv_nodes && !o.server.sessions.dir.empty(),
+       "sessions under --kv-nodes (blocks on KV nodes are not gathered)"},
   };
   for (const auto& [given, what] : refused)
     if (given) Fail("serve", Status::Unsupported(what));
@@ -137,6 +139,7 @@ void Serve(ServeOptions& o) {
   // Before any thread starts (MPI's too), so that every thread inherits the mask.
   const sigset_t stop_signals = StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  ApplyKvOptions(o);
   // Under mpirun rank 0 serves HTTP; the others run its plans.
   Cluster* cluster = JoinCluster(o.mpi);
   const std::string model_path = o.model.empty() ? DefaultModelPath() : o.model;
@@ -145,7 +148,8 @@ void Serve(ServeOptions& o) {
     if (cluster->rank() != 0) {
       // mpirun's SIGTERM ends this rank (dist/cluster.h's handler, on this thread).
       pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
-      ServeOtherRank(*cluster, model_path, o.tokenizer, o.engine.n_threads, TuneCachePath(o.tune));
+      ServeOtherRank(*cluster, model_path, o.tokenizer, o.engine.n_threads, TuneCachePath(o.tune),
+                     o.engine.kv_tiers.ram_bytes);
       return;
     }
   }
@@ -194,7 +198,6 @@ void Serve(ServeOptions& o) {
     std::fprintf(stderr, "strata serve: LoRA adapter %s from %s (scale %g, %d matrices, rank %d)\n", f.name.c_str(),
                  f.path.c_str(), static_cast<double>(f.scale), adapters.back()->n_matrices(), adapters.back()->max_rank());
   }
-  ApplyKvOptions(o);
   std::unique_ptr<Engine> engine;
   CheckOk(spec == "draft" ? "--draft-model " + o.spec.draft_model : "engine", Engine::Create(*model, o.engine, &engine));
   o.server.sampling.temperature = o.sampling.temperature;

@@ -138,21 +138,23 @@ void Cluster::Finalize(bool abort) {
 }
 
 Status Cluster::Handshake(uint64_t model_fingerprint, double startup_timeout_s) {
-  const uint64_t mine[2] = {model_fingerprint, (uint64_t{kPlanVersion} << 32) | static_cast<uint64_t>(split_)};
-  std::vector<uint64_t> all(2 * static_cast<size_t>(size_));
+  const uint64_t mine[3] = {model_fingerprint, (uint64_t{kPlanVersion} << 32) | static_cast<uint64_t>(split_),
+                            kv_budgets_[static_cast<size_t>(rank_)]};
+  std::vector<uint64_t> all(3 * static_cast<size_t>(size_));
   {
     ClusterOps op(*this, "start-up handshake", startup_timeout_s);
     op.Sent(sizeof mine);
-    STRATA_RETURN_IF_ERROR(op.Check(MPI_Allgather(mine, 2, MPI_UINT64_T, all.data(), 2, MPI_UINT64_T, MPI_COMM_WORLD)));
+    STRATA_RETURN_IF_ERROR(op.Check(MPI_Allgather(mine, 3, MPI_UINT64_T, all.data(), 3, MPI_UINT64_T, MPI_COMM_WORLD)));
   }
+  for (size_t r = 0; r < static_cast<size_t>(size_); ++r) kv_budgets_[r] = all[3 * r + 2];
   std::string models, builds;
   uint64_t other = 0;
   for (size_t r = 1; r < static_cast<size_t>(size_); ++r) {
-    if (all[2 * r] != all[0]) {
-      if (models.empty()) other = all[2 * r];
+    if (all[3 * r] != all[0]) {
+      if (models.empty()) other = all[3 * r];
       models += fmt::format("{}{}", models.empty() ? "" : ", ", r);
     }
-    if (all[2 * r + 1] != all[1]) builds += fmt::format("{}{}", builds.empty() ? "" : ", ", r);
+    if (all[3 * r + 1] != all[1]) builds += fmt::format("{}{}", builds.empty() ? "" : ", ", r);
   }
   if (!models.empty())
     return Status::InvalidArgument(fmt::format("rank(s) {} loaded a different model than rank 0 (fingerprint {:016x}, "
@@ -178,6 +180,12 @@ Status Cluster::AllReduceSum(float* data, int64_t n) {
   ClusterOps op(*this, "all-reduce", 0);
   op.Sent(static_cast<uint64_t>(n) * sizeof(float));
   return op.Check(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+}
+
+Status Cluster::BroadcastFloats(float* data, int64_t n) {
+  ClusterOps op(*this, "broadcast", 0);
+  if (rank_ == 0) op.Sent(static_cast<uint64_t>(n) * sizeof(float) * static_cast<uint64_t>(size_ - 1));
+  return op.Check(MPI_Bcast(data, static_cast<int>(n), MPI_FLOAT, 0, MPI_COMM_WORLD));
 }
 
 Status Cluster::Send(int32_t to, const float* data, int64_t n) {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kv/kv_node_step.h"
 #include "model/model_shard.h"
 
 namespace strata {
@@ -58,16 +59,29 @@ class Cluster {
   // The shard this rank holds (ModelLoadOptions::shard).
   ModelShard shard() const { return ModelShard{split_, rank_, size_}; }
 
-  // Every rank passes its model fingerprint (and this build's plan format);
-  // kInvalidArgument on every rank, naming the ranks that differ from rank 0,
-  // if any does. Waits up to startup_timeout_s (ranks load at their own pace).
+  // Every rank passes its model fingerprint (and this build's plan format)
+  // and the RAM it lends for KV blocks (set_kv_budget); kInvalidArgument on
+  // every rank, naming the ranks that differ from rank 0, if any does. Waits
+  // up to startup_timeout_s (ranks load at their own pace).
   [[nodiscard]] Status Handshake(uint64_t model_fingerprint, double startup_timeout_s);
+
+  // --split none under mpirun: rank 0 runs the whole model and the other
+  // ranks are KV nodes (engine/kv_nodes.h), each lending kv_budget bytes of
+  // RAM (its --kv-ram; UINT64_MAX: unbounded), told to all at the handshake.
+  bool kv_nodes() const { return split_ == Split::kNone && size_ > 1; }
+  void set_kv_budget(uint64_t bytes) { kv_budgets_.assign(static_cast<size_t>(size_), bytes); }
+  // Rank r's budget as told at the handshake. REQUIRES: 0 <= r < size().
+  uint64_t kv_budget(int32_t r) const { return kv_budgets_[static_cast<size_t>(r)]; }
+  KvNodePolicy kv_node_policy() const { return kv_node_policy_; }
+  void set_kv_node_policy(KvNodePolicy p) { kv_node_policy_ = p; }
   // Rank 0 sends *bytes to every rank; the others' *bytes become them.
   // wait_s: the timeout for this call (a rank waiting for rank 0's next
   // message may wait longer than for a collective inside a step); <= 0: timeout_s.
   [[nodiscard]] Status Broadcast(std::vector<uint8_t>* bytes, double wait_s = 0);
   // Element-wise sum of data F32 [n] over all ranks, into every rank's data.
   [[nodiscard]] Status AllReduceSum(float* data, int64_t n);
+  // Rank 0's data F32 [n] into every rank's.
+  [[nodiscard]] Status BroadcastFloats(float* data, int64_t n);
   [[nodiscard]] Status Send(int32_t to, const float* data, int64_t n);
   [[nodiscard]] Status Recv(int32_t from, float* data, int64_t n);
   // Bytes, n < 2^31 (KV slices for sessions).
@@ -86,13 +100,15 @@ class Cluster {
 
  private:
   Cluster(int32_t rank, int32_t size, Split split, double timeout_s)
-      : rank_(rank), size_(size), split_(split), timeout_s_(timeout_s) {}
+      : rank_(rank), size_(size), split_(split), timeout_s_(timeout_s), kv_budgets_(static_cast<size_t>(size), UINT64_MAX) {}
   friend class ClusterOps;  // cluster.cc: MPI calls, timing and accounting
 
   int32_t rank_, size_;
   Split split_;
   double timeout_s_;
   CommStats stats_;
+  std::vector<uint64_t> kv_budgets_;  // [size] bytes each rank lends for KV blocks
+  KvNodePolicy kv_node_policy_ = KvNodePolicy::kAuto;
   bool broken_ = false;  // an operation failed or timed out: the job is aborted at exit
 };
 

@@ -1,5 +1,6 @@
 #include "dist/rank_message.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -12,7 +13,7 @@ constexpr uint32_t kMaxBlocksPerMessage = 1u << 24;
 }  // namespace
 
 std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* open, const StepPlan* plan,
-                                       const std::vector<BlockId>* blocks) {
+                                       const std::vector<BlockId>* blocks, const KvNodeStep* nodes) {
   std::vector<uint8_t> out(5);
   std::memcpy(out.data(), &kRankMessageMagic, 4);
   out[4] = static_cast<uint8_t>(kind);
@@ -24,6 +25,10 @@ std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* 
   } else if (kind == RankMessageKind::kStep) {
     const std::vector<uint8_t> p = EncodePlan(*plan);
     out.insert(out.end(), p.begin(), p.end());
+    if (nodes != nullptr) {
+      const std::vector<uint8_t> n = EncodeKvNodeStep(*nodes);
+      out.insert(out.end(), n.begin(), n.end());
+    }
   } else if (kind == RankMessageKind::kGetKv || kind == RankMessageKind::kPutKv) {
     const auto n = static_cast<uint32_t>(blocks->size());
     out.resize(5 + 4 + 4 * static_cast<size_t>(n));
@@ -53,9 +58,15 @@ Status DecodeRankMessage(std::span<const uint8_t> bytes, RankMessage* out) {
       m.open = RunnerShape{v[0], static_cast<DType>(v[1]), v[2], v[3], v[4], v[5]};
       break;
     }
-    case static_cast<uint8_t>(RankMessageKind::kStep):
-      STRATA_RETURN_IF_ERROR(DecodePlan(body, &m.plan));
+    case static_cast<uint8_t>(RankMessageKind::kStep): {
+      // The plan's header gives its length; the KV node part, if any, follows.
+      uint32_t payload = 0;
+      if (body.size() >= kPlanHeaderBytes) std::memcpy(&payload, body.data() + 8, 4);
+      const size_t plan_bytes = std::min<uint64_t>(body.size(), uint64_t{kPlanHeaderBytes} + payload);
+      STRATA_RETURN_IF_ERROR(DecodePlan(body.subspan(0, plan_bytes), &m.plan));
+      if (plan_bytes < body.size()) STRATA_RETURN_IF_ERROR(DecodeKvNodeStep(body.subspan(plan_bytes), &m.nodes));
       break;
+    }
     case static_cast<uint8_t>(RankMessageKind::kGetKv):
     case static_cast<uint8_t>(RankMessageKind::kPutKv): {
       uint32_t n = 0;

@@ -10,7 +10,8 @@
 // kv_type, kv_block_tokens, n_blocks, n_threads, keepalive_ms), for kStep
 // the plan's own bytes (framed and checksummed: step_plan.h), for kGetKv and
 // kPutKv u32 n then i32 block ids[n] (n <= 2^24, ids >= 0); nothing for
-// kClose, kStop and kPing.
+// kClose, kStop and kPing. Under --kv-nodes a step's plan is followed by its
+// KV node part (kv/kv_node_step.h); otherwise nothing follows it.
 // DecodeRankMessage is kCorrupt for anything else (what a rank receives is
 // checked before it is acted on; fuzz/plan_fuzz.cc).
 //
@@ -23,6 +24,7 @@
 
 #include "core/dtype.h"
 #include "core/status.h"
+#include "kv/kv_node_step.h"
 #include "kv/step_plan.h"
 
 namespace strata {
@@ -53,13 +55,15 @@ struct RankMessage {
   RankMessageKind kind = RankMessageKind::kStop;
   RunnerShape open;  // kOpen
   StepPlan plan;     // kStep
+  KvNodeStep nodes;  // kStep under --kv-nodes (empty otherwise)
   std::vector<BlockId> blocks;  // kGetKv, kPutKv
 };
 
 inline constexpr uint32_t kRankMessageMagic = 0x4B4E5253;  // "SRNK"
 
 std::vector<uint8_t> EncodeRankMessage(RankMessageKind kind, const RunnerShape* open = nullptr,
-                                       const StepPlan* plan = nullptr, const std::vector<BlockId>* blocks = nullptr);
+                                       const StepPlan* plan = nullptr, const std::vector<BlockId>* blocks = nullptr,
+                                       const KvNodeStep* nodes = nullptr);
 [[nodiscard]] Status DecodeRankMessage(std::span<const uint8_t> bytes, RankMessage* out);
 
 }  // namespace strata

@@ -21,6 +21,10 @@ void PrefetchBlock(const uint8_t* k, const uint8_t* v, size_t bytes) {
 
 }  // namespace
 
+AttentionMath LayerAttentionMath(const HParams& hp, int32_t il) {
+  return AttentionMath{{hp.attn_scale, hp.attn_softcap}, hp.is_swa(il) ? hp.n_swa : 0};
+}
+
 std::string AttentionGridName(const AttentionGrid& g) { return fmt::format("tile={} split={}", g.q_tile, g.split_blocks); }
 
 AttentionPass::AttentionPass(const KvLayout& layout, int32_t n_head, ThreadPool& pool)
@@ -65,7 +69,7 @@ void AttentionPass::Plan(const AttentionGrid& grid, int32_t window, std::span<co
 }
 
 void AttentionPass::Run(const AttentionGrid& grid, const AttentionMath& math, std::span<const AttentionQuery> queries,
-                        const float* q, const std::vector<std::vector<uint8_t*>>& slices, float* out,
+                        const float* q, const std::vector<std::vector<uint8_t*>>& slices, float* out, float* partial,
                         kernels::Path path) {
   if (queries.empty()) return;
   Plan(grid, math.window, queries);
@@ -95,6 +99,7 @@ void AttentionPass::Run(const AttentionGrid& grid, const AttentionMath& math, st
     // The rows of block b that the tile's last (furthest) query sees.
     const auto prefetch = [&](int32_t b) {
       const uint8_t* slice = blocks[static_cast<size_t>(b)];
+      if (slice == nullptr) return;
       const size_t rows = static_cast<size_t>(std::clamp(tq[tile.n - 1].pos + 1 - b * B, 0, B));
       PrefetchBlock(slice + L.k_offset(job.g, 0), slice + L.v_offset(job.g, 0), rows * row_bytes);
     };
@@ -107,9 +112,19 @@ void AttentionPass::Run(const AttentionGrid& grid, const AttentionMath& math, st
         first_key[t] = static_cast<int32_t>(std::clamp<int64_t>(p - window + 1 - p0, 0, B));
       }
       const uint8_t* slice = blocks[static_cast<size_t>(b)];
+      if (slice == nullptr) continue;  // held by another rank (partial mode)
       kernels::AttendTile(qt, E, tile.n, group, first_key, n_keys, slice + L.k_offset(job.g, 0),
                           slice + L.v_offset(job.g, 0), row_bytes, L.type, D, math.score, state, acc, row,
                           &scratch_[static_cast<size_t>(ith) * D], path);
+    }
+    if (tile.ranges == 1 && partial != nullptr) {  // the tile's only range: its state is the result
+      for (int32_t r = 0; r < rows; ++r) {
+        float* dst = partial + (static_cast<size_t>(tile.first + r / group) * n_head_ + job.g * group + r % group) * row;
+        std::copy(acc + r * row, acc + r * row + D, dst);
+        dst[D] = state[r].m;
+        dst[D + 1] = state[r].l;
+      }
+      return;
     }
     if (tile.ranges == 1) {  // the tile's only range: normalize straight into out, nothing to merge
       for (int32_t r = 0; r < rows; ++r) {
@@ -129,6 +144,7 @@ void AttentionPass::Run(const AttentionGrid& grid, const AttentionMath& math, st
   // Decode on a short context usually has one range per tile: no merge pass.
   if (std::all_of(tiles_.begin(), tiles_.end(), [](const Tile& t) { return t.ranges == 1; })) return;
   const int64_t n_q = static_cast<int64_t>(queries.size());
+  if (partial != nullptr) merge_scratch_.resize(static_cast<size_t>(n_q * n_kv) * D);
   pool_.ParallelFor(n_q * n_kv, 1, [&](int64_t begin, int64_t end) {
     for (int64_t x = begin; x < end; ++x) {
       const int64_t i = x / n_kv;
@@ -138,12 +154,21 @@ void AttentionPass::Run(const AttentionGrid& grid, const AttentionMath& math, st
       const int32_t t = static_cast<int32_t>(i) - tile.first;
       const Job* jobs = &jobs_[static_cast<size_t>(tile.jobs0 + g * tile.ranges)];
       for (int32_t hq = 0; hq < group; ++hq) {
-        float* dst = out + static_cast<size_t>(i) * E + static_cast<size_t>(g * group + hq) * D;
+        // In partial mode the merge runs in this thread's scratch row.
+        float* dst = partial != nullptr ? &merge_scratch_[static_cast<size_t>(x) * D]
+                                        : out + static_cast<size_t>(i) * E + static_cast<size_t>(g * group + hq) * D;
         kernels::SoftmaxPartial total;
         std::fill(dst, dst + D, 0.0f);
         for (int32_t j = 0; j < tile.ranges; ++j) {
           const float* src = &partial_[jobs[j].partial + static_cast<size_t>(t * group + hq) * row];
           kernels::MergePartial(&total, dst, kernels::SoftmaxPartial{src[D], src[D + 1]}, src, D);
+        }
+        if (partial != nullptr) {
+          float* p = partial + (static_cast<size_t>(i) * n_head_ + g * group + hq) * row;
+          std::copy(dst, dst + D, p);
+          p[D] = total.m;
+          p[D + 1] = total.l;
+          continue;
         }
         const float inv = 1.0f / total.l;
         for (int32_t d = 0; d < D; ++d) dst[d] *= inv;

@@ -22,6 +22,7 @@
 #include "kernels/attention.h"
 #include "kernels/thread_pool.h"
 #include "kv/kv_layout.h"
+#include "model/hparams.h"
 
 namespace strata {
 
@@ -43,6 +44,9 @@ struct AttentionMath {
   int32_t window = 0;
 };
 
+// Layer il's attention math as hp says (scale, soft-cap, sliding window).
+AttentionMath LayerAttentionMath(const HParams& hp, int32_t il);
+
 // One query token: the sequence whose blocks it reads (an index into the
 // slices passed to Run) and its absolute position.
 struct AttentionQuery {
@@ -63,8 +67,15 @@ class AttentionPass {
   // position up to the largest pos queried in s (blocks wholly before every
   // window are not read).
   // REQUIRES: grid.Valid(), math.window >= 0.
+  //
+  // With partial (KV blocks spread over ranks, engine/kv_node_attention.h):
+  // null slices are skipped (held elsewhere), out is not written, and each
+  // query row's and head's softmax state over the slices given is written
+  // instead: partial F32 [head_dim + 2, n_head, n_queries], the unnormalized
+  // sum of values then m and l (kernels::SoftmaxPartial; l == 0: no key seen),
+  // to be merged exactly with other ranks' (kernels::MergePartial).
   void Run(const AttentionGrid& grid, const AttentionMath& math, std::span<const AttentionQuery> queries,
-           const float* q, const std::vector<std::vector<uint8_t*>>& slices, float* out,
+           const float* q, const std::vector<std::vector<uint8_t*>>& slices, float* out, float* partial = nullptr,
            kernels::Path path = kernels::BestPath());
 
  private:
@@ -87,6 +98,7 @@ class AttentionPass {
   std::vector<Job> jobs_;
   std::vector<int32_t> tile_of_;  // [n_queries] index into tiles_
   std::vector<float> partial_;  // per job: F32 [head_dim + 2, tile tokens * group] (acc, m, l per query row)
+  std::vector<float> merge_scratch_;  // F32 [head_dim, n_kv_heads, n_queries] (partial mode's merge)
   std::vector<float> scratch_;  // F32 [head_dim, n_threads] dequantized rows (scalar path)
   std::vector<std::vector<kernels::SoftmaxPartial>> state_;  // per thread: [q_tile * group]
 };

@@ -113,12 +113,12 @@ std::vector<double> TimeGrids(const std::vector<AttentionGrid>& grids, Attention
   std::vector<double> best(grids.size(), std::numeric_limits<double>::infinity());
   // Plain causal attention: the grid's cost does not depend on the scale.
   const AttentionMath math{{1.0f / std::sqrt(static_cast<float>(kv.layout.head_dim))}};
-  for (const AttentionGrid& g : grids) pass.Run(g, math, queries, q.data(), kv.slices, out.data(), path);  // warm-up
+  for (const AttentionGrid& g : grids) pass.Run(g, math, queries, q.data(), kv.slices, out.data(), nullptr, path);  // warm-up
   const Clock::time_point start = Clock::now();
   for (int round = 0; round < kMaxRounds; ++round) {
     for (size_t i = 0; i < grids.size(); ++i) {
       const Clock::time_point t0 = Clock::now();
-      pass.Run(grids[i], math, queries, q.data(), kv.slices, out.data(), path);
+      pass.Run(grids[i], math, queries, q.data(), kv.slices, out.data(), nullptr, path);
       best[i] = std::min(best[i], std::chrono::duration<double>(Clock::now() - t0).count());
     }
     if (round + 1 >= kMinRounds && std::chrono::duration<double>(Clock::now() - start).count() > budget_s) break;

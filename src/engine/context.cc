@@ -16,11 +16,15 @@ Status Context::Create(const Model& model, const ContextParams& params, std::uni
   // One sequence: enough blocks for the whole context, whatever tier holds them.
   auto sizing = [](const KvLayout& layout, int32_t n_ctx, KvCacheConfig* kc) {
     const int64_t blocks = (n_ctx + layout.block_tokens - 1) / layout.block_tokens;
-    if (kc->tiers.disk_dir.empty() && kc->tiers.ram_bytes != UINT64_MAX &&
-        static_cast<uint64_t>(blocks) * layout.block_bytes() > kc->tiers.ram_bytes)
-      return Status::InvalidArgument(fmt::format("a context of {} tokens needs {} MiB of KV; the RAM budget is {} MiB "
+    const uint64_t ram = kc->tiers.ram_bytes > UINT64_MAX - kc->node_bytes ? UINT64_MAX
+                                                                             : kc->tiers.ram_bytes + kc->node_bytes;
+    if (kc->tiers.disk_dir.empty() && ram != UINT64_MAX && static_cast<uint64_t>(blocks) * layout.block_bytes() > ram)
+      return Status::InvalidArgument(fmt::format("a context of {} tokens needs {} MiB of KV; the RAM budget is {} MiB{} "
                                                  "and there is no disk tier",
-                                                 n_ctx, blocks * layout.block_bytes() >> 20, kc->tiers.ram_bytes >> 20));
+                                                 n_ctx, blocks * layout.block_bytes() >> 20, kc->tiers.ram_bytes >> 20,
+                                                 kc->node_bytes > 0 ? fmt::format(" (+ {} MiB on KV nodes)",
+                                                                                  kc->node_bytes >> 20)
+                                                                    : ""));
     kc->n_blocks = static_cast<int32_t>(blocks);
     kc->prefix_cache = false;             // one sequence: nothing to share
     kc->ram_only_min_blocks = kc->n_blocks;  // a failing disk tier must not end a run: RAM holds it all then

@@ -62,6 +62,8 @@ class Context {
   int32_t n_ctx() const { return runner_->n_ctx(); }
   int32_t n_past() const { return kv_->length(seq_); }
   int32_t n_threads() const { return runner_->pool().n_threads(); }
+  // Under --kv-nodes: where the KV blocks live (engine/kv_nodes.h); else null.
+  const KvNodes* kv_nodes() const { return runner_->kv_nodes(); }
   const std::vector<int32_t>& tokens() const { return kv_->tokens(seq_); }
   const AttentionGrid& attention_grid() const { return runner_->attention_grid(); }
 

@@ -116,7 +116,8 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
     if (!unlimited) {
       const uint64_t disk = kc->tiers.disk_dir.empty() ? 0 : std::min<uint64_t>(kc->tiers.disk_bytes, uint64_t{1} << 50);
       const uint64_t ram = std::min<uint64_t>(kc->tiers.ram_bytes, uint64_t{1} << 50);
-      budget_blocks = static_cast<int64_t>((ram + disk) / layout.block_bytes());
+      const uint64_t nodes = std::min<uint64_t>(kc->node_bytes, uint64_t{1} << 50);
+      budget_blocks = static_cast<int64_t>((ram + disk + nodes) / layout.block_bytes());
     }
     kc->n_blocks = static_cast<int32_t>(std::min<int64_t>({wanted, budget_blocks, int64_t{1} << 22}));
     if (kc->n_blocks < 1)

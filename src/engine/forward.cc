@@ -19,6 +19,8 @@ Forward::Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_
       layer_(BuilderFor(model.hparams().arch)),
       ropes_{RopeSpecFor(model.hparams(), model.weights(), n_ctx_seq, false)} {
   const HParams& hp = model.hparams();
+  if (cluster_ != nullptr && cluster_->kv_nodes())
+    nodes_ = std::make_unique<KvNodeReader>(*cluster_, store.layout(), hp.n_head, pool);
   if (hp.swa_layers.empty()) return;
   const RopeSpec swa = RopeSpecFor(hp, model.weights(), n_ctx_seq, true);
   const RopeSpec& full = ropes_[0];
@@ -86,12 +88,14 @@ Status Forward::PinLayer(const StepPlan& plan, int32_t il, std::vector<std::vect
     std::vector<uint8_t*>& out = (*slices)[e];
     out.assign(blocks.size(), nullptr);
     for (size_t b = 0; b < blocks.size(); ++b) {
+      if (nodes_ != nullptr && nodes_->remote(blocks[b])) continue;  // on a KV node: left null
       Status s = store_.Pin(blocks[b], il, &out[b]);
       if (!s.ok()) {
         // Unpin what this call pinned so far, then report.
         for (size_t e2 = 0; e2 <= e; ++e2)
-          for (size_t b2 = 0; b2 < (*slices)[e2].size() && (*slices)[e2][b2] != nullptr; ++b2)
-            store_.Unpin(plan.entries[e2].blocks[b2], il, false);
+          for (size_t b2 = 0; b2 < (e2 < e ? (*slices)[e2].size() : b); ++b2)
+            if (!(nodes_ != nullptr && nodes_->remote(plan.entries[e2].blocks[b2])))
+              store_.Unpin(plan.entries[e2].blocks[b2], il, false);
         return s;
       }
     }
@@ -103,7 +107,8 @@ void Forward::UnpinLayer(const StepPlan& plan, int32_t il) {
   const int32_t B = store_.layout().block_tokens;
   for (const PlanEntry& e : plan.entries) {
     const size_t first_written = static_cast<size_t>(e.start / B);
-    for (size_t b = 0; b < e.blocks.size(); ++b) store_.Unpin(e.blocks[b], il, b >= first_written);
+    for (size_t b = 0; b < e.blocks.size(); ++b)
+      if (!(nodes_ != nullptr && nodes_->remote(e.blocks[b]))) store_.Unpin(e.blocks[b], il, b >= first_written);
   }
 }
 
@@ -192,9 +197,15 @@ Status Forward::SelfAttention(const StepPlan& plan, int32_t il) {
   if (il + 1 < model_.shard().end_layer) PrefetchLayer(plan, il + 1);
   const bool swa = hp.is_swa(il);
   RopeWriteKv(slices, swa && ropes_.size() > 1 ? 1 : 0);
-  const AttentionMath math{{hp.attn_scale, hp.attn_softcap}, swa ? hp.n_swa : 0};
-  attention_.Run(grid_, math, refs_, q_.data(), slices, att_.data());
-  UnpinLayer(plan, il);
+  const AttentionMath math = LayerAttentionMath(hp, il);
+  if (nodes_ != nullptr && nodes_->active()) {
+    Status s = nodes_->Attend(attention_, grid_, math, refs_, plan, q_.data(), &slices, att_.data());
+    UnpinLayer(plan, il);
+    STRATA_RETURN_IF_ERROR(s);
+  } else {
+    attention_.Run(grid_, math, refs_, q_.data(), slices, att_.data());
+    UnpinLayer(plan, il);
+  }
   store_.EnforceBudget();
   return ApplyRowParallel(l.wo, att_.data(), xb_.data());
 }
@@ -236,7 +247,7 @@ void Forward::AddResidual() {
   for (int64_t i = 0; i < n; ++i) x_[i] += xb_[i];
 }
 
-Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
+Status Forward::Run(const StepPlan& plan, std::vector<float>* logits, const KvNodeStep* nodes, KvNodeCosts* costs) {
   const HParams& hp = model_.hparams();
   const ModelWeights& w = model_.weights();
   const int64_t E = hp.n_embd;
@@ -245,6 +256,7 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
   Resize(n);
   n_ = n;
   STRATA_RETURN_IF_ERROR(GroupByAdapter(plan));
+  if (nodes_ != nullptr) nodes_->BeginStep(plan, nodes, costs);
   refs_.clear();
   for (size_t e = 0; e < plan.entries.size(); ++e) {
     const int32_t pos0 = plan.entries[e].start;

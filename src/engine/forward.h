@@ -20,17 +20,21 @@
 // outputs of wo and ffn_down over the ranks (an all-reduce each, F32);
 // --split layer computes the rank's layers between receiving the hidden state
 // from the rank before and sending it to the next (the last rank's goes back
-// to rank 0). Only rank 0 computes logits.
+// to rank 0); --split none --kv-nodes runs the whole model on rank 0 and
+// reads the KV blocks that live on the other ranks through them. Only rank 0
+// computes logits.
 //
 // Thread-safety: one Run at a time; the model is shared read-only.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/status.h"
 #include "dist/cluster.h"
 #include "engine/attention_pass.h"
+#include "engine/kv_node_attention.h"
 #include "engine/linear.h"
 #include "engine/rope.h"
 #include "kernels/thread_pool.h"
@@ -66,7 +70,13 @@ class Forward {
   // of kAll entries or the last token of kLast entries (ranks other than 0: none).
   // An MPI failure or timeout is kUnavailable; an entry naming an adapter set
   // beyond n_adapters() kInvalidArgument.
-  [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits);
+  //
+  // Under --kv-nodes (rank 0 of a job whose other ranks are KV nodes,
+  // engine/kv_nodes.h): nodes is the step's KV node part (null: all blocks
+  // local), whose remote blocks are read through the nodes
+  // (engine/kv_node_attention.h); costs records measured costs (may be null).
+  [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits, const KvNodeStep* nodes = nullptr,
+                           KvNodeCosts* costs = nullptr);
 
  private:
   // One transformer layer on x_ (a per-architecture layer builder).
@@ -110,6 +120,7 @@ class Forward {
   ThreadPool& pool_;
   AttentionGrid grid_;
   AttentionPass attention_;
+  std::unique_ptr<KvNodeReader> nodes_;  // under --kv-nodes: reads the blocks on KV nodes
   std::vector<AttentionQuery> refs_;  // [n_tokens] of the current batch: (entry index, absolute position)
   LayerBuilder layer_;
   // RoPE of the full-attention layers, then of the sliding-window layers

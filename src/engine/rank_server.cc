@@ -1,11 +1,13 @@
 #include "engine/rank_server.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <thread>
 
 #include "dist/rank_message.h"
 #include "engine/attention_tuner.h"
 #include "engine/forward.h"
+#include "engine/kv_node_attention.h"
 #include "kernels/thread_pool.h"
 #include "kv/block_store.h"
 #include "kv/kv_shard.h"
@@ -64,17 +66,20 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
   // The runner rank 0 has open: this rank's block store and forward pass.
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<BlockStore> store;
-  std::unique_ptr<Forward> forward;
+  std::unique_ptr<Forward> forward;          // --split tensor|layer: this rank's shard
+  std::unique_ptr<KvNodeServer> node;        // --kv-nodes: this rank lends its RAM for KV blocks
   PlanLimits limits;
   std::vector<float> logits;
   double idle_wait_s = kIdleTimeoutS;  // the open runner's wait for rank 0's next message
   for (;;) {
     std::vector<uint8_t> bytes;
-    STRATA_RETURN_IF_ERROR(cluster.Broadcast(&bytes, forward ? idle_wait_s : kStartupTimeoutS));
+    const bool open = forward != nullptr || node != nullptr;
+    STRATA_RETURN_IF_ERROR(cluster.Broadcast(&bytes, open ? idle_wait_s : kStartupTimeoutS));
     RankMessage m;
     STRATA_RETURN_IF_ERROR(DecodeRankMessage(bytes, &m).WithContext("from rank 0"));
     switch (m.kind) {
       case RankMessageKind::kOpen: {
+        node.reset();
         forward.reset();
         store.reset();
         KvLayout layout;
@@ -83,19 +88,33 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
         if (!pool) pool = std::make_unique<ThreadPool>(n_threads);
         const AttentionGrid grid =
             SelectAttentionGrid(std::nullopt, env, params.tune_cache_path, layout, model.hparams().n_head, *pool);
-        forward = std::make_unique<Forward>(model, *store, *pool, m.open.n_ctx, grid, &cluster);
+        if (cluster.kv_nodes()) {
+          const uint64_t budget = std::min(cluster.kv_budget(cluster.rank()), uint64_t{1} << 50);
+          node = std::make_unique<KvNodeServer>(model, cluster, *store, *pool, grid,
+                                                static_cast<int64_t>(budget / layout.block_bytes()));
+        } else {
+          forward = std::make_unique<Forward>(model, *store, *pool, m.open.n_ctx, grid, &cluster);
+        }
         limits = PlanLimits{model.hparams().n_vocab, m.open.n_blocks, m.open.kv_block_tokens, m.open.n_ctx, 1 << 20};
         idle_wait_s = m.open.keepalive_ms > 0 ? kKeepaliveMisses * m.open.keepalive_ms / 1000.0 : kIdleTimeoutS;
         break;
       }
       case RankMessageKind::kStep: {
-        if (!forward) return Status::Corrupt("from rank 0: a step before any runner was opened");
+        if (!open) return Status::Corrupt("from rank 0: a step before any runner was opened");
         STRATA_RETURN_IF_ERROR(ValidatePlan(m.plan, limits).WithContext("from rank 0"));
+        if (!node && !m.nodes.remote.empty() + !m.nodes.moves.empty() + !m.nodes.discards.empty())
+          return Status::Corrupt("from rank 0: a KV node part of a step outside --kv-nodes");
+        if (node) {
+          STRATA_RETURN_IF_ERROR(ValidateKvNodeStep(m.nodes, limits.n_blocks, cluster.size()).WithContext("from rank 0"));
+          STRATA_RETURN_IF_ERROR(node->RunStep(m.plan, m.nodes));
+          break;
+        }
         for (const BlockCopy& c : m.plan.copies) STRATA_RETURN_IF_ERROR(store->CopyBlock(c.from, c.to));
         STRATA_RETURN_IF_ERROR(forward->Run(m.plan, &logits));
         break;
       }
       case RankMessageKind::kClose:
+        node.reset();
         forward.reset();
         store.reset();
         break;
@@ -106,7 +125,7 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
       }
       case RankMessageKind::kGetKv:
       case RankMessageKind::kPutKv:
-        if (!forward) return Status::Corrupt("from rank 0: a KV transfer before any runner was opened");
+        if (!forward) return Status::Corrupt("from rank 0: a KV transfer without a runner of a model shard open");
         STRATA_RETURN_IF_ERROR(TransferKv(m, model, *store, limits.n_blocks, cluster));
         break;
       case RankMessageKind::kStop: return Status::Ok();

@@ -7,7 +7,9 @@
 // keepalive), and kClose when it goes; ServeRank mirrors
 // each with a block store of the same block ids (this rank's KV heads or
 // layers) and a forward pass over its shard, so the collectives inside the
-// forward pass meet. FinishRank broadcasts kStop.
+// forward pass meet — or, under --kv-nodes, with the blocks rank 0 placed
+// here and this rank's part of each step's attention
+// (engine/kv_node_attention.h). FinishRank broadcasts kStop.
 //
 // Thread-safety: the process's main thread.
 #pragma once

@@ -1,5 +1,6 @@
 #include "engine/runner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 #include <thread>
@@ -34,12 +35,20 @@ Status Runner::Create(const Model& model, const RunnerParams& params, const KvSi
   STRATA_RETURN_IF_ERROR(MakeKvLayout(hp, params.kv_type.value_or(DefaultKvType(model)), params.kv_block_tokens, &kc.layout));
   kc.tiers = params.kv_tiers;
   kc.log = params.log;
+  const bool kv_nodes = cluster != nullptr && cluster->kv_nodes();
+  if (kv_nodes) kc.node_bytes = KvNodes::NodeBytes(*cluster, kc.layout);
   STRATA_RETURN_IF_ERROR(sizing(kc.layout, n_ctx, &kc));
+  std::unique_ptr<KvNodes> nodes;
+  if (kv_nodes) {
+    nodes = std::make_unique<KvNodes>(*cluster, kc.layout, hp.n_head, kc.n_blocks, kc.tiers.ram_bytes);
+    kc.on_free = [p = nodes.get()](BlockId id) { p->Freed(id); };
+  }
   std::unique_ptr<KvCacheManager> kv;
   STRATA_RETURN_IF_ERROR(KvCacheManager::Create(params.env != nullptr ? params.env : Env::Default(), kc, &kv));
   const int32_t n_blocks = kv->capacity_blocks();
   const DType kv_type = kv->layout().type;
   out->reset(new Runner(model, params, n_ctx, n_threads, std::move(kv), cluster));
+  (*out)->nodes_ = std::move(nodes);
   if (cluster != nullptr) {
     const RunnerShape shape{n_ctx,     kv_type, kc.layout.block_tokens, n_blocks,
                             n_threads, static_cast<int32_t>(std::lround(params.keepalive_s * 1000))};
@@ -103,6 +112,7 @@ Status Runner::ScatterKv(BlockStore& whole, std::span<const BlockId> from, std::
 
 Status Runner::MoveKv(bool gather, std::span<const BlockId> blocks, BlockStore& whole,
                       std::span<const BlockId> whole_ids) {
+  if (nodes_ != nullptr) return Status::Unsupported("sessions under --kv-nodes (blocks on KV nodes are not gathered)");
   const ModelShard& shard = model_.shard();
   const KvLayout W = whole_kv_layout();
   const int32_t n_ranks = cluster_ != nullptr ? cluster_->size() : 1;
@@ -146,11 +156,18 @@ Status Runner::Step(std::span<const KvCacheManager::Append> appends, StepPlan* p
 }
 
 Status Runner::Run(const StepPlan& plan, std::vector<float>* logits) {
-  if (cluster_ != nullptr) {
-    std::vector<uint8_t> step = EncodeRankMessage(RankMessageKind::kStep, nullptr, &plan);
-    STRATA_RETURN_IF_ERROR(cluster_->Broadcast(&step));
-  }
-  return forward_.Run(plan, logits);
+  if (cluster_ == nullptr) return forward_.Run(plan, logits);
+  KvNodeStep nodes;
+  if (nodes_ != nullptr) nodes_->Prepare(plan, &nodes);
+  std::vector<uint8_t> step =
+      EncodeRankMessage(RankMessageKind::kStep, nullptr, &plan, nullptr, nodes_ != nullptr ? &nodes : nullptr);
+  STRATA_RETURN_IF_ERROR(cluster_->Broadcast(&step));
+  if (nodes_ == nullptr) return forward_.Run(plan, logits);
+  STRATA_RETURN_IF_ERROR(nodes_->Transfer(nodes, kv_->store()));
+  // Prepare copied a block before it came back from its node: copy again.
+  if (std::any_of(nodes.moves.begin(), nodes.moves.end(), [](const KvNodeMove& m) { return m.to == 0; }))
+    for (const BlockCopy& c : plan.copies) STRATA_RETURN_IF_ERROR(kv_->store().CopyBlock(c.from, c.to));
+  return forward_.Run(plan, logits, &nodes, &nodes_->costs());
 }
 
 }  // namespace strata

@@ -8,7 +8,9 @@
 // forward pass over that plan. When the model is a shard of an MPI job
 // (model/model_shard.h), the runner is rank 0's: it broadcasts its shape
 // when created, each plan before running it and its end when destroyed, and
-// the other ranks mirror them (engine/rank_server.h).
+// the other ranks mirror them (engine/rank_server.h). Under --kv-nodes each
+// plan goes with its KV node part (engine/kv_nodes.h), whose block moves run
+// before the forward pass.
 //
 // Thread-safety: one thread at a time (the client's step thread).
 #pragma once
@@ -25,6 +27,7 @@
 #include "core/status.h"
 #include "engine/attention_pass.h"
 #include "engine/forward.h"
+#include "engine/kv_nodes.h"
 #include "kernels/thread_pool.h"
 #include "kv/kv_cache_manager.h"
 #include "model/model.h"
@@ -73,6 +76,8 @@ class Runner {
   const AttentionGrid& attention_grid() const { return forward_.grid(); }
   // Whether this runner leads an MPI job (its steps run on other ranks too).
   bool distributed() const { return cluster_ != nullptr; }
+  // Under --kv-nodes: where the KV blocks live; else null.
+  const KvNodes* kv_nodes() const { return nodes_.get(); }
   // Under MPI: tells the other ranks rank 0 is alive while it has no step to
   // run (RunnerParams::keepalive_s) and waits for their answer (at most
   // --mpi-timeout: a hung rank is an error); outside MPI: nothing.
@@ -115,6 +120,7 @@ class Runner {
   Cluster* cluster_;  // the MPI job this runner leads, or null
   int32_t n_ctx_;
   ThreadPool pool_;
+  std::unique_ptr<KvNodes> nodes_;  // under --kv-nodes: where blocks live (before kv_: its on_free calls it)
   std::unique_ptr<KvCacheManager> kv_;
   Forward forward_;
 };

@@ -72,6 +72,8 @@ class BlockStore {
 
   const KvLayout& layout() const { return layout_; }
   bool has_disk() const { return disk_ != nullptr; }
+  // Block ids this store holds slices for: [0, n_blocks()).
+  int32_t n_blocks() const { return static_cast<int32_t>(slices_.size() / static_cast<size_t>(layout_.n_layer)); }
 
   // Makes slice (id, layer) resident and pinned; *data then points at its
   // slice_bytes() bytes until Unpin. A slice never written reads as zeros.

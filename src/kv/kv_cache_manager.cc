@@ -19,7 +19,8 @@ Status KvCacheManager::Create(Env* env, const KvCacheConfig& config, std::unique
   int64_t n_blocks = config.n_blocks;
   if (n_blocks <= 0) {
     const uint64_t ram = config.tiers.ram_bytes, disk = config.tiers.disk_dir.empty() ? 0 : config.tiers.disk_bytes;
-    const uint64_t total = ram > UINT64_MAX - disk ? UINT64_MAX : ram + disk;
+    uint64_t total = ram > UINT64_MAX - disk ? UINT64_MAX : ram + disk;
+    total = total > UINT64_MAX - config.node_bytes ? UINT64_MAX : total + config.node_bytes;
     n_blocks = static_cast<int64_t>(std::min<uint64_t>(total / L.block_bytes(), kMaxBlocks));
   }
   if (n_blocks <= 0 || n_blocks > kMaxBlocks)
@@ -51,7 +52,9 @@ SeqId KvCacheManager::NewSequence(int32_t adapter) {
 }
 
 void KvCacheManager::ReleaseBlock(BlockId id) {
-  if (pool_.DecRef(id)) store_->Discard(id);
+  if (!pool_.DecRef(id)) return;
+  store_->Discard(id);
+  if (config_.on_free) config_.on_free(id);
 }
 
 void KvCacheManager::FreeSequence(SeqId seq) {

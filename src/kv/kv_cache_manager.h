@@ -62,6 +62,11 @@ struct KvCacheConfig {
   int32_t ram_only_min_blocks = 0;
   // Disk tier state changes and lost blocks, one line each (may name paths); null: stderr.
   std::function<void(const std::string&)> log;
+  // RAM other ranks lend as KV nodes (engine/kv_nodes.h): the client's sizing
+  // counts it with tiers.ram_bytes.
+  uint64_t node_bytes = 0;
+  // Called with each block freed (its last reference dropped); null: none.
+  std::function<void(BlockId)> on_free;
 };
 
 struct KvCacheStats {

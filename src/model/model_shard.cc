@@ -76,7 +76,12 @@ Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w, std::vector<s
   if (!shard->holds_output()) Drop(&w->output);
   switch (shard->split) {
     case Split::kNone:
-      return Status::Unsupported("--split none runs the whole model on rank 0 and needs --kv-nodes (not supported yet)");
+      // Rank 0 runs the whole model; the others are KV nodes (engine/kv_nodes.h) and compute no layer.
+      if (r == 0) return Status::Ok();
+      shard->end_layer = 0;
+      for (LayerWeights& l : w->layers)
+        for (Linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down}) Drop(m);
+      return Status::Ok();
     case Split::kLayer: {
       if (hp->n_layer < N)
         return Status::Unsupported(fmt::format("--split layer: {} layers cannot be spread over {} ranks", hp->n_layer, N));

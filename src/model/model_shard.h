@@ -8,7 +8,8 @@
 // n_head_kv and n_ff divided by N), so the forward pass runs unchanged but for
 // an all-reduce after wo and after ffn_down. Norms and embeddings are whole.
 // kLayer (pipeline parallelism): rank r holds layers LayerRange(r) and
-// nothing of the others.
+// nothing of the others. kNone (--kv-nodes): rank 0 holds the whole model,
+// the other ranks no layer (they hold KV blocks, engine/kv_nodes.h).
 // Either way only rank 0 holds the output matrix (it alone computes logits),
 // and a matrix a rank does not hold has data == nullptr: it is never packed
 // or touched, so a rank's resident weights are about its share.

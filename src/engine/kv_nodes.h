@@ -1,0 +1,92 @@
+// KvNodes: rank 0's placement of KV blocks under --split none --kv-nodes —
+// the remote tier, below rank 0's RAM (its --kv-ram budget) and in the other
+// ranks' RAM (each its own --kv-ram, told at the handshake; dist/cluster.h).
+//
+// Before each step Prepare decides, as plain data sent with the plan
+// (kv/kv_node_step.h):
+// - every block the step writes or copies comes (back) to rank 0;
+// - while rank 0 holds more blocks than its budget, full blocks move out to
+//   the node with the most room: blocks no step read lately first (parked
+//   sessions, the prefix cache), then the oldest positions of the batch;
+// - for each node, how the step reads its blocks: moving the computation (q
+//   out, the partial softmax state back: bytes ~ queries) or moving the data
+//   (the blocks' slices to rank 0: bytes ~ blocks), whichever the measured
+//   costs (KvNodeCosts: link seconds per byte, attention seconds per
+//   query-block) make cheaper, or as --kv-remote forces.
+// Blocks rank 0 frees (Freed, from the KV cache manager) are discarded on
+// their node with the next step. Transfer carries out rank 0's half of the
+// moves after the step message went out; the nodes mirror it
+// (engine/kv_node_attention.h).
+//
+// Thread-safety: one thread (the runner's step thread).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "dist/cluster.h"
+#include "kv/block_store.h"
+#include "kv/kv_node_step.h"
+#include "kv/step_plan.h"
+
+namespace strata {
+
+// Measured costs (exponentially weighted) the mode choice compares.
+struct KvNodeCosts {
+  double seconds_per_byte = 1e-9;          // the link (block moves, data-mode reads); until measured 1 GB/s
+  double seconds_per_query_block = 2e-7;   // attention of one query token over one block (rank 0's)
+  void ObserveLink(uint64_t bytes, double seconds);
+  void ObserveAttention(uint64_t query_blocks, double seconds);
+};
+
+struct KvNodeStats {
+  int32_t blocks_on_nodes = 0;
+  uint64_t moved_out = 0, moved_in = 0;      // whole blocks
+  uint64_t reads_compute = 0, reads_data = 0; // remote block reads per step by mode
+};
+
+// "N blocks on nodes; moved out X, back Y; remote block reads: A by computation, B by data", for logs.
+std::string KvNodesSummary(const KvNodeStats& s);
+
+class KvNodes {
+ public:
+  // The RAM the nodes lend, in whole blocks of layout (for the KV pool's sizing).
+  static uint64_t NodeBytes(const Cluster& cluster, const KvLayout& layout);
+
+  // local_ram_bytes: rank 0's budget (UINT64_MAX: every block stays local).
+  // REQUIRES: cluster.kv_nodes(), cluster.rank() == 0.
+  KvNodes(Cluster& cluster, const KvLayout& layout, int32_t n_head, int32_t n_blocks, uint64_t local_ram_bytes);
+
+  // Block id was freed by its last owner (KvCacheConfig::on_free).
+  void Freed(BlockId id);
+  // The step's KV node part (see the header comment); updates the placement.
+  void Prepare(const StepPlan& plan, KvNodeStep* step);
+  // Rank 0's half of step.moves (after the step message was broadcast).
+  [[nodiscard]] Status Transfer(const KvNodeStep& step, BlockStore& store);
+
+  KvNodeCosts& costs() { return costs_; }
+  KvNodeStats stats() const;
+
+ private:
+  KvNodeMode ChooseMode(int64_t n_tokens, int64_t node_blocks, int64_t node_query_blocks,
+                        int64_t local_query_blocks) const;
+
+  Cluster& cluster_;
+  KvLayout layout_;
+  int32_t n_head_;
+  int64_t local_cap_;                 // blocks rank 0 keeps
+  std::vector<int64_t> node_cap_;     // [ranks] blocks each node takes (0 for rank 0)
+  std::vector<int64_t> node_used_;    // [ranks]
+  std::vector<int32_t> home_;         // [n_blocks] the rank holding the block
+  std::vector<uint8_t> live_;         // [n_blocks] in use (seen in a plan, not freed)
+  std::vector<uint8_t> full_;         // [n_blocks] every position written: never written again until freed
+  std::vector<uint64_t> last_read_;   // [n_blocks] the step that last read it
+  uint64_t step_no_ = 0;
+  std::vector<KvNodeDiscard> discards_;  // for the next step
+  KvNodeCosts costs_;
+  KvNodeStats stats_;
+};
+
+}  // namespace strata
