@@ -1,6 +1,7 @@
 // Benchmarks of the engine itself, in the spirit of llama-bench: prompt
 // processing (ppN: N tokens in one forward pass) and text generation (tgN: N
-// tokens one at a time from an empty cache).
+// tokens one at a time from an empty cache, or with --depth D after a cached
+// D-token prefix: "tgN@dD", as llama-bench's -d).
 //
 // Thread-safety: functions are independent; run one at a time (they use all cores).
 #pragma once
@@ -24,6 +25,9 @@ struct TestSpec {
   Kind kind;
   int32_t n_tokens;
   int32_t seqs = 1;
+  // kGenerate: positions already in the cache before the test (a random
+  // prefix, computed once and kept across repetitions); 0: an empty cache.
+  int32_t depth = 0;
   std::string name() const;
 };
 
@@ -33,7 +37,7 @@ struct Stats {
 Stats Summarize(std::vector<double> values);
 
 // Runs one repetition of test on a fresh sequence in ctx; returns tokens/s.
-// REQUIRES: ctx->n_ctx() >= test.n_tokens.
+// REQUIRES: ctx->n_ctx() >= test.depth + test.n_tokens.
 [[nodiscard]] Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens_per_s);
 
 // The paired roofline run (roofline.h): generates n_tokens random tokens one

@@ -48,6 +48,8 @@ struct BenchOptions {
   MpiFlags mpi;
   std::vector<std::string> loras;  // --lora FILE[:SCALE]: the LoRA serving test
   int32_t lora_seqs = 16;
+  int32_t depth = 0;   // tg tests after a cached prefix of this many tokens
+  std::string kv_ram;  // the KV cache's RAM budget (under --kv-nodes: each rank's); empty: unbounded
 };
 
 // This process's peak resident set (VmHWM), bytes; 0 if unknown. Not
@@ -137,7 +139,7 @@ void Bench(const BenchOptions& o) {
   if (cluster != nullptr && (!o.peer.empty() || !o.batch_seqs.empty() || o.prefix_ttft > 0 || !o.loras.empty()))
     Fail("bench", Status::Unsupported("under mpirun: --peer, --batch-seqs, --prefix-ttft and --lora"));
   if (cluster != nullptr && cluster->rank() != 0) {
-    ServeOtherRank(*cluster, mo.path, mo.tokenizer_path, o.threads, TuneCachePath(o.tune));
+    ServeOtherRank(*cluster, mo.path, mo.tokenizer_path, o.threads, TuneCachePath(o.tune), SizeOption(o.kv_ram, "--kv-ram"));
     return;
   }
   std::unique_ptr<Model> model;
@@ -147,14 +149,16 @@ void Bench(const BenchOptions& o) {
   if (!o.loras.empty()) return BenchLora(o, *model);
   std::vector<bench::TestSpec> tests;
   if (o.n_prompt > 0) tests.push_back({bench::TestSpec::Kind::kPrompt, o.n_prompt});
-  if (o.n_gen > 0) tests.push_back({bench::TestSpec::Kind::kGenerate, o.n_gen});
+  if (o.n_gen > 0) tests.push_back({bench::TestSpec::Kind::kGenerate, o.n_gen, 1, o.depth});
   if (tests.empty()) Fail("bench", Status::InvalidArgument("nothing to run: -p and -n are both 0"));
+  if (o.depth > 0 && !o.peer.empty()) Fail("--depth", Status::Unsupported("with --peer"));
   std::unique_ptr<Context> ctx;
   ContextParams cp;
-  cp.n_ctx = std::max(o.n_prompt, o.n_gen);
-  cp.n_batch = std::max(o.n_prompt, 1);
+  cp.n_ctx = std::max(o.n_prompt, o.depth + o.n_gen);
+  cp.n_batch = std::max({o.n_prompt, std::min(o.depth, 512), 1});
   cp.n_threads = o.threads;
   cp.tune_cache_path = TuneCachePath(o.tune);
+  cp.kv_tiers.ram_bytes = SizeOption(o.kv_ram, "--kv-ram");
   CheckOk("cannot create context", Context::Create(*model, cp, &ctx));
 
   for (int32_t s : o.batch_seqs) tests.push_back({bench::TestSpec::Kind::kBatched, std::max(o.n_gen, 1), s});
@@ -199,7 +203,7 @@ void Bench(const BenchOptions& o) {
         peer.peer_info = std::move(pr.info);
       }
     }
-    if (o.roofline && test.kind == bench::TestSpec::Kind::kGenerate) {
+    if (o.roofline && test.kind == bench::TestSpec::Kind::kGenerate && test.depth == 0) {
       if (rss_valid) peak_rss = std::max(peak_rss, PeakRssBytes());
       {
         std::unique_ptr<bench::ReadProbe> probe;
@@ -267,6 +271,8 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer.bin (for .bin models)");
   cmd->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens in one forward pass (0 = skip)")->check(CLI::Range(0, 1 << 16));
   cmd->add_option("-n,--n-gen", o->n_gen, "Tokens generated one at a time (0 = skip)")->check(CLI::Range(0, 1 << 16));
+  cmd->add_option("-d,--depth", o->depth, "tg tests after a cached prefix of this many tokens (tgN@dD)")
+      ->check(CLI::Range(0, 1 << 22));
   cmd->add_option("-t,--threads", o->threads, "Threads")->check(CLI::Range(1, 1024));
   cmd->add_option("-r,--reps", o->reps, "Measured repetitions per test")->check(CLI::Range(1, 1000));
   cmd->add_flag("--json", o->json, "Print a JSON array of result rows");
@@ -284,6 +290,7 @@ void AddBenchCommand(CLI::App& app) {
       ->check(NonEmpty());
   cmd->add_option("--lora-seqs", o->lora_seqs, "--lora: concurrent requests")->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  cmd->add_option("--kv-ram", o->kv_ram, "RAM budget for the KV cache, e.g. 64M (under --kv-nodes: each rank's)");
   AddTuneFlags(cmd, &o->tune);
   AddMpiFlags(cmd, &o->mpi);
   cmd->callback([o] { Bench(*o); });
