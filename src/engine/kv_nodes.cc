@@ -21,7 +21,8 @@ double Seconds() {
 
 void KvNodeCosts::ObserveLink(uint64_t bytes, double seconds) {
   if (bytes < 4096 || seconds <= 0) return;  // small messages measure latency, not the link
-  seconds_per_byte += kEwma * (seconds / static_cast<double>(bytes) - seconds_per_byte);
+  const double past_latency = std::max(seconds - round_trip_s / 2, seconds / 4);
+  seconds_per_byte += kEwma * (past_latency / static_cast<double>(bytes) - seconds_per_byte);
 }
 
 void KvNodeCosts::ObserveAttention(uint64_t query_blocks, double seconds) {
@@ -57,6 +58,18 @@ KvNodes::KvNodes(Cluster& cluster, const KvLayout& layout, int32_t n_head, int32
         static_cast<int64_t>(std::min(cluster.kv_budget(r), kMaxNodeBytes) / layout.block_bytes());
 }
 
+Status KvNodes::MeasureRoundTrip() {
+  double best = 1e9;
+  for (int i = 0; i < kKvNodeLatencyProbes; ++i) {
+    float x = 0;
+    const double t0 = Seconds();
+    STRATA_RETURN_IF_ERROR(cluster_.AllReduceSum(&x, 1));
+    best = std::min(best, Seconds() - t0);
+  }
+  costs_.round_trip_s = best;
+  return Status::Ok();
+}
+
 void KvNodes::Freed(BlockId id) {
   const auto i = static_cast<size_t>(id);
   if (home_[i] != 0) {
@@ -74,14 +87,15 @@ KvNodeMode KvNodes::ChooseMode(int64_t n_tokens, int64_t node_blocks, int64_t no
     case KvNodePolicy::kData: return KvNodeMode::kData;
     case KvNodePolicy::kAuto: break;
   }
-  // Per layer. Computing there: q out and the softmax state back, the node's
-  // attention overlapping rank 0's own; fetching: the slices, then rank 0
-  // attends over them too.
+  // Per layer. Computing there: a round trip with q out and the softmax
+  // state back, the node's attention overlapping rank 0's own; fetching: the
+  // slices, streamed (one latency per step), then rank 0 attends over them too.
   const double q_bytes = 4.0 * n_tokens * n_head_ * layout_.head_dim;
   const double state_bytes = 4.0 * n_tokens * n_head_ * (layout_.head_dim + 2);
-  const double compute = (q_bytes + state_bytes) * costs_.seconds_per_byte +
+  const double compute = costs_.round_trip_s + (q_bytes + state_bytes) * costs_.seconds_per_byte +
                          std::max<double>(0, node_query_blocks - local_query_blocks) * costs_.seconds_per_query_block;
-  const double data = static_cast<double>(node_blocks) * layout_.slice_bytes() * costs_.seconds_per_byte +
+  const double data = costs_.round_trip_s / (2.0 * layout_.n_layer) +
+                      static_cast<double>(node_blocks) * layout_.slice_bytes() * costs_.seconds_per_byte +
                       static_cast<double>(node_query_blocks) * costs_.seconds_per_query_block;
   return data < compute ? KvNodeMode::kData : KvNodeMode::kCompute;
 }

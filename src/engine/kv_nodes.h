@@ -9,10 +9,12 @@
 //   the node with the most room: blocks no step read lately first (parked
 //   sessions, the prefix cache), then the oldest positions of the batch;
 // - for each node, how the step reads its blocks: moving the computation (q
-//   out, the partial softmax state back: bytes ~ queries) or moving the data
-//   (the blocks' slices to rank 0: bytes ~ blocks), whichever the measured
-//   costs (KvNodeCosts: link seconds per byte, attention seconds per
-//   query-block) make cheaper, or as --kv-remote forces.
+//   out, the partial softmax state back: bytes ~ queries, and a round trip
+//   per layer) or moving the data (the blocks' slices to rank 0: bytes ~
+//   blocks, streamed by the node without waiting, so one latency per step,
+//   and rank 0 attends over them), whichever the measured costs (KvNodeCosts:
+//   round trip, link seconds per byte, attention seconds per query-block)
+//   make cheaper, or as --kv-remote forces.
 // Blocks rank 0 frees (Freed, from the KV cache manager) are discarded on
 // their node with the next step. Transfer carries out rank 0's half of the
 // moves after the step message went out; the nodes mirror it
@@ -35,11 +37,15 @@ namespace strata {
 
 // Measured costs (exponentially weighted) the mode choice compares.
 struct KvNodeCosts {
-  double seconds_per_byte = 1e-9;          // the link (block moves, data-mode reads); until measured 1 GB/s
-  double seconds_per_query_block = 2e-7;   // attention of one query token over one block (rank 0's)
+  double round_trip_s = 50e-6;             // a one-float all-reduce with the nodes (measured at open)
+  double seconds_per_byte = 1e-9;          // the link past its latency (block moves, data-mode reads); until measured 1 GB/s
+  double seconds_per_query_block = 2e-7;   // attention of one query token over one block, one layer (rank 0's)
   void ObserveLink(uint64_t bytes, double seconds);
   void ObserveAttention(uint64_t query_blocks, double seconds);
 };
+
+// One-float all-reduces each side runs when a runner opens, to measure the round trip.
+inline constexpr int kKvNodeLatencyProbes = 5;
 
 struct KvNodeStats {
   int32_t blocks_on_nodes = 0;
@@ -59,6 +65,9 @@ class KvNodes {
   // REQUIRES: cluster.kv_nodes(), cluster.rank() == 0.
   KvNodes(Cluster& cluster, const KvLayout& layout, int32_t n_head, int32_t n_blocks, uint64_t local_ram_bytes);
 
+  // Measures the round trip to the nodes (kKvNodeLatencyProbes all-reduces,
+  // the fastest counts); the nodes run as many when the runner opens.
+  [[nodiscard]] Status MeasureRoundTrip();
   // Block id was freed by its last owner (KvCacheConfig::on_free).
   void Freed(BlockId id);
   // The step's KV node part (see the header comment); updates the placement.

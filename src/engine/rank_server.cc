@@ -8,6 +8,7 @@
 #include "engine/attention_tuner.h"
 #include "engine/forward.h"
 #include "engine/kv_node_attention.h"
+#include "engine/kv_nodes.h"
 #include "kernels/thread_pool.h"
 #include "kv/block_store.h"
 #include "kv/kv_shard.h"
@@ -79,6 +80,11 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
     STRATA_RETURN_IF_ERROR(DecodeRankMessage(bytes, &m).WithContext("from rank 0"));
     switch (m.kind) {
       case RankMessageKind::kOpen: {
+        if (cluster.kv_nodes())
+          for (int i = 0; i < kKvNodeLatencyProbes; ++i) {  // KvNodes::MeasureRoundTrip's other end, at once
+            float x = 0;
+            STRATA_RETURN_IF_ERROR(cluster.AllReduceSum(&x, 1));
+          }
         node.reset();
         forward.reset();
         store.reset();

@@ -5,8 +5,9 @@
 # Open MPI's TCP transport between them; a delay on each host's link.
 #
 # For stories260K and a synthetic F32 GQA model, greedy `strata run` under
-# --split tensor (2 ranks, one per host; 4 ranks, two per host) and
-# --split layer (2 ranks, one per host) prints the same text as the
+# --split tensor (2 ranks, one per host; 4 ranks, two per host),
+# --split layer (2 ranks, one per host) and --split none --kv-nodes (2 ranks,
+# remote KV read each way and as measured) prints the same text as the
 # single-process run, and its logits are within 1e-4 of the single process's.
 # Prints the ping RTT between the hosts without and with the delay (before
 # and after the runs), per case the tok/s and the bytes that crossed the
@@ -212,6 +213,37 @@ for model in stories260K gqa; do
   done
 done
 
+# --split none --kv-nodes: rank 0 (on the first host) keeps 4 KV blocks of
+# a 256-position context, the node on the other host the rest; remote blocks
+# read by sending the computation there, or by fetching their data.
+for model in stories260K gqa; do
+  path=$stories ram=160K
+  [ "$model" = gqa ] && path=$gqa ram=256K
+  one=$tmp/$model.kv.one
+  long=(run -p "Once upon a time" -n 200 -c 256 --temp 0 -t 1 --no-tune)
+  if ! "$strata" "${long[@]}" -m "$path" --logits-out "$one.logits" >"$one.out" 2>"$one.err"; then
+    cat "$one.err" >&2
+    fail "$model: the single-process run of 200 tokens failed"
+    continue
+  fi
+  for mode in compute data auto; do
+    what="$model --split none --kv-nodes --kv-remote $mode, 2 ranks"
+    many=$tmp/$model.kv.$mode
+    if ! mpi 2 "$ip1:1,$ip2:1" "$strata" "${long[@]}" -m "$path" --split none --kv-nodes --kv-ram "$ram" \
+        --kv-remote "$mode" --logits-out "$many.logits" >"$many.out" 2>"$many.err"; then
+      tail -n 20 "$many.err" >&2
+      fail "$what: mpirun failed"
+      continue
+    fi
+    nodes=$(sed -n 's/^strata: \([0-9]*\) blocks on KV nodes.*/\1/p' "$many.err")
+    [ "${nodes:-0}" -gt 0 ] || fail "$what: no block went to the KV node"
+    cmp -s "$one.out" "$many.out" || fail "$what: the text differs from the single process's"
+    logits=$(python3 "$here/compare.py" "$one.logits" "$many.logits" 1e-4) || fail "$what: logits: $logits"
+    echo "netns: $what: text equal: $(cmp -s "$one.out" "$many.out" && echo yes || echo NO); $logits;" \
+      "$(sed -n 's/^strata: \([0-9]* blocks on KV nodes.*\)/\1/p' "$many.err")"
+  done
+done
+
 # Communication per token over the delayed links (issue 16's benchmark figures).
 for split in tensor layer; do
   if mpi 2 "$ip1:1,$ip2:1" "$strata" bench -m "$stories" -p 0 -n 16 -r 1 -t 1 --no-tune --no-roofline \
@@ -220,6 +252,16 @@ for split in tensor layer; do
   else
     tail -n 20 "$tmp/bench.$split.err" >&2
     fail "strata bench --split $split over the namespaces failed"
+  fi
+done
+# KV nodes: 16 tokens after a 192-token prefix, rank 0 holding 4 of its 7 blocks.
+for mode in compute data auto; do
+  if mpi 2 "$ip1:1,$ip2:1" "$strata" bench -m "$stories" -p 0 -n 16 --depth 192 -r 1 -t 1 --no-tune --no-roofline \
+      --split none --kv-nodes --kv-ram 160K --kv-remote "$mode" >"$tmp/bench.kv.$mode.out" 2>"$tmp/bench.kv.$mode.err"; then
+    sed -n "s/^mpi: \(.*\)/netns: bench stories260K --kv-remote $mode: \1/p" "$tmp/bench.kv.$mode.out"
+  else
+    tail -n 20 "$tmp/bench.kv.$mode.err" >&2
+    fail "strata bench --kv-nodes --kv-remote $mode over the namespaces failed"
   fi
 done
 
