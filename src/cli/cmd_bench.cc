@@ -220,10 +220,13 @@ void Bench(const BenchOptions& o) {
       // Rank 0's share; under --split tensor every rank sends as much, under layer one hidden state each.
       const CommStats& c = comm;
       const double tokens = static_cast<double>(test.n_tokens) * o.reps;
-      mpi_lines += fmt::format("mpi: {} ranks, split {}, {}: rank 0 sent {:.1f} KiB per token in {:.1f} operations; "
+      mpi_lines += fmt::format("mpi: {} ranks, split {}, {}: rank 0 sent {:.1f} KiB per token in {:.1f} operations{}; "
                                "{:.3f} ms of {:.3f} ms per token communicating ({:.0f}%)\n",
                                cluster->size(), SplitName(cluster->split()), test.name(),
                                static_cast<double>(c.bytes_sent) / tokens / 1024, static_cast<double>(c.operations) / tokens,
+                               c.bytes_received > 0 ? fmt::format(", received {:.1f} KiB point to point",
+                                                                  static_cast<double>(c.bytes_received) / tokens / 1024)
+                                                    : "",
                                c.seconds / tokens * 1e3, timed_s / tokens * 1e3, 100 * c.seconds / timed_s);
     }
     results.push_back(std::move(mine));
@@ -253,6 +256,8 @@ void Bench(const BenchOptions& o) {
   } else {
     std::printf("%s", bench::MarkdownReport(run, rows).c_str());
   }
+  if (const KvNodes* nodes = ctx->kv_nodes(); nodes != nullptr)
+    mpi_lines += "mpi: " + KvNodesSummary(nodes->stats()) + "\n";
   if (!mpi_lines.empty()) std::fprintf(o.json ? stderr : stdout, "%s%s", o.json ? "" : "\n", mpi_lines.c_str());
   if (o.prefix_ttft > 0) {
     double cold = 0, warm = 0;

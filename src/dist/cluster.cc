@@ -81,6 +81,7 @@ class ClusterOps {
     ++c_.stats_.operations;
   }
   void Sent(uint64_t bytes) { c_.stats_.bytes_sent += bytes; }
+  void Received(uint64_t bytes) { c_.stats_.bytes_received += bytes; }
   // An MPI call's return code as a Status.
   Status Check(int rc) {
     if (rc == MPI_SUCCESS) return Status::Ok();
@@ -196,6 +197,7 @@ Status Cluster::Send(int32_t to, const float* data, int64_t n) {
 
 Status Cluster::Recv(int32_t from, float* data, int64_t n) {
   ClusterOps op(*this, fmt::format("receive from rank {}", from), 0);
+  op.Received(static_cast<uint64_t>(n) * sizeof(float));
   return op.Check(MPI_Recv(data, static_cast<int>(n), MPI_FLOAT, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
 }
 
@@ -207,6 +209,7 @@ Status Cluster::SendBytes(int32_t to, const uint8_t* data, int64_t n) {
 
 Status Cluster::RecvBytes(int32_t from, uint8_t* data, int64_t n) {
   ClusterOps op(*this, fmt::format("receive from rank {}", from), 0);
+  op.Received(static_cast<uint64_t>(n));
   return op.Check(MPI_Recv(data, static_cast<int>(n), MPI_BYTE, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
 }
 

@@ -19,7 +19,8 @@
 // non-blocking ones.)
 //
 // Accounting: bytes this rank sent (its payload: a broadcast's root counts
-// it once per receiver, an all-reduce its vector once) and seconds spent
+// it once per receiver, an all-reduce its vector once), bytes it received
+// point to point, and seconds spent
 // inside collectives (waiting for slower ranks included).
 //
 // Thread-safety: one thread at a time (the step thread).
@@ -38,6 +39,7 @@ namespace strata {
 
 struct CommStats {
   uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;  // point to point (Recv, RecvBytes)
   uint64_t operations = 0;
   double seconds = 0;
 };

@@ -118,6 +118,12 @@ KvNodeServer::KvNodeServer(const Model& model, Cluster& cluster, BlockStore& sto
       held_(static_cast<size_t>(store.n_blocks()), 0) {}
 
 Status KvNodeServer::RunStep(const StepPlan& plan, const KvNodeStep& step) {
+  STRATA_RETURN_IF_ERROR(ApplyDiscardsAndMoves(step));
+  if (step.remote.empty()) return Status::Ok();
+  return AttendLayers(plan, step);
+}
+
+Status KvNodeServer::ApplyDiscardsAndMoves(const KvNodeStep& step) {
   const int32_t me = cluster_.rank();
   const KvLayout& L = store_.layout();
   const auto held = [&](BlockId b) { return held_[static_cast<size_t>(b)] != 0; };
@@ -149,8 +155,13 @@ Status KvNodeServer::RunStep(const StepPlan& plan, const KvNodeStep& step) {
       --n_held_;
     }
   }
-  if (step.remote.empty()) return Status::Ok();
+  return Status::Ok();
+}
 
+Status KvNodeServer::AttendLayers(const StepPlan& plan, const KvNodeStep& step) {
+  const int32_t me = cluster_.rank();
+  const KvLayout& L = store_.layout();
+  const auto held = [&](BlockId b) { return held_[static_cast<size_t>(b)] != 0; };
   // This node's blocks of the step: data mode in message order, compute mode as a set.
   std::vector<BlockId> data;
   std::vector<uint8_t> compute(held_.size(), 0);
@@ -169,6 +180,7 @@ Status KvNodeServer::RunStep(const StepPlan& plan, const KvNodeStep& step) {
   const int64_t n_q = static_cast<int64_t>(queries.size()), E = int64_t{hp.n_head} * hp.head_dim;
   std::vector<float> q(static_cast<size_t>(n_q * E)), partial(static_cast<size_t>(n_q * hp.n_head * (hp.head_dim + 2)));
   std::vector<std::vector<uint8_t*>> slices(plan.entries.size());
+  std::vector<uint8_t> bytes;
   for (int32_t il = 0; il < L.n_layer; ++il) {
     if (step.any_compute()) STRATA_RETURN_IF_ERROR(cluster_.BroadcastFloats(q.data(), n_q * E));
     if (!data.empty()) {

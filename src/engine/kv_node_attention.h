@@ -76,6 +76,11 @@ class KvNodeServer {
   [[nodiscard]] Status RunStep(const StepPlan& plan, const KvNodeStep& step);
 
  private:
+  // The step's discards and moves that concern this node, in order.
+  [[nodiscard]] Status ApplyDiscardsAndMoves(const KvNodeStep& step);
+  // Every layer's exchange with rank 0 (see the header comment).
+  [[nodiscard]] Status AttendLayers(const StepPlan& plan, const KvNodeStep& step);
+
   const Model& model_;
   Cluster& cluster_;
   BlockStore& store_;

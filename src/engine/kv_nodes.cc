@@ -100,91 +100,105 @@ KvNodeMode KvNodes::ChooseMode(int64_t n_tokens, int64_t node_blocks, int64_t no
   return data < compute ? KvNodeMode::kData : KvNodeMode::kCompute;
 }
 
-void KvNodes::Prepare(const StepPlan& plan, KvNodeStep* step) {
-  *step = KvNodeStep{};
-  step->discards = std::move(discards_);
-  discards_.clear();
-  ++step_no_;
+KvNodes::StepBlocks KvNodes::MarkPlan(const StepPlan& plan) {
   const int32_t B = layout_.block_tokens;
-  const size_t n_blocks = home_.size();
-  std::vector<uint8_t> must(n_blocks, 0), in_plan(n_blocks, 0);
-  std::vector<BlockId> plan_order;  // the plan's blocks, each once, oldest position first per entry
+  StepBlocks sb;
+  sb.must.assign(home_.size(), 0);
+  sb.in_plan.assign(home_.size(), 0);
   for (const PlanEntry& e : plan.entries) {
     for (size_t i = 0; i < e.blocks.size(); ++i) {
       const auto b = static_cast<size_t>(e.blocks[i]);
+      // Blocks before the first written one hold positions < start only: full.
       const bool written = static_cast<int64_t>(i) >= e.start / B;
-      if (written) must[b] = 1;
+      sb.must[b] |= written;
+      full_[b] = !written;
       live_[b] = 1;
       last_read_[b] = step_no_;
-      full_[b] = written ? 0 : (static_cast<int64_t>(i + 1) * B <= e.start ? 1 : full_[b]);
-      if (!in_plan[b]) plan_order.push_back(e.blocks[i]);
-      in_plan[b] = 1;
+      if (!sb.in_plan[b]) sb.order.push_back(e.blocks[i]);
+      sb.in_plan[b] = 1;
     }
   }
   for (const BlockCopy& c : plan.copies) {
-    must[static_cast<size_t>(c.from)] = must[static_cast<size_t>(c.to)] = 1;
+    sb.must[static_cast<size_t>(c.from)] = sb.must[static_cast<size_t>(c.to)] = 1;
     live_[static_cast<size_t>(c.to)] = 1;
     full_[static_cast<size_t>(c.to)] = 0;
   }
-  // Blocks the step writes or copies come home first.
-  for (size_t b = 0; b < n_blocks; ++b) {
-    if (!must[b] || home_[b] == 0) continue;
+  return sb;
+}
+
+void KvNodes::BringHome(const StepBlocks& sb, KvNodeStep* step) {
+  for (size_t b = 0; b < home_.size(); ++b) {
+    if (!sb.must[b] || home_[b] == 0) continue;
     step->moves.push_back({static_cast<BlockId>(b), home_[b], 0});
     --node_used_[static_cast<size_t>(home_[b])];
     home_[b] = 0;
     ++stats_.moved_in;
   }
+}
+
+int32_t KvNodes::RoomiestNode() const {
+  int32_t best = 0;
+  int64_t room = 0;
+  for (int32_t r = 1; r < cluster_.size(); ++r) {
+    const int64_t free = node_cap_[static_cast<size_t>(r)] - node_used_[static_cast<size_t>(r)];
+    if (free > room) best = r, room = free;
+  }
+  return best;
+}
+
+void KvNodes::MoveOut(const StepBlocks& sb, KvNodeStep* step) {
   int64_t local = 0;
-  for (size_t b = 0; b < n_blocks; ++b) local += live_[b] && home_[b] == 0;
-  if (local > local_cap_) {
-    // Candidates: idle blocks, least recently read first, then the batch's, oldest first.
-    std::vector<BlockId> idle, candidates;
-    for (size_t b = 0; b < n_blocks; ++b)
-      if (live_[b] && home_[b] == 0 && full_[b] && !in_plan[b]) idle.push_back(static_cast<BlockId>(b));
-    std::stable_sort(idle.begin(), idle.end(), [&](BlockId x, BlockId y) {
-      return last_read_[static_cast<size_t>(x)] < last_read_[static_cast<size_t>(y)];
-    });
-    candidates = std::move(idle);
-    for (BlockId b : plan_order)
-      if (home_[static_cast<size_t>(b)] == 0 && full_[static_cast<size_t>(b)] && !must[static_cast<size_t>(b)])
-        candidates.push_back(b);
-    for (size_t c = 0; c < candidates.size() && local > local_cap_; ++c) {
-      int32_t best = 0;
-      int64_t room = 0;
-      for (int32_t r = 1; r < cluster_.size(); ++r) {
-        const int64_t free = node_cap_[static_cast<size_t>(r)] - node_used_[static_cast<size_t>(r)];
-        if (free > room) best = r, room = free;
-      }
-      if (best == 0) break;  // the nodes are full: rank 0 holds the rest (the pool's size bounds it)
-      const BlockId b = candidates[c];
-      step->moves.push_back({b, 0, best});
-      home_[static_cast<size_t>(b)] = best;
-      ++node_used_[static_cast<size_t>(best)];
-      --local;
-      ++stats_.moved_out;
-    }
+  for (size_t b = 0; b < home_.size(); ++b) local += live_[b] && home_[b] == 0;
+  if (local <= local_cap_) return;
+  // Candidates: full local blocks the step does not write; idle ones, least
+  // recently read first, then the batch's, oldest position first.
+  const auto movable = [&](size_t b) { return live_[b] && home_[b] == 0 && full_[b] && !sb.must[b]; };
+  std::vector<BlockId> candidates;
+  for (size_t b = 0; b < home_.size(); ++b)
+    if (movable(b) && !sb.in_plan[b]) candidates.push_back(static_cast<BlockId>(b));
+  std::stable_sort(candidates.begin(), candidates.end(), [&](BlockId x, BlockId y) {
+    return last_read_[static_cast<size_t>(x)] < last_read_[static_cast<size_t>(y)];
+  });
+  for (BlockId b : sb.order)
+    if (movable(static_cast<size_t>(b))) candidates.push_back(b);
+  for (size_t c = 0; c < candidates.size() && local > local_cap_; ++c) {
+    const int32_t node = RoomiestNode();
+    if (node == 0) return;  // the nodes are full: rank 0 holds the rest (the pool's size bounds it)
+    step->moves.push_back({candidates[c], 0, node});
+    home_[static_cast<size_t>(candidates[c])] = node;
+    ++node_used_[static_cast<size_t>(node)];
+    --local;
+    ++stats_.moved_out;
   }
-  // How the step reads each node's blocks.
-  const int32_t ranks = cluster_.size();
-  std::vector<int64_t> node_blocks(static_cast<size_t>(ranks), 0), node_qb(static_cast<size_t>(ranks), 0);
-  int64_t local_qb = 0;
-  for (BlockId b : plan_order) node_blocks[static_cast<size_t>(home_[static_cast<size_t>(b)])]++;
+}
+
+void KvNodes::ChooseModes(const StepPlan& plan, const StepBlocks& sb, KvNodeStep* step) {
+  const auto ranks = static_cast<size_t>(cluster_.size());
+  std::vector<int64_t> node_blocks(ranks, 0), query_blocks(ranks, 0);  // [rank]; rank 0: the local ones
+  for (BlockId b : sb.order) ++node_blocks[static_cast<size_t>(home_[static_cast<size_t>(b)])];
   for (const PlanEntry& e : plan.entries)
-    for (BlockId b : e.blocks) {
-      const int32_t h = home_[static_cast<size_t>(b)];
-      (h == 0 ? local_qb : node_qb[static_cast<size_t>(h)]) += static_cast<int64_t>(e.tokens.size());
-    }
-  std::vector<KvNodeMode> mode(static_cast<size_t>(ranks), KvNodeMode::kCompute);
-  for (int32_t r = 1; r < ranks; ++r)
-    if (node_blocks[static_cast<size_t>(r)] > 0)
-      mode[static_cast<size_t>(r)] =
-          ChooseMode(plan.n_tokens(), node_blocks[static_cast<size_t>(r)], node_qb[static_cast<size_t>(r)], local_qb);
-  for (BlockId b : plan_order) {
-    const int32_t h = home_[static_cast<size_t>(b)];
+    for (BlockId b : e.blocks)
+      query_blocks[static_cast<size_t>(home_[static_cast<size_t>(b)])] += static_cast<int64_t>(e.tokens.size());
+  std::vector<KvNodeMode> mode(ranks, KvNodeMode::kCompute);
+  for (size_t r = 1; r < ranks; ++r)
+    if (node_blocks[r] > 0) mode[r] = ChooseMode(plan.n_tokens(), node_blocks[r], query_blocks[r], query_blocks[0]);
+  for (BlockId b : sb.order) {
+    const auto h = static_cast<size_t>(home_[static_cast<size_t>(b)]);
     if (h == 0) continue;
-    step->remote.push_back({b, h, mode[static_cast<size_t>(h)]});
-    (mode[static_cast<size_t>(h)] == KvNodeMode::kCompute ? stats_.reads_compute : stats_.reads_data)++;
+    step->remote.push_back({b, static_cast<int32_t>(h), mode[h]});
+    (mode[h] == KvNodeMode::kCompute ? stats_.reads_compute : stats_.reads_data)++;
   }
+}
+
+void KvNodes::Prepare(const StepPlan& plan, KvNodeStep* step) {
+  *step = KvNodeStep{};
+  step->discards = std::move(discards_);
+  discards_.clear();
+  ++step_no_;
+  const StepBlocks sb = MarkPlan(plan);
+  BringHome(sb, step);
+  MoveOut(sb, step);
+  ChooseModes(plan, sb, step);
 }
 
 Status KvNodes::Transfer(const KvNodeStep& step, BlockStore& store) {

@@ -79,6 +79,22 @@ class KvNodes {
   KvNodeStats stats() const;
 
  private:
+  // The step's blocks: [n_blocks] written or copied (must be local), in the
+  // plan; and the plan's blocks each once, oldest position first per entry.
+  struct StepBlocks {
+    std::vector<uint8_t> must, in_plan;
+    std::vector<BlockId> order;
+  };
+  // Marks the plan's blocks live, read now, and full or not.
+  StepBlocks MarkPlan(const StepPlan& plan);
+  // Moves to rank 0 every block the step must have local.
+  void BringHome(const StepBlocks& sb, KvNodeStep* step);
+  // Moves full blocks out while rank 0 holds more than its budget.
+  void MoveOut(const StepBlocks& sb, KvNodeStep* step);
+  // The node with the most free room, or 0 if all are full.
+  int32_t RoomiestNode() const;
+  // How the step reads each node's blocks (step->remote).
+  void ChooseModes(const StepPlan& plan, const StepBlocks& sb, KvNodeStep* step);
   KvNodeMode ChooseMode(int64_t n_tokens, int64_t node_blocks, int64_t node_query_blocks,
                         int64_t local_query_blocks) const;
 
