@@ -147,19 +147,39 @@ TEST(MpiTest, LayerSplitEqualsOneProcess) {
   }
 }
 
+// "strata: N blocks on KV nodes; ... reads: A by computation, B by data": {N, A, B}.
+std::array<long, 3> KvNodeCounts(const std::string& err) {
+  std::array<long, 3> v{-1, -1, -1};
+  const size_t at = err.find("blocks on KV nodes");
+  if (at == std::string::npos) return v;
+  const size_t line = err.rfind("strata: ", at);
+  long moved_out = 0, back = 0;
+  std::sscanf(err.c_str() + line,
+              "strata: %ld blocks on KV nodes; moved out %ld, back %ld; remote block reads: %ld by computation, %ld by data",
+              &v[0], &moved_out, &back, &v[1], &v[2]);
+  return v;
+}
+
 // One turn of a greedy session (`strata run --session`), under mpirun -np np
 // --split split when np > 0; the continuation's logits in *logits.
+// split "kv-nodes": --split none --kv-nodes with every rank's --kv-ram kv_ram.
+// n tokens, in a context of n_ctx (0: the model's).
 std::string SessionTurn(const std::string& model, const std::string& dir, const std::string& name, int np,
-                        const std::string& split, const std::string& prompt, std::vector<float>* logits) {
+                        const std::string& split, const std::string& prompt, std::vector<float>* logits, int n = 12,
+                        int n_ctx = 0, const std::string& kv_ram = "") {
   std::vector<std::string> argv = np > 0 ? Mpirun(np) : std::vector<std::string>{};
   for (const std::string& a : {testing::CliPath(), std::string("run"), std::string("-m"), model, std::string("-p"), prompt,
-                               std::string("-n"), std::string("12"), std::string("--temp"), std::string("0"),
+                               std::string("-n"), std::to_string(n), std::string("--temp"), std::string("0"),
                                std::string("-t"), std::string("1"), std::string("--no-tune"), std::string("--session-dir"),
                                dir, std::string("--session"), name, std::string("--logits-out"), dir + "/logits"})
     argv.push_back(a);
-  if (np > 0) argv.insert(argv.end(), {"--split", split});
+  if (np > 0 && split == "kv-nodes") argv.insert(argv.end(), {"--split", "none", "--kv-nodes", "--kv-ram", kv_ram});
+  if (np > 0 && split != "kv-nodes") argv.insert(argv.end(), {"--split", split});
+  if (n_ctx > 0) argv.insert(argv.end(), {"-c", std::to_string(n_ctx)});
   const testing::CommandResult r = testing::RunCommand(argv, "", {.timeout_s = 240});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  if (np > 0 && split == "kv-nodes")
+    EXPECT_GE(KvNodeCounts(r.err)[0], 1) << "no block on a KV node: " << r.err;
   *logits = ReadFloats(dir + "/logits");
   return r.out;
 }
@@ -171,20 +191,49 @@ TEST(MpiTest, SessionsMoveBetweenRankCounts) {
   for (const std::string& model : {Stories(), SynthGqa()}) {
     const std::string dir = testing::MakeTempDir();
     std::vector<float> ref_logits, logits, unused;
-    const std::string ref = SessionTurn(model, dir, "ref", 0, "", "Once upon a time", &unused) +
-                            SessionTurn(model, dir, "ref", 0, "", "", &ref_logits);
+    // (Turns in order: the operands of + are evaluated in no set order.)
+    std::string ref = SessionTurn(model, dir, "ref", 0, "", "Once upon a time", &unused);
+    ref += SessionTurn(model, dir, "ref", 0, "", "", &ref_logits);
     for (const auto& [np, split] : {std::pair{2, "tensor"}, std::pair{4, "tensor"}, std::pair{2, "layer"}}) {
       for (const bool from_many : {true, false}) {
         const std::string name = fmt::format("s{}{}{}", np, split, from_many ? "a" : "b");
         const std::string what = fmt::format("{} {} np {} {}", model, split, np, from_many ? "N to 1" : "1 to N");
-        const std::string text = SessionTurn(model, dir, name, from_many ? np : 0, split, "Once upon a time", &unused) +
-                                 SessionTurn(model, dir, name, from_many ? 0 : np, split, "", &logits);
+        std::string text = SessionTurn(model, dir, name, from_many ? np : 0, split, "Once upon a time", &unused);
+        text += SessionTurn(model, dir, name, from_many ? 0 : np, split, "", &logits);
         EXPECT_EQ(text, ref) << what;
         ASSERT_EQ(logits.size(), ref_logits.size()) << what;
         float worst = 0;
         for (size_t i = 0; i < logits.size(); ++i) worst = std::max(worst, std::abs(logits[i] - ref_logits[i]));
         EXPECT_LE(worst, 1e-4f) << what;
       }
+    }
+  }
+}
+
+// Under --kv-nodes the session file holds the blocks on the nodes too: saved
+// with blocks on nodes, it continues in one process, and a one-process
+// session continues with its blocks moving out — as one process continues.
+TEST(MpiTest, KvNodeSessionsMoveToOneProcessAndBack) {
+  STRATA_REQUIRE_MPIRUN();
+  // Turns of 65 and 61 positions in a context of 128 = 4 blocks; every rank
+  // keeps 2 (80K of stories260K's 40K blocks, 128K of the GQA model's 64K):
+  // from the third block on they go to the node.
+  for (const auto& [model, ram] : {std::pair{Stories(), "80K"}, std::pair{SynthGqa(), "128K"}}) {
+    const std::string dir = testing::MakeTempDir();
+    std::vector<float> ref_logits, logits, unused;
+    std::string ref = SessionTurn(model, dir, "ref", 0, "", "Once upon a time", &unused, 60, 128);
+    ref += SessionTurn(model, dir, "ref", 0, "", "", &ref_logits, 60, 128);
+    for (const bool from_many : {true, false}) {
+      const std::string name = from_many ? "a" : "b";
+      const std::string what = fmt::format("{} kv-nodes {}", model, from_many ? "N to 1" : "1 to N");
+      std::string text =
+          SessionTurn(model, dir, name, from_many ? 2 : 0, "kv-nodes", "Once upon a time", &unused, 60, 128, ram);
+      text += SessionTurn(model, dir, name, from_many ? 0 : 2, "kv-nodes", "", &logits, 60, 128, ram);
+      EXPECT_EQ(text, ref) << what;
+      ASSERT_EQ(logits.size(), ref_logits.size()) << what;
+      float worst = 0;
+      for (size_t i = 0; i < logits.size(); ++i) worst = std::max(worst, std::abs(logits[i] - ref_logits[i]));
+      EXPECT_LE(worst, 1e-4f) << what;
     }
   }
 }
@@ -208,19 +257,6 @@ RunOut RunKvNodes(const std::string& model, int np, const std::string& rank0_ram
   r.result = testing::RunCommand(argv, "", {.timeout_s = 240});
   r.logits = ReadFloats(dir + "/logits");
   return r;
-}
-
-// "strata: N blocks on KV nodes; ... reads: A by computation, B by data": {N, A, B}.
-std::array<long, 3> KvNodeCounts(const std::string& err) {
-  std::array<long, 3> v{-1, -1, -1};
-  const size_t at = err.find("blocks on KV nodes");
-  if (at == std::string::npos) return v;
-  const size_t line = err.rfind("strata: ", at);
-  long moved_out = 0, back = 0;
-  std::sscanf(err.c_str() + line,
-              "strata: %ld blocks on KV nodes; moved out %ld, back %ld; remote block reads: %ld by computation, %ld by data",
-              &v[0], &moved_out, &back, &v[1], &v[2]);
-  return v;
 }
 
 // Blocks past rank 0's budget live on the other ranks; attention over them

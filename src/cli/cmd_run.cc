@@ -138,8 +138,6 @@ void Run(RunOptions o) {
     Fail("run", Status::Unsupported("--lora with --session (session files do not record adapters)"));
   std::vector<LoraFlag> lora_flags(o.loras.size());
   for (size_t i = 0; i < o.loras.size(); ++i) CheckOk("--lora", ParseLoraFlag(o.loras[i], &lora_flags[i]));
-  if (cluster != nullptr && cluster->kv_nodes() && !o.session.empty())
-    Fail("--session", Status::Unsupported("sessions under --kv-nodes (blocks on KV nodes are not gathered)"));
   if (cluster != nullptr && cluster->rank() != 0) {
     ServeOtherRank(*cluster, model_path, o.tokenizer, o.threads, TuneCachePath(o.tune), SizeOption(o.kv_ram, "--kv-ram"));
     return;

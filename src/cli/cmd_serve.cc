@@ -128,8 +128,6 @@ void CheckMpiOptions(const ServeOptions& o) {
       {!o.spec.spec.empty() || !o.spec.draft_model.empty(), "speculative decoding under mpirun"},
       {!o.loras.empty(), "LoRA adapters under mpirun"},
       {!o.engine.kv_tiers.disk_dir.empty(), "a KV disk tier under mpirun (the other ranks hold their KV in RAM)"},
-      {o.mpi.kv_nodes && !o.server.sessions.dir.empty(),
-       "sessions under --kv-nodes (blocks on KV nodes are not gathered)"},
   };
   for (const auto& [given, what] : refused)
     if (given) Fail("serve", Status::Unsupported(what));

@@ -123,6 +123,18 @@ Status KvNodeServer::RunStep(const StepPlan& plan, const KvNodeStep& step) {
   return AttendLayers(plan, step);
 }
 
+Status KvNodeServer::SendHeld(const std::vector<BlockId>& blocks) {
+  std::vector<uint8_t> bytes;
+  for (BlockId b : blocks) {
+    if (b >= static_cast<BlockId>(held_.size()))
+      return Status::Corrupt(fmt::format("from rank 0: KV block {} of {}", b, held_.size()));
+    if (!held_[static_cast<size_t>(b)]) continue;
+    STRATA_RETURN_IF_ERROR(ReadKvPart(store_, b, {0, store_.layout().n_layer}, &bytes));
+    STRATA_RETURN_IF_ERROR(cluster_.SendBytes(0, bytes.data(), static_cast<int64_t>(bytes.size())));
+  }
+  return Status::Ok();
+}
+
 Status KvNodeServer::ApplyDiscardsAndMoves(const KvNodeStep& step) {
   const int32_t me = cluster_.rank();
   const KvLayout& L = store_.layout();

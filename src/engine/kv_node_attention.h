@@ -74,6 +74,9 @@ class KvNodeServer {
   // step rank 0 could not have sent (a block this node does not hold, more
   // blocks than its budget), MPI failures.
   [[nodiscard]] Status RunStep(const StepPlan& plan, const KvNodeStep& step);
+  // kGetKv (a session is saved): sends rank 0 each of blocks this node
+  // holds, whole, in order; the others are held elsewhere.
+  [[nodiscard]] Status SendHeld(const std::vector<BlockId>& blocks);
 
  private:
   // The step's discards and moves that concern this node, in order.

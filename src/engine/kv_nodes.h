@@ -75,6 +75,8 @@ class KvNodes {
   // Rank 0's half of step.moves (after the step message was broadcast).
   [[nodiscard]] Status Transfer(const KvNodeStep& step, BlockStore& store);
 
+  // The rank holding block id now (0: rank 0).
+  int32_t home(BlockId id) const { return home_[static_cast<size_t>(id)]; }
   KvNodeCosts& costs() { return costs_; }
   KvNodeStats stats() const;
 

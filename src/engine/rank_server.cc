@@ -131,6 +131,10 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
       }
       case RankMessageKind::kGetKv:
       case RankMessageKind::kPutKv:
+        if (node && m.kind == RankMessageKind::kGetKv) {
+          STRATA_RETURN_IF_ERROR(node->SendHeld(m.blocks));
+          break;
+        }
         if (!forward) return Status::Corrupt("from rank 0: a KV transfer without a runner of a model shard open");
         STRATA_RETURN_IF_ERROR(TransferKv(m, model, *store, limits.n_blocks, cluster));
         break;

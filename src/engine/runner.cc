@@ -113,7 +113,7 @@ Status Runner::ScatterKv(BlockStore& whole, std::span<const BlockId> from, std::
 
 Status Runner::MoveKv(bool gather, std::span<const BlockId> blocks, BlockStore& whole,
                       std::span<const BlockId> whole_ids) {
-  if (nodes_ != nullptr) return Status::Unsupported("sessions under --kv-nodes (blocks on KV nodes are not gathered)");
+  if (nodes_ != nullptr) return MoveKvWithNodes(gather, blocks, whole, whole_ids);
   const ModelShard& shard = model_.shard();
   const KvLayout W = whole_kv_layout();
   const int32_t n_ranks = cluster_ != nullptr ? cluster_->size() : 1;
@@ -145,6 +145,37 @@ Status Runner::MoveKv(bool gather, std::span<const BlockId> blocks, BlockStore& 
       if (!gather && r == 0) STRATA_RETURN_IF_ERROR(WriteKvPart(kv_->store(), blocks[i], layers, part));
       if (!gather && r > 0) STRATA_RETURN_IF_ERROR(cluster_->SendBytes(r, part.data(), static_cast<int64_t>(part.size())));
     }
+  }
+  return Status::Ok();
+}
+
+Status Runner::MoveKvWithNodes(bool gather, std::span<const BlockId> blocks, BlockStore& whole,
+                               std::span<const BlockId> whole_ids) {
+  const std::pair<int32_t, int32_t> all{0, kv_->layout().n_layer};
+  // Scattered blocks are new (rank 0's until a step moves them out); gathered
+  // ones on a node come from it, one message per block in this order.
+  std::vector<BlockId> remote;
+  if (gather)
+    for (BlockId b : blocks)
+      if (nodes_->home(b) != 0) remote.push_back(b);
+  if (!remote.empty()) {
+    std::vector<uint8_t> m = EncodeRankMessage(RankMessageKind::kGetKv, nullptr, nullptr, &remote);
+    STRATA_RETURN_IF_ERROR(cluster_->Broadcast(&m));
+  }
+  std::vector<uint8_t> bytes(kv_->layout().block_bytes());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (!gather) {
+      STRATA_RETURN_IF_ERROR(ReadKvPart(whole, whole_ids[i], all, &bytes));
+      STRATA_RETURN_IF_ERROR(WriteKvPart(kv_->store(), blocks[i], all, bytes));
+      continue;
+    }
+    const int32_t home = nodes_->home(blocks[i]);
+    if (home == 0) {
+      STRATA_RETURN_IF_ERROR(ReadKvPart(kv_->store(), blocks[i], all, &bytes));
+    } else {
+      STRATA_RETURN_IF_ERROR(cluster_->RecvBytes(home, bytes.data(), static_cast<int64_t>(bytes.size())));
+    }
+    STRATA_RETURN_IF_ERROR(WriteKvPart(whole, whole_ids[i], all, bytes));
   }
   return Status::Ok();
 }

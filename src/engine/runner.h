@@ -95,7 +95,9 @@ class Runner {
   KvLayout whole_kv_layout() const;
   // Copies the KV of blocks (kv()'s, every rank's part) into blocks `into`
   // of whole (whole_kv_layout(), in RAM), or back (ScatterKv). Under MPI the
-  // other ranks send or receive their parts (kGetKv, kPutKv).
+  // other ranks send or receive their parts (kGetKv, kPutKv); under
+  // --kv-nodes the nodes send the blocks they hold (kGetKv) and scattered
+  // blocks start in rank 0's RAM.
   // REQUIRES: into.size() == blocks.size(); whole.layout() is whole_kv_layout().
   [[nodiscard]] Status GatherKv(std::span<const BlockId> blocks, BlockStore& whole, std::span<const BlockId> into);
   [[nodiscard]] Status ScatterKv(BlockStore& whole, std::span<const BlockId> from, std::span<const BlockId> blocks);
@@ -115,6 +117,10 @@ class Runner {
   // GatherKv (gather) or ScatterKv: blocks of kv() <-> whole_ids of whole, rank by rank.
   [[nodiscard]] Status MoveKv(bool gather, std::span<const BlockId> blocks, BlockStore& whole,
                               std::span<const BlockId> whole_ids);
+  // MoveKv under --kv-nodes: whole blocks, gathered from wherever they live
+  // (kGetKv for those on nodes), scattered into rank 0's RAM.
+  [[nodiscard]] Status MoveKvWithNodes(bool gather, std::span<const BlockId> blocks, BlockStore& whole,
+                                       std::span<const BlockId> whole_ids);
 
   const Model& model_;
   Cluster* cluster_;  // the MPI job this runner leads, or null

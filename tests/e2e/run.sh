@@ -10,8 +10,7 @@
 #                      SIGTERM to rank 0
 #   STRATA_E2E_KV_NODES=1  with STRATA_E2E_MPI: --split none --kv-nodes
 #                      instead, rank 0's KV RAM 200K (5 blocks of the bundled
-#                      model), the other ranks' 4M each; no sessions (not
-#                      supported with KV nodes): sessions.test.mjs is left out
+#                      model), the other ranks' 4M each
 # Needs node >= 20 and npm (Debian: nodejs, npm); with STRATA_E2E_MPI, Open MPI.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,20 +26,16 @@ sessions="$(mktemp -d)"
 ranks="${STRATA_E2E_MPI:-}"
 kv_nodes="${STRATA_E2E_KV_NODES:-}"
 split=tensor
-tests=("$here"/*.test.mjs)
 if [ -n "$ranks" ] && [ -n "$kv_nodes" ]; then
   split=none
-  tests=("$here"/openai.test.mjs "$here"/sampling.test.mjs "$here"/mpi.test.mjs)
-  serve=("$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --split none --kv-nodes --mpi-keepalive 0.5)
+  serve=("$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --session-dir "$sessions" --split none --kv-nodes
+         --mpi-keepalive 0.5)
   mpirun --oversubscribe --allow-run-as-root -np 1 "${serve[@]}" --kv-ram 200K : -np $((ranks - 1)) "${serve[@]}" \
     --kv-ram 4M 2>"$log" &
-  sessions_env=""
 elif [ -n "$ranks" ]; then
   mpirun --oversubscribe --allow-run-as-root -np "$ranks" "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 \
     --session-dir "$sessions" --split tensor --mpi-keepalive 0.5 2>"$log" &
-  sessions_env="$sessions"
 else
-  sessions_env="$sessions"
   "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --session-dir "$sessions" 2>"$log" &
 fi
 pid=$!
@@ -86,7 +81,7 @@ if [ -n "$ranks" ] && ! grep -q "MPI rank 0 of $ranks, split $split" "$log"; the
 fi
 
 STRATA_E2E_BASE_URL="http://127.0.0.1:$port/v1" STRATA_E2E_API_KEY="$key" STRATA_CLI="$cli" \
-  STRATA_E2E_MODEL="$model" STRATA_E2E_MPI="$ranks" STRATA_E2E_SESSION_DIR="$sessions_env" node --test "${tests[@]}"
+  STRATA_E2E_MODEL="$model" STRATA_E2E_MPI="$ranks" STRATA_E2E_SESSION_DIR="$sessions" node --test "$here"/*.test.mjs
 
 kill -TERM "$(server_pid)"
 status=0
