@@ -63,10 +63,8 @@ Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, cons
   for (size_t r = 1; r < data_.size(); ++r) {
     if (data_[r].empty()) continue;
     fetched_[r].resize(data_[r].size() * layout_.slice_bytes());
-    const double t0 = Seconds();
     STRATA_RETURN_IF_ERROR(cluster_.RecvBytes(static_cast<int32_t>(r), fetched_[r].data(),
                                               static_cast<int64_t>(fetched_[r].size())));
-    if (costs_ != nullptr) costs_->ObserveLink(fetched_[r].size(), Seconds() - t0);
     for (size_t k = 0; k < data_[r].size(); ++k) at.emplace_back(data_[r][k], &fetched_[r][k * layout_.slice_bytes()]);
   }
   std::sort(at.begin(), at.end());

@@ -35,7 +35,7 @@ class KvNodeReader {
   KvNodeReader(Cluster& cluster, const KvLayout& layout, int32_t n_head, ThreadPool& pool);
 
   // The step about to run: which of its blocks live where. costs: where to
-  // record measured link and attention costs (may be null).
+  // record rank 0's measured attention cost (may be null).
   void BeginStep(const StepPlan& plan, const KvNodeStep* step, KvNodeCosts* costs);
   // Whether a block lives on a node this step (its slice is not pinned locally).
   bool remote(BlockId id) const { return !remote_of_.empty() && remote_of_[static_cast<size_t>(id)] != 0; }

@@ -19,20 +19,16 @@ double Seconds() {
 
 }  // namespace
 
-void KvNodeCosts::ObserveLink(uint64_t bytes, double seconds) {
-  if (bytes < 4096 || seconds <= 0) return;  // small messages measure latency, not the link
-  const double past_latency = std::max(seconds - round_trip_s / 2, seconds / 4);
-  seconds_per_byte += kEwma * (past_latency / static_cast<double>(bytes) - seconds_per_byte);
-}
-
 void KvNodeCosts::ObserveAttention(uint64_t query_blocks, double seconds) {
   if (query_blocks == 0 || seconds <= 0) return;
   seconds_per_query_block += kEwma * (seconds / static_cast<double>(query_blocks) - seconds_per_query_block);
 }
 
 std::string KvNodesSummary(const KvNodeStats& s) {
-  return fmt::format("{} blocks on KV nodes; moved out {}, back {}; remote block reads: {} by computation, {} by data",
-                     s.blocks_on_nodes, s.moved_out, s.moved_in, s.reads_compute, s.reads_data);
+  return fmt::format("{} blocks on KV nodes; moved out {}, back {}; remote block reads: {} by computation, {} by data; "
+                     "measured: round trip {:.1f} us, link {:.2f} GB/s, attention {:.0f} ns per query-block",
+                     s.blocks_on_nodes, s.moved_out, s.moved_in, s.reads_compute, s.reads_data,
+                     s.costs.round_trip_s * 1e6, 1e-9 / s.costs.seconds_per_byte, s.costs.seconds_per_query_block * 1e9);
 }
 
 uint64_t KvNodes::NodeBytes(const Cluster& cluster, const KvLayout& layout) {
@@ -58,15 +54,22 @@ KvNodes::KvNodes(Cluster& cluster, const KvLayout& layout, int32_t n_head, int32
         static_cast<int64_t>(std::min(cluster.kv_budget(r), kMaxNodeBytes) / layout.block_bytes());
 }
 
-Status KvNodes::MeasureRoundTrip() {
-  double best = 1e9;
-  for (int i = 0; i < kKvNodeLatencyProbes; ++i) {
-    float x = 0;
-    const double t0 = Seconds();
-    STRATA_RETURN_IF_ERROR(cluster_.AllReduceSum(&x, 1));
-    best = std::min(best, Seconds() - t0);
-  }
-  costs_.round_trip_s = best;
+Status KvNodes::MeasureLink() {
+  const auto fastest = [&](int64_t n, double* best) {
+    std::vector<float> x(static_cast<size_t>(n), 0.0f);
+    *best = 1e9;
+    for (int i = 0; i < kKvNodeLinkProbes; ++i) {
+      const double t0 = Seconds();
+      STRATA_RETURN_IF_ERROR(cluster_.AllReduceSum(x.data(), n));
+      *best = std::min(*best, Seconds() - t0);
+    }
+    return Status::Ok();
+  };
+  double one = 0, big = 0;
+  STRATA_RETURN_IF_ERROR(fastest(1, &one));
+  STRATA_RETURN_IF_ERROR(fastest(kKvNodeLinkProbeFloats, &big));
+  costs_.round_trip_s = one;
+  costs_.seconds_per_byte = std::max(big - one, 1e-7) / (4.0 * kKvNodeLinkProbeFloats);
   return Status::Ok();
 }
 
@@ -205,7 +208,6 @@ Status KvNodes::Transfer(const KvNodeStep& step, BlockStore& store) {
   const std::pair<int32_t, int32_t> all{0, layout_.n_layer};
   std::vector<uint8_t> bytes(layout_.block_bytes());
   for (const KvNodeMove& m : step.moves) {
-    const double t0 = Seconds();
     if (m.from == 0) {
       STRATA_RETURN_IF_ERROR(ReadKvPart(store, m.block, all, &bytes));
       STRATA_RETURN_IF_ERROR(cluster_.SendBytes(m.to, bytes.data(), static_cast<int64_t>(bytes.size())));
@@ -214,13 +216,13 @@ Status KvNodes::Transfer(const KvNodeStep& step, BlockStore& store) {
       STRATA_RETURN_IF_ERROR(cluster_.RecvBytes(m.from, bytes.data(), static_cast<int64_t>(bytes.size())));
       STRATA_RETURN_IF_ERROR(WriteKvPart(store, m.block, all, bytes));
     }
-    costs_.ObserveLink(bytes.size(), Seconds() - t0);
   }
   return Status::Ok();
 }
 
 KvNodeStats KvNodes::stats() const {
   KvNodeStats s = stats_;
+  s.costs = costs_;
   s.blocks_on_nodes = 0;
   for (size_t r = 1; r < node_used_.size(); ++r) s.blocks_on_nodes += static_cast<int32_t>(node_used_[r]);
   return s;

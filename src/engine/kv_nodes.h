@@ -13,8 +13,8 @@
 //   per layer) or moving the data (the blocks' slices to rank 0: bytes ~
 //   blocks, streamed by the node without waiting, so one latency per step,
 //   and rank 0 attends over them), whichever the measured costs (KvNodeCosts:
-//   round trip, link seconds per byte, attention seconds per query-block)
-//   make cheaper, or as --kv-remote forces.
+//   round trip and link seconds per byte probed at open, rank 0's attention
+//   seconds per query-block) make cheaper, or as --kv-remote forces.
 // Blocks rank 0 frees (Freed, from the KV cache manager) are discarded on
 // their node with the next step. Transfer carries out rank 0's half of the
 // moves after the step message went out; the nodes mirror it
@@ -35,25 +35,28 @@
 
 namespace strata {
 
-// Measured costs (exponentially weighted) the mode choice compares.
+// Measured costs the mode choice compares.
 struct KvNodeCosts {
-  double round_trip_s = 50e-6;             // a one-float all-reduce with the nodes (measured at open)
-  double seconds_per_byte = 1e-9;          // the link past its latency (block moves, data-mode reads); until measured 1 GB/s
-  double seconds_per_query_block = 2e-7;   // attention of one query token over one block, one layer (rank 0's)
-  void ObserveLink(uint64_t bytes, double seconds);
+  double round_trip_s = 50e-6;            // a one-float all-reduce with the nodes (measured at open)
+  double seconds_per_byte = 1e-9;         // a 1 MiB all-reduce past the round trip, per byte (measured at open)
+  double seconds_per_query_block = 2e-7;  // attention of one query token over one block, one layer (rank 0's, averaged)
   void ObserveAttention(uint64_t query_blocks, double seconds);
 };
 
-// One-float all-reduces each side runs when a runner opens, to measure the round trip.
-inline constexpr int kKvNodeLatencyProbes = 5;
+// The all-reduces each side runs when a runner opens (KvNodes::MeasureLink):
+// one float, then 1 MiB, this many times each (the fastest counts).
+inline constexpr int kKvNodeLinkProbes = 5;
+inline constexpr int64_t kKvNodeLinkProbeFloats = 1 << 18;
 
 struct KvNodeStats {
   int32_t blocks_on_nodes = 0;
   uint64_t moved_out = 0, moved_in = 0;      // whole blocks
   uint64_t reads_compute = 0, reads_data = 0; // remote block reads per step by mode
+  KvNodeCosts costs;                          // as measured now
 };
 
-// "N blocks on nodes; moved out X, back Y; remote block reads: A by computation, B by data", for logs.
+// "N blocks on KV nodes; moved out X, back Y; remote block reads: A by
+// computation, B by data; measured: ...", for logs.
 std::string KvNodesSummary(const KvNodeStats& s);
 
 class KvNodes {
@@ -65,9 +68,9 @@ class KvNodes {
   // REQUIRES: cluster.kv_nodes(), cluster.rank() == 0.
   KvNodes(Cluster& cluster, const KvLayout& layout, int32_t n_head, int32_t n_blocks, uint64_t local_ram_bytes);
 
-  // Measures the round trip to the nodes (kKvNodeLatencyProbes all-reduces,
-  // the fastest counts); the nodes run as many when the runner opens.
-  [[nodiscard]] Status MeasureRoundTrip();
+  // Measures the round trip and the link to the nodes (kKvNodeLinkProbes
+  // all-reduces of one float and of 1 MiB); the nodes run as many when the runner opens.
+  [[nodiscard]] Status MeasureLink();
   // Block id was freed by its last owner (KvCacheConfig::on_free).
   void Freed(BlockId id);
   // The step's KV node part (see the header comment); updates the placement.

@@ -80,11 +80,11 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
     STRATA_RETURN_IF_ERROR(DecodeRankMessage(bytes, &m).WithContext("from rank 0"));
     switch (m.kind) {
       case RankMessageKind::kOpen: {
-        if (cluster.kv_nodes())
-          for (int i = 0; i < kKvNodeLatencyProbes; ++i) {  // KvNodes::MeasureRoundTrip's other end, at once
-            float x = 0;
-            STRATA_RETURN_IF_ERROR(cluster.AllReduceSum(&x, 1));
-          }
+        if (cluster.kv_nodes()) {  // KvNodes::MeasureLink's other end, at once
+          std::vector<float> x(static_cast<size_t>(kKvNodeLinkProbeFloats));
+          for (const int64_t n : {int64_t{1}, kKvNodeLinkProbeFloats})
+            for (int i = 0; i < kKvNodeLinkProbes; ++i) STRATA_RETURN_IF_ERROR(cluster.AllReduceSum(x.data(), n));
+        }
         node.reset();
         forward.reset();
         store.reset();

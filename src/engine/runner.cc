@@ -54,7 +54,7 @@ Status Runner::Create(const Model& model, const RunnerParams& params, const KvSi
                             n_threads, static_cast<int32_t>(std::lround(params.keepalive_s * 1000))};
     std::vector<uint8_t> open = EncodeRankMessage(RankMessageKind::kOpen, &shape);
     Status s = cluster->Broadcast(&open);
-    if (s.ok() && (*out)->nodes_ != nullptr) s = (*out)->nodes_->MeasureRoundTrip();
+    if (s.ok() && (*out)->nodes_ != nullptr) s = (*out)->nodes_->MeasureLink();
     if (!s.ok()) {
       out->reset();
       return s;
