@@ -191,8 +191,9 @@ Status KvNodeServer::AttendLayers(const StepPlan& plan, const KvNodeStep& step) 
   std::vector<float> q(static_cast<size_t>(n_q * E)), partial(static_cast<size_t>(n_q * hp.n_head * (hp.head_dim + 2)));
   std::vector<std::vector<uint8_t*>> slices(plan.entries.size());
   std::vector<uint8_t> bytes;
+  const bool q_broadcast = step.any_compute();  // any node's blocks read by computation
   for (int32_t il = 0; il < L.n_layer; ++il) {
-    if (step.any_compute()) STRATA_RETURN_IF_ERROR(cluster_.BroadcastFloats(q.data(), n_q * E));
+    if (q_broadcast) STRATA_RETURN_IF_ERROR(cluster_.BroadcastFloats(q.data(), n_q * E));
     if (!data.empty()) {
       bytes.resize(data.size() * L.slice_bytes());
       for (size_t k = 0; k < data.size(); ++k) {

@@ -108,7 +108,7 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
       case RankMessageKind::kStep: {
         if (!open) return Status::Corrupt("from rank 0: a step before any runner was opened");
         STRATA_RETURN_IF_ERROR(ValidatePlan(m.plan, limits).WithContext("from rank 0"));
-        if (!node && !m.nodes.remote.empty() + !m.nodes.moves.empty() + !m.nodes.discards.empty())
+        if (!node && (!m.nodes.remote.empty() || !m.nodes.moves.empty() || !m.nodes.discards.empty()))
           return Status::Corrupt("from rank 0: a KV node part of a step outside --kv-nodes");
         if (node) {
           STRATA_RETURN_IF_ERROR(ValidateKvNodeStep(m.nodes, limits.n_blocks, cluster.size()).WithContext("from rank 0"));
