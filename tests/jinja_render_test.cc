@@ -118,6 +118,11 @@ TEST(JinjaRenderTest, ErrorsNameTheirLine) {
   EXPECT_EQ(Render("{{ {[1]: 2} }}"), "ERROR: line 1: unhashable type: 'list'");
   EXPECT_EQ(Render("{{ {}[1:] }}"), "ERROR: line 1: unhashable type: 'slice'");
   EXPECT_EQ(Render("{{ [1][::0] }}"), "ERROR: line 1: slice step cannot be zero");
+  // A key that is a tuple holding a slice fits no object: undefined, as jinja2 gives.
+  EXPECT_EQ(Render("[{{ 'abc'[::, 1] }}][{{ [1, 2][1:, 0] }}][{{ {}[:2, 0] }}]"), "[][][]");
+  EXPECT_EQ(Render("{{ ('abc'[::, 1]) is defined }}"), "False");
+  EXPECT_EQ(Render("{{ 'abc'[::, 1] + 'x' }}"),
+            "ERROR: line 1: str object has no element (slice(None, None, None), 1)");
 }
 
 TEST(JinjaRenderTest, SyntaxErrorsNameTheirLine) {

@@ -1,6 +1,7 @@
 #include "jinja/renderer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <limits>
@@ -25,6 +26,13 @@ std::string TypeRepr(const Value& v) {
 
 Value MissingAttr(const Value& obj, std::string_view name) {
   return Value::Undefined(fmt::format("'{}' has no attribute '{}'", TypeRepr(obj), name));
+}
+
+bool HoldsSlice(const Expr& key) {
+  if (key.kind != Expr::Kind::kTuple) return false;
+  for (const auto& item : key.items)
+    if (item->kind == Expr::Kind::kSlice) return true;
+  return false;
 }
 
 Status UndefinedFailure(const Value& u) {
@@ -478,6 +486,30 @@ Status Renderer::GetItem(const Value& obj, const Value& key, Value* out) {
   return Status::Ok();
 }
 
+// x[a:b, c]: Python builds a tuple holding a slice, which no string, sequence
+// or mapping here accepts as a key, so jinja2's getitem gives undefined.
+Status Renderer::EvalSliceTupleKey(const Value& obj, const Expr& key, const std::shared_ptr<Frame>& frame,
+                                   Value* out) {
+  std::vector<std::string> reprs;
+  for (const auto& item : key.items) {
+    const bool slice = item->kind == Expr::Kind::kSlice;
+    std::vector<std::string> parts;
+    for (const Expr* part : slice ? std::vector<const Expr*>{item->items[0].get(), item->items[1].get(),
+                                                              item->items[2].get()}
+                                  : std::vector<const Expr*>{item.get()}) {
+      Value v = Value::None();
+      if (part != nullptr) STRATA_RETURN_IF_ERROR(Eval(*part, frame, &v));
+      std::string r;
+      STRATA_RETURN_IF_ERROR(Repr(v, limits_.max_value_depth, &r));
+      parts.push_back(std::move(r));
+    }
+    reprs.push_back(slice ? fmt::format("slice({})", fmt::join(parts, ", ")) : parts[0]);
+  }
+  if (obj.is_undefined()) return UndefinedFailure(obj);
+  *out = Value::Undefined(fmt::format("{} has no element ({})", TypeRepr(obj), fmt::join(reprs, ", ")));
+  return Status::Ok();
+}
+
 Status Renderer::Call(const Value& callee, CallArgs& args, Value* out) {
   if (callee.is_undefined()) return UndefinedFailure(callee);
   if (!callee.is_object() || !callee.object().callable())
@@ -748,6 +780,7 @@ Status Renderer::EvalInner(const Expr& e, const std::shared_ptr<Frame>& frame, V
     case Expr::Kind::kGetitem: {
       Value obj;
       STRATA_RETURN_IF_ERROR(Eval(*e.operand, frame, &obj));
+      if (HoldsSlice(*e.arg)) return EvalSliceTupleKey(obj, *e.arg, frame, out);
       if (e.arg->kind != Expr::Kind::kSlice) {
         Value key;
         STRATA_RETURN_IF_ERROR(Eval(*e.arg, frame, &key));

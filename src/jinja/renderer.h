@@ -111,6 +111,8 @@ class Renderer {
 
   // Evaluates / runs in a frame; used by macros and loops.
   [[nodiscard]] Status Eval(const Expr& e, const std::shared_ptr<Frame>& frame, Value* out);
+  [[nodiscard]] Status EvalSliceTupleKey(const Value& obj, const Expr& key, const std::shared_ptr<Frame>& frame,
+                                         Value* out);
   enum class Control { kNormal, kBreak, kContinue };
   [[nodiscard]] Status Exec(const Body& body, const std::shared_ptr<Frame>& frame, std::string* out, Control* control);
   [[nodiscard]] Status RunFor(const Stmt& s, const std::shared_ptr<Frame>& frame, const Value& iterable, int depth,
