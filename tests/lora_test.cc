@@ -283,12 +283,12 @@ Status Submit(Engine& e, const GenerationRequest& r, Collector& c, int i) {
   return e.Submit(r, TextSink(e.model().vocab(), r.prompt.back(), {}, c.Sink(i)), &id);
 }
 
-GenerationRequest Greedy(const Model& m, const std::string& prompt, int n, int adapter) {
+GenerationRequest Greedy(const Model& m, const std::string& prompt, int n, LoraSet lora) {
   GenerationRequest r;
   r.prompt = m.vocab().Encode(prompt, true, false);
   r.max_tokens = n;
   r.sampling.temperature = 0;
-  r.adapter = adapter;
+  r.lora = std::move(lora);
   return r;
 }
 
@@ -319,6 +319,10 @@ class LoraEngineTest : public ::testing::Test {
     for (const auto& a : adapters_) p.adapters.push_back(LoraSet{{a.get(), 1.0f}});
     return p;
   }
+  // Adapter k (1-based) at scale; 0: none.
+  LoraSet Set(int k, float scale = 1.0f) const {
+    return k == 0 ? LoraSet{} : LoraSet{{adapters_[static_cast<size_t>(k - 1)].get(), scale}};
+  }
   std::string Alone(const GenerationRequest& r) {
     std::unique_ptr<Engine> e;
     EXPECT_TRUE(Engine::Create(*model_, Params(1), &e).ok());
@@ -336,7 +340,7 @@ class LoraEngineTest : public ::testing::Test {
 TEST_F(LoraEngineTest, MixedBatchGivesEachRequestItsTextAlone) {
   const std::vector<std::string> prompts = {"Once upon a time", "The little dog ran to the park and saw a big"};
   std::vector<GenerationRequest> reqs;
-  for (int k = 0; k < 8; ++k) reqs.push_back(Greedy(*model_, prompts[k / 4], 24 + k, k % 4));
+  for (int k = 0; k < 8; ++k) reqs.push_back(Greedy(*model_, prompts[k / 4], 24 + k, Set(k % 4)));
   std::vector<std::string> alone;
   for (const GenerationRequest& r : reqs) alone.push_back(Alone(r));
   // The adapters change the text: a mix-up would show.
@@ -353,24 +357,90 @@ TEST_F(LoraEngineTest, MixedBatchGivesEachRequestItsTextAlone) {
 // model and adapter 1 ran a long prompt, adapter 2's answer is its own.
 TEST_F(LoraEngineTest, PrefixCacheIsPerAdapterSet) {
   const std::string prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
-  const std::string want = Alone(Greedy(*model_, prompt, 20, 2));
+  const std::string want = Alone(Greedy(*model_, prompt, 20, Set(2)));
   std::unique_ptr<Engine> e;
   ASSERT_TRUE(Engine::Create(*model_, Params(1), &e).ok());
   for (int adapter : {0, 1, 2, 2}) {
     Collector c;
-    ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 20, adapter), c, 0).ok());
+    ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 20, Set(adapter)), c, 0).ok());
     c.Wait(1);
     if (adapter == 2) EXPECT_EQ(c.text[0], want);
   }
   EXPECT_GT(e->Stats().prompt_tokens_cached, 0u);  // the second adapter-2 request did reuse its own blocks
 }
 
-TEST_F(LoraEngineTest, UnknownAdapterSetIsRefused) {
+TEST_F(LoraEngineTest, BadAdapterSetsAreRefused) {
   std::unique_ptr<Engine> e;
   ASSERT_TRUE(Engine::Create(*model_, Params(1), &e).ok());
   Collector c;
-  EXPECT_EQ(Submit(*e, Greedy(*model_, "Hi", 4, 4), c, 0).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(Submit(*e, Greedy(*model_, "Hi", 4, -1), c, 0).code(), StatusCode::kInvalidArgument);
+  std::unique_ptr<Model> other = Load(testing::SharedPath("models/stories260K.gguf"));
+  ASSERT_TRUE(other);
+  std::unique_ptr<LoraAdapter> foreign;
+  ASSERT_TRUE(LoraAdapter::Load(Env::Default(), SynthesizeAdapter(testing::SharedPath("models/stories260K.gguf"),
+                                                                   SynthLoraSpec{}, "stories-other"),
+                                *other, &foreign)
+                  .ok());
+  EXPECT_EQ(Submit(*e, Greedy(*model_, "Hi", 4, {{foreign.get(), 1.0f}}), c, 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Submit(*e, Greedy(*model_, "Hi", 4, {{nullptr, 1.0f}}), c, 0).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Submit(*e, Greedy(*model_, "Hi", 4, Set(1, std::nanf(""))), c, 0).code(), StatusCode::kInvalidArgument);
+}
+
+// Scales chosen per request: each request runs its adapters at its scales,
+// alone or batched with others, as an engine whose fixed set has them; scale
+// 0 is the base model.
+TEST_F(LoraEngineTest, PerRequestScales) {
+  const std::string prompt = "Once upon a time";
+  const auto fixed = [&](LoraSet set) {  // an engine whose only fixed set is `set`, asked for it
+    EngineParams p = Params(1);
+    p.adapters = {set};
+    std::unique_ptr<Engine> e;
+    EXPECT_TRUE(Engine::Create(*model_, p, &e).ok());
+    Collector c;
+    EXPECT_TRUE(Submit(*e, Greedy(*model_, prompt, 24, set), c, 0).ok());
+    c.Wait(1);
+    return c.text[0];
+  };
+  const std::vector<LoraSet> sets = {Set(1, 0.5f), Set(1, -0.75f), Set(2, 2.0f),
+                                     LoraSet{{adapters_[0].get(), 0.25f}, {adapters_[2].get(), 1.5f}}, {}};
+  std::vector<std::string> want;
+  for (const LoraSet& set : sets) want.push_back(fixed(set));
+  EXPECT_NE(want[0].substr(0, 40), want[1].substr(0, 40));
+  EXPECT_EQ(fixed(Set(1, 0.0f)), want[4]);  // a scale of 0 adds nothing
+  std::unique_ptr<Engine> e;
+  EngineParams p = Params(8);
+  p.adapters.clear();
+  ASSERT_TRUE(Engine::Create(*model_, p, &e).ok());
+  Collector c;
+  for (size_t k = 0; k < 2 * sets.size(); ++k)
+    ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 24, sets[k % sets.size()]), c, static_cast<int>(k)).ok());
+  c.Wait(static_cast<int>(2 * sets.size()));
+  for (size_t k = 0; k < 2 * sets.size(); ++k) EXPECT_EQ(c.text[static_cast<int>(k)], want[k % sets.size()]) << k;
+}
+
+// Different sets in use at once are bounded; a set's index is freed when its
+// last request ends and a new set reuses it without its predecessor's KV.
+TEST_F(LoraEngineTest, AdapterSetsInUseAreBounded) {
+  const std::string prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun.";
+  EngineParams p = Params(1);
+  p.adapters.clear();
+  p.max_adapter_sets = 2;
+  std::unique_ptr<Engine> e;
+  ASSERT_TRUE(Engine::Create(*model_, p, &e).ok());
+  {
+    Collector c;
+    ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 20, Set(1, 0.5f)), c, 0).ok());
+    ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 20, Set(1, 0.5f)), c, 1).ok());  // the same set: no new index
+    ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 20, Set(2, 0.5f)), c, 2).ok());
+    EXPECT_EQ(Submit(*e, Greedy(*model_, prompt, 20, Set(3, 0.5f)), c, 3).code(), StatusCode::kResourceExhausted);
+    ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 20, {}), c, 4).ok());  // the base model needs none
+    c.Wait(4);
+  }
+  // Both indices are free again: a third set takes one, and its text is its
+  // own although its index's previous set left a cached prefix of this prompt.
+  Collector c;
+  ASSERT_TRUE(Submit(*e, Greedy(*model_, prompt, 20, Set(3, 0.5f)), c, 0).ok());
+  c.Wait(1);
+  EXPECT_EQ(c.text[0], Alone(Greedy(*model_, prompt, 20, Set(3, 0.5f))));
 }
 
 // ---- the server: adapters as model ids ----
@@ -437,10 +507,10 @@ TEST_F(LoraServerTest, AdaptersAreModelsOfTheirOwn) {
   EXPECT_EQ(by_model["model"], "b");
   EXPECT_EQ(by_lora["model"], "b");
   EXPECT_EQ(base["model"], model_->name());
-  GenerationRequest g = Greedy(*model_, "Once upon a time", 16, 2);
+  GenerationRequest g = Greedy(*model_, "Once upon a time", 16, Set(2));
   EXPECT_EQ(by_model["choices"][0]["text"], Alone(g));
   EXPECT_EQ(by_lora["choices"][0]["text"], Alone(g));
-  g.adapter = 0;
+  g.lora.clear();
   EXPECT_EQ(base["choices"][0]["text"], Alone(g));
   EXPECT_NE(base["choices"][0]["text"], by_model["choices"][0]["text"]);
 }
@@ -467,6 +537,55 @@ TEST_F(LoraServerTest, UnknownAdaptersAreErrors) {
   const auto [s4, e4] = Complete({{"lora", 3}});
   EXPECT_EQ(s4, 400);
   EXPECT_EQ(e4["error"]["param"], "lora");
+  // llama-server's array form.
+  for (const auto& [lora, param] : std::vector<std::pair<json, std::string>>{
+           {json::array({{{"id", 3}, {"scale", 1}}}), "lora[0].id"},
+           {json::array({{{"id", 0}, {"scale", 1}}, {{"id", "nope"}, {"scale", 1}}}), "lora[1].id"},
+           {json::array({{{"id", -1}, {"scale", 1}}}), "lora[0].id"},
+           {json::array({{{"id", 0}}}), "lora[0].scale"},
+           {json::array({{{"id", 0}, {"scale", "1"}}}), "lora[0].scale"},
+           {json::array({{{"id", 0}, {"scale", 101}}}), "lora[0].scale"},
+           {json::array({3}), "lora[0]"},
+           {json::array({{{"id", 0}, {"scale", 1e300}}}), "lora[0].scale"}}) {
+    const auto [st, err] = Complete({{"lora", lora}});
+    EXPECT_EQ(st, 400) << lora.dump();
+    EXPECT_EQ(err["error"]["param"], param) << lora.dump();
+  }
+  json many = json::array();
+  for (int i = 0; i < 65; ++i) many.push_back({{"id", 0}, {"scale", 1}});
+  EXPECT_EQ(Complete({{"lora", many}}).first, 400);
+  const auto [s5, e5] = Complete({{"model", "a"}, {"lora", json::array({{{"id", 0}, {"scale", 1}}})}});
+  EXPECT_EQ(s5, 400);
+}
+
+// llama-server's "lora": [{"id", "scale"}]: the adapters listed, by index or
+// id, run at their scales (the last entry of one wins); the others do not.
+TEST_F(LoraServerTest, PerRequestScales) {
+  GenerationRequest g = Greedy(*model_, "Once upon a time", 16, {});
+  const std::string base = Alone(g);
+  g.lora = Set(2, 3.0f);
+  const std::string b_three = Alone(g);
+  g.lora = {{adapters_[0].get(), -0.5f}, {adapters_[2].get(), 2.0f}};
+  const std::string a_c = Alone(g);
+  EXPECT_NE(b_three, base);
+  EXPECT_NE(a_c, base);
+  const auto text = [&](json lora) {
+    const auto [st, r] = Complete({{"lora", std::move(lora)}});
+    EXPECT_EQ(st, 200) << r.dump();
+    EXPECT_EQ(r["model"], model_->name());
+    return r["choices"][0]["text"].get<std::string>();
+  };
+  EXPECT_EQ(text(json::array({{{"id", 1}, {"scale", 3}}})), b_three);
+  EXPECT_EQ(text(json::array({{{"id", "b"}, {"scale", 0.5}}, {{"id", 1}, {"scale", 3}}})), b_three);
+  EXPECT_EQ(text(json::array({{{"id", 2}, {"scale", 2}}, {{"id", "a"}, {"scale", -0.5}}})), a_c);
+  EXPECT_EQ(text(json::array({{{"id", 1}, {"scale", 0}}})), base);
+  EXPECT_EQ(text(json::array()), base);
+  // Zero scales on a session are the base model; others are refused.
+  const auto [s_zero, zero] = Complete({{"lora", json::array({{{"id", 0}, {"scale", 0}}})}, {"session", "z1"}});
+  EXPECT_EQ(s_zero, 200) << zero.dump();
+  const auto [s_one, one] = Complete({{"lora", json::array({{{"id", 0}, {"scale", 1}}})}, {"session", "z1"}});
+  EXPECT_EQ(s_one, 400);
+  EXPECT_EQ(one["error"]["code"], "session_with_adapter");
 }
 
 // A session's KV is the base model's: a turn under an adapter is refused
@@ -481,7 +600,7 @@ TEST_F(LoraServerTest, SessionsRunWithTheBaseModel) {
   EXPECT_EQ(e_model["error"]["param"], "model");
   const auto [s_base, base] = Complete({{"session", "s1"}});
   ASSERT_EQ(s_base, 200) << base.dump();
-  GenerationRequest g = Greedy(*model_, "Once upon a time", 16, 0);
+  GenerationRequest g = Greedy(*model_, "Once upon a time", 16, {});
   EXPECT_EQ(base["choices"][0]["text"], Alone(g));
 }
 

@@ -82,7 +82,7 @@ Status AggregateThroughput(const Model& model, int32_t seqs, int32_t prompt_toke
   for (int32_t i = 0; i < seqs; ++i) {
     uint64_t id = 0;
     GenerationRequest r = Greedy(RandomTokens(rng, prompt_tokens, model.hparams().n_vocab), n_gen);
-    r.adapter = active == 0 ? 0 : 1 + i % active;
+    if (active > 0) r.lora = adapters[static_cast<size_t>(i % active)];
     STRATA_RETURN_IF_ERROR(engine->Submit(std::move(r), t.Sink(static_cast<size_t>(i)), &id));
   }
   t.Wait();

@@ -4,6 +4,7 @@
 #include <optional>
 #include <fmt/format.h>
 
+#include "engine/adapter_sets.h"
 #include "kv/session_file.h"
 
 namespace strata {
@@ -45,9 +46,10 @@ Context::~Context() = default;
 Status Context::SetAdapters(LoraSet set) {
   if (n_past() > 0) return Status::InvalidArgument("adapters are set before the sequence's first token");
   const bool none = set.empty();
+  const uint64_t key = LoraSetKey(set);
   STRATA_RETURN_IF_ERROR(runner_->SetAdapters(none ? std::vector<LoraSet>{} : std::vector<LoraSet>{std::move(set)}));
   kv_->FreeSequence(seq_);
-  seq_ = kv_->NewSequence(none ? 0 : 1);
+  seq_ = kv_->NewSequence(none ? 0 : 1, key);
   return Status::Ok();
 }
 

@@ -38,6 +38,8 @@ struct Engine::Slot {
   int32_t n_generated = 0;
   int32_t cached = -1;  // prompt tokens whose KV was reused when it first started (-1: not started)
   bool done = false;
+  int32_t adapter = 0;        // request.lora's index in adapter_sets_ (held until the request finishes)
+  uint64_t adapter_key = 0;   // and its content key
   // Speculative decoding: this step's drafts, and what the step runs for
   // them: the last token, then the drafts (empty: no drafts this step).
   DraftLength length;
@@ -148,6 +150,9 @@ Status Engine::Create(const Model& model, const EngineParams& params, std::uniqu
     STRATA_RETURN_IF_ERROR(
         BatchDrafter::WithModel(model, *spec.draft_model, drp, params.parallel, params.max_batch_tokens, &drafter));
   }
+  if (params.max_adapter_sets < static_cast<int64_t>(params.adapters.size()))
+    return Status::InvalidArgument(fmt::format("max_adapter_sets {} is below the {} adapter sets kept ready",
+                                               params.max_adapter_sets, params.adapters.size()));
   STRATA_RETURN_IF_ERROR(runner->SetAdapters(params.adapters));
   const int64_t kv_positions = static_cast<int64_t>(runner->kv().capacity_blocks()) * runner->kv().layout().block_tokens;
   const int32_t n_ctx = runner->n_ctx();
@@ -166,6 +171,7 @@ Engine::Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bo
       kv_(&runner_->kv()),
       eog_tokens_(EogTokens(model.vocab())),
       drafter_(std::move(drafter)),
+      adapter_sets_(params.adapters, params.max_adapter_sets),
       thread_([this] { StepLoop(); }) {}
 
 Engine::~Engine() {
@@ -202,17 +208,17 @@ Status Engine::Submit(GenerationRequest request, TokenSink sink, uint64_t* id) {
     if (std::isnan(b.bias) || b.bias == std::numeric_limits<float>::infinity())
       return Status::InvalidArgument(fmt::format("logit bias {} for token id {}: must be finite or -infinity", b.bias, b.token));
   }
-  if (request.adapter < 0 || request.adapter > static_cast<int32_t>(params_.adapters.size()))
-    return Status::InvalidArgument(fmt::format("adapter set {} does not exist (the engine has {})", request.adapter,
-                                               params_.adapters.size()));
+  STRATA_RETURN_IF_ERROR(runner_->CheckAdapters(request.lora));
   std::lock_guard<std::mutex> l(mu_);
   if (static_cast<int32_t>(queue_.size()) >= params_.max_queue) {
     ++stats_.requests_rejected;
     return Status::ResourceExhausted("the request queue is full");
   }
+  int32_t adapter = 0;
+  STRATA_RETURN_IF_ERROR(adapter_sets_.Acquire(request.lora, &adapter));
   *id = next_id_++;
   ++stats_.requests_total;
-  queue_.push_back(Pending{*id, std::move(request), std::move(sink)});
+  queue_.push_back(Pending{*id, std::move(request), std::move(sink), adapter});
   stats_.queue_depth = static_cast<int32_t>(queue_.size());
   cv_.notify_all();
   return Status::Ok();
@@ -260,13 +266,39 @@ void Engine::RunTasks() {
   }
 }
 
+void Engine::ReleaseAdapter(int32_t adapter) {
+  std::lock_guard<std::mutex> l(mu_);
+  adapter_sets_.Release(adapter);
+}
+
+void Engine::UpdateAdapters() {
+  std::vector<LoraSet> sets;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!adapter_sets_.TakeChanged()) return;
+    sets = adapter_sets_.sets();
+  }
+  // Submit checked every set (Runner::CheckAdapters); should the runner
+  // still refuse them, the requests with adapters end with its error.
+  const Status st = runner_->SetAdapters(std::move(sets));
+  if (st.ok()) return;
+  for (auto& s : slots_) {
+    if (s->done || s->adapter == 0) continue;
+    TokenEvent e;
+    e.error = st;
+    Finish(s.get(), e, FinishReason::kError);
+  }
+}
+
 void Engine::FreeResume(std::optional<SeqId>& resume) {
   if (resume && kv_->exists(*resume)) kv_->FreeSequence(*resume);
   resume.reset();
 }
 
 bool Engine::ResumeFits(const Slot& s) const {
-  if (!s.resume || !kv_->exists(*s.resume) || kv_->adapter(*s.resume) != s.request.adapter) return false;
+  if (!s.resume || !kv_->exists(*s.resume) || kv_->adapter(*s.resume) != s.adapter ||
+      kv_->adapter_key(*s.resume) != s.adapter_key)
+    return false;
   const std::vector<int32_t>& have = kv_->tokens(*s.resume);
   return have.size() < s.tokens.size() && std::equal(have.begin(), have.end(), s.tokens.begin());
 }
@@ -346,6 +378,7 @@ void Engine::Admit() {
   cancelled.reason = FinishReason::kCancelled;
   for (Pending& p : dropped) {
     FreeResume(p.request.resume);
+    ReleaseAdapter(p.adapter);
     p.sink(cancelled);
   }
   for (Pending& p : admitted) {
@@ -358,11 +391,17 @@ void Engine::Admit() {
         e.reason = FinishReason::kError;
         e.error = st;
         FreeResume(p.request.resume);
+        ReleaseAdapter(p.adapter);
         p.sink(e);
         continue;
       }
     }
     slots_.push_back(std::make_unique<Slot>(p.id, std::move(p.request), std::move(p.sink), params_.spec));
+    slots_.back()->adapter = p.adapter;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      slots_.back()->adapter_key = adapter_sets_.key(p.adapter);
+    }
     slots_.back()->sampler.set_grammar(std::move(matcher));  // it constrains the completion only
     slots_.back()->sampler.set_banned(Banned(*slots_.back()));
   }
@@ -388,7 +427,7 @@ bool Engine::WaitsForSibling(const Slot& s) const {
   const int32_t bt = kv_->layout().block_tokens;
   for (const auto& up : slots_) {
     const Slot& o = *up;
-    if (&o == &s || o.done || !o.seq || o.request.adapter != s.request.adapter) continue;
+    if (&o == &s || o.done || !o.seq || o.adapter != s.adapter) continue;
     // Whole blocks both start with (leaving s at least one token to compute).
     const size_t limit = std::min(s.tokens.size() - 1, o.tokens.size());
     const size_t common = std::mismatch(s.tokens.begin(), s.tokens.begin() + limit, o.tokens.begin()).first -
@@ -423,7 +462,7 @@ bool Engine::Schedule(std::vector<KvCacheManager::Append>* appends, StepPlan* pl
             cached = kv_->length(*s->seq);
           } else {
             FreeResume(s->resume);
-            s->seq = kv_->NewSequence(s->request.adapter);
+            s->seq = kv_->NewSequence(s->adapter, s->adapter_key);
             // A scored prompt is computed whole: cached positions have no logits.
             cached = s->request.prompt_logprobs ? 0 : kv_->AttachCachedPrefix(*s->seq, s->tokens);
           }
@@ -507,7 +546,7 @@ void Engine::Finish(Slot* slot, TokenEvent& e, FinishReason reason) {
   e.cached_tokens = std::max(slot->cached, 0);
   if (slot->request.retain && (reason == FinishReason::kLength || reason == FinishReason::kStop)) {
     // The sequence goes to the sink (a request that computed nothing hands over its resume sequence, or a new one).
-    if (!slot->seq) slot->seq = ResumeFits(*slot) ? *slot->resume : kv_->NewSequence(slot->request.adapter);
+    if (!slot->seq) slot->seq = ResumeFits(*slot) ? *slot->resume : kv_->NewSequence(slot->adapter, slot->adapter_key);
     if (slot->resume == slot->seq) slot->resume.reset();
     auto r = std::make_shared<RetainedSequence>();
     r->seq = *slot->seq;
@@ -522,6 +561,8 @@ void Engine::Finish(Slot* slot, TokenEvent& e, FinishReason reason) {
   FreeResume(slot->resume);
   slot->seq.reset();
   slot->done = true;
+  ReleaseAdapter(slot->adapter);
+  slot->adapter = 0;
   if (drafter_ != nullptr) drafter_->Forget(slot->id);
   RecordFinish(*slot);
   // Last: a client woken by its final event sees the stats without it.
@@ -717,6 +758,7 @@ void Engine::Step() {
     }
   }
 
+  UpdateAdapters();
   ProposeDrafts();
   std::vector<KvCacheManager::Append> appends;
   StepPlan plan;
@@ -780,9 +822,9 @@ void Engine::Step() {
   }
   TruncateLost();  // blocks the prefetcher found lost
   kv_->MaintainDiskTier();
-  slots_.erase(std::remove_if(slots_.begin(), slots_.end(), [](const auto& s) { return s->done; }), slots_.end());
   const KvCacheStats kv = kv_->stats();
   std::lock_guard<std::mutex> l(mu_);
+  slots_.erase(std::remove_if(slots_.begin(), slots_.end(), [](const auto& s) { return s->done; }), slots_.end());
   ++stats_.steps;
   stats_.running = static_cast<int32_t>(slots_.size());
   stats_.kv = kv;

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "engine/adapter_sets.h"
 #include "engine/batch_drafter.h"
 #include "engine/draft_length.h"
 #include "engine/ngram_drafter.h"
@@ -89,8 +90,11 @@ struct GenerationRequest {
   // to plain decoding. The output is the same either way (greedy: the same
   // tokens; sampled: the same distribution).
   bool speculate = true;
-  // The adapter set the request runs with: 0 the base model, k EngineParams::adapters[k - 1].
-  int32_t adapter = 0;
+  // The LoRA adapters the request runs with, each at its scale (their
+  // products summed); empty: the base model. Requests with different sets
+  // share a batch. REQUIRES: bound to the engine's model (LoraAdapter::Load),
+  // outliving the request.
+  LoraSet lora;
   // Sessions. resume: a sequence of the engine's KV cache (an earlier
   // request's `retained`, unparked) whose tokens are a prefix of prompt,
   // shorter than it; its KV is used as it is and only the rest of prompt is
@@ -190,9 +194,12 @@ struct EngineParams {
   // Warnings (KV disk tier faults), one line each, called on the step thread; null: stderr.
   std::function<void(const std::string&)> log;
   EngineSpecParams spec;
-  // LoRA adapter sets requests may choose (GenerationRequest::adapter); requests
-  // of different sets share a batch. REQUIRES: the adapters outlive the engine.
+  // LoRA adapter sets kept ready for requests (GenerationRequest::lora): their
+  // prefix cache lives as long as the engine. REQUIRES: the adapters outlive it.
   std::vector<LoraSet> adapters;
+  // Different adapter sets (the ones above included) queued or running at
+  // once; a request with yet another set is refused (kResourceExhausted).
+  int32_t max_adapter_sets = 32;
   // Under MPI: an idle step thread pings the other ranks this often (seconds,
   // RunnerParams::keepalive_s), so they can tell an idle server from a hung rank 0.
   double keepalive_s = 30;
@@ -223,8 +230,10 @@ class Engine {
   // Queues a request. kResourceExhausted if the queue is full; kOutOfRange if
   // the prompt leaves no room in the context; kInvalidArgument for an empty
   // prompt or bad values (a grammar, logit bias or stop token id naming a
-  // token the vocabulary lacks, a bias that is NaN or +infinity, an adapter
-  // set beyond EngineParams::adapters). On success *id identifies it for
+  // token the vocabulary lacks, a bias that is NaN or +infinity, a LoRA
+  // adapter of another model or a scale not finite; kUnsupported for LoRA
+  // under MPI; kResourceExhausted also for an adapter set beyond
+  // max_adapter_sets). On success *id identifies it for
   // Cancel. The sink gets an event per step that generated a token (and the
   // prompt's logprobs), then a final one.
   [[nodiscard]] Status Submit(GenerationRequest request, TokenSink sink, uint64_t* id);
@@ -240,8 +249,8 @@ class Engine {
   BlockStore& kv_store() const { return kv_->store(); }
   EngineStats Stats() const;
   const Model& model() const { return model_; }
-  // LoRA adapter sets requests may choose (EngineParams::adapters).
-  int32_t n_adapters() const { return static_cast<int32_t>(params_.adapters.size()); }
+  // The adapter sets kept ready (EngineParams::adapters).
+  const std::vector<LoraSet>& adapters() const { return params_.adapters; }
   // Positions per request: n_ctx, or fewer if the KV budgets hold fewer.
   int32_t n_ctx() const { return n_ctx_; }
   // The KV cache's layout (immutable).
@@ -264,6 +273,7 @@ class Engine {
     uint64_t id;
     GenerationRequest request;
     TokenSink sink;
+    int32_t adapter;  // request.lora's index in adapter_sets_
   };
 
   Engine(const Model& model, const EngineParams& params, int32_t n_ctx, bool ctx_bound_by_kv,
@@ -296,6 +306,10 @@ class Engine {
   int64_t BlocksToStart(const std::vector<int32_t>& tokens, const std::optional<SeqId>& resume) const;
   // The slot's resume sequence exists and its tokens are a prefix of the slot's, shorter.
   bool ResumeFits(const Slot& slot) const;
+  // Drops a finished or dropped request's hold on its adapter set.
+  void ReleaseAdapter(int32_t adapter);
+  // Hands the runner the adapter sets when a new one took an index.
+  void UpdateAdapters();
   // Frees a request's resume sequence if it still exists.
   void FreeResume(std::optional<SeqId>& resume);
   void RunTasks();
@@ -335,6 +349,7 @@ class Engine {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;
+  AdapterSets adapter_sets_;  // held by queue_'s and slots_' requests
   std::vector<uint64_t> cancelled_;
   std::deque<std::function<void(KvCacheManager&)>> tasks_;
   std::vector<std::unique_ptr<Slot>> slots_;  // running or preempted requests, oldest first (step thread only)

@@ -81,12 +81,19 @@ Runner::~Runner() {
   (void)cluster_->Broadcast(&close);  // a failure marks the cluster broken: the job ends aborted
 }
 
+Status Runner::CheckAdapters(const LoraSet& set) const {
+  if (set.empty()) return Status::Ok();
+  if (cluster_ != nullptr) return Status::Unsupported("LoRA adapters under MPI");
+  for (const LoraUse& use : set) {
+    if (use.adapter == nullptr || use.adapter->base() != &model_.weights())
+      return Status::InvalidArgument("a LoRA adapter bound to another model");
+    if (!std::isfinite(use.scale)) return Status::InvalidArgument("a LoRA adapter scale that is not finite");
+  }
+  return Status::Ok();
+}
+
 Status Runner::SetAdapters(std::vector<LoraSet> sets) {
-  if (cluster_ != nullptr && !sets.empty()) return Status::Unsupported("LoRA adapters under MPI");
-  for (const LoraSet& set : sets)
-    for (const LoraUse& use : set)
-      if (use.adapter == nullptr || use.adapter->base() != &model_.weights())
-        return Status::InvalidArgument("a LoRA adapter bound to another model");
+  for (const LoraSet& set : sets) STRATA_RETURN_IF_ERROR(CheckAdapters(set));
   forward_.SetAdapters(std::move(sets));
   return Status::Ok();
 }

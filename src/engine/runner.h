@@ -84,10 +84,13 @@ class Runner {
   [[nodiscard]] Status KeepAlive();
 
   // The adapter sets sequences may run with (KvCacheManager::NewSequence's
-  // adapter k is sets[k - 1]); replaces the previous ones. kInvalidArgument
-  // for an adapter bound to another model or a null one; kUnsupported under MPI.
-  // REQUIRES: the adapters outlive the runner (or the next call).
+  // adapter k is sets[k - 1]); replaces the previous ones. The errors of
+  // CheckAdapters. REQUIRES: the adapters outlive the runner (or the next call).
   [[nodiscard]] Status SetAdapters(std::vector<LoraSet> sets);
+  // Whether set can run here: kInvalidArgument for a null adapter, one bound
+  // to another model or a scale not finite; kUnsupported under MPI.
+  // Thread-safe.
+  [[nodiscard]] Status CheckAdapters(const LoraSet& set) const;
   int32_t n_adapters() const { return forward_.n_adapters(); }
 
   // The whole model's KV layout (kv/kv_shard.h): kv()'s, or under MPI the

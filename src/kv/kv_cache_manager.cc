@@ -41,13 +41,14 @@ uint64_t KvCacheManager::ChainHash(uint64_t prev, std::span<const int32_t> block
   return XXH3_64bits_withSeed(block_tokens.data(), block_tokens.size_bytes(), prev);
 }
 
-uint64_t KvCacheManager::ChainRoot(int32_t adapter) {
-  return adapter == 0 ? 0 : XXH3_64bits(&adapter, sizeof adapter);
+uint64_t KvCacheManager::ChainRoot(uint64_t key) {
+  return key == 0 ? 0 : XXH3_64bits(&key, sizeof key);
 }
 
-SeqId KvCacheManager::NewSequence(int32_t adapter) {
+SeqId KvCacheManager::NewSequence(int32_t adapter, uint64_t adapter_key) {
   SeqId id = next_seq_++;
   seqs_[id].adapter = adapter;
+  seqs_[id].adapter_key = adapter_key;
   return id;
 }
 
@@ -124,13 +125,13 @@ int32_t KvCacheManager::AttachCachedPrefix(SeqId seq, std::span<const int32_t> t
   Sequence& s = seqs_.at(seq);
   if (!config_.prefix_cache || !s.tokens.empty() || tokens.empty()) return 0;
   const size_t B = static_cast<size_t>(layout().block_tokens);
-  uint64_t h = ChainRoot(s.adapter);
+  uint64_t h = ChainRoot(s.adapter_key);
   while ((s.blocks.size() + 1) * B <= tokens.size() - 1) {
     const auto block = tokens.subspan(s.blocks.size() * B, B);
     h = ChainHash(h, block);
     ++prefix_lookups_;
     auto it = cache_.find(h);
-    if (it == cache_.end() || it->second.adapter != s.adapter ||
+    if (it == cache_.end() || it->second.adapter_key != s.adapter_key ||
         !std::equal(block.begin(), block.end(), it->second.tokens.begin()))
       break;
     cache_lru_.splice(cache_lru_.end(), cache_lru_, it->second.lru_it);
@@ -244,11 +245,11 @@ void KvCacheManager::RegisterFullBlocks(Sequence& s) {
   while ((s.full_hashes.size() + 1) * B <= s.tokens.size()) {
     const size_t i = s.full_hashes.size();
     const std::span<const int32_t> block(s.tokens.data() + i * B, B);
-    const uint64_t h = ChainHash(i == 0 ? ChainRoot(s.adapter) : s.full_hashes.back(), block);
+    const uint64_t h = ChainHash(i == 0 ? ChainRoot(s.adapter_key) : s.full_hashes.back(), block);
     s.full_hashes.push_back(h);
     if (!config_.prefix_cache || cache_.count(h) != 0) continue;
     pool_.IncRef(s.blocks[i]);
-    CachedBlock c{s.blocks[i], std::vector<int32_t>(block.begin(), block.end()), s.adapter, {}};
+    CachedBlock c{s.blocks[i], std::vector<int32_t>(block.begin(), block.end()), s.adapter_key, {}};
     c.lru_it = cache_lru_.insert(cache_lru_.end(), h);
     cache_.emplace(h, std::move(c));
   }

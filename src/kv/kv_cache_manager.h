@@ -94,8 +94,11 @@ class KvCacheManager {
   const KvLayout& layout() const { return store_->layout(); }
   BlockStore& store() { return *store_; }
 
-  // A sequence that runs with adapter set `adapter` (0: none), for good.
-  SeqId NewSequence(int32_t adapter = 0);
+  // A sequence that runs with adapter set `adapter` (0: none), for good;
+  // adapter_key fingerprints the set's content (engine/adapter_sets.h
+  // LoraSetKey): the prefix cache matches by it, so an index that later
+  // names another set never shares this KV. REQUIRES: key 0 iff adapter 0.
+  SeqId NewSequence(int32_t adapter = 0, uint64_t adapter_key = 0);
   // Releases every block of seq (parked or not). REQUIRES: seq exists.
   void FreeSequence(SeqId seq);
   // A new sequence sharing all of src's blocks.
@@ -115,6 +118,7 @@ class KvCacheManager {
   const std::vector<int32_t>& tokens(SeqId seq) const { return seqs_.at(seq).tokens; }
   const std::vector<BlockId>& blocks(SeqId seq) const { return seqs_.at(seq).blocks; }
   int32_t adapter(SeqId seq) const { return seqs_.at(seq).adapter; }
+  uint64_t adapter_key(SeqId seq) const { return seqs_.at(seq).adapter_key; }
   bool exists(SeqId seq) const { return seqs_.count(seq) != 0; }
 
   // For an empty seq: attaches cached blocks holding the longest whole-block
@@ -179,19 +183,20 @@ class KvCacheManager {
     std::vector<BlockId> blocks;        // [ceil(len / block_tokens)] (more while prepared)
     std::vector<uint64_t> full_hashes;  // chain hash of each full block registered so far
     int32_t adapter = 0;                // the adapter set its KV was computed with
+    uint64_t adapter_key = 0;           // and that set's content key
   };
   struct CachedBlock {
     BlockId id;
     std::vector<int32_t> tokens;  // [block_tokens] exact tokens, to rule out hash collisions
-    int32_t adapter = 0;          // and the adapter set
+    uint64_t adapter_key = 0;     // and the adapter set's content key
     std::list<uint64_t>::iterator lru_it;
   };
 
   KvCacheManager(const KvCacheConfig& config, std::unique_ptr<BlockStore> store, int32_t n_blocks);
   uint64_t ChainHash(uint64_t prev, std::span<const int32_t> block_tokens) const;
-  // The chain's start for a sequence of adapter set `adapter`: 0 for none, so
-  // that the base model's hashes do not depend on adapters existing.
-  static uint64_t ChainRoot(int32_t adapter);
+  // The chain's start for a sequence of adapter set content key `key`: 0 for
+  // none, so that the base model's hashes do not depend on adapters existing.
+  static uint64_t ChainRoot(uint64_t key);
   bool EvictOneCached();
   // Frees the least recently parked sequence; false if none is parked.
   bool EvictOneParked();

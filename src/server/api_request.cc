@@ -252,16 +252,49 @@ Status ParseStream(const Fields& f, ApiRequest* out) {
   return Status::Ok();
 }
 
+// `lora`: an adapter's id, or llama-server's [{"id": index or id, "scale": s}, ...].
+Status ParseLora(const Fields& f, const json& lora, ApiRequest* out) {
+  if (lora.is_string()) {
+    out->lora = lora.get<std::string>();
+    return Status::Ok();
+  }
+  const std::string what =
+      "'lora' must be a LoRA adapter's id or an array of {\"id\": its index or id, \"scale\": a number}";
+  if (!lora.is_array()) return f.Fail("lora", what);
+  if (lora.size() > kMaxLoraScales) return f.Fail("lora", fmt::format("'lora' has more than {} entries", kMaxLoraScales));
+  out->lora_is_array = true;
+  for (size_t i = 0; i < lora.size(); ++i) {
+    const json& e = lora[i];
+    const std::string param = fmt::format("lora[{}]", i);
+    if (!e.is_object()) return f.Fail(param, what);
+    LoraScale ls;
+    const auto id = e.find("id");
+    if (id != e.end() && id->is_number_integer() && id->get<int64_t>() >= 0) {
+      ls.index = id->get<int64_t>();
+    } else if (id != e.end() && id->is_string() && !id->get<std::string>().empty()) {
+      ls.id = id->get<std::string>();
+    } else {
+      return f.Fail(param + ".id", "a LoRA adapter's 'id' must be its index (an integer >= 0) or its id");
+    }
+    const auto scale = e.find("scale");
+    if (scale == e.end() || !scale->is_number() || !std::isfinite(scale->get<double>()) ||
+        std::abs(scale->get<double>()) > kMaxLoraScale)
+      return f.Fail(param + ".scale",
+                    fmt::format("a LoRA adapter's 'scale' must be a number between {} and {}", -kMaxLoraScale,
+                                kMaxLoraScale));
+    ls.scale = static_cast<float>(scale->get<double>());
+    out->lora_scales.push_back(std::move(ls));
+  }
+  return Status::Ok();
+}
+
 // Fields common to both endpoints.
 Status ParseCommon(const Fields& f, const RequestLimits& limits, ApiRequest* out) {
   if (const json* model = f.Get("model")) {
     if (!model->is_string()) return f.Fail("model", "'model' must be a string");
     out->model = model->get<std::string>();
   }
-  if (const json* lora = f.Get("lora")) {
-    if (!lora->is_string()) return f.Fail("lora", "'lora' must be a string: the id of a LoRA adapter (GET /v1/models)");
-    out->lora = lora->get<std::string>();
-  }
+  if (const json* lora = f.Get("lora")) STRATA_RETURN_IF_ERROR(ParseLora(f, *lora, out));
   STRATA_RETURN_IF_ERROR(ParseMaxTokens(f, limits, out));
   STRATA_RETURN_IF_ERROR(f.Number("temperature", 0, 2, &out->temperature));
   STRATA_RETURN_IF_ERROR(f.Number("top_p", 0, 1, &out->top_p));

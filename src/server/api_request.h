@@ -5,7 +5,11 @@
 //
 // Accepted fields (others are ignored, as OpenAI-compatible servers do):
 //   both:  model (an adapter's id picks that LoRA adapter, as in vLLM), lora
-//          (a LoRA adapter's id, the same choice by name), max_tokens,
+//          (a LoRA adapter's id, the same choice by name; or llama-server's
+//          array of at most kMaxLoraScales {"id": the adapter's index in
+//          GET /v1/models' list of adapters, or its id, "scale": number in
+//          [-kMaxLoraScale, kMaxLoraScale]}: those adapters together at those
+//          scales, the others left out), max_tokens,
 //          max_completion_tokens (wins over max_tokens), temperature [0,2], top_p [0,1], seed, stop (string or array of at
 //          most kMaxStops non-empty strings), stream, stream_options.include_usage,
 //          n (choices per prompt), user, presence_penalty and frequency_penalty
@@ -58,8 +62,17 @@ enum class Endpoint { kCompletions, kChat };
 inline constexpr int32_t kMaxLogprobs = 20;
 inline constexpr size_t kMaxStops = 16;
 inline constexpr size_t kMaxStopTokenIds = 256;
+inline constexpr size_t kMaxLoraScales = 64;
+inline constexpr double kMaxLoraScale = 100;
 // Choices one request may ask for: prompts in the batch x n.
 inline constexpr int32_t kMaxChoices = 16;
+
+// An entry of `lora` as an array: an adapter, named by its index or its id, and a scale.
+struct LoraScale {
+  int64_t index = -1;  // >= 0: by index
+  std::string id;      // else by id
+  float scale = 0;
+};
 
 // One completions prompt: text, or token ids used as given (no BOS added).
 struct PromptInput {
@@ -73,7 +86,9 @@ enum class ToolChoice { kAuto, kNone, kRequired, kFunction };
 struct ApiRequest {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;                  // as sent; "" if absent
-  std::string lora;                   // as sent; "" if absent
+  std::string lora;                   // as sent when a string; "" if absent or an array
+  std::vector<LoraScale> lora_scales;  // `lora` as an array, in order (it may be empty)
+  bool lora_is_array = false;
   // Completions: one or more prompts (a batch), each answered by n choices
   // (choice index = prompt index * n + sample); prompts.size() * n <= kMaxChoices.
   std::vector<PromptInput> prompts;

@@ -142,9 +142,9 @@ Status Server::Create(Engine* engine, ChatTemplate chat_template, ServerOptions 
   if (options.io_threads < 1) return Status::InvalidArgument("io_threads must be >= 1");
   if (options.shutdown_grace.count() < 0) return Status::InvalidArgument("shutdown_grace must be >= 0");
   if (options.model_id.empty()) options.model_id = engine->model().name();
-  if (static_cast<int32_t>(options.adapter_ids.size()) != engine->n_adapters())
+  if (options.adapter_ids.size() != engine->adapters().size())
     return Status::InvalidArgument(fmt::format("{} adapter ids for the engine's {} adapter sets",
-                                               options.adapter_ids.size(), engine->n_adapters()));
+                                               options.adapter_ids.size(), engine->adapters().size()));
   for (size_t i = 0; i < options.adapter_ids.size(); ++i) {
     const std::string& id = options.adapter_ids[i];
     if (id.empty()) return Status::InvalidArgument("a LoRA adapter's id is empty");
@@ -419,36 +419,70 @@ std::string Server::NextResponseId(Endpoint endpoint) {
                      static_cast<uint32_t>(instance_), ++next_response_);
 }
 
-bool Server::ChooseAdapter(const ApiRequest& request, int32_t* adapter, std::string* model_id, ApiError* error) const {
+bool Server::ChooseAdapter(const ApiRequest& request, LoraSet* lora, std::string* model_id, ApiError* error) const {
   const std::vector<std::string>& ids = options_.adapter_ids;
   const auto index = [&](const std::string& id) -> int32_t {
     const auto it = std::find(ids.begin(), ids.end(), id);
     return it == ids.end() ? 0 : static_cast<int32_t>(it - ids.begin()) + 1;
   };
-  *adapter = 0;
+  const auto have = [&] { return ids.empty() ? std::string("none") : fmt::format("{}", fmt::join(ids, ", ")); };
+  lora->clear();
   *model_id = options_.model_id;
+  const int32_t by_model = request.model == options_.model_id ? 0 : index(request.model);
+  int32_t adapter = 0;
+  if (request.lora_is_array) {
+    if (by_model != 0) {
+      *error = ApiError::InvalidRequest(
+          fmt::format("'model' names the LoRA adapter '{}' and 'lora' lists adapters: give its scale in 'lora'",
+                      request.model),
+          "lora");
+      return false;
+    }
+    // llama-server's rule: the adapters listed run at their scales (the last
+    // entry of one wins), the others not at all.
+    std::vector<float> scales(ids.size(), 0.0f);
+    for (size_t i = 0; i < request.lora_scales.size(); ++i) {
+      const LoraScale& ls = request.lora_scales[i];
+      const int64_t k = ls.index >= 0 ? ls.index : index(ls.id) - 1;
+      if (k < 0 || k >= static_cast<int64_t>(ids.size())) {
+        *error = ApiError::InvalidRequest(
+            fmt::format("no LoRA adapter {} (this server has {}: {})",
+                        ls.index >= 0 ? std::to_string(ls.index) : "'" + ls.id + "'", ids.size(), have()),
+            fmt::format("lora[{}].id", i));
+        return false;
+      }
+      scales[static_cast<size_t>(k)] = ls.scale;
+    }
+    const std::vector<LoraSet>& sets = engine_.adapters();
+    for (size_t k = 0; k < ids.size(); ++k)
+      if (scales[k] != 0.0f)
+        for (const LoraUse& use : sets[k]) lora->push_back(LoraUse{use.adapter, scales[k]});
+    return true;
+  }
   if (!request.lora.empty()) {
-    *adapter = index(request.lora);
-    if (*adapter == 0) {
-      const std::string have = ids.empty() ? "none" : fmt::format("{}", fmt::join(ids, ", "));
-      *error = ApiError::InvalidRequest(fmt::format("no LoRA adapter '{}' (this server has: {})", request.lora, have),
+    adapter = index(request.lora);
+    if (adapter == 0) {
+      *error = ApiError::InvalidRequest(fmt::format("no LoRA adapter '{}' (this server has: {})", request.lora, have()),
                                         "lora");
       return false;
     }
-    if (const int32_t by_model = index(request.model); by_model != 0 && by_model != *adapter) {
+    if (by_model != 0 && by_model != adapter) {
       *error = ApiError::InvalidRequest("'model' and 'lora' name different LoRA adapters", "lora");
       return false;
     }
   } else if (!ids.empty() && !request.model.empty() && request.model != options_.model_id) {
-    *adapter = index(request.model);
-    if (*adapter == 0) {
+    adapter = by_model;
+    if (adapter == 0) {
       *error = ApiError{404, fmt::format("no model '{}' (this server has '{}' and its LoRA adapters {})", request.model,
                                          options_.model_id, fmt::join(ids, ", ")),
                         "invalid_request_error", "model", "model_not_found"};
       return false;
     }
   }
-  if (*adapter > 0) *model_id = ids[static_cast<size_t>(*adapter - 1)];
+  if (adapter > 0) {
+    *lora = engine_.adapters()[static_cast<size_t>(adapter - 1)];
+    *model_id = ids[static_cast<size_t>(adapter - 1)];
+  }
   return true;
 }
 
@@ -513,15 +547,15 @@ void Server::HandleGeneration(Route route, http::HttpRequest req, std::shared_pt
   }
   // A session's KV is the base model's: a turn under a LoRA adapter would mix
   // the two (resumed, the KV of one set would run under the other).
-  int32_t adapter = 0;
+  LoraSet lora;
   std::string model_id;
   ApiError error;
-  if (!ChooseAdapter(request, &adapter, &model_id, &error)) return exchange->Respond(gate_.Reply(error, head));
-  if (adapter != 0) {
+  if (!ChooseAdapter(request, &lora, &model_id, &error)) return exchange->Respond(gate_.Reply(error, head));
+  if (!lora.empty()) {
     return exchange->Respond(gate_.Reply(
-        ApiError::InvalidRequest(fmt::format("a session runs with the base model '{}', not a LoRA adapter ('{}')",
-                                             options_.model_id, model_id),
-                                 request.lora.empty() ? "model" : "lora", "session_with_adapter"),
+        ApiError::InvalidRequest(fmt::format("a session runs with the base model '{}', not LoRA adapters ('{}')",
+                                             options_.model_id, request.lora_is_array ? "lora" : model_id),
+                                 request.lora.empty() && !request.lora_is_array ? "model" : "lora", "session_with_adapter"),
         head));
   }
   // The session is read and its KV attached off this thread; the job starts back on it.
@@ -608,9 +642,9 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
     }
     structured = std::move(g);
   }
-  int32_t adapter = 0;
+  LoraSet lora;
   std::string model_id;
-  if (!ChooseAdapter(request, &adapter, &model_id, error)) return false;
+  if (!ChooseAdapter(request, &lora, &model_id, error)) return false;
   const ResponseIdentity identity{NextResponseId(request.endpoint), UnixSeconds(), model_id};
   const size_t n_prompts = request.endpoint == Endpoint::kChat ? 1 : request.prompts.size();
   for (size_t p = 0; p < n_prompts; ++p) {
@@ -624,7 +658,7 @@ bool Server::PlanChoices(const ApiRequest& request, std::vector<GenerationJob::C
     GenerationRequest g;
     if (!PlanGeneration(request, std::move(prompt), &g, error)) return false;
     g.grammar = structured;
-    g.adapter = adapter;
+    g.lora = lora;
     // Completions' text: the prompt as sent (or its ids' decoding), where
     // logprobs' text_offset starts and what echo repeats; chat has neither.
     std::string prompt_text;

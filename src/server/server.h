@@ -129,10 +129,11 @@ class Server : private http::HttpHandler {
   void NoteUnknownFields(const std::vector<std::string>& fields);
   // Writes the access log line of a response (head null: the head could not be read).
   void LogAccess(const http::HttpRequestHead* head, int status, const Usage& usage) const;
-  // The adapter set a request runs with (0: none) and the model id its
-  // responses carry: `lora`, else `model` when it names an adapter; with
-  // adapters loaded, a `model` naming nothing served is a 404.
-  bool ChooseAdapter(const ApiRequest& request, int32_t* adapter, std::string* model_id, ApiError* error) const;
+  // The adapters a request runs with (empty: none) and the model id its
+  // responses carry: `lora` (an id, or an array of adapters with scales:
+  // the model's id), else `model` when it names an adapter; with adapters
+  // loaded, a `model` naming nothing served is a 404.
+  bool ChooseAdapter(const ApiRequest& request, LoraSet* lora, std::string* model_id, ApiError* error) const;
   // Fills *g from a validated request and its prompt; 400 if it cannot run.
   bool PlanGeneration(const ApiRequest& request, std::vector<int32_t> prompt, GenerationRequest* g,
                       ApiError* error) const;
