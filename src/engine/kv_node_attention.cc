@@ -46,9 +46,16 @@ void KvNodeReader::BeginStep(const StepPlan& plan, const KvNodeStep* step, KvNod
   for (int32_t r = 1; r < cluster_.size(); ++r)
     if (computes[static_cast<size_t>(r)]) compute_ranks_.push_back(r);
   local_query_blocks_ = 0;
+  std::vector<int64_t> node_query_blocks(static_cast<size_t>(cluster_.size()), 0);
+  std::vector<int32_t> rank_of(remote_of_.size(), 0);
+  for (const KvNodeBlock& r : step->remote) rank_of[static_cast<size_t>(r.block)] = r.rank;
   for (const PlanEntry& e : plan.entries)
-    for (BlockId b : e.blocks)
-      if (remote_of_[static_cast<size_t>(b)] != 1) local_query_blocks_ += static_cast<int64_t>(e.tokens.size());
+    for (BlockId b : e.blocks) {
+      const auto tokens = static_cast<int64_t>(e.tokens.size());
+      if (remote_of_[static_cast<size_t>(b)] != 1) local_query_blocks_ += tokens;
+      else node_query_blocks[static_cast<size_t>(rank_of[static_cast<size_t>(b)])] += tokens;
+    }
+  node_query_blocks_ = *std::max_element(node_query_blocks.begin(), node_query_blocks.end());
 }
 
 Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, const AttentionMath& math,
@@ -56,17 +63,24 @@ Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, cons
                             std::vector<std::vector<uint8_t*>>* slices, float* out) {
   const int32_t D = layout_.head_dim;
   const int64_t n_q = static_cast<int64_t>(queries.size()), E = int64_t{n_head_} * D, row = D + 2;
+  const double t_bcast = Seconds();
   if (any_compute_) STRATA_RETURN_IF_ERROR(cluster_.BroadcastFloats(q, n_q * E));
+  double compute_wait = Seconds() - t_bcast;
   // Data mode: each node's slices of this layer, one message per node.
   fetched_.resize(data_.size());
   std::vector<std::pair<BlockId, uint8_t*>> at;
+  const double t_fetch = Seconds();
+  double fetched_bytes = 0;
   for (size_t r = 1; r < data_.size(); ++r) {
     if (data_[r].empty()) continue;
     fetched_[r].resize(data_[r].size() * layout_.slice_bytes());
     STRATA_RETURN_IF_ERROR(cluster_.RecvBytes(static_cast<int32_t>(r), fetched_[r].data(),
                                               static_cast<int64_t>(fetched_[r].size())));
     for (size_t k = 0; k < data_[r].size(); ++k) at.emplace_back(data_[r][k], &fetched_[r][k * layout_.slice_bytes()]);
+    fetched_bytes += static_cast<double>(fetched_[r].size());
   }
+  if (costs_ != nullptr && fetched_bytes > 0)
+    costs_->ObserveFetchWait(Seconds() - t_fetch, fetched_bytes, costs_->round_trip_s / (2.0 * layout_.n_layer));
   std::sort(at.begin(), at.end());
   for (size_t e = 0; e < plan.entries.size(); ++e)
     for (size_t b = 0; b < plan.entries[e].blocks.size(); ++b) {
@@ -82,7 +96,9 @@ Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, cons
   // Compute mode: each node's softmax state, merged into rank 0's.
   theirs_.resize(partial_.size());
   for (int32_t r : compute_ranks_) {
+    const double t_recv = Seconds();
     STRATA_RETURN_IF_ERROR(cluster_.Recv(r, theirs_.data(), static_cast<int64_t>(theirs_.size())));
+    compute_wait += Seconds() - t_recv;
     pool_.ParallelFor(n_q * n_head_, 64, [&](int64_t begin, int64_t end) {
       for (int64_t x = begin; x < end; ++x) {
         float* mine = &partial_[static_cast<size_t>(x * row)];
@@ -93,6 +109,14 @@ Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, cons
         mine[D + 1] = s.l;
       }
     });
+  }
+  if (costs_ != nullptr && !compute_ranks_.empty()) {
+    // What the model prices besides the round trip (KvNodes::ChooseMode).
+    const double bytes = 4.0 * static_cast<double>(n_q * E + n_q * n_head_ * row);
+    const double priced = bytes * costs_->seconds_per_byte +
+                          static_cast<double>(std::max<int64_t>(node_query_blocks_ - local_query_blocks_, 0)) *
+                              costs_->seconds_per_query_block;
+    costs_->ObserveComputeWait(compute_wait, priced);
   }
   pool_.ParallelFor(n_q * n_head_, 64, [&](int64_t begin, int64_t end) {
     for (int64_t x = begin; x < end; ++x) {

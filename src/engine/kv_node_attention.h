@@ -62,6 +62,7 @@ class KvNodeReader {
   std::vector<std::vector<uint8_t>> fetched_;  // [ranks] the layer's slices received
   std::vector<float> partial_, theirs_;     // F32 [head_dim + 2, n_head, n_queries]
   int64_t local_query_blocks_ = 0;
+  int64_t node_query_blocks_ = 0;           // the most any compute-mode node attends over (query-blocks)
 };
 
 // A node's end: its store of the blocks rank 0 placed here, and its part of

@@ -24,11 +24,25 @@ void KvNodeCosts::ObserveAttention(uint64_t query_blocks, double seconds) {
   seconds_per_query_block += kEwma * (seconds / static_cast<double>(query_blocks) - seconds_per_query_block);
 }
 
+void KvNodeCosts::ObserveComputeWait(double seconds, double priced) {
+  if (seconds <= 0) return;
+  round_trip_s += kEwma * (std::max(seconds - priced, 0.0) - round_trip_s);
+}
+
+void KvNodeCosts::ObserveFetchWait(double seconds, double bytes, double latency_share) {
+  if (bytes <= 0 || seconds < 0) return;
+  // A floor keeps a stream that arrived before rank 0 asked from pricing bytes at nothing.
+  const double observed = std::max(std::max(seconds - latency_share, 0.0) / bytes, seconds_per_byte * 0.1);
+  fetch_seconds_per_byte += kEwma * (observed - fetch_seconds_per_byte);
+}
+
 std::string KvNodesSummary(const KvNodeStats& s) {
   return fmt::format("{} blocks on KV nodes; moved out {}, back {}; remote block reads: {} by computation, {} by data; "
-                     "measured: round trip {:.1f} us, link {:.2f} GB/s, attention {:.0f} ns per query-block",
+                     "measured: round trip {:.1f} us, link {:.2f} GB/s, fetching {:.2f} GB/s, attention {:.0f} ns per "
+                     "query-block",
                      s.blocks_on_nodes, s.moved_out, s.moved_in, s.reads_compute, s.reads_data,
-                     s.costs.round_trip_s * 1e6, 1e-9 / s.costs.seconds_per_byte, s.costs.seconds_per_query_block * 1e9);
+                     s.costs.round_trip_s * 1e6, 1e-9 / s.costs.seconds_per_byte, 1e-9 / s.costs.fetch_seconds_per_byte,
+                     s.costs.seconds_per_query_block * 1e9);
 }
 
 uint64_t KvNodes::NodeBytes(const Cluster& cluster, const KvLayout& layout) {
@@ -70,6 +84,7 @@ Status KvNodes::MeasureLink() {
   STRATA_RETURN_IF_ERROR(fastest(kKvNodeLinkProbeFloats, &big));
   costs_.round_trip_s = one;
   costs_.seconds_per_byte = std::max(big - one, 1e-7) / (4.0 * kKvNodeLinkProbeFloats);
+  costs_.fetch_seconds_per_byte = costs_.seconds_per_byte;
   return Status::Ok();
 }
 
@@ -98,7 +113,7 @@ KvNodeMode KvNodes::ChooseMode(int64_t n_tokens, int64_t node_blocks, int64_t no
   const double compute = costs_.round_trip_s + (q_bytes + state_bytes) * costs_.seconds_per_byte +
                          std::max<double>(0, node_query_blocks - local_query_blocks) * costs_.seconds_per_query_block;
   const double data = costs_.round_trip_s / (2.0 * layout_.n_layer) +
-                      static_cast<double>(node_blocks) * layout_.slice_bytes() * costs_.seconds_per_byte +
+                      static_cast<double>(node_blocks) * layout_.slice_bytes() * costs_.fetch_seconds_per_byte +
                       static_cast<double>(node_query_blocks) * costs_.seconds_per_query_block;
   return data < compute ? KvNodeMode::kData : KvNodeMode::kCompute;
 }

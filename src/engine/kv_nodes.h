@@ -35,12 +35,24 @@
 
 namespace strata {
 
-// Measured costs the mode choice compares.
+// Measured costs the mode choice compares. The link is probed when the
+// runner opens; then every step's waits correct it, since a probe can miss
+// what the step's own exchanges see (a delaying link that batches packets,
+// a node whose core is busy): computing there corrects the round trip,
+// fetching the seconds per fetched byte.
 struct KvNodeCosts {
-  double round_trip_s = 50e-6;            // a one-float all-reduce with the nodes (measured at open)
-  double seconds_per_byte = 1e-9;         // a 1 MiB all-reduce past the round trip, per byte (measured at open)
+  double round_trip_s = 50e-6;            // probed (a one-float all-reduce), then as computing there waited
+  double seconds_per_byte = 1e-9;         // probed (a 1 MiB all-reduce past the round trip), per byte
+  double fetch_seconds_per_byte = 1e-9;   // the probe's, then as fetching waited per slice byte
   double seconds_per_query_block = 2e-7;  // attention of one query token over one block, one layer (rank 0's, averaged)
   void ObserveAttention(uint64_t query_blocks, double seconds);
+  // One layer computed there: rank 0 waited `seconds` for q to go out and
+  // the states to come back, of which the model prices `priced` as bytes
+  // and the node's attention beyond rank 0's own; the rest is round trip.
+  void ObserveComputeWait(double seconds, double priced);
+  // One layer's slices fetched: rank 0 waited `seconds` for `bytes`, past
+  // the latency share the model charges per layer.
+  void ObserveFetchWait(double seconds, double bytes, double latency_share);
 };
 
 // The all-reduces each side runs when a runner opens (KvNodes::MeasureLink):
