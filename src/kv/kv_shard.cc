@@ -17,7 +17,8 @@ KvLayout WholeKvLayout(const KvLayout& rank_layout, const ModelShard& shard) {
 }
 
 std::pair<int32_t, int32_t> KvLayersOfRank(const KvLayout& whole, const ModelShard& shard, int32_t rank) {
-  if (shard.split == Split::kLayer && shard.size > 1) return LayerRange(whole.n_layer, rank, shard.size);
+  if (shard.split == Split::kLayer && shard.size > 1)
+    return {shard.layer_bounds[static_cast<size_t>(rank)], shard.layer_bounds[static_cast<size_t>(rank) + 1]};
   return {0, whole.n_layer};
 }
 

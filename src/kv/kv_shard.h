@@ -6,7 +6,7 @@
 // heads; a slice is K then V, each [head_dim, block_tokens, n_head_kv] with
 // the head outermost (kv/kv_layout.h), so rank r's K and V are each one
 // contiguous run of the whole slice's (at r · its half_bytes()).
-// kLayer: rank r holds whole slices of its layers LayerRange(r) only.
+// kLayer: rank r holds whole slices of its layers (ModelShard::layer_bounds) only.
 // kNone (or one rank): the whole.
 //
 // Thread-safety: plain functions.

@@ -25,10 +25,35 @@ Status ParseSplit(std::string_view name, Split* out) {
   return Status::InvalidArgument(fmt::format("unknown split '{}' (none, tensor or layer)", name));
 }
 
-std::pair<int32_t, int32_t> LayerRange(int32_t n_layer, int32_t rank, int32_t size) {
-  const int32_t base = n_layer / size, extra = n_layer % size;
-  const int32_t first = rank * base + std::min(rank, extra);
-  return {first, first + base + (rank < extra ? 1 : 0)};
+std::vector<int32_t> BalancedLayerBounds(std::span<const uint64_t> layer_bytes, uint64_t rank0_bytes, int32_t size) {
+  const auto n = static_cast<int32_t>(layer_bytes.size());
+  std::vector<uint64_t> prefix(static_cast<size_t>(n) + 1, 0);
+  for (int32_t i = 0; i < n; ++i) prefix[static_cast<size_t>(i) + 1] = prefix[static_cast<size_t>(i)] + layer_bytes[static_cast<size_t>(i)];
+  const auto part = [&](int32_t r, int32_t begin, int32_t end) {
+    return prefix[static_cast<size_t>(end)] - prefix[static_cast<size_t>(begin)] + (r == 0 ? rank0_bytes : 0);
+  };
+  // best[r][j]: the least maximum over ranks 0..r computing layers [0, j);
+  // cut[r][j]: where rank r's layers start in it.
+  constexpr uint64_t kNone = UINT64_MAX;
+  std::vector<std::vector<uint64_t>> best(static_cast<size_t>(size), std::vector<uint64_t>(static_cast<size_t>(n) + 1, kNone));
+  std::vector<std::vector<int32_t>> cut(static_cast<size_t>(size), std::vector<int32_t>(static_cast<size_t>(n) + 1, 0));
+  for (int32_t j = 1; j <= n; ++j) best[0][static_cast<size_t>(j)] = part(0, 0, j);
+  for (int32_t r = 1; r < size; ++r)
+    for (int32_t j = r + 1; j <= n; ++j)
+      for (int32_t i = j - 1; i >= r; --i) {  // rank r computes [i, j); the latest start first: earlier ranks take more
+        const uint64_t before = best[static_cast<size_t>(r - 1)][static_cast<size_t>(i)];
+        if (before == kNone) continue;
+        const uint64_t m = std::max(before, part(r, i, j));
+        if (m < best[static_cast<size_t>(r)][static_cast<size_t>(j)]) {
+          best[static_cast<size_t>(r)][static_cast<size_t>(j)] = m;
+          cut[static_cast<size_t>(r)][static_cast<size_t>(j)] = i;
+        }
+      }
+  std::vector<int32_t> bounds(static_cast<size_t>(size) + 1, 0);
+  bounds[static_cast<size_t>(size)] = n;
+  for (int32_t r = size - 1; r > 0; --r)
+    bounds[static_cast<size_t>(r)] = cut[static_cast<size_t>(r)][static_cast<size_t>(bounds[static_cast<size_t>(r) + 1])];
+  return bounds;
 }
 
 namespace {
@@ -73,6 +98,7 @@ Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w, std::vector<s
   shard->first_layer = 0;
   shard->end_layer = hp->n_layer;
   if (N == 1) return Status::Ok();
+  const uint64_t head_bytes = HeadStreamedBytes(*w);  // before a rank drops the output matrix: every rank counts alike
   if (!shard->holds_output()) Drop(&w->output);
   switch (shard->split) {
     case Split::kNone:
@@ -85,7 +111,11 @@ Status ApplyShard(ModelShard* shard, HParams* hp, ModelWeights* w, std::vector<s
     case Split::kLayer: {
       if (hp->n_layer < N)
         return Status::Unsupported(fmt::format("--split layer: {} layers cannot be spread over {} ranks", hp->n_layer, N));
-      std::tie(shard->first_layer, shard->end_layer) = LayerRange(hp->n_layer, r, N);
+      std::vector<uint64_t> layer_bytes;
+      for (const LayerWeights& l : w->layers) layer_bytes.push_back(LayerStreamedBytes(l));
+      shard->layer_bounds = BalancedLayerBounds(layer_bytes, head_bytes, N);
+      shard->first_layer = shard->layer_bounds[static_cast<size_t>(r)];
+      shard->end_layer = shard->layer_bounds[static_cast<size_t>(r) + 1];
       for (int32_t il = 0; il < hp->n_layer; ++il) {
         if (il >= shard->first_layer && il < shard->end_layer) continue;
         LayerWeights& l = w->layers[static_cast<size_t>(il)];

@@ -7,8 +7,8 @@
 // (copied out of the file's rows); its hparams are the shard's (n_head,
 // n_head_kv and n_ff divided by N), so the forward pass runs unchanged but for
 // an all-reduce after wo and after ffn_down. Norms and embeddings are whole.
-// kLayer (pipeline parallelism): rank r holds layers LayerRange(r) and
-// nothing of the others. kNone (--kv-nodes): rank 0 holds the whole model,
+// kLayer (pipeline parallelism): rank r holds layers [layer_bounds[r],
+// layer_bounds[r + 1]) (BalancedLayerBounds) and nothing of the others. kNone (--kv-nodes): rank 0 holds the whole model,
 // the other ranks no layer (they hold KV blocks, engine/kv_nodes.h).
 // Either way only rank 0 holds the output matrix (it alone computes logits),
 // and a matrix a rank does not hold has data == nullptr: it is never packed
@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -40,11 +41,21 @@ struct ModelShard {
   // Layers [first, end) this rank computes (all of them unless kLayer).
   int32_t first_layer = 0;
   int32_t end_layer = 0;
+  // kLayer over size > 1: [size + 1], rank r computes [layer_bounds[r],
+  // layer_bounds[r + 1]) (every rank computes them alike from the model).
+  std::vector<int32_t> layer_bounds;
   bool holds_output() const { return rank == 0; }
 };
 
-// Contiguous layer ranges of near-equal length, the first ranks taking one more.
-std::pair<int32_t, int32_t> LayerRange(int32_t n_layer, int32_t rank, int32_t size);
+// kLayer's contiguous ranges: bounds [size + 1] (0 first, the number of
+// layers last), at least one layer per rank, such that the most any rank
+// streams per token is least — its layers' bytes (layer_bytes[il]), rank 0's
+// plus rank0_bytes (the output matrix: it alone computes logits). Decode
+// reads every weight byte once per token, at the memory's bandwidth
+// (docs/BENCHMARKS.md), so bytes are what a layer costs; of equal choices,
+// the one giving the earlier ranks more layers.
+// REQUIRES: 1 <= size <= layer_bytes.size().
+std::vector<int32_t> BalancedLayerBounds(std::span<const uint64_t> layer_bytes, uint64_t rank0_bytes, int32_t size);
 
 // Cuts hp and w down to rank's part. kTensor needs n_head_kv and n_ff
 // divisible by size and every column slice aligned to its type's blocks

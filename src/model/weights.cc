@@ -145,16 +145,28 @@ std::vector<Tensor*> WeightMatrices(ModelWeights* w) {
   return m;
 }
 
+namespace {
+
+// Optional tensors (biases, q/k norms) count when present.
+uint64_t OptionalBytes(const Tensor& t) { return t.data != nullptr ? t.nbytes() : 0; }
+
+}  // namespace
+
+uint64_t LayerStreamedBytes(const LayerWeights& l) {
+  uint64_t total = l.attn_norm.nbytes() + l.ffn_norm.nbytes() + OptionalBytes(l.attn_q_norm) +
+                   OptionalBytes(l.attn_k_norm) + OptionalBytes(l.attn_post_norm) + OptionalBytes(l.ffn_post_norm);
+  for (const Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
+    total += x->w.nbytes() + OptionalBytes(x->b);
+  return total;
+}
+
+uint64_t HeadStreamedBytes(const ModelWeights& w) {
+  return w.output_norm.nbytes() + w.output.w.nbytes() + OptionalBytes(w.output.b);
+}
+
 uint64_t StreamedWeightBytes(const ModelWeights& w) {
-  // Optional tensors (biases, q/k norms) count when present.
-  const auto optional = [](const Tensor& t) -> uint64_t { return t.data != nullptr ? t.nbytes() : 0; };
-  uint64_t total = w.output_norm.nbytes() + w.output.w.nbytes() + optional(w.output.b);
-  for (const LayerWeights& l : w.layers) {
-    total += l.attn_norm.nbytes() + l.ffn_norm.nbytes() + optional(l.attn_q_norm) + optional(l.attn_k_norm) +
-             optional(l.attn_post_norm) + optional(l.ffn_post_norm);
-    for (const Linear* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up, &l.ffn_down})
-      total += x->w.nbytes() + optional(x->b);
-  }
+  uint64_t total = HeadStreamedBytes(w);
+  for (const LayerWeights& l : w.layers) total += LayerStreamedBytes(l);
   return total;
 }
 

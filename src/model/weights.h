@@ -81,6 +81,9 @@ std::vector<Tensor*> WeightMatrices(ModelWeights* w);
 // Bytes of every layer's matrices, biases and norms, the output norm and the
 // output matrix: what generating one token streams, besides its embedding row.
 uint64_t StreamedWeightBytes(const ModelWeights& w);
+// The part of it one layer streams, and the output norm and matrix's.
+uint64_t LayerStreamedBytes(const LayerWeights& l);
+uint64_t HeadStreamedBytes(const ModelWeights& w);
 
 // Looks a tensor up by name: data == nullptr when absent.
 using TensorLookup = std::function<Tensor(const std::string& name)>;
