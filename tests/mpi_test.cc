@@ -34,6 +34,11 @@
 #include <sstream>
 #include <thread>
 
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "child_process.h"
 #include "model/synth.h"
 #include "test_util.h"
 
@@ -457,6 +462,47 @@ FaultResult RunAndSignalRank1(int sig, bool serve = false, bool kv_nodes = false
   r.err = ReadAll(err);
   EXPECT_GT(rank1, 0) << "rank 1 not found; stderr: " << r.err;
   return r;
+}
+
+// Blocks rank 0 frees make room for remote ones a step reads: they come
+// home, and what they hold is what was computed. `serve --kv-nodes` with
+// rank 0 keeping 2 blocks answers a long greedy prompt twice: the second
+// request reads the first's cached blocks, some brought home, and its text
+// is the same.
+TEST(MpiTest, KvNodeBlocksComeHomeWhenRankZeroHasRoom) {
+  STRATA_REQUIRE_MPIRUN();
+  const std::vector<std::string> common = {testing::CliPath(), "serve", "-m", Stories(), "--port", "0", "-t", "1",
+                                           "--no-tune", "--split", "none", "--kv-nodes", "-c", "512"};
+  std::vector<std::string> argv = Mpirun(1);
+  argv.insert(argv.end(), common.begin(), common.end());
+  argv.insert(argv.end(), {"--kv-ram", "100K", ":", "-np", "1"});
+  argv.insert(argv.end(), common.begin(), common.end());
+  argv.insert(argv.end(), {"--kv-ram", "2M"});
+  testing::ChildProcess serve(argv);
+  const std::string port =
+      serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(60));
+  ASSERT_FALSE(port.empty()) << serve.err();
+  std::string prompt;
+  for (int i = 0; i < 6; ++i) prompt += "Once upon a time, there was a little girl named Lily. She loved to play. ";
+  const nlohmann::json body = {{"prompt", prompt}, {"max_tokens", 48}, {"temperature", 0}};
+  std::vector<std::string> texts;
+  for (int i = 0; i < 2; ++i) {
+    httplib::Client c("127.0.0.1", std::stoi(port));
+    c.set_read_timeout(120, 0);
+    auto r = c.Post("/v1/completions", body.dump(), "application/json");
+    ASSERT_TRUE(r) << serve.err();
+    ASSERT_EQ(r->status, 200) << r->body;
+    texts.push_back(nlohmann::json::parse(r->body)["choices"][0]["text"].get<std::string>());
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+  const pid_t rank0 = RankPid(serve.pid(), 0);
+  ASSERT_GT(rank0, 0);
+  kill(rank0, SIGTERM);
+  EXPECT_EQ(serve.Wait(std::chrono::seconds(30)), 0) << serve.err();
+  const std::string summary =
+      serve.WaitForStderr(std::regex(R"(\d+ blocks on KV nodes; moved out \d+, back (\d+))"), std::chrono::seconds(1));
+  ASSERT_FALSE(summary.empty()) << serve.err();
+  EXPECT_GT(std::stol(summary), 0) << serve.err();
 }
 
 TEST(MpiTest, KilledRankEndsTheJobWithin10s) {

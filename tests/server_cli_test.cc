@@ -18,83 +18,15 @@
 #include <thread>
 #include <vector>
 
+#include "child_process.h"
 #include "raw_http.h"
 #include "test_util.h"
 
 namespace strata::testing {
 namespace {
 
-// A child process whose stderr we read.
-class Child {
- public:
-  explicit Child(const std::vector<std::string>& argv) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], STDERR_FILENO);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    err_fd_ = fds[0];
-  }
-  ~Child() {
-    if (pid_ > 0 && !reaped_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (err_fd_ >= 0) close(err_fd_);
-  }
-
-  // Reads stderr until it matches re (or timeout); returns the first group.
-  std::string WaitForStderr(const std::regex& re, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::smatch m;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (std::regex_search(err_, m, re)) return m.size() > 1 ? m[1].str() : m[0].str();
-      pollfd p{err_fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) > 0) {
-        char buf[4096];
-        const ssize_t n = read(err_fd_, buf, sizeof(buf));
-        if (n <= 0) break;
-        err_.append(buf, static_cast<size_t>(n));
-      }
-    }
-    return std::regex_search(err_, m, re) ? (m.size() > 1 ? m[1].str() : m[0].str()) : "";
-  }
-
-  // Waits for exit; returns the exit code, or -1 on timeout / signal death.
-  int Wait(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        reaped_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return -1;
-  }
-
-  pid_t pid() const { return pid_; }
-  const std::string& err() const { return err_; }
-
- private:
-  pid_t pid_ = -1;
-  int err_fd_ = -1;
-  bool reaped_ = false;
-  std::string err_;
-};
-
 void ExpectGracefulStop(int signal_number) {
-  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1"});
+  ChildProcess serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1"});
   const std::string port =
       serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));
   ASSERT_FALSE(port.empty()) << serve.err();
@@ -123,7 +55,7 @@ TEST(ServerCliTest, SigtermStopsGracefully) { ExpectGracefulStop(SIGTERM); }
 // grace period, SIGTERM still ends the process within the grace period (plus
 // a moment to send the stream its final event).
 TEST(ServerCliTest, SigtermWithSlowConnectionsExitsWithinTheGracePeriod) {
-  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
+  ChildProcess serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
                "--shutdown-grace", "1", "-c", "8192"});
   const std::string port =
       serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));
@@ -169,7 +101,7 @@ TEST(ServerCliTest, StartupLineSaysWhetherAKeyIsRequired) {
   for (const bool key : {false, true}) {
     std::vector<std::string> argv = {CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0"};
     if (key) argv.insert(argv.end(), {"--api-key", "sesame"});
-    Child serve(argv);
+    ChildProcess serve(argv);
     const std::string line = serve.WaitForStderr(std::regex(R"((listening on http://127\.0\.0\.1:\d+ .*))"),
                                                  std::chrono::seconds(20));
     EXPECT_NE(line.find(key ? "API key required" : "no API key"), std::string::npos) << serve.err();
@@ -212,7 +144,7 @@ TEST(ServerCliTest, ChatTemplateFileRendersChats) {
       "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
       "{% if messages[-1].role != 'user' %}{{ raise_exception('the last message must be the user\\'s') }}{% endif %}"
       "Once upon a time");
-  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
+  ChildProcess serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
                "--chat-template-file", file.path()});
   const std::string port =
       serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));
@@ -277,7 +209,7 @@ TEST(ServerCliTest, PortInUseIsAStartupError) {
   httplib::Server blocker;
   const int port = blocker.bind_to_any_port("127.0.0.1");
   ASSERT_GT(port, 0);
-  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", std::to_string(port)});
+  ChildProcess serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", std::to_string(port)});
   EXPECT_EQ(serve.Wait(std::chrono::seconds(20)), 1);
   EXPECT_FALSE(serve.WaitForStderr(std::regex("cannot listen"), std::chrono::seconds(1)).empty()) << serve.err();
 }
@@ -286,7 +218,7 @@ TEST(ServerCliTest, PortInUseIsAStartupError) {
 // notices stay text lines); a bad format is a startup error; --help shows the
 // sampling defaults requests fall back to.
 TEST(ServerCliTest, JsonAccessLogAndHelp) {
-  Child serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
+  ChildProcess serve({CliPath(), "serve", "-m", SharedPath("models/stories260K.gguf"), "--port", "0", "-t", "1",
                "--log-format", "json"});
   const std::string port =
       serve.WaitForStderr(std::regex(R"(listening on http://127\.0\.0\.1:(\d+))"), std::chrono::seconds(20));

@@ -237,6 +237,8 @@ void Serve(ServeOptions& o) {
   pthread_kill(signals.native_handle(), SIGTERM);  // wakes sigwait if no signal came
   signals.join();
   srv.reset();
+  if (const std::optional<KvNodeStats> nodes = engine->Stats().kv_nodes)
+    std::fprintf(stderr, "strata serve: %s\n", KvNodesSummary(*nodes).c_str());
   engine.reset();
   CheckOk("server", served);
   std::fprintf(stderr, "strata serve: stopped\n");

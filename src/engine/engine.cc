@@ -823,11 +823,14 @@ void Engine::Step() {
   TruncateLost();  // blocks the prefetcher found lost
   kv_->MaintainDiskTier();
   const KvCacheStats kv = kv_->stats();
+  std::optional<KvNodeStats> nodes;
+  if (runner_->kv_nodes() != nullptr) nodes = runner_->kv_nodes()->stats();
   std::lock_guard<std::mutex> l(mu_);
   slots_.erase(std::remove_if(slots_.begin(), slots_.end(), [](const auto& s) { return s->done; }), slots_.end());
   ++stats_.steps;
   stats_.running = static_cast<int32_t>(slots_.size());
   stats_.kv = kv;
+  stats_.kv_nodes = nodes;
 }
 
 }  // namespace strata

@@ -219,6 +219,7 @@ struct EngineStats {
   uint64_t spec_drafted = 0;          // tokens drafted in them
   uint64_t spec_accepted = 0;         // drafted tokens kept
   KvCacheStats kv;                 // blocks in use / cached, slices per tier, prefix hits, disk tier faults
+  std::optional<KvNodeStats> kv_nodes;  // under --kv-nodes: where blocks went, how they were read
 };
 
 class Engine {

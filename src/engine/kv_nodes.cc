@@ -164,9 +164,48 @@ int32_t KvNodes::RoomiestNode() const {
   return best;
 }
 
-void KvNodes::MoveOut(const StepBlocks& sb, KvNodeStep* step) {
+int64_t KvNodes::LocalBlocks() const {
   int64_t local = 0;
   for (size_t b = 0; b < home_.size(); ++b) local += live_[b] && home_[b] == 0;
+  return local;
+}
+
+void KvNodes::MoveIn(const StepBlocks& sb, KvNodeStep* step) {
+  int64_t local = LocalBlocks();
+  // Idle local blocks (full, not in this step), least recently read first:
+  // each may trade places with a remote block the step reads.
+  std::vector<BlockId> idle;
+  for (size_t b = 0; b < home_.size(); ++b)
+    if (live_[b] && home_[b] == 0 && full_[b] && !sb.in_plan[b] && !sb.must[b]) idle.push_back(static_cast<BlockId>(b));
+  std::stable_sort(idle.begin(), idle.end(), [&](BlockId x, BlockId y) {
+    return last_read_[static_cast<size_t>(x)] < last_read_[static_cast<size_t>(y)];
+  });
+  size_t next_idle = 0;
+  int32_t moved = 0;
+  for (auto it = sb.order.rbegin(); it != sb.order.rend() && moved < kKvNodeMaxMovesInPerStep; ++it) {
+    const auto b = static_cast<size_t>(*it);
+    const int32_t node = home_[b];
+    if (node == 0) continue;
+    const bool room = local < local_cap_;
+    if (!room && next_idle == idle.size()) break;
+    step->moves.push_back({*it, node, 0});
+    home_[b] = 0;
+    ++stats_.moved_in;
+    ++moved;
+    if (room) {
+      --node_used_[static_cast<size_t>(node)];
+      ++local;
+    } else {  // the idle block takes its place on the node
+      const BlockId out = idle[next_idle++];
+      step->moves.push_back({out, 0, node});
+      home_[static_cast<size_t>(out)] = node;
+      ++stats_.moved_out;
+    }
+  }
+}
+
+void KvNodes::MoveOut(const StepBlocks& sb, KvNodeStep* step) {
+  int64_t local = LocalBlocks();
   if (local <= local_cap_) return;
   // Candidates: full local blocks the step does not write; idle ones, least
   // recently read first, then the batch's, oldest position first.
@@ -216,6 +255,7 @@ void KvNodes::Prepare(const StepPlan& plan, KvNodeStep* step) {
   const StepBlocks sb = MarkPlan(plan);
   BringHome(sb, step);
   MoveOut(sb, step);
+  MoveIn(sb, step);
   ChooseModes(plan, sb, step);
 }
 

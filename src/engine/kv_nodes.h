@@ -8,6 +8,11 @@
 // - while rank 0 holds more blocks than its budget, full blocks move out to
 //   the node with the most room: blocks no step read lately first (parked
 //   sessions, the prefix cache), then the oldest positions of the batch;
+// - the step's remote blocks come home, newest positions first, into room
+//   rank 0 has (blocks were freed) or in exchange for an idle local block
+//   (which takes its place on the node): a block a running sequence reads
+//   is read again every step, so once local its reads cost no link at all;
+//   at most kKvNodeMaxMovesInPerStep a step, to bound a step's delay;
 // - for each node, how the step reads its blocks: moving the computation (q
 //   out, the partial softmax state back: bytes ~ queries, and a round trip
 //   per layer) or moving the data (the blocks' slices to rank 0: bytes ~
@@ -59,6 +64,8 @@ struct KvNodeCosts {
 // one float, then 1 MiB, this many times each (the fastest counts).
 inline constexpr int kKvNodeLinkProbes = 5;
 inline constexpr int64_t kKvNodeLinkProbeFloats = 1 << 18;
+// Remote blocks one step brings home at most.
+inline constexpr int32_t kKvNodeMaxMovesInPerStep = 8;
 
 struct KvNodeStats {
   int32_t blocks_on_nodes = 0;
@@ -108,6 +115,10 @@ class KvNodes {
   void BringHome(const StepBlocks& sb, KvNodeStep* step);
   // Moves full blocks out while rank 0 holds more than its budget.
   void MoveOut(const StepBlocks& sb, KvNodeStep* step);
+  // Brings the step's remote blocks home (see the header comment).
+  void MoveIn(const StepBlocks& sb, KvNodeStep* step);
+  // Live blocks rank 0 holds.
+  int64_t LocalBlocks() const;
   // The node with the most free room, or 0 if all are full.
   int32_t RoomiestNode() const;
   // How the step reads each node's blocks (step->remote).
