@@ -59,7 +59,13 @@ class Cluster {
   int32_t size() const { return size_; }
   Split split() const { return split_; }
   // The shard this rank holds (ModelLoadOptions::shard).
-  ModelShard shard() const { return ModelShard{split_, rank_, size_}; }
+  ModelShard shard() const {
+    ModelShard s;
+    s.split = split_;
+    s.rank = rank_;
+    s.size = size_;
+    return s;
+  }
 
   // Every rank passes its model fingerprint (and this build's plan format)
   // and the RAM it lends for KV blocks (set_kv_budget); kInvalidArgument on

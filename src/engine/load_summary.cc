@@ -25,9 +25,11 @@ std::string LoadSummary(const Model& model, int32_t n_ctx, const KvLayout& kv) {
     types += fmt::format("{}{} ×{}", types.empty() ? "" : " + ", DTypeName(type), count);
   const uint64_t blocks = (static_cast<uint64_t>(n_ctx) + kv.block_tokens - 1) / kv.block_tokens;
   const ModelShard& shard = model.shard();
-  const std::string mpi = shard.size > 1 ? fmt::format("; MPI rank {} of {}, split {}", shard.rank,
-                                                        shard.size, SplitName(shard.split))
-                                         : "";
+  std::string mpi = shard.size > 1 ? fmt::format("; MPI rank {} of {}, split {}", shard.rank, shard.size,
+                                                  SplitName(shard.split))
+                                   : "";
+  if (shard.size > 1 && shard.split == Split::kLayer)
+    mpi += fmt::format(" (layers {}-{} of {})", shard.first_layer, shard.end_layer - 1, model.hparams().n_layer);
   return fmt::format("{} \"{}\": {} parameters, {}, file {}; context {}, KV {} {}{}", ArchName(model.hparams().arch),
                      model.name(), Count(model.n_params()), types, Bytes(model.file_bytes()), n_ctx,
                      DTypeName(kv.type), Bytes(blocks * kv.block_bytes()), mpi);
