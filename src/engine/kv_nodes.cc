@@ -164,6 +164,20 @@ int32_t KvNodes::RoomiestNode() const {
   return best;
 }
 
+bool KvNodes::Movable(const StepBlocks& sb, size_t b) const {
+  return live_[b] && home_[b] == 0 && full_[b] && !sb.must[b];
+}
+
+std::vector<BlockId> KvNodes::IdleLocalBlocks(const StepBlocks& sb) const {
+  std::vector<BlockId> idle;
+  for (size_t b = 0; b < home_.size(); ++b)
+    if (Movable(sb, b) && !sb.in_plan[b]) idle.push_back(static_cast<BlockId>(b));
+  std::stable_sort(idle.begin(), idle.end(), [&](BlockId x, BlockId y) {
+    return last_read_[static_cast<size_t>(x)] < last_read_[static_cast<size_t>(y)];
+  });
+  return idle;
+}
+
 int64_t KvNodes::LocalBlocks() const {
   int64_t local = 0;
   for (size_t b = 0; b < home_.size(); ++b) local += live_[b] && home_[b] == 0;
@@ -172,14 +186,8 @@ int64_t KvNodes::LocalBlocks() const {
 
 void KvNodes::MoveIn(const StepBlocks& sb, KvNodeStep* step) {
   int64_t local = LocalBlocks();
-  // Idle local blocks (full, not in this step), least recently read first:
-  // each may trade places with a remote block the step reads.
-  std::vector<BlockId> idle;
-  for (size_t b = 0; b < home_.size(); ++b)
-    if (live_[b] && home_[b] == 0 && full_[b] && !sb.in_plan[b] && !sb.must[b]) idle.push_back(static_cast<BlockId>(b));
-  std::stable_sort(idle.begin(), idle.end(), [&](BlockId x, BlockId y) {
-    return last_read_[static_cast<size_t>(x)] < last_read_[static_cast<size_t>(y)];
-  });
+  // Each idle local block may trade places with a remote block the step reads.
+  const std::vector<BlockId> idle = IdleLocalBlocks(sb);
   size_t next_idle = 0;
   int32_t moved = 0;
   for (auto it = sb.order.rbegin(); it != sb.order.rend() && moved < kKvNodeMaxMovesInPerStep; ++it) {
@@ -209,15 +217,9 @@ void KvNodes::MoveOut(const StepBlocks& sb, KvNodeStep* step) {
   if (local <= local_cap_) return;
   // Candidates: full local blocks the step does not write; idle ones, least
   // recently read first, then the batch's, oldest position first.
-  const auto movable = [&](size_t b) { return live_[b] && home_[b] == 0 && full_[b] && !sb.must[b]; };
-  std::vector<BlockId> candidates;
-  for (size_t b = 0; b < home_.size(); ++b)
-    if (movable(b) && !sb.in_plan[b]) candidates.push_back(static_cast<BlockId>(b));
-  std::stable_sort(candidates.begin(), candidates.end(), [&](BlockId x, BlockId y) {
-    return last_read_[static_cast<size_t>(x)] < last_read_[static_cast<size_t>(y)];
-  });
+  std::vector<BlockId> candidates = IdleLocalBlocks(sb);
   for (BlockId b : sb.order)
-    if (movable(static_cast<size_t>(b))) candidates.push_back(b);
+    if (Movable(sb, static_cast<size_t>(b))) candidates.push_back(b);
   for (size_t c = 0; c < candidates.size() && local > local_cap_; ++c) {
     const int32_t node = RoomiestNode();
     if (node == 0) return;  // the nodes are full: rank 0 holds the rest (the pool's size bounds it)

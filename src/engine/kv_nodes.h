@@ -119,6 +119,10 @@ class KvNodes {
   void MoveIn(const StepBlocks& sb, KvNodeStep* step);
   // Live blocks rank 0 holds.
   int64_t LocalBlocks() const;
+  // Block b is local, full and not written by the step: it may leave rank 0.
+  bool Movable(const StepBlocks& sb, size_t b) const;
+  // The movable blocks the step does not read, least recently read first.
+  std::vector<BlockId> IdleLocalBlocks(const StepBlocks& sb) const;
   // The node with the most free room, or 0 if all are full.
   int32_t RoomiestNode() const;
   // How the step reads each node's blocks (step->remote).
