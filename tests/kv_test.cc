@@ -11,6 +11,7 @@
 
 #include "engine/context.h"
 #include "engine/forward.h"
+#include "engine/local_kv.h"
 #include "fault_env.h"
 #include "kv/block_pool.h"
 #include "kv/kv_cache_manager.h"
@@ -429,7 +430,8 @@ TEST(KvTierTest, PrefixReuseEqualsColdRun) {
   std::unique_ptr<KvCacheManager> kv;
   ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv).ok());
   ThreadPool pool(2);
-  Forward fwd(*model, kv->store(), pool, 256 * 8);
+  LocalKv tiers(kv->store(), model->hparams().n_head, pool);
+  Forward fwd(*model, tiers, pool, 256 * 8);
   auto run = [&](SeqId s, const std::vector<int32_t>& toks, std::vector<float>* logits) {
     KvCacheManager::Append a{s, toks};
     StepPlan plan;
@@ -450,7 +452,8 @@ TEST(KvTierTest, PrefixReuseEqualsColdRun) {
   c.prefix_cache = false;
   std::unique_ptr<KvCacheManager> kv2;
   ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv2).ok());
-  Forward fwd2(*model, kv2->store(), pool, 256 * 8);
+  LocalKv tiers2(kv2->store(), model->hparams().n_head, pool);
+  Forward fwd2(*model, tiers2, pool, 256 * 8);
   SeqId s3 = kv2->NewSequence();
   KvCacheManager::Append a{s3, full};
   StepPlan plan;

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "engine/forward.h"
+#include "engine/local_kv.h"
 #include "kv/kv_cache_manager.h"
 #include "kv/step_plan.h"
 #include "test_util.h"
@@ -176,7 +177,8 @@ TEST(StepPlanTest, DecodedPlanRunsLikeTheOriginal) {
   std::unique_ptr<BlockStore> replica;
   ASSERT_TRUE(BlockStore::Create(Env::Default(), c.layout, {}, c.n_blocks, &replica).ok());
   ThreadPool pool(2);
-  Forward fwd(*model, kv->store(), pool, 256), fwd2(*model, *replica, pool, 256);
+  LocalKv tiers(kv->store(), model->hparams().n_head, pool), tiers2(*replica, model->hparams().n_head, pool);
+  Forward fwd(*model, tiers, pool, 256), fwd2(*model, tiers2, pool, 256);
   const SeqId s = kv->NewSequence();
   const std::vector<int32_t> prompt = model->vocab().Encode("Once upon a time, there was", true, false);
   std::vector<int32_t> toks = prompt;

@@ -8,19 +8,16 @@
 
 namespace strata {
 
-Forward::Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid,
+Forward::Forward(const Model& model, KvTiers& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid,
                  Cluster* cluster)
     : model_(model),
       cluster_(cluster != nullptr && cluster->size() > 1 ? cluster : nullptr),
-      store_(store),
+      kv_(kv),
       pool_(pool),
       grid_(grid),
-      attention_(store.layout(), model.hparams().n_head, pool),
       layer_(BuilderFor(model.hparams().arch)),
       ropes_{RopeSpecFor(model.hparams(), model.weights(), n_ctx_seq, false)} {
   const HParams& hp = model.hparams();
-  if (cluster_ != nullptr && cluster_->kv_nodes())
-    nodes_ = std::make_unique<KvNodeReader>(*cluster_, store.layout(), hp.n_head, pool);
   if (hp.swa_layers.empty()) return;
   const RopeSpec swa = RopeSpecFor(hp, model.weights(), n_ctx_seq, true);
   const RopeSpec& full = ropes_[0];
@@ -81,50 +78,11 @@ void Forward::Resize(int32_t n) {
   up_.resize(hp.n_ff * nt);
 }
 
-Status Forward::PinLayer(const StepPlan& plan, int32_t il, std::vector<std::vector<uint8_t*>>* slices) {
-  slices->resize(plan.entries.size());
-  for (size_t e = 0; e < plan.entries.size(); ++e) {
-    const std::vector<BlockId>& blocks = plan.entries[e].blocks;
-    std::vector<uint8_t*>& out = (*slices)[e];
-    out.assign(blocks.size(), nullptr);
-    for (size_t b = 0; b < blocks.size(); ++b) {
-      if (nodes_ != nullptr && nodes_->remote(blocks[b])) continue;  // on a KV node: left null
-      Status s = store_.Pin(blocks[b], il, &out[b]);
-      if (!s.ok()) {
-        // Unpin what this call pinned so far, then report.
-        for (size_t e2 = 0; e2 <= e; ++e2)
-          for (size_t b2 = 0; b2 < (e2 < e ? (*slices)[e2].size() : b); ++b2)
-            if (!(nodes_ != nullptr && nodes_->remote(plan.entries[e2].blocks[b2])))
-              store_.Unpin(plan.entries[e2].blocks[b2], il, false);
-        return s;
-      }
-    }
-  }
-  return Status::Ok();
-}
-
-void Forward::UnpinLayer(const StepPlan& plan, int32_t il) {
-  const int32_t B = store_.layout().block_tokens;
-  for (const PlanEntry& e : plan.entries) {
-    const size_t first_written = static_cast<size_t>(e.start / B);
-    for (size_t b = 0; b < e.blocks.size(); ++b)
-      if (!(nodes_ != nullptr && nodes_->remote(e.blocks[b]))) store_.Unpin(e.blocks[b], il, b >= first_written);
-  }
-}
-
-void Forward::PrefetchLayer(const StepPlan& plan, int32_t il) {
-  if (!store_.has_disk()) return;
-  std::vector<std::pair<BlockId, int32_t>> want;
-  for (const PlanEntry& e : plan.entries)
-    for (BlockId b : e.blocks) want.emplace_back(b, il);
-  store_.Prefetch(want);
-}
-
 // One pass per token: q rotated in place; K rotated in place (hot in cache)
 // and quantized straight into its block, then V.
-void Forward::RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int table) {
+void Forward::RopeWriteKv(const KvTiers::Slices& slices, int table) {
   const HParams& hp = model_.hparams();
-  const KvLayout& L = store_.layout();
+  const KvLayout& L = kv_.layout();
   const int64_t E = hp.n_embd_q(), KV = hp.n_embd_kv();
   const int32_t D = hp.head_dim;
   const bool neox = hp.rope_type == RopeType::kNeox;
@@ -192,21 +150,13 @@ Status Forward::SelfAttention(const StepPlan& plan, int32_t il) {
     for (int64_t h = 0; h < int64_t{n_} * hp.n_head_kv; ++h)
       kernels::RmsNorm(&k_[h * D], kw, &k_[h * D], D, hp.rms_eps);
   }
-  std::vector<std::vector<uint8_t*>> slices;
-  STRATA_RETURN_IF_ERROR(PinLayer(plan, il, &slices));
-  if (il + 1 < model_.shard().end_layer) PrefetchLayer(plan, il + 1);
+  STRATA_RETURN_IF_ERROR(kv_.Open(plan, il, &slices_));
+  if (il + 1 < model_.shard().end_layer) kv_.Prefetch(plan, il + 1);
   const bool swa = hp.is_swa(il);
-  RopeWriteKv(slices, swa && ropes_.size() > 1 ? 1 : 0);
-  const AttentionMath math = LayerAttentionMath(hp, il);
-  if (nodes_ != nullptr && nodes_->active()) {
-    Status s = nodes_->Attend(attention_, grid_, math, refs_, plan, q_.data(), &slices, att_.data());
-    UnpinLayer(plan, il);
-    STRATA_RETURN_IF_ERROR(s);
-  } else {
-    attention_.Run(grid_, math, refs_, q_.data(), slices, att_.data());
-    UnpinLayer(plan, il);
-  }
-  store_.EnforceBudget();
+  RopeWriteKv(slices_, swa && ropes_.size() > 1 ? 1 : 0);
+  const Status s = kv_.Attend(grid_, LayerAttentionMath(hp, il), refs_, plan, q_.data(), &slices_, att_.data());
+  kv_.Close(plan, il);
+  STRATA_RETURN_IF_ERROR(s);
   return ApplyRowParallel(l.wo, att_.data(), xb_.data());
 }
 
@@ -247,7 +197,7 @@ void Forward::AddResidual() {
   for (int64_t i = 0; i < n; ++i) x_[i] += xb_[i];
 }
 
-Status Forward::Run(const StepPlan& plan, std::vector<float>* logits, const KvNodeStep* nodes, KvNodeCosts* costs) {
+Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
   const HParams& hp = model_.hparams();
   const ModelWeights& w = model_.weights();
   const int64_t E = hp.n_embd;
@@ -256,7 +206,7 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits, const KvNo
   Resize(n);
   n_ = n;
   STRATA_RETURN_IF_ERROR(GroupByAdapter(plan));
-  if (nodes_ != nullptr) nodes_->BeginStep(plan, nodes, costs);
+  kv_.BeginStep(plan);
   refs_.clear();
   for (size_t e = 0; e < plan.entries.size(); ++e) {
     const int32_t pos0 = plan.entries[e].start;
@@ -288,7 +238,7 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits, const KvNo
     STRATA_RETURN_IF_ERROR(cluster_->Recv(rank - 1, x_.data(), int64_t{n} * E));
   }
 
-  PrefetchLayer(plan, shard.first_layer);
+  kv_.Prefetch(plan, shard.first_layer);
   for (int32_t il = shard.first_layer; il < shard.end_layer; ++il) STRATA_RETURN_IF_ERROR((this->*layer_)(plan, il));
   if (ranks > 1) {
     // The hidden state goes on to the next rank; the last one's back to rank 0.

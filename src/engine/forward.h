@@ -6,10 +6,12 @@
 // through the Linear seam, engine/linear.h). Each layer is built by its
 // architecture's layer builder from shared blocks (norm, self-attention,
 // gated FFN, residual add), picked once per model. Attention runs over
-// each sequence's own KV blocks, wherever they live (BlockStore), block by
-// block with exact log-sum-exp merging, on an AttentionGrid (query tiles x KV
-// heads x block ranges; engine/attention_pass.h). RoPE is applied to K as it
-// is written into its KV slice.
+// each sequence's own KV blocks, wherever they live: the forward pass reads
+// and writes KV only through the KV tiers it is given (engine/kv_tiers.h),
+// which merge the blocks' partial results exactly (log-sum-exp), on an
+// AttentionGrid (query tiles x KV heads x block ranges;
+// engine/attention_pass.h). RoPE is applied to K as it is written into its KV
+// slice.
 //
 // Each entry runs with the adapter set its plan entry names (0: none; k: the
 // k-th of SetAdapters'): the Linear seam adds the sets' low-rank products
@@ -20,9 +22,8 @@
 // outputs of wo and ffn_down over the ranks (an all-reduce each, F32);
 // --split layer computes the rank's layers between receiving the hidden state
 // from the rank before and sending it to the next (the last rank's goes back
-// to rank 0); --split none --kv-nodes runs the whole model on rank 0 and
-// reads the KV blocks that live on the other ranks through them. Only rank 0
-// computes logits.
+// to rank 0); --split none --kv-nodes runs the whole model on rank 0, whose
+// KV tiers include the other ranks' RAM. Only rank 0 computes logits.
 //
 // Thread-safety: one Run at a time; the model is shared read-only.
 #pragma once
@@ -34,11 +35,10 @@
 #include "core/status.h"
 #include "dist/cluster.h"
 #include "engine/attention_pass.h"
-#include "engine/kv_node_attention.h"
+#include "engine/kv_tiers.h"
 #include "engine/linear.h"
 #include "engine/rope.h"
 #include "kernels/thread_pool.h"
-#include "kv/block_store.h"
 #include "kv/step_plan.h"
 #include "model/model.h"
 
@@ -46,10 +46,11 @@ namespace strata {
 
 class Forward {
  public:
-  // REQUIRES: model, store, pool and cluster outlive this object; grid as AttentionPass::Run.
+  // REQUIRES: model, kv, pool and cluster outlive this object; grid as AttentionPass::Run.
+  // kv: where the KV blocks the plans name live (their layout is the model's).
   // n_ctx_seq: the positions a sequence may reach (LongRoPE picks its factors by it).
   // cluster: the MPI job whose rank runs model's shard; null: the whole model here.
-  Forward(const Model& model, BlockStore& store, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {},
+  Forward(const Model& model, KvTiers& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid = {},
           Cluster* cluster = nullptr);
 
   // The attention grid (e.g. the tuned one; attention_tuner.h). Results do not
@@ -62,21 +63,16 @@ class Forward {
   void SetAdapters(std::vector<LoraSet> sets) { adapters_ = std::move(sets); }
   int32_t n_adapters() const { return static_cast<int32_t>(adapters_.size()); }
 
-  // Computes the plan. REQUIRES: it passes ValidatePlan for this store, its
-  // copies are made, and no two entries write one block. Does not Commit:
+  // Computes the plan. REQUIRES: it passes ValidatePlan for the KV's block
+  // store, its copies are made, and no two entries write one block. Does not Commit:
   // the caller commits on success or rolls back on failure (an I/O error
   // from the disk tier).
   // logits: F32 [n_vocab, plan.n_logit_rows()]: in entry order, every token
   // of kAll entries or the last token of kLast entries (ranks other than 0: none).
   // An MPI failure or timeout is kUnavailable; an entry naming an adapter set
-  // beyond n_adapters() kInvalidArgument.
-  //
-  // Under --kv-nodes (rank 0 of a job whose other ranks are KV nodes,
-  // engine/kv_nodes.h): nodes is the step's KV node part (null: all blocks
-  // local), whose remote blocks are read through the nodes
-  // (engine/kv_node_attention.h); costs records measured costs (may be null).
-  [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits, const KvNodeStep* nodes = nullptr,
-                           KvNodeCosts* costs = nullptr);
+  // beyond n_adapters() kInvalidArgument; a KV slice lost on the disk tier
+  // kCorrupt / kIOError.
+  [[nodiscard]] Status Run(const StepPlan& plan, std::vector<float>* logits);
 
  private:
   // One transformer layer on x_ (a per-architecture layer builder).
@@ -105,22 +101,17 @@ class Forward {
   void Resize(int32_t n_tokens);
   // lora_ and lora_logits_ from the plan's entries (rows by adapter set).
   [[nodiscard]] Status GroupByAdapter(const StepPlan& plan);
-  // Pins every slice of layer il the batch reads; *slices[e][b] -> bytes of block b of entry e.
-  [[nodiscard]] Status PinLayer(const StepPlan& plan, int32_t il, std::vector<std::vector<uint8_t*>>* slices);
-  void UnpinLayer(const StepPlan& plan, int32_t il);
-  void PrefetchLayer(const StepPlan& plan, int32_t il);
   // Rotates q_ in place with the angles of table (0: full-attention layers,
   // 1: sliding-window layers) and writes each token's rotated K and its V
   // into its block.
-  void RopeWriteKv(const std::vector<std::vector<uint8_t*>>& slices, int table);
+  void RopeWriteKv(const KvTiers::Slices& slices, int table);
 
   const Model& model_;
   Cluster* cluster_;
-  BlockStore& store_;
+  KvTiers& kv_;
   ThreadPool& pool_;
   AttentionGrid grid_;
-  AttentionPass attention_;
-  std::unique_ptr<KvNodeReader> nodes_;  // under --kv-nodes: reads the blocks on KV nodes
+  KvTiers::Slices slices_;  // the open layer's (KvTiers::Open)
   std::vector<AttentionQuery> refs_;  // [n_tokens] of the current batch: (entry index, absolute position)
   LayerBuilder layer_;
   // RoPE of the full-attention layers, then of the sliding-window layers

@@ -18,11 +18,17 @@ double Seconds() {
 
 }  // namespace
 
-KvNodeReader::KvNodeReader(Cluster& cluster, const KvLayout& layout, int32_t n_head, ThreadPool& pool)
-    : cluster_(cluster), layout_(layout), n_head_(n_head), pool_(pool) {}
+KvNodeReader::KvNodeReader(Cluster& cluster, BlockStore& store, int32_t n_head, ThreadPool& pool)
+    : LocalKv(store, n_head, pool), cluster_(cluster), n_head_(n_head), pool_(pool) {}
 
-void KvNodeReader::BeginStep(const StepPlan& plan, const KvNodeStep* step, KvNodeCosts* costs) {
+void KvNodeReader::SetStep(const KvNodeStep* step, KvNodeCosts* costs) {
+  next_step_ = step;
   costs_ = costs;
+}
+
+void KvNodeReader::BeginStep(const StepPlan& plan) {
+  const KvNodeStep* step = next_step_;
+  next_step_ = nullptr;
   active_ = step != nullptr && !step->remote.empty();
   for (std::vector<BlockId>& d : data_) d.clear();
   compute_ranks_.clear();
@@ -58,10 +64,11 @@ void KvNodeReader::BeginStep(const StepPlan& plan, const KvNodeStep* step, KvNod
   node_query_blocks_ = *std::max_element(node_query_blocks.begin(), node_query_blocks.end());
 }
 
-Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, const AttentionMath& math,
-                            std::span<const AttentionQuery> queries, const StepPlan& plan, float* q,
-                            std::vector<std::vector<uint8_t*>>* slices, float* out) {
-  const int32_t D = layout_.head_dim;
+Status KvNodeReader::Attend(const AttentionGrid& grid, const AttentionMath& math,
+                            std::span<const AttentionQuery> queries, const StepPlan& plan, float* q, Slices* slices,
+                            float* out) {
+  if (!active_) return LocalKv::Attend(grid, math, queries, plan, q, slices, out);
+  const int32_t D = layout().head_dim;
   const int64_t n_q = static_cast<int64_t>(queries.size()), E = int64_t{n_head_} * D, row = D + 2;
   const double t_bcast = Seconds();
   if (any_compute_) STRATA_RETURN_IF_ERROR(cluster_.BroadcastFloats(q, n_q * E));
@@ -73,14 +80,14 @@ Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, cons
   double fetched_bytes = 0;
   for (size_t r = 1; r < data_.size(); ++r) {
     if (data_[r].empty()) continue;
-    fetched_[r].resize(data_[r].size() * layout_.slice_bytes());
+    fetched_[r].resize(data_[r].size() * layout().slice_bytes());
     STRATA_RETURN_IF_ERROR(cluster_.RecvBytes(static_cast<int32_t>(r), fetched_[r].data(),
                                               static_cast<int64_t>(fetched_[r].size())));
-    for (size_t k = 0; k < data_[r].size(); ++k) at.emplace_back(data_[r][k], &fetched_[r][k * layout_.slice_bytes()]);
+    for (size_t k = 0; k < data_[r].size(); ++k) at.emplace_back(data_[r][k], &fetched_[r][k * layout().slice_bytes()]);
     fetched_bytes += static_cast<double>(fetched_[r].size());
   }
   if (costs_ != nullptr && fetched_bytes > 0)
-    costs_->ObserveFetchWait(Seconds() - t_fetch, fetched_bytes, costs_->round_trip_s / (2.0 * layout_.n_layer));
+    costs_->ObserveFetchWait(Seconds() - t_fetch, fetched_bytes, costs_->round_trip_s / (2.0 * layout().n_layer));
   std::sort(at.begin(), at.end());
   for (size_t e = 0; e < plan.entries.size(); ++e)
     for (size_t b = 0; b < plan.entries[e].blocks.size(); ++b) {
@@ -91,7 +98,7 @@ Status KvNodeReader::Attend(AttentionPass& pass, const AttentionGrid& grid, cons
     }
   partial_.resize(static_cast<size_t>(n_q * n_head_ * row));
   const double t0 = Seconds();
-  pass.Run(grid, math, queries, q, *slices, nullptr, partial_.data());
+  pass().Run(grid, math, queries, q, *slices, nullptr, partial_.data());
   if (costs_ != nullptr) costs_->ObserveAttention(static_cast<uint64_t>(local_query_blocks_), Seconds() - t0);
   // Compute mode: each node's softmax state, merged into rank 0's.
   theirs_.resize(partial_.size());

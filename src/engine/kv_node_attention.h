@@ -23,39 +23,45 @@
 #include "dist/cluster.h"
 #include "engine/attention_pass.h"
 #include "engine/kv_nodes.h"
+#include "engine/local_kv.h"
 #include "kv/block_store.h"
 #include "kv/kv_node_step.h"
 #include "kv/step_plan.h"
 
 namespace strata {
 
-// Rank 0's end. REQUIRES: cluster, pool outlive it.
-class KvNodeReader {
+// Rank 0's end: its KV tiers (engine/kv_tiers.h) — its own RAM (LocalKv)
+// and the blocks on KV nodes, read as each step's KvNodeStep says.
+// REQUIRES: cluster, store, pool outlive it.
+class KvNodeReader : public LocalKv {
  public:
-  KvNodeReader(Cluster& cluster, const KvLayout& layout, int32_t n_head, ThreadPool& pool);
+  KvNodeReader(Cluster& cluster, BlockStore& store, int32_t n_head, ThreadPool& pool);
 
-  // The step about to run: which of its blocks live where. costs: where to
-  // record rank 0's measured attention cost (may be null).
-  void BeginStep(const StepPlan& plan, const KvNodeStep* step, KvNodeCosts* costs);
+  // Where the next step's blocks live (kv/kv_node_step.h; null: all here)
+  // and where to record rank 0's measured costs (may be null); read by the
+  // next BeginStep. REQUIRES: step stays valid until then.
+  void SetStep(const KvNodeStep* step, KvNodeCosts* costs);
+  void BeginStep(const StepPlan& plan) override;
+
+  // Layer attention over local and remote blocks: slices null for remote
+  // blocks (data-mode ones are filled in here).
+  [[nodiscard]] Status Attend(const AttentionGrid& grid, const AttentionMath& math,
+                              std::span<const AttentionQuery> queries, const StepPlan& plan, float* q, Slices* slices,
+                              float* out) override;
+
+ protected:
   // Whether a block lives on a node this step (its slice is not pinned locally).
-  bool remote(BlockId id) const { return !remote_of_.empty() && remote_of_[static_cast<size_t>(id)] != 0; }
-  // Whether the step reads any remote block (else attention runs as usual).
-  bool active() const { return active_; }
-
-  // Layer attention over local and remote blocks into out F32 [head_dim *
-  // n_head, n_queries]. slices: as AttentionPass::Run, null for remote
-  // blocks (data-mode ones are filled in here). q: rotated.
-  [[nodiscard]] Status Attend(AttentionPass& pass, const AttentionGrid& grid, const AttentionMath& math,
-                              std::span<const AttentionQuery> queries, const StepPlan& plan, float* q,
-                              std::vector<std::vector<uint8_t*>>* slices, float* out);
+  bool Elsewhere(BlockId id) const override {
+    return !remote_of_.empty() && remote_of_[static_cast<size_t>(id)] != 0;
+  }
 
  private:
   Cluster& cluster_;
-  KvLayout layout_;
   int32_t n_head_;
   ThreadPool& pool_;
+  const KvNodeStep* next_step_ = nullptr;
   KvNodeCosts* costs_ = nullptr;
-  bool active_ = false, any_compute_ = false;
+  bool active_ = false, any_compute_ = false;  // the step reads a remote block; one by computation
   std::vector<int8_t> remote_of_;           // [n_blocks] 0 local, 1 compute, 2 data (this step)
   std::vector<std::vector<BlockId>> data_;  // [ranks] each node's data-mode blocks, in message order
   std::vector<int32_t> compute_ranks_;      // nodes with compute-mode blocks

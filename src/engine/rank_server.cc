@@ -10,6 +10,7 @@
 #include "engine/kv_node_attention.h"
 #include "engine/kv_nodes.h"
 #include "kernels/thread_pool.h"
+#include "engine/local_kv.h"
 #include "kv/block_store.h"
 #include "kv/kv_shard.h"
 
@@ -67,6 +68,7 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
   // The runner rank 0 has open: this rank's block store and forward pass.
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<BlockStore> store;
+  std::unique_ptr<LocalKv> tiers;            // --split tensor|layer: the forward pass's view of store
   std::unique_ptr<Forward> forward;          // --split tensor|layer: this rank's shard
   std::unique_ptr<KvNodeServer> node;        // --kv-nodes: this rank lends its RAM for KV blocks
   PlanLimits limits;
@@ -87,6 +89,7 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
         }
         node.reset();
         forward.reset();
+        tiers.reset();
         store.reset();
         KvLayout layout;
         STRATA_RETURN_IF_ERROR(MakeKvLayout(model.hparams(), m.open.kv_type, m.open.kv_block_tokens, &layout));
@@ -99,7 +102,8 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
           node = std::make_unique<KvNodeServer>(model, cluster, *store, *pool, grid,
                                                 static_cast<int64_t>(budget / layout.block_bytes()));
         } else {
-          forward = std::make_unique<Forward>(model, *store, *pool, m.open.n_ctx, grid, &cluster);
+          tiers = std::make_unique<LocalKv>(*store, model.hparams().n_head, *pool);
+          forward = std::make_unique<Forward>(model, *tiers, *pool, m.open.n_ctx, grid, &cluster);
         }
         limits = PlanLimits{model.hparams().n_vocab, m.open.n_blocks, m.open.kv_block_tokens, m.open.n_ctx, 1 << 20};
         idle_wait_s = m.open.keepalive_ms > 0 ? kKeepaliveMisses * m.open.keepalive_ms / 1000.0 : kIdleTimeoutS;
@@ -122,6 +126,7 @@ Status ServeRank(const Model& model, Cluster& cluster, const RankServerParams& p
       case RankMessageKind::kClose:
         node.reset();
         forward.reset();
+        tiers.reset();
         store.reset();
         break;
       case RankMessageKind::kPing: {

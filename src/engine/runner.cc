@@ -70,7 +70,11 @@ Runner::Runner(const Model& model, const RunnerParams& params, int32_t n_ctx, in
       n_ctx_(n_ctx),
       pool_(n_threads),
       kv_(std::move(kv)),
-      forward_(model, kv_->store(), pool_, n_ctx,
+      tiers_(cluster != nullptr && cluster->kv_nodes()
+                 ? std::make_unique<KvNodeReader>(*cluster, kv_->store(), model.hparams().n_head, pool_)
+                 : std::make_unique<LocalKv>(kv_->store(), model.hparams().n_head, pool_)),
+      node_reader_(cluster != nullptr && cluster->kv_nodes() ? static_cast<KvNodeReader*>(tiers_.get()) : nullptr),
+      forward_(model, *tiers_, pool_, n_ctx,
                SelectAttentionGrid(params.attention_grid, params.env != nullptr ? params.env : Env::Default(),
                                    params.tune_cache_path, kv_->layout(), model.hparams().n_head, pool_),
                cluster) {}
@@ -206,7 +210,8 @@ Status Runner::Run(const StepPlan& plan, std::vector<float>* logits) {
   // Prepare copied a block before it came back from its node: copy again.
   if (std::any_of(nodes.moves.begin(), nodes.moves.end(), [](const KvNodeMove& m) { return m.to == 0; }))
     for (const BlockCopy& c : plan.copies) STRATA_RETURN_IF_ERROR(kv_->store().CopyBlock(c.from, c.to));
-  return forward_.Run(plan, logits, &nodes, &nodes_->costs());
+  node_reader_->SetStep(&nodes, &nodes_->costs());
+  return forward_.Run(plan, logits);
 }
 
 }  // namespace strata

@@ -27,7 +27,9 @@
 #include "core/status.h"
 #include "engine/attention_pass.h"
 #include "engine/forward.h"
+#include "engine/kv_node_attention.h"
 #include "engine/kv_nodes.h"
+#include "engine/local_kv.h"
 #include "kernels/thread_pool.h"
 #include "kv/kv_cache_manager.h"
 #include "model/model.h"
@@ -131,6 +133,10 @@ class Runner {
   ThreadPool pool_;
   std::unique_ptr<KvNodes> nodes_;  // under --kv-nodes: where blocks live (before kv_: its on_free calls it)
   std::unique_ptr<KvCacheManager> kv_;
+  // The forward pass's KV tiers: rank 0's RAM and disk tier, and under
+  // --kv-nodes the nodes' RAM too (then a KvNodeReader, node_reader_).
+  std::unique_ptr<LocalKv> tiers_;
+  KvNodeReader* node_reader_;  // tiers_ under --kv-nodes, else null
   Forward forward_;
 };
 
