@@ -8,9 +8,11 @@
 #include <random>
 #include <vector>
 
+#include "bench/bench.h"
 #include "bench/read_bandwidth.h"
 #include "bench/report.h"
 #include "bench/roofline.h"
+#include "engine/context.h"
 #include "kernels/kernels.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -293,6 +295,80 @@ TEST(BenchCliTest, MarkdownWithoutPeer) {
   EXPECT_NE(r.out.find("| strata | tg4 |"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("llamacpp"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("roofline: "), std::string::npos) << r.out;
+}
+
+// A --depth prefix read from its session file continues exactly as the computed one.
+TEST(BenchPrefixTest, SessionFileHoldsThePrefixForLaterRuns) {
+  ModelLoadOptions mo;
+  mo.path = testing::SharedPath("models/stories260K.gguf");
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Env::Default(), mo, &model).ok());
+  const std::string path = testing::MakeTempDir() + "/prefix.session";
+  const int32_t next = 42;
+  std::vector<float> first;
+  for (int32_t expect_read : {0, 70}) {
+    std::unique_ptr<Context> ctx;
+    ASSERT_TRUE(Context::Create(*model, ContextParams{.n_ctx = 128, .n_batch = 32, .n_threads = 2}, &ctx).ok());
+    int32_t read = -1;
+    Status s = bench::PreparePrefix(*ctx, 70, Env::Default(), path, &read);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(read, expect_read);
+    EXPECT_EQ(ctx->tokens(), bench::PrefixTokens(*ctx, 70));
+    ASSERT_TRUE(ctx->Decode(std::span<const int32_t>(&next, 1), LogitsMode::kLast).ok());
+    const std::vector<float> logits(ctx->logits(), ctx->logits() + model->hparams().n_vocab);
+    if (first.empty()) {
+      first = logits;
+    } else {
+      EXPECT_EQ(logits, first);
+    }
+  }
+  // A smaller depth than the file's: refused, not silently recomputed.
+  std::unique_ptr<Context> ctx;
+  ASSERT_TRUE(Context::Create(*model, ContextParams{.n_ctx = 128, .n_batch = 32, .n_threads = 2}, &ctx).ok());
+  int32_t read = -1;
+  Status s = bench::PreparePrefix(*ctx, 50, Env::Default(), path, &read);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
+  EXPECT_NE(s.message().find("another prefix (70 tokens) than --depth 50"), std::string::npos) << s.ToString();
+  EXPECT_EQ(ctx->n_past(), 0);
+
+  // A larger one: the file's 70 tokens are read and extended, and the file then holds 100.
+  s = bench::PreparePrefix(*ctx, 100, Env::Default(), path, &read);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(read, 70);
+  EXPECT_EQ(ctx->tokens(), bench::PrefixTokens(*ctx, 100));
+  ASSERT_TRUE(ctx->Decode(std::span<const int32_t>(&next, 1), LogitsMode::kLast).ok());
+  const std::vector<float> extended(ctx->logits(), ctx->logits() + model->hparams().n_vocab);
+  std::unique_ptr<Context> fresh;
+  ASSERT_TRUE(Context::Create(*model, ContextParams{.n_ctx = 128, .n_batch = 32, .n_threads = 2}, &fresh).ok());
+  ASSERT_TRUE(fresh->Decode(bench::PrefixTokens(*fresh, 100), LogitsMode::kLast).ok());
+  ASSERT_TRUE(fresh->Decode(std::span<const int32_t>(&next, 1), LogitsMode::kLast).ok());
+  const std::vector<float> computed(fresh->logits(), fresh->logits() + model->hparams().n_vocab);
+  for (size_t i = 0; i < computed.size(); ++i) ASSERT_NEAR(extended[i], computed[i], 1e-4f) << i;
+  std::unique_ptr<Context> again;
+  ASSERT_TRUE(Context::Create(*model, ContextParams{.n_ctx = 128, .n_batch = 32, .n_threads = 2}, &again).ok());
+  ASSERT_TRUE(bench::PreparePrefix(*again, 100, Env::Default(), path, &read).ok());
+  EXPECT_EQ(read, 100);
+  EXPECT_EQ(again->n_past(), 100);
+}
+
+TEST(BenchCliTest, DepthSessionIsComputedOnceThenRead) {
+  const std::string path = testing::MakeTempDir() + "/prefix.session";
+  const std::vector<std::string> argv = {testing::CliPath(), "bench", "-m", testing::SharedPath("models/stories260K.gguf"),
+                                         "-p", "0", "-n", "2", "-r", "1", "--no-roofline", "--depth", "40",
+                                         "--depth-session", path};
+  auto r = testing::RunCommand(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("prefix of 40 tokens: 0 read from " + path + ", 40 computed (the file now holds them all)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.out.find("| strata | tg2@d40 |"), std::string::npos) << r.out;
+  r = testing::RunCommand(argv);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("prefix of 40 tokens: 40 read from " + path + ", 0 computed, in"), std::string::npos) << r.err;
+  r = testing::RunCommand({testing::CliPath(), "bench", "-m", testing::SharedPath("models/stories260K.gguf"), "-p", "0",
+                           "-n", "2", "--depth-session", path});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("needs --depth"), std::string::npos) << r.err;
 }
 
 }  // namespace

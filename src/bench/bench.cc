@@ -7,6 +7,8 @@
 #include <numeric>
 #include <random>
 
+#include "engine/sampler.h"
+
 namespace strata::bench {
 
 std::string TestSpec::name() const {
@@ -39,11 +41,35 @@ std::vector<int32_t> RandomTokens(const Context& ctx, int32_t n, uint64_t seed) 
 
 }  // namespace
 
+std::vector<int32_t> PrefixTokens(const Context& ctx, int32_t n) { return RandomTokens(ctx, n, /*seed=*/0x5eed); }
+
+Status PreparePrefix(Context& ctx, int32_t depth, Env* env, const std::string& path, int32_t* read) {
+  const std::vector<int32_t> prefix = PrefixTokens(ctx, depth);
+  Sampler sampler{SamplerParams{}};  // the session's sampler state is not used
+  ctx.Truncate(0);
+  *read = 0;
+  if (env->CheckRegularFile(path).ok()) {
+    STRATA_RETURN_IF_ERROR(ctx.LoadSession(env, path, &sampler));
+    const std::vector<int32_t>& have = ctx.tokens();
+    *read = ctx.n_past();
+    if (have == prefix) return Status::Ok();
+    if (have.size() > prefix.size() || !std::equal(have.begin(), have.end(), prefix.begin())) {
+      ctx.Truncate(0);
+      return Status::InvalidArgument(
+          fmt::format("{} holds another prefix ({} tokens) than --depth {}: remove it", path, *read, depth));
+    }
+  }
+  // A shorter prefix of the same tokens (a smaller depth's) is extended.
+  const size_t have = ctx.tokens().size();
+  STRATA_RETURN_IF_ERROR(ctx.Decode(std::span<const int32_t>(prefix).subspan(have), LogitsMode::kLast));
+  return ctx.SaveSession(env, path, sampler);
+}
+
 Status RunOnce(Context& ctx, const TestSpec& test, uint64_t seed, double* tokens_per_s) {
   const std::vector<int32_t> tokens = RandomTokens(ctx, test.n_tokens, seed);
   if (test.depth > 0) {
     // The prefix is computed once (not timed); later repetitions only drop what the last one added.
-    const std::vector<int32_t> prefix = RandomTokens(ctx, test.depth, /*seed=*/0x5eed);
+    const std::vector<int32_t> prefix = PrefixTokens(ctx, test.depth);
     const std::vector<int32_t>& have = ctx.tokens();
     if (have.size() < prefix.size() || !std::equal(prefix.begin(), prefix.end(), have.begin())) {
       ctx.Truncate(0);

@@ -12,6 +12,7 @@
 
 #include "bench/read_bandwidth.h"
 #include "bench/roofline.h"
+#include "core/env.h"
 #include "core/status.h"
 #include "engine/context.h"
 #include "model/model.h"
@@ -35,6 +36,22 @@ struct Stats {
   double median = 0, min = 0, max = 0, mean = 0;
 };
 Stats Summarize(std::vector<double> values);
+
+// The tokens of a --depth prefix of n positions (random, the same for every run and rank count).
+std::vector<int32_t> PrefixTokens(const Context& ctx, int32_t n);
+
+// Makes ctx's sequence hold the depth-token prefix (PrefixTokens) with its KV
+// read from the session file at path when that file exists, else computed
+// and saved there (kv/session_file.h: atomic, checksummed), so the prefix of
+// a long-context benchmark is computed once for many runs (under any rank
+// count and split: session files hold the whole KV). A file holding a
+// shorter prefix of the same tokens (PrefixTokens of a smaller depth) is
+// read, extended and saved again. *read: the prefix tokens whose KV the
+// file held (0: computed whole). A
+// file holding other tokens (or more) is kInvalidArgument naming it; another
+// model's is refused by the session loader (fingerprint).
+// REQUIRES: depth >= 1, ctx->n_ctx() >= depth, no adapters set.
+[[nodiscard]] Status PreparePrefix(Context& ctx, int32_t depth, Env* env, const std::string& path, int32_t* read);
 
 // Runs one repetition of test on a fresh sequence in ctx; returns tokens/s.
 // REQUIRES: ctx->n_ctx() >= test.depth + test.n_tokens.

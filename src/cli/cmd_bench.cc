@@ -49,6 +49,7 @@ struct BenchOptions {
   std::vector<std::string> loras;  // --lora FILE[:SCALE]: the LoRA serving test
   int32_t lora_seqs = 16;
   int32_t depth = 0;   // tg tests after a cached prefix of this many tokens
+  std::string depth_session;  // the prefix's KV is read from (or saved to) this session file
   std::string kv_ram;  // the KV cache's RAM budget (under --kv-nodes: each rank's); empty: unbounded
 };
 
@@ -152,6 +153,7 @@ void Bench(const BenchOptions& o) {
   if (o.n_gen > 0) tests.push_back({bench::TestSpec::Kind::kGenerate, o.n_gen, 1, o.depth});
   if (tests.empty()) Fail("bench", Status::InvalidArgument("nothing to run: -p and -n are both 0"));
   if (o.depth > 0 && !o.peer.empty()) Fail("--depth", Status::Unsupported("with --peer"));
+  if (!o.depth_session.empty() && o.depth == 0) Fail("--depth-session", Status::InvalidArgument("needs --depth"));
   std::unique_ptr<Context> ctx;
   ContextParams cp;
   cp.n_ctx = std::max(o.n_prompt, o.depth + o.n_gen);
@@ -160,6 +162,14 @@ void Bench(const BenchOptions& o) {
   cp.tune_cache_path = TuneCachePath(o.tune);
   cp.kv_tiers.ram_bytes = SizeOption(o.kv_ram, "--kv-ram");
   CheckOk("cannot create context", Context::Create(*model, cp, &ctx));
+  if (!o.depth_session.empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    int32_t read = 0;
+    CheckOk("--depth-session", bench::PreparePrefix(*ctx, o.depth, Env::Default(), o.depth_session, &read));
+    std::fprintf(stderr, "prefix of %d tokens: %d read from %s, %d computed%s, in %.1f s\n", o.depth, read,
+                 o.depth_session.c_str(), o.depth - read, read < o.depth ? " (the file now holds them all)" : "",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
 
   for (int32_t s : o.batch_seqs) tests.push_back({bench::TestSpec::Kind::kBatched, std::max(o.n_gen, 1), s});
   std::vector<bench::EngineResult> results;
@@ -278,6 +288,9 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("-n,--n-gen", o->n_gen, "Tokens generated one at a time (0 = skip)")->check(CLI::Range(0, 1 << 16));
   cmd->add_option("-d,--depth", o->depth, "tg tests after a cached prefix of this many tokens (tgN@dD)")
       ->check(CLI::Range(0, 1 << 22));
+  cmd->add_option("--depth-session", o->depth_session,
+                  "read the --depth prefix's KV from this session file, or compute it once and save it there")
+      ->type_name("FILE");
   cmd->add_option("-t,--threads", o->threads, "Threads")->check(CLI::Range(1, 1024));
   cmd->add_option("-r,--reps", o->reps, "Measured repetitions per test")->check(CLI::Range(1, 1000));
   cmd->add_flag("--json", o->json, "Print a JSON array of result rows");
