@@ -83,15 +83,17 @@ struct RunOut {
 };
 
 // Greedy `strata run` of model, under mpirun -np np --split split when np > 0.
-RunOut RunStrata(const std::string& model, int np, const std::string& split, int n = 24) {
+RunOut RunStrata(const std::string& model, int np, const std::string& split, int n = 24,
+                 const std::vector<std::string>& extra = {}, const std::string& prompt = "Once upon a time") {
   const std::string dir = testing::MakeTempDir();
   std::vector<std::string> argv = np > 0 ? Mpirun(np) : std::vector<std::string>{};
   for (const std::string& a : {testing::CliPath(), std::string("run"), std::string("-m"), model, std::string("-p"),
-                               std::string("Once upon a time"), std::string("-n"), std::to_string(n),
+                               prompt, std::string("-n"), std::to_string(n),
                                std::string("--temp"), std::string("0"), std::string("-t"), std::string("1"),
                                std::string("--no-tune"), std::string("--logits-out"), dir + "/logits"})
     argv.push_back(a);
   if (np > 0) argv.insert(argv.end(), {"--split", split});
+  argv.insert(argv.end(), extra.begin(), extra.end());
   RunOut r;
   r.result = testing::RunCommand(argv, "", {.timeout_s = 240});
   r.logits = ReadFloats(dir + "/logits");
@@ -156,6 +158,48 @@ TEST(MpiTest, LayerSplitEqualsOneProcess) {
           << many.result.err;
     }
   }
+}
+
+// The layer split's pipeline: a prompt longer than --micro-batch runs
+// through the ranks as micro-batches (down to one token each), with the same
+// text and logits as one process.
+TEST(MpiTest, LayerSplitMicroBatchesEqualOneProcess) {
+  STRATA_REQUIRE_MPIRUN();
+  const std::string prompt = "Once upon a time, there was a little girl named Lily. She loved to play outside";
+  for (const std::string& model : {Stories(), SynthGqa()}) {
+    const RunOut one = RunStrata(model, 0, "", 16, {}, prompt);
+    ASSERT_EQ(one.result.exit_code, 0) << one.result.err;
+    for (int np : {2, 4})
+      for (const char* mb : {"1", "5"}) {
+        const RunOut many = RunStrata(model, np, "layer", 16, {"--micro-batch", mb}, prompt);
+        ExpectSameRun(one, many, model + " layer np " + std::to_string(np) + " micro-batch " + mb);
+      }
+  }
+}
+
+TEST(MpiTest, MicroBatchFlagIsChecked) {
+  STRATA_REQUIRE_MPIRUN();
+  const std::vector<std::string> run = {testing::CliPath(), "run", "-m", Stories(), "-p", "x", "-n", "2", "--no-tune"};
+  std::vector<std::string> alone = run;
+  alone.insert(alone.end(), {"--split", "layer", "--micro-batch", "8"});
+  testing::CommandResult r = testing::RunCommand(alone, "", {.timeout_s = 60});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--micro-batch: needs mpirun"), std::string::npos) << r.err;
+  std::vector<std::string> argv = Mpirun(2);
+  argv.insert(argv.end(), run.begin(), run.end());
+  argv.insert(argv.end(), {"--split", "tensor", "--micro-batch", "8"});
+  r = testing::RunCommand(argv, "", {.timeout_s = 120});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--micro-batch: needs --split layer, not --split tensor"), std::string::npos) << r.err;
+  // Ranks cutting steps differently would deadlock: refused at the handshake.
+  argv = {FindMpirun(), "--oversubscribe", "--allow-run-as-root", "-np", "1"};
+  argv.insert(argv.end(), run.begin(), run.end());
+  argv.insert(argv.end(), {"--split", "layer", "--micro-batch", "8", ":", "-np", "1"});
+  argv.insert(argv.end(), run.begin(), run.end());
+  argv.insert(argv.end(), {"--split", "layer", "--micro-batch", "16"});
+  r = testing::RunCommand(argv, "", {.timeout_s = 120});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("run a different strata build, --split or --micro-batch than rank 0"), std::string::npos) << r.err;
 }
 
 // "strata: N blocks on KV nodes; ... reads: A by computation, B by data": {N, A, B}.

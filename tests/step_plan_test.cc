@@ -197,5 +197,88 @@ TEST(StepPlanTest, DecodedPlanRunsLikeTheOriginal) {
   }
 }
 
+TEST(StepPlanTest, SplitPlanCutsTheTokensInOrder) {
+  StepPlan plan;
+  plan.copies = {{1, 2}};
+  plan.entries = {{.seq = 3, .start = 0, .tokens = {1, 2, 3, 4, 5}, .blocks = {10, 11}, .logits = PlanLogits::kLast},
+                  {.seq = 4, .start = 37, .tokens = {6}, .blocks = {12, 13, 14}, .logits = PlanLogits::kLast, .adapter = 2},
+                  {.seq = 5, .start = 14, .tokens = {7, 8, 9, 10, 11, 12, 13}, .blocks = {15, 16, 17}, .logits = PlanLogits::kAll}};
+  const std::vector<StepPlan> micro = SplitPlan(plan, 4, 16);
+  ASSERT_EQ(micro.size(), 4u);  // 13 tokens, 4 at a time
+  std::vector<int32_t> tokens;
+  int32_t logit_rows = 0;
+  for (const StepPlan& m : micro) {
+    EXPECT_LE(m.n_tokens(), 4);
+    EXPECT_TRUE(m.copies.empty());
+    logit_rows += m.n_logit_rows();
+    for (const PlanEntry& e : m.entries) {
+      tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+      EXPECT_EQ(e.blocks.size(), static_cast<size_t>((e.start + static_cast<int32_t>(e.tokens.size()) + 15) / 16));
+    }
+  }
+  EXPECT_EQ(tokens, (std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}));
+  EXPECT_EQ(logit_rows, plan.n_logit_rows());
+  // Entry 0 is cut after 4 tokens: the first piece returns no logits, the second its last.
+  ASSERT_EQ(micro[0].entries.size(), 1u);
+  EXPECT_EQ(micro[0].entries[0].logits, PlanLogits::kNone);
+  EXPECT_EQ(micro[0].entries[0].blocks, (std::vector<BlockId>{10}));
+  ASSERT_EQ(micro[1].entries.size(), 3u);
+  EXPECT_EQ(micro[1].entries[0].start, 4);
+  EXPECT_EQ(micro[1].entries[0].logits, PlanLogits::kLast);
+  EXPECT_EQ(micro[1].entries[1].adapter, 2);
+  EXPECT_EQ(micro[1].entries[1].blocks, (std::vector<BlockId>{12, 13, 14}));
+  EXPECT_EQ(micro[1].entries[2].start, 14);
+  EXPECT_EQ(micro[1].entries[2].tokens, (std::vector<int32_t>{7, 8}));
+  EXPECT_EQ(micro[1].entries[2].blocks, (std::vector<BlockId>{15}));  // positions 14, 15
+  EXPECT_EQ(micro[1].entries[2].logits, PlanLogits::kAll);
+  EXPECT_EQ(micro[3].entries[0].start, 20);
+  EXPECT_EQ(micro[3].entries[0].blocks, (std::vector<BlockId>{15, 16}));
+  EXPECT_EQ(SplitPlan(plan, 100, 16).size(), 1u);
+  EXPECT_EQ(SplitPlan(plan, 1, 16).size(), 13u);
+}
+
+// Micro-batches run in order compute what the whole plan does: the same
+// logit rows (the pipeline of --split layer relies on it).
+TEST(StepPlanTest, SplitPlanRunsLikeTheWholePlan) {
+  std::unique_ptr<Model> model;
+  ASSERT_TRUE(Model::Load(Env::Default(), {testing::SharedPath("models/stories260K.gguf")}, &model).ok());
+  KvCacheConfig c;
+  ASSERT_TRUE(MakeKvLayout(model->hparams(), DType::kF32, 8, &c.layout).ok());
+  c.n_blocks = 32;
+  std::unique_ptr<KvCacheManager> kv, kv2;
+  ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv).ok());
+  ASSERT_TRUE(KvCacheManager::Create(Env::Default(), c, &kv2).ok());
+  ThreadPool pool(2);
+  LocalKv tiers(kv->store(), model->hparams().n_head, pool), tiers2(kv2->store(), model->hparams().n_head, pool);
+  Forward fwd(*model, tiers, pool, 256), fwd2(*model, tiers2, pool, 256);
+  const std::vector<int32_t> a = model->vocab().Encode("Once upon a time, there was a little girl named Lily", true, false);
+  const std::vector<int32_t> b = model->vocab().Encode("The dog ran", true, false);
+  const SeqId s = kv->NewSequence(), t = kv->NewSequence();
+  ASSERT_EQ(kv2->NewSequence(), s);
+  ASSERT_EQ(kv2->NewSequence(), t);
+  for (int step = 0; step < 2; ++step) {  // the prompts, then one more token each over their cached KV
+    const std::vector<int32_t> fa = step == 0 ? a : std::vector<int32_t>{42};
+    const std::vector<int32_t> fb = step == 0 ? b : std::vector<int32_t>{7, 8, 9};
+    KvCacheManager::Append appends[] = {{s, fa, PlanLogits::kAll}, {t, fb, PlanLogits::kLast}};
+    StepPlan plan, plan2;
+    ASSERT_TRUE(kv->Prepare(appends, &plan).ok());
+    ASSERT_TRUE(kv2->Prepare(appends, &plan2).ok());
+    ASSERT_EQ(EncodePlan(plan), EncodePlan(plan2));
+    std::vector<float> whole;
+    ASSERT_TRUE(fwd.Run(plan, &whole).ok());
+    std::vector<float> pieces, part;
+    for (const StepPlan& m : SplitPlan(plan2, 3, c.layout.block_tokens)) {
+      ASSERT_TRUE(fwd2.Run(m, &part).ok());
+      pieces.insert(pieces.end(), part.begin(), part.end());
+    }
+    ASSERT_EQ(pieces.size(), whole.size()) << step;
+    for (size_t i = 0; i < whole.size(); ++i) ASSERT_NEAR(pieces[i], whole[i], 1e-4f) << step << " " << i;
+    for (KvCacheManager* m : {kv.get(), kv2.get()}) {
+      m->Commit(s, fa);
+      m->Commit(t, fb);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace strata

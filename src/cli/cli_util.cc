@@ -168,6 +168,11 @@ void AddMpiFlags(CLI::App* cmd, MpiFlags* flags) {
                   "--kv-nodes: read remote blocks by moving the computation (compute), the data (data), or the cheaper "
                   "by measured cost (auto)")
       ->check(CLI::IsMember({"auto", "compute", "data"}));
+  cmd->add_option("--micro-batch", flags->micro_batch,
+                  fmt::format("--split layer: a step of more tokens (a long prompt) runs through the ranks as "
+                              "micro-batches of at most this many, keeping every rank busy; 0: whole steps (default {})",
+                              kDefaultMicroBatchTokens))
+      ->check(CLI::Range(0, 1 << 16));
 }
 
 Cluster* JoinCluster(const MpiFlags& flags) {
@@ -175,18 +180,23 @@ Cluster* JoinCluster(const MpiFlags& flags) {
   CheckOk("--split", ParseSplit(flags.split, &split));
   KvNodePolicy policy = KvNodePolicy::kAuto;
   CheckOk("--kv-remote", ParseKvNodePolicy(flags.kv_remote, &policy));
+  if (flags.micro_batch >= 0 && split != Split::kLayer)
+    Fail("--micro-batch", Status::InvalidArgument(fmt::format("needs --split layer, not --split {}", flags.split)));
   if (!Cluster::Launched()) {
     if (flags.kv_nodes) Fail("--kv-nodes", Status::InvalidArgument("needs mpirun (KV nodes are the other ranks)"));
+    if (flags.micro_batch >= 0) Fail("--micro-batch", Status::InvalidArgument("needs mpirun (the pipeline's stages are ranks)"));
     return nullptr;
   }
   if (flags.kv_nodes && split != Split::kNone)
     Fail("--kv-nodes", Status::InvalidArgument(fmt::format("needs --split none, not --split {}", flags.split)));
+
   Cluster* cluster = nullptr;
   CheckOk("mpi", Cluster::Join(split, flags.timeout_s, &cluster));
   if (cluster->size() > 1 && split == Split::kNone && !flags.kv_nodes)
     Fail("--split", Status::InvalidArgument("none under mpirun makes the other ranks KV nodes: pass --kv-nodes (or "
                                             "--split tensor or layer to share the model)"));
   cluster->set_kv_node_policy(policy);
+  if (split == Split::kLayer) cluster->set_micro_batch_tokens(flags.micro_batch >= 0 ? flags.micro_batch : kDefaultMicroBatchTokens);
   return cluster;
 }
 

@@ -93,12 +93,16 @@ struct MpiFlags {
   double timeout_s = 10;
   bool kv_nodes = false;          // --split none: the other ranks lend RAM for KV blocks
   std::string kv_remote = "auto"; // how remote blocks are read (kv/kv_node_step.h KvNodePolicy)
+  int32_t micro_batch = -1;       // --split layer: pipeline micro-batch tokens (0: whole steps); -1: the default
 };
+// --micro-batch's default (measured: docs/BENCHMARKS.md, layer-split prefill).
+inline constexpr int32_t kDefaultMicroBatchTokens = 32;
 void AddMpiFlags(CLI::App* cmd, MpiFlags* flags);
 // Joins the MPI job when mpirun started this process (dist/cluster.h) and
 // returns it; null otherwise (MPI stays uninitialized). Fails (cli::Fail) on
 // a bad --split, --kv-nodes without mpirun or with a split other than none,
-// --split none under mpirun without --kv-nodes, or if MPI cannot start.
+// --micro-batch without --split layer, --split none under mpirun without
+// --kv-nodes, or if MPI cannot start.
 Cluster* JoinCluster(const MpiFlags& flags);
 // Ranks other than 0: loads this rank's shard of the model and runs rank 0's
 // plans until it stops (engine/rank_server.h). Fails (cli::Fail) naming the rank.

@@ -139,7 +139,9 @@ void Cluster::Finalize(bool abort) {
 }
 
 Status Cluster::Handshake(uint64_t model_fingerprint, double startup_timeout_s) {
-  const uint64_t mine[3] = {model_fingerprint, (uint64_t{kPlanVersion} << 32) | static_cast<uint64_t>(split_),
+  const uint64_t mine[3] = {model_fingerprint,
+                            (uint64_t{kPlanVersion} << 48) | (static_cast<uint64_t>(micro_batch_tokens_) << 8) |
+                                static_cast<uint64_t>(split_),
                             kv_budgets_[static_cast<size_t>(rank_)]};
   std::vector<uint64_t> all(3 * static_cast<size_t>(size_));
   {
@@ -162,7 +164,8 @@ Status Cluster::Handshake(uint64_t model_fingerprint, double startup_timeout_s) 
                                                "rank 0 {:016x}): every rank must load the same file",
                                                models, other, all[0]));
   if (!builds.empty())
-    return Status::InvalidArgument(fmt::format("rank(s) {} run a different strata build or --split than rank 0", builds));
+    return Status::InvalidArgument(
+        fmt::format("rank(s) {} run a different strata build, --split or --micro-batch than rank 0", builds));
   return Status::Ok();
 }
 
@@ -189,16 +192,55 @@ Status Cluster::BroadcastFloats(float* data, int64_t n) {
   return op.Check(MPI_Bcast(data, static_cast<int>(n), MPI_FLOAT, 0, MPI_COMM_WORLD));
 }
 
-Status Cluster::Send(int32_t to, const float* data, int64_t n) {
+Status Cluster::Send(int32_t to, const float* data, int64_t n, int32_t tag) {
   ClusterOps op(*this, fmt::format("send to rank {}", to), 0);
   op.Sent(static_cast<uint64_t>(n) * sizeof(float));
-  return op.Check(MPI_Send(data, static_cast<int>(n), MPI_FLOAT, to, 0, MPI_COMM_WORLD));
+  return op.Check(MPI_Send(data, static_cast<int>(n), MPI_FLOAT, to, tag, MPI_COMM_WORLD));
 }
 
-Status Cluster::Recv(int32_t from, float* data, int64_t n) {
+Status Cluster::Recv(int32_t from, float* data, int64_t n, int32_t tag) {
   ClusterOps op(*this, fmt::format("receive from rank {}", from), 0);
   op.Received(static_cast<uint64_t>(n) * sizeof(float));
-  return op.Check(MPI_Recv(data, static_cast<int>(n), MPI_FLOAT, from, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+  return op.Check(MPI_Recv(data, static_cast<int>(n), MPI_FLOAT, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+}
+
+struct Cluster::Pending {
+  std::vector<MPI_Request> requests;
+};
+
+Status Cluster::SendAsync(int32_t to, const float* data, int64_t n, int32_t tag) {
+  if (!pending_) pending_ = std::make_shared<Pending>();
+  ClusterOps op(*this, fmt::format("send to rank {}", to), 0);
+  op.Sent(static_cast<uint64_t>(n) * sizeof(float));
+  MPI_Request r = MPI_REQUEST_NULL;
+  STRATA_RETURN_IF_ERROR(op.Check(MPI_Isend(data, static_cast<int>(n), MPI_FLOAT, to, tag, MPI_COMM_WORLD, &r)));
+  pending_->requests.push_back(r);
+  return Status::Ok();
+}
+
+Status Cluster::RecvAsync(int32_t from, float* data, int64_t n, int32_t tag) {
+  if (!pending_) pending_ = std::make_shared<Pending>();
+  ClusterOps op(*this, fmt::format("receive from rank {}", from), 0);
+  op.Received(static_cast<uint64_t>(n) * sizeof(float));
+  MPI_Request r = MPI_REQUEST_NULL;
+  STRATA_RETURN_IF_ERROR(op.Check(MPI_Irecv(data, static_cast<int>(n), MPI_FLOAT, from, tag, MPI_COMM_WORLD, &r)));
+  pending_->requests.push_back(r);
+  return Status::Ok();
+}
+
+void Cluster::Progress() {
+  if (!pending_ || pending_->requests.empty()) return;
+  int done = 0;
+  // Errors surface in WaitAll (the requests stay).
+  (void)MPI_Testall(static_cast<int>(pending_->requests.size()), pending_->requests.data(), &done, MPI_STATUSES_IGNORE);
+}
+
+Status Cluster::WaitAll() {
+  if (!pending_ || pending_->requests.empty()) return Status::Ok();
+  ClusterOps op(*this, "pipeline transfers", 0);
+  std::vector<MPI_Request> requests = std::move(pending_->requests);
+  pending_->requests.clear();
+  return op.Check(MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
 }
 
 Status Cluster::SendBytes(int32_t to, const uint8_t* data, int64_t n) {

@@ -16,7 +16,11 @@
 // rank that mpirun stops because another one died says so on stderr
 // (SIGTERM handler) and exits 1. (Operations are blocking MPI calls: Open
 // MPI's shared-memory collectives are several times faster than polled
-// non-blocking ones.)
+// non-blocking ones. The exception is the layer split's pipeline, whose
+// point-to-point transfers run while ranks compute: SendAsync/RecvAsync
+// start them, Progress moves them along between layers — Open MPI advances
+// transfers only inside MPI calls — and WaitAll ends them under the same
+// timeout.)
 //
 // Accounting: bytes this rank sent (its payload: a broadcast's root counts
 // it once per receiver, an all-reduce its vector once), bytes it received
@@ -27,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -67,9 +72,10 @@ class Cluster {
     return s;
   }
 
-  // Every rank passes its model fingerprint (and this build's plan format)
-  // and the RAM it lends for KV blocks (set_kv_budget); kInvalidArgument on
-  // every rank, naming the ranks that differ from rank 0, if any does. Waits
+  // Every rank passes its model fingerprint (and this build's plan format,
+  // its split and micro-batch size) and the RAM it lends for KV blocks
+  // (set_kv_budget); kInvalidArgument on every rank, naming the ranks that
+  // differ from rank 0, if any does. Waits
   // up to startup_timeout_s (ranks load at their own pace).
   [[nodiscard]] Status Handshake(uint64_t model_fingerprint, double startup_timeout_s);
 
@@ -82,6 +88,11 @@ class Cluster {
   uint64_t kv_budget(int32_t r) const { return kv_budgets_[static_cast<size_t>(r)]; }
   KvNodePolicy kv_node_policy() const { return kv_node_policy_; }
   void set_kv_node_policy(KvNodePolicy p) { kv_node_policy_ = p; }
+  // --split layer: steps of more tokens than this run through the ranks as
+  // micro-batches of at most this many (engine/forward.h); 0: whole steps.
+  // Every rank must set the same (Handshake checks). REQUIRES: >= 0, before Handshake.
+  int32_t micro_batch_tokens() const { return micro_batch_tokens_; }
+  void set_micro_batch_tokens(int32_t n) { micro_batch_tokens_ = n; }
   // Rank 0 sends *bytes to every rank; the others' *bytes become them.
   // wait_s: the timeout for this call (a rank waiting for rank 0's next
   // message may wait longer than for a collective inside a step); <= 0: timeout_s.
@@ -90,8 +101,17 @@ class Cluster {
   [[nodiscard]] Status AllReduceSum(float* data, int64_t n);
   // Rank 0's data F32 [n] into every rank's.
   [[nodiscard]] Status BroadcastFloats(float* data, int64_t n);
-  [[nodiscard]] Status Send(int32_t to, const float* data, int64_t n);
-  [[nodiscard]] Status Recv(int32_t from, float* data, int64_t n);
+  [[nodiscard]] Status Send(int32_t to, const float* data, int64_t n, int32_t tag = 0);
+  [[nodiscard]] Status Recv(int32_t from, float* data, int64_t n, int32_t tag = 0);
+  // Non-blocking point to point: the transfer starts and the call returns;
+  // data must stay valid (a receive's unread) until WaitAll. Transfers
+  // between two ranks with one tag complete in the order they were started.
+  [[nodiscard]] Status SendAsync(int32_t to, const float* data, int64_t n, int32_t tag);
+  [[nodiscard]] Status RecvAsync(int32_t from, float* data, int64_t n, int32_t tag);
+  // Advances the started transfers without waiting (between computations).
+  void Progress();
+  // Waits until every started transfer is done (under the timeout).
+  [[nodiscard]] Status WaitAll();
   // Bytes, n < 2^31 (KV slices for sessions).
   [[nodiscard]] Status SendBytes(int32_t to, const uint8_t* data, int64_t n);
   [[nodiscard]] Status RecvBytes(int32_t from, uint8_t* data, int64_t n);
@@ -109,6 +129,7 @@ class Cluster {
  private:
   Cluster(int32_t rank, int32_t size, Split split, double timeout_s)
       : rank_(rank), size_(size), split_(split), timeout_s_(timeout_s), kv_budgets_(static_cast<size_t>(size), UINT64_MAX) {}
+  struct Pending;  // the started transfers (MPI requests), cluster.cc
   friend class ClusterOps;  // cluster.cc: MPI calls, timing and accounting
 
   int32_t rank_, size_;
@@ -117,6 +138,10 @@ class Cluster {
   CommStats stats_;
   std::vector<uint64_t> kv_budgets_;  // [size] bytes each rank lends for KV blocks
   KvNodePolicy kv_node_policy_ = KvNodePolicy::kAuto;
+  int32_t micro_batch_tokens_ = 0;
+  // Started transfers; shared_ptr for its type-erased deleter (Pending is
+  // complete only in cluster.cc, where MPI's types are).
+  std::shared_ptr<Pending> pending_;
   bool broken_ = false;  // an operation failed or timed out: the job is aborted at exit
 };
 

@@ -8,6 +8,13 @@
 
 namespace strata {
 
+namespace {
+
+// The MPI tag of the layer split's hidden states (rank to rank).
+constexpr int32_t kPipelineTag = 1;
+
+}  // namespace
+
 Forward::Forward(const Model& model, KvTiers& kv, ThreadPool& pool, int32_t n_ctx_seq, AttentionGrid grid,
                  Cluster* cluster)
     : model_(model),
@@ -197,12 +204,9 @@ void Forward::AddResidual() {
   for (int64_t i = 0; i < n; ++i) x_[i] += xb_[i];
 }
 
-Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
+Status Forward::Begin(const StepPlan& plan) {
   const HParams& hp = model_.hparams();
-  const ModelWeights& w = model_.weights();
-  const int64_t E = hp.n_embd;
   const int32_t n = plan.n_tokens();
-  if (n == 0) return Status::InvalidArgument("empty batch");
   Resize(n);
   n_ = n;
   STRATA_RETURN_IF_ERROR(GroupByAdapter(plan));
@@ -220,32 +224,101 @@ Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
     for (size_t i = 0; i < refs_.size(); ++i)
       RopeAnglesAt(ropes_[r], refs_[i].pos, &rope_cos_[r][i * half], &rope_sin_[r][i * half]);
   }
-  const ModelShard& shard = model_.shard();
-  const bool pipeline = cluster_ != nullptr && cluster_->split() == Split::kLayer;
-  const int32_t rank = pipeline ? cluster_->rank() : 0, ranks = pipeline ? cluster_->size() : 1;
-  if (rank == 0) {
-    int32_t i = 0;
-    for (const PlanEntry& e : plan.entries)
-      for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
-    if (!lora_.groups.empty()) {
-      std::vector<int32_t> tokens;
-      for (const PlanEntry& e : plan.entries) tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
-      ApplyLoraEmbedding(tokens.data(), x_.data(), lora_, pool_);
-    }
-    if (hp.embd_scale != 1.0f)
-      for (int64_t j = 0; j < int64_t{n} * E; ++j) x_[j] *= hp.embd_scale;
-  } else {
-    STRATA_RETURN_IF_ERROR(cluster_->Recv(rank - 1, x_.data(), int64_t{n} * E));
-  }
+  return Status::Ok();
+}
 
-  kv_.Prefetch(plan, shard.first_layer);
-  for (int32_t il = shard.first_layer; il < shard.end_layer; ++il) STRATA_RETURN_IF_ERROR((this->*layer_)(plan, il));
-  if (ranks > 1) {
-    // The hidden state goes on to the next rank; the last one's back to rank 0.
-    STRATA_RETURN_IF_ERROR(cluster_->Send((rank + 1) % ranks, x_.data(), int64_t{n} * E));
-    if (rank == 0) STRATA_RETURN_IF_ERROR(cluster_->Recv(ranks - 1, x_.data(), int64_t{n} * E));
+void Forward::Embed(const StepPlan& plan) {
+  const HParams& hp = model_.hparams();
+  const ModelWeights& w = model_.weights();
+  const int64_t E = hp.n_embd;
+  int32_t i = 0;
+  for (const PlanEntry& e : plan.entries)
+    for (int32_t tok : e.tokens) kernels::DequantizeRow(w.token_embd.type, w.token_embd.row(tok), &x_[i++ * E], E);
+  if (!lora_.groups.empty()) {
+    std::vector<int32_t> tokens;
+    for (const PlanEntry& e : plan.entries) tokens.insert(tokens.end(), e.tokens.begin(), e.tokens.end());
+    ApplyLoraEmbedding(tokens.data(), x_.data(), lora_, pool_);
   }
-  if (!shard.holds_output()) {
+  if (hp.embd_scale != 1.0f)
+    for (int64_t j = 0; j < int64_t{n_} * E; ++j) x_[j] *= hp.embd_scale;
+}
+
+Status Forward::RunLayers(const StepPlan& plan) {
+  const ModelShard& shard = model_.shard();
+  kv_.Prefetch(plan, shard.first_layer);
+  for (int32_t il = shard.first_layer; il < shard.end_layer; ++il) {
+    STRATA_RETURN_IF_ERROR((this->*layer_)(plan, il));
+    if (cluster_ != nullptr) cluster_->Progress();  // the pipeline's transfers under way, if any
+  }
+  return Status::Ok();
+}
+
+Status Forward::RunPipelined(const StepPlan& plan, int32_t micro_batch) {
+  const int64_t E = model_.hparams().n_embd;
+  const int32_t rank = cluster_->rank(), ranks = cluster_->size();
+  const std::vector<StepPlan> micro = SplitPlan(plan, micro_batch, kv_.layout().block_tokens);
+  const int32_t n = plan.n_tokens();
+  pipe_out_.resize(static_cast<size_t>(n * E));
+  int64_t row = 0;
+  if (rank == 0) {
+    // Every micro-batch's way back is open before the first leaves, so the
+    // last rank never waits for rank 0 to be done computing.
+    pipe_in_.resize(static_cast<size_t>(n * E));
+    for (const StepPlan& m : micro) {
+      STRATA_RETURN_IF_ERROR(cluster_->RecvAsync(ranks - 1, &pipe_in_[row * E], m.n_tokens() * E, kPipelineTag));
+      row += m.n_tokens();
+    }
+    row = 0;
+  }
+  for (const StepPlan& m : micro) {
+    const int32_t k = m.n_tokens();
+    STRATA_RETURN_IF_ERROR(Begin(m));
+    if (rank == 0) {
+      Embed(m);
+    } else {
+      STRATA_RETURN_IF_ERROR(cluster_->Recv(rank - 1, x_.data(), k * E, kPipelineTag));
+    }
+    STRATA_RETURN_IF_ERROR(RunLayers(m));
+    std::copy(x_.begin(), x_.begin() + k * E, pipe_out_.begin() + row * E);
+    STRATA_RETURN_IF_ERROR(cluster_->SendAsync((rank + 1) % ranks, &pipe_out_[row * E], k * E, kPipelineTag));
+    row += k;
+  }
+  STRATA_RETURN_IF_ERROR(cluster_->WaitAll());
+  if (rank != 0) return Status::Ok();
+  // The whole step's final hidden states, rows in plan order, for the logits.
+  Resize(n);
+  n_ = n;
+  STRATA_RETURN_IF_ERROR(GroupByAdapter(plan));
+  std::copy(pipe_in_.begin(), pipe_in_.begin() + n * E, x_.begin());
+  return Status::Ok();
+}
+
+Status Forward::Run(const StepPlan& plan, std::vector<float>* logits) {
+  const HParams& hp = model_.hparams();
+  const ModelWeights& w = model_.weights();
+  const int64_t E = hp.n_embd;
+  const int32_t n = plan.n_tokens();
+  if (n == 0) return Status::InvalidArgument("empty batch");
+  const bool pipeline = cluster_ != nullptr && cluster_->split() == Split::kLayer;
+  const int32_t micro_batch = pipeline ? cluster_->micro_batch_tokens() : 0;
+  if (micro_batch > 0 && n > micro_batch) {
+    STRATA_RETURN_IF_ERROR(RunPipelined(plan, micro_batch));
+  } else {
+    STRATA_RETURN_IF_ERROR(Begin(plan));
+    const int32_t rank = pipeline ? cluster_->rank() : 0, ranks = pipeline ? cluster_->size() : 1;
+    if (rank == 0) {
+      Embed(plan);
+    } else {
+      STRATA_RETURN_IF_ERROR(cluster_->Recv(rank - 1, x_.data(), int64_t{n} * E, kPipelineTag));
+    }
+    STRATA_RETURN_IF_ERROR(RunLayers(plan));
+    if (ranks > 1) {
+      // The hidden state goes on to the next rank; the last one's back to rank 0.
+      STRATA_RETURN_IF_ERROR(cluster_->Send((rank + 1) % ranks, x_.data(), int64_t{n} * E, kPipelineTag));
+      if (rank == 0) STRATA_RETURN_IF_ERROR(cluster_->Recv(ranks - 1, x_.data(), int64_t{n} * E, kPipelineTag));
+    }
+  }
+  if (!model_.shard().holds_output()) {
     logits->clear();
     return Status::Ok();
   }

@@ -22,7 +22,11 @@
 // outputs of wo and ffn_down over the ranks (an all-reduce each, F32);
 // --split layer computes the rank's layers between receiving the hidden state
 // from the rank before and sending it to the next (the last rank's goes back
-// to rank 0); --split none --kv-nodes runs the whole model on rank 0, whose
+// to rank 0), and a step of more tokens than the cluster's micro-batch size
+// goes through as micro-batches (kv/step_plan.h SplitPlan), so that rank r
+// computes micro-batch m while rank r + 1 computes m - 1 (a long prompt keeps
+// every stage busy; a decode step of few tokens stays whole, as splitting it
+// would only read the weights again per micro-batch); --split none --kv-nodes runs the whole model on rank 0, whose
 // KV tiers include the other ranks' RAM. Only rank 0 computes logits.
 //
 // Thread-safety: one Run at a time; the model is shared read-only.
@@ -99,6 +103,17 @@ class Forward {
   void AddResidual();
 
   void Resize(int32_t n_tokens);
+  // Sets up the batch of plan's tokens: buffers, adapter groups, the KV
+  // tiers' step, query positions and RoPE angles.
+  [[nodiscard]] Status Begin(const StepPlan& plan);
+  // x_ <- the embeddings of plan's tokens (rank 0).
+  void Embed(const StepPlan& plan);
+  // This rank's layers on x_.
+  [[nodiscard]] Status RunLayers(const StepPlan& plan);
+  // --split layer: plan as micro-batches of at most micro_batch tokens
+  // through the ranks; on rank 0, x_ then holds the whole plan's final
+  // hidden states (rows in plan order) and n_ its tokens.
+  [[nodiscard]] Status RunPipelined(const StepPlan& plan, int32_t micro_batch);
   // lora_ and lora_logits_ from the plan's entries (rows by adapter set).
   [[nodiscard]] Status GroupByAdapter(const StepPlan& plan);
   // Rotates q_ in place with the angles of table (0: full-attention layers,
@@ -131,6 +146,8 @@ class Forward {
   std::vector<float> att_;      // F32 [n_embd_q, n_tokens]
   std::vector<float> gate_;     // F32 [n_ff, n_tokens]
   std::vector<float> up_;       // F32 [n_ff, n_tokens]
+  std::vector<float> pipe_out_;  // F32 [n_embd, n_tokens] RunPipelined: the micro-batches' hidden states sent on
+  std::vector<float> pipe_in_;   // F32 [n_embd, n_tokens] rank 0: the last rank's, received
 };
 
 }  // namespace strata

@@ -2,6 +2,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -20,6 +21,35 @@ int32_t StepPlan::n_logit_rows() const {
     if (e.logits == PlanLogits::kLast) n += e.tokens.empty() ? 0 : 1;
   }
   return static_cast<int32_t>(n);
+}
+
+std::vector<StepPlan> SplitPlan(const StepPlan& plan, int32_t max_tokens, int32_t block_tokens) {
+  std::vector<StepPlan> out(1);
+  int32_t room = max_tokens;
+  for (const PlanEntry& e : plan.entries) {
+    const auto len = static_cast<int32_t>(e.tokens.size());
+    for (int32_t off = 0; off < len;) {
+      if (room == 0) {
+        out.emplace_back();
+        room = max_tokens;
+      }
+      const int32_t n = std::min(room, len - off);
+      PlanEntry piece;
+      piece.seq = e.seq;
+      piece.start = e.start + off;
+      piece.tokens.assign(e.tokens.begin() + off, e.tokens.begin() + off + n);
+      const auto n_blocks = static_cast<size_t>((piece.start + n + block_tokens - 1) / block_tokens);
+      piece.blocks.assign(e.blocks.begin(), e.blocks.begin() + static_cast<std::ptrdiff_t>(std::min(n_blocks, e.blocks.size())));
+      const bool last = off + n == len;
+      piece.logits = e.logits == PlanLogits::kAll || (e.logits == PlanLogits::kLast && last) ? e.logits : PlanLogits::kNone;
+      piece.adapter = e.adapter;
+      out.back().entries.push_back(std::move(piece));
+      off += n;
+      room -= n;
+    }
+  }
+  if (out.back().entries.empty()) out.pop_back();
+  return out;
 }
 
 namespace {

@@ -71,6 +71,20 @@ inline constexpr uint16_t kPlanVersion = 2;
 inline constexpr size_t kPlanHeaderBytes = 20;
 inline constexpr uint32_t kPlanMaxPayload = 1u << 28;
 
+// The plan cut into micro-batches of at most max_tokens tokens each, in
+// order: every micro-batch takes the next tokens of the plan's token
+// sequence (entries in order, each entry's tokens in order), so an entry may
+// be cut across micro-batches; a piece keeps its sequence, adapter and the
+// block table up to its last position (blocks of block_tokens positions),
+// starts where its tokens do, and
+// returns the logits of its tokens the entry returns (kAll: all; kLast: the
+// last, in the piece holding the entry's last token; else kNone). Running
+// the micro-batches in order computes what the plan does (a piece's
+// attention reads the positions earlier pieces wrote), with the same logit
+// rows in the same order. Copies are not repeated (they precede the step).
+// REQUIRES: max_tokens >= 1, block_tokens >= 1 (the KV layout's).
+std::vector<StepPlan> SplitPlan(const StepPlan& plan, int32_t max_tokens, int32_t block_tokens);
+
 std::vector<uint8_t> EncodePlan(const StepPlan& plan);
 // kCorrupt (naming what is wrong) unless bytes is exactly one well-framed plan; *plan untouched then.
 [[nodiscard]] Status DecodePlan(std::span<const uint8_t> bytes, StepPlan* plan);
