@@ -78,6 +78,17 @@ void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads,
     }
     return;
   }
+  if (path == Path::kAvx2 && n_tok * n_heads >= kMinRowsTransposed && n_heads <= internal::kMaxRowsAvx2 &&
+      D <= internal::kMaxHeadDimAvx2 && D % 8 == 0) {
+    const int32_t per_call = internal::kMaxRowsAvx2 / n_heads;  // tokens
+    for (int32_t t0 = 0; t0 < n_tok; t0 += per_call) {
+      const size_t row0 = static_cast<size_t>(t0) * n_heads;
+      internal::AttendTileAvx2(q + t0 * q_stride, q_stride, std::min(per_call, n_tok - t0), n_heads, first_key + t0,
+                               n_keys + t0, k, v, row_bytes, type, D, score, p + row0, acc + row0 * acc_stride,
+                               acc_stride);
+    }
+    return;
+  }
   for (int32_t t = 0; t < n_tok; ++t) {
     const int32_t first = first_key[t];
     if (n_keys[t] <= first) continue;

@@ -52,9 +52,10 @@ inline constexpr int32_t kTileRows = 64;
 // Mask: token t sees only rows [first_key[t], n_keys[t]) (causal: the end; a
 // sliding window: the start); a token that sees no row is left untouched.
 // scratch: F32 [D].
-// Equals AttendRows per row within float rounding. On AVX-512, for 3 or more
-// rows, every key/value row is read and widened once per kTileRows query rows
-// instead of once per token, and no horizontal sums are needed.
+// Equals AttendRows per row within float rounding. On AVX-512 (and on AVX2
+// for head_dim a multiple of 8), for 3 or more rows, every key/value row is
+// read and widened once per kTileRows query rows instead of once per token,
+// and no horizontal sum per key is needed.
 void AttendTile(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* first_key,
                 const int32_t* n_keys, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type, int32_t D,
                 const ScoreParams& score, SoftmaxPartial* p, float* acc, size_t acc_stride, float* scratch,

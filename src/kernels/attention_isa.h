@@ -24,4 +24,13 @@ void AttendTileAvx512(const float* q, size_t q_stride, int32_t n_tok, int32_t n_
                       const int32_t* n_keys, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type,
                       int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc, size_t acc_stride);
 
+// The same on 8 lanes (attention_avx2.cc).
+inline constexpr int32_t kMaxRowsAvx2 = kTileRows;
+inline constexpr int32_t kMaxHeadDimAvx2 = 256;
+// REQUIRES: the CPU runs Path::kAvx2, D <= kMaxHeadDimAvx2 and D % 8 == 0,
+// 1 <= n_tok * n_heads <= kMaxRowsAvx2, type in {F32, F16, Q8_0}.
+void AttendTileAvx2(const float* q, size_t q_stride, int32_t n_tok, int32_t n_heads, const int32_t* first_key,
+                    const int32_t* n_keys, const uint8_t* k, const uint8_t* v, size_t row_bytes, DType type,
+                    int32_t D, const ScoreParams& score, SoftmaxPartial* p, float* acc, size_t acc_stride);
+
 }  // namespace strata::kernels::internal
