@@ -29,8 +29,9 @@ export STRATA_REQUIRE_TMUX=1
 
 # End to end: strata serve driven by the official openai npm client.
 tests/e2e/run.sh build/strata
-# ... and against `mpirun -np 2 strata serve`, --split tensor and --split none --kv-nodes.
+# ... and against `mpirun -np 2 strata serve`, --split tensor, layer (in micro-batches) and none --kv-nodes.
 STRATA_E2E_MPI=2 tests/e2e/run.sh build/strata
+STRATA_E2E_MPI=2 STRATA_E2E_SPLIT=layer tests/e2e/run.sh build/strata
 STRATA_E2E_MPI=2 STRATA_E2E_KV_NODES=1 tests/e2e/run.sh build/strata
 
 # MPI split runs across network namespaces over TCP with delayed links (needs root: must run, not skip).

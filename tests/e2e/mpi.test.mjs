@@ -1,5 +1,6 @@
 // `strata serve` under mpirun (run.sh with STRATA_E2E_MPI=N: --split tensor,
-// or with STRATA_E2E_KV_NODES --split none --kv-nodes; --mpi-keepalive 0.5): an idle server keeps the job alive (the other ranks
+// with STRATA_E2E_SPLIT=layer --split layer --micro-batch 4, or with
+// STRATA_E2E_KV_NODES --split none --kv-nodes; --mpi-keepalive 0.5): an idle server keeps the job alive (the other ranks
 // would end it after 4 missed pings, 2 s); four requests at once, run in
 // one batch across the ranks, each equal `strata run` in one process; and
 // sessions move between the ranks and one process (STRATA_E2E_SESSION_DIR,

@@ -8,6 +8,9 @@
 #   STRATA_E2E_MPI=N   serve under `mpirun -np N` (--split tensor, a 0.5 s
 #                      keepalive); the job must end with exit 0 after
 #                      SIGTERM to rank 0
+#   STRATA_E2E_SPLIT=layer  with STRATA_E2E_MPI: --split layer instead, with
+#                      --micro-batch 4 so that steps of more tokens (prompts,
+#                      concurrent requests) go through the pipeline in pieces
 #   STRATA_E2E_KV_NODES=1  with STRATA_E2E_MPI: --split none --kv-nodes
 #                      instead, rank 0's KV RAM 200K (5 blocks of the bundled
 #                      model), the other ranks' 4M each
@@ -33,8 +36,11 @@ if [ -n "$ranks" ] && [ -n "$kv_nodes" ]; then
   mpirun --oversubscribe --allow-run-as-root -np 1 "${serve[@]}" --kv-ram 200K : -np $((ranks - 1)) "${serve[@]}" \
     --kv-ram 4M 2>"$log" &
 elif [ -n "$ranks" ]; then
+  split="${STRATA_E2E_SPLIT:-tensor}"
+  split_flags=(--split "$split")
+  [ "$split" = layer ] && split_flags+=(--micro-batch 4)
   mpirun --oversubscribe --allow-run-as-root -np "$ranks" "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 \
-    --session-dir "$sessions" --split tensor --mpi-keepalive 0.5 2>"$log" &
+    --session-dir "$sessions" "${split_flags[@]}" --mpi-keepalive 0.5 2>"$log" &
 else
   "$cli" serve -m "$model" --port 0 --api-key "$key" -t 1 --session-dir "$sessions" 2>"$log" &
 fi
