@@ -18,6 +18,7 @@ PACKAGES=(
   prometheus            # promtool, to check /metrics in tests
   chromium              # headless browser for the web chat page's test (tests/web)
   python3-jinja2        # tests only: Python's jinja2, the reference for the Jinja interpreter
+  python3-sentencepiece # tests only: SentencePiece, the reference for the SPM tokenizer's property tests
   openmpi-bin libopenmpi-dev  # MPI: one model over many processes/machines (mpirun -np N strata run --split ...)
   python3-jsonschema    # tests only: validates structured output against its JSON Schema
   tmux                  # tests only: drives strata chat in a terminal (send-keys / capture-pane)

@@ -23,6 +23,8 @@ export STRATA_TUNE_CACHE="$PWD/build/attention-grid"  # not the user's ~/.cache
 export STRATA_REQUIRE_JINJA_CONFORMANCE=1
 # setup.sh installs Open MPI: the mpirun tests (tests/mpi_test.cc) must run, not skip.
 export STRATA_REQUIRE_MPI=1
+# setup.sh installs python3-sentencepiece: the SentencePiece property tests must run, not skip.
+export STRATA_REQUIRE_SENTENCEPIECE=1
 # setup.sh installs tmux: the terminal tests of strata chat must run, not skip.
 export STRATA_REQUIRE_TMUX=1
 (cd build && ctest --output-on-failure -j2 --timeout 900)

@@ -4,15 +4,18 @@
 // SentencePiece library encodes them, for two different vocabularies, and
 // must decode back to themselves.
 //
-// The oracle is Debian's python3-sentencepiece run through /usr/bin/python3;
-// the test is skipped only if that module is missing.
+// The oracle is Debian's python3-sentencepiece run through /usr/bin/python3
+// (scripts/setup.sh installs it). The tests skip if that module is missing,
+// unless STRATA_REQUIRE_SENTENCEPIECE=1 (scripts/test.sh sets it): then they fail.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/env.h"
@@ -62,6 +65,11 @@ std::vector<std::string> RandomTexts(int count, uint32_t seed) {
     texts.push_back(std::move(text));
   }
   return texts;
+}
+
+bool SentencePieceRequired() {
+  const char* e = std::getenv("STRATA_REQUIRE_SENTENCEPIECE");
+  return e != nullptr && *e != '\0' && std::string_view(e) != "0";
 }
 
 // Encodes texts with SentencePiece (no BOS/EOS) via the Python bindings.
@@ -119,7 +127,11 @@ json.dump([sp.encode(t) for t in json.load(sys.stdin)], sys.stdout)
 void ExpectMatchesOracle(const Vocab& vocab, const std::string& oracle_model, uint32_t seed) {
   const std::vector<std::string> texts = RandomTexts(300, seed);
   std::vector<std::vector<TokenId>> expected;
-  if (!OracleEncode(oracle_model, texts, &expected)) GTEST_SKIP() << kPython << " lacks the sentencepiece module";
+  if (!OracleEncode(oracle_model, texts, &expected)) {
+    if (SentencePieceRequired()) FAIL() << "STRATA_REQUIRE_SENTENCEPIECE=1 but " << kPython
+                                        << " lacks the sentencepiece module: install python3-sentencepiece (scripts/setup.sh)";
+    GTEST_SKIP() << kPython << " lacks the sentencepiece module";
+  }
   ASSERT_EQ(expected.size(), texts.size());
   int mismatches = 0;
   for (size_t i = 0; i < texts.size(); ++i) {
