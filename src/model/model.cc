@@ -48,7 +48,7 @@ void Model::PackMatrices(int32_t n_threads) {
   // Matrices another rank holds (model_shard.h) are neither packed nor touched.
   std::erase_if(matrices, [](const Tensor* t) { return t->data == nullptr; });
   // Each copy starts 64-byte aligned. A matrix the kernels have no packed
-  // layout for (any type below AVX-512) is copied as it is: streamed from
+  // layout for (most types below AVX-512) is copied as it is: streamed from
   // huge pages rather than 4 KiB file pages, decode reads it ~15% faster
   // (1.1B F16 in rows, `strata bench`).
   std::vector<size_t> offsets, sizes;
