@@ -63,26 +63,30 @@ struct MinKWeights {
   // acc[t] += d dx isum - dmin dx msum over super-block b (8-lane partial sums).
   template <int T>
   static void Dot(const Block& w, const BlockQ8_K* const (&xt)[T], int64_t b, __m256 (&acc)[T]) {
-    // The 6-bit scales and mins (ggml's get_scale_min_k4 on 4 at a time).
+    // The 6-bit scales and mins (ggml's get_scale_min_k4 on 4 at a time),
+    // as bytes: scales of sub-blocks 0-7 in bytes 0-7, mins in 8-15.
     uint32_t a, bb, c;
     std::memcpy(&a, w.scales, 4);
     std::memcpy(&bb, w.scales + 4, 4);
     std::memcpy(&c, w.scales + 8, 4);
-    const uint32_t sc[2] = {a & 0x3F3F3F3Fu, (c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u)};
-    const uint32_t mn[2] = {bb & 0x3F3F3F3Fu, ((c >> 4) & 0x0F0F0F0Fu) | ((bb >> 2) & 0x30303030u)};
-    const auto byte = [](const uint32_t (&v)[2], int j) { return static_cast<int>((v[j / 4] >> (8 * (j % 4))) & 0xFF); };
-    // Each min twice: against the two sums of 16 of its sub-block.
-    alignas(32) int16_t mins16[16];
-    for (int j = 0; j < 16; ++j) mins16[j] = static_cast<int16_t>(byte(mn, j / 2));
-    const __m256i mins = _mm256_load_si256(reinterpret_cast<const __m256i*>(mins16));
+    const __m128i sm = _mm_set_epi32(static_cast<int>(((c >> 4) & 0x0F0F0F0Fu) | ((bb >> 2) & 0x30303030u)),
+                                     static_cast<int>(bb & 0x3F3F3F3Fu),
+                                     static_cast<int>((c & 0x0F0F0F0Fu) | ((a >> 2) & 0x30303030u)),
+                                     static_cast<int>(a & 0x3F3F3F3Fu));
+    // Each min twice (16-bit): against the two sums of 16 of its sub-block.
+    const __m256i mins = _mm256_cvtepu8_epi16(
+        _mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+    // The 8 scales as 16-bit lanes, in both halves (VPSHUFB broadcasts within a half).
+    const __m256i scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
     __m256i isum[T];
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
     STRATA_UNROLL
     for (int h = 0; h < kQK_K / 64; ++h) {
       const __m256i lo = F::Codes(w, 2 * h), hi = F::Codes(w, 2 * h + 1);
-      const __m256i sc_lo = _mm256_set1_epi16(static_cast<int16_t>(byte(sc, 2 * h)));
-      const __m256i sc_hi = _mm256_set1_epi16(static_cast<int16_t>(byte(sc, 2 * h + 1)));
+      const __m256i sc_lo = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * 2 * h)));
+      const __m256i sc_hi =
+          _mm256_shuffle_epi8(scales, _mm256_set1_epi16(static_cast<int16_t>(0x0100 + 0x0202 * (2 * h + 1))));
       STRATA_UNROLL
       for (int t = 0; t < T; ++t) {
         const int8_t* y = xt[t][b].qs + 64 * h;
