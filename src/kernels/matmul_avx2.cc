@@ -3,7 +3,7 @@
 // 4 tokens, vectors running along the input dimension. Threads take runs of
 // consecutive rows, so each reads one sequential stream (the hardware
 // prefetcher handles that; several interleaved short rows measured far slower).
-// Weights are read in place (no repacking).
+// Weights other than Q4_0 are read in place (no repacking).
 //
 // Quantized weights multiply Q8_0-quantized activations with VPMADDUBSW, which
 // needs an unsigned operand and saturates at 16 bits: |w| is made the unsigned
@@ -23,6 +23,7 @@
 #include "core/dtype.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/matmul_tasks.h"
+#include "kernels/quant_panels_avx2.h"
 #include "kernels/simd_avx2.h"
 
 // Register-tile loops have compile-time trip counts and must be fully
@@ -255,10 +256,9 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
 }
 
 // ---------------------------------------------------------------------------
-// Q4_0 panels (TensorLayout::kPanels32 on this path). Rows are grouped in
-// panels of 32 (rows past the matrix repeat its last row; their outputs are
-// never stored); a panel is 4 groups of 8 rows, one after the other, and a
-// group holds exactly the bytes its 8 rows take in the file:
+// Q4_0 panels (quant_panels.h; TensorLayout::kPanels32 on this path). A panel
+// is 4 groups of 8 rows, one after the other, and a group holds exactly the
+// bytes its 8 rows take in the file:
 //   fp16 d[nb][8]           each row's block scale
 //   u8   q[nb][4][8][4]     [block][k step][row][4 bytes]: the low nibbles are
 //                           inputs 4k..4k+3 (k step k), the high ones
@@ -266,129 +266,88 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
 // Lane r of a k step's vector holds row r, so VPMADDUBSW of the nibbles
 // (unsigned) with a broadcast group of 4 activations (signed) advances 8 rows
 // by 4 inputs. A block's 8 k steps sum in 16 bits without saturating
-// (8 * 2 * 15 * 127 < 2^15), VPMADDWD widens them once, and the sum starts at
+// (8 * 2 * 15 * 128 < 2^15), VPMADDWD widens them once, and the sum starts at
 // the activations' comp = -8 * sum(activation block), which cancels the +8.
-// The row layout is packed panel by panel into thread-private scratch first,
-// so both layouts give the same bits.
 
-constexpr int kPanelRows = 32;
-constexpr int kGroupRows = 8;
 constexpr int kQ4Steps = kQK / 4;
 
-// Activations for the panels: QuantizedActs' qs and d, then int32 comp[nb].
-int32_t* Comp(const QuantizedActs& xa, int64_t t) {
-  return reinterpret_cast<int32_t*>(xa.base + xa.stride * t + xa.nb * (kQK + 4));
-}
+struct Q4_0Panels {
+  static constexpr int kBlock = kQK;
+  static constexpr int kRecordBytes = kPanelRows * sizeof(BlockQ4_0);
+  static constexpr int kTileRows = kGroupRows;
+  static constexpr int kTileTokens = kTokens;
+  static constexpr size_t kGroupRecordBytes = kGroupRows * sizeof(BlockQ4_0);
 
-size_t Q4_0GroupBytes(int64_t nb) { return static_cast<size_t>(nb) * kGroupRows * sizeof(BlockQ4_0); }
+  // QuantizedActs' qs and d, then int32 comp[nb].
+  class Acts {
+   public:
+    explicit Acts(int64_t n_in)
+        : xa_{n_in / kQK, RoundUp64(static_cast<size_t>(n_in / kQK) * (kQK + sizeof(float) + sizeof(int32_t))),
+              nullptr} {}
+    size_t bytes(int64_t n_tok) const { return xa_.stride * static_cast<size_t>(n_tok); }
+    void set_base(void* base) { xa_.base = static_cast<uint8_t*>(base); }
+    void Quantize(int64_t t, const float* x) const { QuantizeActs(x, xa_.nb, xa_.qs(t), xa_.d(t), nullptr, comp(t)); }
 
-// Writes rows o0 .. o0+31 of w (clamped to its last row) as one panel at dst.
-void PackQ4_0Panel(const Tensor& w, int64_t o0, uint8_t* dst) {
-  const int64_t nb = w.cols() / kQK, n_out = w.rows();
-  for (int g = 0; g < kPanelRows / kGroupRows; ++g) {
-    uint8_t* group = dst + Q4_0GroupBytes(nb) * static_cast<size_t>(g);
-    auto* d = reinterpret_cast<uint16_t*>(group);
-    uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
-    for (int r = 0; r < kGroupRows; ++r) {
-      const int64_t o = std::min(n_out - 1, o0 + g * kGroupRows + r);
-      const auto* row = reinterpret_cast<const BlockQ4_0*>(w.row(o));
-      for (int64_t b = 0; b < nb; ++b) {
-        d[b * kGroupRows + r] = row[b].d;
-        for (int k = 0; k < kQ4Steps / 2; ++k)
-          std::memcpy(q + ((b * (kQ4Steps / 2) + k) * kGroupRows + r) * 4, row[b].qs + 4 * k, 4);
+    const int8_t* qs(int64_t t) const { return xa_.qs(t); }
+    const float* d(int64_t t) const { return xa_.d(t); }
+    int32_t* comp(int64_t t) const { return reinterpret_cast<int32_t*>(xa_.base + xa_.stride * t + xa_.nb * (kQK + 4)); }
+
+   private:
+    QuantizedActs xa_;
+  };
+
+  static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
+    const int64_t nb = w.cols() / kQK, n_out = w.rows();
+    for (int g = 0; g < kPanelRows / kGroupRows; ++g) {
+      uint8_t* group = panel + kGroupRecordBytes * static_cast<size_t>(nb * g);
+      auto* d = reinterpret_cast<uint16_t*>(group);
+      uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
+      for (int r = 0; r < kGroupRows; ++r) {
+        const int64_t o = std::min(n_out - 1, o0 + g * kGroupRows + r);
+        const auto* row = reinterpret_cast<const BlockQ4_0*>(w.row(o));
+        for (int64_t b = 0; b < nb; ++b) {
+          d[b * kGroupRows + r] = row[b].d;
+          for (int k = 0; k < kQ4Steps / 2; ++k)
+            std::memcpy(q + ((b * (kQ4Steps / 2) + k) * kGroupRows + r) * 4, row[b].qs + 4 * k, 4);
+        }
       }
     }
   }
-}
 
-size_t PackedQ4_0Bytes(const Tensor& w) {
-  return static_cast<size_t>((w.rows() + kPanelRows - 1) / kPanelRows) * kPanelRows * w.row_bytes();
-}
-
-void PackQ4_0Matrix(const Tensor& w, uint8_t* dst) {
-  const size_t panel_bytes = kPanelRows * w.row_bytes();
-  for (int64_t o0 = 0; o0 < w.rows(); o0 += kPanelRows) PackQ4_0Panel(w, o0, dst + panel_bytes * (o0 / kPanelRows));
-}
-
-int32_t LoadI32(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// y[t0 .. t0+T-1][o0 .. o0+n_rows-1] of the 8 rows of one group (n_rows <= 8).
-template <int T>
-void Q4_0GroupTile(const uint8_t* group, const QuantizedActs& xa, int64_t t0, float* y, int64_t n_out, int64_t o0,
-                   int64_t n_rows) {
-  const int64_t nb = xa.nb;
-  const auto* d = reinterpret_cast<const __m128i*>(group);
-  const uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
-  const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  __m256 acc[T];
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(d + b));
-    __m256i w[kQ4Steps];
+  // y[t0 .. t0+T-1][o0 .. o0+7] (rows < n_out stored) from the 8 rows of one group.
+  template <int T>
+  static void Tile(const uint8_t* group, int64_t nb, const Acts& xa, int64_t t0, float* y, int64_t n_out,
+                   int64_t o0) {
+    __m256 acc[T];
+    const auto* d = reinterpret_cast<const __m128i*>(group);
+    const uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
+    const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     STRATA_UNROLL
-    for (int k = 0; k < kQ4Steps / 2; ++k) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + (b * (kQ4Steps / 2) + k) * 32));
-      w[k] = _mm256_and_si256(v, mask);
-      w[k + kQ4Steps / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-    }
-    STRATA_UNROLL
-    for (int t = 0; t < T; ++t) {
-      const int8_t* xq = xa.qs(t0 + t) + b * kQK;
-      __m256i sum16 = _mm256_maddubs_epi16(w[0], _mm256_set1_epi32(LoadI32(xq)));
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(d + b));
+      __m256i w[kQ4Steps];
       STRATA_UNROLL
-      for (int k = 1; k < kQ4Steps; ++k)
-        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(LoadI32(xq + 4 * k))));
-      const __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(sum16, ones), _mm256_set1_epi32(Comp(xa, t0 + t)[b]));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(xa.d(t0 + t)[b])), acc[t]);
-    }
-  }
-  STRATA_UNROLL
-  for (int t = 0; t < T; ++t) {
-    float* yt = y + (t0 + t) * n_out + o0;
-    if (n_rows == kGroupRows) {
-      _mm256_storeu_ps(yt, acc[t]);
-    } else {
-      alignas(32) float out[kGroupRows];
-      _mm256_store_ps(out, acc[t]);
-      std::copy(out, out + n_rows, yt);
-    }
-  }
-}
-
-void MatMulQ4_0Panels(const Tensor& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
-  const int64_t n_in = w.cols(), nb = n_in / kQK, n_out = w.rows();
-  QuantizedActs xa{nb, RoundUp64(static_cast<size_t>(nb) * (kQK + sizeof(float) + sizeof(int32_t))), nullptr};
-  const size_t act_bytes = xa.stride * static_cast<size_t>(n_tok);
-  const size_t panel_bytes = kPanelRows * w.row_bytes();
-  const bool packed = w.layout == TensorLayout::kPanels32;
-  auto* scratch = static_cast<uint8_t*>(pool.Scratch(act_bytes + (packed ? 0 : panel_bytes * pool.n_threads())));
-  xa.base = scratch;
-  pool.ParallelFor(n_tok, 4, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) QuantizeActs(x + t * n_in, nb, xa.qs(t), xa.d(t), nullptr, Comp(xa, t));
-  });
-  pool.ParallelStreams((n_out + kPanelRows - 1) / kPanelRows, [&](int64_t p, int ith) {
-    const int64_t o0 = p * kPanelRows;
-    const uint8_t* panel = static_cast<const uint8_t*>(w.data) + panel_bytes * static_cast<size_t>(p);
-    if (!packed) {
-      uint8_t* own = scratch + act_bytes + panel_bytes * static_cast<size_t>(ith);
-      PackQ4_0Panel(w, o0, own);
-      panel = own;
-    }
-    for (int64_t g0 = o0; g0 < std::min(n_out, o0 + kPanelRows); g0 += kGroupRows) {
-      const uint8_t* group = panel + Q4_0GroupBytes(nb) * static_cast<size_t>((g0 - o0) / kGroupRows);
-      for (int64_t t0 = 0; t0 < n_tok; t0 += kTokens) {
-        WithCount<kTokens>(n_tok - t0, [&](auto T) {
-          Q4_0GroupTile<T()>(group, xa, t0, y, n_out, g0, std::min<int64_t>(kGroupRows, n_out - g0));
-        });
+      for (int k = 0; k < kQ4Steps / 2; ++k) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + (b * (kQ4Steps / 2) + k) * 32));
+        w[k] = _mm256_and_si256(v, mask);
+        w[k + kQ4Steps / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+      }
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const int8_t* xq = xa.qs(t0 + t) + b * kQK;
+        __m256i sum16 = _mm256_maddubs_epi16(w[0], _mm256_set1_epi32(LoadI32(xq)));
+        STRATA_UNROLL
+        for (int k = 1; k < kQ4Steps; ++k)
+          sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(LoadI32(xq + 4 * k))));
+        const __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(sum16, ones), _mm256_set1_epi32(xa.comp(t0 + t)[b]));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(xa.d(t0 + t)[b])), acc[t]);
       }
     }
-  });
-}
+    StoreGroup<T>(acc, y, n_out, o0, t0, std::min<int64_t>(kGroupRows, n_out - o0));
+  }
+
+};
 
 // MatMulKernels::matmul: one matrix after the other (no packed layout to fuse).
 template <void (*kMatMul)(const Tensor&, const float*, int64_t, float*, ThreadPool&)>
@@ -402,7 +361,7 @@ const MatMulKernels kAvx2F32 = {EachOut<MatMulFloat<F32Weights>>, nullptr, nullp
 const MatMulKernels kAvx2F16 = {EachOut<MatMulFloat<F16Weights>>, nullptr, nullptr};
 const MatMulKernels kAvx2BF16 = {EachOut<MatMulFloat<BF16Weights>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q8_0 = {EachOut<MatMulQuant<Q8_0Weights>>, nullptr, nullptr};
-const MatMulKernels kAvx2Q4_0 = {EachOut<MatMulQ4_0Panels>, PackedQ4_0Bytes, PackQ4_0Matrix};
+const MatMulKernels kAvx2Q4_0 = kPanelKernels<Q4_0Panels>;
 const MatMulKernels kAvx2Q4_1 = {EachOut<MatMulQuant<Q4_1Weights>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q5_0 = {EachOut<MatMulQuant<Q5_0Weights>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q5_1 = {EachOut<MatMulQuant<Q5_1Weights>>, nullptr, nullptr};

@@ -476,6 +476,7 @@ struct Block32Panels {
   using Acts = typename W::Acts;
   static constexpr int kBlock = kQK;
   static constexpr int kRecordBytes = W::kRecordBytes;
+  static constexpr int kTileRows = kPanelRows;
   static constexpr int kTileTokens = kQuantTileTokens;
   static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) { PackQuantPanel<W>(w, o0, panel); }
   template <int T>

@@ -1,15 +1,17 @@
 // AVX2 (+ FMA) matrix multiplication of K-quant weights against Q8_K
-// activations: the fallback for x86 CPUs without AVX-512. Like
-// matmul_avx2.cc it reads the file's rows in place, one row against up to 4
-// tokens, each thread a contiguous run of rows (ForRowRuns).
+// activations: the fallback for x86 CPUs without AVX-512. Q4_K, the bulk of
+// Q4_K_M files, is packed at load into panels of 8-row groups ("Q4_K
+// panels" below, quant_panels_avx2.h); the other types are read in the
+// file's rows, one row against up to 4 tokens, each thread a contiguous run
+// of rows (ForRowRuns).
 //
 // Codes are the unsigned operand of VPMADDUBSW (Q2_K 0..3, Q3_K 0..7, Q4_K
 // 0..15, Q5_K 0..31, Q6_K 0..63: pairs of products stay below 2 * 63 * 128,
 // far from 16-bit saturation; IQ4_XS: see there) and VPMADDWD applies each
 // sub-block's integer scale, so every super-block's sums are exact integers
-// as in the scalar reference (kernels/vec_dot.h): the Q2_K / Q4_K mins and
-// the Q3_K / Q6_K code offsets 4 / 32 are taken against the activations' sums
-// of 16 codes (Q8_K bsums). Only the float steps differ from the reference
+// as in the scalar reference (kernels/vec_dot.h): the Q2_K / Q4_K / Q5_K mins
+// and the Q3_K / Q6_K code offsets 4 / 32 are taken against the activations'
+// sums of 16 or 32 codes (Q8_K bsums). Only the float steps differ from the reference
 // (FMA, and a vector of 8 partial sums added at the end).
 #include <immintrin.h>
 
@@ -19,6 +21,7 @@
 #include "core/quant_blocks.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/matmul_tasks.h"
+#include "kernels/quant_panels_avx2.h"
 #include "kernels/quant_rows.h"
 #include "kernels/simd_avx2.h"
 
@@ -35,15 +38,7 @@ __m256i Halves16(int lo, int hi) {
   return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)), _mm_set1_epi16(static_cast<int16_t>(lo)));
 }
 
-// Q4_K and Q5_K: F::Codes(w, sb) gives the 32 codes of sub-block sb.
-struct Q4_KCodes {
-  using Block = BlockQ4_K;
-  static __m256i Codes(const Block& w, int sb) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.qs + 32 * (sb / 2)));
-    return _mm256_and_si256(sb % 2 == 0 ? q : _mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0F));
-  }
-};
-
+// Q5_K: Codes(w, sb) gives the 32 codes of sub-block sb.
 struct Q5_KCodes {
   using Block = BlockQ5_K;
   static __m256i Codes(const Block& w, int sb) {
@@ -306,9 +301,147 @@ void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, Thr
   for (const MatMulOut& o : outs) MatMulK<W>(*o.w, x, n_tok, o.y, pool);
 }
 
+// ---------------------------------------------------------------------------
+// Q4_K panels (quant_panels.h; TensorLayout::kPanels32 on this path). A panel
+// is 4 groups of 8 rows, one after the other; a group is one record per
+// super-block, each of exactly the bytes its 8 rows' blocks take in the file
+// (1152), lane r of every vector belonging to row r:
+//   fp16 d[8], fp16 dmin[8]
+//   u32  scales[3][8]   dword i: bytes 4i .. 4i+3 of the 6-bit scales and mins
+//   u32  qs[32][8]      dword 8h+k: bytes 32h+4k .. +3 of qs, whose low
+//        nibbles are inputs 64h+4k .. +3 (sub-block 2h) and high nibbles
+//        64h+32+4k .. +3 (sub-block 2h+1)
+// As in Q4_0's panels, VPMADDUBSW of 8 rows' codes against a broadcast group
+// of 4 activations advances 8 rows by 4 inputs; a sub-block's 8 steps sum in
+// 16 bits (8 * 2 * 15 * 128 < 2^15) and one VPMADDWD against the sub-block's
+// scale (in both 16-bit halves of each row's lane) widens and scales them.
+// The mins come off against the activations' sums of 32 (VPMADDWD of two
+// sub-blocks' mins with their two sums). All sums are exact integers.
+
+// VPSHUFB indices picking bytes b0..b3 (-1: zero) of each dword for that dword.
+__m256i DwordShuffle(int b0, int b1, int b2, int b3) {
+  const auto index = [](int b, int shift) { return static_cast<uint32_t>(b < 0 ? 0x80 : b) << shift; };
+  const uint32_t pattern = index(b0, 0) | index(b1, 8) | index(b2, 16) | index(b3, 24);
+  // Plus 4 i in each byte of dword i of a 128-bit half (0x80 + 12 keeps bit 7: still zero).
+  const __m256i base = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0C0C0C0C, 0, 0x04040404, 0x08080808, 0x0C0C0C0C);
+  return _mm256_add_epi8(_mm256_set1_epi32(static_cast<int>(pattern)), base);
+}
+
+struct Q4_KPanels {
+  static constexpr int kBlock = kQK_K;
+  static constexpr int kRecordBytes = kPanelRows * sizeof(BlockQ4_K);
+  static constexpr int kTileRows = kGroupRows;
+  static constexpr int kTileTokens = kTokens;
+  static constexpr int kGroupRecord = kGroupRows * sizeof(BlockQ4_K);
+  static constexpr int kD = 0, kDmin = 16, kScales = 32, kQs = kScales + 3 * 32;
+
+  // Q8_K blocks [n_tok][nsb].
+  class Acts {
+   public:
+    explicit Acts(int64_t n_in) : nsb_(n_in / kQK_K) {}
+    size_t bytes(int64_t n_tok) const { return static_cast<size_t>(n_tok * nsb_) * sizeof(BlockQ8_K); }
+    void set_base(void* base) { base_ = static_cast<BlockQ8_K*>(base); }
+    void Quantize(int64_t t, const float* x) const { QuantizeQ8_K(x, token(t), nsb_ * kQK_K); }
+    BlockQ8_K* token(int64_t t) const { return base_ + t * nsb_; }
+
+   private:
+    int64_t nsb_;
+    BlockQ8_K* base_ = nullptr;
+  };
+
+  static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
+    const int64_t nsb = w.cols() / kQK_K, n_out = w.rows();
+    for (int g = 0; g < kPanelRows / kGroupRows; ++g) {
+      uint8_t* group = panel + static_cast<size_t>(kGroupRecord) * static_cast<size_t>(nsb * g);
+      for (int r = 0; r < kGroupRows; ++r) {
+        const int64_t o = std::min(n_out - 1, o0 + g * kGroupRows + r);
+        const auto* row = reinterpret_cast<const BlockQ4_K*>(w.row(o));
+        for (int64_t b = 0; b < nsb; ++b) {
+          uint8_t* rec = group + kGroupRecord * b;
+          std::memcpy(rec + kD + 2 * r, &row[b].d, 2);
+          std::memcpy(rec + kDmin + 2 * r, &row[b].dmin, 2);
+          for (int i = 0; i < 3; ++i) std::memcpy(rec + kScales + 32 * i + 4 * r, row[b].scales + 4 * i, 4);
+          for (int m = 0; m < kQK_K / 8; ++m) std::memcpy(rec + kQs + 32 * m + 4 * r, row[b].qs + 4 * m, 4);
+        }
+      }
+    }
+  }
+
+  // y[t0 .. t0+T-1][o0 .. o0+7] (rows < n_out stored) from the 8 rows of one group.
+  template <int T>
+  static void Tile(const uint8_t* group, int64_t nsb, const Acts& xa, int64_t t0, float* y, int64_t n_out,
+                   int64_t o0) {
+    __m256 acc[T];
+    const __m256i low6 = _mm256_set1_epi8(0x3F), low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nsb; ++b) {
+      const uint8_t* rec = group + kGroupRecord * b;
+      // The scales and mins as bytes of each row's dword: sc[0] sub-blocks
+      // 0-3, sc[1] 4-7, mn likewise (ggml's get_scale_min_k4, 8 rows at once).
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + kScales));
+      const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + kScales + 32));
+      const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + kScales + 64));
+      const __m256i sc[2] = {_mm256_and_si256(a, low6),
+                             _mm256_or_si256(_mm256_and_si256(c, low4), _mm256_and_si256(_mm256_srli_epi32(a, 2), bits45))};
+      const __m256i mn[2] = {
+          _mm256_and_si256(m, low6),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(c, 4), low4), _mm256_and_si256(_mm256_srli_epi32(m, 2), bits45))};
+      __m256i isum[T];
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) isum[t] = _mm256_setzero_si256();
+      STRATA_UNROLL
+      for (int j = 0; j < 8; ++j) {
+        // Sub-block j's scale in both 16-bit halves of each row's lane.
+        const __m256i scale = _mm256_shuffle_epi8(sc[j / 4], DwordShuffle(j % 4, -1, j % 4, -1));
+        __m256i w[8];
+        STRATA_UNROLL
+        for (int k = 0; k < 8; ++k) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec + kQs + 32 * (8 * (j / 2) + k)));
+          w[k] = _mm256_and_si256(j % 2 == 0 ? v : _mm256_srli_epi16(v, 4), low4);
+        }
+        STRATA_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const int8_t* xq = xa.token(t0 + t)[b].qs + 32 * j;
+          __m256i sum16 = _mm256_maddubs_epi16(w[0], _mm256_set1_epi32(LoadI32(xq)));
+          STRATA_UNROLL
+          for (int k = 1; k < 8; ++k)
+            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(LoadI32(xq + 4 * k))));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(sum16, scale));
+        }
+      }
+      // Mins of sub-blocks 2p and 2p+1 as a 16-bit pair in each row's lane.
+      __m256i mins[4];
+      STRATA_UNROLL
+      for (int p = 0; p < 4; ++p)
+        mins[p] = _mm256_shuffle_epi8(mn[p / 2], DwordShuffle(2 * (p % 2), -1, 2 * (p % 2) + 1, -1));
+      const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + kD)));
+      const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + kDmin)));
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) {
+        const BlockQ8_K& x = xa.token(t0 + t)[b];
+        // Sums of 32: dwords 0, 1, 4, 5 hold the pairs (s0, s1), (s2, s3), (s4, s5), (s6, s7).
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
+        const __m256i s32 = _mm256_hadd_epi16(bs, bs);
+        __m256i msum = _mm256_setzero_si256();
+        STRATA_UNROLL
+        for (int p = 0; p < 4; ++p) {
+          const __m256i pair = _mm256_permutevar8x32_epi32(s32, _mm256_set1_epi32(p < 2 ? p : p + 2));
+          msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mins[p], pair));
+        }
+        const __m256 dx = _mm256_set1_ps(x.d);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, dx), acc[t]);
+        acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin, dx), acc[t]);
+      }
+    }
+    StoreGroup<T>(acc, y, n_out, o0, t0, std::min<int64_t>(kGroupRows, n_out - o0));
+  }
+
+};
+
 }  // namespace
 
-const MatMulKernels kAvx2Q4_K = {EachOut<MinKWeights<Q4_KCodes>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q4_K = kPanelKernels<Q4_KPanels>;
 const MatMulKernels kAvx2Q5_K = {EachOut<MinKWeights<Q5_KCodes>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q6_K = {EachOut<Q6_KWeights>, nullptr, nullptr};
 const MatMulKernels kAvx2Q2_K = {EachOut<Q2_KWeights>, nullptr, nullptr};

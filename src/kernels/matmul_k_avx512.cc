@@ -203,6 +203,7 @@ struct KWeights {
   using Acts = KActs;
   static constexpr int kBlock = kQK_K;
   static constexpr int kRecordBytes = kPanelRows * static_cast<int>(sizeof(typename F::Block));
+  static constexpr int kTileRows = kPanelRows;
   static constexpr int kTileTokens = 8;
   static constexpr int kSub = F::kSub, kSubBlocks = kQK_K / kSub, kSteps = kSub / 4;
   static constexpr float kSumsFactor = 1.0f / static_cast<float>(1 << F::kOddShift);
