@@ -86,7 +86,7 @@ void MatMulShared(std::span<const MatMulOut> outs, const float* x, int64_t n_tok
 // ---- packed matrices ----
 // A path may read a matrix in a layout of its own, packed once at model load
 // instead of on every call: AVX-512 packs F32, F16, BF16 and every quantized
-// type it has kernels for, AVX2 packs Q4_0 and Q4_K, into 32-row panels
+// type it has kernels for, AVX2 packs Q8_0, Q4_0 and Q4_K, into 32-row panels
 // (TensorLayout::kPanels32) that their register tiles read as they are.
 // Packing keeps the bytes per row (the last panel is padded to 32 rows).
 // It does not change quantized results or prefill's; float decode (fewer

@@ -3,17 +3,18 @@
 // 4 tokens, vectors running along the input dimension. Threads take runs of
 // consecutive rows, so each reads one sequential stream (the hardware
 // prefetcher handles that; several interleaved short rows measured far slower).
-// Weights other than Q4_0 are read in place (no repacking).
+// Weights other than Q8_0 and Q4_0 are read in place (no repacking).
 //
 // Quantized weights multiply Q8_0-quantized activations with VPMADDUBSW, which
 // needs an unsigned operand and saturates at 16 bits: |w| is made the unsigned
 // operand and w's sign moved onto x (|w|*|x| <= 127*127, so pairs never saturate).
 //
-// Q4_0 instead has a packed layout (PackMatrix, TensorLayout::kPanels32; see
-// "Q4_0 panels" below) in which 8 rows share the lanes of a vector, so one
-// broadcast group of 4 activations advances 8 rows by 4 inputs: about a third
-// of the row kernel's instructions per weight byte, which on this path bound
-// decode below the memory bandwidth.
+// Q4_0 and Q8_0 instead have a packed layout (PackMatrix,
+// TensorLayout::kPanels32; see "Q4_0 panels" and "Q8_0 panels" below) in
+// which 8 rows share the lanes of a vector, so one broadcast group of 4
+// activations advances 8 rows by 4 inputs: for Q4_0 about a third of the row
+// kernel's instructions per weight byte, which on this path bound decode
+// below the memory bandwidth.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -156,12 +157,6 @@ void QuantizeActs(const float* x, int64_t nb, int8_t* qs, float* d, float* s, in
   }
 }
 
-struct Q8_0Weights {
-  using Block = BlockQ8_0;
-  static constexpr bool kMin = false;
-  static __m256i Load(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
-};
-
 // The 32 nibbles of a block's nibble pairs in element order.
 __m256i Nibbles(const uint8_t* qs) {
   const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
@@ -271,49 +266,62 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
 
 constexpr int kQ4Steps = kQK / 4;
 
-struct Q4_0Panels {
+// The panels' activations: QuantizedActs' qs and d, then (kComp, Q4_0) int32 comp[nb].
+template <bool kComp>
+class PanelActs {
+ public:
+  explicit PanelActs(int64_t n_in)
+      : xa_{n_in / kQK,
+            RoundUp64(static_cast<size_t>(n_in / kQK) * (kQK + sizeof(float) + (kComp ? sizeof(int32_t) : 0))), nullptr} {}
+  size_t bytes(int64_t n_tok) const { return xa_.stride * static_cast<size_t>(n_tok); }
+  void set_base(void* base) { xa_.base = static_cast<uint8_t*>(base); }
+  void Quantize(int64_t t, const float* x) const {
+    QuantizeActs(x, xa_.nb, xa_.qs(t), xa_.d(t), nullptr, kComp ? comp(t) : nullptr);
+  }
+
+  const int8_t* qs(int64_t t) const { return xa_.qs(t); }
+  const float* d(int64_t t) const { return xa_.d(t); }
+  int32_t* comp(int64_t t) const { return reinterpret_cast<int32_t*>(xa_.base + xa_.stride * t + xa_.nb * (kQK + 4)); }
+
+ private:
+  QuantizedActs xa_;
+};
+
+// The panel interface (quant_panels.h) of a type of 32-input blocks (fp16 d,
+// then qs) but its Tile; kComp: the activations carry comp.
+template <class Block, bool kComp>
+struct Block32Panels {
   static constexpr int kBlock = kQK;
-  static constexpr int kRecordBytes = kPanelRows * sizeof(BlockQ4_0);
+  static constexpr int kRecordBytes = kPanelRows * sizeof(Block);
   static constexpr int kTileRows = kGroupRows;
   static constexpr int kTileTokens = kTokens;
-  static constexpr size_t kGroupRecordBytes = kGroupRows * sizeof(BlockQ4_0);
+  using Acts = PanelActs<kComp>;
 
-  // QuantizedActs' qs and d, then int32 comp[nb].
-  class Acts {
-   public:
-    explicit Acts(int64_t n_in)
-        : xa_{n_in / kQK, RoundUp64(static_cast<size_t>(n_in / kQK) * (kQK + sizeof(float) + sizeof(int32_t))),
-              nullptr} {}
-    size_t bytes(int64_t n_tok) const { return xa_.stride * static_cast<size_t>(n_tok); }
-    void set_base(void* base) { xa_.base = static_cast<uint8_t*>(base); }
-    void Quantize(int64_t t, const float* x) const { QuantizeActs(x, xa_.nb, xa_.qs(t), xa_.d(t), nullptr, comp(t)); }
+  // Rows o0 .. o0+31 of w as 4 groups, each d[nb][8] and then the qs dwords
+  // as [block][dword][row][4].
+  static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel);
+};
 
-    const int8_t* qs(int64_t t) const { return xa_.qs(t); }
-    const float* d(int64_t t) const { return xa_.d(t); }
-    int32_t* comp(int64_t t) const { return reinterpret_cast<int32_t*>(xa_.base + xa_.stride * t + xa_.nb * (kQK + 4)); }
-
-   private:
-    QuantizedActs xa_;
-  };
-
-  static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
-    const int64_t nb = w.cols() / kQK, n_out = w.rows();
-    for (int g = 0; g < kPanelRows / kGroupRows; ++g) {
-      uint8_t* group = panel + kGroupRecordBytes * static_cast<size_t>(nb * g);
-      auto* d = reinterpret_cast<uint16_t*>(group);
-      uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
-      for (int r = 0; r < kGroupRows; ++r) {
-        const int64_t o = std::min(n_out - 1, o0 + g * kGroupRows + r);
-        const auto* row = reinterpret_cast<const BlockQ4_0*>(w.row(o));
-        for (int64_t b = 0; b < nb; ++b) {
-          d[b * kGroupRows + r] = row[b].d;
-          for (int k = 0; k < kQ4Steps / 2; ++k)
-            std::memcpy(q + ((b * (kQ4Steps / 2) + k) * kGroupRows + r) * 4, row[b].qs + 4 * k, 4);
-        }
+template <class Block, bool kComp>
+void Block32Panels<Block, kComp>::PackPanel(const Tensor& w, int64_t o0, uint8_t* panel) {
+  constexpr int kDwords = sizeof(Block::qs) / 4;
+  const int64_t nb = w.cols() / kQK, n_out = w.rows();
+  for (int g = 0; g < kPanelRows / kGroupRows; ++g) {
+    uint8_t* group = panel + sizeof(Block) * static_cast<size_t>(kGroupRows * nb * g);
+    auto* d = reinterpret_cast<uint16_t*>(group);
+    uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
+    for (int r = 0; r < kGroupRows; ++r) {
+      const int64_t o = std::min(n_out - 1, o0 + g * kGroupRows + r);
+      const auto* row = reinterpret_cast<const Block*>(w.row(o));
+      for (int64_t b = 0; b < nb; ++b) {
+        d[b * kGroupRows + r] = row[b].d;
+        for (int k = 0; k < kDwords; ++k) std::memcpy(q + ((b * kDwords + k) * kGroupRows + r) * 4, row[b].qs + 4 * k, 4);
       }
     }
   }
+}
 
+struct Q4_0Panels : Block32Panels<BlockQ4_0, true> {
   // y[t0 .. t0+T-1][o0 .. o0+7] (rows < n_out stored) from the 8 rows of one group.
   template <int T>
   static void Tile(const uint8_t* group, int64_t nb, const Acts& xa, int64_t t0, float* y, int64_t n_out,
@@ -349,6 +357,50 @@ struct Q4_0Panels {
 
 };
 
+// ---------------------------------------------------------------------------
+// Q8_0 panels: as Q4_0's, a group holding exactly its 8 rows' bytes:
+//   fp16 d[nb][8]
+//   i8   q[nb][8][8][4]    [block][k step][row][4 bytes]: inputs 4k .. 4k+3
+// |w| is VPMADDUBSW's unsigned operand and w's sign moves onto the broadcast
+// activations lane by lane; pairs of products reach 2 * 127 * 127, so every
+// step widens with VPMADDWD (no 16-bit sums across steps).
+struct Q8_0Panels : Block32Panels<BlockQ8_0, false> {
+  static constexpr int kSteps = kQK / 4;
+
+  // y[t0 .. t0+T-1][o0 .. o0+7] (rows < n_out stored) from the 8 rows of one group.
+  template <int T>
+  static void Tile(const uint8_t* group, int64_t nb, const Acts& xa, int64_t t0, float* y, int64_t n_out,
+                   int64_t o0) {
+    __m256 acc[T];
+    const auto* d = reinterpret_cast<const __m128i*>(group);
+    const uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
+    const __m256i ones = _mm256_set1_epi16(1);
+    STRATA_UNROLL
+    for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(d + b));
+      const auto* wq = reinterpret_cast<const __m256i*>(q + b * kSteps * 32);
+      __m256i sum[T];
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t) sum[t] = _mm256_setzero_si256();
+      STRATA_UNROLL
+      for (int k = 0; k < kSteps; ++k) {
+        const __m256i w = _mm256_loadu_si256(wq + k);
+        const __m256i wabs = _mm256_sign_epi8(w, w);
+        STRATA_UNROLL
+        for (int t = 0; t < T; ++t) {
+          const __m256i x = _mm256_set1_epi32(LoadI32(xa.qs(t0 + t) + b * kQK + 4 * k));
+          sum[t] = _mm256_add_epi32(sum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(x, w)), ones));
+        }
+      }
+      STRATA_UNROLL
+      for (int t = 0; t < T; ++t)
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xa.d(t0 + t)[b])), acc[t]);
+    }
+    StoreGroup<T>(acc, y, n_out, o0, t0, std::min<int64_t>(kGroupRows, n_out - o0));
+  }
+};
+
 // MatMulKernels::matmul: one matrix after the other (no packed layout to fuse).
 template <void (*kMatMul)(const Tensor&, const float*, int64_t, float*, ThreadPool&)>
 void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, ThreadPool& pool) {
@@ -360,7 +412,7 @@ void EachOut(std::span<const MatMulOut> outs, const float* x, int64_t n_tok, Thr
 const MatMulKernels kAvx2F32 = {EachOut<MatMulFloat<F32Weights>>, nullptr, nullptr};
 const MatMulKernels kAvx2F16 = {EachOut<MatMulFloat<F16Weights>>, nullptr, nullptr};
 const MatMulKernels kAvx2BF16 = {EachOut<MatMulFloat<BF16Weights>>, nullptr, nullptr};
-const MatMulKernels kAvx2Q8_0 = {EachOut<MatMulQuant<Q8_0Weights>>, nullptr, nullptr};
+const MatMulKernels kAvx2Q8_0 = kPanelKernels<Q8_0Panels>;
 const MatMulKernels kAvx2Q4_0 = kPanelKernels<Q4_0Panels>;
 const MatMulKernels kAvx2Q4_1 = {EachOut<MatMulQuant<Q4_1Weights>>, nullptr, nullptr};
 const MatMulKernels kAvx2Q5_0 = {EachOut<MatMulQuant<Q5_0Weights>>, nullptr, nullptr};

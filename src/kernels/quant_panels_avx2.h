@@ -1,5 +1,5 @@
 // 32-row panels of quantized weights (quant_panels.h) on the AVX2 path,
-// shared by the AVX2 matmul files (matmul_avx2.cc: Q4_0; matmul_k_avx2.cc:
+// shared by the AVX2 matmul files (matmul_avx2.cc: Q8_0, Q4_0; matmul_k_avx2.cc:
 // Q4_K). A panel's 32 rows are 4 groups of 8, one after the other, one row
 // per 32-bit lane of a vector; a register tile (kTileRows = 8) multiplies
 // one group's rows with T tokens. Internal to src/kernels.
