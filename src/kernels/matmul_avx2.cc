@@ -264,7 +264,7 @@ void MatMulQuant(const Tensor& w, const float* x, int64_t n_tok, float* y, Threa
 // (8 * 2 * 15 * 128 < 2^15), VPMADDWD widens them once, and the sum starts at
 // the activations' comp = -8 * sum(activation block), which cancels the +8.
 
-constexpr int kQ4Steps = kQK / 4;
+constexpr int kSteps = kQK / 4;  // 4-input steps per block
 
 // The panels' activations: QuantizedActs' qs and d, then (kComp, Q4_0) int32 comp[nb].
 template <bool kComp>
@@ -297,8 +297,11 @@ struct Block32Panels {
   static constexpr int kTileTokens = kTokens;
   using Acts = PanelActs<kComp>;
 
-  // Rows o0 .. o0+31 of w as 4 groups, each d[nb][8] and then the qs dwords
+  // A group: fp16 d[nb][8] at its start, then at CodesOffset the qs dwords
   // as [block][dword][row][4].
+  static size_t CodesOffset(int64_t nb) { return static_cast<size_t>(nb) * kGroupRows * sizeof(uint16_t); }
+
+  // Rows o0 .. o0+31 of w as 4 groups.
   static void PackPanel(const Tensor& w, int64_t o0, uint8_t* panel);
 };
 
@@ -309,7 +312,7 @@ void Block32Panels<Block, kComp>::PackPanel(const Tensor& w, int64_t o0, uint8_t
   for (int g = 0; g < kPanelRows / kGroupRows; ++g) {
     uint8_t* group = panel + sizeof(Block) * static_cast<size_t>(kGroupRows * nb * g);
     auto* d = reinterpret_cast<uint16_t*>(group);
-    uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
+    uint8_t* q = group + CodesOffset(nb);
     for (int r = 0; r < kGroupRows; ++r) {
       const int64_t o = std::min(n_out - 1, o0 + g * kGroupRows + r);
       const auto* row = reinterpret_cast<const Block*>(w.row(o));
@@ -328,33 +331,32 @@ struct Q4_0Panels : Block32Panels<BlockQ4_0, true> {
                    int64_t o0) {
     __m256 acc[T];
     const auto* d = reinterpret_cast<const __m128i*>(group);
-    const uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
+    const uint8_t* q = group + CodesOffset(nb);
     const __m256i mask = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(d + b));
-      __m256i w[kQ4Steps];
+      __m256i w[kSteps];
       STRATA_UNROLL
-      for (int k = 0; k < kQ4Steps / 2; ++k) {
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + (b * (kQ4Steps / 2) + k) * 32));
+      for (int k = 0; k < kSteps / 2; ++k) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + (b * (kSteps / 2) + k) * 32));
         w[k] = _mm256_and_si256(v, mask);
-        w[k + kQ4Steps / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+        w[k + kSteps / 2] = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
       }
       STRATA_UNROLL
       for (int t = 0; t < T; ++t) {
         const int8_t* xq = xa.qs(t0 + t) + b * kQK;
         __m256i sum16 = _mm256_maddubs_epi16(w[0], _mm256_set1_epi32(LoadI32(xq)));
         STRATA_UNROLL
-        for (int k = 1; k < kQ4Steps; ++k)
+        for (int k = 1; k < kSteps; ++k)
           sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(LoadI32(xq + 4 * k))));
         const __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(sum16, ones), _mm256_set1_epi32(xa.comp(t0 + t)[b]));
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, _mm256_set1_ps(xa.d(t0 + t)[b])), acc[t]);
       }
     }
-    StoreGroup<T>(acc, y, n_out, o0, t0, std::min<int64_t>(kGroupRows, n_out - o0));
+    StoreGroup<T>(acc, y, n_out, o0, t0);
   }
-
 };
 
 // ---------------------------------------------------------------------------
@@ -365,15 +367,13 @@ struct Q4_0Panels : Block32Panels<BlockQ4_0, true> {
 // activations lane by lane; pairs of products reach 2 * 127 * 127, so every
 // step widens with VPMADDWD (no 16-bit sums across steps).
 struct Q8_0Panels : Block32Panels<BlockQ8_0, false> {
-  static constexpr int kSteps = kQK / 4;
-
   // y[t0 .. t0+T-1][o0 .. o0+7] (rows < n_out stored) from the 8 rows of one group.
   template <int T>
   static void Tile(const uint8_t* group, int64_t nb, const Acts& xa, int64_t t0, float* y, int64_t n_out,
                    int64_t o0) {
     __m256 acc[T];
     const auto* d = reinterpret_cast<const __m128i*>(group);
-    const uint8_t* q = group + nb * kGroupRows * sizeof(uint16_t);
+    const uint8_t* q = group + CodesOffset(nb);
     const __m256i ones = _mm256_set1_epi16(1);
     STRATA_UNROLL
     for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
@@ -397,7 +397,7 @@ struct Q8_0Panels : Block32Panels<BlockQ8_0, false> {
       for (int t = 0; t < T; ++t)
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xa.d(t0 + t)[b])), acc[t]);
     }
-    StoreGroup<T>(acc, y, n_out, o0, t0, std::min<int64_t>(kGroupRows, n_out - o0));
+    StoreGroup<T>(acc, y, n_out, o0, t0);
   }
 };
 

@@ -11,8 +11,8 @@
 // sub-block's integer scale, so every super-block's sums are exact integers
 // as in the scalar reference (kernels/vec_dot.h): the Q2_K / Q4_K / Q5_K mins
 // and the Q3_K / Q6_K code offsets 4 / 32 are taken against the activations'
-// sums of 16 or 32 codes (Q8_K bsums). Only the float steps differ from the reference
-// (FMA, and a vector of 8 partial sums added at the end).
+// sums of 16 or 32 codes (Q8_K bsums). Only the float steps differ from the
+// reference (FMA, and vectors of 8 partial sums).
 #include <immintrin.h>
 
 #include <cstdint>
@@ -434,9 +434,8 @@ struct Q4_KPanels {
         acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmin, dx), acc[t]);
       }
     }
-    StoreGroup<T>(acc, y, n_out, o0, t0, std::min<int64_t>(kGroupRows, n_out - o0));
+    StoreGroup<T>(acc, y, n_out, o0, t0);
   }
-
 };
 
 }  // namespace

@@ -30,9 +30,10 @@ int32_t LoadI32(const int8_t* p) {
   return v;
 }
 
-// y[t0 .. t0+T-1][o0 .. o0+n_rows-1] (n_rows <= 8) from the 8 lanes of acc[t].
+// y[t0 .. t0+T-1][o0 .. o0+7] from the 8 lanes of acc[t]; rows >= n_out are not stored.
 template <int T>
-void StoreGroup(const __m256 (&acc)[T], float* y, int64_t n_out, int64_t o0, int64_t t0, int64_t n_rows) {
+void StoreGroup(const __m256 (&acc)[T], float* y, int64_t n_out, int64_t o0, int64_t t0) {
+  const int64_t n_rows = std::min<int64_t>(kGroupRows, n_out - o0);
   for (int t = 0; t < T; ++t) {
     float* yt = y + (t0 + t) * n_out + o0;
     if (n_rows == kGroupRows) {
